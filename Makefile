@@ -1,0 +1,35 @@
+# The commands the README names. `make demo` and `make test` set everything up first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build (a plain `torch` pulls several GB of CUDA packages);
+# TSInterpret with --no-deps: its own pins clash with aeon, SHAP and scikit-learn.
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[all]"
+	$(BIN)/python -m pip install --quiet --no-deps TSInterpret==0.4.7
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/xai-suite demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/perf_gradients.py
+	$(BIN)/python -m pytest -m slow
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

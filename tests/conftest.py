@@ -1,0 +1,54 @@
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def gunpoint():
+    """GunPoint train/test splits (N, 1, 150)."""
+    import xai_suite as xs
+
+    X, y = xs.datasets.load_ucr("GunPoint", "train")
+    Xt, yt = xs.datasets.load_ucr("GunPoint", "test")
+    return X, y, Xt, yt
+
+
+@pytest.fixture(scope="session")
+def gunpoint_cnn(gunpoint):
+    """A CNN1d trained on GunPoint for a few seconds (test accuracy about 0.9)."""
+    from xai_suite_timeseries import CNN1d, fit_classifier
+
+    X, y, _, _ = gunpoint
+    torch.manual_seed(0)
+    return fit_classifier(CNN1d(1, 2), X, y, epochs=30, random_state=0)
+
+
+@pytest.fixture
+def registry_snapshot():
+    """Restore the explainer and baseline registries after a test registers entries."""
+    from xai_suite import baselines, registry
+
+    saved = (dict(registry._EXPLAINERS), dict(registry._ALIASES), set(registry._RECOMMENDED),
+             dict(baselines._BASELINES))
+    yield
+    registry._EXPLAINERS.clear()
+    registry._EXPLAINERS.update(saved[0])
+    registry._ALIASES.clear()
+    registry._ALIASES.update(saved[1])
+    registry._RECOMMENDED.clear()
+    registry._RECOMMENDED.update(saved[2])
+    baselines._BASELINES.clear()
+    baselines._BASELINES.update(saved[3])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,34 @@
+import torch
+
+from xai_suite import batching
+from xai_suite.batching import ActivationProbe, auto_rows, probe_activations, resolve_device
+
+
+def test_probe_counts_leaf_outputs():
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 10, 2))
+    p = probe_activations(model, torch.zeros(4, 1, 10))
+    # input 10 + conv 80 + relu 80 + flatten 80 + linear 2 floats per row
+    assert p.total == (10 + 80 + 80 + 80 + 2) * 4
+    assert p.largest == 80 * 4
+
+
+def test_auto_rows_on_cpu_respects_chunk_and_budget():
+    probe = ActivationProbe(total=100_000, largest=40_000)
+    cpu = torch.device("cpu")
+    rows = auto_rows(probe, cpu, max_memory=None)
+    assert rows == min(batching.CPU_CHUNK_BYTES // 100_000, batching.CPU_TENSOR_BYTES // 40_000)
+    assert auto_rows(probe, cpu, max_memory=3_000_000) == 10  # 3e6 / (3 * 1e5)
+    assert auto_rows(ActivationProbe(10, 10), cpu, None) > batching.CPU_MIN_ROWS
+    assert auto_rows(ActivationProbe(10**9, 10**9), cpu, max_memory=2 * 10**9) == 1
+
+
+def test_auto_rows_on_gpu_fills_the_budget():
+    probe = ActivationProbe(total=1000, largest=1000)
+    assert auto_rows(probe, torch.device("cuda"), max_memory=3_000_000_000) == 1_000_000
+
+
+def test_device_resolution():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")

@@ -1,0 +1,145 @@
+"""Input checks at the boundary: every error names what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+# The number of array dimensions (batch axis included) decides the modality.
+NDIM_TO_MODALITY = {2: "tabular", 3: "timeseries", 4: "image"}
+MODALITY_LAYOUT = {
+    "tabular": "(N, F)",
+    "timeseries": "(N, C, T)",
+    "image": "(N, C, H, W)",
+    "text": "token ids (N, L)",
+}
+
+
+def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
+    """Convert a numeric array or tensor to a detached float32 CPU tensor, checking values.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        Numeric data of any shape.
+    name : str
+        How the error messages call this argument.
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 tensor of the same shape.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.is_complex():
+            raise TypeError(f"{name} must be real-valued, got a complex tensor")
+        t = t.to("cpu", torch.float32)
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numeric numpy array or torch tensor: {exc}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} must be a numeric numpy array or torch tensor, got dtype {arr.dtype}"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if not torch.isfinite(t).all():
+        n_bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite numbers")
+    return t
+
+
+def infer_modality(x: torch.Tensor, allowed: Sequence[str], who: str) -> str:
+    """Return the modality implied by ``x.ndim`` and check that ``who`` explains it."""
+    modality = NDIM_TO_MODALITY.get(x.ndim)
+    if modality is None or modality not in allowed:
+        layouts = " or ".join(f"{m} {MODALITY_LAYOUT[m]}" for m in allowed)
+        got = f"a {x.ndim}-D array of shape {tuple(x.shape)}"
+        if modality is not None:
+            got += f" ({modality})"
+        raise ValueError(f"{who} explains {layouts} inputs; got {got}")
+    if x.shape[0] == 0:
+        raise ValueError(f"inputs must hold at least one instance; got shape {tuple(x.shape)}")
+    return modality
+
+
+def check_instance_shape(x: torch.Tensor, expected: tuple[int, ...] | None, where: str) -> None:
+    """Check that ``x`` has per-instance shape ``expected`` (the shape seen by ``fit``)."""
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise ValueError(
+            f"inputs have per-instance shape {tuple(x.shape[1:])} but {where} saw "
+            f"{tuple(expected)}; expected inputs of shape (N, {', '.join(map(str, expected))})"
+        )
+
+
+def resolve_target(target, predictions: np.ndarray) -> np.ndarray:
+    """Turn ``target`` into one class index per instance.
+
+    Parameters
+    ----------
+    target : None, int or array-like of int, shape (N,)
+        ``None`` means the predicted class (arg-max of the model output).
+    predictions : numpy.ndarray, shape (N, K)
+        The model's outputs.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N,)
+    """
+    n, k = predictions.shape
+    if target is None:
+        return predictions.argmax(axis=1).astype(np.int64)
+    if isinstance(target, torch.Tensor):
+        target = target.detach().cpu().numpy()
+    arr = np.asarray(target)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"target must be an int or integer array of shape ({n},), got {arr.dtype}")
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr), dtype=np.int64)
+    elif arr.shape != (n,):
+        raise ValueError(f"target must be an int or an array of shape ({n},); got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= k:
+        raise ValueError(
+            f"target must lie in 0..{k - 1} (the model has {k} output(s)); "
+            f"got values in {int(arr.min())}..{int(arr.max())}"
+        )
+    return arr.astype(np.int64)
+
+
+def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines") -> torch.Tensor:
+    """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``.
+
+    Anything else raises; nothing is broadcast along other axes.
+    """
+    if tuple(b.shape) == tuple(x.shape):
+        return b
+    if tuple(b.shape) == tuple(x.shape[1:]):
+        return b.unsqueeze(0).expand_as(x)
+    raise ValueError(
+        f"{name} must have the inputs' shape {tuple(x.shape)} or one instance's shape "
+        f"{tuple(x.shape[1:])}; got {tuple(b.shape)}"
+    )
+
+
+def parse_bytes(value) -> int | None:
+    """Parse ``512e6``, ``"512MB"``, ``"2GiB"`` into bytes; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"max_memory must be positive, got {value}")
+        return int(value)
+    if isinstance(value, str):
+        units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 1e3, "mb": 1e6, "gb": 1e9, "b": 1}
+        s = value.strip().lower().replace(" ", "")
+        for unit, factor in units.items():
+            if s.endswith(unit):
+                try:
+                    return parse_bytes(float(s[: -len(unit)]) * factor)
+                except ValueError:
+                    break
+    raise ValueError(f"max_memory must be a number of bytes or a string like '512MiB'; got {value!r}")

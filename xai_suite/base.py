@@ -1,0 +1,414 @@
+"""Explainer base classes and their tags.
+
+Every explainer is a class whose constructor takes the model and keyword-only
+hyper-parameters and only stores them (so ``get_params``/``set_params``/:func:`clone` work
+by introspection). :meth:`AttributionExplainer.explain` is a template method: it validates
+the inputs, prepares the model, computes predictions and targets, calls the subclass's
+``_attribute`` and wraps the result, computing the completeness error centrally for every
+method that has one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+
+from ._validation import (
+    as_float_tensor,
+    broadcast_baseline,
+    check_instance_shape,
+    infer_modality,
+    parse_bytes,
+    resolve_target,
+)
+from .baselines import Baseline, NotFittedError, _jsonable, ensure_baseline
+from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
+from .explanation import Explanation
+from .modeling import ModelWrapper
+
+if TYPE_CHECKING:
+    from .registry import ExplainerInfo
+
+FAMILIES = (
+    "gradient",
+    "perturbation",
+    "surrogate",
+    "propagation",
+    "counterfactual",
+    "concept",
+    "mechanistic",
+)
+
+
+@dataclass(frozen=True)
+class Tags:
+    """What an explainer can do; decides which conformance checks apply.
+
+    Attributes
+    ----------
+    family : str
+        One of :data:`FAMILIES`.
+    modalities : tuple of str
+        Input layouts it explains: ``tabular`` (N, F), ``timeseries`` (N, C, T),
+        ``image`` (N, C, H, W), ``text``.
+    model_kinds : tuple of str
+        Model kinds it accepts (see :mod:`xai_suite.modeling`).
+    needs_baseline : bool
+        Takes a ``baseline`` (and explicit ``baselines=`` arrays in ``explain``).
+    uses_feature_mask : bool
+        Takes ``feature_mask=`` in ``explain`` (features perturbed together).
+    needs_fit : bool
+        Always needs ``fit(X, y)`` before ``explain`` (baselines that learn from data make
+        any baseline-taking explainer need it too).
+    stochastic : bool
+        Results are random; ``random_state`` makes them repeatable.
+    has_convergence_delta : bool
+        Completeness holds: attributions sum to ``f(x) - f(baseline)``.
+    batch_invariant : bool
+        Results do not depend on ``batch_size``.
+    notes : str
+        Why a conformance point does not apply, where one does not.
+    """
+
+    family: str
+    modalities: tuple[str, ...]
+    model_kinds: tuple[str, ...]
+    needs_baseline: bool = False
+    uses_feature_mask: bool = False
+    needs_fit: bool = False
+    stochastic: bool = False
+    has_convergence_delta: bool = False
+    batch_invariant: bool = True
+    notes: str = ""
+
+
+@dataclass
+class Call:
+    """State of one ``explain`` call, handed to ``_attribute``.
+
+    Attributes
+    ----------
+    x : torch.Tensor, shape (N, ...)
+        Inputs on the compute device.
+    target : numpy.ndarray of int, shape (N,)
+    predictions : numpy.ndarray, shape (N, K)
+    model : ModelWrapper
+    rows : int
+        Rows per model call (the resolved ``batch_size``).
+    modality : str
+    rng : numpy.random.Generator
+    """
+
+    x: torch.Tensor
+    target: np.ndarray
+    predictions: np.ndarray
+    model: ModelWrapper
+    rows: int
+    modality: str
+    rng: np.random.Generator
+
+    @property
+    def target_t(self) -> torch.Tensor:
+        return torch.as_tensor(self.target, device=self.x.device)
+
+
+@dataclass
+class Attribution:
+    """What ``_attribute`` returns.
+
+    Attributes
+    ----------
+    values : torch.Tensor, shape (N, ...)
+    baselines : torch.Tensor, shape (S, N, ...), or None
+        The reference inputs used (``None``: the method's reference output is 0).
+    params : dict
+        Settings resolved during the call (a default layer, a window size, ...).
+    """
+
+    values: torch.Tensor
+    baselines: torch.Tensor | None = None
+    params: dict = field(default_factory=dict)
+
+
+class Explainer:
+    """Root of all explainers: parameters, fitting, and registry metadata."""
+
+    family: ClassVar[str] = ""
+    info: ClassVar[ExplainerInfo]  # set by ``register_explainer``
+
+    _fit_shape: tuple[int, ...] | None = None
+
+    def __init__(self, model):
+        self.model = model
+
+    # -- parameters (scikit-learn style) -------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p not in ("self", "model")]
+
+    def get_params(self) -> dict:
+        """The hyper-parameters passed to the constructor, by name."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params) -> Explainer:
+        """Set hyper-parameters; unknown names raise with close matches."""
+        check_param_names(type(self), params)
+        for k, v in params.items():
+            setattr(self, k, v)
+        self._fit_shape = None  # a new baseline may need fitting again
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- fitting ---------------------------------------------------------------------------
+    @property
+    def requires_fit(self) -> bool:
+        """Whether ``fit`` must be called before ``explain`` with the current parameters."""
+        if self.info.tags.needs_fit:
+            return True
+        return "baseline" in self._param_names() and self._baseline().needs_fit
+
+    def _baseline(self) -> Baseline:
+        """The ``baseline`` parameter as a :class:`Baseline` (cached while it is unchanged)."""
+        spec = self.baseline
+        cached = getattr(self, "_baseline_cache", None)
+        if cached is None or cached[0] is not spec:
+            self._baseline_cache = (spec, ensure_baseline(spec))
+        return self._baseline_cache[1]
+
+    def fit(self, X, y=None) -> Explainer:
+        """Learn what the explainer needs from training data.
+
+        Parameters
+        ----------
+        X : array-like, shape (N, ...)
+            Training inputs in the layout later given to ``explain``.
+        y : array-like of int, shape (N,), optional
+            Training labels (needed by e.g. the ``nearest_unlike`` baseline).
+
+        Returns
+        -------
+        self
+        """
+        X = as_float_tensor(X, "X")
+        infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
+        if "baseline" in self._param_names():
+            self._baseline().fit(X, y)
+        self._fit(X, y)
+        self._fit_shape = tuple(X.shape[1:])
+        return self
+
+    def _fit(self, X: torch.Tensor, y) -> None:
+        """Subclass hook: learn state beyond the baseline."""
+
+    def _check_fitted(self) -> None:
+        if self.requires_fit and self._fit_shape is None:
+            raise NotFittedError(
+                f"{self.info.qualified_name} with these parameters learns from data: call "
+                f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)"
+            )
+
+
+class AttributionExplainer(Explainer):
+    """Explainers that return one signed attribution per input element."""
+
+    def explain(self, inputs, target=None, *, baselines=None, feature_mask=None) -> Explanation:
+        """Explain ``inputs`` for class ``target``.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray or torch.Tensor, shape (N, F), (N, C, T) or (N, C, H, W)
+        target : None, int or array-like of int, shape (N,)
+            Output index to explain; ``None`` explains each instance's predicted class.
+        baselines : array-like, shape (N, ...) or (...), optional
+            Explicit reference inputs; overrides the ``baseline`` hyper-parameter.
+        feature_mask : array-like of int, shape (...) or (N, ...), optional
+            Group labels: elements with the same label are perturbed together.
+
+        Returns
+        -------
+        Explanation
+        """
+        info = self.info
+        tags, name = info.tags, info.qualified_name
+        if baselines is not None and not tags.needs_baseline:
+            raise TypeError(f"{name} takes no baselines")
+        if feature_mask is not None and not tags.uses_feature_mask:
+            raise TypeError(f"{name} takes no feature_mask")
+        batch_size = getattr(self, "batch_size", "auto")
+        check_batch_size(batch_size)
+        x = as_float_tensor(inputs, "inputs")
+        modality = infer_modality(x, tags.modalities, name)
+        check_instance_shape(x, self._fit_shape, f"{name}.fit")
+        self._check_fitted()
+        wrapper = ModelWrapper(self.model, device=getattr(self, "device", "auto"))
+        if wrapper.kind not in tags.model_kinds:
+            raise TypeError(
+                f"{name} explains models of kind {', '.join(tags.model_kinds)}; got a "
+                f"{wrapper.kind} model ({type(self.model).__name__})"
+            )
+        with wrapper.prepared():
+            x = x.to(wrapper.device)
+            try:
+                rows = self._rows(wrapper, x, batch_size)
+            except (RuntimeError, ValueError) as exc:
+                raise _model_error(x, exc) from exc
+            preds = _predict(wrapper, x, rows)
+            call = Call(
+                x=x,
+                target=resolve_target(target, preds),
+                predictions=preds,
+                model=wrapper,
+                rows=rows,
+                modality=modality,
+                rng=np.random.default_rng(getattr(self, "random_state", None)),
+            )
+            explicit = None
+            if baselines is not None:
+                explicit = broadcast_baseline(as_float_tensor(baselines, "baselines"), x.cpu())
+            mask = None if feature_mask is None else self._check_mask(feature_mask, x)
+            result = self._attribute(call, baselines=explicit, feature_mask=mask)
+            delta = None
+            if tags.has_convergence_delta:
+                delta = self._convergence_delta(call, result)
+        values = result.values.detach().float().cpu()
+        if values.shape != x.shape:
+            raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
+        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        if "baseline" in params:
+            params["baseline"] = (
+                {"name": "explicit"} if explicit is not None else self._baseline().describe()
+            )
+        params.update(_jsonable(result.params))
+        params["batch_size_used"] = rows
+        return Explanation(
+            attributions=values.numpy(),
+            inputs=x.cpu().numpy(),
+            target=call.target,
+            predictions=preds,
+            method=name,
+            params=params,
+            convergence_delta=delta,
+            baselines=None if result.baselines is None else result.baselines.cpu().numpy(),
+        )
+
+    # -- hooks and helpers for subclasses --------------------------------------------------
+    def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
+        raise NotImplementedError
+
+    def _rows(self, wrapper: ModelWrapper, x: torch.Tensor, batch_size) -> int:
+        if batch_size != "auto":
+            return int(batch_size)
+        sample = x[: min(4, x.shape[0])]
+        if wrapper.kind == "torch":
+            probe = probe_activations(wrapper.model, sample)
+        else:  # black boxes: budget by input size
+            row = sample[0].numel() * sample.element_size()
+            probe = ActivationProbe(total=4 * row, largest=row)
+        return auto_rows(probe, wrapper.device, parse_bytes(getattr(self, "max_memory", None)))
+
+    def _baselines(self, call: Call, explicit: torch.Tensor | None, n_samples: int = 1):
+        """Reference inputs, shape (S, N, ...): explicit ones or drawn from ``baseline``."""
+        if explicit is not None:
+            return explicit.unsqueeze(0).to(call.x.device)
+        b = self._baseline().sample(call.x.cpu(), call.target, n_samples, call.rng)
+        return b.to(call.x.device)
+
+    @staticmethod
+    def _check_mask(mask, x: torch.Tensor) -> torch.Tensor:
+        m = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        if m.dtype.is_floating_point or m.dtype == torch.bool:
+            raise TypeError(f"feature_mask must hold integer group labels; got {m.dtype}")
+        if tuple(m.shape) == tuple(x.shape[1:]):
+            m = m.unsqueeze(0)
+        elif tuple(m.shape) != tuple(x.shape):
+            raise ValueError(
+                f"feature_mask must have one instance's shape {tuple(x.shape[1:])} or the "
+                f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}"
+            )
+        return m.long().to(x.device)
+
+    def _convergence_delta(self, call: Call, result: Attribution) -> np.ndarray:
+        """``sum(attr) - (f(x)[t] - mean_s f(b_s)[t])`` per instance."""
+        n = call.x.shape[0]
+        idx = np.arange(n)
+        fx = call.predictions[idx, call.target].astype(np.float64)
+        if result.baselines is None:
+            fb = np.zeros(n)
+        else:
+            b = result.baselines
+            out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
+            fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
+        total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
+        return (total - (fx - fb)).astype(np.float32)
+
+
+def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
+    return ValueError(
+        f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
+        f"channels/features and the layout the model expects: {exc}"
+    )
+
+
+def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
+    try:
+        return wrapper.predict(x, rows)
+    except (RuntimeError, ValueError) as exc:
+        raise _model_error(x, exc) from exc
+
+
+class GradientExplainer(AttributionExplainer):
+    """Gradients of the target output with respect to the inputs."""
+
+    family = "gradient"
+
+
+class PerturbationExplainer(AttributionExplainer):
+    """Output changes when parts of the input are replaced."""
+
+    family = "perturbation"
+
+
+class SurrogateExplainer(AttributionExplainer):
+    """A local interpretable model fitted to perturbed outputs."""
+
+    family = "surrogate"
+
+
+class PropagationExplainer(AttributionExplainer):
+    """Relevance propagated backwards layer by layer (LRP)."""
+
+    family = "propagation"
+
+
+def check_param_names(cls: type[Explainer], params: dict) -> None:
+    """Raise a ``TypeError`` listing close matches for parameters ``cls`` does not take."""
+    known = cls._param_names()
+    unknown = [p for p in params if p not in known]
+    if unknown:
+        msgs = []
+        for p in unknown:
+            close = difflib.get_close_matches(p, known, n=3)
+            msgs.append(f"{p!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+        raise TypeError(
+            f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "
+            f"{', '.join(known)}"
+        )
+
+
+def clone(explainer: Explainer, model=None) -> Explainer:
+    """A new, unfitted explainer with the same hyper-parameters (and optionally another model)."""
+    params = {
+        k: v.clone() if isinstance(v, Baseline) else copy.deepcopy(v)
+        for k, v in explainer.get_params().items()
+    }
+    return type(explainer)(explainer.model if model is None else model, **params)

@@ -1,0 +1,164 @@
+"""Result types returned by explainers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._validation import NDIM_TO_MODALITY
+
+_AXES = {
+    "tabular": ("feature",),
+    "timeseries": ("channel", "time"),
+    "image": ("channel", "row", "col"),
+}
+_FORMAT = "xai-suite-explanation/1"
+
+
+@dataclass
+class Explanation:
+    """Attributions of a batch of instances, with everything needed to read them.
+
+    Attributes
+    ----------
+    attributions : numpy.ndarray, shape (N, ...)
+        Signed, unnormalised attributions, the same shape as ``inputs``.
+    inputs : numpy.ndarray, shape (N, ...)
+        The explained inputs, as the model saw them (float32).
+    target : numpy.ndarray of int, shape (N,)
+        The output index explained for each instance.
+    predictions : numpy.ndarray, shape (N, K)
+        The model's outputs for ``inputs``.
+    method : str
+        Qualified explainer name, e.g. ``"native:integrated_gradients"``.
+    params : dict
+        Every hyper-parameter in effect (JSON-ready), including the baseline used.
+    convergence_delta : numpy.ndarray, shape (N,), or None
+        Completeness error ``sum(attributions) - (f(x) - f(baseline))`` per instance,
+        where the method has one (``f(baseline)`` averaged over baseline draws).
+    baselines : numpy.ndarray, shape (S, N, ...), or None
+        The reference inputs actually used (``S`` draws per instance).
+    """
+
+    attributions: np.ndarray
+    inputs: np.ndarray
+    target: np.ndarray
+    predictions: np.ndarray
+    method: str
+    params: dict = field(default_factory=dict)
+    convergence_delta: np.ndarray | None = None
+    baselines: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.attributions.shape != self.inputs.shape:
+            raise ValueError(
+                f"attributions shape {self.attributions.shape} differs from inputs shape "
+                f"{self.inputs.shape}"
+            )
+        n = self.inputs.shape[0]
+        if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n:
+            raise ValueError(
+                f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
+                f"{self.target.shape} and {self.predictions.shape}"
+            )
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def modality(self) -> str:
+        """``tabular``, ``timeseries`` or ``image``, from the inputs' layout."""
+        return NDIM_TO_MODALITY.get(self.inputs.ndim, f"{self.inputs.ndim}-D")
+
+    def __repr__(self) -> str:
+        delta = (
+            ""
+            if self.convergence_delta is None
+            else f", max |delta|={np.abs(self.convergence_delta).max():.3g}"
+        )
+        return (
+            f"Explanation(method={self.method!r}, n={len(self)}, "
+            f"shape={self.inputs.shape[1:]}, modality={self.modality!r}{delta})"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per instance and input element.
+
+        Columns are ``instance``, the element's position (``feature``; ``channel, time``;
+        or ``channel, row, col``), ``input``, ``attribution`` and ``target``.
+        """
+        axes = _AXES.get(self.modality, tuple(f"axis{i}" for i in range(1, self.inputs.ndim)))
+        idx = np.indices(self.inputs.shape).reshape(self.inputs.ndim, -1)
+        data = {"instance": idx[0]}
+        data.update({name: idx[i + 1] for i, name in enumerate(axes)})
+        data["input"] = self.inputs.ravel()
+        data["attribution"] = self.attributions.ravel()
+        data["target"] = self.target[idx[0]]
+        return pd.DataFrame(data)
+
+    def plot(self, index: int = 0, ax=None, **kwargs):
+        """Plot the attributions of instance ``index``; returns the matplotlib Axes.
+
+        Tabular: a signed bar chart; time series: the series coloured by attribution;
+        images: the input next to its attribution map. See :mod:`xai_suite.viz`.
+        """
+        from .viz import plot_explanation
+
+        return plot_explanation(self, index=index, ax=ax, **kwargs)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
+        path = Path(path)
+        meta = {
+            "format": _FORMAT,
+            "method": self.method,
+            "params": self.params,
+        }
+        arrays = {
+            "attributions": self.attributions,
+            "inputs": self.inputs,
+            "target": self.target,
+            "predictions": self.predictions,
+            "meta": np.array(json.dumps(meta)),
+        }
+        if self.convergence_delta is not None:
+            arrays["convergence_delta"] = self.convergence_delta
+        if self.baselines is not None:
+            arrays["baselines"] = self.baselines
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def load_explanation(path: str | os.PathLike) -> Explanation:
+    """Read an :class:`Explanation` written by :meth:`Explanation.save`."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not an xai-suite explanation file ({_FORMAT})")
+        get = lambda key: data[key] if key in data.files else None  # noqa: E731
+        return Explanation(
+            attributions=data["attributions"],
+            inputs=data["inputs"],
+            target=data["target"],
+            predictions=data["predictions"],
+            method=meta["method"],
+            params=meta["params"],
+            convergence_delta=get("convergence_delta"),
+            baselines=get("baselines"),
+        )

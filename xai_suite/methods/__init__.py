@@ -1,0 +1,1 @@
+"""Explainer implementations, one module per backend; importing a module registers its entries."""

@@ -1,0 +1,969 @@
+"""Captum backend: ``captum:`` entries for every Captum attribution method fit for a classifier.
+
+Captum is imported when a method is first used. Our single ``batch_size`` knob (rows per
+model call) maps to Captum's own chunking argument (``internal_batch_size``,
+``nt_samples_batch_size``, ``perturbations_per_eval``), with instances chunked around it.
+Defaults are explicit: where ours differ from Captum's, the parameter's docstring says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..base import (
+    Attribution,
+    Call,
+    GradientExplainer,
+    PerturbationExplainer,
+    PropagationExplainer,
+    SurrogateExplainer,
+)
+from ..modeling import _as_2d_output
+from ..registry import register_explainer
+
+ALL = ("tabular", "timeseries", "image")
+TORCH = ("torch",)
+ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
+CAPTUM = "Kokhlikyan et al. (2020), Captum: A unified and generic model interpretability library"
+
+
+def _attr():
+    import captum.attr
+
+    return captum.attr
+
+
+class _Outputs2D(nn.Module):
+    """Wraps a module so that ``(N,)`` outputs become ``(N, 1)``, as for every other path."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return _as_2d_output(self.module(x), x.shape[0])
+
+
+def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torch.Tensor]):
+    """Run ``fn(instances, inner_rows)`` over chunks of instances and concatenate.
+
+    A chunk holds as many instances as fit in ``call.rows`` rows at ``rows_per_instance``
+    rows each (at least one); ``inner_rows`` is the row budget left per instance.
+    """
+    n = call.x.shape[0]
+    per = max(1, call.rows // max(1, rows_per_instance))
+    inner = max(1, call.rows // per)
+    return torch.cat([fn(slice(s, min(s + per, n)), inner) for s in range(0, n, per)])
+
+
+@contextlib.contextmanager
+def _seeded(call: Call):
+    """Seed torch and numpy's global generators from ``random_state``; restore them after.
+
+    Captum draws from both global generators (GradientSHAP from ``np.random``).
+    """
+    seed = int(call.rng.integers(2**31 - 1))
+    np_state = np.random.get_state()  # noqa: NPY002
+    devices = [call.x.device] if call.x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # noqa: NPY002
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)  # noqa: NPY002
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence Captum's notices about temporarily attached hooks."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Hh]ooks.*")
+        warnings.filterwarnings("ignore", message=".*non-linear.*")
+        warnings.filterwarnings("ignore", message=".*requires_grad.*")
+        yield
+
+
+def _check_positive(**values):
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}")
+
+
+def _module(call: Call) -> nn.Module:
+    return _Outputs2D(call.model.model)
+
+
+def _grad_input(x: torch.Tensor) -> torch.Tensor:
+    return x.clone().requires_grad_(True)
+
+
+# -- gradient methods ----------------------------------------------------------------------
+class _SimpleGradient(GradientExplainer):
+    """One gradient call per instance: saliency, input x gradient, guided backprop, deconvolution."""
+
+    _captum_class: str
+    _needs_module = False
+
+    def __init__(self, model, *, batch_size="auto", max_memory=None, device="auto"):
+        self.model = model
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+
+    def _kwargs(self) -> dict:
+        return {}
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        fwd = _module(call) if self._needs_module else call.model.forward
+        algo = getattr(_attr(), self._captum_class)(fwd)
+        tgt = call.target_t
+        with _quiet():
+            values = _chunked(
+                call,
+                1,
+                lambda sl, _: algo.attribute(_grad_input(call.x[sl]), target=tgt[sl], **self._kwargs()),
+            )
+        return Attribution(values)
+
+
+@register_explainer(
+    "saliency", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    summary="Gradient of the target output with respect to the input (signed by default)",
+    reference="Simonyan, Vedaldi & Zisserman (2014), Deep Inside Convolutional Networks",
+)
+class Saliency(_SimpleGradient):
+    """Saliency: the input gradient.
+
+    Parameters
+    ----------
+    abs : bool
+        Take absolute values. Default ``False`` keeps the sign (Captum's default is ``True``).
+    """
+
+    _captum_class = "Saliency"
+
+    def __init__(self, model, *, abs: bool = False, batch_size="auto", max_memory=None,
+                 device="auto"):
+        super().__init__(model, batch_size=batch_size, max_memory=max_memory, device=device)
+        self.abs = abs
+
+    def _kwargs(self):
+        return {"abs": bool(self.abs)}
+
+
+@register_explainer(
+    "input_x_gradient", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    summary="Input times its gradient", reference="Shrikumar et al. (2016), Not Just a Black Box",
+)
+class InputXGradient(_SimpleGradient):
+    """Input x gradient."""
+
+    _captum_class = "InputXGradient"
+
+
+@register_explainer(
+    "guided_backprop", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    summary="Gradient with negative gradients zeroed at every ReLU module",
+    reference="Springenberg et al. (2015), Striving for Simplicity",
+    notes="Only ReLUs that are nn.ReLU modules are overridden; functional relu calls are not.",
+)
+class GuidedBackprop(_SimpleGradient):
+    """Guided backpropagation (overrides ``nn.ReLU`` modules' gradients)."""
+
+    _captum_class = "GuidedBackprop"
+    _needs_module = True
+
+
+@register_explainer(
+    "deconvolution", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    summary="Deconvnet: gradient passed through ReLU modules by the sign of the gradient",
+    reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",
+    notes="Only ReLUs that are nn.ReLU modules are overridden; functional relu calls are not.",
+)
+class Deconvolution(_SimpleGradient):
+    """Deconvolution (Zeiler & Fergus)."""
+
+    _captum_class = "Deconvolution"
+    _needs_module = True
+
+
+@register_explainer(
+    "integrated_gradients", library="captum", modalities=ALL, model_kinds=TORCH,
+    requires=("captum",), needs_baseline=True, has_convergence_delta=True,
+    summary="Captum's integrated gradients (one baseline draw per instance)",
+    reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks",
+)
+class CaptumIntegratedGradients(GradientExplainer):
+    """Captum's ``IntegratedGradients``; ``batch_size`` maps to ``internal_batch_size``.
+
+    Parameters
+    ----------
+    baseline : str, float, callable or Baseline
+        ``"zeros"`` as in Captum.
+    n_steps : int
+        50, as in Captum.
+    quadrature : str
+        Captum's ``method``: ``"gausslegendre"``, as in Captum. Its ``riemann_trapezoid``
+        weights sum to ``1 - 1/n_steps`` (see ``native:integrated_gradients``).
+    """
+
+    def __init__(self, model, *, baseline="zeros", n_steps: int = 50,
+                 quadrature: str = "gausslegendre", batch_size="auto", max_memory=None,
+                 device="auto", random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.n_steps = n_steps
+        self.quadrature = quadrature
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(n_steps=self.n_steps)
+        b = self._baselines(call, baselines)
+        algo = _attr().IntegratedGradients(call.model.forward)
+        tgt = call.target_t
+
+        def run(sl, _):
+            # Captum integrates all instances of a chunk together, internal_batch_size rows
+            # (at least one step of every instance) per call.
+            return algo.attribute(
+                call.x[sl], baselines=b[0, sl], target=tgt[sl], n_steps=self.n_steps,
+                method=self.quadrature, internal_batch_size=max(call.rows, sl.stop - sl.start),
+            )
+
+        return Attribution(_chunked(call, self.n_steps, run), b)
+
+
+class _NoiseTunnel(GradientExplainer):
+    _nt_type: str
+
+    def __init__(self, model, *, nt_samples: int = 25, stdevs: float = 0.15,
+                 batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        self.model = model
+        self.nt_samples = nt_samples
+        self.stdevs = stdevs
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(nt_samples=self.nt_samples)
+        a = _attr()
+        algo = a.NoiseTunnel(a.Saliency(call.model.forward))
+        tgt = call.target_t
+
+        def run(sl, inner):
+            return algo.attribute(
+                call.x[sl], nt_type=self._nt_type, nt_samples=self.nt_samples,
+                nt_samples_batch_size=min(self.nt_samples, inner), stdevs=float(self.stdevs),
+                target=tgt[sl], abs=False,
+            )
+
+        with _seeded(call):
+            return Attribution(_chunked(call, self.nt_samples, run))
+
+
+_NT_DOC = """
+
+    Parameters
+    ----------
+    nt_samples : int
+        Noisy copies per instance (Captum's default is 5).
+    stdevs : float
+        Standard deviation of the Gaussian noise, in input units (Captum's default is 1.0).
+    random_state : int, optional
+        Seeds the noise.
+    """
+
+
+@register_explainer(
+    "smoothgrad", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    stochastic=True,
+    summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
+    reference="Smilkov et al. (2017), SmoothGrad: removing noise by adding noise",
+    notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to "
+    "compare runs.",
+)
+class SmoothGrad(_NoiseTunnel):
+    __doc__ = "SmoothGrad over signed saliency." + _NT_DOC
+    _nt_type = "smoothgrad"
+
+
+@register_explainer(
+    "vargrad", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    stochastic=True,
+    summary="Variance of saliency over noisy copies of the input (non-negative by definition)",
+    reference="Adebayo et al. (2018), Local explanation methods for deep neural networks lack "
+    "sensitivity to parameter values",
+    notes="A variance: non-negative up to rounding (Captum computes E[g^2] - E[g]^2, which "
+    "can come out a few ulps below zero). Captum draws the noise per chunk, so results depend "
+    "on batch_size; fix it to compare runs.",
+)
+class VarGrad(_NoiseTunnel):
+    __doc__ = "VarGrad: variance of saliency under input noise." + _NT_DOC
+    _nt_type = "vargrad"
+
+
+@register_explainer(
+    "deeplift", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    needs_baseline=True, has_convergence_delta=True,
+    summary="DeepLIFT (rescale rule): contributions relative to a baseline; complete on ReLU nets",
+    reference="Shrikumar, Greenside & Kundaje (2017), Learning Important Features Through "
+    "Propagating Activation Differences",
+    notes="Non-linearities must be modules (nn.ReLU, ...) for the rescale rule to apply. "
+    "Captum's max-pooling rule is not complete with non-zero baselines (captum#1276 and "
+    "beyond): the reported delta shows it.",
+)
+class DeepLift(GradientExplainer):
+    """DeepLIFT with the rescale rule.
+
+    Parameters
+    ----------
+    baseline : str, float, callable or Baseline
+        ``"zeros"`` as in Captum.
+    """
+
+    def __init__(self, model, *, baseline="zeros", batch_size="auto", max_memory=None,
+                 device="auto", random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        b = self._baselines(call, baselines)
+        return Attribution(_deeplift_pairs(call, b), b)
+
+
+def _deeplift_pairs(call: Call, b: torch.Tensor) -> torch.Tensor:
+    """Mean DeepLIFT attribution over the ``S`` baseline draws of every instance.
+
+    Each (draw, instance) pair is one DeepLIFT row, as inside Captum's ``DeepLiftShap``,
+    but with a baseline of its own per instance.
+    """
+    s, n = b.shape[:2]
+    algo = _attr().DeepLift(_module(call))
+    x_rep = call.x.unsqueeze(0).expand_as(b).reshape(s * n, *call.x.shape[1:])
+    b_flat = b.reshape(s * n, *call.x.shape[1:])
+    tgt = call.target_t.repeat(s)
+    rows = max(1, call.rows // 2)  # DeepLIFT runs inputs and baselines together
+    with _quiet():
+        parts = [
+            algo.attribute(_grad_input(x_rep[i : i + rows]), baselines=b_flat[i : i + rows],
+                           target=tgt[i : i + rows])
+            for i in range(0, s * n, rows)
+        ]
+    return torch.cat(parts).reshape(s, n, *call.x.shape[1:]).mean(0)
+
+
+@register_explainer(
+    "deeplift_shap", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    needs_baseline=True, has_convergence_delta=True, stochastic=True, batch_invariant=True,
+    summary="DeepLIFT averaged over a distribution of baselines (SHAP approximation)",
+    reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
+    notes="Captum's max-pooling rule is not complete with non-zero baselines (captum#1276 and "
+    "beyond): the reported delta shows it.",
+)
+class DeepLiftShap(GradientExplainer):
+    """DeepLiftShap: DeepLIFT averaged over ``n_baseline_samples`` baselines per instance.
+
+    Computed with Captum's ``DeepLift`` on (instance, baseline) pairs, which is what Captum's
+    ``DeepLiftShap`` does inside; unlike it, every instance may have baselines of its own.
+
+    Parameters
+    ----------
+    baseline : str, float, callable or Baseline
+        Default ``"training_sample"``: a background drawn from the data given to ``fit``.
+    n_baseline_samples : int
+        Baselines per instance.
+    """
+
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 10,
+                 batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(n_baseline_samples=self.n_baseline_samples)
+        b = self._baselines(call, baselines, self.n_baseline_samples)
+        return Attribution(_deeplift_pairs(call, b), b)
+
+
+@register_explainer(
+    "gradient_shap", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    needs_baseline=True, stochastic=True, batch_invariant=True,
+    summary="Expected gradients x (input - baseline) at random points between baselines and input",
+    reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
+    notes="Complete only in expectation over its random draws, so no per-instance delta.",
+)
+class GradientShap(GradientExplainer):
+    """GradientSHAP, one Captum call per instance with that instance's baselines.
+
+    Parameters
+    ----------
+    baseline : str, float, callable or Baseline
+        Default ``"training_sample"`` (a background from the data given to ``fit``).
+    n_baseline_samples : int
+        Baselines drawn per instance (the distribution GradientSHAP samples from).
+    n_samples : int
+        Random points per instance (Captum's default is 5).
+    stdevs : float
+        Noise added to the input at each point (0, as in Captum).
+    """
+
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 10,
+                 n_samples: int = 20, stdevs: float = 0.0, batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
+        self.n_samples = n_samples
+        self.stdevs = stdevs
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(n_baseline_samples=self.n_baseline_samples, n_samples=self.n_samples)
+        b = self._baselines(call, baselines, self.n_baseline_samples)
+        algo = _attr().GradientShap(call.model.forward)
+        tgt = call.target_t
+        parts = []
+        with _seeded(call):
+            for i in range(call.x.shape[0]):
+                parts.append(algo.attribute(
+                    call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples,
+                    stdevs=float(self.stdevs), target=tgt[i : i + 1],
+                ))
+        return Attribution(torch.cat(parts), b)
+
+
+# -- class activation maps -----------------------------------------------------------------
+def _resolve_layer(model: nn.Module, layer, sample: torch.Tensor) -> tuple[str, nn.Module]:
+    """A layer by dotted name or module; by default the last leaf module, in execution order,
+    whose output keeps the input's layout (N, C', T') or (N, C', H', W') with more than one
+    position, as torchcam does: typically the activation after the last convolution."""
+    named = dict(model.named_modules())
+    if layer is None:
+        seen: list[str] = []
+        names = {m: n for n, m in named.items()}
+
+        def hook(mod, _inp, out):
+            if isinstance(out, torch.Tensor) and out.ndim == sample.ndim and out.shape[2:].numel() > 1:
+                seen.append(names[mod])
+
+        leaves = [m for m in model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            with torch.no_grad():
+                model(sample)
+        finally:
+            for h in handles:
+                h.remove()
+        if not seen:
+            raise ValueError(
+                f"{type(model).__name__} has no layer with a {sample.ndim - 2}-D spatial output to "
+                "default to; pass layer='<module name>' (see model.named_modules())"
+            )
+        return seen[-1], named[seen[-1]]
+    if isinstance(layer, nn.Module):
+        for n, m in named.items():
+            if m is layer:
+                return n, m
+        raise ValueError("layer is not a submodule of the model")
+    if layer not in named:
+        import difflib
+
+        close = difflib.get_close_matches(str(layer), list(named), n=3)
+        raise ValueError(f"model has no submodule {layer!r}; close names: {close or list(named)[:8]}")
+    return layer, named[layer]
+
+
+class _CamBase(GradientExplainer):
+    def __init__(self, model, *, layer: str | None = None, batch_size="auto", max_memory=None,
+                 device="auto"):
+        self.model = model
+        self.layer = layer
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+
+
+_CAM_NOTES = ("Grad-CAM has no channel resolution: its map, upsampled to the input's length "
+              "or size, is repeated across input channels.")
+
+
+@register_explainer(
+    "grad_cam", library="captum", modalities=("timeseries", "image"), model_kinds=TORCH,
+    requires=("captum",),
+    summary="Grad-CAM: gradient-weighted class activation map of a conv layer, upsampled",
+    reference="Selvaraju et al. (2017), Grad-CAM", notes=_CAM_NOTES,
+)
+class GradCam(_CamBase):
+    """Grad-CAM on a convolutional layer, upsampled to the input (linear/bilinear).
+
+    Parameters
+    ----------
+    layer : str, optional
+        Dotted module name; default the last module whose output keeps the input's layout
+        (typically the activation after the last convolution).
+    relu_attributions : bool
+        Keep only positive evidence, as in the paper (Captum's default is ``False``).
+    """
+
+    def __init__(self, model, *, layer: str | None = None, relu_attributions: bool = True,
+                 batch_size="auto", max_memory=None, device="auto"):
+        super().__init__(model, layer=layer, batch_size=batch_size, max_memory=max_memory,
+                         device=device)
+        self.relu_attributions = relu_attributions
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        a = _attr()
+        module = _module(call)
+        name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
+        algo = a.LayerGradCam(module, layer)
+        tgt = call.target_t
+        size = tuple(call.x.shape[2:])
+        mode = "linear" if len(size) == 1 else "bilinear"
+
+        def run(sl, _):
+            cam = algo.attribute(call.x[sl], target=tgt[sl],
+                                 relu_attributions=bool(self.relu_attributions))
+            if cam.ndim != call.x.ndim:
+                raise ValueError(
+                    f"layer {name!r} outputs shape {tuple(cam.shape)}; Grad-CAM needs a layer "
+                    f"with the input's layout {call.modality}"
+                )
+            up = a.LayerAttribution.interpolate(cam, size, interpolate_mode=mode)
+            return up.expand(-1, call.x.shape[1], *size)
+
+        with _quiet():
+            values = _chunked(call, 1, run)
+        return Attribution(values, params={"layer": name})
+
+
+@register_explainer(
+    "guided_grad_cam", library="captum", modalities=("timeseries", "image"), model_kinds=TORCH,
+    requires=("captum",),
+    summary="Guided backprop multiplied by the upsampled Grad-CAM map",
+    reference="Selvaraju et al. (2017), Grad-CAM",
+)
+class GuidedGradCam(_CamBase):
+    """Guided Grad-CAM on a convolutional layer.
+
+    Parameters
+    ----------
+    layer : str, optional
+        Dotted module name; default the last module whose output keeps the input's layout
+        (typically the activation after the last convolution).
+    """
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        module = _module(call)
+        name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
+        algo = _attr().GuidedGradCam(module, layer)
+        tgt = call.target_t
+        with _quiet():
+            values = _chunked(call, 1, lambda sl, _: algo.attribute(_grad_input(call.x[sl]),
+                                                                    target=tgt[sl]))
+        return Attribution(values, params={"layer": name})
+
+
+# -- perturbation methods ------------------------------------------------------------------
+class _Perturbation(PerturbationExplainer):
+    def __init__(self, model, *, baseline="zeros", batch_size="auto", max_memory=None,
+                 device="auto", random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+
+def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    return mask if mask.shape[0] == 1 else mask[sl]
+
+
+@register_explainer(
+    "feature_ablation", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
+    requires=("captum",), needs_baseline=True, uses_feature_mask=True,
+    summary="Output drop when each feature (or feature_mask group) is set to the baseline",
+    reference=CAPTUM,
+)
+class FeatureAblation(_Perturbation):
+    """Feature ablation; ``batch_size`` maps to ``perturbations_per_eval``.
+
+    Parameters
+    ----------
+    baseline : str, float, callable or Baseline
+        Replacement values; ``"zeros"`` as in Captum.
+    """
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        b = self._baselines(call, baselines)
+        algo = _attr().FeatureAblation(call.model.forward)
+        tgt = call.target_t
+        n_features = int(feature_mask.max()) + 1 if feature_mask is not None else call.x[0].numel()
+
+        def run(sl, inner):
+            return algo.attribute(
+                call.x[sl], baselines=b[0, sl], target=tgt[sl],
+                feature_mask=_mask_for(feature_mask, sl),
+                perturbations_per_eval=max(1, min(inner, n_features)),
+            )
+
+        with torch.no_grad():
+            values = _chunked(call, max(1, min(call.rows, n_features)), run)
+        return Attribution(values, b)
+
+
+@register_explainer(
+    "feature_permutation", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
+    requires=("captum",), uses_feature_mask=True, stochastic=True,
+    summary="Output drop when a feature is shuffled across the explained batch",
+    reference="Breiman (2001), Random Forests; " + CAPTUM,
+    notes="A batch-level method: each instance's attribution depends on the other "
+    "instances explained with it (never on batch_size); needs at least 2 instances.",
+    batch_invariant=True,
+)
+class FeaturePermutation(PerturbationExplainer):
+    """Permutation importance over the explained instances.
+
+    Parameters
+    ----------
+    random_state : int, optional
+        Seeds the permutations.
+    """
+
+    def __init__(self, model, *, batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        self.model = model
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        n = call.x.shape[0]
+        if n < 2:
+            raise ValueError("captum:feature_permutation shuffles features across instances; "
+                             "explain at least 2 instances at once")
+        if feature_mask is not None and feature_mask.shape[0] != 1:
+            raise ValueError("captum:feature_permutation needs one feature_mask shared by all "
+                             "instances, of one instance's shape")
+        algo = _attr().FeaturePermutation(call.model.forward)
+        ppe = max(1, call.rows // n)
+        with _seeded(call), torch.no_grad():
+            values = algo.attribute(call.x, target=call.target_t, feature_mask=feature_mask,
+                                    perturbations_per_eval=ppe)
+        return Attribution(values)
+
+
+@register_explainer(
+    "occlusion", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
+    needs_baseline=True,
+    summary="Output drop when a sliding window of the input is set to the baseline",
+    reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",
+)
+class Occlusion(_Perturbation):
+    """Occlusion with a sliding window; ``batch_size`` maps to ``perturbations_per_eval``.
+
+    Parameters
+    ----------
+    window : tuple of int, optional
+        Window shape over one instance's axes. Default: 1 per feature (tabular),
+        ``(1, max(1, T // 10))`` for series, ``(C, max(1, H // 8), max(1, W // 8))`` for images.
+    stride : tuple of int, optional
+        Default: the window (no overlap).
+    baseline : str, float, callable or Baseline
+        Replacement values; ``"zeros"`` as in Captum.
+    """
+
+    def __init__(self, model, *, window: tuple[int, ...] | None = None,
+                 stride: tuple[int, ...] | None = None, baseline="zeros", batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
+                         device=device, random_state=random_state)
+        self.window = window
+        self.stride = stride
+
+    @staticmethod
+    def default_window(shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) == 1:
+            return (1,)
+        if len(shape) == 2:
+            return (1, max(1, shape[1] // 10))
+        return (shape[0], max(1, shape[1] // 8), max(1, shape[2] // 8))
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        shape = tuple(call.x.shape[1:])
+        window = tuple(self.window) if self.window is not None else self.default_window(shape)
+        stride = tuple(self.stride) if self.stride is not None else window
+        for what, v in (("window", window), ("stride", stride)):
+            if len(v) != len(shape) or any(int(w) < 1 for w in v) or any(
+                w > s for w, s in zip(v, shape, strict=True)
+            ):
+                raise ValueError(
+                    f"{what} must be {len(shape)} positive ints no larger than one instance's "
+                    f"shape {shape}; got {v}"
+                )
+        b = self._baselines(call, baselines)
+        algo = _attr().Occlusion(call.model.forward)
+        tgt = call.target_t
+        n_windows = int(np.prod([(s - w) // st + 1 for s, w, st in zip(shape, window, stride,
+                                                                        strict=True)]))
+
+        def run(sl, inner):
+            return algo.attribute(
+                call.x[sl], sliding_window_shapes=window, strides=stride, baselines=b[0, sl],
+                target=tgt[sl], perturbations_per_eval=max(1, min(inner, n_windows)),
+            )
+
+        with torch.no_grad():
+            values = _chunked(call, max(1, min(call.rows, n_windows)), run)
+        return Attribution(values, b, {"window": window, "stride": stride})
+
+
+@register_explainer(
+    "shapley_value_sampling", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
+    requires=("captum",), needs_baseline=True, uses_feature_mask=True, stochastic=True,
+    summary="Shapley values estimated from random feature permutations",
+    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value "
+    "based on sampling",
+    notes="Captum shares permutations within a chunk of instances, so results depend on "
+    "batch_size; fix it to compare runs.",
+)
+class ShapleyValueSampling(_Perturbation):
+    """Shapley value sampling.
+
+    Parameters
+    ----------
+    n_samples : int
+        Random permutations (25, as in Captum).
+    baseline : str, float, callable or Baseline
+        Values of absent features; ``"zeros"`` as in Captum.
+    """
+
+    def __init__(self, model, *, n_samples: int = 25, baseline="zeros", batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
+                         device=device, random_state=random_state)
+        self.n_samples = n_samples
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(n_samples=self.n_samples)
+        b = self._baselines(call, baselines)
+        algo = _attr().ShapleyValueSampling(call.model.forward)
+        tgt = call.target_t
+        n_features = int(feature_mask.max()) + 1 if feature_mask is not None else call.x[0].numel()
+
+        def run(sl, inner):
+            return algo.attribute(
+                call.x[sl], baselines=b[0, sl], target=tgt[sl],
+                feature_mask=_mask_for(feature_mask, sl), n_samples=self.n_samples,
+                perturbations_per_eval=max(1, min(inner, n_features)),
+            )
+
+        with _seeded(call), torch.no_grad():
+            values = _chunked(call, max(1, min(call.rows, n_features)), run)
+        return Attribution(values, b)
+
+
+# -- surrogates ----------------------------------------------------------------------------
+class _Surrogate(SurrogateExplainer):
+    def __init__(self, model, *, n_samples: int = 200, baseline="zeros", batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        self.model = model
+        self.n_samples = n_samples
+        self.baseline = baseline
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _make(self, a, forward):
+        raise NotImplementedError
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_positive(n_samples=self.n_samples)
+        b = self._baselines(call, baselines)
+        algo = self._make(_attr(), call.model.forward)
+        tgt = call.target_t
+        ppe = max(1, min(call.rows, self.n_samples))
+        parts = []
+        with _seeded(call), torch.no_grad():
+            for i in range(call.x.shape[0]):  # one surrogate per instance
+                sl = slice(i, i + 1)
+                parts.append(algo.attribute(
+                    call.x[sl], baselines=b[0, sl], target=tgt[sl],
+                    feature_mask=_mask_for(feature_mask, sl), n_samples=self.n_samples,
+                    perturbations_per_eval=ppe,
+                ))
+        return Attribution(torch.cat(parts), b)
+
+
+@register_explainer(
+    "kernel_shap", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
+    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+    summary="Kernel SHAP: Shapley-kernel weighted linear surrogate on sampled coalitions",
+    reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
+)
+class KernelShap(_Surrogate):
+    """Captum's KernelShap, one surrogate per instance.
+
+    Parameters
+    ----------
+    n_samples : int
+        Sampled coalitions per instance (Captum's default is 25).
+    baseline : str, float, callable or Baseline
+        Values of absent features; ``"zeros"`` as in Captum.
+    """
+
+    def _make(self, a, forward):
+        return a.KernelShap(forward)
+
+
+@register_explainer(
+    "lime", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
+    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+    summary="LIME: locally weighted sparse linear surrogate on sampled feature subsets",
+    reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
+)
+class Lime(_Surrogate):
+    """Captum's Lime with an exponential cosine-distance kernel.
+
+    Parameters
+    ----------
+    n_samples : int
+        Sampled perturbations per instance (Captum's default is 50).
+    surrogate : {"ridge", "lasso"}
+        The local linear model. Default ridge, as in the ``lime`` package: Captum's default,
+        ``Lasso(alpha=0.01)``, zeroes every coefficient when single features have small
+        effects, as on time series and images (measured in ``tests/test_captum.py``).
+    alpha : float
+        Its regularisation strength (1.0, as ``lime``'s ridge).
+    kernel_width : float
+        Width of the exponential kernel on cosine distance (1.0, as in Captum).
+    baseline : str, float, callable or Baseline
+        Values of absent features; ``"zeros"`` as in Captum.
+    """
+
+    def __init__(self, model, *, n_samples: int = 200, surrogate: str = "ridge",
+                 alpha: float = 1.0, kernel_width: float = 1.0, baseline="zeros",
+                 batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        super().__init__(model, n_samples=n_samples, baseline=baseline, batch_size=batch_size,
+                         max_memory=max_memory, device=device, random_state=random_state)
+        self.surrogate = surrogate
+        self.alpha = alpha
+        self.kernel_width = kernel_width
+
+    def _make(self, a, forward):
+        from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
+        from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+        models = {"ridge": SkLearnRidge, "lasso": SkLearnLasso}
+        if self.surrogate not in models:
+            raise ValueError(f"surrogate must be 'ridge' or 'lasso'; got {self.surrogate!r}")
+        sim = get_exp_kernel_similarity_function("cosine", float(self.kernel_width))
+        return a.Lime(forward, interpretable_model=models[self.surrogate](alpha=float(self.alpha)),
+                      similarity_func=sim)
+
+
+# -- propagation ---------------------------------------------------------------------------
+def _lrp_rule(explainer: LRP):
+    from captum.attr._utils import lrp_rules
+
+    rules = {
+        "epsilon": lambda: lrp_rules.EpsilonRule(epsilon=float(explainer.epsilon)),
+        "gamma": lambda: lrp_rules.GammaRule(gamma=float(explainer.gamma)),
+        "alpha1_beta0": lrp_rules.Alpha1_Beta0_Rule,
+        "z_plus": lrp_rules.Alpha1_Beta0_Rule,
+        "identity": lrp_rules.IdentityRule,
+    }
+    if explainer.rule not in rules:
+        raise ValueError(f"rule must be one of {', '.join(rules)}; got {explainer.rule!r}")
+    return rules[explainer.rule]
+
+
+@register_explainer(
+    "lrp", library="captum", modalities=("tabular", "image"), model_kinds=TORCH,
+    requires=("captum",), has_convergence_delta=True,
+    summary="Layer-wise relevance propagation with one rule for every layer (Captum)",
+    reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance "
+    "Propagation",
+    notes="Captum has no rule for Conv1d, BatchNorm1d, AdaptiveAvgPool1d or Flatten modules: "
+    "1-D CNNs are refused with the list of unsupported layers. Relevance is conserved only "
+    "without biases, so the delta measures what biases absorb.",
+)
+class LRP(PropagationExplainer):
+    """Captum's LRP on a private copy of the model (Captum attaches rules to layers).
+
+    Parameters
+    ----------
+    rule : str
+        Rule for every Linear/Conv2d/pooling/BatchNorm2d layer: ``epsilon``, ``gamma``,
+        ``alpha1_beta0`` (= ``z_plus``) or ``identity``.
+    epsilon : float
+        Stabiliser of the epsilon rule (1e-9, as in Captum).
+    gamma : float
+        Weight of positive parts in the gamma rule (0.25, as in Captum).
+    """
+
+    def __init__(self, model, *, rule: str = "epsilon", epsilon: float = 1e-9,
+                 gamma: float = 0.25, batch_size="auto", max_memory=None, device="auto"):
+        self.model = model
+        self.rule = rule
+        self.epsilon = epsilon
+        self.gamma = gamma
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        make_rule = _lrp_rule(self)
+        from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
+
+        supported = set(SUPPORTED_LAYERS_WITH_RULES) | set(SUPPORTED_NON_LINEAR_LAYERS)
+        model = copy.deepcopy(call.model.model)
+        leaves = [m for m in model.modules() if not list(m.children())]
+        bad = sorted({type(m).__name__ for m in leaves if type(m) not in supported})
+        if bad:
+            raise TypeError(
+                f"Captum's LRP has no rule for layer type(s) {', '.join(bad)} in this model; it "
+                "supports " + ", ".join(sorted(t.__name__ for t in supported))
+            )
+        algo = _attr().LRP(_Outputs2D(model))
+        tgt = call.target_t
+
+        def run(sl, _):
+            for m in leaves:  # Captum removes the rules after every call
+                if type(m) in SUPPORTED_LAYERS_WITH_RULES:
+                    m.rule = make_rule()
+            return algo.attribute(_grad_input(call.x[sl]), target=tgt[sl])
+
+        return Attribution(_chunked(call, 1, run))

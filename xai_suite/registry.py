@@ -1,0 +1,405 @@
+"""The explainer registry: register, list, describe, create; plugins; the navigation table.
+
+Every entry has a qualified name ``library:method``; the bare ``method`` is an alias for
+the recommended implementation. Built-in entries live in :mod:`xai_suite.methods`;
+modality adapters announce themselves in the ``xai_suite.adapters`` entry-point group and
+third-party explainers in ``xai_suite.explainers``. Importing a plugin registers its
+entries; a plugin that fails to import gives a warning, and asking for a name it would have
+provided names the extra to install.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+import pandas as pd
+
+from .base import FAMILIES, Explainer, Tags, check_param_names
+from .explanation import Explanation
+from .modeling import MODEL_KINDS
+
+MODALITIES = ("tabular", "timeseries", "image", "text")
+ENTRY_POINT_GROUPS = ("xai_suite.adapters", "xai_suite.explainers")
+#: Optional modules and the extra that installs them.
+EXTRA_FOR_MODULE = {
+    "transformers": "llm",
+    "TSInterpret": "tsinterpret",
+    "tslearn": "tsinterpret",
+    "deap": "tsinterpret",
+    "skopt": "tsinterpret",
+    "pyts": "tsinterpret",
+    "pymop": "tsinterpret",
+    "torchcam": "tsinterpret",
+    "skimage": "image",
+}
+_BUILTIN_MODULES = ("xai_suite.methods.captum", "xai_suite.methods.native")
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin announced through an entry point could not be imported."""
+
+
+@dataclass(frozen=True)
+class ExplainerInfo:
+    """Registry entry: what an explainer is, what it needs, and how to build it."""
+
+    name: str
+    library: str
+    cls: type[Explainer]
+    tags: Tags
+    summary: str
+    reference: str
+    requires: tuple[str, ...]
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.library}:{self.name}"
+
+    @property
+    def params(self) -> dict:
+        """Hyper-parameters and their defaults."""
+        sig = inspect.signature(self.cls.__init__)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name not in ("self", "model")
+        }
+
+    @property
+    def available(self) -> bool:
+        """Whether every module the entry needs is importable."""
+        return all(_importable(m) for m in self.requires)
+
+    def __str__(self) -> str:
+        t = self.tags
+        lines = [
+            f"{self.qualified_name}: {self.summary}",
+            f"  family: {t.family}; modalities: {', '.join(t.modalities)}; "
+            f"models: {', '.join(t.model_kinds)}",
+            f"  needs baseline: {t.needs_baseline}; stochastic: {t.stochastic}; "
+            f"completeness delta: {t.has_convergence_delta}; batch invariant: {t.batch_invariant}",
+            "  parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.params.items()),
+        ]
+        if self.reference:
+            lines.append(f"  reference: {self.reference}")
+        if t.notes:
+            lines.append(f"  notes: {t.notes}")
+        if not self.available:
+            lines.append(f"  unavailable: {_missing_message(self)}")
+        return "\n".join(lines)
+
+
+_EXPLAINERS: dict[str, ExplainerInfo] = {}
+_ALIASES: dict[str, str] = {}
+_RECOMMENDED: set[str] = set()
+_FAILED_PLUGINS: dict[str, str] = {}
+_LOADED = False
+
+
+@cache
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _extra_hint(module: str) -> str:
+    extra = EXTRA_FOR_MODULE.get(module.split(".")[0])
+    return f"pip install 'xai-suite[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+
+
+def _missing_message(info: ExplainerInfo) -> str:
+    missing = [m for m in info.requires if not _importable(m)]
+    return f"needs {', '.join(missing)}; install with {_extra_hint(missing[0])}"
+
+
+def register_explainer(
+    name: str,
+    *,
+    library: str,
+    modalities,
+    model_kinds,
+    family: str | None = None,
+    needs_baseline: bool = False,
+    uses_feature_mask: bool = False,
+    needs_fit: bool = False,
+    stochastic: bool = False,
+    has_convergence_delta: bool = False,
+    batch_invariant: bool | None = None,
+    summary: str | None = None,
+    reference: str = "",
+    requires=(),
+    recommended: bool = False,
+    notes: str = "",
+):
+    """Class decorator adding an :class:`~xai_suite.base.Explainer` to the registry.
+
+    Parameters
+    ----------
+    name : str
+        The method's name (``integrated_gradients``); the entry is ``library:name``.
+    library : str
+        Who computes it: ``captum``, ``shap``, ``native``, your package's name, ...
+    modalities, model_kinds : sequence of str
+        What it explains (see :class:`~xai_suite.base.Tags`).
+    family : str, optional
+        Defaults to the base class's family (``GradientExplainer`` -> ``gradient``).
+    batch_invariant : bool, optional
+        Defaults to ``not stochastic``.
+    summary : str, optional
+        One line; defaults to the first line of the class docstring.
+    requires : sequence of str
+        Modules that must be importable (the entry is unavailable otherwise).
+    recommended : bool
+        Make the bare ``name`` an alias of this entry.
+    notes : str
+        Why a conformance point does not apply, where one does not.
+    """
+    modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+    model_kinds = (model_kinds,) if isinstance(model_kinds, str) else tuple(model_kinds)
+
+    def decorator(cls):
+        if not (inspect.isclass(cls) and issubclass(cls, Explainer)):
+            raise TypeError("register_explainer decorates subclasses of xai_suite.base.Explainer")
+        fam = family or cls.family
+        _check_choice("family", [fam], FAMILIES)
+        _check_choice("modality", modalities, MODALITIES)
+        _check_choice("model kind", model_kinds, MODEL_KINDS)
+        if ":" in name or ":" in library:
+            raise ValueError("name and library must not contain ':'")
+        qname = f"{library}:{name}"
+        if qname in _EXPLAINERS:
+            raise ValueError(f"an explainer named {qname!r} is already registered")
+        if recommended and name in _RECOMMENDED:
+            raise ValueError(f"{_ALIASES[name]!r} is already the recommended {name!r}")
+        tags = Tags(
+            family=fam,
+            modalities=modalities,
+            model_kinds=model_kinds,
+            needs_baseline=needs_baseline,
+            uses_feature_mask=uses_feature_mask,
+            needs_fit=needs_fit,
+            stochastic=stochastic,
+            has_convergence_delta=has_convergence_delta,
+            batch_invariant=(not stochastic) if batch_invariant is None else batch_invariant,
+            notes=notes,
+        )
+        doc = summary or (inspect.getdoc(cls) or name).splitlines()[0]
+        info = ExplainerInfo(name, library, cls, tags, doc, reference, tuple(requires))
+        _EXPLAINERS[qname] = info
+        cls.info = info
+        if recommended:
+            _RECOMMENDED.add(name)
+            _ALIASES[name] = qname
+        else:
+            _ALIASES.setdefault(name, qname)
+        return cls
+
+    return decorator
+
+
+def _check_choice(what: str, values, allowed) -> None:
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {v!r}; expected one of {', '.join(allowed)}")
+
+
+def load_plugins() -> None:
+    """Import the built-in methods and every plugin announced through entry points (once)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for group in ENTRY_POINT_GROUPS:
+        for ep in entry_points(group=group):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plugin must not break the registry
+                missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+                hint = f"; install it with {_extra_hint(missing)}" if missing else ""
+                msg = f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}{hint}"
+                _FAILED_PLUGINS[ep.name] = msg
+                warnings.warn(f"xai-suite {msg}", PluginLoadWarning, stacklevel=2)
+
+
+def reload_plugins() -> None:
+    """Look for entry points again (after installing a plugin in a running session)."""
+    global _LOADED
+    _LOADED = False
+    _importable.cache_clear()
+    importlib.invalidate_caches()
+    load_plugins()
+
+
+def _resolve(name: str) -> ExplainerInfo:
+    load_plugins()
+    qname = _ALIASES.get(name, name)
+    if qname in _EXPLAINERS:
+        return _EXPLAINERS[qname]
+    known = sorted(set(_EXPLAINERS) | set(_ALIASES))
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+    msg = f"unknown explainer {name!r}"
+    if close:
+        msg += f"; did you mean {', '.join(map(repr, close))}?"
+    else:
+        msg += "; see xs.list_explainers() or `xai-suite list`"
+    if _FAILED_PLUGINS:
+        msg += ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values())
+    raise KeyError(msg)
+
+
+def explainer_info(name: str) -> ExplainerInfo:
+    """The registry entry for ``name`` (qualified ``library:method`` or a bare alias)."""
+    return _resolve(name)
+
+
+def list_explainers(
+    modality: str | None = None,
+    family: str | None = None,
+    library: str | None = None,
+    model_kind: str | None = None,
+    available_only: bool = True,
+) -> pd.DataFrame:
+    """One row per registered explainer, filtered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: name, qualified_name, library, family, modalities, model_kinds,
+        needs_baseline, stochastic, recommended, available, summary, reference.
+    """
+    load_plugins()
+    if modality is not None:
+        _check_choice("modality", [modality], MODALITIES)
+    if family is not None:
+        _check_choice("family", [family], FAMILIES)
+    if model_kind is not None:
+        _check_choice("model kind", [model_kind], MODEL_KINDS)
+    rows = []
+    for qname, info in _EXPLAINERS.items():
+        t = info.tags
+        if (
+            (modality and modality not in t.modalities)
+            or (family and family != t.family)
+            or (library and library != info.library)
+            or (model_kind and model_kind not in t.model_kinds)
+            or (available_only and not info.available)
+        ):
+            continue
+        rows.append(
+            {
+                "name": info.name,
+                "qualified_name": qname,
+                "library": info.library,
+                "family": t.family,
+                "modalities": ", ".join(t.modalities),
+                "model_kinds": ", ".join(t.model_kinds),
+                "needs_baseline": t.needs_baseline,
+                "stochastic": t.stochastic,
+                "recommended": _ALIASES.get(info.name) == qname,
+                "available": info.available,
+                "summary": info.summary,
+                "reference": info.reference,
+            }
+        )
+    cols = ["name", "qualified_name", "library", "family", "modalities", "model_kinds",
+            "needs_baseline", "stochastic", "recommended", "available", "summary", "reference"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["family", "name", "library"], ignore_index=True)
+
+
+_SHORT = {"tabular": "tab", "timeseries": "ts", "image": "img", "text": "text"}
+
+
+def navigation_table(**filters) -> pd.DataFrame:
+    """Which library offers which method for which data type.
+
+    One row per method (family, name), one column per library; a cell lists the
+    modalities that library's implementation explains (``tab``, ``ts``, ``img``,
+    ``text``), a ``*`` marks the recommended one. Takes the filters of :func:`list_explainers`.
+    """
+    df = list_explainers(**filters)
+    if df.empty:
+        return pd.DataFrame()
+    df = df.assign(
+        cell=[
+            ", ".join(_SHORT[m] for m in mods.split(", ")) + ("*" if rec else "")
+            for mods, rec in zip(df.modalities, df.recommended, strict=True)
+        ]
+    )
+    table = df.pivot_table(
+        index=["family", "name"], columns="library", values="cell", aggfunc="first"
+    ).fillna("")
+    table.columns.name = None
+    return table.reset_index()
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """Render a DataFrame as a GitHub Markdown table."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def create_explainer(name: str, model, **params) -> Explainer:
+    """Build the explainer ``name`` for ``model`` with keyword hyper-parameters ``params``.
+
+    Unknown names and parameters raise errors listing close matches; an entry whose
+    optional dependency is missing raises an ``ImportError`` naming the extra to install.
+    """
+    info = _resolve(name)
+    if not info.available:
+        raise ImportError(f"{info.qualified_name} {_missing_message(info)}")
+    check_param_names(info.cls, params)
+    return info.cls(model, **params)
+
+
+def explain(
+    model,
+    inputs,
+    method: str = "integrated_gradients",
+    target=None,
+    *,
+    fit_data=None,
+    baselines=None,
+    feature_mask=None,
+    **params,
+) -> Explanation:
+    """Explain ``inputs`` with one call: create, fit if data is given, explain.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, estimator or callable
+    inputs : array-like, shape (N, ...)
+    method : str
+        Registry name, e.g. ``"integrated_gradients"`` or ``"captum:occlusion"``.
+    target : None, int or array-like of int, shape (N,)
+    fit_data : array-like or tuple (X, y), optional
+        Training data for explainers and baselines that learn from data.
+    baselines, feature_mask : array-like, optional
+        Passed to ``explain`` (see :meth:`AttributionExplainer.explain`).
+    **params
+        Hyper-parameters of the explainer.
+    """
+    explainer = create_explainer(method, model, **params)
+    if fit_data is not None:
+        X, y = fit_data if isinstance(fit_data, tuple) else (fit_data, None)
+        explainer.fit(X, y)
+    data = {}
+    if baselines is not None:
+        data["baselines"] = baselines
+    if feature_mask is not None:
+        data["feature_mask"] = feature_mask
+    return explainer.explain(inputs, target, **data)

@@ -1,0 +1,295 @@
+"""Conformance checks every explainer passes: ``check_explainer`` (like scikit-learn's
+``check_estimator``). Third parties run it on their own registered explainers.
+
+Which checks apply follows the entry's tags: batch-size invariance for
+``batch_invariant`` entries, seeded repeatability for ``stochastic`` ones, completeness for
+those with a convergence delta.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import clone
+from .baselines import NotFittedError
+from .explanation import load_explanation
+from .modeling import ModelWrapper
+from .registry import create_explainer, explainer_info
+
+#: Modalities the reference models cover.
+REFERENCE_MODALITIES = ("tabular", "timeseries", "image")
+
+
+class _MLP(nn.Module):
+    def __init__(self, n_features=6, n_classes=3):
+        super().__init__()
+        self.l1, self.r1 = nn.Linear(n_features, 16), nn.ReLU()
+        self.l2, self.r2 = nn.Linear(16, 16), nn.ReLU()
+        self.out = nn.Linear(16, n_classes)
+
+    def forward(self, x):
+        return self.out(self.r2(self.l2(self.r1(self.l1(x)))))
+
+
+class _CNN1d(nn.Module):
+    def __init__(self, channels=2, n_classes=3):
+        super().__init__()
+        self.c1, self.b1, self.r1 = nn.Conv1d(channels, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU()
+        self.c2, self.r2 = nn.Conv1d(8, 8, 3, padding=1), nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.out = nn.Linear(8, n_classes)
+
+    def forward(self, x):
+        h = self.r2(self.c2(self.r1(self.b1(self.c1(x)))))
+        return self.out(self.pool(h).flatten(1))
+
+
+class _CNN2d(nn.Module):
+    def __init__(self, channels=1, n_classes=3):
+        super().__init__()
+        self.c1, self.r1, self.p1 = nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
+        self.c2, self.r2 = nn.Conv2d(4, 8, 3, padding=1), nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out = nn.Linear(8, n_classes)
+
+    def forward(self, x):
+        h = self.r2(self.c2(self.p1(self.r1(self.c1(x)))))
+        return self.out(self.pool(h).flatten(1))
+
+
+_SHAPES = {"tabular": (6,), "timeseries": (2, 24), "image": (1, 8, 8)}
+
+
+def reference_problem(modality: str, kind: str = "torch", random_state: int = 0):
+    """A small model with non-trivial weights and data for ``modality``.
+
+    Returns
+    -------
+    model, X_train (40, ...), y_train (40,), X_test (4, ...) : float32 arrays, int labels
+    """
+    if modality not in _SHAPES:
+        raise ValueError(f"no reference problem for modality {modality!r}")
+    rng = np.random.default_rng(random_state)
+    shape = _SHAPES[modality]
+    X = rng.normal(size=(44, *shape)).astype(np.float32)
+    score = X.reshape(44, -1)[:, : max(2, X[0].size // 3)].sum(1)
+    y = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3])).astype(np.int64)
+    if kind == "torch":
+        torch.manual_seed(random_state)
+        model = {"tabular": _MLP, "timeseries": _CNN1d, "image": _CNN2d}[modality]()
+        if modality == "timeseries":  # non-trivial batch-norm statistics, so eval mode matters
+            with torch.no_grad():
+                model.b1.running_mean.uniform_(-0.5, 0.5)
+                model.b1.running_var.uniform_(0.5, 2.0)
+        model.eval()
+    elif kind == "sklearn" and modality == "tabular":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(max_iter=500).fit(X[:40], y[:40])
+    elif kind == "callable" and modality == "tabular":
+        w = rng.normal(size=(shape[0], 3))
+
+        def model(a):
+            z = np.tanh(a @ w)
+            e = np.exp(z - z.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)
+
+    else:
+        raise ValueError(f"no reference {kind} model for {modality}; pass model= and inputs=")
+    return model, X[:40], y[:40], X[40:]
+
+
+def _close(a, b, rtol, atol=0.0) -> bool:
+    scale = max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-12)
+    return float(np.abs(a - b).max()) <= rtol * scale + atol
+
+
+def _raises(exc_type, fn, what: str) -> None:
+    try:
+        fn()
+    except exc_type:
+        return
+    except Exception as exc:
+        got = f"{type(exc).__name__}: {exc}"
+        raise AssertionError(f"{what}: expected {exc_type.__name__}, got {got}") from exc
+    raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
+
+
+def check_explainer(
+    name: str,
+    model=None,
+    inputs=None,
+    *,
+    fit_data=None,
+    modality: str | None = None,
+    params: dict | None = None,
+    rtol: float = 1e-5,
+    completeness_rtol: float = 0.05,
+) -> list[str]:
+    """Run the conformance checks on explainer ``name``; raise ``AssertionError`` on failure.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    model, inputs : optional
+        What to explain; default a reference model and 4 inputs of ``modality``.
+    fit_data : tuple (X, y), optional
+        Training data for ``fit``; default the reference problem's.
+    modality : str, optional
+        Which reference problem; default the entry's first modality.
+    params : dict, optional
+        Hyper-parameters for the explainer (e.g. fewer samples to run faster).
+    rtol : float
+        Tolerance of the batch-size and input-type invariance checks, relative to the
+        largest attribution.
+    completeness_rtol : float
+        Largest completeness error allowed for gradient-family methods, relative to
+        ``max |f(x) - f(baseline)|`` (+ 1e-3).
+
+    Returns
+    -------
+    list of str
+        Names of the checks that ran (and passed).
+    """
+    info = explainer_info(name)
+    tags = info.tags
+    params = dict(params or {})
+    if model is None:
+        modality = modality or next(m for m in tags.modalities if m in REFERENCE_MODALITIES)
+        kind = next(k for k in ("torch", "sklearn", "callable") if k in tags.model_kinds)
+        model, X_train, y_train, inputs = reference_problem(modality, kind)
+        fit_data = fit_data or (X_train, y_train)
+    if inputs is None:
+        raise ValueError("pass inputs= together with model=")
+    x = np.asarray(inputs, dtype=np.float32)
+    if "random_state" in info.params:
+        params.setdefault("random_state", 0)
+    passed: list[str] = []
+
+    def make(**extra):
+        e = create_explainer(name, model, **{**params, **extra})
+        if fit_data is not None:
+            e.fit(*fit_data) if isinstance(fit_data, tuple) else e.fit(fit_data)
+        return e
+
+    explainer = make()
+    exp = explainer.explain(x)
+
+    # shape, type, metadata
+    a = exp.attributions
+    assert a.shape == x.shape, f"attributions shape {a.shape} != inputs shape {x.shape}"
+    assert a.dtype == np.float32 and np.isfinite(a).all(), "attributions must be finite float32"
+    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
+    missing = set(explainer.get_params()) - set(exp.params)
+    assert not missing, f"params not recorded in the explanation: {missing}"
+    if tags.needs_baseline:
+        assert "name" in exp.params["baseline"], "the baseline used must be recorded"
+    np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
+    passed.append("shape_and_metadata")
+
+    # parameters: get/set/clone, unknown names
+    twin = clone(explainer)
+    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
+    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
+    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
+    passed.append("params")
+
+    # the same call twice gives the same numbers (seeded where stochastic)
+    again = make().explain(x)
+    assert _close(exp.attributions, again.attributions, rtol), "not repeatable"
+    if tags.stochastic:
+        other = make(random_state=params["random_state"] + 1).explain(x)
+        assert not np.array_equal(other.attributions, exp.attributions), (
+            "a stochastic explainer gave identical results for two random_state values"
+        )
+    passed.append("repeatable")
+
+    # torch tensors and numpy arrays give the same result; an explicit target too
+    if "torch" not in tags.model_kinds or isinstance(model, nn.Module):
+        from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
+        assert _close(from_tensor.attributions, exp.attributions, rtol), (
+            "tensor inputs with an explicit target differ from numpy inputs"
+        )
+        passed.append("input_types")
+
+    if tags.batch_invariant and "batch_size" in info.params:
+        # float32 model outputs change in their last bits with the batch size (the kernels
+        # differ); attributions built from output differences inherit that much noise
+        atol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(exp.predictions).max())
+        for bs in (1, 3):
+            other = make(batch_size=bs).explain(x)
+            assert _close(other.attributions, exp.attributions, rtol, atol), (
+                f"batch_size={bs} changed the attributions (max diff "
+                f"{np.abs(other.attributions - exp.attributions).max():.3g})"
+            )
+        passed.append("batch_invariance")
+
+    if tags.has_convergence_delta:
+        d = exp.convergence_delta
+        assert d is not None and d.shape == (len(x),), "convergence_delta must have shape (N,)"
+        idx = np.arange(len(x))
+        fx = exp.predictions[idx, exp.target]
+        if exp.baselines is None:
+            fb = np.zeros(len(x))
+        else:
+            b = exp.baselines
+            flat = torch.from_numpy(b.reshape(-1, *b.shape[2:]))
+            fb_all = ModelWrapper(model, device="cpu").predict(flat, rows=256)
+            fb = fb_all.reshape(b.shape[0], len(x), -1)[:, idx, exp.target].mean(0)
+        expected = a.reshape(len(x), -1).sum(1) - (fx - fb)
+        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
+        if tags.family == "gradient":
+            scale = float(np.abs(fx - fb).max()) + 1e-3
+            assert np.abs(d).max() <= completeness_rtol * scale, (
+                f"completeness error {np.abs(d).max():.3g} exceeds {completeness_rtol} x {scale:.3g}"
+            )
+        passed.append("completeness")
+
+    # bad input: clear errors, nothing reshaped or broadcast silently
+    e = make()
+    bad = x.copy()
+    bad.reshape(-1)[0] = np.nan
+    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
+    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
+    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.shape[1]), "target out of range")
+    _raises(ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int)), "target shape")
+    if fit_data is not None:
+        extra = np.concatenate([x, x[..., :1]], axis=-1)
+        _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
+    if tags.needs_baseline:
+        wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
+        _raises(ValueError, lambda: e.explain(x, baselines=wrong), "baselines that do not broadcast")
+    else:
+        _raises(TypeError, lambda: e.explain(x, baselines=x), "baselines given to a method without")
+    if e.requires_fit:
+        _raises(NotFittedError, lambda: create_explainer(name, model, **params).explain(x),
+                "explain before fit")
+    passed.append("bad_input")
+
+    if isinstance(model, nn.Module):
+        model.train()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trained = make().explain(x)
+            assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
+            assert model.training, "the model's training mode was not restored"
+        finally:
+            model.eval()
+        assert _close(trained.attributions, exp.attributions, rtol), "not explained in eval mode"
+        passed.append("training_mode")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = exp.save(Path(tmp) / "exp.npz")
+        back = load_explanation(path)
+        np.testing.assert_array_equal(back.attributions, exp.attributions)
+        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
+    passed.append("save_load")
+    return passed
