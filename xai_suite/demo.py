@@ -83,7 +83,7 @@ def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: i
             "method": label,
             "entry": name,
             "ms/instance": round(ms, 2),
-            "completeness err (median, rel.)": None if gap is None else f"{gap:.1e}",
+            "completeness err (median, rel.)": "-" if gap is None else f"{gap:.1e}",
             "rank corr. vs IG zeros": round(
                 float(np.median([_spearman(exp.attributions[i].ravel(),
                                            exps[0].attributions[i].ravel())

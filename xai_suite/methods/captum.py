@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..base import (
     Attribution,
@@ -49,6 +50,12 @@ class _Outputs2D(nn.Module):
 
     def forward(self, x):
         return _as_2d_output(self.module(x), x.shape[0])
+
+
+def _each_instance(call: Call, desc: str) -> Iterable[int]:
+    """Instance indices, with a progress bar on a terminal when there are many."""
+    n = call.x.shape[0]
+    return tqdm(range(n), desc=desc, leave=False, disable=None if n > 20 else True)
 
 
 def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torch.Tensor]):
@@ -451,7 +458,7 @@ class GradientShap(GradientExplainer):
         tgt = call.target_t
         parts = []
         with _seeded(call):
-            for i in range(call.x.shape[0]):
+            for i in _each_instance(call, "gradient shap"):
                 parts.append(algo.attribute(
                     call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples,
                     stdevs=float(self.stdevs), target=tgt[i : i + 1],
@@ -816,7 +823,7 @@ class _Surrogate(SurrogateExplainer):
         ppe = max(1, min(call.rows, self.n_samples))
         parts = []
         with _seeded(call), torch.no_grad():
-            for i in range(call.x.shape[0]):  # one surrogate per instance
+            for i in _each_instance(call, self.info.name):  # one surrogate per instance
                 sl = slice(i, i + 1)
                 parts.append(algo.attribute(
                     call.x[sl], baselines=b[0, sl], target=tgt[sl],
@@ -850,7 +857,7 @@ class KernelShap(_Surrogate):
 @register_explainer(
     "lime", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
     needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
-    summary="LIME: locally weighted sparse linear surrogate on sampled feature subsets",
+    summary="LIME: locally weighted linear surrogate on sampled feature subsets",
     reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
 )
 class Lime(_Surrogate):
@@ -863,7 +870,7 @@ class Lime(_Surrogate):
     surrogate : {"ridge", "lasso"}
         The local linear model. Default ridge, as in the ``lime`` package: Captum's default,
         ``Lasso(alpha=0.01)``, zeroes every coefficient when single features have small
-        effects, as on time series and images (measured in ``tests/test_captum.py``).
+        effects, as on time series and images (measured in ``tests/test_captum_methods.py``).
     alpha : float
         Its regularisation strength (1.0, as ``lime``'s ridge).
     kernel_width : float
