@@ -125,6 +125,13 @@ def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines"
     )
 
 
+def check_positive_int(**values) -> None:
+    """Raise a ``ValueError`` naming each argument that is not a positive int."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}")
+
+
 def parse_bytes(value) -> int | None:
     """Parse ``512e6``, ``"512MB"``, ``"2GiB"`` into bytes; ``None`` stays ``None``."""
     if value is None:

@@ -258,10 +258,7 @@ class AttributionExplainer(Explainer):
             )
         with wrapper.prepared():
             x = x.to(wrapper.device)
-            try:
-                rows = self._rows(wrapper, x, batch_size)
-            except (RuntimeError, ValueError) as exc:
-                raise _model_error(x, exc) from exc
+            rows = self._rows(wrapper, x, batch_size)
             preds = _predict(wrapper, x, rows)
             call = Call(
                 x=x,
@@ -310,7 +307,10 @@ class AttributionExplainer(Explainer):
             return int(batch_size)
         sample = x[: min(4, x.shape[0])]
         if wrapper.kind == "torch":
-            probe = probe_activations(wrapper.model, sample)
+            try:
+                probe = probe_activations(wrapper.model, sample)
+            except (RuntimeError, ValueError) as exc:
+                raise _model_error(x, exc) from exc
         else:  # black boxes: budget by input size
             row = sample[0].numel() * sample.element_size()
             probe = ActivationProbe(total=4 * row, largest=row)

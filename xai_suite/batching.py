@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._validation import check_positive_int
+
 #: Target forward-activation bytes per model call on CPU (all leaf modules' outputs).
 CPU_CHUNK_BYTES = 64 * 2**20
 #: Largest single activation tensor per call on CPU: half glibc's maximal mmap threshold.
@@ -133,5 +135,7 @@ def check_batch_size(batch_size) -> None:
     """Raise unless ``batch_size`` is ``"auto"`` or a positive int."""
     if batch_size == "auto":
         return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
+    try:
+        check_positive_int(batch_size=batch_size)
+    except ValueError:
+        raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}") from None

@@ -397,9 +397,4 @@ def explain(
     if fit_data is not None:
         X, y = fit_data if isinstance(fit_data, tuple) else (fit_data, None)
         explainer.fit(X, y)
-    data = {}
-    if baselines is not None:
-        data["baselines"] = baselines
-    if feature_mask is not None:
-        data["feature_mask"] = feature_mask
-    return explainer.explain(inputs, target, **data)
+    return explainer.explain(inputs, target, baselines=baselines, feature_mask=feature_mask)

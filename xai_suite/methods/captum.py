@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._validation import check_positive_int
 from ..base import (
     Attribution,
     Call,
@@ -96,12 +97,6 @@ def _quiet():
         warnings.filterwarnings("ignore", message=".*non-linear.*")
         warnings.filterwarnings("ignore", message=".*requires_grad.*")
         yield
-
-
-def _check_positive(**values):
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int; got {v!r}")
 
 
 def _module(call: Call) -> nn.Module:
@@ -235,7 +230,7 @@ class CaptumIntegratedGradients(GradientExplainer):
         self.random_state = random_state
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(n_steps=self.n_steps)
+        check_positive_int(n_steps=self.n_steps)
         b = self._baselines(call, baselines)
         algo = _attr().IntegratedGradients(call.model.forward)
         tgt = call.target_t
@@ -266,7 +261,7 @@ class _NoiseTunnel(GradientExplainer):
         self.random_state = random_state
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(nt_samples=self.nt_samples)
+        check_positive_int(nt_samples=self.nt_samples)
         a = _attr()
         algo = a.NoiseTunnel(a.Saliency(call.model.forward))
         tgt = call.target_t
@@ -411,7 +406,7 @@ class DeepLiftShap(GradientExplainer):
         self.random_state = random_state
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(n_baseline_samples=self.n_baseline_samples)
+        check_positive_int(n_baseline_samples=self.n_baseline_samples)
         b = self._baselines(call, baselines, self.n_baseline_samples)
         return Attribution(_deeplift_pairs(call, b), b)
 
@@ -452,7 +447,7 @@ class GradientShap(GradientExplainer):
         self.random_state = random_state
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(n_baseline_samples=self.n_baseline_samples, n_samples=self.n_samples)
+        check_positive_int(n_baseline_samples=self.n_baseline_samples, n_samples=self.n_samples)
         b = self._baselines(call, baselines, self.n_baseline_samples)
         algo = _attr().GradientShap(call.model.forward)
         tgt = call.target_t
@@ -782,7 +777,7 @@ class ShapleyValueSampling(_Perturbation):
         self.n_samples = n_samples
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(n_samples=self.n_samples)
+        check_positive_int(n_samples=self.n_samples)
         b = self._baselines(call, baselines)
         algo = _attr().ShapleyValueSampling(call.model.forward)
         tgt = call.target_t
@@ -816,7 +811,7 @@ class _Surrogate(SurrogateExplainer):
         raise NotImplementedError
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_positive(n_samples=self.n_samples)
+        check_positive_int(n_samples=self.n_samples)
         b = self._baselines(call, baselines)
         algo = self._make(_attr(), call.model.forward)
         tgt = call.target_t

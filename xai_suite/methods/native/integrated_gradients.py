@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..._validation import check_positive_int
 from ...base import Attribution, Call, GradientExplainer
 from ...registry import register_explainer
 
@@ -31,8 +32,7 @@ def quadrature(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     -------
     alphas, weights : numpy.ndarray, shape (n_steps,)
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int; got {n_steps!r}")
+    check_positive_int(n_steps=n_steps)
     n = int(n_steps)
     if method == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n)
@@ -169,12 +169,7 @@ class IntegratedGradients(GradientExplainer):
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         alphas, weights = quadrature(self.quadrature, self.n_steps)
-        if isinstance(self.n_baseline_samples, bool) or not isinstance(
-            self.n_baseline_samples, int
-        ) or self.n_baseline_samples < 1:
-            raise ValueError(
-                f"n_baseline_samples must be a positive int; got {self.n_baseline_samples!r}"
-            )
+        check_positive_int(n_baseline_samples=self.n_baseline_samples)
         b = self._baselines(call, baselines, self.n_baseline_samples)
         grads = path_gradients(
             call.model.forward, call.x, b, call.target_t, alphas, weights, call.rows
