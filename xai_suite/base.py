@@ -100,7 +100,7 @@ class Call:
     predictions : numpy.ndarray, shape (N, K)
     model : ModelWrapper
     rows : int
-        Rows per model call (the resolved ``batch_size``).
+        Most rows per model call (the resolved ``batch_size``).
     modality : str
     rng : numpy.random.Generator
     """

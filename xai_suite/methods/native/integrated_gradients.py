@@ -60,9 +60,11 @@ def path_gradients(
 ) -> torch.Tensor:
     """Weighted sum of target gradients along straight paths from each baseline to its input.
 
-    Row ``r`` of the virtual ``(S * N * K)``-row batch is step ``k = r % K`` on the path of
-    pair ``p = r // K`` (baseline draw ``p // N``, instance ``p % N``). Chunks of ``rows``
-    rows are built on the fly, so memory stays bounded whatever ``N``, ``S`` and ``K``.
+    There are ``S * N`` paths (pair ``p``: baseline draw ``p // N``, instance ``p % N``) of
+    ``K`` steps. Each model call takes a block of whole paths (``rows // K`` of them), or,
+    when one path does not fit in ``rows``, a slice of one path's steps; blocks are built on
+    the fly, so memory stays bounded whatever ``N``, ``S`` and ``K``. Whole-path blocks need
+    no gather or scatter: the weighted sum over steps is one reduction.
 
     Parameters
     ----------
@@ -83,24 +85,27 @@ def path_gradients(
     s, n = baselines.shape[:2]
     k = len(alphas)
     dev, feat = x.device, x.shape[1:]
-    flat_b = baselines.reshape(s * n, *feat)
-    alphas_t = torch.as_tensor(alphas, dtype=x.dtype, device=dev)
-    weights_t = torch.as_tensor(weights, dtype=x.dtype, device=dev)
+    n_pairs = s * n
+    flat_b = baselines.reshape(n_pairs, *feat)
+    shape = (1, -1) + (1,) * len(feat)
+    alphas_t = torch.as_tensor(alphas, dtype=x.dtype, device=dev).view(shape)
+    weights_t = torch.as_tensor(weights, dtype=x.dtype, device=dev).view(shape)
+    pairs_per, steps_per = (rows // k, k) if rows >= k else (1, rows)
+    blocks = [(p0, k0) for p0 in range(0, n_pairs, pairs_per) for k0 in range(0, k, steps_per)]
     acc = torch.zeros_like(flat_b)
-    total = s * n * k
-    view = (-1,) + (1,) * len(feat)
-    starts = range(0, total, rows)
-    for start in tqdm(starts, desc="integrated gradients", leave=False,
-                      disable=None if len(starts) > 50 else True):
-        r = torch.arange(start, min(start + rows, total), device=dev)
-        pair, step = r // k, r % k
-        inst = pair % n
-        b = flat_b[pair]
-        z = torch.lerp(b, x[inst], alphas_t[step].view(view)).requires_grad_(True)
+    for p0, k0 in tqdm(blocks, desc="integrated gradients", leave=False,
+                       disable=None if len(blocks) > 50 else True):
+        pairs = torch.arange(p0, min(p0 + pairs_per, n_pairs), device=dev)
+        steps = slice(k0, k0 + steps_per)
+        inst = pairs % n
+        z = torch.lerp(flat_b[pairs].unsqueeze(1), x[inst].unsqueeze(1), alphas_t[:, steps])
+        n_steps = z.shape[1]
+        z = z.reshape(-1, *feat).requires_grad_(True)
         out = forward(z)
-        sel = out.gather(1, target[inst].unsqueeze(1)).sum()
+        sel = out.gather(1, target[inst].repeat_interleave(n_steps).unsqueeze(1)).sum()
         (grad,) = torch.autograd.grad(sel, z)
-        acc.index_add_(0, pair, grad * weights_t[step].view(view))
+        grad = grad.view(len(pairs), n_steps, *feat)
+        acc[pairs] += (grad * weights_t[:, steps]).sum(1)
     return acc.reshape(s, n, *feat)
 
 
