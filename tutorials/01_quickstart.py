@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from xai_suite_timeseries import CNN1d, fit_classifier
 
 import xai_suite as xs
+from xai_suite_timeseries import CNN1d, fit_classifier
 
 OUT = Path(os.environ.get("XAI_SUITE_TUTORIAL_OUT", "tutorial_output"))
 OUT.mkdir(parents=True, exist_ok=True)

@@ -47,10 +47,9 @@ def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: i
     random_state : int
         Seeds training and every random baseline.
     """
-    from xai_suite_timeseries import CNN1d, fit_classifier
-
     import xai_suite as xs
     from xai_suite.viz import plot_comparison
+    from xai_suite_timeseries import CNN1d, fit_classifier
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
