@@ -132,15 +132,22 @@ def test_ensure_baseline_errors():
     assert Gaussian(sigma=0.3).describe() == {"name": "gaussian", "sigma": 0.3}
 
 
-GRADIENT_WITH_BASELINE = xs.list_explainers(family="gradient").query("needs_baseline").qualified_name
+CASES = [
+    (name, modality)
+    for modality in ("tabular", "timeseries")
+    for name in xs.list_explainers(family="gradient", modality=modality)
+    .query("needs_baseline").qualified_name
+]
+#: Settings under which an entry uses its baseline (TSInterpret's default GRAD takes none).
+USES_BASELINE = {"tsinterpret:tsr": {"method": "IG"}}
 
 
-@pytest.mark.parametrize("name", GRADIENT_WITH_BASELINE)
-@pytest.mark.parametrize("modality", ["tabular", "timeseries"])
+@pytest.mark.parametrize(("name", "modality"), CASES, ids=[f"{m}-{n}" for n, m in CASES])
 def test_every_gradient_method_accepts_every_baseline(name, modality):
     model, X, y, x = reference_problem(modality)
     for baseline in xs.list_baselines(modality):
-        explainer = xs.create_explainer(name, model, baseline=baseline, random_state=0)
+        explainer = xs.create_explainer(name, model, baseline=baseline, random_state=0,
+                                        **USES_BASELINE.get(name, {}))
         exp = explainer.fit(X, y).explain(x)
         assert exp.params["baseline"]["name"] == baseline
         assert exp.baselines.shape[1:] == x.shape

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets
 from .base import clone
 from .baselines import Baseline, list_baselines, register_baseline
-from .explanation import Explanation, load_explanation
+from .explanation import CounterfactualExplanation, Explanation, load_explanation
 from .registry import (
     create_explainer,
     explain,
@@ -28,6 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "Baseline",
+    "CounterfactualExplanation",
     "Explanation",
     "clone",
     "create_explainer",

@@ -110,6 +110,34 @@ def resolve_target(target, predictions: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def resolve_counterfactual_target(target, predictions: np.ndarray) -> np.ndarray:
+    """The class each counterfactual should get, one per instance.
+
+    ``None`` takes each instance's most probable class other than its predicted one; a
+    given class must differ from the predicted one.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N,)
+    """
+    n, k = predictions.shape
+    if k < 2:
+        raise ValueError("counterfactuals need a model with at least 2 output classes")
+    predicted = predictions.argmax(1)
+    if target is None:
+        masked = predictions.astype(np.float64).copy()
+        masked[np.arange(n), predicted] = -np.inf
+        return masked.argmax(1).astype(np.int64)
+    out = resolve_target(target, predictions)
+    same = np.flatnonzero(out == predicted)
+    if same.size:
+        raise ValueError(
+            f"target must differ from the predicted class; instance(s) {same[:10].tolist()} "
+            f"are already predicted as their target {out[same[:10]].tolist()}"
+        )
+    return out
+
+
 def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines") -> torch.Tensor:
     """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``.
 

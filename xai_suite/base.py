@@ -10,9 +10,11 @@ method that has one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -25,11 +27,13 @@ from ._validation import (
     check_instance_shape,
     infer_modality,
     parse_bytes,
+    resolve_counterfactual_target,
     resolve_target,
 )
 from .baselines import Baseline, NotFittedError, _jsonable, ensure_baseline
 from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
-from .explanation import Explanation
+from .explanation import CounterfactualExplanation, Explanation
+from .metrics.counterfactual import counterfactual_metrics
 from .modeling import ModelWrapper
 
 if TYPE_CHECKING:
@@ -97,6 +101,7 @@ class Call:
     x : torch.Tensor, shape (N, ...)
         Inputs on the compute device.
     target : numpy.ndarray of int, shape (N,)
+        The class explained (attribution) or wanted (counterfactual) per instance.
     predictions : numpy.ndarray, shape (N, K)
     model : ModelWrapper
     rows : int
@@ -217,6 +222,70 @@ class Explainer:
                 f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)"
             )
 
+    # -- one explain call: validation, model preparation, targets ---------------------------
+    def _wrapper(self) -> ModelWrapper:
+        """The model wrapped for calling; raises if the entry does not take its kind."""
+        wrapper = ModelWrapper(self.model, device=getattr(self, "device", "auto"))
+        kinds = self.info.tags.model_kinds
+        if wrapper.kind not in kinds:
+            raise TypeError(
+                f"{self.info.qualified_name} explains models of kind {', '.join(kinds)}; got a "
+                f"{wrapper.kind} model ({type(self.model).__name__})"
+            )
+        return wrapper
+
+    @contextlib.contextmanager
+    def _calling(self, inputs, target, resolve: Callable[[object, np.ndarray], np.ndarray]
+                 ) -> Iterator[Call]:
+        """Validate ``inputs``, prepare the model, predict and resolve ``target``.
+
+        Yields the :class:`Call` while the model is in eval mode on the compute device.
+        """
+        tags, name = self.info.tags, self.info.qualified_name
+        batch_size = getattr(self, "batch_size", "auto")
+        check_batch_size(batch_size)
+        x = as_float_tensor(inputs, "inputs")
+        modality = infer_modality(x, tags.modalities, name)
+        check_instance_shape(x, self._fit_shape, f"{name}.fit")
+        self._check_fitted()
+        wrapper = self._wrapper()
+        with wrapper.prepared():
+            x = x.to(wrapper.device)
+            rows = self._rows(wrapper, x, batch_size)
+            preds = _predict(wrapper, x, rows)
+            yield Call(
+                x=x,
+                target=resolve(target, preds),
+                predictions=preds,
+                model=wrapper,
+                rows=rows,
+                modality=modality,
+                rng=np.random.default_rng(getattr(self, "random_state", None)),
+            )
+
+    def _rows(self, wrapper: ModelWrapper, x: torch.Tensor, batch_size) -> int:
+        if batch_size != "auto":
+            return int(batch_size)
+        sample = x[: min(4, x.shape[0])]
+        if wrapper.kind == "torch":
+            try:
+                probe = probe_activations(wrapper.model, sample)
+            except (RuntimeError, ValueError) as exc:
+                raise _model_error(x, exc) from exc
+        else:  # black boxes: budget by input size
+            row = sample[0].numel() * sample.element_size()
+            probe = ActivationProbe(total=4 * row, largest=row)
+        return auto_rows(probe, wrapper.device, parse_bytes(getattr(self, "max_memory", None)))
+
+    def _recorded_params(self, call: Call, resolved: dict) -> dict:
+        """Hyper-parameters, the baseline used and settings resolved in the call (JSON-ready)."""
+        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        if "baseline" in params:
+            params["baseline"] = self._baseline().describe()
+        params.update(_jsonable(resolved))
+        params["batch_size_used"] = call.rows
+        return params
+
 
 class AttributionExplainer(Explainer):
     """Explainers that return one signed attribution per input element."""
@@ -238,37 +307,13 @@ class AttributionExplainer(Explainer):
         -------
         Explanation
         """
-        info = self.info
-        tags, name = info.tags, info.qualified_name
+        tags, name = self.info.tags, self.info.qualified_name
         if baselines is not None and not tags.needs_baseline:
             raise TypeError(f"{name} takes no baselines")
         if feature_mask is not None and not tags.uses_feature_mask:
             raise TypeError(f"{name} takes no feature_mask")
-        batch_size = getattr(self, "batch_size", "auto")
-        check_batch_size(batch_size)
-        x = as_float_tensor(inputs, "inputs")
-        modality = infer_modality(x, tags.modalities, name)
-        check_instance_shape(x, self._fit_shape, f"{name}.fit")
-        self._check_fitted()
-        wrapper = ModelWrapper(self.model, device=getattr(self, "device", "auto"))
-        if wrapper.kind not in tags.model_kinds:
-            raise TypeError(
-                f"{name} explains models of kind {', '.join(tags.model_kinds)}; got a "
-                f"{wrapper.kind} model ({type(self.model).__name__})"
-            )
-        with wrapper.prepared():
-            x = x.to(wrapper.device)
-            rows = self._rows(wrapper, x, batch_size)
-            preds = _predict(wrapper, x, rows)
-            call = Call(
-                x=x,
-                target=resolve_target(target, preds),
-                predictions=preds,
-                model=wrapper,
-                rows=rows,
-                modality=modality,
-                rng=np.random.default_rng(getattr(self, "random_state", None)),
-            )
+        with self._calling(inputs, target, resolve_target) as call:
+            x = call.x
             explicit = None
             if baselines is not None:
                 explicit = broadcast_baseline(as_float_tensor(baselines, "baselines"), x.cpu())
@@ -280,18 +325,14 @@ class AttributionExplainer(Explainer):
         values = result.values.detach().float().cpu()
         if values.shape != x.shape:
             raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
-        if "baseline" in params:
-            params["baseline"] = (
-                {"name": "explicit"} if explicit is not None else self._baseline().describe()
-            )
-        params.update(_jsonable(result.params))
-        params["batch_size_used"] = rows
+        params = self._recorded_params(call, result.params)
+        if "baseline" in params and explicit is not None:
+            params["baseline"] = {"name": "explicit"}
         return Explanation(
             attributions=values.numpy(),
             inputs=x.cpu().numpy(),
             target=call.target,
-            predictions=preds,
+            predictions=call.predictions,
             method=name,
             params=params,
             convergence_delta=delta,
@@ -301,20 +342,6 @@ class AttributionExplainer(Explainer):
     # -- hooks and helpers for subclasses --------------------------------------------------
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         raise NotImplementedError
-
-    def _rows(self, wrapper: ModelWrapper, x: torch.Tensor, batch_size) -> int:
-        if batch_size != "auto":
-            return int(batch_size)
-        sample = x[: min(4, x.shape[0])]
-        if wrapper.kind == "torch":
-            try:
-                probe = probe_activations(wrapper.model, sample)
-            except (RuntimeError, ValueError) as exc:
-                raise _model_error(x, exc) from exc
-        else:  # black boxes: budget by input size
-            row = sample[0].numel() * sample.element_size()
-            probe = ActivationProbe(total=4 * row, largest=row)
-        return auto_rows(probe, wrapper.device, parse_bytes(getattr(self, "max_memory", None)))
 
     def _baselines(self, call: Call, explicit: torch.Tensor | None, n_samples: int = 1):
         """Reference inputs, shape (S, N, ...): explicit ones or drawn from ``baseline``."""
@@ -388,6 +415,82 @@ class PropagationExplainer(AttributionExplainer):
     """Relevance propagated backwards layer by layer (LRP)."""
 
     family = "propagation"
+
+
+class CounterfactualExplainer(Explainer):
+    """Inputs changed so that the model predicts another class.
+
+    ``fit(X, y=None)`` gives the training data the search draws from (nearest unlike
+    neighbours, distractors, plausibility). A counterfactual is about the model, so the class
+    of a training instance is the model's prediction for it; labels ``y`` are not needed
+    (methods that use them say so). Subclasses implement
+    ``_counterfactual(call) -> (counterfactuals, params)``; validity, proximity, sparsity and
+    plausibility are measured here, once for every method.
+    """
+
+    family = "counterfactual"
+    requires_fit = True  # the search draws from training data
+    X_train_: torch.Tensor  # (M, ...) on the CPU
+    train_class_: np.ndarray  # (M,) int64: the model's classes for X_train_
+
+    def _fit(self, X: torch.Tensor, y) -> None:
+        wrapper = self._wrapper()
+        with wrapper.prepared():
+            rows = self._rows(wrapper, X, getattr(self, "batch_size", "auto"))
+            pred = _predict(wrapper, X.to(wrapper.device), rows).argmax(1)
+        if np.unique(pred).size < 2:
+            raise ValueError(
+                f"{self.info.qualified_name} needs training data that the model assigns to at "
+                "least 2 classes"
+            )
+        self.X_train_ = X
+        self.train_class_ = pred.astype(np.int64)
+
+    def explain(self, inputs, target=None) -> CounterfactualExplanation:
+        """Find a counterfactual for each instance.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray or torch.Tensor, shape (N, ...)
+        target : None, int or array-like of int, shape (N,)
+            The class each counterfactual should get; ``None`` takes each instance's most
+            probable class other than the predicted one.
+
+        Returns
+        -------
+        CounterfactualExplanation
+        """
+        name = self.info.qualified_name
+        with self._calling(inputs, target, resolve_counterfactual_target) as call:
+            missing = sorted(set(call.target.tolist()) - set(self.train_class_.tolist()))
+            if missing:
+                raise ValueError(
+                    f"{name}: the fitted training data holds no instance of target class(es) "
+                    f"{missing}; fit it on data the model assigns to those classes"
+                )
+            cf, resolved = self._counterfactual(call)
+            cf = cf.detach()
+            if cf.shape != call.x.shape:
+                raise RuntimeError(f"{name} produced counterfactuals of shape {tuple(cf.shape)}")
+            cf_pred = _predict(call.model, cf.to(call.x.device), call.rows)
+        x, cf = call.x.cpu().numpy(), cf.float().cpu().numpy()
+        metrics = counterfactual_metrics(
+            x, cf, cf_pred, call.target, self.X_train_.numpy(), self.train_class_
+        )
+        return CounterfactualExplanation(
+            inputs=x,
+            counterfactuals=cf,
+            target=call.target,
+            predictions=call.predictions,
+            cf_predictions=cf_pred,
+            method=name,
+            params=self._recorded_params(call, resolved),
+            metrics=metrics,
+        )
+
+    def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
+        """Counterfactuals (N, ...) for ``call.x`` and the settings resolved on the way."""
+        raise NotImplementedError
 
 
 def check_param_names(cls: type[Explainer], params: dict) -> None:

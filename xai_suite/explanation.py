@@ -19,6 +19,7 @@ _AXES = {
     "image": ("channel", "row", "col"),
 }
 _FORMAT = "xai-suite-explanation/1"
+_CF_FORMAT = "xai-suite-counterfactual/1"
 
 
 @dataclass
@@ -114,51 +115,175 @@ class Explanation:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        path = Path(path)
-        meta = {
-            "format": _FORMAT,
-            "method": self.method,
-            "params": self.params,
-        }
+        meta = {"format": _FORMAT, "method": self.method, "params": self.params}
         arrays = {
             "attributions": self.attributions,
             "inputs": self.inputs,
             "target": self.target,
             "predictions": self.predictions,
-            "meta": np.array(json.dumps(meta)),
         }
         if self.convergence_delta is not None:
             arrays["convergence_delta"] = self.convergence_delta
         if self.baselines is not None:
             arrays["baselines"] = self.baselines
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return _atomic_savez(Path(path), meta, arrays)
 
 
-def load_explanation(path: str | os.PathLike) -> Explanation:
-    """Read an :class:`Explanation` written by :meth:`Explanation.save`."""
+def _atomic_savez(path: Path, meta: dict, arrays: dict) -> Path:
+    """Write ``arrays`` and JSON ``meta`` to ``path`` via a synced temporary file."""
+    arrays = {**arrays, "meta": np.array(json.dumps(meta))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_explanation(path: str | os.PathLike) -> Explanation | CounterfactualExplanation:
+    """Read an :class:`Explanation` or :class:`CounterfactualExplanation` written by ``save``."""
     with np.load(Path(path), allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not an xai-suite explanation file ({_FORMAT})")
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
         get = lambda key: data[key] if key in data.files else None  # noqa: E731
-        return Explanation(
-            attributions=data["attributions"],
-            inputs=data["inputs"],
-            target=data["target"],
-            predictions=data["predictions"],
-            method=meta["method"],
-            params=meta["params"],
-            convergence_delta=get("convergence_delta"),
-            baselines=get("baselines"),
+        if meta.get("format") == _FORMAT:
+            return Explanation(
+                attributions=data["attributions"],
+                inputs=data["inputs"],
+                target=data["target"],
+                predictions=data["predictions"],
+                method=meta["method"],
+                params=meta["params"],
+                convergence_delta=get("convergence_delta"),
+                baselines=get("baselines"),
+            )
+        if meta.get("format") == _CF_FORMAT:
+            return CounterfactualExplanation(
+                inputs=data["inputs"],
+                counterfactuals=data["counterfactuals"],
+                target=data["target"],
+                predictions=data["predictions"],
+                cf_predictions=data["cf_predictions"],
+                method=meta["method"],
+                params=meta["params"],
+                metrics={k.removeprefix("metric_"): data[k] for k in data.files
+                         if k.startswith("metric_")},
+            )
+    raise ValueError(f"{path} is not an xai-suite explanation file ({_FORMAT} or {_CF_FORMAT})")
+
+
+
+@dataclass
+class CounterfactualExplanation:
+    """Counterfactuals of a batch of instances and how good they are.
+
+    Attributes
+    ----------
+    inputs : numpy.ndarray, shape (N, ...)
+        The explained inputs (float32).
+    counterfactuals : numpy.ndarray, shape (N, ...)
+        One counterfactual per input: the method's best attempt, valid or not.
+    target : numpy.ndarray of int, shape (N,)
+        The class each counterfactual should get.
+    predictions, cf_predictions : numpy.ndarray, shape (N, K)
+        The model's outputs for the inputs and for the counterfactuals.
+    method : str
+        Qualified explainer name, e.g. ``"native:native_guide"``.
+    params : dict
+        Every hyper-parameter in effect (JSON-ready).
+    metrics : dict of numpy.ndarray, each of shape (N,)
+        ``valid`` (the model predicts the target class), ``new_class``, proximity ``l1``,
+        ``l2`` and (time series) ``dtw``, sparsity ``changed`` (number of changed elements)
+        and ``changed_fraction``, and ``plausibility`` (k-NN distance ratio to the training
+        instances of the target class: about 1 is typical, larger is an outlier; NaN where
+        fewer than 2 such instances exist). See :mod:`xai_suite.metrics.counterfactual`.
+    """
+
+    inputs: np.ndarray
+    counterfactuals: np.ndarray
+    target: np.ndarray
+    predictions: np.ndarray
+    cf_predictions: np.ndarray
+    method: str
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.counterfactuals.shape != self.inputs.shape:
+            raise ValueError(
+                f"counterfactuals shape {self.counterfactuals.shape} differs from inputs shape "
+                f"{self.inputs.shape}"
+            )
+        n = self.inputs.shape[0]
+        for key, arr in {"target": self.target, **self.metrics}.items():
+            if np.shape(arr) != (n,):
+                raise ValueError(f"{key} must have shape ({n},); got {np.shape(arr)}")
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def modality(self) -> str:
+        return NDIM_TO_MODALITY.get(self.inputs.ndim, f"{self.inputs.ndim}-D")
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Boolean (N,): the model predicts the target class for the counterfactual."""
+        return self.metrics["valid"]
+
+    def __repr__(self) -> str:
+        return (
+            f"CounterfactualExplanation(method={self.method!r}, n={len(self)}, "
+            f"valid={int(self.valid.sum())}/{len(self)})"
         )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per instance: original and target class, then every metric."""
+        data = {
+            "instance": np.arange(len(self)),
+            "original_class": self.predictions.argmax(1),
+            "target": self.target,
+            **self.metrics,
+        }
+        return pd.DataFrame(data)
+
+    def summary(self, confidence: float = 0.95) -> pd.Series:
+        """Validity with a Wilson interval and the mean of every other metric.
+
+        Proximity, sparsity and plausibility are averaged over the valid counterfactuals
+        (``nan`` if none is valid).
+        """
+        from .metrics.statistics import wilson_interval
+
+        valid = self.valid.astype(bool)
+        lo, hi = wilson_interval(valid, None, confidence)
+        out = {"n": len(self), "validity": valid.mean(), "validity_low": lo, "validity_high": hi}
+        for key, arr in self.metrics.items():
+            if key not in ("valid", "new_class"):
+                out[key] = float(np.nanmean(arr[valid])) if valid.any() else float("nan")
+        return pd.Series(out, name=self.method)
+
+    def plot(self, index: int = 0, ax=None, **kwargs):
+        """Draw counterfactual ``index`` over its input, changed regions shaded (time series),
+        or the changes as bars (tabular); returns the Axes. See :mod:`xai_suite.viz`."""
+        from .viz import plot_counterfactual
+
+        return plot_counterfactual(self, index=index, ax=ax, **kwargs)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
+        meta = {"format": _CF_FORMAT, "method": self.method, "params": self.params}
+        arrays = {
+            "inputs": self.inputs,
+            "counterfactuals": self.counterfactuals,
+            "target": self.target,
+            "predictions": self.predictions,
+            "cf_predictions": self.cf_predictions,
+            **{f"metric_{k}": v for k, v in self.metrics.items()},
+        }
+        return _atomic_savez(Path(path), meta, arrays)

@@ -66,8 +66,18 @@ class _CNN2d(nn.Module):
 _SHAPES = {"tabular": (6,), "timeseries": (2, 24), "image": (1, 8, 8)}
 
 
-def reference_problem(modality: str, kind: str = "torch", random_state: int = 0):
+def reference_problem(modality: str, kind: str = "torch", random_state: int = 0, *,
+                      n_channels: int | None = None):
     """A small model with non-trivial weights and data for ``modality``.
+
+    Parameters
+    ----------
+    modality : {"tabular", "timeseries", "image"}
+    kind : {"torch", "sklearn", "callable"}
+        The model kind (black boxes for tabular data only).
+    random_state : int
+    n_channels : int, optional
+        Channels of the series (time series only; default 2, 1 for univariate-only methods).
 
     Returns
     -------
@@ -77,17 +87,29 @@ def reference_problem(modality: str, kind: str = "torch", random_state: int = 0)
         raise ValueError(f"no reference problem for modality {modality!r}")
     rng = np.random.default_rng(random_state)
     shape = _SHAPES[modality]
+    if n_channels is not None:
+        if modality != "timeseries":
+            raise ValueError("n_channels applies to the time-series reference problem only")
+        shape = (n_channels, *shape[1:])
     X = rng.normal(size=(44, *shape)).astype(np.float32)
     score = X.reshape(44, -1)[:, : max(2, X[0].size // 3)].sum(1)
     y = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3])).astype(np.int64)
     if kind == "torch":
         torch.manual_seed(random_state)
-        model = {"tabular": _MLP, "timeseries": _CNN1d, "image": _CNN2d}[modality]()
+        model = {"tabular": _MLP, "timeseries": _CNN1d, "image": _CNN2d}[modality](shape[0])
         if modality == "timeseries":  # non-trivial batch-norm statistics, so eval mode matters
             with torch.no_grad():
                 model.b1.running_mean.uniform_(-0.5, 0.5)
                 model.b1.running_var.uniform_(0.5, 2.0)
+        # a few full-batch steps in eval mode (keeping those statistics), so that the model
+        # separates the classes: counterfactuals need training data in several classes
         model.eval()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        xt, yt = torch.from_numpy(X[:40]), torch.from_numpy(y[:40])
+        for _ in range(60):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt), yt).backward()
+            opt.step()
     elif kind == "sklearn" and modality == "tabular":
         from sklearn.linear_model import LogisticRegression
 
@@ -178,6 +200,9 @@ def check_explainer(
         if fit_data is not None:
             e.fit(*fit_data) if isinstance(fit_data, tuple) else e.fit(fit_data)
         return e
+
+    if tags.family == "counterfactual":
+        return _check_counterfactual(name, model, x, make, params)
 
     explainer = make()
     exp = explainer.explain(x)
@@ -291,5 +316,82 @@ def check_explainer(
         back = load_explanation(path)
         np.testing.assert_array_equal(back.attributions, exp.attributions)
         assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
+    passed.append("save_load")
+    return passed
+
+
+def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -> list[str]:
+    """The checks of :func:`check_explainer` for counterfactual explainers."""
+    info = explainer_info(name)
+    tags = info.tags
+    passed: list[str] = []
+    explainer = make()
+    exp = explainer.explain(x)
+    cf = exp.counterfactuals
+    assert cf.shape == x.shape, f"counterfactuals shape {cf.shape} != inputs shape {x.shape}"
+    assert cf.dtype == np.float32 and np.isfinite(cf).all(), "counterfactuals must be finite float32"
+    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
+    missing = set(explainer.get_params()) - set(exp.params)
+    assert not missing, f"params not recorded in the explanation: {missing}"
+    assert (exp.target != exp.predictions.argmax(1)).all(), "a target equals the predicted class"
+    fresh = ModelWrapper(model, device="cpu").predict(torch.from_numpy(cf), rows=256)
+    np.testing.assert_allclose(exp.cf_predictions, fresh, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(exp.valid, fresh.argmax(1) == exp.target)
+    passed.append("shape_and_metadata")
+
+    twin = clone(explainer)
+    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
+    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
+    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
+    passed.append("params")
+
+    again = make().explain(x)
+    assert _close(again.counterfactuals, cf, 1e-5), "not repeatable"
+    passed.append("repeatable")
+
+    if "torch" not in tags.model_kinds or isinstance(model, nn.Module):
+        from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
+        assert _close(from_tensor.counterfactuals, cf, 1e-5), (
+            "tensor inputs with an explicit target differ from numpy inputs"
+        )
+        passed.append("input_types")
+
+    if tags.batch_invariant and "batch_size" in info.params:
+        other = make(batch_size=1).explain(x)
+        assert _close(other.counterfactuals, cf, 1e-5), "batch_size=1 changed the counterfactuals"
+        passed.append("batch_invariance")
+
+    e = make()
+    bad = x.copy()
+    bad.reshape(-1)[0] = np.nan
+    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
+    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
+    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.shape[1]), "target out of range")
+    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.argmax(1)),
+            "target equal to the predicted class")
+    extra = np.concatenate([x, x[..., :1]], axis=-1)
+    _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
+    _raises(NotFittedError, lambda: create_explainer(name, model, **params).explain(x),
+            "explain before fit")
+    passed.append("bad_input")
+
+    if isinstance(model, nn.Module):
+        model.train()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trained = make().explain(x)
+            assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
+            assert model.training, "the model's training mode was not restored"
+        finally:
+            model.eval()
+        assert _close(trained.counterfactuals, cf, 1e-5), "not explained in eval mode"
+        passed.append("training_mode")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        back = load_explanation(exp.save(Path(tmp) / "cf.npz"))
+        np.testing.assert_array_equal(back.counterfactuals, cf)
+        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
+        assert back.metrics.keys() == exp.metrics.keys(), "save/load lost metrics"
     passed.append("save_load")
     return passed

@@ -1,10 +1,24 @@
-"""Time-series adapter: aeon's UCR/UEA data, small PyTorch classifiers.
+"""Time-series adapter: aeon data and models, time-series baselines and methods.
 
 Announced through the ``xai_suite.adapters`` entry point; importing it registers its dataset
-functions under ``xs.datasets``.
+functions under ``xs.datasets``, its baselines and its explainers (``native:`` segment
+perturbation, TSR and counterfactuals; ``tsinterpret:`` entries, whose backend is imported
+only when one is used).
 """
 
-from .datasets import load_ucr, ucr_datasets
-from .models import CNN1d, fit_classifier
+from . import baselines, counterfactuals, perturbation, tsinterpret, tsr  # noqa: F401 (registers)
+from .datasets import load_ucr, make_planted_timeseries, ucr_datasets
+from .models import FCN, CNN1d, LSTMClassifier, ResNet1d, fit_cached, fit_classifier, model_cache_dir
 
-__all__ = ["CNN1d", "fit_classifier", "load_ucr", "ucr_datasets"]
+__all__ = [
+    "FCN",
+    "CNN1d",
+    "LSTMClassifier",
+    "ResNet1d",
+    "fit_cached",
+    "fit_classifier",
+    "load_ucr",
+    "make_planted_timeseries",
+    "model_cache_dir",
+    "ucr_datasets",
+]

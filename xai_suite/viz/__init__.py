@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..explanation import Explanation
+    from ..explanation import CounterfactualExplanation, Explanation
 
 CMAP = "RdBu_r"
 
@@ -28,7 +28,7 @@ def _limit(a: np.ndarray) -> float:
 
 
 def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names=None,
-                     max_features: int = 20, title: str | None = None):
+                     max_features: int = 20, title: str | None = None, kind: str = "lines"):
     """Plot the attributions of instance ``index`` of ``exp``; returns the Axes.
 
     Parameters
@@ -44,6 +44,9 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
         Tabular only: the largest-magnitude features shown.
     title : str, optional
         Default: method, target and prediction.
+    kind : {"lines", "heatmap"}
+        Time series only: each channel drawn as a line coloured by attribution, or one
+        channel x time heat map (better for many channels).
     """
     n = len(exp)
     if not -n <= index < n:
@@ -54,6 +57,10 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     if exp.modality == "tabular":
         return _bars(a, x, ax, feature_names, max_features, title)
     if exp.modality == "timeseries":
+        if kind == "heatmap":
+            return plot_heatmap(a, ax=ax, title=title)
+        if kind != "lines":
+            raise ValueError(f"kind must be 'lines' or 'heatmap' for time series; got {kind!r}")
         return plot_series(x, a, ax=ax, title=title)
     if exp.modality == "image":
         return _image(x, a, title)
@@ -76,6 +83,17 @@ def _bars(a, x, ax, names, max_features, title):
     return ax
 
 
+def _channel_axes(c: int, ax):
+    """A figure with one row per channel, or the given ``ax`` for a single channel."""
+    if ax is None:
+        fig, axes = _plt().subplots(c, 1, figsize=(8, 1.8 * c + 0.6), sharex=True,
+                                    squeeze=False, layout="constrained")
+        return fig, list(axes[:, 0])
+    if c != 1:
+        raise ValueError("pass ax=None to plot a multichannel series (one row per channel)")
+    return ax.figure, [ax]
+
+
 def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = None,
                 channel_names=None):
     """One time series (C, T) drawn as lines coloured by attribution, with a heat strip.
@@ -88,14 +106,7 @@ def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = No
 
     c, t = x.shape
     names = channel_names or [f"channel {i}" for i in range(c)]
-    if ax is None:
-        fig, axes = plt.subplots(c, 1, figsize=(8, 1.8 * c + 0.6), sharex=True, squeeze=False,
-                                 layout="constrained")
-        axes = axes[:, 0]
-    else:
-        if c != 1:
-            raise ValueError("pass ax=None to plot a multichannel series (one row per channel)")
-        fig, axes = ax.figure, [ax]
+    fig, axes = _channel_axes(c, ax)
     lim = _limit(a)
     for i, axi in enumerate(axes):
         xs = np.arange(t)
@@ -115,6 +126,63 @@ def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = No
     fig.colorbar(lc, ax=list(axes), label="attribution", fraction=0.03, pad=0.01)
     if title:
         axes[0].set_title(title, fontsize=9)
+    return axes[0]
+
+
+def plot_heatmap(a: np.ndarray, ax=None, *, title: str | None = None, channel_names=None):
+    """Attributions of one time series (C, T) as a channel x time heat map; returns the Axes."""
+    plt = _plt()
+    c = a.shape[0]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.35 * c + 1.4), layout="constrained")
+    lim = _limit(a)
+    im = ax.imshow(a, aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_yticks(range(c), channel_names or [f"channel {i}" for i in range(c)], fontsize=8)
+    ax.set_xlabel("time")
+    ax.figure.colorbar(im, ax=ax, label="attribution", fraction=0.03, pad=0.01)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None, *,
+                        channel_names=None, feature_names=None, title: str | None = None):
+    """Counterfactual ``index`` of ``exp`` against its input; returns the (first) Axes.
+
+    Time series: the input and the counterfactual per channel, changed time steps shaded.
+    Tabular: the change ``counterfactual - input`` per feature as bars.
+    """
+    from ..metrics.counterfactual import changed_points
+
+    n = len(exp)
+    if not -n <= index < n:
+        raise IndexError(f"index {index} out of range for {n} counterfactuals")
+    x, cf = exp.inputs[index], exp.counterfactuals[index]
+    orig = int(exp.predictions[index].argmax())
+    new = int(exp.metrics["new_class"][index])
+    status = "valid" if exp.valid[index] else "NOT valid"
+    title = title or f"{exp.method}: class {orig} -> {new} (target {int(exp.target[index])}, {status})"
+    if exp.modality == "tabular":
+        return _bars(cf - x, x, ax, feature_names, x.size, title)
+    if exp.modality != "timeseries":
+        raise ValueError(f"no counterfactual plot for {exp.modality} inputs")
+    c = x.shape[0]
+    _, axes = _channel_axes(c, ax)
+    changed = changed_points(x, cf)
+    names = channel_names or [f"channel {i}" for i in range(c)]
+    for i, axi in enumerate(axes):
+        steps = np.flatnonzero(changed[i])
+        if steps.size:  # shade runs of consecutive changed steps
+            runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1)
+            for r in runs:
+                axi.axvspan(r[0] - 0.5, r[-1] + 0.5, color="#f5b041", alpha=0.3, lw=0,
+                            label="changed" if r is runs[0] else None)
+        axi.plot(x[i], color="0.35", lw=1.5, label="input")
+        axi.plot(cf[i], color="#c0392b", lw=1.5, label="counterfactual")
+        axi.set_ylabel(names[i], fontsize=8)
+    axes[0].legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("time")
+    axes[0].set_title(title, fontsize=9)
     return axes[0]
 
 

@@ -1,0 +1,345 @@
+"""Segment perturbation methods for time series (tsCaptum-style), for any model kind.
+
+Three ``native:`` entries replace contiguous time segments of ``(N, C, T)`` series with a
+baseline and send all perturbed copies of all instances through the model together, in
+chunks of ``batch_size`` rows; torch models, scikit-learn and aeon classifiers and plain
+callables are all explained the same way.
+
+- ``native:segment_occlusion``: a window of ``window`` steps slides with ``stride`` over each
+  channel (``per_channel=True``) or over all channels at once; equal to ``captum:occlusion``
+  with ``window=(1, w)`` or ``(C, w)``.
+- ``native:segment_ablation``: the series is cut into ``n_segments`` equal segments (per
+  channel or across channels) or into the groups of an explicit ``feature_mask``, each set to
+  the baseline in turn; equal to ``captum:feature_ablation`` with that mask.
+- ``native:segment_shapley``: Shapley values of the same segments, estimated from
+  ``n_samples`` random permutations shared by all instances.
+
+How a segment's value maps to its points:
+
+- occlusion and ablation measure the output drop when the *whole* segment is removed, so
+  every point of the segment carries the segment's full drop (Captum's convention; with
+  overlapping windows, the mean drop over the windows that cover the point);
+- Shapley values are an additive decomposition, so each point carries its segment's value
+  divided by the segment's size and the map sums to ``f(x) - f(baseline)`` (efficiency,
+  reported as ``convergence_delta``). Multiply by the segment size to compare with
+  ``captum:shapley_value_sampling``, which gives every point the whole value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from xai_suite._validation import check_positive_int
+from xai_suite.base import Attribution, Call, PerturbationExplainer
+from xai_suite.registry import register_explainer
+
+ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
+TSCAPTUM = ("Serramazza et al. (2024), Improving the Evaluation and Actionability of Explanation "
+            "Methods for Multivariate Time Series Classification (tsCaptum)")
+
+
+def segment_mask(shape: tuple[int, int], n_segments: int, *, per_channel: bool = True) -> np.ndarray:
+    """Group labels cutting a series into ``n_segments`` contiguous, (nearly) equal segments.
+
+    Segment ``k`` covers steps ``[k T // n, (k + 1) T // n)``, so sizes differ by at most one.
+
+    Parameters
+    ----------
+    shape : tuple (C, T)
+        One instance's shape.
+    n_segments : int
+        Segments along time, ``1 <= n_segments <= T``.
+    per_channel : bool
+        Each channel's segments are separate groups (``C * n_segments`` labels, channel-major)
+        or one segment spans all channels (``n_segments`` labels).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (C, T)
+        Usable as ``feature_mask`` by any explainer that takes one.
+    """
+    if len(shape) != 2:
+        raise ValueError(f"shape must be one instance's (C, T); got {tuple(shape)}")
+    c, t = (int(s) for s in shape)
+    check_positive_int(n_segments=n_segments)
+    if n_segments > t:
+        raise ValueError(f"n_segments must be at most the series length {t}; got {n_segments}")
+    _check_bool(per_channel=per_channel)
+    seg = (np.arange(t) * int(n_segments)) // t  # step s lies in segment floor(s n / T)
+    offsets = np.arange(c)[:, None] * int(n_segments) if per_channel else np.zeros((c, 1), int)
+    return (seg[None, :] + offsets).astype(np.int64)
+
+
+def occlusion_windows(length: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the sliding windows, as Captum's ``Occlusion`` places them.
+
+    Windows start at ``0, stride, 2 stride, ...``; when ``stride`` does not divide
+    ``length - window`` a last window, clipped at the end, covers the remaining steps, so
+    every step is covered (``stride <= window`` is required).
+    """
+    check_positive_int(window=window, stride=stride)
+    if window > length:
+        raise ValueError(f"window must be at most the series length {length}; got {window}")
+    if stride > window:
+        raise ValueError(f"stride ({stride}) must not exceed window ({window}): steps between "
+                         "windows would never be occluded")
+    n_shifts = -(-(length - window) // stride) + 1  # ceil((T - w) / s) + 1, as Captum
+    return [(k * stride, min(k * stride + window, length)) for k in range(n_shifts)]
+
+
+def _check_bool(**values) -> None:
+    for name, v in values.items():
+        if not isinstance(v, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False; got {v!r}")
+
+
+def target_outputs(
+    call: Call,
+    baselines: torch.Tensor,
+    n_masks: int,
+    masks_for: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Target outputs for every instance with each of ``n_masks`` masks applied.
+
+    Copy ``(i, m)`` is ``where(mask, baseline_i, x_i)`` with ``mask = masks_for(i, m)``.
+    The ``N * n_masks`` copies are built chunk by chunk, ``call.rows`` per model call.
+
+    Parameters
+    ----------
+    call : Call
+        Inputs ``x`` (N, C, T), targets and the model.
+    baselines : torch.Tensor, shape (N, C, T)
+    n_masks : int
+    masks_for : callable
+        ``(instances (r,), masks (r,)) -> bool tensor (r, C, T)``: points set to the baseline.
+
+    Returns
+    -------
+    torch.Tensor of float64, shape (N, n_masks)
+    """
+    x, rows = call.x, call.rows
+    total = x.shape[0] * n_masks
+    tgt = call.target_t
+    out = torch.empty(total, dtype=torch.float64)
+    starts = range(0, total, rows)
+    with torch.no_grad():
+        for s in tqdm(starts, desc="segment perturbations", leave=False,
+                      disable=None if len(starts) > 50 else True):
+            idx = torch.arange(s, min(s + rows, total), device=x.device)
+            inst, m = idx // n_masks, idx % n_masks
+            z = torch.where(masks_for(inst, m), baselines[inst], x[inst])
+            y = call.model.forward(z)
+            out[s : s + len(idx)] = y.gather(1, tgt[inst].unsqueeze(1))[:, 0].double().cpu()
+    return out.view(x.shape[0], n_masks)
+
+
+def _target_predictions(call: Call) -> torch.Tensor:
+    """``f(x)`` at the target, shape (N,), float64."""
+    return torch.from_numpy(call.predictions[np.arange(len(call.target)), call.target]).double()
+
+
+class _Segments(PerturbationExplainer):
+    """Shared constructor and helpers of the segment methods."""
+
+    def __init__(self, model, *, baseline="zeros", per_channel: bool = True, batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        self.model = model
+        self.baseline = baseline
+        self.per_channel = per_channel
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+        self.random_state = random_state
+
+    def _groups(self, call: Call, feature_mask: torch.Tensor | None, n_segments: int):
+        """Group labels (1 or N, C, T) numbered 0..G-1 and G."""
+        if feature_mask is None:
+            labels = torch.from_numpy(segment_mask(tuple(call.x.shape[1:]), n_segments,
+                                                   per_channel=self.per_channel))
+            labels = labels.unsqueeze(0).to(call.x.device)
+            return labels, int(labels.max()) + 1
+        _, inverse = torch.unique(feature_mask, return_inverse=True)  # labels -> 0..G-1
+        return inverse.reshape(feature_mask.shape), int(inverse.max()) + 1
+
+
+_COMMON_PARAMS = """baseline : str, float, callable or Baseline
+        Values replacing the perturbed points (see :mod:`xai_suite.baselines`); ``"zeros"``
+        as in Captum. Explicit arrays go to ``explain(..., baselines=...)``.
+    per_channel : bool
+        Perturb each channel's segments separately (True) or all channels of a segment
+        together (False).
+    batch_size : "auto" or int
+        Perturbed copies per model call.
+    max_memory : int or str, optional
+        Memory budget for ``batch_size="auto"``.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
+    random_state : int, optional
+        Seeds random baselines"""
+
+
+@register_explainer(
+    "segment_occlusion", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
+    needs_baseline=True,
+    summary="Mean output drop over the sliding time windows, per channel or across channels, "
+    "that cover each point",
+    reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks; "
+    + TSCAPTUM,
+)
+class SegmentOcclusion(_Segments):
+    __doc__ = """Sliding-window occlusion along time, batched over windows and instances.
+
+    Each window's drop ``f(x) - f(x with the window set to the baseline)`` is given to every
+    point of the window; a point's attribution is the mean over the windows covering it.
+    Equal to ``captum:occlusion`` with ``window=(1, w), stride=(1, s)`` (``per_channel``) or
+    ``window=(C, w), stride=(1, s)``.
+
+    Parameters
+    ----------
+    window : int, optional
+        Window length in steps; default ``max(1, T // 10)``.
+    stride : int, optional
+        Steps between window starts, at most ``window``; default ``window`` (no overlap).
+    """ + _COMMON_PARAMS + ".\n    "
+
+    def __init__(self, model, *, window: int | None = None, stride: int | None = None,
+                 baseline="zeros", per_channel: bool = True, batch_size="auto", max_memory=None,
+                 device="auto", random_state: int | None = None):
+        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
+                         max_memory=max_memory, device=device, random_state=random_state)
+        self.window = window
+        self.stride = stride
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        _check_bool(per_channel=self.per_channel)
+        c, t = call.x.shape[1:]
+        window = max(1, t // 10) if self.window is None else self.window
+        stride = window if self.stride is None else self.stride
+        spans = occlusion_windows(t, window, stride)
+        steps = torch.arange(t, device=call.x.device)
+        in_span = torch.stack([(steps >= a) & (steps < b) for a, b in spans])  # (W, T)
+        if self.per_channel:  # window (k, w) occludes channel k // W at span k % W
+            eye = torch.eye(c, dtype=torch.bool, device=call.x.device)
+            masks = (eye[:, None, :, None] & in_span[None, :, None, :]).reshape(-1, c, t)
+        else:
+            masks = in_span[:, None, :].expand(-1, c, -1)
+        b = self._baselines(call, baselines)
+        out = target_outputs(call, b[0], masks.shape[0], lambda _i, m: masks[m])
+        drop = _target_predictions(call)[:, None] - out  # (N, M)
+        flat = masks.reshape(masks.shape[0], -1).double().cpu()
+        values = (drop @ flat) / flat.sum(0)
+        return Attribution(values.reshape(call.x.shape).float(), b,
+                           {"window": int(window), "stride": int(stride)})
+
+
+@register_explainer(
+    "segment_ablation", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
+    needs_baseline=True, uses_feature_mask=True,
+    summary="Output drop when each time segment (per channel or across channels) is set to "
+    "the baseline",
+    reference=TSCAPTUM,
+)
+class SegmentAblation(_Segments):
+    __doc__ = """Segment ablation: each segment set to the baseline in turn, batched over segments.
+
+    Every point of a segment carries the segment's whole drop ``f(x) - f(x without it)``, as
+    Captum's ``FeatureAblation`` (equal to ``captum:feature_ablation`` with the
+    :func:`segment_mask` as ``feature_mask``).
+
+    Parameters
+    ----------
+    n_segments : int
+        Equal segments along time (see :func:`segment_mask`); ignored when ``explain`` gets
+        a ``feature_mask``, whose groups are then the segments.
+    """ + _COMMON_PARAMS + ".\n    "
+
+    def __init__(self, model, *, n_segments: int = 10, baseline="zeros", per_channel: bool = True,
+                 batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
+                         max_memory=max_memory, device=device, random_state=random_state)
+        self.n_segments = n_segments
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        labels, g = self._groups(call, feature_mask, self.n_segments)
+        shared = labels.shape[0] == 1
+        b = self._baselines(call, baselines)
+        out = target_outputs(
+            call, b[0], g,
+            lambda i, m: labels[0 if shared else i] == m[:, None, None],
+        )
+        drop = _target_predictions(call)[:, None] - out  # (N, G)
+        lab = labels.expand_as(call.x).reshape(call.x.shape[0], -1).cpu()
+        values = drop.gather(1, lab).reshape(call.x.shape)
+        return Attribution(values.float(), b, {"n_groups": g})
+
+
+@register_explainer(
+    "segment_shapley", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
+    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+    has_convergence_delta=True,
+    summary="Shapley values of time segments from random permutations; each point carries "
+    "its share, so the map sums to f(x) - f(baseline)",
+    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value based "
+    "on sampling; " + TSCAPTUM,
+)
+class SegmentShapley(_Segments):
+    __doc__ = """Shapley value sampling over time segments, all coalitions of all permutations batched.
+
+    Each of ``n_samples`` random permutations of the ``G`` segments adds them one by one to
+    the baseline; a segment's value is its mean marginal gain. The permutations are drawn
+    once from ``random_state`` and shared by all instances, so an instance's values do not
+    depend on which instances are explained with it, nor on ``batch_size``. Per permutation
+    the gains sum to ``f(x) - f(baseline)`` exactly; each point carries its segment's value
+    divided by the segment's size, so the map sums to it too.
+
+    Parameters
+    ----------
+    n_samples : int
+        Random permutations (25, as Captum); ``n_samples * (G - 1)`` model rows per instance.
+    n_segments : int
+        Equal segments along time (see :func:`segment_mask`); ignored when ``explain`` gets
+        a ``feature_mask``.
+    """ + _COMMON_PARAMS + " and the permutations.\n    "
+
+    def __init__(self, model, *, n_samples: int = 25, n_segments: int = 10, baseline="zeros",
+                 per_channel: bool = True, batch_size="auto", max_memory=None, device="auto",
+                 random_state: int | None = None):
+        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
+                         max_memory=max_memory, device=device, random_state=random_state)
+        self.n_samples = n_samples
+        self.n_segments = n_segments
+
+    def _attribute(self, call, *, baselines, feature_mask):
+        check_positive_int(n_samples=self.n_samples)
+        labels, g = self._groups(call, feature_mask, self.n_segments)
+        shared = labels.shape[0] == 1
+        p = int(self.n_samples)
+        perms = np.stack([call.rng.permutation(g) for _ in range(p)])  # (P, G)
+        ranks = torch.from_numpy(np.argsort(perms, axis=1)).to(call.x.device)  # rank of group
+        b = self._baselines(call, baselines)
+        n, c, t = call.x.shape
+        steps = max(g - 1, 1)
+
+        def absent(i, m):  # coalition m: permutation m // (G-1), its first m % (G-1) + 1 groups
+            lab = labels[0].expand(len(i), c, t) if shared else labels[i]
+            joins = ranks[m // steps].gather(1, lab.reshape(len(i), -1))  # when each point joins
+            return (joins >= (m % steps + 1)[:, None]).view(len(i), c, t)
+
+        f = torch.empty(n, p, g + 1, dtype=torch.float64)
+        f[:, :, 0] = target_outputs(call, b[0], 1, lambda i, m: torch.ones_like(call.x[i],
+                                                                                dtype=torch.bool))
+        f[:, :, g] = _target_predictions(call)[:, None]
+        if g > 1:
+            f[:, :, 1:g] = target_outputs(call, b[0], p * (g - 1), absent).view(n, p, g - 1)
+        gains = f[:, :, 1:] - f[:, :, :-1]  # (N, P, G): gain of the k-th group added
+        phi = gains.gather(2, ranks.cpu().unsqueeze(0).expand(n, -1, -1)).mean(1)  # (N, G)
+        lab = labels.expand_as(call.x).reshape(n, -1).cpu()
+        sizes = torch.zeros(lab.shape[0], g, dtype=torch.float64).scatter_add_(
+            1, lab, torch.ones_like(lab, dtype=torch.float64))
+        values = (phi / sizes.clamp(min=1)).gather(1, lab).reshape(call.x.shape)
+        return Attribution(values.float(), b, {"n_groups": g})

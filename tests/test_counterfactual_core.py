@@ -1,0 +1,123 @@
+"""The counterfactual contract: target resolution, metrics, result type, conformance check."""
+
+import numpy as np
+import pytest
+import torch
+
+import xai_suite as xs
+from xai_suite._validation import resolve_counterfactual_target
+from xai_suite.base import CounterfactualExplainer
+from xai_suite.metrics import changed_points, dtw_distance, plausibility, wilson_interval
+from xai_suite.testing import check_explainer, reference_problem
+
+
+@pytest.fixture
+def nun_entry(registry_snapshot):
+    """A minimal registered counterfactual method: the nearest unlike training instance."""
+
+    @xs.register_explainer("nearest_unlike_test", library="testlib",
+                           modalities=("tabular", "timeseries"), model_kinds=("torch",),
+                           needs_fit=True)
+    class NearestUnlike(CounterfactualExplainer):
+        """Nearest training instance of the target class."""
+
+        def __init__(self, model, *, batch_size="auto", device="auto"):
+            self.model = model
+            self.batch_size = batch_size
+            self.device = device
+
+        def _counterfactual(self, call):
+            X = self.X_train_.to(call.x.device)
+            d = torch.cdist(call.x.flatten(1), X.flatten(1))
+            other = torch.as_tensor(self.train_class_, device=d.device)[None, :] != torch.as_tensor(
+                call.target, device=d.device)[:, None]
+            return X[d.masked_fill(other, float("inf")).argmin(1)], {"distance": "euclidean"}
+
+    return "testlib:nearest_unlike_test"
+
+
+def test_target_resolution():
+    preds = np.array([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4]])
+    np.testing.assert_array_equal(resolve_counterfactual_target(None, preds), [2, 2])
+    np.testing.assert_array_equal(resolve_counterfactual_target(0, preds[:1]), [0])
+    with pytest.raises(ValueError, match="differ from the predicted class"):
+        resolve_counterfactual_target(np.array([1, 2]), preds)
+    with pytest.raises(ValueError, match="at least 2 output classes"):
+        resolve_counterfactual_target(None, preds[:, :1])
+
+
+def test_dtw_matches_aeon_and_warps(rng):
+    from aeon.distances import dtw_distance as aeon_dtw
+
+    a, b = rng.normal(size=(4, 2, 17)), rng.normal(size=(4, 2, 17))
+    np.testing.assert_allclose(dtw_distance(a, b), [aeon_dtw(p, q) for p, q in zip(a, b, strict=True)],
+                               rtol=1e-10)
+    s = np.sin(np.linspace(0, 6, 40))[None, None]
+    shifted = np.roll(s, 2, axis=-1)
+    assert dtw_distance(s, shifted)[0] < 0.25 * ((s - shifted) ** 2).sum()
+    with pytest.raises(ValueError, match=r"\(N, C, T\)"):
+        dtw_distance(a, b[:, :1])
+
+
+def test_plausibility_and_changed_points(rng):
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    typical = plausibility(X[:20] + 0.01, X)
+    outlier = plausibility(X[:5] + 20, X)
+    assert np.median(typical) < 1.0 and outlier.min() > 10
+    x = np.zeros((2, 4), np.float32)
+    cf = x.copy()
+    cf[0, 1] = 0.5
+    np.testing.assert_array_equal(changed_points(x, cf).sum(1), [1, 0])
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)  # z = 1.96
+    lo, hi = wilson_interval(45, 50)
+    assert lo == pytest.approx(0.78640, abs=1e-4) and hi == pytest.approx(0.95652, abs=1e-4)
+    assert wilson_interval(np.array([True, False, True, True]), None) == wilson_interval(3, 4)
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(11, 10)
+
+
+def test_explanation_metrics_are_consistent(nun_entry, tmp_path):
+    model, X, y, inputs = reference_problem("timeseries")
+    exp = xs.create_explainer(nun_entry, model).fit(X, y).explain(inputs)
+    assert isinstance(exp, xs.CounterfactualExplanation)
+    x, cf = exp.inputs, exp.counterfactuals
+    assert exp.valid.all()  # a training instance the model puts in the target class
+    np.testing.assert_allclose(exp.metrics["l1"], np.abs(cf - x).reshape(len(x), -1).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(exp.metrics["l2"], np.sqrt(((cf - x) ** 2).reshape(len(x), -1).sum(1)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(exp.metrics["dtw"], dtw_distance(x, cf))
+    assert np.isfinite(exp.metrics["plausibility"]).all()
+    frame = exp.to_frame()
+    assert list(frame.columns[:3]) == ["instance", "original_class", "target"]
+    summary = exp.summary()
+    assert summary["validity"] == 1.0 and summary["validity_low"] < 1.0 == summary["validity_high"]
+    back = xs.load_explanation(exp.save(tmp_path / "cf.npz"))
+    assert isinstance(back, xs.CounterfactualExplanation)
+    np.testing.assert_array_equal(back.metrics["dtw"], exp.metrics["dtw"])
+    ax = exp.plot(0)
+    assert ax.get_legend() is not None
+    ax.figure.savefig(tmp_path / "cf.png")
+
+
+def test_check_explainer_runs_counterfactual_checks(nun_entry):
+    passed = check_explainer(nun_entry, modality="timeseries")
+    assert {"shape_and_metadata", "repeatable", "batch_invariance", "bad_input", "training_mode",
+            "save_load"} <= set(passed)
+
+
+def test_fit_needs_two_classes_and_target_class_present(nun_entry):
+    model, X, _y, inputs = reference_problem("tabular")
+    e = xs.create_explainer(nun_entry, model)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        e.fit(X[:1], None)
+    preds = model(torch.from_numpy(X)).argmax(1).numpy()
+    keep = preds != 2
+    e.fit(X[keep])
+    target = np.full(len(inputs), 2)
+    target[model(torch.from_numpy(inputs)).argmax(1).numpy() == 2] = 0
+    with pytest.raises(ValueError, match=r"no instance of target class\(es\) \[2\]"):
+        e.explain(inputs, target=target)
