@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._io import atomic_write
 from ._validation import NDIM_TO_MODALITY
 
 _AXES = {
@@ -130,20 +130,9 @@ class Explanation:
 
 
 def _atomic_savez(path: Path, meta: dict, arrays: dict) -> Path:
-    """Write ``arrays`` and JSON ``meta`` to ``path`` via a synced temporary file."""
+    """Write ``arrays`` and JSON ``meta`` to ``path`` (``.npz``, crash-safe)."""
     arrays = {**arrays, "meta": np.array(json.dumps(meta))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def load_explanation(path: str | os.PathLike) -> Explanation | CounterfactualExplanation:

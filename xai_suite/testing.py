@@ -143,6 +143,20 @@ def _raises(exc_type, fn, what: str) -> None:
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
+def _explain_in_training_mode(model: nn.Module, explain):
+    """``explain()`` with ``model`` in training mode: it must warn and restore the mode."""
+    model.train()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = explain()
+        assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
+        assert model.training, "the model's training mode was not restored"
+    finally:
+        model.eval()
+    return result
+
+
 def check_explainer(
     name: str,
     model=None,
@@ -299,15 +313,7 @@ def check_explainer(
     passed.append("bad_input")
 
     if isinstance(model, nn.Module):
-        model.train()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                trained = make().explain(x)
-            assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
-            assert model.training, "the model's training mode was not restored"
-        finally:
-            model.eval()
+        trained = _explain_in_training_mode(model, lambda: make().explain(x))
         assert _close(trained.attributions, exp.attributions, rtol), "not explained in eval mode"
         passed.append("training_mode")
 
@@ -376,15 +382,7 @@ def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -
     passed.append("bad_input")
 
     if isinstance(model, nn.Module):
-        model.train()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                trained = make().explain(x)
-            assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
-            assert model.training, "the model's training mode was not restored"
-        finally:
-            model.eval()
+        trained = _explain_in_training_mode(model, lambda: make().explain(x))
         assert _close(trained.counterfactuals, cf, 1e-5), "not explained in eval mode"
         passed.append("training_mode")
 

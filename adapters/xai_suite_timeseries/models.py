@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import inspect
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xai_suite._io import atomic_write
 from xai_suite._validation import check_positive_int
 
 #: Bumped when the cache file layout or the training loop changes meaning.
@@ -334,16 +334,6 @@ def fit_cached(model: nn.Module, X, y, *, cache_dir=None, **fit_params) -> nn.Mo
             )
             model.load_state_dict(initial)  # a failed load may have copied some tensors
     fit_classifier(model, X, y, **settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(model.state_dict(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(model.state_dict(), fh))
     model.cache_path_ = path
     return model
