@@ -139,7 +139,7 @@ CASES = [
     .query("needs_baseline").qualified_name
 ]
 #: Settings under which an entry uses its baseline (TSInterpret's default GRAD takes none).
-USES_BASELINE = {"tsinterpret:tsr": {"method": "IG"}}
+USES_BASELINE = {"tsinterpret:tsr": {"inner": "IG"}}
 
 
 @pytest.mark.parametrize(("name", "modality"), CASES, ids=[f"{m}-{n}" for n, m in CASES])

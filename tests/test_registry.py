@@ -92,6 +92,13 @@ def test_register_explainer_refuses_duplicates_and_bad_metadata(registry_snapsho
     with pytest.raises(TypeError, match="subclasses"):
         xs.register_explainer("x", library="l", modalities="tabular", model_kinds="torch")(dict)
 
+    class Clashing(GradientExplainer):  # xs.explain(model, x, method=...) names the entry
+        def __init__(self, model, *, method: str = "a", target: int = 0):
+            self.model, self.method, self.target = model, method, target
+
+    with pytest.raises(ValueError, match="'method', 'target' clash with the arguments of xs.explain"):
+        xs.register_explainer("x", library="l", modalities="tabular", model_kinds="torch")(Clashing)
+
 
 def test_missing_optional_dependency_names_the_extra(registry_snapshot):
     @xs.register_explainer("needs_llm", library="mylib", modalities="text",

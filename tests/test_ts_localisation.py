@@ -22,7 +22,7 @@ METHODS = {
     "captum:saliency": {},
     "captum:occlusion": {"window": (1, 5), "stride": (1, 1)},
     "native:tsr": {"inner_params": {"n_steps": 16}},
-    "tsinterpret:tsr": {"method": "IG", "baseline": "zeros"},
+    "tsinterpret:tsr": {"inner": "IG", "baseline": "zeros"},
 }
 #: TSInterpret's TSR runs Captum's IG (50 steps) 2 + T + about 0.45 T C times per instance,
 #: one call each: about 10 s per series here, so it explains the first 4 only. (Its default

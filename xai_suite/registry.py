@@ -40,6 +40,8 @@ EXTRA_FOR_MODULE = {
     "skimage": "image",
 }
 _BUILTIN_MODULES = ("xai_suite.methods.captum", "xai_suite.methods.native")
+#: Arguments of :func:`explain` itself: a hyper-parameter of the same name could not be passed.
+RESERVED_PARAMS = ("inputs", "method", "target", "fit_data", "baselines", "feature_mask")
 
 
 class PluginLoadWarning(UserWarning):
@@ -176,6 +178,12 @@ def register_explainer(
         if ":" in name or ":" in library:
             raise ValueError("name and library must not contain ':'")
         qname = f"{library}:{name}"
+        clash = [p for p in cls._param_names() if p in RESERVED_PARAMS]
+        if clash:
+            raise ValueError(
+                f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
+                f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them"
+            )
         if qname in _EXPLAINERS:
             raise ValueError(f"an explainer named {qname!r} is already registered")
         if recommended and name in _RECOMMENDED:

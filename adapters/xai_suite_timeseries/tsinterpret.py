@@ -29,8 +29,10 @@ What TSInterpret gets wrong, and what the entries do about it:
   model it is given and adds its own (it gets a copy); its ``"native_guide"`` method is
   spelled ``"NG"`` in its code; its nearest unlike neighbour comes from any other class, ours
   from the target class.
-- COMTE: its brute-force fallback forks a ``multiprocessing`` pool of ``cpu_count()`` processes
-  around the model (pinned to 1 thread here).
+- COMTE: its ``OptimizedSearch`` drops its ``num_distractors``, ``threads`` and ``silent``
+  arguments (it and its brute-force fallback always use 2 distractors, and the fallback forks a
+  ``multiprocessing`` pool of ``cpu_count()`` processes around the model); we set them on both
+  searches (``number_distractors``, 1 thread).
 - TSEvo: a target class that is not a Python ``int`` silently makes it search towards the
   original class; we pass ``int``.
 
@@ -49,6 +51,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import io
+import logging
 import random
 import sys
 import types
@@ -238,10 +241,17 @@ def _seeded(seed: int):
 
 @contextlib.contextmanager
 def _quiet():
-    """Keep TSInterpret's prints and its deprecation/overwrite warnings out of the output."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """Keep TSInterpret's prints, its deprecation/overwrite warnings and torchcam's logged
+    notices (the CAM layer it picked) out of the output."""
+    cam_log = logging.getLogger("torchcam")
+    level = cam_log.level
+    cam_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        cam_log.setLevel(level)
 
 
 def _progress(n: int, desc: str) -> Iterator[int]:
@@ -317,10 +327,11 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
 
     Parameters
     ----------
-    method : str
-        TSInterpret's inner method: ``"GRAD"`` (its default; absolute gradients), ``"IG"``,
-        ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"`` (DeepLIFT SHAP), ``"SG"`` (SmoothGrad),
-        ``"SVS"`` (Shapley value sampling), ``"FA"`` (feature ablation), ``"FO"`` (occlusion).
+    inner : str
+        TSInterpret's inner method (its ``method``; named ``inner`` here because ``method`` is
+        the registry name in ``xs.explain``): ``"GRAD"`` (its default; absolute gradients),
+        ``"IG"``, ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"`` (DeepLIFT SHAP), ``"SG"``
+        (SmoothGrad), ``"SVS"`` (Shapley value sampling), ``"FA"`` (feature ablation), ``"FO"`` (occlusion).
     tsr : bool
         Apply temporal saliency rescaling (default, as TSInterpret); ``False`` returns the inner
         method's raw attributions.
@@ -334,10 +345,10 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
         Seeds the baseline and every random draw inside TSInterpret and Captum.
     """
 
-    def __init__(self, model, *, method: str = "GRAD", tsr: bool = True,
+    def __init__(self, model, *, inner: str = "GRAD", tsr: bool = True,
                  assignment: float | None = None, baseline=None, random_state: int | None = None):
         self.model = model
-        self.method = method
+        self.inner = inner
         self.tsr = tsr
         self.assignment = assignment
         self.baseline = baseline
@@ -348,23 +359,23 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
 
     def _attribute(self, call, *, baselines, feature_mask):
         name = self.info.qualified_name
-        _check_choice(self.method, tuple(TSR_METHODS), "method")
-        kind = TSR_METHODS[self.method]
+        _check_choice(self.inner, tuple(TSR_METHODS), "inner")
+        kind = TSR_METHODS[self.inner]
         n, c, t = call.x.shape
-        if c > 1 and self.method in ("SVS", "FO"):
+        if c > 1 and self.inner in ("SVS", "FO"):
             raise ValueError(
-                f"{name} with method={self.method!r} explains univariate series only: TSInterpret "
+                f"{name} with inner={self.inner!r} explains univariate series only: TSInterpret "
                 "reshapes its (T, C) feature mask / occlusion window instead of transposing it, so "
                 "on multivariate series the groups mix channels and time steps"
             )
         if kind is None and baselines is not None:
-            raise TypeError(f"{name} with method={self.method!r} takes no baselines")
+            raise TypeError(f"{name} with inner={self.inner!r} takes no baselines")
         ref = None
         if kind is not None:
             ref = self._baselines(call, baselines, TSR_MULTIPLE if kind == "multiple" else 1).cpu()
         tsi = load_tsinterpret()
         with _quiet():
-            saliency = tsi.TSR(call.model.model, t, c, method=self.method, mode="feat",
+            saliency = tsi.TSR(call.model.model, t, c, method=self.inner, mode="feat",
                                device="cpu", normalize=False, tsr=bool(self.tsr))
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
@@ -386,7 +397,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
             out[i] = a
         resolved = {}
         if kind is None:
-            resolved["baseline"] = {"name": "none", "reason": f"{self.method} takes no reference"}
+            resolved["baseline"] = {"name": "none", "reason": f"{self.inner} takes no reference"}
         return Attribution(torch.from_numpy(out), baselines=ref, params=resolved)
 
 
@@ -617,12 +628,12 @@ class TSInterpretNativeGuide(_TSInterpretCF):
 
     Parameters
     ----------
-    method : str
-        ``"NUN_CF"`` (TSInterpret's default: swap in the nearest unlike neighbour's subsequence
-        of highest class activation, growing it until the original class's probability falls to
-        0.5), ``"dtw_bary_center"`` (move a DTW barycentre of the instance and the neighbour
-        towards the neighbour) or ``"native_guide"`` (the neighbour itself; ``"NG"`` in
-        TSInterpret's code).
+    variant : str
+        TSInterpret's ``method``: ``"NUN_CF"`` (TSInterpret's default: swap in the nearest
+        unlike neighbour's subsequence of highest class activation, growing it until the
+        original class's probability falls to 0.5), ``"dtw_bary_center"`` (move a DTW
+        barycentre of the instance and the neighbour towards the neighbour) or
+        ``"native_guide"`` (the neighbour itself; ``"NG"`` in TSInterpret's code).
     distance : str
         tslearn metric of the neighbour search for ``dtw_bary_center`` and ``native_guide``;
         ``"dtw"``, TSInterpret's default (``NUN_CF`` always uses ``"euclidean"``).
@@ -630,9 +641,9 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         Most growth / barycentre steps; 500.
     """
 
-    def __init__(self, model, *, method: str = "NUN_CF", distance: str = "dtw", max_iter: int = 500):
+    def __init__(self, model, *, variant: str = "NUN_CF", distance: str = "dtw", max_iter: int = 500):
         self.model = model
-        self.method = method
+        self.variant = variant
         self.distance = distance
         self.max_iter = max_iter
 
@@ -644,18 +655,18 @@ class TSInterpretNativeGuide(_TSInterpretCF):
 
     def _counterfactual(self, call):
         name = self.info.qualified_name
-        _check_choice(self.method, tuple(NATIVE_GUIDE_METHODS), "method")
+        _check_choice(self.variant, tuple(NATIVE_GUIDE_METHODS), "variant")
         _check_choice(self.distance, NATIVE_GUIDE_DISTANCES, "distance")
         check_positive_int(max_iter=self.max_iter)
         x = call.x.cpu().numpy()
         n, c, t = x.shape
         _check_univariate(c, name, self._WHY)
         predicted = call.predictions.argmax(1)
-        if self.method == "dtw_bary_center":
+        if self.variant == "dtw_bary_center":
             runner_up = np.argsort(call.predictions, axis=1)[:, -2]
             if (call.target != runner_up).any():
                 raise ValueError(
-                    f"{name} with method='dtw_bary_center' can only aim at each instance's second "
+                    f"{name} with variant='dtw_bary_center' can only aim at each instance's second "
                     "most probable class (TSInterpret's code picks that class itself); pass "
                     "target=None"
                 )
@@ -664,7 +675,7 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         model = copy.deepcopy(call.model.model)  # it strips and adds forward hooks
         with _quiet():
             guide = tsi.NativeGuideCF(model, (X_tr, y_tr), backend="PYT", mode="feat",
-                                      method=NATIVE_GUIDE_METHODS[self.method],
+                                      method=NATIVE_GUIDE_METHODS[self.variant],
                                       distance_measure=self.distance, max_iter=int(self.max_iter))
         out = x.copy()
         found = np.zeros(n, dtype=bool)
@@ -700,14 +711,16 @@ class TSInterpretCOMTE(_TSInterpretCF):
     """TSInterpret's CoMTE (``OptimizedSearch`` / ``BruteForceSearch``), any model kind.
 
     Runs TSInterpret's searches as ``COMTECF.explain`` does, reusing the per-class KD-trees
-    across instances, with the brute-force fallback's thread count pinned to 1 (TSInterpret
-    leaves it at ``cpu_count()``, forking a process pool around the model).
+    across instances, with ``number_distractors`` and a thread count of 1 set on the optimised
+    search and its brute-force fallback (TSInterpret's ``OptimizedSearch`` drops both: 2
+    distractors whatever it is given, and a fallback that forks a process pool of
+    ``cpu_count()`` around the model).
 
     Parameters
     ----------
-    method : str
-        ``"opt"`` (random hill climbing over channel swaps, brute force as fallback;
-        TSInterpret's default) or ``"brute"`` (greedy channel swaps).
+    search : str
+        TSInterpret's ``method``: ``"opt"`` (random hill climbing over channel swaps, brute
+        force as fallback; TSInterpret's default) or ``"brute"`` (greedy channel swaps).
     number_distractors : int
         Nearest target-class training series tried as donors; 2.
     max_attempts : int
@@ -718,10 +731,10 @@ class TSInterpretCOMTE(_TSInterpretCF):
         Seeds the hill climbing.
     """
 
-    def __init__(self, model, *, method: str = "opt", number_distractors: int = 2,
+    def __init__(self, model, *, search: str = "opt", number_distractors: int = 2,
                  max_attempts: int = 1000, max_iter: int = 1000, random_state: int | None = None):
         self.model = model
-        self.method = method
+        self.search = search
         self.number_distractors = number_distractors
         self.max_attempts = max_attempts
         self.max_iter = max_iter
@@ -745,7 +758,7 @@ class TSInterpretCOMTE(_TSInterpretCF):
 
     def _counterfactual(self, call):
         name = self.info.qualified_name
-        _check_choice(self.method, COMTE_METHODS, "method")
+        _check_choice(self.search, COMTE_METHODS, "search")
         check_positive_int(number_distractors=self.number_distractors,
                            max_attempts=self.max_attempts, max_iter=self.max_iter)
         self._check_targets(call.target)
@@ -753,13 +766,16 @@ class TSInterpretCOMTE(_TSInterpretCF):
         tsi = load_tsinterpret()
         predict = _probabilities(call)
         with _quiet():
-            if self.method == "opt":
+            if self.search == "opt":
                 search = tsi.OptimizedSearch(
                     predict, X_tr, y_tr, silent=True, threads=1,
                     num_distractors=int(self.number_distractors),
                     max_attempts=int(self.max_attempts), maxiter=int(self.max_iter),
                 )
-                search.backup.threads = 1
+                # it passes none of these three on: both searches keep the defaults
+                # (2 distractors, cpu_count() threads)
+                for s in (search, search.backup):
+                    s.silent, s.threads, s.num_distractors = True, 1, int(self.number_distractors)
             else:
                 search = tsi.BruteForceSearch(predict, X_tr, y_tr, silent=True, threads=1,
                                               num_distractors=int(self.number_distractors))
