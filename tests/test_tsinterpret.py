@@ -322,6 +322,12 @@ def test_native_guide_counterfactuals_on_gunpoint(gunpoint, gunpoint_cnn):
         s, t = changed[0], changed[-1] + 1
         np.testing.assert_array_equal(exp.counterfactuals[i, 0, s:t], nun[i, 0, s:t])
         assert t - s < x.shape[-1]
+    # ours, searching every window length (window_step=1/T) with the same Grad-CAM map, finds
+    # exactly TSInterpret's counterfactuals (with 2 classes "shortest valid window" and "grow
+    # until p(original) < 0.5" coincide)
+    ours = xs.create_explainer("native:native_guide", gunpoint_cnn, saliency="grad_cam",
+                               window_step=1 / x.shape[-1]).fit(X, y).explain(x[found])
+    np.testing.assert_array_equal(ours.counterfactuals, exp.counterfactuals[found])
 
 
 def test_native_guide_targets_on_three_classes(univariate):

@@ -223,9 +223,13 @@ class NativeGuide(CounterfactualExplainer):
     distance : {"euclidean", "dtw"}
         How the NUN is found (TSInterpret's window method uses Euclidean).
     saliency : {"auto", "grad_cam", "gradient_x_input", "occlusion"}
-        ``grad_cam``: the signed Grad-CAM map of the last ``Conv1d`` layer for class ``t``,
-        linearly interpolated to ``T`` (no ReLU, so window sums are penalised by regions
-        that speak against ``t``); one map shared by all channels. ``gradient_x_input``:
+        ``grad_cam``: the signed Grad-CAM map of the last convolutional block for class
+        ``t``, taken at the output of the last module that runs after the last ``Conv1d``
+        and keeps its output shape (its batch-norm and activation: the feature maps a
+        global-average-pooling head reads, where Grad-CAM is CAM up to a positive factor,
+        the map Delaney et al. and TSInterpret use), linearly interpolated to ``T`` (no
+        ReLU on the map, so window sums are penalised by regions that speak against
+        ``t``); one map shared by all channels. ``gradient_x_input``:
         the gradient of the class-``t`` output at the NUN times ``NUN - x`` (gradient x
         input with the query as reference: the first-order gain of copying each point),
         per channel. ``occlusion``: the drop in class-``t`` probability when a segment of
@@ -374,20 +378,26 @@ def _best_candidate(valid: np.ndarray, cost: np.ndarray, p: np.ndarray) -> np.nd
 
 def _grad_cam(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.Tensor:
     module = call.model.model
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv1d)]
-    if not convs:
+    leaves = [m for m in module.modules() if not list(m.children())]
+    if not any(isinstance(m, nn.Conv1d) for m in leaves):
         raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
                          "'gradient_x_input' or 'occlusion'")
-    store: dict[str, torch.Tensor] = {}
-    handle = convs[-1].register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+    runs: list[tuple[nn.Module, torch.Tensor]] = []  # leaf outputs in the order they ran
+
+    def record(mod, _inp, out):
+        if isinstance(out, torch.Tensor):
+            runs.append((mod, out))
+
+    handles = [m.register_forward_hook(record) for m in leaves]
     maps = []
     target = call.target_t
     try:
         for start in range(0, nun.shape[0], call.rows):
             sl = slice(start, start + call.rows)
+            runs.clear()
             with torch.enable_grad():
                 out = call.model.forward(nun[sl])
-                act = store["a"]
+                act = _last_conv_block(runs)
                 sel = out[torch.arange(out.shape[0], device=out.device), target[sl]].sum()
                 (grad,) = torch.autograd.grad(sel, act)
             cam = (grad.mean(-1, keepdim=True) * act).sum(1, keepdim=True).detach()
@@ -395,8 +405,25 @@ def _grad_cam(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.
                 cam = F.interpolate(cam, size=nun.shape[-1], mode="linear", align_corners=False)
             maps.append(cam)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     return torch.cat(maps)
+
+
+def _last_conv_block(runs: list[tuple[nn.Module, torch.Tensor]]) -> torch.Tensor:
+    """The output of the last convolutional block among leaf outputs in the order they ran.
+
+    That is the output of the last module, from the last ``Conv1d`` run on, whose output
+    has that convolution's output shape: with Conv1d-BatchNorm-ReLU blocks the last ReLU;
+    in a residual block whose shortcut is a projection (run after the body), the ReLU
+    after the sum, not the shortcut's convolution.
+    """
+    convs = [i for i, (m, _) in enumerate(runs) if isinstance(m, nn.Conv1d)]
+    if not convs:
+        raise ValueError("saliency='grad_cam': the model ran no Conv1d layer on its inputs; use "
+                         "'gradient_x_input' or 'occlusion'")
+    shape = runs[convs[-1]][1].shape
+    return next(a for _, a in reversed(runs[convs[-1]:]) if a.shape == shape)
 
 
 def _gradient_x_input(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.Tensor:
