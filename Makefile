@@ -26,6 +26,8 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/perf_gradients.py
+	$(BIN)/python benchmarks/perf_timeseries.py
+	$(BIN)/python benchmarks/counterfactuals_ts.py
 	$(BIN)/python -m pytest -m slow
 
 lint: install
