@@ -143,6 +143,27 @@ def _raises(exc_type, fn, what: str) -> None:
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
+def _check_params(name: str, model, explainer) -> None:
+    """get/set/clone by introspection; unknown parameter names raise ``TypeError``."""
+    twin = clone(explainer)
+    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
+    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
+    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
+
+
+def _check_bad_inputs(e, x: np.ndarray, n_outputs: int, *, fitted: bool) -> None:
+    """NaN, a missing batch axis, a target out of range and (fitted) another instance shape
+    than ``fit``'s each raise ``ValueError``."""
+    bad = x.copy()
+    bad.reshape(-1)[0] = np.nan
+    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
+    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
+    _raises(ValueError, lambda: e.explain(x, target=n_outputs), "target out of range")
+    if fitted:
+        extra = np.concatenate([x, x[..., :1]], axis=-1)
+        _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
+
+
 def _explain_in_training_mode(model: nn.Module, explain):
     """``explain()`` with ``model`` in training mode: it must warn and restore the mode."""
     model.train()
@@ -234,10 +255,7 @@ def check_explainer(
     passed.append("shape_and_metadata")
 
     # parameters: get/set/clone, unknown names
-    twin = clone(explainer)
-    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
-    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
-    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
+    _check_params(name, model, explainer)
     passed.append("params")
 
     # the same call twice gives the same numbers (seeded where stochastic)
@@ -293,15 +311,8 @@ def check_explainer(
 
     # bad input: clear errors, nothing reshaped or broadcast silently
     e = make()
-    bad = x.copy()
-    bad.reshape(-1)[0] = np.nan
-    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
-    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
-    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.shape[1]), "target out of range")
+    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=fit_data is not None)
     _raises(ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int)), "target shape")
-    if fit_data is not None:
-        extra = np.concatenate([x, x[..., :1]], axis=-1)
-        _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
     if tags.needs_baseline:
         wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
         _raises(ValueError, lambda: e.explain(x, baselines=wrong), "baselines that do not broadcast")
@@ -345,10 +356,7 @@ def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -
     np.testing.assert_array_equal(exp.valid, fresh.argmax(1) == exp.target)
     passed.append("shape_and_metadata")
 
-    twin = clone(explainer)
-    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
-    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
-    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
+    _check_params(name, model, explainer)
     passed.append("params")
 
     again = make().explain(x)
@@ -368,15 +376,9 @@ def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -
         passed.append("batch_invariance")
 
     e = make()
-    bad = x.copy()
-    bad.reshape(-1)[0] = np.nan
-    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
-    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
-    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.shape[1]), "target out of range")
+    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=True)
     _raises(ValueError, lambda: e.explain(x, target=exp.predictions.argmax(1)),
             "target equal to the predicted class")
-    extra = np.concatenate([x, x[..., :1]], axis=-1)
-    _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
     _raises(NotFittedError, lambda: create_explainer(name, model, **params).explain(x),
             "explain before fit")
     passed.append("bad_input")
