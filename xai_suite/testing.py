@@ -143,6 +143,17 @@ def _raises(exc_type, fn, what: str) -> None:
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
+def _check_result(what: str, values: np.ndarray, x: np.ndarray, exp, explainer) -> None:
+    """``values`` (the explanation's ``what``) are finite float32 of the inputs' shape; the
+    method and every hyper-parameter are recorded."""
+    assert values.shape == x.shape, f"{what} shape {values.shape} != inputs shape {x.shape}"
+    assert values.dtype == np.float32 and np.isfinite(values).all(), f"{what} must be finite float32"
+    qname = explainer.info.qualified_name
+    assert exp.method == qname, f"method {exp.method!r} != {qname!r}"
+    missing = set(explainer.get_params()) - set(exp.params)
+    assert not missing, f"params not recorded in the explanation: {missing}"
+
+
 def _check_params(name: str, model, explainer) -> None:
     """get/set/clone by introspection; unknown parameter names raise ``TypeError``."""
     twin = clone(explainer)
@@ -244,11 +255,7 @@ def check_explainer(
 
     # shape, type, metadata
     a = exp.attributions
-    assert a.shape == x.shape, f"attributions shape {a.shape} != inputs shape {x.shape}"
-    assert a.dtype == np.float32 and np.isfinite(a).all(), "attributions must be finite float32"
-    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
-    missing = set(explainer.get_params()) - set(exp.params)
-    assert not missing, f"params not recorded in the explanation: {missing}"
+    _check_result("attributions", a, x, exp, explainer)
     if tags.needs_baseline:
         assert "name" in exp.params["baseline"], "the baseline used must be recorded"
     np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
@@ -345,11 +352,7 @@ def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -
     explainer = make()
     exp = explainer.explain(x)
     cf = exp.counterfactuals
-    assert cf.shape == x.shape, f"counterfactuals shape {cf.shape} != inputs shape {x.shape}"
-    assert cf.dtype == np.float32 and np.isfinite(cf).all(), "counterfactuals must be finite float32"
-    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
-    missing = set(explainer.get_params()) - set(exp.params)
-    assert not missing, f"params not recorded in the explanation: {missing}"
+    _check_result("counterfactuals", cf, x, exp, explainer)
     assert (exp.target != exp.predictions.argmax(1)).all(), "a target equals the predicted class"
     fresh = ModelWrapper(model, device="cpu").predict(torch.from_numpy(cf), rows=256)
     np.testing.assert_allclose(exp.cf_predictions, fresh, rtol=1e-4, atol=1e-5)
