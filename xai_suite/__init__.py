@@ -28,6 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "Baseline",
+    "ConceptExplanation",
     "CounterfactualExplanation",
     "Explanation",
     "clone",
@@ -42,3 +43,11 @@ __all__ = [
     "register_baseline",
     "register_explainer",
 ]
+
+
+def __getattr__(name: str):
+    if name == "ConceptExplanation":  # lives with the concept models, imported on first use
+        from .concepts import ConceptExplanation
+
+        return ConceptExplanation
+    raise AttributeError(f"module 'xai_suite' has no attribute {name!r}")

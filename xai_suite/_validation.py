@@ -46,7 +46,8 @@ def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
             raise TypeError(
                 f"{name} must be a numeric numpy array or torch tensor, got dtype {arr.dtype}"
             )
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if not torch.isfinite(t).all():
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite numbers")
@@ -178,3 +179,54 @@ def parse_bytes(value) -> int | None:
                 except ValueError:
                     break
     raise ValueError(f"max_memory must be a number of bytes or a string like '512MiB'; got {value!r}")
+
+
+def split_frame(inputs, model, name: str = "inputs"):
+    """Numeric data and column names from a pandas DataFrame; other inputs pass through.
+
+    A DataFrame's columns must be the ones ``model`` was fitted on (its
+    ``feature_names_in_``), in that order. A model with an ``encode(frame)`` method (such as
+    ``xai_suite_tabular.TabularModel``) turns the frame into numbers (categorical codes);
+    otherwise every column must be numeric.
+
+    Returns
+    -------
+    data : array-like
+        ``inputs`` unchanged, or the frame's values as float32 (N, F).
+    names : tuple of str, or None
+        The frame's column names.
+    """
+    import pandas as pd
+
+    if not isinstance(inputs, pd.DataFrame):
+        return inputs, None
+    names = tuple(str(c) for c in inputs.columns)
+    expected = getattr(model, "feature_names_in_", None)
+    if expected is not None and tuple(str(c) for c in expected) != names:
+        expected = tuple(str(c) for c in expected)
+        missing = [c for c in expected if c not in names]
+        extra = [c for c in names if c not in expected]
+        detail = (f"missing {missing}" if missing else "") + (f" unexpected {extra}" if extra else "")
+        raise ValueError(
+            f"{name} must have the columns the model was fitted on, in order: {list(expected)}; "
+            f"got {list(names)} ({detail.strip() or 'another order'})"
+        )
+    encode = getattr(model, "encode", None)
+    if callable(encode):
+        return encode(inputs), names
+    bad = [str(c) for c, dtype in inputs.dtypes.items()
+           if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))]
+    if bad:
+        raise TypeError(
+            f"{name} has non-numeric column(s) {bad}; to explain categorical columns wrap the "
+            "model: xai_suite_tabular.TabularModel(model, X_train)"
+        )
+    return inputs.to_numpy(dtype=np.float32, copy=True), names
+
+
+def check_random_state(value) -> None:
+    """Raise a ``ValueError`` unless ``value`` is ``None`` or a non-negative int (a seed)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"random_state must be None or a non-negative int; got {value!r}")

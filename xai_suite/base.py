@@ -25,10 +25,12 @@ from ._validation import (
     as_float_tensor,
     broadcast_baseline,
     check_instance_shape,
+    check_random_state,
     infer_modality,
     parse_bytes,
     resolve_counterfactual_target,
     resolve_target,
+    split_frame,
 )
 from .baselines import Baseline, NotFittedError, _jsonable, ensure_baseline
 from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
@@ -108,6 +110,8 @@ class Call:
         Most rows per model call (the resolved ``batch_size``).
     modality : str
     rng : numpy.random.Generator
+    feature_names : tuple of str, or None
+        Tabular column names (from a DataFrame, the model or ``fit``).
     """
 
     x: torch.Tensor
@@ -117,6 +121,7 @@ class Call:
     rows: int
     modality: str
     rng: np.random.Generator
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def target_t(self) -> torch.Tensor:
@@ -148,6 +153,7 @@ class Explainer:
     info: ClassVar[ExplainerInfo]  # set by ``register_explainer``
 
     _fit_shape: tuple[int, ...] | None = None
+    _fit_names: tuple[str, ...] | None = None
 
     def __init__(self, model):
         self.model = model
@@ -195,7 +201,7 @@ class Explainer:
 
         Parameters
         ----------
-        X : array-like, shape (N, ...)
+        X : array-like or pandas.DataFrame, shape (N, ...)
             Training inputs in the layout later given to ``explain``.
         y : array-like of int, shape (N,), optional
             Training labels (needed by e.g. the ``nearest_unlike`` baseline).
@@ -204,12 +210,16 @@ class Explainer:
         -------
         self
         """
+        X, names = split_frame(X, self.model, "X")
         X = as_float_tensor(X, "X")
         infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
+        if y is not None:
+            y = np.asarray(y)
         if "baseline" in self._param_names():
             self._baseline().fit(X, y)
         self._fit(X, y)
         self._fit_shape = tuple(X.shape[1:])
+        self._fit_names = names
         return self
 
     def _fit(self, X: torch.Tensor, y) -> None:
@@ -244,9 +254,12 @@ class Explainer:
         tags, name = self.info.tags, self.info.qualified_name
         batch_size = getattr(self, "batch_size", "auto")
         check_batch_size(batch_size)
+        check_random_state(getattr(self, "random_state", None))
+        inputs, names = split_frame(inputs, self.model)
         x = as_float_tensor(inputs, "inputs")
         modality = infer_modality(x, tags.modalities, name)
         check_instance_shape(x, self._fit_shape, f"{name}.fit")
+        names = self._feature_names(names, x, modality)
         self._check_fitted()
         wrapper = self._wrapper()
         with wrapper.prepared():
@@ -261,7 +274,22 @@ class Explainer:
                 rows=rows,
                 modality=modality,
                 rng=np.random.default_rng(getattr(self, "random_state", None)),
+                feature_names=names,
             )
+
+    def _feature_names(self, names, x: torch.Tensor, modality: str) -> tuple[str, ...] | None:
+        """Column names of tabular inputs: the frame's, else the model's, else ``fit``'s."""
+        if names is not None and self._fit_names is not None and names != self._fit_names:
+            raise ValueError(
+                f"inputs have columns {list(names)} but {self.info.qualified_name}.fit saw "
+                f"{list(self._fit_names)}; give the columns in the same order"
+            )
+        if modality != "tabular":
+            return None
+        model_names = getattr(self.model, "feature_names_in_", None)
+        if names is None and model_names is not None and len(model_names) == x.shape[1]:
+            names = tuple(str(c) for c in model_names)
+        return names or self._fit_names
 
     def _rows(self, wrapper: ModelWrapper, x: torch.Tensor, batch_size) -> int:
         if batch_size != "auto":
@@ -337,7 +365,26 @@ class AttributionExplainer(Explainer):
             params=params,
             convergence_delta=delta,
             baselines=None if result.baselines is None else result.baselines.cpu().numpy(),
+            feature_names=call.feature_names,
         )
+
+    def explain_all_classes(self, inputs, *, baselines=None, feature_mask=None) -> list[Explanation]:
+        """Explain every output of the model: one :class:`Explanation` per class.
+
+        Parameters
+        ----------
+        inputs, baselines, feature_mask
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        list of Explanation
+            Item ``k`` explains output ``k`` for every instance (its ``target`` is all ``k``).
+        """
+        first = self.explain(inputs, 0, baselines=baselines, feature_mask=feature_mask)
+        rest = [self.explain(inputs, k, baselines=baselines, feature_mask=feature_mask)
+                for k in range(1, first.predictions.shape[1])]
+        return [first, *rest]
 
     # -- hooks and helpers for subclasses --------------------------------------------------
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
@@ -486,6 +533,7 @@ class CounterfactualExplainer(Explainer):
             method=name,
             params=self._recorded_params(call, resolved),
             metrics=metrics,
+            feature_names=call.feature_names,
         )
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:

@@ -399,3 +399,28 @@ class NearestUnlike(Baseline):
                 "explained one; fit it on data with labels of at least 2 classes"
             )
         return self.X_[d.argmin(1)]
+
+
+def sample_background(X: torch.Tensor, n_background: int, random_state: int | None) -> torch.Tensor:
+    """The background set of Shapley-value explainers: ``n_background`` rows of ``X``.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (M, ...)
+        Training inputs.
+    n_background : int
+        Rows to keep. All of ``X``, in order, when ``M <= n_background``; otherwise a
+        uniform draw without replacement, in the order of ``X``.
+    random_state : int or None
+
+    Returns
+    -------
+    torch.Tensor, shape (min(M, n_background), ...)
+    """
+    if isinstance(n_background, bool) or not isinstance(n_background, int | np.integer) or n_background < 1:
+        raise ValueError(f"n_background must be a positive int; got {n_background!r}")
+    m = X.shape[0]
+    if m <= n_background:
+        return X
+    rows = np.sort(np.random.default_rng(random_state).choice(m, int(n_background), replace=False))
+    return X[torch.from_numpy(rows)]

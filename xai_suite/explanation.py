@@ -20,6 +20,7 @@ _AXES = {
 }
 _FORMAT = "xai-suite-explanation/1"
 _CF_FORMAT = "xai-suite-counterfactual/1"
+_CONCEPT_FORMAT = "xai-suite-concept-explanation/1"  # written by xai_suite.concepts
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Explanation:
         where the method has one (``f(baseline)`` averaged over baseline draws).
     baselines : numpy.ndarray, shape (S, N, ...), or None
         The reference inputs actually used (``S`` draws per instance).
+    feature_names : tuple of str, or None
+        Tabular data: the column names (from a DataFrame or the model's
+        ``feature_names_in_``), one per feature.
     """
 
     attributions: np.ndarray
@@ -55,6 +59,7 @@ class Explanation:
     params: dict = field(default_factory=dict)
     convergence_delta: np.ndarray | None = None
     baselines: np.ndarray | None = None
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.attributions.shape != self.inputs.shape:
@@ -68,6 +73,7 @@ class Explanation:
                 f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
                 f"{self.target.shape} and {self.predictions.shape}"
             )
+        self.feature_names = _check_names(self.feature_names, self.inputs)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -88,16 +94,34 @@ class Explanation:
             f"shape={self.inputs.shape[1:]}, modality={self.modality!r}{delta})"
         )
 
-    def to_frame(self) -> pd.DataFrame:
-        """Long table: one row per instance and input element.
+    def to_frame(self, wide: bool = False) -> pd.DataFrame:
+        """The attributions as a table.
 
-        Columns are ``instance``, the element's position (``feature``; ``channel, time``;
-        or ``channel, row, col``), ``input``, ``attribution`` and ``target``.
+        Parameters
+        ----------
+        wide : bool
+            Tabular data only: one row per instance and one column per feature, named as
+            the input's columns (``feature_names``, else ``x0, x1, ...``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Long (default): one row per instance and input element, with columns
+            ``instance``, the element's position (``feature``, holding the column names
+            where known; ``channel, time``; or ``channel, row, col``), ``input``,
+            ``attribution`` and ``target``. Wide: shape (N, F).
         """
+        names = self.feature_names or tuple(f"x{i}" for i in range(self.inputs.shape[-1]))
+        if wide:
+            if self.modality != "tabular":
+                raise ValueError(f"wide=True needs tabular (N, F) data; these are {self.modality}")
+            return pd.DataFrame(self.attributions, columns=list(names))
         axes = _AXES.get(self.modality, tuple(f"axis{i}" for i in range(1, self.inputs.ndim)))
         idx = np.indices(self.inputs.shape).reshape(self.inputs.ndim, -1)
         data = {"instance": idx[0]}
         data.update({name: idx[i + 1] for i, name in enumerate(axes)})
+        if self.feature_names is not None:
+            data["feature"] = np.asarray(self.feature_names, dtype=object)[idx[1]]
         data["input"] = self.inputs.ravel()
         data["attribution"] = self.attributions.ravel()
         data["target"] = self.target[idx[0]]
@@ -115,7 +139,8 @@ class Explanation:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        meta = {"format": _FORMAT, "method": self.method, "params": self.params}
+        meta = {"format": _FORMAT, "method": self.method, "params": self.params,
+                "feature_names": _names_list(self.feature_names)}
         arrays = {
             "attributions": self.attributions,
             "inputs": self.inputs,
@@ -129,14 +154,32 @@ class Explanation:
         return _atomic_savez(Path(path), meta, arrays)
 
 
+def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
+    """``names`` as a tuple of str, one per feature of tabular ``inputs`` (N, F)."""
+    if names is None:
+        return None
+    names = tuple(str(n) for n in names)
+    if inputs.ndim != 2 or len(names) != inputs.shape[1]:
+        raise ValueError(
+            f"feature_names must name each of the {inputs.shape[-1]} features of tabular (N, F) "
+            f"inputs; got {len(names)} names for inputs of shape {inputs.shape}"
+        )
+    return names
+
+
+def _names_list(names: tuple[str, ...] | None) -> list[str] | None:
+    return None if names is None else list(names)
+
+
 def _atomic_savez(path: Path, meta: dict, arrays: dict) -> Path:
     """Write ``arrays`` and JSON ``meta`` to ``path`` (``.npz``, crash-safe)."""
     arrays = {**arrays, "meta": np.array(json.dumps(meta))}
     return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
-def load_explanation(path: str | os.PathLike) -> Explanation | CounterfactualExplanation:
-    """Read an :class:`Explanation` or :class:`CounterfactualExplanation` written by ``save``."""
+def load_explanation(path: str | os.PathLike):
+    """Read an :class:`Explanation`, :class:`CounterfactualExplanation` or
+    ``ConceptExplanation`` written by its ``save``."""
     with np.load(Path(path), allow_pickle=False) as data:
         meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
         get = lambda key: data[key] if key in data.files else None  # noqa: E731
@@ -150,6 +193,7 @@ def load_explanation(path: str | os.PathLike) -> Explanation | CounterfactualExp
                 params=meta["params"],
                 convergence_delta=get("convergence_delta"),
                 baselines=get("baselines"),
+                feature_names=meta.get("feature_names"),
             )
         if meta.get("format") == _CF_FORMAT:
             return CounterfactualExplanation(
@@ -162,8 +206,15 @@ def load_explanation(path: str | os.PathLike) -> Explanation | CounterfactualExp
                 params=meta["params"],
                 metrics={k.removeprefix("metric_"): data[k] for k in data.files
                          if k.startswith("metric_")},
+                feature_names=meta.get("feature_names"),
             )
-    raise ValueError(f"{path} is not an xai-suite explanation file ({_FORMAT} or {_CF_FORMAT})")
+        if meta.get("format") == _CONCEPT_FORMAT:
+            from .concepts.explanation import ConceptExplanation  # the concepts package, on demand
+
+            return ConceptExplanation.load(path)
+    raise ValueError(
+        f"{path} is not an xai-suite explanation file ({_FORMAT}, {_CF_FORMAT} or {_CONCEPT_FORMAT})"
+    )
 
 
 
@@ -191,6 +242,8 @@ class CounterfactualExplanation:
         and ``changed_fraction``, and ``plausibility`` (k-NN distance ratio to the training
         instances of the target class: about 1 is typical, larger is an outlier; NaN where
         fewer than 2 such instances exist). See :mod:`xai_suite.metrics.counterfactual`.
+    feature_names : tuple of str, or None
+        Tabular data: the column names, one per feature.
     """
 
     inputs: np.ndarray
@@ -201,6 +254,7 @@ class CounterfactualExplanation:
     method: str
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.counterfactuals.shape != self.inputs.shape:
@@ -212,6 +266,7 @@ class CounterfactualExplanation:
         for key, arr in {"target": self.target, **self.metrics}.items():
             if np.shape(arr) != (n,):
                 raise ValueError(f"{key} must have shape ({n},); got {np.shape(arr)}")
+        self.feature_names = _check_names(self.feature_names, self.inputs)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -266,7 +321,8 @@ class CounterfactualExplanation:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        meta = {"format": _CF_FORMAT, "method": self.method, "params": self.params}
+        meta = {"format": _CF_FORMAT, "method": self.method, "params": self.params,
+                "feature_names": _names_list(self.feature_names)}
         arrays = {
             "inputs": self.inputs,
             "counterfactuals": self.counterfactuals,

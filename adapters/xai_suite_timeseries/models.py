@@ -19,6 +19,7 @@ from torch import nn
 
 from xai_suite._io import atomic_write
 from xai_suite._validation import check_positive_int
+from xai_suite.modeling import fit_classifier
 
 #: Bumped when the cache file layout or the training loop changes meaning.
 _CACHE_VERSION = 1
@@ -184,69 +185,6 @@ class LSTMClassifier(nn.Module):
         with torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext():
             _, (h, _) = self.lstm(x.transpose(1, 2))
         return self.head(h[-1])
-
-
-def fit_classifier(
-    model: nn.Module,
-    X,
-    y,
-    *,
-    epochs: int = 100,
-    lr: float = 3e-3,
-    batch_size: int = 16,
-    weight_decay: float = 0.0,
-    random_state: int = 0,
-) -> nn.Module:
-    """Train ``model`` with Adam, a one-cycle learning rate and cross-entropy on the CPU.
-
-    The learning rate warms up to ``lr`` over the first 30% of the steps and anneals to
-    nearly 0 (``torch.optim.lr_scheduler.OneCycleLR``). With a constant rate the small
-    models of this module often stall on GunPoint (test accuracy 0.57-0.92 over seeds,
-    CNN1d, 60 epochs at 1e-2); with this schedule they reach 0.97-0.99 in 60 epochs.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Maps (n, ...) float32 inputs to (n, K) logits.
-    X : array-like, shape (N, ...)
-    y : array-like of int, shape (N,)
-        Labels 0..K-1.
-    epochs, batch_size : int
-    lr, weight_decay : float
-        Adam's peak learning rate and weight decay.
-    random_state : int
-        Seeds the shuffling order (set torch's seed before building the model for fully
-        repeatable weights).
-
-    Returns
-    -------
-    model
-        The same module, trained, in eval mode.
-    """
-    check_positive_int(epochs=epochs, batch_size=batch_size)
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    if y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
-    n = X.shape[0]
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    starts = [s for s in range(0, n, batch_size) if not (has_bn and n - s < 2)]
-    if not starts:
-        raise ValueError("batch-norm cannot train on a single row: give at least 2 training rows")
-    gen = torch.Generator().manual_seed(random_state)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(starts))
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in starts:  # a last batch of one row is skipped where batch-norm is
-            idx = order[start : start + batch_size]
-            opt.zero_grad()
-            loss_fn(model(X[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    return model.eval()
 
 
 def model_cache_dir(cache_dir=None) -> Path:

@@ -39,7 +39,7 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     ax : matplotlib.axes.Axes, optional
         Drawn into a new figure if omitted (images need two axes and always make a figure).
     feature_names : sequence of str, optional
-        Tabular only: bar labels.
+        Tabular only: bar labels (default ``exp.feature_names``, else ``x0, x1, ...``).
     max_features : int
         Tabular only: the largest-magnitude features shown.
     title : str, optional
@@ -55,7 +55,7 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     t = int(exp.target[index])
     title = title or f"{exp.method}  (target {t}, output {exp.predictions[index, t]:.3g})"
     if exp.modality == "tabular":
-        return _bars(a, x, ax, feature_names, max_features, title)
+        return _bars(a, x, ax, feature_names or exp.feature_names, max_features, title)
     if exp.modality == "timeseries":
         if kind == "heatmap":
             return plot_heatmap(a, ax=ax, title=title)
@@ -163,7 +163,7 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
     status = "valid" if exp.valid[index] else "NOT valid"
     title = title or f"{exp.method}: class {orig} -> {new} (target {int(exp.target[index])}, {status})"
     if exp.modality == "tabular":
-        return _bars(cf - x, x, ax, feature_names, x.size, title)
+        return _bars(cf - x, x, ax, feature_names or exp.feature_names, x.size, title)
     if exp.modality != "timeseries":
         raise ValueError(f"no counterfactual plot for {exp.modality} inputs")
     c = x.shape[0]
