@@ -39,7 +39,13 @@ EXTRA_FOR_MODULE = {
     "torchcam": "tsinterpret",
     "skimage": "image",
 }
-_BUILTIN_MODULES = ("xai_suite.methods.captum", "xai_suite.methods.native")
+_BUILTIN_MODULES = (
+    "xai_suite.methods.captum",
+    "xai_suite.methods.shap",
+    "xai_suite.methods.lime",
+    "xai_suite.methods.native",
+    "xai_suite.concepts",
+)
 #: Arguments of :func:`explain` itself: a hyper-parameter of the same name could not be passed.
 RESERVED_PARAMS = ("inputs", "method", "target", "fit_data", "baselines", "feature_mask")
 
@@ -405,4 +411,5 @@ def explain(
     if fit_data is not None:
         X, y = fit_data if isinstance(fit_data, tuple) else (fit_data, None)
         explainer.fit(X, y)
-    return explainer.explain(inputs, target, baselines=baselines, feature_mask=feature_mask)
+    data = {k: v for k, v in (("baselines", baselines), ("feature_mask", feature_mask)) if v is not None}
+    return explainer.explain(inputs, target, **data)
