@@ -1,0 +1,50 @@
+"""Smoke test of benchmarks/perf_tabular.py: it runs, prints its table, and ours equals shap.
+
+Timings are not checked here (performance claims live in the benchmark); the agreement with
+shap.KernelExplainer on the same coalitions and background is.
+"""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_tabular.py"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("shap") is None,
+                                reason="shap is not installed")
+
+
+def test_perf_tabular_quick_run():
+    res = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout
+    assert out.startswith("KernelSHAP timings on CPU")
+    assert "breast cancer: LogisticRegression" in out
+    for label in ("ours (native:kernel_shap, batch_size='auto')",
+                  "shap.KernelExplainer (l1_reg=False), 1 instance/call",
+                  "floor: the model alone on the same rows"):
+        assert out.count(label) == 1, label
+    assert re.search(r"ratios: shap / ours = [\d.]+ \(target >= 5: (met|NOT met)\)", out)
+    assert "coalitions and weights identical to shap's: yes" in out
+    diff = float(re.search(r"max \|ours - shap\| = ([\d.e+-]+)", out).group(1))
+    assert diff <= 1e-4
+    assert "same values (every max |ours - shap| <= 1e-04, same coalitions): yes" in out
+
+
+def test_memory_worker_measures_a_peak():
+    spec = importlib.util.spec_from_file_location("perf_tabular", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["perf_tabular"] = bench  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        del sys.modules["perf_tabular"]
+    # threads=0 leaves this process's thread settings alone
+    peak = bench.memory_worker("ours", "logreg", n=4, n_background=10, threads=0)["peak_extra"]
+    # at least most of the chunk buffer: 4 x 2108 x 10 rows of 30 float64 = 19 MiB
+    assert peak > 10 * 2**20
