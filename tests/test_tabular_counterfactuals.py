@@ -1,0 +1,400 @@
+"""Tabular counterfactuals: nearest unlike neighbour, Wachter et al., growing spheres."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+import xai_suite as xs
+from xai_suite.baselines import NotFittedError
+from xai_suite_tabular.counterfactuals import _in_layer, check_immutable, feature_scale
+
+NUN, WACHTER, GS = "native:nearest_unlike_neighbor", "native:wachter", "native:growing_spheres"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread; several threads on a shared CPU crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _split(X, y, seed=0):
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr).astype(np.float32), ytr, sc.transform(Xte).astype(np.float32), yte
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    """Standardised breast cancer (30 features), an MLP, a logistic regression and its torch twin."""
+    Xtr, ytr, Xte, yte = _split(*load_breast_cancer(return_X_y=True))
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.Adam(mlp.parameters(), lr=0.01)
+    xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr)
+    for _ in range(200):  # full batch, well under a second
+        opt.zero_grad()
+        nn.functional.cross_entropy(mlp(xt), yt).backward()
+        opt.step()
+    mlp.eval()
+    lr = LogisticRegression(max_iter=1000).fit(Xtr, ytr)
+    lin = nn.Linear(30, 2)  # logits (0, w.x + b): the same probabilities as ``lr``
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(np.stack([np.zeros(30), lr.coef_[0]])))
+        lin.bias.copy_(torch.tensor([0.0, lr.intercept_[0]]))
+    lin.eval()
+    acc = (mlp(torch.from_numpy(Xte)).argmax(1).numpy() == yte).mean()
+    assert acc > 0.9 and lr.score(Xte, yte) > 0.9
+    return {"X": Xtr, "y": ytr, "xq": Xte[:30], "mlp": mlp, "lr": lr, "lr_torch": lin}
+
+
+def _fit(name, model, data, **params):
+    return xs.create_explainer(name, model, **params).fit(data["X"], data["y"])
+
+
+def _predict(model, a: np.ndarray) -> np.ndarray:
+    if isinstance(model, nn.Module):
+        with torch.no_grad():
+            return model(torch.from_numpy(a)).numpy()
+    return model.predict_proba(a) if hasattr(model, "predict_proba") else model(a)
+
+
+# -- validity on real data ------------------------------------------------------------------------
+CASES = [(NUN, "mlp"), (NUN, "lr"), (GS, "mlp"), (GS, "lr"), (WACHTER, "mlp"), (WACHTER, "lr_torch")]
+
+
+@pytest.mark.parametrize(("name", "model"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
+def test_valid_on_breast_cancer(cancer, name, model):
+    # measured: every method valid on 30/30 instances with both models (numpy 2.3, torch 2.13)
+    params = {"random_state": 0} if name == GS else {}
+    exp = _fit(name, cancer[model], cancer, **params).explain(cancer["xq"])
+    assert exp.valid.mean() >= 0.9, f"{name} on {model}: validity {exp.valid.mean():.2f}"
+    np.testing.assert_array_equal(exp.valid, _predict(cancer[model], exp.counterfactuals).argmax(1)
+                                  == exp.target)
+    assert (exp.target != exp.predictions.argmax(1)).all()
+
+
+def test_search_methods_are_closer_than_the_nearest_unlike_neighbor(cancer):
+    # measured (mean L1 over 30 instances, std units): NUN 21.6, growing spheres 12.7, Wachter
+    # 9.5; changed features 30, 10.4 and 7.6 (the NUN is a real data point)
+    xq = cancer["xq"]
+    nun = _fit(NUN, cancer["mlp"], cancer).explain(xq)
+    gs = _fit(GS, cancer["mlp"], cancer, random_state=0).explain(xq)
+    wa = _fit(WACHTER, cancer["mlp"], cancer).explain(xq)
+    assert nun.metrics["changed"].mean() > 29
+    for exp in (gs, wa):
+        assert exp.metrics["l1"].mean() < 0.75 * nun.metrics["l1"].mean()
+        assert exp.metrics["changed"].mean() < 15
+
+
+# -- nearest unlike neighbour ----------------------------------------------------------------------
+@pytest.mark.parametrize("scale", ["std", None])
+def test_nun_is_the_brute_force_nearest_of_the_target_class(scale):
+    # wine: 3 classes, features in very different units (proline ~ 1000, hue ~ 1)
+    X, y = load_wine(return_X_y=True)
+    Xtr, Xte, ytr, _ = train_test_split(X.astype(np.float32), y, test_size=0.3, random_state=0,
+                                        stratify=y)
+    model = LogisticRegression(max_iter=5000).fit(StandardScaler().fit(Xtr).transform(Xtr), ytr)
+    sc = StandardScaler().fit(Xtr)
+
+    def f(a):
+        return model.predict_proba(sc.transform(a))
+
+    e = xs.create_explainer(NUN, f, scale=scale).fit(Xtr)
+    pred = f(Xte).argmax(1)
+    np.testing.assert_array_equal(e.train_class_, f(Xtr).argmax(1))
+    s = Xtr.astype(np.float64).std(0) if scale == "std" else np.ones(Xtr.shape[1])
+    picked = {}
+    for shift in (1, 2):  # every other class as the target
+        target = (pred + shift) % 3
+        exp = e.explain(Xte, target=target)
+        d = np.linalg.norm((Xte[:, None, :].astype(np.float64) - Xtr[None]) / s, axis=-1)
+        d[e.train_class_[None, :] != target[:, None]] = np.inf
+        nearest = Xtr[d.argmin(1)]
+        np.testing.assert_array_equal(exp.counterfactuals, nearest)
+        assert exp.valid.all()
+        picked[shift] = exp.counterfactuals
+    # scaling matters on wine: raw units pick other neighbours than std units
+    other = xs.create_explainer(NUN, f, scale="std" if scale is None else None).fit(Xtr)
+    assert not np.array_equal(other.explain(Xte, target=(pred + 1) % 3).counterfactuals, picked[1])
+
+
+def test_nun_immutable_copies_features_and_takes_the_nearest_valid_hybrid(cancer):
+    model, X, xq = cancer["lr"], cancer["X"], cancer["xq"]
+    imm = [0, 7, 20, 27]  # radius, concave points, worst radius, worst concave points
+    e = _fit(NUN, model, cancer, immutable=imm)
+    exp = e.explain(xq)
+    np.testing.assert_array_equal(exp.counterfactuals[:, imm], xq[:, imm])
+    assert exp.valid.mean() >= 0.9
+    # brute force: candidates ranked by std-scaled distance over the mutable features; the
+    # first whose copy with the query's immutable values the model keeps in the target class
+    s = X.astype(np.float64).std(0)
+    mut = np.setdiff1d(np.arange(30), imm)
+    for i in range(len(xq)):
+        cand = np.flatnonzero(e.train_class_ == exp.target[i])
+        d = np.linalg.norm((X[cand][:, mut] - xq[i, mut]) / s[mut], axis=1)
+        hybrids = X[cand[np.argsort(d, kind="stable")]].copy()
+        hybrids[:, imm] = xq[i, imm]
+        ok = _predict(model, hybrids).argmax(1) == exp.target[i]
+        expected = hybrids[ok.argmax()] if ok.any() else hybrids[0]
+        np.testing.assert_array_equal(exp.counterfactuals[i], expected)
+
+
+def test_nun_warns_when_the_immutable_features_decide_the_class():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+
+    def f(a):  # the class is the sign of feature 0 alone
+        p = 0.5 * (1 + np.tanh(5 * a[:, 0]))
+        return np.stack([1 - p, p], 1)
+
+    e = xs.create_explainer(NUN, f, immutable=[0]).fit(X)
+    with pytest.warns(UserWarning, match="immutable features copied"):
+        exp = e.explain(X[:5])
+    assert not exp.valid.any()
+    np.testing.assert_array_equal(exp.counterfactuals[:, 0], X[:5, 0])
+
+
+# -- Wachter --------------------------------------------------------------------------------------
+def _linear_torch(a, b=0.0):
+    """Logits (0, a.x + b): class 1 iff a.x + b > 0."""
+    lin = nn.Linear(len(a), 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(np.stack([np.zeros(len(a)), a]), dtype=torch.float32))
+        lin.bias.copy_(torch.tensor([0.0, b]))
+    return lin.eval()
+
+
+def test_wachter_finds_the_l1_closest_counterfactual_of_a_linear_model():
+    # Over a linear boundary the MAD-scaled L1 distance is cheapest along the feature with the
+    # largest |a_j| * MAD_j: reaching a logit gain g costs at least g / max_j |a_j| MAD_j,
+    # attained by moving that feature alone. Measured: at most 1.09 x that optimum (1.07 with
+    # feature 1 immutable), the largest move always on the cheapest feature.
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(200, 5)) * [1.0, 3.0, 1.0, 1.0, 0.5]).astype(np.float32)
+    a = np.array([1.0, 0.5, 0.8, -0.6, 0.4])  # times the spread: 1, 1.5 (feature 1), .8, .6, .2
+    model = _linear_torch(a, b=-0.5)
+    xq = X[_predict(model, X).argmax(1) == 0][:10]
+    for imm, cheapest in ((None, 1), ([1], 0)):
+        e = xs.create_explainer(WACHTER, model, margin=0.1, feature_range=None, immutable=imm).fit(X)
+        exp = e.explain(xq)
+        assert exp.valid.all()
+        s = e.scale_.numpy().astype(np.float64)
+        moved = np.abs(exp.counterfactuals - xq) / s
+        np.testing.assert_array_equal(moved.argmax(1), cheapest)
+        logit = exp.counterfactuals.astype(np.float64) @ a - 0.5
+        assert ((logit > 0) & (logit < 0.1 + 0.05)).all(), logit  # on the boundary + margin
+        gain = logit - (xq.astype(np.float64) @ a - 0.5)
+        mutable = np.setdiff1d(np.arange(5), imm or [])
+        ratio = moved.sum(1) / (gain / (np.abs(a) * s)[mutable].max())
+        assert (ratio > 1 - 1e-4).all() and (ratio < 1.15).all(), ratio
+        if imm:
+            np.testing.assert_array_equal(exp.counterfactuals[:, imm], xq[:, imm])
+
+
+def test_wachter_larger_distance_weight_gives_closer_counterfactuals(cancer):
+    # measured, mean MAD-scaled L1: 31.4 (0.01), 20.9 (0.1), 15.9 (1.0); changed features
+    # 28.8, 17.1, 7.6
+    xq = cancer["xq"]
+    dist, changed = {}, {}
+    for w in (0.01, 0.1, 1.0):
+        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=w)
+        exp = e.explain(xq)
+        assert exp.valid.all()
+        dist[w] = (np.abs(exp.counterfactuals - xq) / e.scale_.numpy()).sum(1)
+        changed[w] = exp.metrics["changed"]
+    assert dist[0.01].mean() > dist[0.1].mean() > dist[1.0].mean()
+    assert (dist[1.0] <= dist[0.01] + 1e-4).all()
+    assert changed[1.0].mean() < changed[0.01].mean()
+
+
+def test_wachter_clips_to_the_training_range(cancer):
+    # measured with distance_weight=0.01: 22 values outside the range unclipped, 0 clipped
+    # (22 on its bounds)
+    lo = np.minimum(cancer["X"].min(0), cancer["xq"])  # the range, widened to include x
+    hi = np.maximum(cancer["X"].max(0), cancer["xq"])
+    outside = {}
+    for fr in (None, "data"):
+        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=0.01, feature_range=fr)
+        cf = e.explain(cancer["xq"]).counterfactuals
+        outside[fr] = ((cf < lo - 1e-6) | (cf > hi + 1e-6)).sum()
+    assert outside[None] > 0 and outside["data"] == 0
+
+
+# -- growing spheres -------------------------------------------------------------------------------
+def test_layer_sampling_is_uniform_in_volume():
+    gen = np.random.default_rng(0)
+    d, low, high = 6, 1.0, 2.0
+    z = _in_layer(gen, 20_000, d, low, high)
+    r = np.linalg.norm(z, axis=1)
+    assert r.min() >= low and r.max() <= high
+    u = (r**d - low**d) / (high**d - low**d)  # uniform on [0, 1] when uniform in volume
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005
+    assert np.abs((z / r[:, None]).mean(0)).max() < 0.03  # no preferred direction
+    ball = np.linalg.norm(_in_layer(gen, 20_000, d, 0.0, 1.0), axis=1)
+    assert abs((ball**d).mean() - 0.5) < 0.01
+
+
+def test_growing_spheres_recovers_the_one_relevant_feature():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 6)).astype(np.float32)
+
+    def f(a):  # class 1 iff feature 2 > 1
+        p = 0.5 * (1 + np.tanh(10 * (a[:, 2] - 1)))
+        return np.stack([1 - p, p], 1)
+
+    xq = X[X[:, 2] < 0.5][:10]
+    e = xs.create_explainer(GS, f, random_state=0, scale=None, first_radius=0.2).fit(X)
+    exp = e.explain(xq)
+    assert exp.valid.all()
+    changed = exp.counterfactuals != xq
+    np.testing.assert_array_equal(changed.sum(1), 1)
+    assert changed[:, 2].all()
+    # feature 2 lands beyond the threshold, within a few layer widths of it
+    assert ((exp.counterfactuals[:, 2] > 1) & (exp.counterfactuals[:, 2] < 1 + 3 * 0.2)).all()
+
+
+def test_growing_spheres_feature_selection_keeps_only_necessary_changes(cancer):
+    model, xq = cancer["mlp"], cancer["xq"]
+    dense = _fit(GS, model, cancer, random_state=0, sparse=False).explain(xq)
+    sparse = _fit(GS, model, cancer, random_state=0).explain(xq)
+    assert dense.valid.all() and sparse.valid.all()
+    # measured: 30 -> 10.4 changed features on average
+    assert (dense.metrics["changed"] == 30).all()
+    assert sparse.metrics["changed"].mean() < 0.5 * dense.metrics["changed"].mean()
+    # selection only moves features back: what stays changed keeps the sphere point's value
+    kept = sparse.counterfactuals != xq
+    np.testing.assert_array_equal(sparse.counterfactuals[kept], dense.counterfactuals[kept])
+    # every remaining change is necessary: undoing any one of them loses the target class
+    inst, feat = np.nonzero(kept)
+    undone = sparse.counterfactuals[inst].copy()
+    undone[np.arange(inst.size), feat] = xq[inst, feat]
+    assert (_predict(model, undone).argmax(1) != sparse.target[inst]).all()
+
+
+def test_growing_spheres_reports_instances_it_cannot_flip():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3)).astype(np.float32)
+    X[0, 0] = 100.0  # the only training instance of class 1
+
+    def f(a):
+        p = (a[:, 0] > 50).astype(np.float64)
+        return np.stack([1 - p, p], 1)
+
+    e = xs.create_explainer(GS, f, random_state=0, first_radius=0.1, max_layers=3).fit(X)
+    with pytest.warns(UserWarning, match="no point of the target class within 3 layers"):
+        exp = e.explain(X[1:4])
+    assert not exp.valid.any()
+    np.testing.assert_array_equal(exp.counterfactuals, X[1:4])
+
+
+# -- all three: immutables, repeatability, batch size ----------------------------------------------
+THREE = [(NUN, "lr", {}), (WACHTER, "mlp", {}), (GS, "mlp", {"random_state": 0})]
+#: Batch sizes that split the work differently: one row, a few rows; for growing spheres,
+#: part of one instance's 500 candidates, and the candidates of two instances.
+BATCH_SIZES = {NUN: (1, 7), WACHTER: (3, 16), GS: (97, 1234)}
+
+
+@pytest.mark.parametrize(("name", "model", "params"), THREE, ids=[t[0] for t in THREE])
+def test_immutable_features_stay_exactly_unchanged(cancer, name, model, params):
+    xq = cancer["xq"]
+    free = _fit(name, cancer[model], cancer, **params).explain(xq)
+    # the features the unconstrained search changes most often
+    imm = np.argsort(-(free.counterfactuals != xq).sum(0), kind="stable")[:5].tolist()
+    assert (free.counterfactuals[:, imm] != xq[:, imm]).any()
+    exp = _fit(name, cancer[model], cancer, immutable=imm, **params).explain(xq)
+    np.testing.assert_array_equal(exp.counterfactuals[:, imm], xq[:, imm])
+    assert exp.valid.mean() >= 0.9
+    assert exp.params["immutable"] == imm
+
+
+@pytest.mark.parametrize(("name", "model", "params"), THREE, ids=[t[0] for t in THREE])
+def test_repeatable_and_batch_size_invariant(cancer, name, model, params):
+    xq = cancer["xq"]
+    ref = _fit(name, cancer[model], cancer, **params).explain(xq).counterfactuals
+    again = _fit(name, cancer[model], cancer, **params).explain(xq).counterfactuals
+    np.testing.assert_array_equal(again, ref)
+    scale = np.abs(ref).max()
+    for bs in BATCH_SIZES[name]:
+        other = _fit(name, cancer[model], cancer, batch_size=bs, **params).explain(xq)
+        np.testing.assert_allclose(other.counterfactuals, ref, rtol=0, atol=1e-5 * scale)
+        assert other.params["batch_size_used"] == bs
+    if name == GS:
+        seed1 = _fit(name, cancer[model], cancer, random_state=1).explain(xq).counterfactuals
+        assert not np.array_equal(seed1, ref)
+
+
+# -- clear errors ---------------------------------------------------------------------------------
+def test_check_immutable():
+    np.testing.assert_array_equal(check_immutable([3, 0], 5), [0, 3])
+    assert check_immutable(None, 5).size == 0
+    with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*\[5\]"):
+        check_immutable([1, 5], 5)
+    with pytest.raises(ValueError, match=r"in 0\.\.4"):
+        check_immutable([-1], 5)
+    with pytest.raises(ValueError, match="more than once"):
+        check_immutable([1, 1], 5)
+    with pytest.raises(ValueError, match="all 2 features"):
+        check_immutable([0, 1], 2)
+    with pytest.raises(TypeError, match="integer feature indices"):
+        check_immutable([0.0], 5)
+    with pytest.raises(TypeError, match="integer feature indices"):
+        check_immutable([True], 5)
+    with pytest.raises(TypeError, match="sequence of feature indices"):
+        check_immutable(3, 5)
+
+
+def test_feature_scale_fallbacks():
+    X = torch.tensor([[0.0, 1.0, 5.0], [0.0, 1.0, 5.0], [0.0, 1.0, 5.0], [2.0, 3.0, 5.0]])
+    np.testing.assert_allclose(feature_scale(X, "std"), [np.sqrt(0.75), np.sqrt(0.75), 1.0])
+    # MAD 0 for the first two (3 of 4 values equal): the standard deviation; constant: 1
+    np.testing.assert_allclose(feature_scale(X, "mad"), [np.sqrt(0.75), np.sqrt(0.75), 1.0])
+    Y = torch.tensor([[1.0], [2.0], [4.0], [8.0], [9.0]])
+    np.testing.assert_allclose(feature_scale(Y, "mad"), [3.0])  # median 4, |dev| 3,2,0,4,5
+
+
+@pytest.mark.parametrize(("name", "params", "exc", "match"), [
+    (NUN, {"immutable": [30]}, ValueError, r"in 0\.\.29"),
+    (NUN, {"scale": "mad"}, ValueError, "scale must be one of 'std', None"),
+    (GS, {"immutable": [2, 2]}, ValueError, "more than once"),
+    (GS, {"n_samples": 0}, ValueError, "n_samples must be a positive int"),
+    (GS, {"first_radius": -1.0}, ValueError, "first_radius must be a finite number > 0"),
+    (GS, {"sparse": "yes"}, TypeError, "sparse must be True or False"),
+    (WACHTER, {"immutable": "radius"}, TypeError, "sequence of feature indices"),
+    (WACHTER, {"lambda_growth": 1.0}, ValueError, "lambda_growth must be a finite number > 1"),
+    (WACHTER, {"lr": 0}, ValueError, "lr must be a finite number > 0"),
+    (WACHTER, {"distance_weight": float("nan")}, ValueError, "distance_weight must be a finite"),
+    (WACHTER, {"max_iter": 0}, ValueError, "max_iter must be a positive int"),
+    (WACHTER, {"feature_range": (0, 1)}, ValueError, "feature_range must be one of 'data', None"),
+    (WACHTER, {"scale": "iqr"}, ValueError, "scale must be one of 'mad', 'std', None"),
+])
+def test_bad_parameters_raise_at_fit(cancer, name, params, exc, match):
+    with pytest.raises(exc, match=match):
+        _fit(name, cancer["mlp"], cancer, **params)
+
+
+def test_bad_usage_raises_clearly(cancer):
+    with pytest.raises(TypeError, match="native:wachter explains models of kind torch; got a sklearn"):
+        _fit(WACHTER, cancer["lr"], cancer)
+    with pytest.raises(NotFittedError, match="call fit"):
+        xs.create_explainer(GS, cancer["lr"]).explain(cancer["xq"])
+    e = _fit(NUN, cancer["lr"], cancer)
+    with pytest.raises(ValueError, match=r"\(30,\)|30"):
+        e.explain(cancer["xq"][:, :29])
+    e.set_params(immutable=[31])  # a new parameter needs fitting again, which checks it
+    with pytest.raises(NotFittedError):
+        e.explain(cancer["xq"])
+    with pytest.raises(ValueError, match=r"in 0\.\.29"):
+        e.fit(cancer["X"], cancer["y"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a valid call warns about nothing
+        _fit(NUN, cancer["lr"], cancer).explain(cancer["xq"][:3])
