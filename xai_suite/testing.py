@@ -229,6 +229,8 @@ def check_explainer(
     info = explainer_info(name)
     tags = info.tags
     params = dict(params or {})
+    if tags.family == "concept":
+        return _check_concept(name, model, inputs, params, rtol, completeness_rtol)
     if model is None:
         modality = modality or next(m for m in tags.modalities if m in REFERENCE_MODALITIES)
         kind = next(k for k in ("torch", "sklearn", "callable") if k in tags.model_kinds)
@@ -396,5 +398,117 @@ def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -
         np.testing.assert_array_equal(back.counterfactuals, cf)
         assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
         assert back.metrics.keys() == exp.metrics.keys(), "save/load lost metrics"
+    passed.append("save_load")
+    return passed
+
+
+def _check_concept(name: str, model, inputs, params: dict, rtol: float,
+                   completeness_rtol: float) -> list[str]:
+    """The checks of :func:`check_explainer` for ``concept`` family explainers.
+
+    Without ``model``, they run on both reference concept models (a CBM and a CEM, see
+    :func:`xai_suite.concepts._reference.reference_concept_problem`).
+    """
+    from .concepts import ConceptExplanation
+    from .concepts._reference import REFERENCE_CONCEPT_MODELS, reference_concept_problem
+
+    if model is None:
+        passed: list[str] = []
+        for kind in REFERENCE_CONCEPT_MODELS:
+            ref, *_, x_ref = reference_concept_problem(kind)
+            passed += [p for p in _check_concept(name, ref, x_ref, params, rtol, completeness_rtol)
+                       if p not in passed]
+        return passed
+    if inputs is None:
+        raise ValueError("pass inputs= together with model=")
+    info = explainer_info(name)
+    tags = info.tags
+    x = np.asarray(inputs, dtype=np.float32)
+    if "random_state" in info.params:
+        params.setdefault("random_state", 0)
+    passed = []
+
+    def make(**extra):
+        return create_explainer(name, model, **{**params, **extra})
+
+    explainer = make()
+    exp = explainer.explain(x)
+    a = exp.attributions
+    n, n_c = len(x), model.n_concepts_
+    assert isinstance(exp, ConceptExplanation), f"expected a ConceptExplanation, got {type(exp).__name__}"
+    assert a.shape == (n, n_c), f"attributions shape {a.shape} != (N, n_concepts) = {(n, n_c)}"
+    assert a.dtype == np.float32 and np.isfinite(a).all(), "attributions must be finite float32"
+    assert exp.concepts.shape == (n, n_c) and exp.concept_names == list(model.concept_names_)
+    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
+    missing = set(explainer.get_params()) - set(exp.params)
+    assert not missing, f"params not recorded in the explanation: {missing}"
+    np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        logits = model(xt).numpy()
+        acts = model.bottleneck(xt).numpy()
+    np.testing.assert_allclose(exp.predictions, logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(exp.concepts, acts, rtol=1e-5, atol=1e-6)
+    passed.append("shape_and_metadata")
+
+    _check_params(name, model, explainer)
+    passed.append("params")
+
+    again = make().explain(x)
+    assert _close(again.attributions, a, rtol), "not repeatable"
+    passed.append("repeatable")
+
+    from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
+    assert _close(from_tensor.attributions, a, rtol), "tensor inputs with an explicit target differ"
+    passed.append("input_types")
+
+    if tags.batch_invariant and "batch_size" in info.params:
+        atol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(exp.predictions).max())
+        for bs in (1, 3):
+            other = make(batch_size=bs).explain(x)
+            assert _close(other.attributions, a, rtol, atol), (
+                f"batch_size={bs} changed the attributions (max diff "
+                f"{np.abs(other.attributions - a).max():.3g})"
+            )
+        passed.append("batch_invariance")
+
+    if tags.has_convergence_delta:
+        d = exp.convergence_delta
+        assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
+        assert exp.reference is not None, "a complete concept method must record its reference"
+        idx = np.arange(n)
+        with torch.no_grad():
+            f_ref = model.task_from_bottleneck(torch.from_numpy(x), torch.from_numpy(exp.reference))
+        diff = exp.predictions[idx, exp.target] - f_ref.numpy()[idx, exp.target]
+        expected = a.astype(np.float64).sum(1) - diff
+        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
+        scale = float(np.abs(diff).max()) + 1e-3
+        assert np.abs(d).max() <= completeness_rtol * scale, (
+            f"completeness error {np.abs(d).max():.3g} exceeds {completeness_rtol} x {scale:.3g}"
+        )
+        passed.append("completeness")
+
+    e = make()
+    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=True)
+    _raises(ValueError, lambda: e.explain(x, target=np.zeros(n + 1, dtype=int)), "target shape")
+    _raises(TypeError, lambda: e.explain(x, baselines=x), "baselines given to a concept method")
+    _raises(TypeError, lambda: create_explainer(name, _MLP(x.shape[1]), **params).explain(x),
+            "a model that is not a concept model")
+    unfitted = type(model)(**model.get_params())
+    _raises(NotFittedError, lambda: create_explainer(name, unfitted, **params).explain(x),
+            "an unfitted concept model")
+    passed.append("bad_input")
+
+    trained = _explain_in_training_mode(model, lambda: make().explain(x))
+    assert _close(trained.attributions, a, rtol), "not explained in eval mode"
+    passed.append("training_mode")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = exp.save(Path(tmp) / "concepts.npz")
+        back = ConceptExplanation.load(path)
+        np.testing.assert_array_equal(back.attributions, a)
+        np.testing.assert_array_equal(back.concepts, exp.concepts)
+        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
+        assert back.concept_names == exp.concept_names, "save/load lost the concept names"
     passed.append("save_load")
     return passed

@@ -1,0 +1,294 @@
+"""Concept-level attribution: which concepts drove a concept model's task prediction.
+
+Three ``concept`` family entries explain the task logit of a fitted
+:class:`~xai_suite.concepts.models.ConceptModel` in terms of its concept layer (the
+activations ``a`` the task head sees), each against a reference activation ``r`` per concept:
+
+- ``native:concept_intervention``: the drop in the target logit when concept i alone is set to
+  its reference, ``f(a) - f(a with a_i = r_i)``;
+- ``native:concept_shapley``: exact Shapley values of the concepts (every coalition of
+  concepts kept at ``a``, the rest set to ``r``); complete: they sum to ``f(a) - f(r)``;
+- ``native:concept_gradient``: integrated gradients from ``r`` to ``a`` in the concept layer;
+  complete up to the quadrature error.
+
+References ``r``: ``"opposite"`` (each concept's other truth value, ``1 - round(a_i)``),
+``"half"`` (0.5: undecided), ``"zero"`` (absent), ``"one"`` (present). Inputs are
+``(N, F)`` features; the result is a :class:`~xai_suite.concepts.explanation.ConceptExplanation`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import check_positive_int, resolve_target
+from ..base import Call, Explainer
+from ..baselines import NotFittedError
+from ..methods.native.integrated_gradients import QUADRATURES, path_gradients, quadrature
+from ..registry import register_explainer
+from .explanation import ConceptExplanation
+from .models import ConceptModel
+
+REFERENCES = ("opposite", "half", "zero", "one")
+#: Most concepts ``concept_shapley`` enumerates (2^n coalitions per instance).
+MAX_SHAPLEY_CONCEPTS = 16
+
+
+def reference_activations(a: torch.Tensor, reference: str) -> torch.Tensor:
+    """Reference concept activations ``(N, n_concepts)`` for activations ``a``."""
+    if reference == "opposite":
+        return 1.0 - (a > 0.5).to(a.dtype)
+    values = {"half": 0.5, "zero": 0.0, "one": 1.0}
+    if reference not in values:
+        raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}; got "
+                         f"{reference!r}")
+    return torch.full_like(a, values[reference])
+
+
+class ConceptExplainer(Explainer):
+    """Base of the ``concept`` family: attributions over a concept model's concept layer.
+
+    Subclasses implement ``_concept_attribute(call, model, a, r) -> (values, resolved)`` with
+    ``values`` ``(N, n_concepts)``.
+    """
+
+    family = "concept"
+    _complete = False
+
+    def __init__(self, model, *, reference: str = "opposite", batch_size="auto", max_memory=None,
+                 device="auto"):
+        self.model = model
+        self.reference = reference
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.device = device
+
+    def _wrapper(self):
+        name = self.info.qualified_name
+        if not isinstance(self.model, ConceptModel):
+            raise TypeError(
+                f"{name} explains concept models (xai_suite.concepts.ConceptBottleneckModel, "
+                f"ConceptEmbeddingModel or another ConceptModel); got {type(self.model).__name__}"
+            )
+        if not self.model.is_fitted:
+            raise NotFittedError(f"{name}: the {type(self.model).__name__} is not fitted; call its "
+                                 "fit(X, C, y) first")
+        return super()._wrapper()
+
+    def explain(self, inputs, target=None, *, baselines=None, feature_mask=None) -> ConceptExplanation:
+        """Attribute the task output to the concepts.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray or torch.Tensor, shape (N, F)
+        target : None, int or array-like of int, shape (N,)
+            Task class whose logit is explained; ``None`` explains the predicted class.
+        baselines, feature_mask : None
+            Not taken (concept attributions use the ``reference`` hyper-parameter); accepted so
+            that ``xs.explain`` can pass its defaults.
+
+        Returns
+        -------
+        ConceptExplanation
+        """
+        name = self.info.qualified_name
+        if baselines is not None:
+            raise TypeError(f"{name} takes no baselines; set the reference hyper-parameter instead")
+        if feature_mask is not None:
+            raise TypeError(f"{name} takes no feature_mask")
+        reference_activations(torch.zeros(1), self.reference)  # validate before any model call
+        with self._calling(inputs, target, resolve_target) as call:
+            model: ConceptModel = call.model.model
+            with torch.no_grad():
+                a = torch.cat([model.bottleneck(call.x[s : s + call.rows])
+                               for s in range(0, call.x.shape[0], call.rows)])
+            r = reference_activations(a, self.reference)
+            values, resolved = self._concept_attribute(call, model, a, r)
+            delta = None
+            if self._complete:
+                idx = torch.arange(a.shape[0], device=a.device)
+                with torch.no_grad():
+                    f_r = _target_logits(model, call.x, r, call.target_t, call.rows)
+                f_a = torch.as_tensor(call.predictions, device=a.device)[idx, call.target_t]
+                total = values.double().sum(1) - (f_a.double() - f_r.double())
+                delta = total.float().cpu().numpy()
+        values = values.detach().float().cpu().numpy()
+        if values.shape != tuple(a.shape):
+            raise RuntimeError(f"{name} produced attributions of shape {values.shape}")
+        return ConceptExplanation(
+            attributions=values,
+            concepts=a.float().cpu().numpy(),
+            concept_names=list(model.concept_names_),
+            inputs=call.x.cpu().numpy(),
+            target=call.target,
+            predictions=call.predictions,
+            method=name,
+            params=self._recorded_params(call, resolved),
+            convergence_delta=delta,
+            reference=r.float().cpu().numpy(),
+        )
+
+    def _concept_attribute(self, call: Call, model: ConceptModel, a: torch.Tensor, r: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+def _target_logits(model: ConceptModel, x: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
+                   rows: int) -> torch.Tensor:
+    """Target logits ``(n,)`` of rows ``x`` with concept activations ``a``, ``rows`` at a time."""
+    out = [model.task_from_bottleneck(x[s : s + rows], a[s : s + rows])
+           .gather(1, target[s : s + rows, None]).squeeze(1)
+           for s in range(0, x.shape[0], rows)]
+    return torch.cat(out)
+
+
+def _masked_logits(call: Call, model: ConceptModel, a: torch.Tensor, r: torch.Tensor,
+                   keep: torch.Tensor) -> torch.Tensor:
+    """Target logits ``(N, M)``: instance n with concepts ``keep[m]`` at ``a``, the rest at ``r``.
+
+    ``keep`` is a bool ``(M, n_concepts)``; rows go through the model ``call.rows`` at a time.
+    """
+    n, m = a.shape[0], keep.shape[0]
+    keep = keep.to(a.device)
+    per = max(1, call.rows // m)  # instances per chunk: all their M variants together
+    out = []
+    with torch.no_grad():
+        for s in range(0, n, per):
+            sl = slice(s, min(s + per, n))
+            k = sl.stop - sl.start
+            acts = torch.where(keep[None], a[sl, None], r[sl, None]).reshape(k * m, -1)
+            xs = call.x[sl].repeat_interleave(m, 0)
+            tgt = call.target_t[sl].repeat_interleave(m)
+            out.append(_target_logits(model, xs, acts, tgt, call.rows).reshape(k, m))
+    return torch.cat(out)
+
+
+@register_explainer(
+    "concept_intervention", library="native", modalities=("tabular",), model_kinds=("torch",),
+    summary="Drop in the task logit when one concept at a time is set to a reference value "
+    "(its opposite by default)",
+    reference="Koh et al. (2020), Concept Bottleneck Models (test-time interventions)",
+)
+class ConceptIntervention(ConceptExplainer):
+    """Per-concept intervention effect: ``f_t(a) - f_t(a with a_i = r_i)``.
+
+    Parameters
+    ----------
+    model : ConceptModel
+        A fitted concept model.
+    reference : {"opposite", "half", "zero", "one"}
+        Value each concept is set to (``"opposite"``: its other truth value).
+    batch_size : "auto" or int
+        Rows per model call.
+    max_memory : int or str, optional
+    device : str
+    """
+
+    def _concept_attribute(self, call, model, a, r):
+        n_c = a.shape[1]
+        keep = torch.ones(n_c + 1, n_c, dtype=torch.bool)
+        keep[1:] = ~torch.eye(n_c, dtype=torch.bool)  # row 0: all at a; row 1+i: concept i at r
+        f = _masked_logits(call, model, a, r, keep)
+        return f[:, :1] - f[:, 1:], {}
+
+
+@register_explainer(
+    "concept_shapley", library="native", modalities=("tabular",), model_kinds=("torch",),
+    has_convergence_delta=True,
+    summary="Exact Shapley values of the concepts for the task logit (concepts absent from a "
+    "coalition at a reference value)",
+    reference="Shapley (1953); Lundberg & Lee (2017), interventional SHAP over the concept layer",
+    notes=f"Enumerates all 2^n_concepts coalitions: at most {MAX_SHAPLEY_CONCEPTS} concepts.",
+)
+class ConceptShapley(ConceptExplainer):
+    """Exact Shapley values over the concept layer; they sum to ``f_t(a) - f_t(r)``.
+
+    Parameters
+    ----------
+    model : ConceptModel
+        A fitted concept model with at most 16 concepts.
+    reference : {"opposite", "half", "zero", "one"}
+        Value of the concepts left out of a coalition.
+    batch_size, max_memory, device
+        As for ``native:concept_intervention``.
+    """
+
+    _complete = True
+
+    def _concept_attribute(self, call, model, a, r):
+        n_c = a.shape[1]
+        if n_c > MAX_SHAPLEY_CONCEPTS:
+            raise ValueError(
+                f"{self.info.qualified_name} enumerates 2^n_concepts coalitions; the model has {n_c} "
+                f"concepts (at most {MAX_SHAPLEY_CONCEPTS}): use native:concept_gradient instead"
+            )
+        codes = torch.arange(2**n_c)
+        keep = (codes[:, None] >> torch.arange(n_c)[None, :]) & 1 == 1  # (2^n, n_c): coalitions
+        f = _masked_logits(call, model, a, r, keep).double()  # (N, 2^n)
+        fact = [math.factorial(i) for i in range(n_c + 1)]
+        size = keep.sum(1)
+        # phi_i = sum over coalitions S without i of |S|! (n - 1 - |S|)! / n! [f(S + i) - f(S)]:
+        # differences first, so that a concept the head ignores gets exactly 0
+        phi = torch.empty(a.shape, dtype=torch.float64, device=f.device)
+        for i in range(n_c):
+            without = torch.nonzero(~keep[:, i]).squeeze(1)
+            w = torch.tensor([fact[s] * fact[n_c - 1 - s] / fact[n_c] for s in size[without].tolist()],
+                             dtype=torch.float64, device=f.device)
+            with_i = (without | (1 << i)).to(f.device)
+            phi[:, i] = (f[:, with_i] - f[:, without.to(f.device)]) @ w
+        return phi.float(), {}
+
+
+@register_explainer(
+    "concept_gradient", library="native", modalities=("tabular",), model_kinds=("torch",),
+    has_convergence_delta=True,
+    summary="Integrated gradients of the task logit over the concept layer, from reference "
+    "activations to the predicted ones",
+    reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks",
+)
+class ConceptGradient(ConceptExplainer):
+    """Integrated gradients in the concept layer: ``(a_i - r_i) x mean gradient on the path``.
+
+    Parameters
+    ----------
+    model : ConceptModel
+        A fitted concept model.
+    reference : {"half", "opposite", "zero", "one"}
+        Start of the path (``"half"``: every concept undecided).
+    n_steps : int
+        Integration points.
+    quadrature : str
+        ``gausslegendre`` or ``riemann_left|right|middle|trapezoid`` (see
+        ``native:integrated_gradients``).
+    batch_size, max_memory, device
+        As for ``native:concept_intervention``.
+    """
+
+    _complete = True
+
+    def __init__(self, model, *, reference: str = "half", n_steps: int = 50,
+                 quadrature: str = "gausslegendre", batch_size="auto", max_memory=None,
+                 device="auto"):
+        super().__init__(model, reference=reference, batch_size=batch_size, max_memory=max_memory,
+                         device=device)
+        self.n_steps = n_steps
+        self.quadrature = quadrature
+
+    def _concept_attribute(self, call, model, a, r):
+        check_positive_int(n_steps=self.n_steps)
+        if self.quadrature not in QUADRATURES:
+            raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}; got "
+                             f"{self.quadrature!r}")
+        alphas, weights = quadrature(self.quadrature, int(self.n_steps))
+        n_f = call.x.shape[1]
+        # integrate over [x, a] from [x, r]: the features stay fixed, the concept layer moves
+        z = torch.cat([call.x, a], 1)
+        zb = torch.cat([call.x, r], 1).unsqueeze(0)
+
+        def forward(rows: torch.Tensor) -> torch.Tensor:
+            return model.task_from_bottleneck(rows[:, :n_f], rows[:, n_f:])
+
+        with torch.enable_grad():
+            grads = path_gradients(forward, z, zb, call.target_t, alphas, weights, call.rows)
+        return (grads[0, :, n_f:] * (a - r)).detach(), {}
