@@ -28,6 +28,8 @@ bench: install
 	$(BIN)/python benchmarks/perf_gradients.py
 	$(BIN)/python benchmarks/perf_timeseries.py
 	$(BIN)/python benchmarks/counterfactuals_ts.py
+	$(BIN)/python benchmarks/perf_tabular.py
+	$(BIN)/python benchmarks/concepts.py
 	$(BIN)/python -m pytest -m slow
 
 lint: install
