@@ -1,4 +1,4 @@
-"""Batched TSR vs TSInterpret's TSR vs a step-by-step loop vs the floor, on CPU.
+"""Batched TSR vs TSInterpret's TSR vs a step-by-step loop vs the floor, on CPU or GPU.
 
 Temporal saliency rescaling (Ismail et al. 2020) runs its inner saliency method once on each
 instance and once on each masked copy: one copy per time step (all channels masked), and on
@@ -57,8 +57,19 @@ shared 2-core machine, two intra-op threads per process oversubscribe the cores 
 call waits for the slower thread (measured 3-7x slower per row under load); ``--threads 0``
 keeps torch's default.
 
+Device. ``--device cpu`` (the default) runs everything on the CPU. ``--device cuda`` (or
+``auto``) puts the model on the GPU: ours, the loop and plain IG get ``device=``; TSInterpret's
+TSR cannot be given a GPU model through ``tsinterpret:tsr`` (the adapter runs it on the CPU:
+TSInterpret calls ``.numpy()`` on model outputs elsewhere) nor directly (its ``explain`` builds
+the input with ``torch.from_numpy`` and never moves it to its ``device``, so Captum's first
+forward pass mixes a CPU input with GPU weights). So it gets the GPU model behind
+:func:`on_device`, a parameter-less module that moves each of Captum's 50-row batches to the
+GPU and back through autograd: every Captum call then runs its forward and backward passes on
+the GPU, the way TSInterpret would if it moved its inputs. CUDA is synchronised before and
+after every timed call.
+
 Run: ``python benchmarks/perf_timeseries.py [--n 20] [--n-multivariate 8] [--repeats 3]
-[--threads 1] [--quick]`` (defaults take about 15-25 minutes: TSInterpret alone needs about
+[--threads 1] [--device cpu] [--quick]`` (defaults take about 15-25 minutes: TSInterpret alone needs about
 3 s per GunPoint instance on an idle core). Models are trained once and cached
 (``$XAI_SUITE_CACHE`` or ``~/.cache/xai_suite``).
 """
@@ -101,6 +112,33 @@ class Setup:
     mask: np.ndarray | None = None  # planted-signal mask (N, C, T), where there is one
     ig_baselines: np.ndarray | None = None  # (N, C, T) the inner IG's references (set by build)
     loop_once: bool = False  # time the loop in the first repeat only
+
+
+def on_device(model, device):
+    """``model`` (already on ``device``) behind a parameter-less ``torch.nn.Module`` that moves
+    its inputs to ``device``: outputs stay there, gradients flow back to the inputs' device.
+
+    Having no parameters, it is not moved off ``device`` by the ``tsinterpret:`` adapter
+    (which puts models on the CPU for the call).
+    """
+    import torch
+
+    class _OnDevice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.__dict__["_inner"] = model  # not a submodule: .to() and .parameters() skip it
+
+        def forward(self, x):
+            return self._inner(x.to(device))
+
+    return _OnDevice().eval()
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # -- data and models -----------------------------------------------------------------------
@@ -182,9 +220,17 @@ def step_loop(inner, x, target, ig_baselines, mask_values, threshold=THRESHOLD):
     return d_time, d_feat
 
 
-def build(setup: Setup, n_steps: int) -> dict[str, Callable]:
-    """Per method, ``run(idx)`` explaining the instances ``x[idx]`` (``idx`` a slice)."""
+def build(setup: Setup, n_steps: int, device=None) -> dict[str, Callable]:
+    """Per method, ``run(idx)`` explaining the instances ``x[idx]`` (``idx`` a slice).
+
+    ``device``: a ``torch.device`` the model already lies on (``None``: the CPU).
+    """
+    import torch
+
     import xai_suite as xs
+
+    device = torch.device("cpu") if device is None else device
+    dev = {"device": str(device)}
 
     model, x, target = setup.model, setup.x, setup.target
     ig_baselines = np.random.default_rng(0).random(x.shape, dtype=np.float32)  # U[0, 1)
@@ -200,13 +246,16 @@ def build(setup: Setup, n_steps: int) -> dict[str, Callable]:
 
     inner_params = {"n_steps": n_steps, "baseline": fixed_reference}
     ours = xs.create_explainer("native:tsr", model, inner="integrated_gradients",
-                               inner_params=inner_params, threshold=THRESHOLD, batch_size="auto")
-    theirs = xs.create_explainer("tsinterpret:tsr", model, inner="IG", tsr=True)
+                               inner_params=inner_params, threshold=THRESHOLD, batch_size="auto",
+                               **dev)
+    # the adapter runs TSInterpret on the CPU; on a GPU it gets the model behind on_device
+    their_model = model if device.type == "cpu" else on_device(model, device)
+    theirs = xs.create_explainer("tsinterpret:tsr", their_model, inner="IG", tsr=True)
     ig = xs.create_explainer("native:integrated_gradients", model, n_steps=n_steps,
-                             batch_size="auto")
+                             batch_size="auto", **dev)
     # one copy's whole path per model call: the n_steps-row calls Captum makes for TSInterpret
     inner = xs.create_explainer("native:integrated_gradients", model, n_steps=n_steps,
-                                batch_size=n_steps)
+                                batch_size=n_steps, **dev)
     if n_steps != 50:
         _patch_captum_steps(n_steps)
     runs = {
@@ -240,21 +289,26 @@ def _patch_captum_steps(n_steps: int) -> None:
 
 # -- timing --------------------------------------------------------------------------------
 def time_interleaved(runs: dict[str, Callable], n: int, repeats: int, once: tuple[str, ...] = (),
-                     warm_up: bool = True) -> tuple[dict[str, list[float]], dict[str, object]]:
+                     warm_up: bool = True, device=None
+                     ) -> tuple[dict[str, list[float]], dict[str, object]]:
     """Each method in turn over all ``n`` instances, ``repeats`` times (``once``: first only).
 
-    Returns the seconds per instance of every call and each method's first output.
+    Returns the seconds per instance of every call and each method's first output. On a GPU
+    ``device``, CUDA is synchronised before and after each timed call.
     """
     for run in runs.values() if warm_up else ():  # lazy imports, oneDNN kernels, the allocator
         run(slice(0, 1))
+        _sync(device)
     seconds: dict[str, list[float]] = {m: [] for m in runs}
     outputs: dict[str, object] = {}
     for r in range(repeats):
         for m, run in runs.items():
             if r and m in once:
                 continue
+            _sync(device)
             t0 = time.perf_counter()
             out = run(slice(None))
+            _sync(device)
             seconds[m].append((time.perf_counter() - t0) / n)
             outputs.setdefault(m, out)
             print(f"    repeat {r + 1}/{repeats} {m}: {seconds[m][-1]:.3f} s/instance",
@@ -319,11 +373,12 @@ def ig_noise(setup: Setup, ours_ig: np.ndarray, n_steps: int) -> float:
     from captum.attr import IntegratedGradients
 
     ig = IntegratedGradients(setup.model)
+    dev = next(setup.model.parameters()).device
     worst = 0.0
     for i in range(len(setup.x)):
-        ref = ig.attribute(torch.from_numpy(setup.x[i : i + 1]),
-                           baselines=torch.from_numpy(setup.ig_baselines[i : i + 1]),
-                           target=int(setup.target[i]), n_steps=n_steps).detach().numpy()[0]
+        ref = ig.attribute(torch.from_numpy(setup.x[i : i + 1]).to(dev),
+                           baselines=torch.from_numpy(setup.ig_baselines[i : i + 1]).to(dev),
+                           target=int(setup.target[i]), n_steps=n_steps).detach().cpu().numpy()[0]
         worst = max(worst, float(np.abs(ours_ig[i] - ref).max() / np.abs(ref).max()))
     return worst
 
@@ -407,6 +462,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-multivariate", type=int, default=8, help="planted multivariate instances")
     p.add_argument("--repeats", type=int, default=3, help="interleaved calls per method")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: default)")
+    p.add_argument("--device", default="cpu",
+                   help="'cpu' (default), 'cuda', 'cuda:N' or 'auto': where the model runs")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 8 IG steps (TSInterpret's Captum IG patched to match), a small "
                    "planted set, short training, no warm-up")
@@ -414,10 +471,15 @@ def main(argv=None) -> int:
 
     import torch
 
+    from xai_suite.batching import resolve_device
+
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     n_steps = 8 if args.quick else 50
-    print(f"TSR timings on CPU, {torch.get_num_threads()} torch thread(s)\n")
+    where = "CPU" if device.type == "cpu" else f"GPU ({torch.cuda.get_device_name(device)})"
+    print(f"TSR timings on {where}, {torch.get_num_threads()} torch thread(s)"
+          + ("" if device.type == "cpu" else "; TSInterpret's model behind on_device") + "\n")
     configs = [
         lambda: gunpoint(args.n, epochs=10 if args.quick else 60),
         lambda: planted(min(args.n, args.n_multivariate), *((3, 40, 100, 5) if args.quick
@@ -426,11 +488,12 @@ def main(argv=None) -> int:
     summary = []
     for make in configs:
         setup = make()
+        setup.model.to(device)
         print(f"  {setup.name} ...", file=sys.stderr, flush=True)
-        runs = build(setup, n_steps)
+        runs = build(setup, n_steps, device)
         once = ("loop",) if setup.loop_once else ()
         seconds, outputs = time_interleaved(runs, len(setup.x), args.repeats, once,
-                                            warm_up=not args.quick)
+                                            warm_up=not args.quick, device=device)
         agree = agreement(setup, outputs, n_steps)
         summary.append((setup.name, report(setup, seconds, agree, n_steps, args.repeats)))
     print("targets: " + "; ".join(
