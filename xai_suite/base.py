@@ -300,9 +300,12 @@ class Explainer:
                 probe = probe_activations(wrapper.model, sample)
             except (RuntimeError, ValueError) as exc:
                 raise _model_error(x, exc) from exc
-        else:  # black boxes: budget by input size
+        else:
+            # black boxes: their own copies are invisible (scikit-learn converts to float64 and
+            # validates), so count 4 copies of the input as the largest tensor; chunks of ~4 MiB
+            # of input stay in cache (KernelSHAP on breast cancer: 25% faster than 16 MiB)
             row = sample[0].numel() * sample.element_size()
-            probe = ActivationProbe(total=4 * row, largest=row)
+            probe = ActivationProbe(total=4 * row, largest=4 * row)
         return auto_rows(probe, wrapper.device, parse_bytes(getattr(self, "max_memory", None)))
 
     def _recorded_params(self, call: Call, resolved: dict) -> dict:
