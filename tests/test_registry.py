@@ -33,7 +33,7 @@ def test_filters():
     fam = xs.list_explainers(family="perturbation")
     assert set(fam.family) == {"perturbation"}
     sk = xs.list_explainers(model_kind="sklearn")
-    assert set(sk.family) <= {"perturbation", "surrogate", "counterfactual"} and len(sk) >= 5
+    assert set(sk.family) <= {"perturbation", "surrogate", "counterfactual", "control"} and len(sk) >= 5
     assert set(xs.list_explainers(library="native").name) >= {"integrated_gradients"}
     with pytest.raises(ValueError, match="unknown modality 'audio'"):
         xs.list_explainers(modality="audio")

@@ -49,6 +49,7 @@ FAMILIES = (
     "counterfactual",
     "concept",
     "mechanistic",
+    "control",
 )
 
 

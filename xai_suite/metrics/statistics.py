@@ -1,6 +1,9 @@
-"""Confidence intervals."""
+"""Confidence intervals, a paired test between two methods, and per-instance random generators."""
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -106,3 +109,94 @@ def bootstrap_interval(values, confidence: float = 0.95, n_resamples: int = 10_0
     means = arr[rng.integers(0, arr.size, (int(n_resamples), arr.size))].mean(1)
     lo, hi = np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of two methods measured on the same instances.
+
+    Attributes
+    ----------
+    mean_difference : float
+        Mean of ``a - b``.
+    low, high : float
+        Percentile bootstrap interval for the mean difference.
+    p_value : float
+        Two-sided Wilcoxon signed-rank p-value (zero differences dropped, scipy's default);
+        1.0 when every difference is zero.
+    n : int
+        Number of pairs.
+    confidence : float
+    """
+
+    mean_difference: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+    confidence: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_test(a, b, confidence: float = 0.95, n_resamples: int = 10_000,
+                random_state=None) -> PairedTest:
+    """Compare two methods' per-instance values on the same instances.
+
+    Parameters
+    ----------
+    a, b : array-like, shape (n,), n >= 2
+        The values of methods A and B on the same instances, in the same order.
+    confidence : float
+        Of the bootstrap interval.
+    n_resamples : int
+        Bootstrap resamples.
+    random_state : int or None
+        Seeds the bootstrap; the same seed gives the same interval.
+
+    Returns
+    -------
+    PairedTest
+        Mean of ``a - b``, its bootstrap interval and the Wilcoxon signed-rank p-value.
+    """
+    a, b = _sample(a), _sample(b)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must pair values one to one; got shapes {a.shape} and {b.shape}")
+    d = a - b
+    low, high = bootstrap_interval(d, confidence, n_resamples, random_state)
+    if not d.any():
+        p = 1.0
+    else:
+        from scipy.stats import wilcoxon
+
+        p = float(wilcoxon(d).pvalue)
+    return PairedTest(float(d.mean()), low, high, p, int(d.size), float(confidence))
+
+
+def instance_generators(inputs, random_state=None, *salt: int) -> list[np.random.Generator]:
+    """One random generator per instance, seeded by ``random_state`` and the instance itself.
+
+    The seed combines ``random_state``, a hash of the instance's float32 values and ``salt``,
+    so an instance gets the same numbers whatever batch, chunk or position it comes in.
+
+    Parameters
+    ----------
+    inputs : array-like, shape (N, ...)
+    random_state : int or None
+        ``None`` draws fresh entropy (different numbers every call).
+    *salt : int
+        Further integers mixed into every seed (e.g. a target class).
+
+    Returns
+    -------
+    list of numpy.random.Generator, length N
+    """
+    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
+    if random_state is None:
+        random_state = int(np.random.SeedSequence().entropy) % 2**63
+    elif isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise ValueError(f"random_state must be None or a non-negative int; got {random_state!r}")
+    rows = x.reshape(x.shape[0], -1)
+    digests = [int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest(), "little") for r in rows]
+    return [np.random.default_rng([int(random_state), *map(int, salt), h]) for h in digests]

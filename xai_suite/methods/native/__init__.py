@@ -1,3 +1,3 @@
 """Native implementations: ours, where a library is missing, slow or wrong."""
 
-from . import integrated_gradients, kernel_shap, lrp  # noqa: F401  (register native: entries)
+from . import control, integrated_gradients, kernel_shap, lrp  # noqa: F401  (register native: entries)

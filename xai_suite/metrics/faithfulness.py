@@ -1,0 +1,523 @@
+"""Faithfulness: does the model's output follow what the attributions say matters?
+
+Deletion and insertion curves and their areas, comprehensiveness and sufficiency (ERASER),
+infidelity and sensitivity-max (Yeh et al. 2019, as Captum computes them).
+
+The output followed is the model's output for the explained class ``exp.target``, exactly as
+the model returns it: probabilities for a scikit-learn ``predict_proba`` model, logits for a
+torch module that ends in a linear layer. ``softmax=True`` turns (N, K) outputs into
+probabilities first. Every model call is batched over instances and steps (``batch_size``
+rows per call). Before anything is measured, the model's outputs on ``exp.inputs`` are
+compared with ``exp.predictions``: passing another model than the explained one raises.
+
+Removing a feature means replacing it (``replacement``):
+
+- ``"baseline"``: by the explanation's baseline (the mean of ``exp.baselines`` over its
+  draws), or zeros when it has none; a number replaces by that constant;
+- ``"noise"``: by i.i.d. Gaussian values ``N(0, noise_std^2)``, drawn once per instance
+  (seeded by ``random_state`` and the instance itself, so batching does not change them);
+- ``"blur"``: by the input blurred with a Gaussian of ``blur_sigma`` elements along its last
+  axis (time series) or last two axes (images); tabular features have no neighbours to blur.
+
+Features are the input's elements, removed in decreasing order of attribution (signed by
+default: the most positive evidence first; ``absolute=True`` orders by ``|attribution|``);
+ties keep the elements' memory order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .._validation import check_positive_int
+from ..modeling import ModelWrapper
+from .registry import register_metric
+from .statistics import instance_generators
+
+REPLACEMENTS = ("baseline", "noise", "blur")
+#: ERASER's bins: the top 1, 5, 10, 20 and 50% of the features.
+ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+def _positive(**values) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not v > 0:
+            raise ValueError(f"{name} must be a positive number; got {v!r}")
+
+
+@contextlib.contextmanager
+def target_outputs(model, *, batch_size: int = 256, device="auto", softmax: bool = False
+                   ) -> Iterator[Callable[[torch.Tensor, np.ndarray], np.ndarray]]:
+    """A function ``f(x (M, ...), target (M,)) -> (M,)`` of the model's output for ``target``.
+
+    The model is in eval mode on ``device`` while the context is open; calls are chunked in
+    ``batch_size`` rows; values are float64 (softmax probabilities with ``softmax=True``).
+    """
+    check_positive_int(batch_size=batch_size)
+    wrapper = ModelWrapper(model, device=device)
+    with wrapper.prepared():
+        def f(x: torch.Tensor, target: np.ndarray) -> np.ndarray:
+            out = wrapper.predict(x.to(wrapper.device), int(batch_size)).astype(np.float64)
+            if softmax:
+                out = np.exp(out - out.max(1, keepdims=True))
+                out /= out.sum(1, keepdims=True)
+            return out[np.arange(len(out)), target]
+
+        f.wrapper = wrapper  # type: ignore[attr-defined]
+        yield f
+
+
+def _check_model(exp, wrapper: ModelWrapper, batch_size: int) -> None:
+    out = wrapper.predict(torch.from_numpy(np.ascontiguousarray(exp.inputs)).to(wrapper.device),
+                          int(batch_size))
+    pred = np.asarray(exp.predictions)
+    scale = max(1.0, float(np.abs(pred).max()))
+    if out.shape != pred.shape or not np.allclose(out, pred, rtol=1e-3, atol=1e-4 * scale):
+        diff = "shape " + str(out.shape) if out.shape != pred.shape else \
+            f"max difference {float(np.abs(out - pred).max()):.3g}"
+        raise ValueError(f"the model's outputs on exp.inputs differ from exp.predictions ({diff}); "
+                         "pass the model that was explained")
+
+
+def replacement_values(exp, replacement="baseline", *, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                       random_state: int | None = 0) -> np.ndarray:
+    """What a removed element is replaced with, for every element of every instance.
+
+    Parameters
+    ----------
+    exp : Explanation
+    replacement : {"baseline", "noise", "blur"} or float
+        See the module docstring.
+    noise_std : float
+        Standard deviation of ``"noise"``.
+    blur_sigma : float
+        Gaussian width of ``"blur"``, in elements.
+    random_state : int or None
+        Seeds ``"noise"``.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (N, ...)
+        The inputs' shape.
+    """
+    x = np.asarray(exp.inputs, dtype=np.float32)
+    if isinstance(replacement, int | float | np.integer | np.floating) and not isinstance(replacement, bool):
+        if not np.isfinite(replacement):
+            raise ValueError(f"a constant replacement must be finite; got {replacement}")
+        return np.full_like(x, float(replacement))
+    if replacement == "baseline":
+        if exp.baselines is None:
+            return np.zeros_like(x)
+        b = np.asarray(exp.baselines, dtype=np.float32)
+        if b.ndim != x.ndim + 1 or b.shape[1:] != x.shape:
+            raise ValueError(f"exp.baselines must have shape (S, *inputs.shape) = (S, {x.shape}); "
+                             f"got {b.shape}")
+        return b.mean(0)
+    if replacement == "noise":
+        _positive(noise_std=noise_std)
+        gens = instance_generators(x, random_state)
+        return np.stack([g.normal(0.0, noise_std, x.shape[1:]) for g in gens]).astype(np.float32)
+    if replacement == "blur":
+        _positive(blur_sigma=blur_sigma)
+        if x.ndim not in (3, 4):
+            raise ValueError("replacement='blur' blurs time series (N, C, T) and images (N, C, H, W) "
+                             f"along time or space; got inputs of shape {x.shape}")
+        from scipy.ndimage import gaussian_filter
+
+        sigma = (0, 0) + (float(blur_sigma),) * (x.ndim - 2)
+        return gaussian_filter(x, sigma=sigma, mode="nearest").astype(np.float32)
+    raise ValueError(f"replacement must be one of {', '.join(REPLACEMENTS)} or a number; got "
+                     f"{replacement!r}")
+
+
+def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
+    """Position of every element in the removal order (0: removed first), per instance.
+
+    Parameters
+    ----------
+    attributions : array-like, shape (N, ...)
+    absolute : bool
+        Order by ``|attributions|`` instead of the signed values.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N, D)
+    """
+    a = np.asarray(attributions, dtype=np.float64)
+    a = a.reshape(a.shape[0], -1)
+    if not np.isfinite(a).all():
+        raise ValueError("attributions contain NaN or infinite values")
+    if absolute:
+        a = np.abs(a)
+    order = np.argsort(-a, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(a.shape[1])[None, :].repeat(a.shape[0], 0), axis=1)
+    return ranks
+
+
+def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replacement, absolute: bool,
+                      softmax: bool, noise_std, blur_sigma, random_state, batch_size, device
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
+
+    Returns ``f(x)`` (N,) and the outputs (N, S), each row of instances x counts batched.
+    """
+    x = np.asarray(exp.inputs, dtype=np.float32)
+    n, shape = x.shape[0], x.shape[1:]
+    ref = torch.from_numpy(replacement_values(exp, replacement, noise_std=noise_std, blur_sigma=blur_sigma,
+                                              random_state=random_state).reshape(n, -1))
+    ranks = torch.from_numpy(removal_ranks(exp.attributions, absolute))
+    xt = torch.from_numpy(np.ascontiguousarray(x).reshape(n, -1))
+    target = np.asarray(exp.target)
+    c = torch.as_tensor(np.asarray(counts, dtype=np.int64))
+    s = len(c)
+    values = np.empty(n * s)
+    with target_outputs(model, batch_size=batch_size, device=device, softmax=softmax) as f:
+        _check_model(exp, f.wrapper, batch_size)
+        fx = f(torch.from_numpy(np.ascontiguousarray(x)), target)
+        for p0 in range(0, n * s, batch_size):
+            p = torch.arange(p0, min(p0 + batch_size, n * s))
+            i, k = p // s, c[p % s].unsqueeze(1)
+            top = ranks[i] < k
+            replaced = ~top if keep_top else top
+            rows = torch.where(replaced, ref[i], xt[i]).reshape(-1, *shape)
+            values[p0 : p0 + len(p)] = f(rows, target[i.numpy()])
+    return fx, values.reshape(n, s)
+
+
+def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, noise_std, blur_sigma,
+           random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+    check_positive_int(n_steps=n_steps)
+    d = int(np.prod(exp.inputs.shape[1:]))
+    fractions = np.arange(n_steps + 1) / n_steps
+    counts = np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
+    _, values = _replaced_outputs(
+        exp, model, counts, keep_top=insertion, replacement=replacement, absolute=absolute,
+        softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
+        batch_size=batch_size, device=device)
+    return fractions, values
+
+
+# -- deletion and insertion ----------------------------------------------------------------
+def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
+                   softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                   random_state: int | None = 0, batch_size: int = 256, device="auto"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's output as the most important elements are removed, fraction by fraction.
+
+    At fraction ``f`` the ``round(f D)`` highest-ranked of the ``D`` elements are replaced
+    (see the module docstring). A faithful attribution makes the output drop fast.
+
+    Parameters
+    ----------
+    exp : Explanation
+    model : the explained model (torch module, estimator or callable)
+    n_steps : int
+        Fractions ``0, 1/n_steps, ..., 1``.
+    replacement : {"baseline", "noise", "blur"} or float
+    absolute : bool
+        Rank by ``|attributions|``.
+    softmax : bool
+        Follow softmax probabilities instead of the raw outputs.
+    noise_std, blur_sigma : float
+        Settings of the ``"noise"`` and ``"blur"`` replacements.
+    random_state : int or None
+        Seeds ``"noise"``.
+    batch_size : int
+        Rows per model call.
+    device : str
+        Torch models: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns
+    -------
+    fractions : numpy.ndarray, shape (S,)
+        ``S = n_steps + 1`` fractions from 0 to 1.
+    values : numpy.ndarray of float64, shape (N, S)
+        Output for the target class at each fraction.
+    """
+    return _curve(exp, model, insertion=False, n_steps=n_steps, replacement=replacement, absolute=absolute,
+                  softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
+                  batch_size=batch_size, device=device)
+
+
+def insertion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
+                    softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                    random_state: int | None = 0, batch_size: int = 256, device="auto"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's output as the most important elements are put back into the replacement.
+
+    At fraction ``f`` only the ``round(f D)`` highest-ranked elements keep their input values;
+    the rest are replaced. A faithful attribution makes the output rise fast. Parameters and
+    returns as :func:`deletion_curve`.
+    """
+    return _curve(exp, model, insertion=True, n_steps=n_steps, replacement=replacement, absolute=absolute,
+                  softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
+                  batch_size=batch_size, device=device)
+
+
+@register_metric("deletion_auc", kind="faithfulness", needs=("model",), higher_is_better=False,
+                 summary="Area under the deletion curve (output as top features are removed)")
+def deletion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", absolute: bool = False,
+                 softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                 random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+    """Area under :func:`deletion_curve` over fractions in [0, 1] (trapezoid rule).
+
+    Lower is better. Parameters as :func:`deletion_curve`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    fractions, values = deletion_curve(
+        exp, model, n_steps=n_steps, replacement=replacement, absolute=absolute, softmax=softmax,
+        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
+        device=device)
+    return np.trapezoid(values, fractions, axis=1)
+
+
+@register_metric("insertion_auc", kind="faithfulness", needs=("model",), higher_is_better=True,
+                 summary="Area under the insertion curve (output as top features are restored)")
+def insertion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", absolute: bool = False,
+                  softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                  random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+    """Area under :func:`insertion_curve` over fractions in [0, 1] (trapezoid rule).
+
+    Higher is better. Parameters as :func:`insertion_curve`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    fractions, values = insertion_curve(
+        exp, model, n_steps=n_steps, replacement=replacement, absolute=absolute, softmax=softmax,
+        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
+        device=device)
+    return np.trapezoid(values, fractions, axis=1)
+
+
+# -- comprehensiveness and sufficiency (ERASER) ------------------------------------------------
+def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, softmax, noise_std, blur_sigma,
+            random_state, batch_size, device) -> np.ndarray:
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
+        raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
+    d = int(np.prod(exp.inputs.shape[1:]))
+    counts = np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
+    fx, values = _replaced_outputs(
+        exp, model, counts, keep_top=keep_top, replacement=replacement, absolute=absolute, softmax=softmax,
+        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
+        device=device)
+    return (fx[:, None] - values).mean(1)
+
+
+@register_metric("comprehensiveness", kind="faithfulness", needs=("model",), higher_is_better=True,
+                 summary="Output drop when the top-k% features are removed, averaged over k (ERASER)")
+def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline",
+                      absolute: bool = False, softmax: bool = False, noise_std: float = 1.0,
+                      blur_sigma: float = 3.0, random_state: int | None = 0, batch_size: int = 256,
+                      device="auto") -> np.ndarray:
+    """ERASER comprehensiveness (DeYoung et al. 2020): ``f(x) - f(x without its top k%)``.
+
+    Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one, are
+    replaced). Higher is better: removing what the attribution ranks first hurts the output.
+
+    Parameters
+    ----------
+    exp : Explanation
+    model : the explained model
+    fractions : sequence of float in (0, 1]
+        ERASER's 1, 5, 10, 20 and 50% by default.
+    replacement, absolute, softmax, noise_std, blur_sigma, random_state, batch_size, device
+        As for :func:`deletion_curve`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    return _eraser(exp, model, keep_top=False, fractions=fractions, replacement=replacement,
+                   absolute=absolute, softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma,
+                   random_state=random_state, batch_size=batch_size, device=device)
+
+
+@register_metric("sufficiency", kind="faithfulness", needs=("model",), higher_is_better=False,
+                 summary="Output drop when only the top-k% features are kept, averaged over k (ERASER)")
+def sufficiency(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline", absolute: bool = False,
+                softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
+                random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+    """ERASER sufficiency (DeYoung et al. 2020): ``f(x) - f(only the top k% of x)``.
+
+    Averaged over ``k`` in ``fractions``; every other element is replaced. Lower is better:
+    what the attribution ranks first suffices to keep the output. Parameters as
+    :func:`comprehensiveness`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    return _eraser(exp, model, keep_top=True, fractions=fractions, replacement=replacement,
+                   absolute=absolute, softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma,
+                   random_state=random_state, batch_size=batch_size, device=device)
+
+
+# -- infidelity and sensitivity-max (Yeh et al. 2019) -----------------------------------------
+def _expanded(exp, n_perturb_samples: int) -> torch.Tensor:
+    check_positive_int(n_perturb_samples=n_perturb_samples)
+    x = torch.from_numpy(np.ascontiguousarray(exp.inputs, dtype=np.float32))
+    return torch.repeat_interleave(x, int(n_perturb_samples), dim=0)
+
+
+def _seeded_draws(exp, n_perturb_samples: int, random_state, draw) -> torch.Tensor:
+    """Per-instance draws ``draw(gen, (S, *shape))`` laid out as ``repeat_interleave``."""
+    shape = (int(n_perturb_samples), *exp.inputs.shape[1:])
+    gens = instance_generators(exp.inputs, random_state)
+    return torch.from_numpy(np.concatenate([draw(g, shape) for g in gens]).astype(np.float32))
+
+
+@register_metric("infidelity", kind="faithfulness", needs=("model",), higher_is_better=False,
+                 summary="Expected squared error between attribution x perturbation and the output change")
+def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.1,
+               perturb_fn: Callable | None = None, normalize: bool = False, softmax: bool = False,
+               random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+    """Infidelity (Yeh et al. 2019): ``E_I[(I . attr - (f(x) - f(x - I)))^2]``, per instance.
+
+    Computed as ``captum.metrics.infidelity`` does (the same numbers for the same
+    perturbations), batched over instances and perturbations.
+
+    Parameters
+    ----------
+    exp : Explanation
+    model : the explained model
+    n_perturb_samples : int
+        Perturbations ``I`` per instance.
+    noise_std : float
+        Default perturbations: ``I ~ N(0, noise_std^2)`` i.i.d. per element, seeded per instance.
+    perturb_fn : callable, optional
+        Captum's convention: ``perturb_fn(x) -> (I, x - I)`` for ``x`` the inputs repeated
+        ``n_perturb_samples`` times each (``repeat_interleave``, shape (N S, ...)), torch
+        tensors. Called once on all of them.
+    normalize : bool
+        Scale the attributions by the least-squares ``beta`` first (Captum's ``normalize``).
+    softmax : bool
+        Follow softmax probabilities instead of the raw outputs.
+    random_state : int or None
+        Seeds the default perturbations.
+    batch_size : int
+        Rows per model call.
+    device : str
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    s = int(n_perturb_samples)
+    x_rep = _expanded(exp, s)
+    if perturb_fn is None:
+        _positive(noise_std=noise_std)
+        pert = _seeded_draws(exp, s, random_state, lambda g, sh: g.normal(0.0, noise_std, sh))
+        x_pert = x_rep - pert
+    else:
+        pert, x_pert = perturb_fn(x_rep)
+        pert, x_pert = torch.as_tensor(pert).float().cpu(), torch.as_tensor(x_pert).float().cpu()
+        if pert.shape != x_rep.shape or x_pert.shape != x_rep.shape:
+            raise ValueError(f"perturb_fn must return (perturbations, perturbed inputs) of shape "
+                             f"{tuple(x_rep.shape)}; got {tuple(pert.shape)} and {tuple(x_pert.shape)}")
+        if not (torch.isfinite(pert).all() and torch.isfinite(x_pert).all()):
+            raise ValueError("perturb_fn returned NaN or infinite values")
+    n = len(exp)
+    target = np.asarray(exp.target)
+    with target_outputs(model, batch_size=batch_size, device=device, softmax=softmax) as f:
+        _check_model(exp, f.wrapper, batch_size)
+        fx = f(torch.from_numpy(np.ascontiguousarray(exp.inputs, dtype=np.float32)), target)
+        f_pert = np.concatenate([
+            f(x_pert[p0 : p0 + batch_size], np.repeat(target, s)[p0 : p0 + batch_size])
+            for p0 in range(0, n * s, batch_size)
+        ])
+    a = np.asarray(exp.attributions, dtype=np.float64).reshape(n, 1, -1)
+    a_dot_i = (a * pert.double().numpy().reshape(n, s, -1)).sum(2)  # (N, S)
+    diff = fx[:, None] - f_pert.reshape(n, s)
+    if normalize:
+        num, den = (a_dot_i * diff).sum(1), (a_dot_i**2).sum(1)
+        beta = np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+        a_dot_i = beta[:, None] * a_dot_i
+    return ((a_dot_i - diff) ** 2).mean(1)
+
+
+def _norm(v: torch.Tensor, norm_ord) -> torch.Tensor:
+    if norm_ord == "fro":
+        norm_ord = 2
+    return torch.linalg.vector_norm(v, ord=norm_ord, dim=1)
+
+
+def _re_explain(explainer, inputs: torch.Tensor, target: np.ndarray, exp, repeats: int):
+    """Explain ``inputs`` again with ``explainer``, passing the explicit baselines ``exp`` used."""
+    kwargs = {}
+    if isinstance(exp.params.get("baseline"), dict) and exp.params["baseline"].get("name") == "explicit":
+        b = torch.from_numpy(np.asarray(exp.baselines, dtype=np.float32).mean(0))
+        kwargs["baselines"] = torch.repeat_interleave(b, repeats, dim=0)
+    out = explainer.explain(inputs, target=target, **kwargs)
+    if out.attributions.shape != tuple(inputs.shape):
+        raise ValueError(f"the explainer returned attributions of shape {out.attributions.shape} for "
+                         f"inputs of shape {tuple(inputs.shape)}")
+    return out
+
+
+@register_metric("sensitivity_max", kind="robustness", needs=("explainer",), higher_is_better=False,
+                 summary="Largest relative change of the attributions under small input perturbations")
+def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radius: float = 0.02,
+                    perturb_fn: Callable | None = None, norm_ord="fro", random_state: int | None = 0
+                    ) -> np.ndarray:
+    """Sensitivity-max (Yeh et al. 2019): ``max_I ||attr(x + I) - attr(x)|| / ||attr(x)||``.
+
+    The explainer explains all ``N x n_perturb_samples`` perturbed inputs in one call (for the
+    same targets); the result is Captum's ``sensitivity_max`` for the same perturbations,
+    with ``attr(x)`` taken from ``exp`` (a zero norm counts as 1, as in Captum). Explicit
+    baselines recorded in ``exp`` are passed again; a stochastic explainer adds its own
+    sampling noise to the value (fix its ``random_state``).
+
+    Parameters
+    ----------
+    exp : Explanation
+    explainer : AttributionExplainer
+        The fitted explainer that made ``exp``.
+    n_perturb_samples : int
+    perturb_radius : float
+        Default perturbations: uniform in ``[-r, r]`` per element (Captum's default
+        perturbation), seeded per instance.
+    perturb_fn : callable, optional
+        Captum's convention: ``perturb_fn(x) -> x + I`` for ``x`` the inputs repeated
+        ``n_perturb_samples`` times each (``repeat_interleave``), a torch tensor.
+    norm_ord : "fro", int, float or inf
+        Norm of the flattened attributions (``"fro"``: Euclidean).
+    random_state : int or None
+        Seeds the default perturbations.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+    """
+    s = int(n_perturb_samples)
+    x_rep = _expanded(exp, s)
+    if perturb_fn is None:
+        _positive(perturb_radius=perturb_radius)
+        r = float(perturb_radius)
+        noise = _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
+        x_pert = x_rep + noise
+    else:
+        x_pert = torch.as_tensor(perturb_fn(x_rep)).float().cpu()
+        if x_pert.shape != x_rep.shape:
+            raise ValueError(f"perturb_fn must return perturbed inputs of shape {tuple(x_rep.shape)}; "
+                             f"got {tuple(x_pert.shape)}")
+        if not torch.isfinite(x_pert).all():
+            raise ValueError("perturb_fn returned NaN or infinite values")
+    n = len(exp)
+    again = _re_explain(explainer, x_pert, np.repeat(exp.target, s), exp, s).attributions
+    a = torch.from_numpy(np.asarray(exp.attributions, dtype=np.float32)).reshape(n, -1)
+    diff = torch.from_numpy(again).reshape(n, s, -1) - a[:, None, :]
+    base = _norm(a, norm_ord)
+    base = torch.where(base == 0, torch.ones_like(base), base)
+    sens = _norm(diff.reshape(n * s, -1), norm_ord).reshape(n, s) / base[:, None]
+    return sens.max(1).values.double().numpy()
