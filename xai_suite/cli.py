@@ -1,9 +1,10 @@
-"""The ``xai-suite`` command: ``list``, ``info``, ``baselines``, ``demo``."""
+"""The ``xai-suite`` command: ``list``, ``info``, ``baselines``, ``demo``, ``bench``, ``report``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 FORMATS = ("markdown", "csv", "table")
 
@@ -16,6 +17,19 @@ def _render(df, fmt: str) -> str:
     if fmt == "markdown":
         return to_markdown(df)
     return df.to_string(index=False)
+
+
+def _suite_path(name: str) -> Path:
+    """A .toml path as given, else ``benchmarks/NAME.toml`` under the current directory."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.is_file():
+        return path
+    candidate = Path("benchmarks") / f"{name}.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in Path("benchmarks").glob("*.toml"))
+    raise FileNotFoundError(f"no suite {name!r}: neither a file nor {candidate}"
+                            + (f"; suites here: {', '.join(known)}" if known else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--n", type=int, default=50, help="test instances to explain")
     p_demo.add_argument("--seed", type=int, default=0)
 
+    p_bench = sub.add_parser("bench", help="run (or resume) a benchmark suite; rows go to "
+                             "OUT/results.sqlite")
+    p_bench.add_argument("name", help="a suite config (.toml path), or NAME for benchmarks/NAME.toml")
+    p_bench.add_argument("--quick", action="store_true", help="apply the suite's [quick] overrides")
+    p_bench.add_argument("--out", help="run directory (default: bench_results/NAME, "
+                         "bench_results/NAME-quick with --quick); rerun to resume")
+    p_bench.add_argument("--n-jobs", dest="n_jobs", type=int, default=1,
+                         help="parallel workers (-1: every core)")
+    p_bench.add_argument("--backend", default="loky",
+                         help="joblib backend: loky (default), threading, or a registered ray/dask")
+
+    p_report = sub.add_parser("report", help="Markdown report with intervals and plots of a results store")
+    p_report.add_argument("results", help="a run directory or its results.sqlite")
+    p_report.add_argument("--out", help="where to write report.md (default: RESULTS/report)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -77,7 +106,18 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(args.out, n_explain=args.n, random_state=args.seed)
-    except (KeyError, ValueError, TypeError, ImportError) as exc:
+        elif args.command == "bench":
+            from .bench import load_suite, run_suite
+
+            suite = load_suite(_suite_path(args.name), quick=args.quick)
+            out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
+            store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
+            print(f"results: {store}\nreport: xai-suite report {store.parent}")
+        elif args.command == "report":
+            from .bench import write_report
+
+            print(write_report(args.results, args.out))
+    except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"xai-suite: error: {msg}", file=sys.stderr)
         return 2

@@ -1,0 +1,349 @@
+"""Benchmark runner: config parsing and expansion, --quick, resumption after kill -9, unit
+errors, metric needs, n_jobs independence, clear config errors."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xai_suite.bench import ConfigError, ResultsStore, expand_units, load_suite, run_suite
+from xai_suite.bench import config as bench_config
+from xai_suite.bench.store import ID_COLUMNS
+from xai_suite.metrics import registry as metric_registry
+
+METRICS = ("test_run_abs_sum", "test_run_mask_mass", "test_run_top_prob", "test_run_killer")
+
+# Imported by the runner in every process (parent, loky workers, subprocesses) via `imports`.
+PLUGIN = textwrap.dedent('''
+    import os, signal
+    import numpy as np
+    import torch
+    from xai_suite.metrics.registry import _METRICS, register_metric
+
+    CALLS = [0]
+
+    if "test_run_abs_sum" not in _METRICS:
+        @register_metric("test_run_abs_sum", kind="sanity", higher_is_better=True)
+        def abs_sum(exp):
+            """Sum of |attributions| per instance."""
+            return np.abs(exp.attributions).reshape(len(exp), -1).sum(1)
+
+        @register_metric("test_run_mask_mass", kind="localisation", needs="mask", higher_is_better=True)
+        def mask_mass(exp, *, mask):
+            """Share of |attribution| inside the ground-truth mask."""
+            a = np.abs(exp.attributions).reshape(len(exp), -1)
+            return (a * mask.reshape(len(exp), -1)).sum(1) / a.sum(1)
+
+        @register_metric("test_run_top_prob", kind="faithfulness", needs="model", higher_is_better=True)
+        def top_prob(exp, *, model):
+            """The model's top class probability, recomputed from the model itself."""
+            if hasattr(model, "predict_proba"):
+                return model.predict_proba(exp.inputs).max(1)
+            with torch.no_grad():
+                return model(torch.from_numpy(exp.inputs)).softmax(1).max(1).values.numpy()
+
+        @register_metric("test_run_killer", kind="sanity", higher_is_better=True)
+        def killer(exp):
+            """0 per instance; kills its own process (SIGKILL) at call $TEST_BENCH_KILL_AT."""
+            CALLS[0] += 1
+            if CALLS[0] == int(os.environ.get("TEST_BENCH_KILL_AT", "0")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return np.zeros(len(exp))
+''')
+
+SUITE = textwrap.dedent('''
+    name = "runner-test"
+    seeds = [0, 1]
+    n_instances = 3
+    imports = ["plugin.py"]
+    baselines = ["zeros", "training_mean"]
+
+    [[datasets]]
+    loader = "make_planted_timeseries"
+    label = "planted"
+    params = { n_samples = 48, n_channels = 2, length = 12, random_state = 0 }
+    quick_params = { n_samples = 40 }
+
+    [[datasets]]
+    loader = "load_tabular"
+    label = "cancer"
+    params = { name = "breast_cancer", standardize = true }
+
+    [[models]]
+    name = "cnn1d"
+    params = { widths = [4], kernels = [3], epochs = 3 }
+
+    [[models]]
+    name = "logreg"
+
+    [[explainers]]
+    name = "captum:saliency"
+
+    [[explainers]]
+    name = "captum:integrated_gradients"
+    params = { n_steps = 4 }
+
+    [[explainers]]
+    name = "captum:feature_ablation"
+
+    [[metrics]]
+    name = "test_run_abs_sum"
+    [[metrics]]
+    name = "test_run_mask_mass"
+    [[metrics]]
+    name = "test_run_top_prob"
+    [[metrics]]
+    name = "test_run_killer"
+
+    [quick]
+    seeds = [0]
+    n_instances = 2
+''')
+
+
+@pytest.fixture(scope="module")
+def suite_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench_runner")
+    (d / "plugin.py").write_text(PLUGIN)
+    (d / "suite.toml").write_text(SUITE)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XAI_SUITE_CACHE", str(d / "cache"))  # trained weights stay in the test's folder
+    mp.delenv("TEST_BENCH_KILL_AT", raising=False)
+    yield d
+    mp.undo()
+    for name in METRICS:
+        metric_registry._METRICS.pop(name, None)
+    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
+        bench_config._IMPORTED.pop(key)
+
+
+@pytest.fixture(scope="module")
+def reference(suite_dir):
+    """An uninterrupted n_jobs=1 run: its store's results, units and log."""
+    path = run_suite(suite_dir / "suite.toml", suite_dir / "reference", progress=False)
+    with ResultsStore(path) as store:
+        return store.results(), store.units(), store.log()
+
+
+def _rows(df: pd.DataFrame) -> list[tuple]:
+    """Identifying columns and value, sorted (run times differ between runs)."""
+    return sorted(df[[*ID_COLUMNS, "value"]].itertuples(index=False, name=None))
+
+
+def test_config_expands_to_the_expected_units(suite_dir):
+    suite = load_suite(suite_dir / "suite.toml")
+    units = expand_units(suite)
+    keys = [u.key for u in units]
+    expected = []
+    for dataset, model in (("planted", "cnn1d"), ("cancer", "logreg")):
+        for seed in (0, 1):
+            expected += [f"{dataset}|{model}|{seed}|captum:saliency|-"]
+            expected += [f"{dataset}|{model}|{seed}|captum:integrated_gradients|{b}"
+                         for b in ("zeros", "training_mean")]
+            expected += [f"{dataset}|{model}|{seed}|captum:feature_ablation|{b}"
+                         for b in ("zeros", "training_mean")]
+    assert keys == expected  # cnn1d only on the time series, logreg only on the table
+    ig = next(u for u in units if u.explainer == "captum:integrated_gradients")
+    assert ig.explainer_params == {"n_steps": 4}
+
+
+def test_select_filters_and_all_baselines(suite_dir):
+    cfg = {
+        "name": "select", "imports": [str(suite_dir / "plugin.py")],
+        "datasets": [{"loader": "make_planted_timeseries", "params": {"n_samples": 40}}],
+        "models": ["cnn1d"],
+        "explainers": [{"select": {"family": "gradient", "library": "captum"},
+                        "exclude": ["captum:guided_grad_cam"], "params": {"n_steps": 4}}],
+        "baselines": "all",
+    }
+    import xai_suite as xs
+
+    units = expand_units(load_suite(cfg))
+    chosen = {u.explainer for u in units}
+    listed = set(xs.list_explainers(modality="timeseries", family="gradient", library="captum",
+                                    model_kind="torch").qualified_name) - {"captum:guided_grad_cam"}
+    assert chosen == listed
+    ig = {u.baseline for u in units if u.explainer == "captum:integrated_gradients"}
+    assert ig == set(xs.list_baselines("timeseries"))
+    assert {u.baseline for u in units if u.explainer == "captum:saliency"} == {"-"}
+    # n_steps reaches only the explainers that take it
+    assert all(("n_steps" in u.explainer_params) == (u.explainer == "captum:integrated_gradients")
+               for u in units)
+
+
+def test_quick_overrides(suite_dir):
+    full, quick = load_suite(suite_dir / "suite.toml"), load_suite(suite_dir / "suite.toml", quick=True)
+    assert (full.seeds, full.n_instances) == ((0, 1), 3)
+    assert (quick.seeds, quick.n_instances) == ((0,), 2)
+    assert full.datasets[0].params["n_samples"] == 48 and quick.datasets[0].params["n_samples"] == 40
+    assert len(expand_units(quick)) == len(expand_units(full)) // 2
+    assert quick.quick and "quick" not in quick.config and quick.config["seeds"] == [0]
+
+
+def test_run_rows_units_errors_and_metric_needs(reference):
+    results, units, log = reference
+    assert len(units) == 20
+    # an explainer that refuses a model: recorded, and the rest ran
+    errors = units[units.status == "error"]
+    assert set(errors.model) == {"logreg"}
+    assert set(errors.explainer) == {"captum:saliency", "captum:integrated_gradients"}
+    assert errors.error.str.contains("explains models of kind torch").all()
+    assert (units.status == "done").sum() == 14
+    # rows: one per instance and metric; the mask metric only where the data has a mask
+    counts = results.groupby(["dataset", "metric"]).size().to_dict()
+    assert counts[("planted", "test_run_mask_mass")] == 10 * 3
+    assert ("cancer", "test_run_mask_mass") not in counts
+    assert counts[("cancer", "test_run_top_prob")] == 4 * 3
+    assert len(results) == 10 * 3 * 4 + 4 * 3 * 3
+    skipped = [m for m in log.message if "test_run_mask_mass" in m]
+    assert len(skipped) == 1 and "cancer" in skipped[0] and "mask" in skipped[0]
+    assert not any("failed" in m for m in log.message)  # no metric got an argument it does not take
+    assert results.value.notna().all() and (results.seconds > 0).all()
+    # mask metric is a share; a trained-model probability lies in [0.5, 1] for two classes
+    mass = results[results.metric == "test_run_mask_mass"].value
+    assert ((mass >= 0) & (mass <= 1)).all()
+    top = results[results.metric == "test_run_top_prob"].value
+    assert ((top >= 0.5) & (top <= 1)).all()
+    # every explainer of one dataset and seed explains the same seeded test rows
+    inst = results.groupby(["dataset", "seed", "explainer", "baseline"]).instance.apply(tuple)
+    for (_, _), grp in inst.groupby(level=[0, 1]):
+        assert grp.nunique() == 1
+    planted = results[results.dataset == "planted"]
+    assert set(planted[planted.seed == 0].instance) != set(planted[planted.seed == 1].instance)
+
+
+def test_store_keeps_config_and_versions(suite_dir, reference):
+    with ResultsStore(suite_dir / "reference") as store:
+        meta = store.meta()
+    assert meta["suite"] == "runner-test" and meta["quick"] is False
+    assert meta["config_toml"] == SUITE
+    assert meta["config"]["seeds"] == [0, 1]
+    assert meta["versions"]["torch"] and meta["versions"]["python"]
+    assert meta["metrics"]["test_run_mask_mass"]["needs"] == "mask"
+
+
+def test_unique_key_refuses_a_second_copy(suite_dir, reference):
+    con = sqlite3.connect(suite_dir / "reference" / "results.sqlite")
+    row = con.execute("SELECT * FROM results LIMIT 1").fetchone()
+    with pytest.raises(sqlite3.IntegrityError):
+        con.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    con.close()
+
+
+def test_rerun_adds_nothing(suite_dir, reference):
+    path = run_suite(suite_dir / "suite.toml", suite_dir / "reference", progress=False)
+    with ResultsStore(path) as store:
+        assert _rows(store.results()) == _rows(reference[0])
+        assert len(store.units()) == 20
+
+
+def test_killed_run_resumes_to_the_same_rows(suite_dir, reference):
+    out = suite_dir / "killed"
+    script = ("import sys; from xai_suite.bench import run_suite; "
+              "run_suite(sys.argv[1], sys.argv[2], progress=False)")
+    cmd = [sys.executable, "-c", script, str(suite_dir / "suite.toml"), str(out)]
+    env = {**os.environ, "TEST_BENCH_KILL_AT": "4", "XAI_SUITE_CACHE": str(suite_dir / "cache")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr  # SIGKILL in the middle of the 4th metric-computing unit
+    with ResultsStore(out) as store:
+        done_before = store.units()
+        rows_before = store.results()
+    assert len(done_before) == 3  # units 1-3 committed; unit 4 died before its transaction
+    assert len(rows_before) == 3 * 3 * 4
+    # whole units only: each recorded unit has all its rows, no unrecorded unit has any
+    keys = set(done_before.unit)
+    row_units = set(rows_before.dataset + "|" + rows_before.model + "|" + rows_before.seed.astype(str)
+                    + "|" + rows_before.explainer + "|" + rows_before.baseline)
+    assert row_units <= keys
+    env.pop("TEST_BENCH_KILL_AT")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with ResultsStore(out) as store:
+        assert _rows(store.results()) == _rows(reference[0])
+        units = store.units()
+    assert sorted(units.unit) == sorted(reference[1].unit)
+    assert (units.set_index("unit").status == reference[1].set_index("unit").status).all()
+
+
+def test_parallel_run_gives_the_same_rows(suite_dir, reference):
+    path = run_suite(suite_dir / "suite.toml", suite_dir / "parallel", n_jobs=2, backend="loky",
+                     progress=False)
+    with ResultsStore(path) as store:
+        assert _rows(store.results()) == _rows(reference[0])
+        assert sorted(store.units().unit) == sorted(reference[1].unit)
+
+
+def test_resume_with_another_config_is_refused(suite_dir, reference):
+    with pytest.raises(ValueError, match="another config"):
+        run_suite(suite_dir / "suite.toml", suite_dir / "reference", quick=True, progress=False)
+
+
+def _cfg(suite_dir, **changes):
+    cfg = {
+        "name": "bad", "imports": [str(suite_dir / "plugin.py")],
+        "datasets": [{"loader": "make_planted_timeseries", "params": {"n_samples": 40}}],
+        "models": ["cnn1d"], "explainers": ["captum:saliency"], "metrics": ["test_run_abs_sum"],
+    }
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"datasets": [{"loader": "make_planted_timeserie"}]}, "did you mean 'make_planted_timeseries'"),
+    ({"datasets": [{"loader": "make_planted_timeseries", "params": {"n_sample": 4}}]},
+     "did you mean 'n_samples'"),
+    ({"models": ["cnn1"]}, "did you mean 'cnn1d'"),
+    ({"models": [{"name": "cnn1d", "params": {"epoch": 3}}]}, "did you mean 'epochs'"),
+    ({"models": ["logreg"]}, "takes tabular data but no dataset is tabular"),
+    ({"explainers": ["captum:integrated_gradient"]}, "did you mean 'captum:integrated_gradients'"),
+    ({"explainers": [{"name": "captum:integrated_gradients", "params": {"n_step": 4}}]},
+     "did you mean 'n_steps'"),
+    ({"explainers": [{"name": "captum:integrated_gradients", "params": {"baseline": "zeros"}}]},
+     "the runner sets it"),
+    ({"explainers": [{"select": {"famliy": "gradient"}}]}, "did you mean 'family'"),
+    ({"explainers": [{"select": {"family": "gradient"}, "params": {"bogus": 1}}]}, "taken by none"),
+    ({"metrics": ["test_run_abs_summ"]}, "did you mean 'test_run_abs_sum'"),
+    ({"metrics": [{"name": "test_run_abs_sum", "params": {"k": 3}}]}, "unknown parameter"),
+    ({"baselines": ["zero"]}, "did you mean 'zeros'"),
+    ({"seed": [0]}, "did you mean 'seeds'"),
+    ({"seeds": [0, 0]}, "distinct"),
+    ({"n_instances": 0}, "positive int"),
+    ({"datasets": []}, "non-empty list"),
+    ({"quick": {"name": "x"}}, "unknown key in \\[quick\\]"),
+    ({"imports": ["no_such_module_xyz"]}, "cannot import"),
+])
+def test_bad_configs_give_clear_errors(suite_dir, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        load_suite(_cfg(suite_dir, **changes))
+
+
+def test_missing_suite_keys_and_files(suite_dir, tmp_path):
+    cfg = _cfg(suite_dir)
+    del cfg["models"]
+    with pytest.raises(ConfigError, match="needs 'models'"):
+        load_suite(cfg)
+    with pytest.raises(ConfigError, match="no suite config"):
+        load_suite(tmp_path / "nope.toml")
+    (tmp_path / "broken.toml").write_text("name = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_suite(tmp_path / "broken.toml")
+
+
+def test_generated_data_split_is_stratified_and_seeded(suite_dir):
+    from xai_suite.bench.runner import load_data
+
+    suite = load_suite(suite_dir / "suite.toml")
+    a, b = load_data(suite, "planted", 0), load_data(suite, "planted", 1)
+    assert a["X_test"].shape == (12, 2, 12) and a["mask_test"].shape == a["X_test"].shape
+    assert np.bincount(a["y_test"]).tolist() == [6, 6]
+    assert not np.array_equal(a["X_test"], b["X_test"])  # the seed draws the split
+    again = load_data(load_suite(json.loads(json.dumps(suite.config)) | {"imports": []}), "planted", 0)
+    np.testing.assert_array_equal(again["X_test"], a["X_test"])
+    cancer = load_data(suite, "cancer", 0)
+    assert cancer["mask_test"] is None and cancer["X_train"].dtype == np.float32

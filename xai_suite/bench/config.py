@@ -1,0 +1,509 @@
+"""Benchmark suites: a small declarative TOML file, validated and expanded into work units.
+
+A suite names its datasets, models, explainers, baselines and metrics; the runner crosses
+them (datasets x matching models x seeds x explainers x baselines) into units. Example::
+
+    name = "quick-demo"
+    description = "IG and saliency on a planted-signal task"
+    seeds = [0, 1]
+    n_instances = 8
+    imports = []                     # modules or .py files registering your own entries
+    baselines = ["zeros", "training_mean"]   # or "all": xs.list_baselines(modality)
+
+    [[datasets]]
+    loader = "make_planted_timeseries"       # any xs.datasets function
+    label = "planted-box"                    # optional; defaults to loader (and its name=)
+    params = { n_samples = 200, n_channels = 3, length = 24 }
+    test_size = 0.25                         # loaders without a `split` argument only
+    quick_params = { n_samples = 80 }        # merged into params under --quick
+
+    [[models]]
+    name = "cnn1d"                           # a zoo model (xai_suite.bench.models)
+    params = { epochs = 30 }
+
+    [[explainers]]
+    name = "captum:integrated_gradients"     # a registry name ...
+    params = { n_steps = 16 }
+    [[explainers]]
+    select = { family = "gradient" }         # ... or filters of xs.list_explainers
+    exclude = ["captum:guided_grad_cam"]     # (modality and model kind come from each unit)
+
+    [[metrics]]
+    name = "deletion_auc"
+    params = { n_steps = 10 }
+
+    [quick]                                  # replaces top-level keys under --quick
+    seeds = [0]
+    n_instances = 4
+
+Splits: a loader with a ``split`` argument (``load_ucr``, ``load_tabular``) is called for
+``"train"`` and ``"test"``; any other loader is called once and its output split by
+``sklearn.model_selection.train_test_split`` (``test_size``, stratified, seeded by the unit's
+seed). A loader returning ``(X, y, mask)`` gives a localisation ground truth; ``(X, C, y)``
+(the concept sets) is read as data, concepts, labels. The seed fills any ``random_state``
+argument of the loader that ``params`` leave out. Every other random choice (initial weights,
+training order, the explained test instances, stochastic explainers and metrics) is seeded by
+the unit's seed too.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import models as zoo
+
+TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
+            "explainers", "baselines", "metrics", "quick")
+DATASET_KEYS = ("loader", "label", "params", "test_size", "modality", "quick_params")
+MODEL_KEYS = ("name", "label", "params", "quick_params")
+EXPLAINER_KEYS = ("name", "select", "exclude", "params", "baselines")
+SELECT_KEYS = ("family", "library", "modality", "model_kind")
+METRIC_KEYS = ("name", "params")
+#: Modality of the built-in dataset functions; others must say ``modality = ...``.
+LOADER_MODALITY = {
+    "load_ucr": "timeseries",
+    "make_planted_timeseries": "timeseries",
+    "load_tabular": "tabular",
+    "make_mixed_tabular": "tabular",
+    "make_xor": "tabular",
+    "make_dot": "tabular",
+    "make_trigonometry": "tabular",
+}
+NO_BASELINE = "-"
+DEFAULT_BASELINE = "default"
+
+
+class ConfigError(ValueError):
+    """A suite config that cannot be run; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    label: str
+    loader: str
+    params: dict
+    test_size: float
+    modality: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    name: str
+    params: dict
+
+    @property
+    def modality(self) -> str:
+        return zoo.model_info(self.name).modality
+
+    @property
+    def kind(self) -> str:
+        return zoo.model_info(self.name).kind
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One work unit: a trained model explained by one explainer with one baseline.
+
+    ``explainer_params`` holds the configured hyper-parameters (``baseline`` and
+    ``random_state`` are added when the unit runs).
+    """
+
+    dataset: str
+    model: str
+    seed: int
+    explainer: str
+    baseline: str
+    explainer_params: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}|{self.model}|{self.seed}|{self.explainer}|{self.baseline}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite (``quick`` overrides already applied where asked).
+
+    ``config`` is the effective configuration as a plain dict (JSON-ready); ``source`` is
+    the TOML text it came from; ``base_dir`` resolves relative ``imports``.
+    """
+
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    n_instances: int
+    imports: tuple[str, ...]
+    datasets: tuple[DatasetSpec, ...]
+    models: tuple[ModelSpec, ...]
+    explainers: tuple[dict, ...]
+    baselines: object
+    metrics: tuple[MetricSpec, ...]
+    quick: bool
+    config: dict
+    source: str
+    base_dir: str
+
+    @property
+    def config_json(self) -> str:
+        return json.dumps(self.config, sort_keys=True)
+
+
+def _unknown(what: str, key: str, known) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return ConfigError(f"unknown {what} {key!r}{hint} Expected one of: {', '.join(known)}")
+
+
+def _check_keys(table: dict, allowed, where: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table; got {type(table).__name__}")
+    for key in table:
+        if key not in allowed:
+            raise _unknown(f"key in {where}:", key, allowed)
+
+
+def _table(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table (e.g. {{ a = 1 }}); got {value!r}")
+    return dict(value)
+
+
+def load_suite(config, *, quick: bool = False) -> Suite:
+    """Read and validate a suite.
+
+    Parameters
+    ----------
+    config : str, os.PathLike or dict
+        A path to a ``.toml`` file, or the parsed table itself (relative ``.py`` imports are
+        then resolved against the current directory).
+    quick : bool
+        Apply the ``[quick]`` overrides and every ``quick_params``.
+
+    Returns
+    -------
+    Suite
+
+    Raises
+    ------
+    ConfigError
+        For a missing or unknown key, an unknown dataset function, zoo model, explainer,
+        baseline or metric (naming close matches), or a parameter a loader, model or
+        explainer does not take.
+    """
+    if isinstance(config, dict):
+        raw, source, base_dir = copy.deepcopy(config), "", str(Path.cwd())
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"no suite config at {str(path)!r}")
+        source = path.read_text(encoding="utf-8")
+        try:
+            raw = tomllib.loads(source)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        base_dir = str(path.resolve().parent)
+    _check_keys(raw, TOP_KEYS, "the suite")
+    quick_table = _table(raw.pop("quick", None), "[quick]")
+    _check_keys(quick_table, [k for k in TOP_KEYS if k not in ("name", "quick")], "[quick]")
+    if quick:
+        raw.update(copy.deepcopy(quick_table))
+    for key in ("name", "datasets", "models", "explainers"):
+        if key not in raw:
+            raise ConfigError(f"a suite needs {key!r}")
+    name = raw["name"]
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"name must be a non-empty string; got {name!r}")
+    seeds = raw.setdefault("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"seeds must be a non-empty list of distinct ints >= 0; got {seeds!r}")
+    n_inst = raw.setdefault("n_instances", 16)
+    if isinstance(n_inst, bool) or not isinstance(n_inst, int) or n_inst < 1:
+        raise ConfigError(f"n_instances must be a positive int; got {n_inst!r}")
+    imports = raw.setdefault("imports", [])
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        raise ConfigError(f"imports must be a list of module names or .py paths; got {imports!r}")
+    import_plugins(imports, base_dir)
+
+    datasets = tuple(_dataset(d, i, quick) for i, d in enumerate(_list(raw, "datasets")))
+    _unique([d.label for d in datasets], "dataset")
+    models = tuple(_model(m, i, quick) for i, m in enumerate(_list(raw, "models")))
+    _unique([m.label for m in models], "model")
+    for m in models:
+        if not any(d.modality == m.modality for d in datasets):
+            raise ConfigError(f"model {m.label!r} takes {m.modality} data but no dataset is {m.modality}")
+    baselines = raw.setdefault("baselines", [])
+    _check_baselines(baselines, "baselines")
+    explainers = tuple(_explainer(e, i) for i, e in enumerate(_list(raw, "explainers")))
+    metrics = tuple(_metric(m, i) for i, m in enumerate(raw.setdefault("metrics", [])))
+    _unique([m.name for m in metrics], "metric")
+    suite = Suite(
+        name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
+        n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
+        explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
+        config=raw, source=source, base_dir=base_dir,
+    )
+    if not expand_units(suite):
+        raise ConfigError(f"suite {name!r} expands to no work unit: no explainer fits its datasets and "
+                          "models")
+    return suite
+
+
+def _list(raw: dict, key: str) -> list:
+    items = raw[key]
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{key} must be a non-empty list (an array of tables [[{key}]]); got {items!r}")
+    return items
+
+
+def _unique(labels, what: str) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise ConfigError(f"two {what}s are labelled {label!r}; give one a distinct label")
+        seen.add(label)
+
+
+def _check_params(fn, params: dict, where: str, skip=()) -> None:
+    sig = inspect.signature(fn)
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    known = [p for p in sig.parameters if p not in skip]
+    for key in params:
+        if key not in known:
+            raise _unknown(f"parameter of {where}:", key, known)
+
+
+def _dataset(d, i: int, quick: bool) -> DatasetSpec:
+    where = f"datasets[{i}]"
+    if isinstance(d, str):
+        d = {"loader": d}
+    _check_keys(d, DATASET_KEYS, where)
+    if "loader" not in d:
+        raise ConfigError(f"{where} needs a loader (a function of xs.datasets, e.g. 'load_ucr')")
+    from .. import datasets as xs_datasets
+
+    loader = d["loader"]
+    known = xs_datasets.list_datasets()
+    if loader not in known:
+        raise _unknown("dataset function", loader, known)
+    params = _table(d.get("params"), f"{where}.params")
+    if quick:
+        params.update(_table(d.get("quick_params"), f"{where}.quick_params"))
+    fn = getattr(xs_datasets, loader)
+    _check_params(fn, params, f"{loader} ({where})", skip=("split",))
+    modality = d.get("modality", LOADER_MODALITY.get(loader))
+    if modality not in ("tabular", "timeseries"):
+        raise ConfigError(f"{where}: say modality = 'tabular' or 'timeseries' for loader {loader!r}"
+                          + (f"; got {modality!r}" if modality else ""))
+    test_size = d.get("test_size", 0.25)
+    if not isinstance(test_size, float) or not 0 < test_size < 1:
+        raise ConfigError(f"{where}.test_size must be a float in (0, 1); got {test_size!r}")
+    label = d.get("label") or (f"{loader}:{params['name']}" if "name" in params else loader)
+    return DatasetSpec(str(label), loader, params, test_size, modality)
+
+
+def _model(m, i: int, quick: bool) -> ModelSpec:
+    where = f"models[{i}]"
+    if isinstance(m, str):
+        m = {"name": m}
+    _check_keys(m, MODEL_KEYS, where)
+    if "name" not in m:
+        raise ConfigError(f"{where} needs a name, one of the zoo's: {', '.join(zoo.list_models())}")
+    try:
+        zoo.model_info(m["name"])
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+    params = _table(m.get("params"), f"{where}.params")
+    if quick:
+        params.update(_table(m.get("quick_params"), f"{where}.quick_params"))
+    try:
+        zoo.check_model_params(m["name"], params)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return ModelSpec(str(m.get("label", m["name"])), m["name"], params)
+
+
+def _check_baselines(spec, where: str) -> None:
+    from ..baselines import list_baselines
+
+    if spec == "all":
+        return
+    if not isinstance(spec, list) or not all(isinstance(b, str) for b in spec):
+        raise ConfigError(f"{where} must be \"all\" or a list of baseline names; got {spec!r}")
+    known = list_baselines()
+    for b in spec:
+        if b not in known:
+            raise _unknown("baseline", b, known)
+
+
+def _explainer(e, i: int) -> dict:
+    from ..registry import explainer_info
+
+    where = f"explainers[{i}]"
+    if isinstance(e, str):
+        e = {"name": e}
+    _check_keys(e, EXPLAINER_KEYS, where)
+    if ("name" in e) == ("select" in e):
+        raise ConfigError(f"{where} needs exactly one of name (a registry name) or select (filters)")
+    e = dict(e)
+    e["params"] = _table(e.get("params"), f"{where}.params")
+    for reserved in ("baseline", "random_state"):
+        if reserved in e["params"]:
+            raise ConfigError(f"{where}.params sets {reserved!r}; the runner sets it (baselines go "
+                              "to the baselines list, random_state comes from the seed)")
+    if "baselines" in e:
+        _check_baselines(e["baselines"], f"{where}.baselines")
+    if "name" in e:
+        try:
+            info = explainer_info(e["name"])
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        e["name"] = info.qualified_name
+        _check_explainer_params(info, e["params"], where)
+    else:
+        select = _table(e["select"], f"{where}.select")
+        _check_keys(select, SELECT_KEYS, f"{where}.select")
+        exclude = e.setdefault("exclude", [])
+        if not isinstance(exclude, list):
+            raise ConfigError(f"{where}.exclude must be a list of explainer names; got {exclude!r}")
+        try:
+            e["exclude"] = [explainer_info(x).qualified_name for x in exclude]
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        e["select"] = select
+    return e
+
+
+def _check_explainer_params(info, params: dict, where: str) -> None:
+    known = list(info.params)
+    for key in params:
+        if key not in known:
+            raise _unknown(f"parameter of {info.qualified_name} ({where}):", key, known)
+
+
+def _metric(m, i: int) -> MetricSpec:
+    from ..metrics.registry import metric_info
+
+    where = f"metrics[{i}]"
+    if isinstance(m, str):
+        m = {"name": m}
+    _check_keys(m, METRIC_KEYS, where)
+    if "name" not in m:
+        raise ConfigError(f"{where} needs a name (see xai_suite.metrics.registry.list_metrics())")
+    try:
+        info = metric_info(m["name"])
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+    params = _table(m.get("params"), f"{where}.params")
+    _check_params(info.fn, params, f"metric {m['name']} ({where})",
+                  skip=("exp", "model", "mask", "explainer"))
+    return MetricSpec(m["name"], params)
+
+
+def _resolve_baselines(spec, modality: str) -> list[str]:
+    from ..baselines import baseline_info, list_baselines
+
+    if spec == "all":
+        return list_baselines(modality)
+    return [b for b in spec if modality in baseline_info(b).modalities]
+
+
+def expand_units(suite: Suite) -> list[Unit]:
+    """Every work unit of ``suite``, in a fixed order.
+
+    Datasets x models of the dataset's modality x seeds x explainers x baselines. A named
+    explainer joins the datasets of the modalities it explains (a model it refuses gives a
+    unit whose error the runner records); a ``select`` entry takes the registry's
+    explainers for the dataset's modality and the model's kind. Explainers that need a
+    baseline get one unit per baseline (the entry's list, else the suite's, keeping those of
+    the dataset's modality; none given: the explainer's default, labelled ``"default"``);
+    others get one unit with baseline ``"-"``.
+    """
+    from ..registry import explainer_info, list_explainers
+
+    units: list[Unit] = []
+    for d in suite.datasets:
+        for m in suite.models:
+            if m.modality != d.modality:
+                continue
+            chosen: dict[str, dict] = {}
+            for e in suite.explainers:
+                if "name" in e:
+                    names = [e["name"]] if d.modality in explainer_info(e["name"]).tags.modalities else []
+                else:
+                    sel = {"modality": d.modality, "model_kind": m.kind, **e["select"]}
+                    names = [n for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
+                for n in names:
+                    info = explainer_info(n)
+                    params = {k: v for k, v in e["params"].items() if k in info.params}
+                    if info.tags.needs_baseline:
+                        spec = e.get("baselines", suite.baselines)
+                        bases = _resolve_baselines(spec, d.modality) or [DEFAULT_BASELINE]
+                    else:
+                        bases = [NO_BASELINE]
+                    entry = chosen.setdefault(n, {"params": {}, "baselines": []})
+                    entry["params"].update(params)
+                    entry["baselines"] += [b for b in bases if b not in entry["baselines"]]
+            for seed in suite.seeds:
+                for n, entry in chosen.items():
+                    for b in entry["baselines"]:
+                        units.append(Unit(d.label, m.label, seed, n, b, dict(entry["params"])))
+    for e in suite.explainers:  # a select entry's params must reach some explainer
+        if "select" in e and e["params"]:
+            used = {k for u in units for k in u.explainer_params}
+            missing = [k for k in e["params"] if k not in used]
+            if missing:
+                raise ConfigError(f"explainer params {missing} (select {e['select']}) are taken by none of "
+                                  "the explainers selected")
+    return units
+
+
+_IMPORTED: dict[str, object] = {}
+
+
+def import_plugins(imports, base_dir: str) -> None:
+    """Import modules (dotted names) or ``.py`` files (relative to ``base_dir``) once per process.
+
+    They register the suite's own datasets, zoo models, explainers or metrics; the runner
+    imports them again in every worker process.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    for item in imports:
+        if item.endswith(".py"):
+            path = (Path(base_dir) / item).resolve()
+            key = str(path)
+            if key in _IMPORTED:
+                continue
+            if not path.is_file():
+                raise ConfigError(f"imports: no file {str(path)!r}")
+            mod_name = f"_xai_suite_bench_plugin_{len(_IMPORTED)}"
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+            _IMPORTED[key] = module
+        elif item not in _IMPORTED:
+            try:
+                _IMPORTED[item] = importlib.import_module(item)
+            except ImportError as exc:
+                raise ConfigError(f"imports: cannot import {item!r}: {exc}") from None

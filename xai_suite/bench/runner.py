@@ -1,0 +1,296 @@
+"""The benchmark runner: expand a suite into units, run them in parallel, store every row.
+
+``run_suite(config, out_dir)`` writes ``out_dir/results.sqlite`` (see
+:mod:`xai_suite.bench.store`). Each unit trains (or reloads) its model, explains
+``n_instances`` seeded test instances (timed, after an untimed one-instance warm-up the first
+time an explainer runs in a process, so that imports are not counted), computes every
+applicable metric and returns its rows; the parent process writes each unit in one
+transaction as it arrives. A second call with the
+same config and ``out_dir`` resumes: recorded units are skipped, so nothing is lost or
+counted twice after Ctrl-C or ``kill -9``.
+
+Why the parent writes: SQLite allows one writer at a time, and on a cluster the workers may
+not even share the run directory's file system; returning rows to the parent keeps a single
+writer and works unchanged with every joblib backend.
+
+Parallelism goes through joblib: ``n_jobs`` worker processes with the default ``loky``
+backend. Each unit runs torch with one thread (restored afterwards), so results do not
+depend on ``n_jobs``. To run the same config on a cluster, register the backend and name it::
+
+    # Ray: pip install "ray[default]"
+    import ray
+    from ray.util.joblib import register_ray
+    ray.init(address="auto"); register_ray()
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="ray", n_jobs=-1)
+
+    # Dask: pip install "dask[distributed]"
+    from dask.distributed import Client
+    client = Client("tcp://scheduler:8786")       # joblib's "dask" backend uses it
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="dask", n_jobs=-1)
+
+Workers need xai-suite installed and, for the trained-model cache to be shared, a common
+``XAI_SUITE_CACHE`` directory (without it each worker trains its own copy, with the same
+result). Modules or ``.py`` files listed under ``imports`` are imported in every worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import platform
+import sys
+import time
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DEFAULT_BASELINE, NO_BASELINE, Suite, Unit, expand_units, import_plugins, load_suite
+from .store import ResultsStore, UnitResult, store_path
+
+#: Packages whose versions a store records.
+PACKAGES = ("xai-suite", "torch", "numpy", "scipy", "pandas", "scikit-learn", "captum", "shap", "lime",
+            "aeon", "joblib", "matplotlib")
+
+
+def package_versions() -> dict:
+    """Python, the platform and the installed versions of :data:`PACKAGES`."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, backend: str = "loky",
+              progress: bool = True) -> Path:
+    """Run (or resume) a benchmark suite.
+
+    Parameters
+    ----------
+    config_or_path : str, os.PathLike, dict or Suite
+        A ``.toml`` path, a parsed config table, or a loaded :class:`~xai_suite.bench.config.Suite`.
+    out_dir : str or os.PathLike
+        Run directory; ``out_dir/results.sqlite`` is created or resumed.
+    quick : bool
+        Apply the suite's ``[quick]`` overrides.
+    n_jobs : int
+        Parallel workers (joblib's meaning: -1 is every core).
+    backend : str
+        A joblib backend: ``"loky"`` (processes), ``"threading"``, or a registered cluster
+        backend such as ``"ray"`` or ``"dask"`` (see the module docstring).
+    progress : bool
+        Show a tqdm bar over units (on stderr).
+
+    Returns
+    -------
+    pathlib.Path
+        The results store.
+    """
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm.auto import tqdm
+
+    suite = config_or_path if isinstance(config_or_path, Suite) else load_suite(config_or_path, quick=quick)
+    units = expand_units(suite)
+    path = store_path(Path(out_dir))
+    with ResultsStore(path, create=True) as store:
+        store.init_run(suite.name, suite.config, suite.source, suite.quick, package_versions(),
+                       _metrics_meta(suite))
+        finished = store.finished_units()
+        todo = [u for u in units if u.key not in finished]
+        with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
+                  disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
+            results = Parallel(return_as="generator_unordered")(delayed(run_unit)(suite, u) for u in todo)
+            for result in results:
+                store.write_unit(suite.name, result)
+                bar.update()
+    return path
+
+
+def _metrics_meta(suite: Suite) -> dict:
+    from ..metrics.registry import metric_info
+
+    out = {}
+    for spec in suite.metrics:
+        info = metric_info(spec.name)
+        out[spec.name] = {"kind": info.kind, "needs": ", ".join(info.needs),
+                          "higher_is_better": info.higher_is_better, "summary": info.summary}
+    return out
+
+
+# -- one unit ----------------------------------------------------------------------------------
+_DATA: dict = {}
+_MODELS: dict = {}
+_MEMO_SIZE = 4
+_WARM: set[str] = set()
+
+
+def _memo(cache: dict, key, make):
+    if key not in cache:
+        if len(cache) >= _MEMO_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+def _as_array(a, dtype) -> np.ndarray:
+    if hasattr(a, "to_numpy"):
+        a = a.to_numpy()
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def load_data(suite: Suite, label: str, seed: int) -> dict:
+    """Train/test split of dataset ``label`` for ``seed``.
+
+    Returns
+    -------
+    dict
+        ``X_train``, ``y_train``, ``X_test``, ``y_test`` (float32 inputs, int64 labels) and
+        ``mask_test`` (bool, the shape of ``X_test``) or ``None``.
+    """
+    spec = next(d for d in suite.datasets if d.label == label)
+
+    def make():
+        from sklearn.model_selection import train_test_split
+
+        from .. import datasets as xs_datasets
+
+        fn = getattr(xs_datasets, spec.loader)
+        params = dict(spec.params)
+        takes = inspect.signature(fn).parameters
+        if "random_state" in takes and "random_state" not in params:
+            params["random_state"] = seed
+        if "split" in takes:
+            train, test = (_parse(fn(split=s, **params), s) for s in ("train", "test"))
+        else:
+            X, y, mask = _parse(fn(**params), "all")
+            idx = np.arange(len(X))
+            tr, te = train_test_split(idx, test_size=spec.test_size, random_state=seed, stratify=y)
+            train = (X[tr], y[tr], None if mask is None else mask[tr])
+            test = (X[te], y[te], None if mask is None else mask[te])
+        return {"X_train": train[0], "y_train": train[1], "X_test": test[0], "y_test": test[1],
+                "mask_test": test[2]}
+
+    return _memo(_DATA, (suite.config_json, label, seed), make)
+
+
+def _parse(out, split: str):
+    """(X, y, mask or None) from a loader's output."""
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
+        raise ValueError(f"a dataset function must return (X, y), (X, y, mask) or (X, C, y); got "
+                         f"{type(out).__name__} for split {split!r}")
+    X = _as_array(out[0], np.float32)
+    if len(out) == 2:
+        return X, _as_array(out[1], np.int64), None
+    if np.shape(out[2]) == X.shape:
+        return X, _as_array(out[1], np.int64), _as_array(out[2], bool)
+    return X, _as_array(out[2], np.int64), None  # (X, concepts, y)
+
+
+def load_model(suite: Suite, dataset: str, model: str, seed: int):
+    """The trained zoo model ``model`` for ``dataset`` and ``seed`` (memoised per process)."""
+    from .models import build_model
+
+    spec = next(m for m in suite.models if m.label == model)
+
+    def make():
+        data = load_data(suite, dataset, seed)
+        return build_model(spec.name, data["X_train"], data["y_train"], random_state=seed, **spec.params)
+
+    return _memo(_MODELS, (suite.config_json, dataset, model, seed), make)
+
+
+def instances(n_test: int, n_instances: int, seed: int) -> np.ndarray:
+    """The test rows a unit explains: ``n_instances`` drawn without replacement, sorted."""
+    rng = np.random.default_rng(seed)
+    n = min(n_instances, n_test)
+    return np.sort(rng.choice(n_test, size=n, replace=False))
+
+
+@contextlib.contextmanager
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _takes(fn, name: str) -> bool:
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def run_unit(suite: Suite, unit: Unit) -> UnitResult:
+    """Run one unit and return its rows; an error is caught and recorded in the result."""
+    import_plugins(suite.imports, suite.base_dir)
+    result = UnitResult(unit.key, unit.dataset, unit.model, unit.seed, unit.explainer, unit.baseline)
+    start = time.perf_counter()
+    try:
+        with _one_thread():
+            _run(suite, unit, result)
+    except Exception as exc:  # one failing unit must not stop the run
+        result.status = "error"
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        result.error = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
+        result.rows = []
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
+    from ..explanation import CounterfactualExplanation
+    from ..metrics.registry import compute_metric, metric_info
+    from ..registry import create_explainer, explainer_info
+
+    data = load_data(suite, unit.dataset, unit.seed)
+    model = load_model(suite, unit.dataset, unit.model, unit.seed)
+    info = explainer_info(unit.explainer)
+    params = dict(unit.explainer_params)
+    if unit.baseline not in (NO_BASELINE, DEFAULT_BASELINE):
+        params["baseline"] = unit.baseline
+    if "random_state" in info.params:
+        params["random_state"] = unit.seed
+    explainer = create_explainer(unit.explainer, model, **params)
+    if explainer.requires_fit:
+        explainer.fit(data["X_train"], data["y_train"])
+    rows = instances(len(data["X_test"]), suite.n_instances, unit.seed)
+    X = data["X_test"][rows]
+    if unit.explainer not in _WARM:  # first use in this process: imports and set-up stay untimed
+        explainer.explain(X[:1])
+        _WARM.add(unit.explainer)
+    t0 = time.perf_counter()
+    exp = explainer.explain(X)
+    per_instance = (time.perf_counter() - t0) / len(rows)
+    result.n_instances = len(rows)
+    if isinstance(exp, CounterfactualExplanation):
+        for key, values in exp.metrics.items():
+            vals = np.asarray(values, dtype=np.float64)
+            result.rows += [(f"counterfactual.{key}", r, v, per_instance)
+                            for r, v in zip(rows, vals, strict=True)]
+        if suite.metrics:
+            result.logs.append(f"{unit.explainer} gives counterfactuals: attribution metrics skipped for it")
+        return
+    mask = None if data["mask_test"] is None else data["mask_test"][rows]
+    given = {"model": model, "mask": mask, "explainer": explainer}
+    for spec in suite.metrics:
+        minfo = metric_info(spec.name)
+        missing = [n for n in minfo.needs if given[n] is None]
+        if missing:
+            result.logs.append(f"{spec.name} skipped on {unit.dataset}: it needs a {' and '.join(missing)} "
+                               "the dataset does not give (a loader returning (X, y, mask) does)")
+            continue
+        mparams = dict(spec.params)
+        if "random_state" not in mparams and _takes(minfo.fn, "random_state"):
+            mparams["random_state"] = unit.seed
+        try:
+            values = compute_metric(spec.name, exp, **{n: given[n] for n in minfo.needs}, **mparams)
+        except Exception as exc:  # record and go on with the other metrics
+            result.logs.append(f"{spec.name} failed for {unit.key}: {type(exc).__name__}: {exc}")
+            continue
+        result.rows += [(spec.name, r, v, per_instance) for r, v in zip(rows, values, strict=True)]

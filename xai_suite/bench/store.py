@@ -1,0 +1,180 @@
+"""The append-only results store: one SQLite file per run directory.
+
+Tables
+------
+``meta``     key/value: the suite name, its exact config (JSON and TOML text), ``quick``,
+             package versions, creation time.
+``results``  one row per instance-level measurement: suite, dataset, model, seed, explainer,
+             baseline, metric, instance (row of the test split), value (NULL for NaN), seconds
+             (explain time per instance in that unit); UNIQUE over the identifying columns.
+``units``    one row per finished unit: status ``done`` or ``error`` (with the message),
+             explained instances, seconds, finish time.
+``log``      why a metric was skipped or failed; each message once.
+
+Each unit's rows and its ``units`` record are written in one transaction, so a run killed
+at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run skips exactly
+the units recorded. The UNIQUE key makes a second copy of a measurement an error, never a
+silent duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+STORE_NAME = "results.sqlite"
+ID_COLUMNS = ("suite", "dataset", "model", "seed", "explainer", "baseline", "metric", "instance")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
+    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
+    value REAL, seconds REAL NOT NULL,
+    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance)
+);
+CREATE TABLE IF NOT EXISTS units (
+    unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
+    seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'error')), error TEXT,
+    n_instances INTEGER, seconds REAL NOT NULL, finished REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    id INTEGER PRIMARY KEY, unit TEXT NOT NULL, message TEXT NOT NULL UNIQUE
+);
+"""
+
+
+@dataclass
+class UnitResult:
+    """What a worker returns for one unit; the parent process writes it.
+
+    ``rows`` holds ``(metric, instance, value, seconds)`` tuples.
+    """
+
+    key: str
+    dataset: str
+    model: str
+    seed: int
+    explainer: str
+    baseline: str
+    status: str = "done"
+    error: str | None = None
+    n_instances: int = 0
+    seconds: float = 0.0
+    rows: list = field(default_factory=list)
+    logs: list = field(default_factory=list)
+
+
+def store_path(path) -> Path:
+    """The SQLite file: ``path`` itself, or ``path/results.sqlite`` for a directory."""
+    path = Path(path)
+    return path / STORE_NAME if path.is_dir() or path.suffix == "" else path
+
+
+class ResultsStore:
+    """An open results store (use as a context manager, or call :meth:`close`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file or the run directory holding it.
+    create : bool
+        Create the file if missing; otherwise a missing store raises ``FileNotFoundError``.
+    """
+
+    def __init__(self, path, *, create: bool = False):
+        self.path = store_path(path)
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(f"no results store at {str(self.path)!r}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=60)
+        self.conn.execute("PRAGMA journal_mode=WAL")  # a reader (report) never blocks the runner
+        self.conn.execute("PRAGMA synchronous=FULL")  # a committed unit survives power loss
+        with self.conn:
+            self.conn.executescript(SCHEMA)
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- metadata ------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        """Every ``meta`` entry, JSON values decoded."""
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def init_run(self, suite_name: str, config: dict, source: str, quick: bool, versions: dict,
+                 metrics: dict | None = None) -> None:
+        """Record the run's identity, or check that a resumed run has the same config.
+
+        ``metrics`` maps each metric name to its registry metadata (kind, needs, direction),
+        so that a report reads it without importing the suite's plugins.
+
+        Raises
+        ------
+        ValueError
+            If the store holds results of another suite or config.
+        """
+        config_json = json.dumps(config, sort_keys=True)
+        meta = self.meta()
+        if meta:
+            same = json.dumps(meta.get("config"), sort_keys=True) == config_json
+            if meta.get("suite") != suite_name or not same:
+                raise ValueError(
+                    f"{self.path} holds results of suite {meta.get('suite')!r} with another config "
+                    f"(quick={meta.get('quick')}); resume only with the same config, or give another "
+                    "output directory"
+                )
+            with self.conn:
+                self._put("versions_resumed", versions)
+            return
+        with self.conn:
+            for key, value in (("suite", suite_name), ("config", config), ("config_toml", source),
+                               ("quick", quick), ("versions", versions), ("metrics", metrics or {}),
+                               ("created", time.time())):
+                self._put(key, value)
+
+    def _put(self, key: str, value) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    # -- units ---------------------------------------------------------------------------------
+    def finished_units(self) -> set[str]:
+        """Keys of the units already recorded (done or failed)."""
+        return {k for (k,) in self.conn.execute("SELECT unit FROM units")}
+
+    def write_unit(self, suite_name: str, r: UnitResult) -> None:
+        """Write a unit's rows, log messages and record in one transaction."""
+        ident = (suite_name, r.dataset, r.model, r.seed, r.explainer, r.baseline)
+        with self.conn:  # commits on success, rolls back on any error
+            self.conn.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*ident, metric, int(inst), None if value != value else float(value), float(sec))
+                 for metric, inst, value, sec in r.rows],
+            )
+            self.conn.executemany("INSERT OR IGNORE INTO log (unit, message) VALUES (?, ?)",
+                                  [(r.key, m) for m in r.logs])
+            self.conn.execute(
+                "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.key, *ident, r.status, r.error, r.n_instances, r.seconds, time.time()),
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+    def results(self) -> pd.DataFrame:
+        """Every measurement, one row each (columns of the ``results`` table)."""
+        return pd.read_sql_query("SELECT * FROM results ORDER BY " + ", ".join(ID_COLUMNS), self.conn)
+
+    def units(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM units ORDER BY unit", self.conn)
+
+    def log(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT unit, message FROM log ORDER BY id", self.conn)
