@@ -6,7 +6,7 @@ perturbation, TSR and counterfactuals; ``tsinterpret:`` entries, whose backend i
 only when one is used).
 """
 
-from . import baselines, counterfactuals, perturbation, tsinterpret, tsr  # noqa: F401 (registers)
+from . import baselines, counterfactuals, hmm, perturbation, tsinterpret, tsr  # noqa: F401 (registers)
 from .datasets import load_ucr, make_planted_timeseries, ucr_datasets
 from .models import FCN, CNN1d, LSTMClassifier, ResNet1d, fit_cached, fit_classifier, model_cache_dir
 
