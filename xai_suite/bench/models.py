@@ -29,7 +29,8 @@ class ZooModel:
     ----------
     name : str
     modality : str
-        The data it takes: ``tabular`` (N, F) or ``timeseries`` (N, C, T).
+        The data it takes: ``tabular`` (N, F), ``timeseries`` (N, C, T) or ``image``
+        (N, C, H, W).
     kind : str
         The model kind explainers see (``torch``, ``sklearn``, ...).
     factory : callable
@@ -98,7 +99,7 @@ def build_model(name: str, X: np.ndarray, y: np.ndarray, *, random_state: int, *
     Parameters
     ----------
     name : str
-    X : numpy.ndarray, shape (N, F) or (N, C, T)
+    X : numpy.ndarray, shape (N, F), (N, C, T) or (N, C, H, W)
     y : numpy.ndarray of int, shape (N,)
         Labels 0..K-1.
     random_state : int
@@ -155,6 +156,19 @@ def _resnet1d(X, y, *, random_state: int, widths=(16, 32, 32), kernels=(7, 5, 3)
 
     return _train_torch(lambda: ResNet1d(X.shape[1], _n_classes(y), widths=tuple(widths),
                                          kernels=tuple(kernels)),
+                        X, y, random_state, epochs=epochs, lr=lr, batch_size=batch_size,
+                        weight_decay=weight_decay)
+
+
+@register_model("cnn2d", modality="image", kind="torch")
+def _cnn2d(X, y, *, random_state: int, widths=(16, 32), epochs: int = 20, lr: float = 5e-3,
+           batch_size: int = 32, weight_decay: float = 0.0):
+    """Conv2d-ReLU-MaxPool blocks, global pooling, linear head (xai_suite_image.CNN2d)."""
+    from xai_suite_image import CNN2d
+
+    if np.ndim(X) != 4:
+        raise ValueError(f"cnn2d trains on (N, C, H, W) images; got X of shape {np.shape(X)}")
+    return _train_torch(lambda: CNN2d(X.shape[1], _n_classes(y), widths=tuple(widths)),
                         X, y, random_state, epochs=epochs, lr=lr, batch_size=batch_size,
                         weight_decay=weight_decay)
 

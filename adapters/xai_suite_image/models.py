@@ -1,0 +1,62 @@
+"""Small PyTorch classifiers for images; train them with :func:`xai_suite.modeling.fit_classifier`.
+
+Every model takes ``(N, C, H, W)`` inputs and returns ``(N, K)`` logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xai_suite._validation import check_positive_int
+
+
+class CNN2d(nn.Module):
+    """Conv2d-ReLU-MaxPool blocks, global average pooling and a linear head.
+
+    Each block is a 3x3 convolution (padding 1, so it keeps the height and width), a ReLU
+    and a 2x2 max-pooling (which halves them, rounding down); global average pooling makes
+    the head independent of the image size. With the default widths (16, 32) the model has
+    about 5k parameters and trains on scikit-learn's 8x8 digits to about 0.98 test accuracy
+    in a few seconds on one CPU thread. Every ReLU is its own module and the blocks are
+    exposed as ``features`` (``features[3 * i]`` is the ``i``-th convolution), so hook-based
+    methods (Grad-CAM on a chosen conv layer, LRP, guided backprop) find them; the forward
+    pass uses no functional non-linearity.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels ``C`` of the (N, C, H, W) input (1 for grey-scale images).
+    n_classes : int
+    widths : tuple of int
+        Filters of the convolutions, one block per entry. Each block halves the image, so an
+        image needs at least ``2 ** len(widths)`` pixels a side.
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, widths=(16, 32)):
+        super().__init__()
+        check_positive_int(in_channels=in_channels, n_classes=n_classes)
+        widths = tuple(widths)
+        if not widths:
+            raise ValueError(f"widths must be a non-empty tuple of positive ints; got {widths}")
+        check_positive_int(**{f"widths[{i}]": w for i, w in enumerate(widths)})
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c, n_classes)
+        self.in_channels = in_channels
+        self.min_size = 2 ** len(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"CNN2d expects (N, {self.in_channels}, H, W) images; got shape "
+                             f"{tuple(x.shape)}")
+        if min(x.shape[2], x.shape[3]) < self.min_size:
+            raise ValueError(f"CNN2d with {self.min_size.bit_length() - 1} pooling blocks needs images of "
+                             f"at least {self.min_size}x{self.min_size} pixels; got "
+                             f"{x.shape[2]}x{x.shape[3]}")
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
