@@ -1,5 +1,6 @@
-"""Benchmark reports: every number with an interval (bootstrap or Wilson), PNG plots, config
-and versions; the `xai-suite bench` and `report` commands."""
+"""Benchmark reports: every number with an interval (bootstrap or Wilson), model accuracy with
+a Wilson interval, PNG plots incl. deletion curves with bands, config and versions; the
+`xai-suite bench` (TOML and script suites) and `report` commands; the shipped suites."""
 
 import re
 import textwrap
@@ -60,6 +61,9 @@ SUITE = textwrap.dedent('''
     name = "test_rep_abs_sum"
     [[metrics]]
     name = "test_rep_positive"
+    [[metrics]]
+    name = "deletion_auc"
+    params = { n_steps = 4 }
 
     [quick]
     seeds = [0]
@@ -104,7 +108,8 @@ def _table(text: str) -> tuple[list[str], list[list[str]]]:
 def test_every_number_in_the_table_has_an_interval(run_dir):
     text = (run_dir / "report" / "report.md").read_text()
     header, rows = _table(text)
-    assert header == ["explainer", "baseline", "test_rep_abs_sum ↓", "test_rep_positive ↑", RUNTIME]
+    assert header == ["explainer", "baseline", "deletion_auc ↓", "test_rep_abs_sum ↓", "test_rep_positive ↑",
+                      RUNTIME]
     assert [r[:2] for r in rows] == [["captum:integrated_gradients", "training_mean"],
                                     ["captum:integrated_gradients", "zeros"], ["captum:saliency", "-"]]
     for row in rows:
@@ -114,8 +119,8 @@ def test_every_number_in_the_table_has_an_interval(run_dir):
             mean, low, high = map(float, m.group(1, 2, 3))
             assert low <= mean + 1e-3 * abs(mean) and mean <= high + 1e-3 * abs(mean)
             assert int(m.group(5)) == 8  # 4 instances x 2 seeds, pooled
-        assert CELL.match(row[3]).group(4) == "ᵂ"  # a 0/1 metric gets a Wilson interval
-        assert CELL.match(row[2]).group(4) == ""
+        assert CELL.match(row[4]).group(4) == "ᵂ"  # a 0/1 metric gets a Wilson interval
+        assert CELL.match(row[3]).group(4) == ""
 
 
 def test_intervals_match_the_statistics_module(run_dir):
@@ -151,7 +156,8 @@ def test_summary_handles_nan_and_single_values():
 def test_pngs_exist_and_report_has_config_and_versions(run_dir):
     report = run_dir / "report"
     text = (report / "report.md").read_text()
-    for png in ("heatmap_planted-cnn1d.png", "baselines_planted-cnn1d.png"):
+    for png in ("heatmap_planted-cnn1d.png", "baselines_planted-cnn1d.png",
+                "curves_deletion_auc-planted-cnn1d.png"):
         data = (report / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
         assert f"]({png})" in text
@@ -186,3 +192,157 @@ def test_quick_demo_suite_parses():
     assert {u.dataset for u in units} == {"planted-box-middle", "breast_cancer"}
     ig = {u.baseline for u in units if u.explainer == "captum:integrated_gradients"}
     assert ig == {"zeros", "training_mean", "gaussian"}
+
+
+def test_model_accuracy_with_a_wilson_interval_heads_each_section(run_dir):
+    from xai_suite.bench.report import model_summary, write_report
+
+    with ResultsStore(run_dir) as store:
+        models = store.models()
+    assert len(models) == 2 and (models.n_test == 12).all()  # 48 series, test_size 0.25; two seeds
+    k, n = int(models.n_correct.sum()), int(models.n_test.sum())
+    low, high = wilson_interval(k, n)
+    q = model_summary(models).iloc[0]
+    assert q.n == n and (q.accuracy, q.low, q.high) == pytest.approx((k / n, low, high))
+    text = (run_dir / "report" / "report.md").read_text()
+    section = text[text.index("## planted / cnn1d"):]
+    first = section.splitlines()[2]
+    assert first.startswith(f"Model test accuracy: **{k / n:.3f} [{low:.3f}, {high:.3f}]ᵂ**"), first
+    assert f"n={n}: 12 test rows x 2 seeds" in first
+    assert "## Models" in text and (run_dir / "report" / "models.csv").exists()
+    # the weak-model flag follows min_accuracy
+    strict = write_report(run_dir, run_dir / "strict", min_accuracy=1.01).read_text()
+    lax = write_report(run_dir, run_dir / "lax", min_accuracy=0.0).read_text()
+    assert "**Weak model**: test accuracy" in strict and "Weak model" not in lax
+
+
+def test_curve_bands_are_bootstrap_intervals_of_the_stored_curves(run_dir):
+    from xai_suite.bench.report import BAND_RESAMPLES, curve_summary
+
+    with ResultsStore(run_dir) as store:
+        curves = store.curves()
+    cs = curve_summary(curves)
+    assert len(cs) == 3 * 5  # 3 explainer | baseline rows x 5 fractions
+    row = cs[(cs.explainer == "captum:saliency") & (cs.step == 2)].iloc[0]
+    vals = curves[(curves.explainer == "captum:saliency") & (curves.step == 2)].value.to_numpy()
+    assert row.n == 8 and row["mean"] == pytest.approx(vals.mean()) and row.fraction == 0.5
+    assert (row.low, row.high) == pytest.approx(bootstrap_interval(vals, n_resamples=BAND_RESAMPLES,
+                                                                   random_state=0))
+
+
+SCRIPTS = {
+    "ok.py": "import sys\nprint('hello from ok', sys.argv[1:])\n",
+    "bad.py": "import sys\nprint('about to fail')\nsys.exit(3)\n",
+}
+
+
+def test_script_suite_tees_output_and_reports_failures(tmp_path, monkeypatch, capsys):
+    from xai_suite import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    for name, code in SCRIPTS.items():
+        (tmp_path / "benchmarks" / name).write_text(code)
+    monkeypatch.setitem(cli.SCRIPT_SUITES, "fake", (("ok.py", ("--quick",), True), ("bad.py", (), False)))
+    assert main(["bench", "fake", "--quick", "--out", "o"]) == 1
+    shown = capsys.readouterr().out
+    saved = (tmp_path / "o" / "fake.txt").read_text()
+    assert saved in shown and "output: o/fake.txt" in shown
+    assert "hello from ok ['--quick', '--out', 'o']" in saved
+    assert "about to fail\n[bad.py exited with status 3]" in saved
+    assert saved.rstrip().endswith("failed: bad.py")
+    assert main(["bench", "fake", "--out", "o2"]) == 1  # without --quick no quick arguments
+    assert "hello from ok ['--out', 'o2']" in (tmp_path / "o2" / "fake.txt").read_text()
+    # a TOML suite of the same name wins over the script suite
+    (tmp_path / "benchmarks" / "fake.toml").write_text('name = "x"\nseed = [0]\n')
+    assert main(["bench", "fake"]) == 2
+    assert "did you mean 'seeds'" in capsys.readouterr().err
+
+
+def test_concepts_script_suite_runs_quick(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["bench", "concepts", "--quick", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    saved = (tmp_path / "concepts.txt").read_text()
+    assert saved.startswith(f"$ python benchmarks/concepts.py --quick --out {tmp_path}\n")
+    assert saved in shown and "mean [95% t-interval over seeds]" in saved
+    assert (tmp_path / "concepts_runs.csv").exists() and (tmp_path / "concepts_summary.csv").exists()
+
+
+def test_bench_help_documents_script_suites(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = capsys.readouterr().out
+    for name in ("counterfactuals", "concepts", "perf", "counterfactuals_ts.py", "perf_gradients.py",
+                 "perf_timeseries.py", "perf_tabular.py", "NAME.txt"):
+        assert name in text
+
+
+def _shipped(name: str):
+    from pathlib import Path
+
+    from xai_suite.bench import expand_units, load_suite
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.toml"
+    return expand_units(load_suite(path)), expand_units(load_suite(path, quick=True))
+
+
+def test_ig_baselines_models_per_dataset():
+    full, quick = _shipped("ig-baselines")
+    pairs = {(u.dataset, u.model) for u in quick}
+    assert ("load_ucr:ArrowHead", "resnet1d") in pairs and ("load_ucr:ArrowHead", "cnn1d") not in pairs
+    assert {d for d, m in pairs if m == "cnn1d"} == {"load_ucr:GunPoint", "load_ucr:BasicMotions",
+                                                     "planted-box-middle"}
+    import xai_suite as xs
+
+    ts = {u.baseline for u in quick if u.dataset == "load_ucr:GunPoint"
+          and u.explainer == "native:integrated_gradients"}
+    assert ts == set(xs.list_baselines("timeseries"))  # every registered baseline
+    assert len(full) == 3 * len(quick)
+
+
+def test_ts_saliency_runs_with_and_without_tsr():
+    full, quick = _shipped("ts-saliency")
+    labels = {u.explainer: (u.explainer_name, u.explainer_params) for u in quick}
+    pairs = {"tsr(saliency)": "captum:saliency", "tsr(integrated_gradients)": "native:integrated_gradients",
+             "tsr(input_x_gradient)": "captum:input_x_gradient", "tsr(lrp)": "native:lrp"}
+    for tsr, plain in pairs.items():
+        assert labels[tsr][0] == "native:tsr" and labels[tsr][1]["inner"] == plain
+        assert plain in labels  # the same method without TSR
+    assert labels["tsr(integrated_gradients)"][1]["inner_params"] == {"n_steps": 16}  # --quick only
+    assert "inner_params" not in {u.explainer: u.explainer_params for u in full}["tsr(integrated_gradients)"]
+    assert len({u.dataset for u in quick}) == 12
+
+
+@pytest.mark.slow
+def test_ig_baselines_quick_end_to_end(tmp_path, monkeypatch):
+    """`xai-suite bench ig-baselines --quick` and its report: every number has an interval."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("XAI_SUITE_CACHE", str(tmp_path / "cache"))
+    assert main(["bench", "ig-baselines", "--quick", "--out", str(tmp_path / "run")]) == 0
+    assert main(["report", str(tmp_path / "run")]) == 0
+    text = (tmp_path / "run" / "report" / "report.md").read_text()
+    with ResultsStore(tmp_path / "run") as store:
+        units, models = store.units(), store.models()
+    assert (units.status == "done").all()
+    assert (models.accuracy >= 0.8).all(), models  # every model learned its task
+    sections = [ln for ln in text.splitlines() if ln.startswith("## ") and " / " in ln]
+    assert len(sections) == len(models) >= 5
+    n_cells = 0
+    for line in text.splitlines():
+        if line.startswith("Model test accuracy:"):
+            assert re.match(rf"Model test accuracy: \*\*{NUM} \[{NUM}, {NUM}\]ᵂ\*\*", line), line
+        if line.startswith("| native:"):
+            for cell in [c.strip() for c in line.strip("|").split(" | ")][2:]:
+                interval = re.match(rf"^{NUM} \[{NUM}, {NUM}\]ᵂ? \(n=\d+\)$", cell)
+                assert cell == "not computed" or interval, cell
+                n_cells += cell != "not computed"
+    assert n_cells > 100
+    assert "Weak model" not in text
+    for dataset, model in zip(models.dataset, models.model, strict=True):
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{model}")
+        assert f"](curves_deletion_auc-{slug}.png)" in text

@@ -264,9 +264,10 @@ def test_killed_run_resumes_to_the_same_rows(suite_dir, reference):
     env.pop("TEST_BENCH_KILL_AT")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    with ResultsStore(out) as store:
+    with ResultsStore(out) as store, ResultsStore(suite_dir / "reference") as ref:
         assert _rows(store.results()) == _rows(reference[0])
         units = store.units()
+        pd.testing.assert_frame_equal(store.models(), ref.models())  # model rows: once each, same numbers
     assert sorted(units.unit) == sorted(reference[1].unit)
     assert (units.set_index("unit").status == reference[1].set_index("unit").status).all()
 
@@ -347,3 +348,159 @@ def test_generated_data_split_is_stratified_and_seeded(suite_dir):
     np.testing.assert_array_equal(again["X_test"], a["X_test"])
     cancer = load_data(suite, "cancer", 0)
     assert cancer["mask_test"] is None and cancer["X_train"].dtype == np.float32
+
+
+# -- model quality, labels, curves ---------------------------------------------------------------
+def test_model_accuracy_is_stored_once_per_model(suite_dir, reference):
+    from xai_suite.bench.runner import load_data, load_model
+    from xai_suite.modeling import ModelWrapper
+
+    with ResultsStore(suite_dir / "reference") as store:
+        models = store.models()
+    assert sorted(zip(models.dataset, models.model, models.seed, strict=True)) == [
+        ("cancer", "logreg", 0), ("cancer", "logreg", 1), ("planted", "cnn1d", 0), ("planted", "cnn1d", 1)]
+    suite = load_suite(suite_dir / "suite.toml")
+    for row in models.itertuples():
+        data = load_data(suite, row.dataset, row.seed)
+        model = load_model(suite, row.dataset, row.model, row.seed)
+        with ModelWrapper(model).prepared() as w:
+            pred = w.predict(__import__("torch").from_numpy(data["X_test"]), 64).argmax(1)
+        assert row.n_test == len(data["y_test"])  # the whole test split, not the explained rows
+        assert row.n_correct == int((pred == data["y_test"]).sum())
+        assert row.accuracy == pytest.approx(row.n_correct / row.n_test)
+        assert row.majority == pytest.approx(np.bincount(data["y_test"]).max() / row.n_test)
+    assert (models[models.model == "logreg"].accuracy > 0.9).all()  # breast cancer is easy
+
+
+CURVE_SUITE = {
+    "name": "curves", "seeds": [0], "n_instances": 5,
+    "datasets": [{"loader": "make_planted_timeseries", "label": "planted",
+                  "params": {"n_samples": 48, "n_channels": 2, "length": 12, "random_state": 0}}],
+    "models": [{"name": "cnn1d", "params": {"widths": [4], "kernels": [3], "epochs": 3}}],
+    "baselines": ["zeros"],
+    "explainers": [
+        {"name": "captum:integrated_gradients", "params": {"n_steps": 8}},
+        {"name": "captum:integrated_gradients", "label": "ig(2 steps)", "params": {"n_steps": 2}},
+    ],
+    "metrics": [
+        {"name": "deletion_auc", "params": {"n_steps": 6}},
+        {"name": "deletion_auc", "label": "deletion(noise)",
+         "params": {"n_steps": 4, "replacement": "noise", "softmax": True}},
+        {"name": "insertion_auc", "params": {"n_steps": 5}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def curve_run(suite_dir):
+    path = run_suite(CURVE_SUITE, suite_dir / "curves", progress=False)
+    with ResultsStore(path) as store:
+        return store.results(), store.curves(), store.units(), store.meta()
+
+
+def test_labels_give_two_entries_of_one_explainer(curve_run):
+    units = expand_units(load_suite(CURVE_SUITE))
+    assert [(u.explainer, u.explainer_name, u.explainer_params) for u in units] == [
+        ("captum:integrated_gradients", "captum:integrated_gradients", {"n_steps": 8}),
+        ("ig(2 steps)", "captum:integrated_gradients", {"n_steps": 2})]
+    results, _, units, meta = curve_run
+    assert (units.status == "done").all() and set(units.explainer) == {"captum:integrated_gradients",
+                                                                       "ig(2 steps)"}
+    assert set(results.metric) == {"deletion_auc", "deletion(noise)", "insertion_auc"}
+    assert meta["metrics"]["deletion(noise)"]["metric"] == "deletion_auc"
+    # the two labelled entries really ran with their own params: same rows, different areas
+    wide = results.pivot_table(index=["metric", "instance"], columns="explainer", values="value")
+    assert not np.allclose(wide["captum:integrated_gradients"], wide["ig(2 steps)"])
+
+
+def test_stored_areas_are_the_trapezoids_of_the_stored_curves(curve_run):
+    results, curves, _, _ = curve_run
+    n_steps = {"deletion_auc": 6, "deletion(noise)": 4, "insertion_auc": 5}
+    keys = ["explainer", "baseline", "metric", "instance"]
+    assert len(curves) == sum(len(results[results.metric == m]) * (s + 1) for m, s in n_steps.items())
+    for key, c in curves.groupby(keys):
+        c = c.sort_values("step")
+        assert c.step.tolist() == list(range(n_steps[key[2]] + 1))
+        np.testing.assert_allclose(c.fraction, np.arange(len(c)) / n_steps[key[2]])
+        area = results.set_index(keys).loc[key, "value"]
+        assert area == pytest.approx(np.trapezoid(c.value, c.fraction), rel=1e-12, abs=1e-12)
+    soft = curves[curves.metric == "deletion(noise)"]
+    assert ((soft.value >= 0) & (soft.value <= 1)).all()  # softmax curves are probabilities
+    # same replacement (the zeros baseline): deleting everything = inserting nothing, and back
+    ends = curves[curves.metric.isin(["deletion_auc", "insertion_auc"]) & curves.fraction.isin([0.0, 1.0])]
+    ends = ends.pivot_table(index=["explainer", "instance"], columns=["metric", "fraction"], values="value")
+    np.testing.assert_allclose(ends[("deletion_auc", 1.0)], ends[("insertion_auc", 0.0)], rtol=1e-6)
+    np.testing.assert_allclose(ends[("deletion_auc", 0.0)], ends[("insertion_auc", 1.0)], rtol=1e-6)
+    assert not np.allclose(ends[("deletion_auc", 0.0)], ends[("deletion_auc", 1.0)])
+
+
+def test_curve_areas_equal_the_metric_computed_directly(suite_dir, curve_run):
+    from xai_suite.bench.runner import instances, load_data, load_model
+    from xai_suite.metrics.registry import compute_metric
+    from xai_suite.registry import create_explainer
+
+    results, _, _, _ = curve_run
+    suite = load_suite(CURVE_SUITE)
+    data, model = load_data(suite, "planted", 0), load_model(suite, "planted", "cnn1d", 0)
+    rows = instances(len(data["X_test"]), 5, 0)
+    exp = create_explainer("captum:integrated_gradients", model, n_steps=2,
+                           baseline="zeros").explain(data["X_test"][rows])
+    _, curves, _, _ = curve_run
+    start = curves[(curves.explainer == "ig(2 steps)") & (curves.metric == "deletion_auc")
+                   & (curves.step == 0)]
+    np.testing.assert_allclose(start.value, exp.predictions.max(1), rtol=1e-5)  # the model's own logit
+    for label, name, params in (("deletion(noise)", "deletion_auc",
+                                 {"n_steps": 4, "replacement": "noise", "softmax": True, "random_state": 0}),
+                                ("insertion_auc", "insertion_auc", {"n_steps": 5, "random_state": 0})):
+        stored = results[(results.explainer == "ig(2 steps)") & (results.metric == label)]
+        assert stored.instance.tolist() == rows.tolist()
+        np.testing.assert_allclose(stored.value, compute_metric(name, exp, model=model, **params),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def test_rerun_adds_no_curve_and_a_unit_is_all_or_nothing(suite_dir, curve_run):
+    from xai_suite.bench.store import UnitResult
+
+    path = run_suite(CURVE_SUITE, suite_dir / "curves", progress=False)
+    with ResultsStore(path) as store:
+        assert len(store.curves()) == len(curve_run[1])
+        n_results, n_curves = len(store.results()), len(store.curves())
+        bad = UnitResult("planted|cnn1d|9|x|-", "planted", "cnn1d", 9, "x", "-",
+                         rows=[("m", 0, 1.0, 0.1)], curves=[("m", 0, 0, 0.0, 1.0), ("m", 0, 0, 0.0, 1.0)],
+                         model_quality={"n_test": 4, "n_correct": 2, "accuracy": 0.5, "n_classes": 2,
+                                        "majority": 0.5})
+        with pytest.raises(sqlite3.IntegrityError):
+            store.write_unit("curves", bad)  # a duplicate curve point: the whole unit rolls back
+        assert (len(store.results()), len(store.curves())) == (n_results, n_curves)
+        assert "planted|cnn1d|9|x|-" not in store.finished_units()
+        assert len(store.models()) == 1
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"explainers": [{"select": {"family": "gradient"}, "label": "grads"}]}, "select entry takes no label"),
+    ({"explainers": [{"name": "captum:saliency", "label": "x"},
+                     {"name": "captum:integrated_gradients", "label": "x"}]}, "names two explainers"),
+    ({"explainers": [{"name": "captum:saliency", "label": "a|b"}]}, "without '\\|'"),
+    ({"metrics": ["test_run_abs_sum", {"name": "test_run_abs_sum"}]}, "two metrics are labelled"),
+    ({"models": [{"name": "cnn1d", "datasets": ["planted-x"]}]}, "did you mean 'planted'"),
+    ({"models": [{"name": "cnn1d", "datasets": "planted"}]}, "non-empty list of dataset labels"),
+    ({"explainers": [{"name": "captum:integrated_gradients", "quick_params": {"n_step": 2}}],
+      "quick": {"seeds": [0]}}, "did you mean 'n_steps'"),
+])
+def test_label_and_restriction_errors(suite_dir, changes, match):
+    cfg = _cfg(suite_dir, **changes)
+    cfg["datasets"] = [{"loader": "make_planted_timeseries", "label": "planted", "params": {"n_samples": 40}}]
+    with pytest.raises(ConfigError, match=match):
+        load_suite(cfg, quick=True)
+
+
+def test_model_restricted_to_datasets_and_explainer_quick_params(suite_dir):
+    cfg = _cfg(suite_dir, models=[{"name": "cnn1d", "datasets": ["b"]}, {"name": "fcn", "datasets": ["a"]}],
+               explainers=[{"name": "captum:integrated_gradients", "params": {"n_steps": 8},
+                            "quick_params": {"n_steps": 2}}])
+    cfg["datasets"] = [{"loader": "make_planted_timeseries", "label": label, "params": {"n_samples": 40}}
+                       for label in ("a", "b")]
+    for quick, steps in ((False, 8), (True, 2)):
+        units = expand_units(load_suite(cfg, quick=quick))
+        assert [(u.dataset, u.model) for u in units] == [("a", "fcn"), ("b", "cnn1d")]
+        assert all(u.explainer_params == {"n_steps": steps} for u in units)

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 FORMATS = ("markdown", "csv", "table")
+
+#: Suites gathered from the adapters' benchmark scripts (in ``benchmarks/``): NAME -> scripts,
+#: each with the arguments ``--quick`` becomes and whether it takes ``--out DIR`` for its CSVs.
+SCRIPT_SUITES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
+    "counterfactuals": (("counterfactuals_ts.py", ("--quick",), True),),
+    "concepts": (("concepts.py", ("--quick",), True),),
+    # perf_gradients.py has no --quick: 20 instances and 3 interleaved repeats instead of 100 and 7
+    "perf": (("perf_gradients.py", ("--n", "20", "--repeats", "3"), False),
+             ("perf_timeseries.py", ("--quick",), False),
+             ("perf_tabular.py", ("--quick",), False)),
+}
+
+BENCH_EPILOG = """\
+NAME is a suite config: a .toml path, or benchmarks/NAME.toml under the current directory.
+Its rows go to OUT/results.sqlite; rerun the same command to resume after an interruption,
+then `xai-suite report OUT` writes the Markdown report.
+
+Script suites: where benchmarks/NAME.toml does not exist, these names run the adapters'
+benchmark scripts from benchmarks/ instead (one after the other, with this Python), print
+their output and also write it to OUT/NAME.txt (CSVs of the scripts that write them go to
+OUT too); --quick is passed through (perf_gradients.py, which has no --quick, gets
+--n 20 --repeats 3). --n-jobs and --backend do not apply to them.
+""" + "\n".join(f"  {name:16s} " + ", ".join(s for s, _, _ in scripts)
+                for name, scripts in SCRIPT_SUITES.items())
 
 
 def _render(df, fmt: str) -> str:
@@ -19,17 +44,76 @@ def _render(df, fmt: str) -> str:
     return df.to_string(index=False)
 
 
-def _suite_path(name: str) -> Path:
-    """A .toml path as given, else ``benchmarks/NAME.toml`` under the current directory."""
+def _suite_path(name: str) -> Path | None:
+    """A .toml path as given, else ``benchmarks/NAME.toml`` under the current directory.
+
+    Returns ``None`` for a script suite (a name of :data:`SCRIPT_SUITES` without a config).
+    """
     path = Path(name)
     if path.suffix == ".toml" or path.is_file():
         return path
     candidate = Path("benchmarks") / f"{name}.toml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in Path("benchmarks").glob("*.toml"))
-    raise FileNotFoundError(f"no suite {name!r}: neither a file nor {candidate}"
+    if name in SCRIPT_SUITES:
+        return None
+    known = sorted(p.stem for p in Path("benchmarks").glob("*.toml")) + sorted(SCRIPT_SUITES)
+    raise FileNotFoundError(f"no suite {name!r}: neither a file nor {candidate} nor a script suite"
                             + (f"; suites here: {', '.join(known)}" if known else ""))
+
+
+def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) -> int:
+    """Run the benchmark scripts of script suite ``name``; tee their output to ``OUT/NAME.txt``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SCRIPT_SUITES`.
+    out_dir : str or os.PathLike
+        Created if missing; receives ``NAME.txt`` and the CSVs of scripts taking ``--out``.
+    quick : bool
+        Pass each script's quick arguments.
+    stream : file-like, optional
+        Where the output is echoed (default: ``sys.stdout``).
+
+    Returns
+    -------
+    int
+        0 if every script succeeded, else 1 (the others still run).
+    """
+    if name not in SCRIPT_SUITES:
+        raise KeyError(f"unknown script suite {name!r}; expected one of {', '.join(SCRIPT_SUITES)}")
+    stream = sys.stdout if stream is None else stream
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scripts = [(Path("benchmarks") / s, q, takes_out) for s, q, takes_out in SCRIPT_SUITES[name]]
+    missing = [str(s) for s, _, _ in scripts if not s.is_file()]
+    if missing:
+        raise FileNotFoundError(f"script suite {name!r} needs {', '.join(missing)} (run from the "
+                                "repository root, where benchmarks/ holds them)")
+    failed = []
+    with open(out / f"{name}.txt", "w", encoding="utf-8") as log:
+        def emit(text: str) -> None:
+            stream.write(text)
+            stream.flush()
+            log.write(text)
+            log.flush()
+
+        for script, quick_args, takes_out in scripts:
+            cmd = [sys.executable, "-u", str(script), *(quick_args if quick else ()),
+                   *(("--out", str(out)) if takes_out else ())]
+            emit(f"$ {' '.join(['python', *cmd[2:]])}\n")
+            with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  bufsize=1) as proc:
+                for line in proc.stdout:
+                    emit(line)
+            if proc.returncode != 0:
+                failed.append(script.name)
+                emit(f"[{script.name} exited with status {proc.returncode}]\n")
+            emit("\n")
+        if failed:
+            emit(f"failed: {', '.join(failed)}\n")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
 
     p_bench = sub.add_parser("bench", help="run (or resume) a benchmark suite; rows go to "
-                             "OUT/results.sqlite")
-    p_bench.add_argument("name", help="a suite config (.toml path), or NAME for benchmarks/NAME.toml")
-    p_bench.add_argument("--quick", action="store_true", help="apply the suite's [quick] overrides")
+                             "OUT/results.sqlite", epilog=BENCH_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_bench.add_argument("name", help="a suite config (.toml path), NAME for benchmarks/NAME.toml, or a "
+                         f"script suite ({', '.join(SCRIPT_SUITES)}; see below)")
+    p_bench.add_argument("--quick", action="store_true", help="apply the suite's [quick] overrides "
+                         "(script suites: the scripts' quick settings)")
     p_bench.add_argument("--out", help="run directory (default: bench_results/NAME, "
                          "bench_results/NAME-quick with --quick); rerun to resume")
     p_bench.add_argument("--n-jobs", dest="n_jobs", type=int, default=1,
@@ -109,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             from .bench import load_suite, run_suite
 
-            suite = load_suite(_suite_path(args.name), quick=args.quick)
+            config = _suite_path(args.name)
+            if config is None:
+                out = args.out or str(Path("bench_results") / (args.name + ("-quick" if args.quick else "")))
+                status = run_script_suite(args.name, out, quick=args.quick)
+                print(f"output: {Path(out) / (args.name + '.txt')}")
+                return status
+            suite = load_suite(config, quick=args.quick)
             out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
             store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
             print(f"results: {store}\nreport: xai-suite report {store.parent}")

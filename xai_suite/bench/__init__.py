@@ -5,13 +5,17 @@
 >>> write_report(store, "results/quick-demo/report")                                   # doctest: +SKIP
 
 The command line does the same: ``xai-suite bench quick-demo --quick`` then
-``xai-suite report results/quick-demo``.
+``xai-suite report results/quick-demo``. The store also keeps each trained model's test
+accuracy (shown with a Wilson interval at the head of every report section) and the
+deletion / insertion curves behind ``deletion_auc`` / ``insertion_auc`` (drawn as mean
+curves with bootstrap bands). ``xai-suite bench counterfactuals|concepts|perf`` runs the
+adapters' benchmark scripts instead (see ``xai-suite bench --help``).
 """
 
 from .config import ConfigError, Suite, Unit, expand_units, load_suite
 from .models import list_models, model_info, register_model
-from .report import write_report
-from .runner import package_versions, run_suite, run_unit
+from .report import curve_summary, model_summary, summarise, write_report
+from .runner import model_quality, package_versions, run_suite, run_unit
 from .store import ResultsStore
 
 __all__ = [
@@ -19,13 +23,17 @@ __all__ = [
     "ResultsStore",
     "Suite",
     "Unit",
+    "curve_summary",
     "expand_units",
     "list_models",
     "load_suite",
     "model_info",
+    "model_quality",
+    "model_summary",
     "package_versions",
     "register_model",
     "run_suite",
     "run_unit",
+    "summarise",
     "write_report",
 ]

@@ -20,10 +20,15 @@ them (datasets x matching models x seeds x explainers x baselines) into units. E
     [[models]]
     name = "cnn1d"                           # a zoo model (xai_suite.bench.models)
     params = { epochs = 30 }
+    datasets = ["planted-box"]               # optional: only these dataset labels
 
     [[explainers]]
     name = "captum:integrated_gradients"     # a registry name ...
     params = { n_steps = 16 }
+    [[explainers]]
+    name = "native:tsr"                      # the same name again, other params: give a label
+    label = "tsr(saliency)"                  # (defaults to the name; the results' explainer column)
+    params = { inner = "captum:saliency" }
     [[explainers]]
     select = { family = "gradient" }         # ... or filters of xs.list_explainers
     exclude = ["captum:guided_grad_cam"]     # (modality and model kind come from each unit)
@@ -31,6 +36,7 @@ them (datasets x matching models x seeds x explainers x baselines) into units. E
     [[metrics]]
     name = "deletion_auc"
     params = { n_steps = 10 }
+    label = "deletion_auc"                   # optional, as for explainers
 
     [quick]                                  # replaces top-level keys under --quick
     seeds = [0]
@@ -44,6 +50,17 @@ seed). A loader returning ``(X, y, mask)`` gives a localisation ground truth; ``
 argument of the loader that ``params`` leave out. Every other random choice (initial weights,
 training order, the explained test instances, stochastic explainers and metrics) is seeded by
 the unit's seed too.
+
+Labels: ``label`` names a dataset, model, explainer or metric in the results (defaulting to
+its name), so one registry explainer or metric can appear twice with different ``params``.
+Explainer entries that share a label (the default: the same name) are merged, their params
+and baselines pooled; a ``select`` entry takes no label (its explainers keep their names).
+Explainer entries take ``quick_params`` as datasets and models do (merged under ``--quick``).
+A model's ``datasets`` restricts it to those dataset labels (e.g. a deeper network only on a
+set a small one cannot learn).
+
+Deletion and insertion areas (``deletion_auc``, ``insertion_auc``) also store their curves
+(see :mod:`xai_suite.bench.store`).
 """
 
 from __future__ import annotations
@@ -61,10 +78,11 @@ from . import models as zoo
 TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
             "explainers", "baselines", "metrics", "quick")
 DATASET_KEYS = ("loader", "label", "params", "test_size", "modality", "quick_params")
-MODEL_KEYS = ("name", "label", "params", "quick_params")
-EXPLAINER_KEYS = ("name", "select", "exclude", "params", "baselines")
+MODEL_KEYS = ("name", "label", "params", "quick_params", "datasets")
+EXPLAINER_KEYS = ("name", "label", "select", "exclude", "params", "quick_params", "baselines")
 SELECT_KEYS = ("family", "library", "modality", "model_kind")
-METRIC_KEYS = ("name", "params")
+METRIC_KEYS = ("name", "label", "params")
+MODALITIES = ("tabular", "timeseries", "image")
 #: Modality of the built-in dataset functions; others must say ``modality = ...``.
 LOADER_MODALITY = {
     "load_ucr": "timeseries",
@@ -74,6 +92,7 @@ LOADER_MODALITY = {
     "make_xor": "tabular",
     "make_dot": "tabular",
     "make_trigonometry": "tabular",
+    "load_digits_images": "image",
 }
 NO_BASELINE = "-"
 DEFAULT_BASELINE = "default"
@@ -97,6 +116,7 @@ class ModelSpec:
     label: str
     name: str
     params: dict
+    datasets: tuple[str, ...] | None = None  # dataset labels it is restricted to (None: all)
 
     @property
     def modality(self) -> str:
@@ -111,14 +131,21 @@ class ModelSpec:
 class MetricSpec:
     name: str
     params: dict
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclass(frozen=True)
 class Unit:
     """One work unit: a trained model explained by one explainer with one baseline.
 
-    ``explainer_params`` holds the configured hyper-parameters (``baseline`` and
-    ``random_state`` are added when the unit runs).
+    ``explainer`` is the entry's label (its registry name unless the config gives a label);
+    ``name`` the registry name (``None``: the label is the name). ``explainer_params`` holds
+    the configured hyper-parameters (``baseline`` and ``random_state`` are added when the
+    unit runs).
     """
 
     dataset: str
@@ -127,6 +154,12 @@ class Unit:
     explainer: str
     baseline: str
     explainer_params: dict = field(default_factory=dict, compare=False)
+    name: str | None = field(default=None, compare=False)
+
+    @property
+    def explainer_name(self) -> str:
+        """The registry name of the explainer."""
+        return self.name or self.explainer
 
     @property
     def key(self) -> str:
@@ -245,14 +278,21 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     _unique([d.label for d in datasets], "dataset")
     models = tuple(_model(m, i, quick) for i, m in enumerate(_list(raw, "models")))
     _unique([m.label for m in models], "model")
+    labels = [d.label for d in datasets]
     for m in models:
-        if not any(d.modality == m.modality for d in datasets):
-            raise ConfigError(f"model {m.label!r} takes {m.modality} data but no dataset is {m.modality}")
+        for d in m.datasets or ():
+            if d not in labels:
+                raise _unknown(f"dataset label in model {m.label!r} datasets:", d, labels)
+        if not any(d.modality == m.modality and (m.datasets is None or d.label in m.datasets)
+                   for d in datasets):
+            among = f" among its datasets {list(m.datasets)}" if m.datasets else ""
+            raise ConfigError(f"model {m.label!r} takes {m.modality} data but no dataset{among} is "
+                              f"{m.modality}")
     baselines = raw.setdefault("baselines", [])
     _check_baselines(baselines, "baselines")
-    explainers = tuple(_explainer(e, i) for i, e in enumerate(_list(raw, "explainers")))
+    explainers = tuple(_explainer(e, i, quick) for i, e in enumerate(_list(raw, "explainers")))
     metrics = tuple(_metric(m, i) for i, m in enumerate(raw.setdefault("metrics", [])))
-    _unique([m.name for m in metrics], "metric")
+    _unique([m.label for m in metrics], "metric")
     suite = Suite(
         name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
         n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
@@ -309,8 +349,9 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
     fn = getattr(xs_datasets, loader)
     _check_params(fn, params, f"{loader} ({where})", skip=("split",))
     modality = d.get("modality", LOADER_MODALITY.get(loader))
-    if modality not in ("tabular", "timeseries"):
-        raise ConfigError(f"{where}: say modality = 'tabular' or 'timeseries' for loader {loader!r}"
+    if modality not in MODALITIES:
+        raise ConfigError(f"{where}: say modality = {' or '.join(map(repr, MODALITIES))} for loader "
+                          f"{loader!r}"
                           + (f"; got {modality!r}" if modality else ""))
     test_size = d.get("test_size", 0.25)
     if not isinstance(test_size, float) or not 0 < test_size < 1:
@@ -337,7 +378,18 @@ def _model(m, i: int, quick: bool) -> ModelSpec:
         zoo.check_model_params(m["name"], params)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return ModelSpec(str(m.get("label", m["name"])), m["name"], params)
+    only = m.get("datasets")
+    if only is not None and (not isinstance(only, list) or not only
+                             or not all(isinstance(d, str) for d in only)):
+        raise ConfigError(f"{where}.datasets must be a non-empty list of dataset labels; got {only!r}")
+    return ModelSpec(_label(m.get("label", m["name"]), where), m["name"], params,
+                     None if only is None else tuple(only))
+
+
+def _label(label, where: str) -> str:
+    if not isinstance(label, str) or not label.strip() or "|" in label:
+        raise ConfigError(f"{where}.label must be a non-empty string without '|'; got {label!r}")
+    return label
 
 
 def _check_baselines(spec, where: str) -> None:
@@ -353,7 +405,7 @@ def _check_baselines(spec, where: str) -> None:
             raise _unknown("baseline", b, known)
 
 
-def _explainer(e, i: int) -> dict:
+def _explainer(e, i: int, quick: bool = False) -> dict:
     from ..registry import explainer_info
 
     where = f"explainers[{i}]"
@@ -364,6 +416,14 @@ def _explainer(e, i: int) -> dict:
         raise ConfigError(f"{where} needs exactly one of name (a registry name) or select (filters)")
     e = dict(e)
     e["params"] = _table(e.get("params"), f"{where}.params")
+    quick_params = _table(e.pop("quick_params", None), f"{where}.quick_params")
+    if quick:
+        e["params"].update(quick_params)
+    if "label" in e:
+        if "select" in e:
+            raise ConfigError(f"{where}: a select entry takes no label (its explainers keep their names); "
+                              "name one explainer to label it")
+        e["label"] = _label(e["label"], where)
     for reserved in ("baseline", "random_state"):
         if reserved in e["params"]:
             raise ConfigError(f"{where}.params sets {reserved!r}; the runner sets it (baselines go "
@@ -414,7 +474,7 @@ def _metric(m, i: int) -> MetricSpec:
     params = _table(m.get("params"), f"{where}.params")
     _check_params(info.fn, params, f"metric {m['name']} ({where})",
                   skip=("exp", "model", "mask", "explainer"))
-    return MetricSpec(m["name"], params)
+    return MetricSpec(m["name"], params, _label(m.get("label", m["name"]), where))
 
 
 def _resolve_baselines(spec, modality: str) -> list[str]:
@@ -428,10 +488,12 @@ def _resolve_baselines(spec, modality: str) -> list[str]:
 def expand_units(suite: Suite) -> list[Unit]:
     """Every work unit of ``suite``, in a fixed order.
 
-    Datasets x models of the dataset's modality x seeds x explainers x baselines. A named
-    explainer joins the datasets of the modalities it explains (a model it refuses gives a
-    unit whose error the runner records); a ``select`` entry takes the registry's
-    explainers for the dataset's modality and the model's kind. Explainers that need a
+    Datasets x models of the dataset's modality (and, where a model lists ``datasets``,
+    only those) x seeds x explainers x baselines. A named explainer joins the datasets of
+    the modalities it explains (a model it refuses gives a unit whose error the runner
+    records); a ``select`` entry takes the registry's explainers for the dataset's modality
+    and the model's kind. Entries are keyed by label (default: the registry name); entries
+    sharing a label merge. Explainers that need a
     baseline get one unit per baseline (the entry's list, else the suite's, keeping those of
     the dataset's modality; none given: the explainer's default, labelled ``"default"``);
     others get one unit with baseline ``"-"``.
@@ -441,16 +503,17 @@ def expand_units(suite: Suite) -> list[Unit]:
     units: list[Unit] = []
     for d in suite.datasets:
         for m in suite.models:
-            if m.modality != d.modality:
+            if m.modality != d.modality or (m.datasets is not None and d.label not in m.datasets):
                 continue
             chosen: dict[str, dict] = {}
             for e in suite.explainers:
                 if "name" in e:
-                    names = [e["name"]] if d.modality in explainer_info(e["name"]).tags.modalities else []
+                    fits = d.modality in explainer_info(e["name"]).tags.modalities
+                    names = [(e.get("label", e["name"]), e["name"])] if fits else []
                 else:
                     sel = {"modality": d.modality, "model_kind": m.kind, **e["select"]}
-                    names = [n for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
-                for n in names:
+                    names = [(n, n) for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
+                for label, n in names:
                     info = explainer_info(n)
                     params = {k: v for k, v in e["params"].items() if k in info.params}
                     if info.tags.needs_baseline:
@@ -458,13 +521,17 @@ def expand_units(suite: Suite) -> list[Unit]:
                         bases = _resolve_baselines(spec, d.modality) or [DEFAULT_BASELINE]
                     else:
                         bases = [NO_BASELINE]
-                    entry = chosen.setdefault(n, {"params": {}, "baselines": []})
+                    entry = chosen.setdefault(label, {"name": n, "params": {}, "baselines": []})
+                    if entry["name"] != n:
+                        raise ConfigError(f"the label {label!r} names two explainers, {entry['name']} and "
+                                          f"{n}; give one a distinct label")
                     entry["params"].update(params)
                     entry["baselines"] += [b for b in bases if b not in entry["baselines"]]
             for seed in suite.seeds:
-                for n, entry in chosen.items():
+                for label, entry in chosen.items():
                     for b in entry["baselines"]:
-                        units.append(Unit(d.label, m.label, seed, n, b, dict(entry["params"])))
+                        units.append(Unit(d.label, m.label, seed, label, b, dict(entry["params"]),
+                                          name=None if label == entry["name"] else entry["name"]))
     for e in suite.explainers:  # a select entry's params must reach some explainer
         if "select" in e and e["params"]:
             used = {k for u in units for k in u.explainer_params}

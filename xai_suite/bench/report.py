@@ -4,10 +4,16 @@ Every mean in a report carries a 95% interval over the explained instances (seed
 a percentile bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000
 resamples, seed 0) for metrics with continuous values, a Wilson score interval
 (:func:`~xai_suite.metrics.statistics.wilson_interval`) for metrics whose values are all 0 or 1
-(counterfactual validity, attack success). Plots: per dataset and model, an explainer x
-metric heat map and, where an explainer ran with several baselines, bars per baseline with
-the intervals as error bars. The store keeps per-instance scalars, not curves, so the report
-draws no deletion curves. Matplotlib is imported when plotting, with the Agg backend.
+(counterfactual validity, attack success). Each dataset / model section opens with the
+trained model's test accuracy (seeds pooled) and its Wilson interval, flagged when below
+``min_accuracy``: attributions of a model that has not learned the task measure nothing.
+
+Plots, per dataset and model: an explainer x metric heat map; where an explainer ran with
+several baselines, bars per baseline with the intervals as error bars; where the suite
+asked for ``deletion_auc`` / ``insertion_auc``, the mean deletion / insertion curve of
+every explainer and baseline with a 95% pointwise band (percentile bootstrap over
+instances, 2,000 resamples, seed 0). Matplotlib is imported when plotting, with the Agg
+backend.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from .store import ResultsStore
 
 RUNTIME = "seconds per instance"
 GROUP = ["dataset", "model", "explainer", "baseline"]
+#: Resamples of the pointwise bootstrap bands around mean curves.
+BAND_RESAMPLES = 2_000
 
 
 def _interval(values: np.ndarray, confidence: float) -> tuple[float, float, str]:
@@ -64,6 +72,47 @@ def summarise(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*GROUP, "metric", "n", "missing", "mean", "low", "high", "interval"])
 
 
+def model_summary(models: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Test accuracy of every (dataset, model), seeds pooled, with a Wilson interval.
+
+    Parameters
+    ----------
+    models : pandas.DataFrame
+        The store's ``models`` table (one row per dataset, model and seed).
+    confidence : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns dataset, model, seeds, n_test (test rows per seed, comma-separated where
+        they differ), n (predictions pooled over seeds), accuracy, low, high, per_seed
+        (each seed's accuracy), majority (mean share of the commonest test class) and
+        n_classes.
+    """
+    rows = []
+    for (dataset, model), g in models.groupby(["dataset", "model"], sort=True):
+        n, k = int(g.n_test.sum()), int(g.n_correct.sum())
+        low, high = wilson_interval(k, n, confidence)
+        rows.append({"dataset": dataset, "model": model, "seeds": len(g),
+                     "n_test": ", ".join(str(v) for v in dict.fromkeys(g.n_test)), "n": n,
+                     "accuracy": k / n, "low": low, "high": high,
+                     "per_seed": ", ".join(f"{a:.3f}" for a in g.accuracy),
+                     "majority": float(g.majority.mean()), "n_classes": int(g.n_classes.max())})
+    return pd.DataFrame(rows, columns=["dataset", "model", "seeds", "n_test", "n", "accuracy", "low", "high",
+                                       "per_seed", "majority", "n_classes"])
+
+
+def _model_line(q, min_accuracy: float, pct: str) -> str:
+    seeds = f"{q.n_test} test rows x {q.seeds} seeds" if q.seeds > 1 else f"{q.n_test} test rows"
+    line = (f"Model test accuracy: **{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ** ({pct} Wilson "
+            f"interval; n={q.n}: {seeds}; per seed {q.per_seed}; commonest class "
+            f"{q.majority:.3f}, {q.n_classes} classes)")
+    if q.accuracy < min_accuracy:
+        line += (f"\n\n> **Weak model**: test accuracy {q.accuracy:.3f} is below {min_accuracy:g}; the "
+                 "attribution numbers below describe a model that has not learned the task well.")
+    return line
+
+
 def _fmt(x: float) -> str:
     if not np.isfinite(x):
         return "nan"
@@ -95,7 +144,7 @@ def _direction(metrics_meta: dict, metric: str) -> str:
     return " ↑" if hib is True else (" ↓" if hib is False else "")
 
 
-def write_report(results, out_dir=None, *, confidence: float = 0.95) -> Path:
+def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accuracy: float = 0.8) -> Path:
     """Write ``report.md`` and its PNG plots for a results store.
 
     Parameters
@@ -105,6 +154,8 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95) -> Path:
     out_dir : str or os.PathLike, optional
         Where to write; defaults to ``report/`` next to the store.
     confidence : float
+    min_accuracy : float
+        Sections of models whose pooled test accuracy is lower get a "weak model" warning.
 
     Returns
     -------
@@ -113,6 +164,7 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95) -> Path:
     """
     with ResultsStore(results) as store:
         meta, df, units, log = store.meta(), store.results(), store.units(), store.log()
+        curves, models = store.curves(), store.models()
         path = store.path
     if not meta:
         raise ValueError(f"{path} holds no run (no config recorded)")
@@ -121,6 +173,8 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95) -> Path:
     metrics_meta = meta.get("metrics", {})
     summary = summarise(df, confidence)
     summary.to_csv(out / "summary.csv", index=False)
+    quality = model_summary(models, confidence)
+    quality.to_csv(out / "models.csv", index=False)
     n_err = int((units.status == "error").sum()) if len(units) else 0
     pct = f"{confidence:.0%}"
     lines = [
@@ -131,18 +185,38 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95) -> Path:
         f"- every cell: mean [{pct} interval] (n instances, seeds pooled). Intervals: percentile "
         "bootstrap over instances (10,000 resamples, seed 0); ᵂ marks a Wilson score interval "
         "(metrics whose values are all 0 or 1). ↑ / ↓: higher / lower is better.",
-        "- seconds per instance: each unit's explain time divided by its instances (imports excluded).",
-        "- deletion curves: not drawn (the store keeps per-instance areas, not curves).",
-        "- all numbers: `summary.csv` next to this file.", "",
+        "- seconds per instance: each unit's explain time divided by its instances (imports excluded); "
+        "every instance of a unit gets that value, so its interval reflects differences between "
+        "units (seeds) only, and collapses to a point with one seed.",
+        f"- model test accuracy: on the whole test split, seeds pooled, with a {pct} Wilson interval; "
+        f"below {min_accuracy:g} a section is flagged as a weak model.",
+        "- curves: mean deletion / insertion curve per explainer and baseline, with a pointwise "
+        f"{pct} bootstrap band over instances ({BAND_RESAMPLES:,} resamples).",
+        "- all numbers: `summary.csv` and `models.csv` next to this file.", "",
     ]
+    if len(quality):
+        qt = quality.assign(accuracy=[f"{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ"
+                                      for q in quality.itertuples()],
+                            majority=quality.majority.map("{:.3f}".format))
+        qt = qt[["dataset", "model", "accuracy", "n", "n_test", "seeds", "per_seed", "majority"]]
+        lines += ["## Models", "", f"Test accuracy ({pct} Wilson interval over n predictions: test rows x "
+                  "seeds); majority: accuracy of always predicting the commonest test class.", "",
+                  _md_table(qt), ""]
     for (dataset, model), grp in summary.groupby(["dataset", "model"], sort=True):
         metrics = [m for m in dict.fromkeys(grp.metric) if m != RUNTIME] + [RUNTIME]
         table = grp.assign(cell=[_cell(r) for r in grp.itertuples()]).pivot_table(
             index=["explainer", "baseline"], columns="metric", values="cell", aggfunc="first")
         table = table.reindex(columns=metrics).fillna("not computed")
         table.columns = [m + _direction(metrics_meta, m) for m in metrics]
-        lines += [f"## {dataset} / {model}", "", _md_table(table.reset_index()), ""]
-        for fig in _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence):
+        lines += [f"## {dataset} / {model}", ""]
+        q = quality[(quality.dataset == dataset) & (quality.model == model)]
+        lines += [_model_line(q.iloc[0], min_accuracy, pct) if len(q) else
+                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", ""]
+        lines += [_md_table(table.reset_index()), ""]
+        figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
+        sel = curves[(curves.dataset == dataset) & (curves.model == model)]
+        figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)
+        for fig in figs:
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if n_err:
         errs = units[units.status == "error"][["dataset", "model", "seed", "explainer", "baseline", "error"]]
@@ -221,5 +295,81 @@ def _plots(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict, out: Path,
         fig.suptitle(f"{dataset} / {model}: baselines ({confidence:.0%} intervals)", fontsize=9)
         files.append(out / f"baselines_{_slug(dataset, model)}.png")
         fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean curve and pointwise bootstrap band of every (dataset, model, explainer, baseline, metric).
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        The store's ``curves`` table.
+    confidence : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and step: the group columns, metric, step, fraction, n (finite
+        values), mean, low, high (percentile bootstrap over instances, seeds pooled,
+        :data:`BAND_RESAMPLES` resamples, seed 0; NaN where n < 2).
+    """
+    rows = []
+    for keys, grp in curves.groupby([*GROUP, "metric", "step"], sort=True):
+        vals = grp.value.to_numpy(dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        low = high = np.nan
+        if vals.size >= 2:
+            low, high = bootstrap_interval(vals, confidence, n_resamples=BAND_RESAMPLES, random_state=0)
+        rows.append({**dict(zip([*GROUP, "metric", "step"], keys, strict=True)),
+                     "fraction": float(grp.fraction.iloc[0]), "n": vals.size,
+                     "mean": float(vals.mean()) if vals.size else np.nan, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=[*GROUP, "metric", "step", "fraction", "n", "mean", "low", "high"])
+
+
+def _curve_plots(curves: pd.DataFrame, metrics_meta: dict, out: Path, dataset: str, model: str,
+                 confidence: float) -> list[Path]:
+    """Mean curves with bands for one dataset and model: a PNG per curve metric, a panel per method.
+
+    Each panel draws one explainer | baseline (mean and band) over the other methods' means
+    in grey, so that the bands stay readable however many baselines ran.
+    """
+    if curves.empty:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cs = curve_summary(curves, confidence).assign(method=lambda d: d.explainer + " | " + d.baseline)
+    files = []
+    for metric in dict.fromkeys(curves.metric):
+        cm = cs[cs.metric == metric]
+        methods = sorted(cm.method.unique())
+        ncols = min(4, len(methods))
+        nrows = -(-len(methods) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(0.5 + 3.0 * ncols, 0.8 + 2.4 * nrows), squeeze=False,
+                                 sharex=True, sharey=True, layout="constrained")
+        name = metrics_meta.get(metric, {}).get("metric", metric)
+        for ax, method in zip(axes.flat, methods, strict=False):
+            for other in methods:
+                c = cm[cm.method == other].sort_values("step")
+                ax.plot(c.fraction, c["mean"], color="0.8", lw=0.7, zorder=1)
+            c = cm[cm.method == method].sort_values("step")
+            ax.fill_between(c.fraction, c.low, c.high, color="C0", alpha=0.25, lw=0, zorder=2)
+            ax.plot(c.fraction, c["mean"], color="C0", lw=1.5, zorder=3)
+            ax.set_title(method, fontsize=7)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        for ax in axes.flat[len(methods):]:
+            ax.set_visible(False)
+        what = "inserted" if name.startswith("insertion") else "removed"
+        fig.supxlabel(f"fraction of elements {what}", fontsize=8)
+        fig.supylabel("model output for the explained class", fontsize=8)
+        fig.suptitle(f"{dataset} / {model}: {metric}, mean curve and {confidence:.0%} bootstrap band "
+                     "(grey: the other methods' means)", fontsize=9)
+        files.append(out / f"curves_{_slug(metric, dataset, model)}.png")
+        fig.savefig(files[-1], dpi=100)
         plt.close(fig)
     return files

@@ -9,6 +9,17 @@ transaction as it arrives. A second call with the
 same config and ``out_dir`` resumes: recorded units are skipped, so nothing is lost or
 counted twice after Ctrl-C or ``kill -9``.
 
+Model quality: every unit also reports its trained model's accuracy on the whole test split
+(computed once per process for each dataset, model and seed); the store keeps one row per
+model, and the report prints it with a Wilson interval next to each section, because an
+attribution of a model that has not learned the task measures nothing.
+
+Curves: the metrics ``deletion_auc`` and ``insertion_auc`` are computed through
+:func:`~xai_suite.metrics.faithfulness.deletion_curve` /
+:func:`~xai_suite.metrics.faithfulness.insertion_curve` with the metric's params; the unit
+stores every instance's curve and its trapezoid area (the metric's own definition), so the
+stored area is exactly the area of the stored curve.
+
 Why the parent writes: SQLite allows one writer at a time, and on a cluster the workers may
 not even share the run directory's file system; returning rows to the parent keeps a single
 writer and works unchanged with every joblib backend.
@@ -112,19 +123,25 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
 
 
 def _metrics_meta(suite: Suite) -> dict:
+    """Registry metadata of every metric, keyed by its label (the results' metric column)."""
     from ..metrics.registry import metric_info
 
     out = {}
     for spec in suite.metrics:
         info = metric_info(spec.name)
-        out[spec.name] = {"kind": info.kind, "needs": ", ".join(info.needs),
-                          "higher_is_better": info.higher_is_better, "summary": info.summary}
+        out[spec.label] = {"metric": spec.name, "kind": info.kind, "needs": ", ".join(info.needs),
+                           "higher_is_better": info.higher_is_better, "summary": info.summary}
     return out
+
+
+#: Metrics whose per-instance curves the runner stores, and the function drawing each curve.
+CURVE_METRICS = {"deletion_auc": "deletion_curve", "insertion_auc": "insertion_curve"}
 
 
 # -- one unit ----------------------------------------------------------------------------------
 _DATA: dict = {}
 _MODELS: dict = {}
+_QUALITY: dict = {}
 _MEMO_SIZE = 4
 _WARM: set[str] = set()
 
@@ -204,6 +221,34 @@ def load_model(suite: Suite, dataset: str, model: str, seed: int):
     return _memo(_MODELS, (suite.config_json, dataset, model, seed), make)
 
 
+def model_quality(suite: Suite, dataset: str, model: str, seed: int) -> dict:
+    """Test accuracy of the trained model (memoised per process).
+
+    Returns
+    -------
+    dict
+        ``n_test`` (test rows), ``n_correct``, ``accuracy``, ``n_classes`` (in the training
+        labels) and ``majority`` (accuracy of always predicting the commonest test class).
+    """
+    from ..modeling import ModelWrapper
+
+    def make():
+        data = load_data(suite, dataset, seed)
+        wrapper = ModelWrapper(load_model(suite, dataset, model, seed), device="cpu")
+        X, y = data["X_test"], data["y_test"]
+        with _one_thread(), wrapper.prepared():
+            out = wrapper.predict(torch.from_numpy(X), 256)
+        if out.ndim != 2 or out.shape[0] != len(y):
+            raise ValueError(f"model {model!r} returned outputs of shape {out.shape} for {len(y)} test rows; "
+                             "expected (N, K)")
+        correct = int((out.argmax(1) == y).sum())
+        return {"n_test": len(y), "n_correct": correct, "accuracy": correct / len(y),
+                "n_classes": int(max(data["y_train"].max(), y.max())) + 1,
+                "majority": float(np.bincount(y).max() / len(y))}
+
+    return _memo(_QUALITY, (suite.config_json, dataset, model, seed), make)
+
+
 def instances(n_test: int, n_instances: int, seed: int) -> np.ndarray:
     """The test rows a unit explains: ``n_instances`` drawn without replacement, sorted."""
     rng = np.random.default_rng(seed)
@@ -238,7 +283,7 @@ def run_unit(suite: Suite, unit: Unit) -> UnitResult:
         result.status = "error"
         last = traceback.extract_tb(exc.__traceback__)[-1]
         result.error = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
-        result.rows = []
+        result.rows, result.curves = [], []
     result.seconds = time.perf_counter() - start
     return result
 
@@ -250,20 +295,22 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
 
     data = load_data(suite, unit.dataset, unit.seed)
     model = load_model(suite, unit.dataset, unit.model, unit.seed)
-    info = explainer_info(unit.explainer)
+    result.model_quality = model_quality(suite, unit.dataset, unit.model, unit.seed)
+    name = unit.explainer_name
+    info = explainer_info(name)
     params = dict(unit.explainer_params)
     if unit.baseline not in (NO_BASELINE, DEFAULT_BASELINE):
         params["baseline"] = unit.baseline
     if "random_state" in info.params:
         params["random_state"] = unit.seed
-    explainer = create_explainer(unit.explainer, model, **params)
+    explainer = create_explainer(name, model, **params)
     if explainer.requires_fit:
         explainer.fit(data["X_train"], data["y_train"])
     rows = instances(len(data["X_test"]), suite.n_instances, unit.seed)
     X = data["X_test"][rows]
-    if unit.explainer not in _WARM:  # first use in this process: imports and set-up stay untimed
+    if name not in _WARM:  # first use in this process: imports and set-up stay untimed
         explainer.explain(X[:1])
-        _WARM.add(unit.explainer)
+        _WARM.add(name)
     t0 = time.perf_counter()
     exp = explainer.explain(X)
     per_instance = (time.perf_counter() - t0) / len(rows)
@@ -282,15 +329,32 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
         minfo = metric_info(spec.name)
         missing = [n for n in minfo.needs if given[n] is None]
         if missing:
-            result.logs.append(f"{spec.name} skipped on {unit.dataset}: it needs a {' and '.join(missing)} "
+            result.logs.append(f"{spec.label} skipped on {unit.dataset}: it needs a {' and '.join(missing)} "
                                "the dataset does not give (a loader returning (X, y, mask) does)")
             continue
         mparams = dict(spec.params)
         if "random_state" not in mparams and _takes(minfo.fn, "random_state"):
             mparams["random_state"] = unit.seed
         try:
-            values = compute_metric(spec.name, exp, **{n: given[n] for n in minfo.needs}, **mparams)
+            if spec.name in CURVE_METRICS:
+                values = _curve_metric(spec, exp, model, mparams, rows, result)
+            else:
+                values = compute_metric(spec.name, exp, **{n: given[n] for n in minfo.needs}, **mparams)
         except Exception as exc:  # record and go on with the other metrics
-            result.logs.append(f"{spec.name} failed for {unit.key}: {type(exc).__name__}: {exc}")
+            result.logs.append(f"{spec.label} failed for {unit.key}: {type(exc).__name__}: {exc}")
             continue
-        result.rows += [(spec.name, r, v, per_instance) for r, v in zip(rows, values, strict=True)]
+        result.rows += [(spec.label, r, v, per_instance) for r, v in zip(rows, values, strict=True)]
+
+
+def _curve_metric(spec, exp, model, params: dict, rows: np.ndarray, result: UnitResult) -> np.ndarray:
+    """Area of a deletion or insertion curve per instance; the curves go to ``result.curves``."""
+    from ..metrics import faithfulness
+
+    fractions, values = getattr(faithfulness, CURVE_METRICS[spec.name])(exp, model, **params)
+    if values.shape != (len(rows), len(fractions)):
+        raise RuntimeError(f"{spec.name}: curves of shape {values.shape}; expected ({len(rows)}, "
+                           f"{len(fractions)})")
+    result.curves += [(spec.label, int(r), step, float(f), float(v))
+                      for r, curve in zip(rows, values, strict=True)
+                      for step, (f, v) in enumerate(zip(fractions, curve, strict=True))]
+    return np.trapezoid(values, fractions, axis=1)

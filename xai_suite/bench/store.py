@@ -7,11 +7,18 @@ Tables
 ``results``  one row per instance-level measurement: suite, dataset, model, seed, explainer,
              baseline, metric, instance (row of the test split), value (NULL for NaN), seconds
              (explain time per instance in that unit); UNIQUE over the identifying columns.
+``curves``   deletion / insertion curves: the identifying columns, then step (0..S-1),
+             fraction (of the elements removed or inserted) and value (the model's output
+             for the explained class); UNIQUE over the identifying columns and step. The
+             ``results`` row of the same metric and instance holds the curve's trapezoid area.
+``models``   one row per trained model (suite, dataset, model, seed): test rows, correct
+             predictions, accuracy, classes, and the share of the commonest test class.
 ``units``    one row per finished unit: status ``done`` or ``error`` (with the message),
              explained instances, seconds, finish time.
 ``log``      why a metric was skipped or failed; each message once.
 
-Each unit's rows and its ``units`` record are written in one transaction, so a run killed
+Each unit's rows, curves, model row and its ``units`` record are written in one transaction
+(the model row by the first unit of that model to finish), so a run killed
 at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run skips exactly
 the units recorded. The UNIQUE key makes a second copy of a measurement an error, never a
 silent duplicate.
@@ -37,6 +44,18 @@ CREATE TABLE IF NOT EXISTS results (
     value REAL, seconds REAL NOT NULL,
     UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance)
 );
+CREATE TABLE IF NOT EXISTS curves (
+    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
+    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
+    step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
+    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance, step)
+);
+CREATE TABLE IF NOT EXISTS models (
+    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
+    n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
+    n_classes INTEGER NOT NULL, majority REAL NOT NULL,
+    PRIMARY KEY (suite, dataset, model, seed)
+);
 CREATE TABLE IF NOT EXISTS units (
     unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
     seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
@@ -53,7 +72,10 @@ CREATE TABLE IF NOT EXISTS log (
 class UnitResult:
     """What a worker returns for one unit; the parent process writes it.
 
-    ``rows`` holds ``(metric, instance, value, seconds)`` tuples.
+    ``rows`` holds ``(metric, instance, value, seconds)`` tuples; ``curves`` holds
+    ``(metric, instance, step, fraction, value)`` tuples; ``model_quality`` the trained
+    model's test accuracy (see :func:`xai_suite.bench.runner.model_quality`), or ``None``
+    when the unit failed before its model was trained.
     """
 
     key: str
@@ -67,7 +89,9 @@ class UnitResult:
     n_instances: int = 0
     seconds: float = 0.0
     rows: list = field(default_factory=list)
+    curves: list = field(default_factory=list)
     logs: list = field(default_factory=list)
+    model_quality: dict | None = None
 
 
 def store_path(path) -> Path:
@@ -153,7 +177,11 @@ class ResultsStore:
         return {k for (k,) in self.conn.execute("SELECT unit FROM units")}
 
     def write_unit(self, suite_name: str, r: UnitResult) -> None:
-        """Write a unit's rows, log messages and record in one transaction."""
+        """Write a unit's rows, curves, model quality, log messages and record in one transaction.
+
+        The model row is written by the first unit of its model; later units carry the same
+        numbers (a seed fixes the trained model) and are ignored there.
+        """
         ident = (suite_name, r.dataset, r.model, r.seed, r.explainer, r.baseline)
         with self.conn:  # commits on success, rolls back on any error
             self.conn.executemany(
@@ -161,6 +189,17 @@ class ResultsStore:
                 [(*ident, metric, int(inst), None if value != value else float(value), float(sec))
                  for metric, inst, value, sec in r.rows],
             )
+            self.conn.executemany(
+                "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*ident, metric, int(inst), int(step), float(frac), None if v != v else float(v))
+                 for metric, inst, step, frac, v in r.curves],
+            )
+            if r.model_quality is not None:
+                q = r.model_quality
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (suite_name, r.dataset, r.model, r.seed, int(q["n_test"]), int(q["n_correct"]),
+                     float(q["accuracy"]), int(q["n_classes"]), float(q["majority"])))
             self.conn.executemany("INSERT OR IGNORE INTO log (unit, message) VALUES (?, ?)",
                                   [(r.key, m) for m in r.logs])
             self.conn.execute(
@@ -172,6 +211,15 @@ class ResultsStore:
     def results(self) -> pd.DataFrame:
         """Every measurement, one row each (columns of the ``results`` table)."""
         return pd.read_sql_query("SELECT * FROM results ORDER BY " + ", ".join(ID_COLUMNS), self.conn)
+
+    def curves(self) -> pd.DataFrame:
+        """Every stored curve point, one row each (columns of the ``curves`` table)."""
+        return pd.read_sql_query("SELECT * FROM curves ORDER BY " + ", ".join(ID_COLUMNS) + ", step",
+                                 self.conn)
+
+    def models(self) -> pd.DataFrame:
+        """Test accuracy of every trained model, one row per dataset, model and seed."""
+        return pd.read_sql_query("SELECT * FROM models ORDER BY dataset, model, seed", self.conn)
 
     def units(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM units ORDER BY unit", self.conn)
