@@ -225,8 +225,14 @@ def split_frame(inputs, model, name: str = "inputs"):
 
 
 def check_random_state(value) -> None:
-    """Raise a ``ValueError`` unless ``value`` is ``None`` or a non-negative int (a seed)."""
+    """Check a seed: ``None`` or an int in [0, 2**32 - 1] (what every NumPy generator takes).
+
+    Raises ``TypeError`` for other types, ``ValueError`` out of range.
+    """
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"random_state must be None or a non-negative int; got {value!r}")
+    msg = f"random_state must be None or an int in [0, 2**32 - 1]; got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(msg)
+    if not 0 <= value < 2**32:
+        raise ValueError(msg)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, check_random_state
 from ..base import Attribution, Call, SurrogateExplainer
 from ..registry import register_explainer
 
@@ -80,10 +80,7 @@ def _instance_seeds(random_state, call: Call) -> np.ndarray:
     n = call.x.shape[0]
     if random_state is None:
         return call.rng.integers(0, _MAX_SEED, size=n, endpoint=True, dtype=np.int64)
-    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or not (
-        0 <= random_state <= _MAX_SEED
-    ):
-        raise ValueError(f"random_state must be None or an int in [0, 2**32 - 1]; got {random_state!r}")
+    check_random_state(random_state)
     return np.full(n, int(random_state), dtype=np.int64)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import check_random_state
 from ..base import Attribution, Call, GradientExplainer, PerturbationExplainer, SurrogateExplainer
 from ..baselines import sample_background
 from ..modeling import ModelWrapper, _as_2d_output
@@ -92,19 +93,10 @@ def _baselines(background: torch.Tensor, n: int) -> torch.Tensor:
     return background.unsqueeze(1).expand(background.shape[0], n, *background.shape[1:])
 
 
-def _check_seed(random_state) -> None:
-    if random_state is None:
-        return
-    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
-        raise TypeError(f"random_state must be None or an int; got {type(random_state).__name__}")
-    if not 0 <= random_state < 2**32:
-        raise ValueError(f"random_state must lie in [0, 2**32 - 1]; got {random_state}")
-
-
 def _instance_seed(explainer, call: Call) -> int:
     """The seed of NumPy's global generator before each instance: ``random_state`` itself
     (as ``np.random.seed(random_state)`` before a shap call), or one fresh draw per call."""
-    _check_seed(explainer.random_state)
+    check_random_state(explainer.random_state)
     if explainer.random_state is None:
         return int(call.rng.integers(2**32 - 1))
     return int(explainer.random_state)
@@ -159,7 +151,7 @@ class _ShapExplainer:
     background_: torch.Tensor
 
     def _fit(self, X: torch.Tensor, y) -> None:
-        _check_seed(self.random_state)
+        check_random_state(self.random_state)
         self.background_ = sample_background(X, self.n_background, self.random_state)
 
     def _background(self, call: Call) -> torch.Tensor:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .._validation import check_random_state
+
 
 def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion ``successes / n``.
@@ -195,8 +197,8 @@ def instance_generators(inputs, random_state=None, *salt: int) -> list[np.random
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
     if random_state is None:
         random_state = int(np.random.SeedSequence().entropy) % 2**63
-    elif isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
-        raise ValueError(f"random_state must be None or a non-negative int; got {random_state!r}")
+    else:
+        check_random_state(random_state)
     rows = x.reshape(x.shape[0], -1)
     digests = [int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest(), "little") for r in rows]
     return [np.random.default_rng([int(random_state), *map(int, salt), h]) for h in digests]

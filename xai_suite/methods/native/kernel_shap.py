@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..._validation import check_random_state
 from ...base import Attribution, Call, SurrogateExplainer
 from ...baselines import sample_background
 from ...registry import register_explainer
@@ -64,15 +65,6 @@ def _check_budget(n_coalitions) -> None:
         raise ValueError(f"n_coalitions must be 'auto', 'all' or an int >= 2; got {n_coalitions}")
 
 
-def _check_seed(random_state) -> None:
-    if random_state is None:
-        return
-    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
-        raise TypeError(f"random_state must be None or an int; got {type(random_state).__name__}")
-    if not 0 <= random_state < 2**32:
-        raise ValueError(f"random_state must lie in [0, 2**32 - 1]; got {random_state}")
-
-
 def kernel_coalitions(n_players: int, n_coalitions="auto", random_state: int | None = None) -> Coalitions:
     """Coalitions and weights exactly as ``shap.KernelExplainer.explain`` draws them.
 
@@ -102,7 +94,7 @@ def kernel_coalitions(n_players: int, n_coalitions="auto", random_state: int | N
     from scipy.special import binom
 
     _check_budget(n_coalitions)
-    _check_seed(random_state)
+    check_random_state(random_state)
     m = int(n_players)
     if m < 2:
         raise ValueError(f"KernelSHAP's regression needs at least 2 players; got {m}")
@@ -396,12 +388,12 @@ class KernelShap(SurrogateExplainer):
         self.random_state = random_state
 
     def _fit(self, X: torch.Tensor, y) -> None:
-        _check_seed(self.random_state)
+        check_random_state(self.random_state)
         self.background_ = sample_background(X, self.n_background, self.random_state)
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         _check_budget(self.n_coalitions)
-        _check_seed(self.random_state)
+        check_random_state(self.random_state)
         x, n = call.x, call.x.shape[0]
         bg = self.background_.to(x.device)
         # scikit-learn models compute in float64: give them float64 rows (exact copies of the
