@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import xai_suite as xs
+import xai_suite.modeling as modeling
 import xai_suite_timeseries.datasets as tsd
-import xai_suite_timeseries.models as tsm
 from xai_suite.baselines import ensure_baseline
 from xai_suite_timeseries import (
     FCN,
@@ -266,7 +266,7 @@ def count_fits(monkeypatch):
         calls.append(kw)
         return fit_classifier(model, X, y, **kw)
 
-    monkeypatch.setattr(tsm, "fit_classifier", counting)
+    monkeypatch.setattr(modeling, "fit_classifier", counting)  # where fit_cached looks it up
     return calls
 
 
@@ -333,7 +333,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, planted, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tsm.torch, "save", crash)
+    monkeypatch.setattr(modeling.torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
         fit_cached(_tiny(), X[:40], y[:40], epochs=1, cache_dir=tmp_path)
     assert os.listdir(tmp_path) == []

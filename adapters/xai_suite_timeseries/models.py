@@ -1,28 +1,19 @@
-"""Small PyTorch classifiers for time series, a CPU training helper and a weight cache.
+"""Small PyTorch classifiers for time series.
 
 Every model takes ``(N, C, T)`` inputs (channels first, as aeon) and returns ``(N, K)``
-logits. ``fit_cached`` trains a model once and reloads its weights afterwards.
+logits. The training helpers ``fit_classifier`` and ``fit_cached`` (train once, reload the
+weights afterwards) live in :mod:`xai_suite.modeling` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import inspect
-import os
-import warnings
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from xai_suite._io import atomic_write
 from xai_suite._validation import check_positive_int
-from xai_suite.modeling import fit_classifier
-
-#: Bumped when the cache file layout or the training loop changes meaning.
-_CACHE_VERSION = 1
+from xai_suite.modeling import fit_cached, fit_classifier, model_cache_dir  # noqa: F401 (re-exported)
 
 
 def _check_sizes(**sequences) -> None:
@@ -185,93 +176,3 @@ class LSTMClassifier(nn.Module):
         with torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext():
             _, (h, _) = self.lstm(x.transpose(1, 2))
         return self.head(h[-1])
-
-
-def model_cache_dir(cache_dir=None) -> Path:
-    """Where :func:`fit_cached` keeps weights.
-
-    ``cache_dir`` if given; else ``$XAI_SUITE_CACHE/models`` when the environment variable
-    ``XAI_SUITE_CACHE`` (the root of xai-suite's cache) is set; else
-    ``~/.cache/xai_suite/models``.
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    root = os.environ.get("XAI_SUITE_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "xai_suite") / "models"
-
-
-def _cache_key(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_params: dict) -> str:
-    """SHA-256 of the architecture, the initial weights, the training settings and data."""
-    h = hashlib.sha256()
-
-    def add(*parts) -> None:
-        for p in parts:
-            b = p if isinstance(p, bytes) else repr(p).encode()
-            h.update(len(b).to_bytes(8, "little") + b)
-
-    add(_CACHE_VERSION, type(model).__module__, type(model).__qualname__, repr(model))
-    for name, t in model.state_dict().items():  # initial weights decide the trained ones
-        t = t.detach().cpu().contiguous()
-        add(name, str(t.dtype), tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    add(sorted(fit_params.items()), X.dtype.str, X.shape, X.tobytes(), y.shape, y.tobytes())
-    return h.hexdigest()
-
-
-def fit_cached(model: nn.Module, X, y, *, cache_dir=None, **fit_params) -> nn.Module:
-    """:func:`fit_classifier` with a weight cache: train once, reload afterwards.
-
-    The cache key is a SHA-256 hash of the model's class, its structure (``repr``), its
-    initial weights (so seed torch before building the model), the training settings
-    (``fit_params`` with :func:`fit_classifier`'s defaults filled in) and the training data.
-    Weights are saved as a state dict with ``torch.save``, written to a temporary file and
-    moved into place with ``os.replace`` (an interrupted run leaves no partial file), and
-    read with ``torch.load(weights_only=True)``. A cache file that cannot be read or does
-    not fit the model gives a warning and is retrained and overwritten.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        An untrained model; it is trained or loaded in place.
-    X : array-like, shape (N, ...)
-    y : array-like of int, shape (N,)
-    cache_dir : str or Path, optional
-        Overrides the directory from :func:`model_cache_dir`.
-    **fit_params
-        Keyword arguments of :func:`fit_classifier` (``epochs``, ``lr``, ...).
-
-    Returns
-    -------
-    model
-        The same module with trained weights, in eval mode. ``model.cache_path_`` is the
-        file its weights came from or went to.
-    """
-    try:
-        bound = inspect.signature(fit_classifier).bind(model, X, y, **fit_params)
-    except TypeError as exc:
-        known = [p for p in inspect.signature(fit_classifier).parameters if p not in ("model", "X", "y")]
-        raise TypeError(f"fit_cached takes fit_classifier's settings {', '.join(known)}: {exc}") from None
-    bound.apply_defaults()
-    settings = {k: v for k, v in bound.arguments.items() if k not in ("model", "X", "y")}
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.ascontiguousarray(y, dtype=np.int64)
-    folder = model_cache_dir(cache_dir)
-    path = folder / f"{type(model).__name__}-{_cache_key(model, X, y, settings)[:32]}.pt"
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
-    if path.exists():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-            model.cache_path_ = path
-            return model.eval()
-        except Exception as exc:  # corrupt, truncated or foreign file
-            warnings.warn(
-                f"cached weights {path} could not be loaded into {type(model).__name__} "
-                f"({type(exc).__name__}: {str(exc)[:200]}); retraining and overwriting them",
-                UserWarning,
-                stacklevel=2,
-            )
-            model.load_state_dict(initial)  # a failed load may have copied some tensors
-    fit_classifier(model, X, y, **settings)
-    atomic_write(path, lambda fh: torch.save(model.state_dict(), fh))
-    model.cache_path_ = path
-    return model

@@ -116,7 +116,7 @@ def _n_classes(y: np.ndarray) -> int:
 
 def _train_torch(make: Callable[[], torch.nn.Module], X, y, random_state: int, **fit_params):
     """Build ``make()`` under torch seed ``random_state`` (global RNG restored) and train it."""
-    from xai_suite_timeseries import fit_cached
+    from ..modeling import fit_cached
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
