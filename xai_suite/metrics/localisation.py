@@ -8,9 +8,9 @@ Definitions follow time-interpret (Enguehard 2023, ``tint.metrics.white_box``), 
 and AUR of Crabbé & van der Schaar (2021, Dynamask) as used on the benchmarks of Ismail et al.
 (2020):
 
-- scores are normalised per instance as time-interpret does, ``s = (a - min a) / (max a + 1e-5)``
-  (``a = |attribution|``; note the division by the maximum, not the range; signed scores,
-  ``absolute=False``, are divided by their range, see :func:`normalise_scores`);
+- scores are normalised per instance as time-interpret (0.2 and later) does,
+  ``s = (a - min a) / (max a - min a + 1e-5)`` (``a = |attribution|``, or the signed
+  attribution with ``absolute=False``; see :func:`normalise_scores`);
 - ``aup``: area under precision(τ) as the threshold τ runs over the distinct normalised
   scores (a feature is selected when ``s >= τ``), by the trapezoid rule; ``aur`` the same for
   recall(τ). This is ``sklearn.metrics.auc(thresholds, precision[:-1])`` on
@@ -34,7 +34,7 @@ import numpy as np
 
 from .registry import register_metric
 
-#: time-interpret's normalisation constant: ``(a - min) / (max + EPS)``.
+#: time-interpret's normalisation constant: ``(a - min) / (max - min + EPS)``.
 EPS = 1e-5
 
 
@@ -63,15 +63,17 @@ def check_mask(mask, inputs: np.ndarray) -> np.ndarray:
 
 
 def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
-    """time-interpret's per-instance normalisation, ``(a - min a) / (max a + 1e-5)``.
+    """time-interpret's per-instance normalisation, ``(a - min a) / (max a - min a + 1e-5)``.
+
+    As ``tint.metrics.white_box`` 0.2-0.3 computes it (checked against time-interpret 0.3.0;
+    its 0.1 release divided by ``max a + 1e-5``, nearly the same for ``|a|``, whose minimum is
+    near 0).
 
     Parameters
     ----------
     attributions : array-like, shape (N, ...)
     absolute : bool
-        Take ``a = |attributions|`` first (time-interpret's choice). Signed scores are
-        normalised by their range instead, ``(a - min a) / (max a - min a + 1e-5)``: divided
-        by a negative maximum, time-interpret's formula would reverse their order.
+        Take ``a = |attributions|`` first (time-interpret's choice).
 
     Returns
     -------
@@ -81,10 +83,9 @@ def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
     a = a.reshape(a.shape[0], -1)
     if not np.isfinite(a).all():
         raise ValueError("attributions contain NaN or infinite values")
-    lo = a.min(1, keepdims=True)
     if absolute:
         a = np.abs(a)
-        return (a - a.min(1, keepdims=True)) / (a.max(1, keepdims=True) + EPS)
+    lo = a.min(1, keepdims=True)
     return (a - lo) / (a.max(1, keepdims=True) - lo + EPS)
 
 
