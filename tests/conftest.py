@@ -52,3 +52,21 @@ def registry_snapshot():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def key_lm():
+    """A tiny GPT-2 trained on the key task (xai_suite_llm.tiny), once per session (~10 s).
+
+    Every prompt's answer is its token at ``KEY_POSITION``; test accuracy 1.0, answer
+    probability about 0.998.
+    """
+    pytest.importorskip("transformers")
+    from xai_suite_llm import train_key_model
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_key_model(random_state=0)
+    finally:
+        torch.set_num_threads(prev)

@@ -37,6 +37,9 @@ MODEL_KINDS = ("torch", "sklearn", "aeon", "callable", "hf_causal_lm")
 
 def model_kind(model) -> str:
     """Return the model kind of ``model`` (see the module docstring)."""
+    declared = getattr(type(model), "xai_suite_model_kind", None)  # e.g. xai_suite_llm.LanguageModel
+    if declared is not None:
+        return declared
     if isinstance(model, torch.nn.Module):
         cls_mod = type(model).__module__
         if cls_mod.startswith("transformers.") and hasattr(model, "generate"):
