@@ -31,10 +31,18 @@ class CNN2d(nn.Module):
     widths : tuple of int
         Filters of the convolutions, one block per entry. Each block halves the image, so an
         image needs at least ``2 ** len(widths)`` pixels a side.
+    bias : bool
+        Give the convolutions and the head biases (default). ``bias=False`` builds a
+        bias-free ReLU network, positively homogeneous in its input: LRP-0 (the epsilon rule
+        with epsilon -> 0) on it equals gradient x input, max pooling included (a max pool
+        passes relevance, like the gradient, to its winning input), and rules that conserve
+        relevance sum it to the target logit exactly.
     """
 
-    def __init__(self, in_channels: int, n_classes: int, widths=(16, 32)):
+    def __init__(self, in_channels: int, n_classes: int, widths=(16, 32), *, bias: bool = True):
         super().__init__()
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool; got {bias!r}")
         check_positive_int(in_channels=in_channels, n_classes=n_classes)
         widths = tuple(widths)
         if not widths:
@@ -43,11 +51,11 @@ class CNN2d(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2)]
             c = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(c, n_classes)
+        self.head = nn.Linear(c, n_classes, bias=bias)
         self.in_channels = in_channels
         self.min_size = 2 ** len(widths)
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .image import plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
     from ..explanation import CounterfactualExplanation, Explanation
 
@@ -37,7 +39,9 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     index : int
         Which instance.
     ax : matplotlib.axes.Axes, optional
-        Drawn into a new figure if omitted (images need two axes and always make a figure).
+        Drawn into a new figure if omitted. Images: with ``ax``, the attribution overlaid on
+        the image (:func:`plot_image_attribution`); without, a new figure with the input and
+        the attribution side by side.
     feature_names : sequence of str, optional
         Tabular only: bar labels (default ``exp.feature_names``, else ``x0, x1, ...``).
     max_features : int
@@ -63,6 +67,8 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
             raise ValueError(f"kind must be 'lines' or 'heatmap' for time series; got {kind!r}")
         return plot_series(x, a, ax=ax, title=title)
     if exp.modality == "image":
+        if ax is not None:
+            return plot_image_attribution(x, a, ax=ax, title=title)
         return _image(x, a, title)
     raise ValueError(f"no plot for {exp.inputs.ndim}-D inputs")
 
