@@ -1,0 +1,305 @@
+"""Linear probes on hidden states, per layer, with a control task.
+
+For each layer, the hidden state at one position of every prompt is the feature vector of a
+standardised logistic regression; its stratified K-fold cross-validated accuracy comes with
+a 95% Wilson interval over the pooled out-of-fold predictions. A probe can be accurate only
+because it is expressive, so the same probe is also fitted to a *control task*: the labels
+permuted at random, which carry no information about the prompts. Selectivity, the accuracy
+minus the control accuracy, is what the hidden state itself tells about the labels.
+
+References: Alain & Bengio (2016), Understanding intermediate layers using linear classifier
+probes; Hewitt & Liang (2019), Designing and Interpreting Probes with Control Tasks;
+Belinkov (2022), Probing Classifiers: Promises, Shortcomings, and Advances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xai_suite._validation import check_random_state
+from xai_suite.base import Explainer
+from xai_suite.batching import auto_rows, check_batch_size, probe_activations
+from xai_suite.metrics.statistics import wilson_interval
+from xai_suite.registry import register_explainer
+
+from .lens import check_language_model
+from .models import SITES, LanguageModel
+
+CONTROLS = ("permutation", None)
+
+
+@dataclass
+class ProbingResult:
+    """Cross-validated probe accuracy per layer, and the control task's.
+
+    Attributes
+    ----------
+    layers : tuple of str, length L
+        ``"embed"`` (for ``site="resid_post"``) then ``"0"``, ``"1"``, ...
+    hook_names : tuple of str, length L
+    accuracy, low, high : numpy.ndarray of float64, shape (L,)
+        Out-of-fold accuracy and its Wilson interval.
+    control_accuracy, control_low, control_high : numpy.ndarray of float64, shape (L,)
+        The same for the permuted labels; ``None`` when ``control=None``.
+    selectivity : numpy.ndarray of float64, shape (L,) or None
+        ``accuracy - control_accuracy``.
+    chance : float
+        The majority class's share: what a probe that learned nothing reaches.
+    n_samples : int
+    params : dict
+    """
+
+    layers: tuple[str, ...]
+    hook_names: tuple[str, ...]
+    accuracy: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    control_accuracy: np.ndarray | None
+    control_low: np.ndarray | None
+    control_high: np.ndarray | None
+    selectivity: np.ndarray | None
+    chance: float
+    n_samples: int
+    params: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: layer, hook, accuracy, low, high, control_accuracy, control_low,
+        control_high, selectivity (the control columns are absent without a control task)."""
+        data = {"layer": list(self.layers), "hook": list(self.hook_names), "accuracy": self.accuracy,
+                "low": self.low, "high": self.high}
+        if self.control_accuracy is not None:
+            data.update(control_accuracy=self.control_accuracy, control_low=self.control_low,
+                        control_high=self.control_high, selectivity=self.selectivity)
+        return pd.DataFrame(data)
+
+    def plot(self, ax=None):
+        """Accuracy and control accuracy per layer with their 95% intervals, and chance.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.layers) + 2), 3.2))
+        x = np.arange(len(self.layers))
+        ax.errorbar(x, self.accuracy, yerr=[self.accuracy - self.low, self.high - self.accuracy],
+                    marker="o", capsize=3, label="probe")
+        if self.control_accuracy is not None:
+            ax.errorbar(x, self.control_accuracy,
+                        yerr=[self.control_accuracy - self.control_low,
+                              self.control_high - self.control_accuracy],
+                        marker="s", capsize=3, label="control (permuted labels)")
+        ax.axhline(self.chance, color="gray", linestyle=":", label="chance (majority)")
+        ax.set_xticks(x, self.layers)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(f"layer ({self.params.get('site', '')})")
+        ax.set_ylabel("cross-validated accuracy")
+        ax.set_title(f"linear probe at position {self.params.get('position', '')}")
+        ax.legend(loc="best", fontsize=8)
+        return ax
+
+
+@register_explainer(
+    "linear_probe",
+    library="native",
+    family="mechanistic",
+    modalities=("text",),
+    model_kinds=("hf_causal_lm",),
+    requires=("transformers",),
+    stochastic=True,
+    batch_invariant=True,
+    summary="Linear probes on hidden states per layer: cross-validated accuracy with Wilson "
+    "intervals and a permuted-label control task (selectivity)",
+    reference="Alain & Bengio (2016), Understanding intermediate layers using linear classifier "
+    "probes; Hewitt & Liang (2019), Designing and Interpreting Probes with Control Tasks",
+    notes="Not an attribution: explain(prompts, labels) returns a ProbingResult; random_state "
+    "seeds the folds and the control permutation.",
+)
+class LinearProbe(Explainer):
+    """Logistic-regression probes of a label from each layer's hidden state at one position.
+
+    Parameters
+    ----------
+    model : xai_suite_llm.LanguageModel
+    site : str
+        Hook site read at every layer: ``resid_post`` (plus the embeddings as layer
+        ``"embed"``), ``resid_pre``, ``attn_out`` or ``mlp_out``.
+    position : int
+        Token position read; ``-1`` is each prompt's last token (prompts may then differ in
+        length); any other position needs prompts of one token length, and negative values
+        count from the end.
+    cv : int
+        Folds of the stratified cross-validation (every class needs at least ``cv`` prompts).
+    control : "permutation" or None
+        The control task: the same probe on the labels permuted at random; ``None`` skips it.
+    C : float
+        Inverse L2 regularisation strength of the logistic regression (scikit-learn's ``C``).
+    batch_size : "auto" or int
+        Prompts per forward pass when extracting hidden states.
+    random_state : int, optional
+        Seeds the fold split and the control permutation.
+    """
+
+    family = "mechanistic"
+
+    def __init__(self, model, *, site: str = "resid_post", position: int = -1, cv: int = 5,
+                 control: str | None = "permutation", C: float = 1.0, batch_size="auto",
+                 random_state: int | None = None):
+        self.model = model
+        self.site = site
+        self.position = position
+        self.cv = cv
+        self.control = control
+        self.C = C
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _check_params(self) -> LanguageModel:
+        lm = check_language_model(self.model, self.info.qualified_name)
+        if self.site not in SITES:
+            raise ValueError(f"site must be one of {', '.join(SITES)}; got {self.site!r}")
+        if isinstance(self.position, bool) or not isinstance(self.position, int | np.integer):
+            raise TypeError(f"position must be an int; got {self.position!r}")
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
+            raise ValueError(f"cv must be an int >= 2 (folds); got {self.cv!r}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be 'permutation' or None; got {self.control!r}")
+        if isinstance(self.C, bool) or not isinstance(self.C, int | float) or not np.isfinite(self.C) \
+                or self.C <= 0:
+            raise ValueError(f"C must be a positive finite number; got {self.C!r}")
+        check_batch_size(self.batch_size)
+        check_random_state(self.random_state)
+        return lm
+
+    def hook_names(self, lm: LanguageModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(layer labels, hook points) probed for this ``site``."""
+        layers = [str(layer) for layer in range(lm.n_layers)]
+        hooks = [f"blocks.{layer}.hook_{self.site}" for layer in range(lm.n_layers)]
+        if self.site == "resid_post":
+            layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
+        return tuple(layers), tuple(hooks)
+
+    def features(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Hidden states at ``position`` for each probed hook point.
+
+        Parameters
+        ----------
+        prompts : sequence of str, length N
+
+        Returns
+        -------
+        dict of str to numpy.ndarray of float32, shape (N, d_model)
+            Keyed by hook name, in the order of :meth:`hook_names`.
+        """
+        lm = self._check_params()
+        _, hooks = self.hook_names(lm)
+        _check_prompts(prompts)
+        encoded = [lm.encode(p).ids for p in prompts]
+        lengths = np.array([e.shape[0] for e in encoded])
+        if self.position != -1 and np.unique(lengths).size > 1:
+            raise ValueError(f"position={self.position} needs prompts of one token length; got lengths "
+                             f"{sorted(set(lengths.tolist()))} (position=-1 reads each prompt's last token)")
+        if not -lengths.min() <= self.position < lengths.min():
+            raise ValueError(f"position {self.position} is out of range for prompts of {lengths.min()} "
+                             f"tokens (valid: {-lengths.min()}..{lengths.min() - 1})")
+        out = {h: np.empty((len(prompts), lm.d_model), dtype=np.float32) for h in hooks}
+        for length in np.unique(lengths):  # equal lengths batch without padding
+            idx = np.flatnonzero(lengths == length)
+            ids = torch.stack([encoded[i] for i in idx])
+            rows = self.batch_size
+            if rows == "auto":
+                rows = auto_rows(probe_activations(lm.model, ids[:1].to(lm.device)), lm.device, None)
+            for start in range(0, idx.size, rows):
+                _, cache = lm.run_with_cache(ids[start:start + rows], hooks)
+                for h in hooks:
+                    out[h][idx[start:start + rows]] = cache[h][:, self.position].float().cpu().numpy()
+        return out
+
+    def explain(self, prompts: Sequence[str], labels) -> ProbingResult:
+        """Probe ``labels`` from every layer's hidden state at ``position``.
+
+        Parameters
+        ----------
+        prompts : sequence of str, length N
+        labels : array-like of int, shape (N,)
+            Class labels (at least two classes, each with at least ``cv`` prompts).
+
+        Returns
+        -------
+        ProbingResult
+        """
+        from sklearn.model_selection import StratifiedKFold
+
+        lm = self._check_params()
+        y = _check_labels(labels, len(_check_prompts(prompts)), self.cv)
+        feats = self.features(prompts)
+        layers, hooks = self.hook_names(lm)
+        rng = np.random.default_rng(self.random_state)
+        folds = StratifiedKFold(n_splits=int(self.cv), shuffle=True,
+                                random_state=int(rng.integers(2**31 - 1)))
+        y_control = rng.permutation(y) if self.control == "permutation" else None
+        acc, ctl = [], []
+        for h in hooks:
+            acc.append(self._cv_correct(feats[h], y, folds))
+            if y_control is not None:
+                ctl.append(self._cv_correct(feats[h], y_control, folds))
+
+        def summary(correct):
+            a = np.array([c.mean() for c in correct])
+            lo, hi = np.array([wilson_interval(c, None) for c in correct]).T
+            return a, lo, hi
+
+        accuracy, low, high = summary(acc)
+        c_acc, c_low, c_high = summary(ctl) if ctl else (None, None, None)
+        return ProbingResult(
+            layers=layers, hook_names=hooks, accuracy=accuracy, low=low, high=high,
+            control_accuracy=c_acc, control_low=c_low, control_high=c_high,
+            selectivity=None if c_acc is None else accuracy - c_acc,
+            chance=float(np.bincount(y).max() / y.size), n_samples=int(y.size),
+            params={**self.get_params(), "method": self.info.qualified_name},
+        )
+
+    def _cv_correct(self, X: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+        """Boolean (N,): whether each prompt's out-of-fold prediction is right."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_predict
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(self.C), max_iter=2000))
+        pred = cross_val_predict(probe, X.astype(np.float64), y, cv=folds)
+        return pred == y
+
+
+def _check_prompts(prompts) -> Sequence[str]:
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise TypeError("prompts must be a non-empty sequence (list) of strings")
+    return prompts
+
+
+def _check_labels(labels, n: int, cv: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.dtype.kind not in "iub":
+        raise TypeError(f"labels must be a 1-D array of int class labels; got dtype {y.dtype}, "
+                        f"shape {y.shape}")
+    if y.size != n:
+        raise ValueError(f"labels must have one entry per prompt ({n}); got {y.size}")
+    _, y = np.unique(y, return_inverse=True)
+    counts = np.bincount(y)
+    if counts.size < 2:
+        raise ValueError("labels hold one class only: a probe needs at least two classes")
+    if counts.min() < cv:
+        raise ValueError(f"every class needs at least cv={cv} prompts for stratified {cv}-fold "
+                         f"cross-validation; the smallest class has {counts.min()}")
+    return y.astype(np.int64)
