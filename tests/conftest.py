@@ -56,7 +56,7 @@ def rng():
 
 @pytest.fixture(scope="session")
 def key_lm():
-    """A tiny GPT-2 trained on the key task (xai_suite_llm.tiny), once per session (~10 s).
+    """A tiny GPT-2 trained on the key task (xai_suite_llm.tiny), once per session (~12 s).
 
     Every prompt's answer is its token at ``KEY_POSITION``; test accuracy 1.0, answer
     probability about 0.998.

@@ -2,18 +2,33 @@
 
 Announced through the ``xai_suite.adapters`` entry point. :class:`LanguageModel` wraps a
 model and its tokenizer and exposes TransformerLens-style hook points; the ``text``
-explainers take it as their model. :mod:`.tiny` builds a tiny GPT-2 from a config and trains
-it in seconds on a task whose answer is one known prompt token.
+explainers take it as their model: attribution of a continuation to the prompt's tokens,
+words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
+``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
+``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
+``native:activation_patching`` and ``native:linear_probe``. :mod:`.tiny` builds a tiny GPT-2
+from a config and trains it in seconds on a task whose answer is one known prompt token.
 """
 
+from .attribution import (
+    TextAblation,
+    TextExplanation,
+    TextGradientXActivation,
+    TextIntegratedGradients,
+    TextKernelShap,
+    TextLime,
+    TextShapleySampling,
+)
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
+from .segments import LEVELS, Unit, segment
 from .tiny import KEY_POSITION, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer, train_key_model
 
 __all__ = [
     "KEY_POSITION",
+    "LEVELS",
     "ActivationPatching",
     "Encoding",
     "LanguageModel",
@@ -22,9 +37,18 @@ __all__ = [
     "LogitLensResult",
     "PatchingResult",
     "ProbingResult",
+    "TextAblation",
+    "TextExplanation",
+    "TextGradientXActivation",
+    "TextIntegratedGradients",
+    "TextKernelShap",
+    "TextLime",
+    "TextShapleySampling",
+    "Unit",
     "make_key_prompts",
     "make_tiny_gpt2",
     "make_tiny_tokenizer",
     "patch_all",
+    "segment",
     "train_key_model",
 ]

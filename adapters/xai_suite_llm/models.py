@@ -159,11 +159,15 @@ class LanguageModel:
     # -- running ------------------------------------------------------------------------
     def logits(self, ids: torch.Tensor, *, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits, shape (B, T, V), for ids (B, T) (or embeddings (B, T, d_model))."""
+        # every position is attended to, pad-token baselines included (an explicit all-ones mask)
         if inputs_embeds is not None:
-            return self.model(inputs_embeds=inputs_embeds.to(self.device), use_cache=False).logits
+            mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device)
+            return self.model(inputs_embeds=inputs_embeds.to(self.device), attention_mask=mask,
+                              use_cache=False).logits
         if ids.ndim != 2:
             raise ValueError(f"ids must have shape (B, T); got {tuple(ids.shape)}")
-        return self.model(input_ids=ids.to(self.device), use_cache=False).logits
+        ids = ids.to(self.device)
+        return self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
 
     def generate(self, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy continuation of one prompt ``ids`` (T,): the new ids, shape (max_new_tokens,)."""

@@ -86,15 +86,24 @@ def make_key_prompts(n_samples: int, *, random_state: int | None = None
 
 
 def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int = 64,
-                    lr: float = 3e-3, random_state: int = 0, **gpt2) -> LanguageModel:
+                    lr: float = 3e-3, corrupt: float = 0.5, random_state: int = 0,
+                    **gpt2) -> LanguageModel:
     """A tiny GPT-2 trained on the key task (next-token loss on the answer only).
 
-    About 5-15 s on one CPU thread with the defaults; the answer's probability ends above 0.9.
+    About 10-15 s on one CPU thread with the defaults; test accuracy 1.0, answer probability
+    about 0.998. Training corrupts the prompts: in each, every non-key token is replaced, with
+    a probability drawn per prompt from ``[0, corrupt)``, by ``[PAD]`` or a random token. So
+    the answer depends on the key token alone, and perturbation explainers can find it: a
+    model trained on the clean template only (``corrupt=0``) learns it so rigidly that
+    replacing the last prompt token ("is") by ``[PAD]`` costs 7.7 nats of the answer's
+    log-probability, more than replacing the key (0.7-4.3).
 
     Parameters
     ----------
     n_samples, steps, batch_size, lr
         Training prompts, Adam steps, prompts per step, learning rate.
+    corrupt : float
+        Largest per-prompt corruption rate of the non-key tokens, in [0, 1).
     random_state : int
         Seeds the prompts, the initialisation and the batches.
     **gpt2
@@ -106,19 +115,28 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
         In eval mode, on the CPU.
     """
     check_positive_int(steps=steps, batch_size=batch_size)
+    if isinstance(corrupt, bool) or not isinstance(corrupt, int | float) or not 0 <= corrupt < 1:
+        raise ValueError(f"corrupt must be a number in [0, 1); got {corrupt!r}")
     tok = make_tiny_tokenizer()
     model = make_tiny_gpt2(len(tok), random_state=random_state, **gpt2)
     prompts, answers = make_key_prompts(n_samples, random_state=random_state)
     ids = torch.tensor(tok(prompts, add_special_tokens=False)["input_ids"])
     y = torch.tensor([tok(a, add_special_tokens=False)["input_ids"][0] for a in answers])
     gen = torch.Generator().manual_seed(random_state)
+    not_key = torch.arange(ids.shape[1]) != KEY_POSITION
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     with torch.random.fork_rng():
         torch.manual_seed(random_state)
         for _ in range(steps):
             rows = torch.randint(0, len(ids), (batch_size,), generator=gen)
-            logits = model(input_ids=ids[rows], use_cache=False).logits[:, -1]
+            x = ids[rows]
+            rate = torch.rand(batch_size, 1, generator=gen) * corrupt
+            hit = (torch.rand(x.shape, generator=gen) < rate) & not_key
+            pad = torch.rand(x.shape, generator=gen) < 0.5
+            other = torch.randint(0, len(tok), x.shape, generator=gen)
+            x = torch.where(hit, torch.where(pad, torch.full_like(x, tok.pad_token_id), other), x)
+            logits = model(input_ids=x, use_cache=False).logits[:, -1]
             loss = torch.nn.functional.cross_entropy(logits, y[rows])
             opt.zero_grad()
             loss.backward()

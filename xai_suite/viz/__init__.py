@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .image import plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
+from .text import render_text_html  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ..explanation import CounterfactualExplanation, Explanation

@@ -1,0 +1,949 @@
+"""Attribution of a continuation to the prompt of a causal LM, at token, word or sentence level.
+
+What is explained is a *scalariser* of the continuation, read by teacher forcing (the prompt
+and the continuation in one sequence, the continuation's tokens' log-probabilities read off
+the logits):
+
+- ``logprob``: ``sum_j log p(target_j | prompt, target_<j)``;
+- ``prob``: the product of those probabilities (``exp`` of ``logprob``);
+- ``contrastive``: ``logprob(target) - logprob(contrast)``, why this continuation rather
+  than another one (``contrast`` is given to ``explain``).
+
+A ``target`` of ``None`` explains the model's own greedy continuation of ``max_new_tokens``
+tokens.
+
+Perturbation explainers replace units of the prompt by a baseline token (the tokenizer's pad
+token, else its unk token, unless ``baseline_token`` says otherwise). Every perturbed prompt
+of a call is a row of one id matrix, run through the model in chunks of ``batch_size`` rows
+(identical rows are run once); ``params["model_rows"]`` records how many rows went through
+the model. Gradient explainers integrate (or take) gradients with respect to the prompt's
+token embeddings, the continuation's embeddings kept as they are; a token's attribution is the
+sum over the embedding dimension, a unit's the sum over its tokens.
+
+:meth:`TextPerturbationExplainer.explain_hierarchical` attributes coarse units first (say
+sentences) and refines only the most important ones (into words, then tokens), so long
+prompts cost far fewer model rows than a token-level attribution of the whole prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from xai_suite._validation import check_positive_int, check_random_state, parse_bytes
+from xai_suite.base import Explainer
+from xai_suite.baselines import _jsonable
+from xai_suite.batching import auto_rows, check_batch_size, probe_activations
+from xai_suite.methods.native.integrated_gradients import QUADRATURES, quadrature
+from xai_suite.methods.native.kernel_shap import kernel_coalitions, solve_kernel_shap
+from xai_suite.registry import register_explainer
+
+from .models import Encoding, LanguageModel
+from .segments import LEVELS, Unit, check_level, refine, segment
+
+SCALARISERS = ("logprob", "prob", "contrastive")
+TEXT = ("text",)
+HF = ("hf_causal_lm",)
+REQUIRES = ("transformers",)
+
+
+# -- the result ---------------------------------------------------------------------------------
+@dataclass
+class TextExplanation:
+    """Attributions of a continuation to the units of a prompt.
+
+    Attributes
+    ----------
+    prompt : str
+    target : str
+        The explained continuation (decoded from ``target_ids``).
+    target_ids : numpy.ndarray of int64, shape (L,)
+    units : list of str, length U
+        Each unit's text (``prompt[start:end]``).
+    spans : list of (int, int), length U
+        Each unit's character span in ``prompt``.
+    level : str
+        ``token``, ``word`` or ``sentence`` (for a refined level of
+        :meth:`~TextPerturbationExplainer.explain_hierarchical`, the finest level in it;
+        ``params["unit_levels"]`` gives each unit's own).
+    attributions : numpy.ndarray of float64, shape (U,)
+        Signed, unnormalised.
+    score : float
+        The scalariser's value on the unperturbed prompt.
+    method : str
+        Qualified explainer name, e.g. ``"native:text_ablation"``.
+    params : dict
+        Every hyper-parameter, plus settings resolved in the call (the baseline token id,
+        ``model_rows``, the batch size used, ...).
+    convergence_delta : float or None
+        Completeness error ``sum(attributions) - (score - score of the baseline prompt)``
+        where the method has one.
+    contrast : str or None
+        The contrast continuation (``contrastive`` scalariser).
+    unit_tokens : list of tuple of int, length U
+        Indices of the prompt's tokens in each unit.
+    """
+
+    prompt: str
+    target: str
+    target_ids: np.ndarray
+    units: list[str]
+    spans: list[tuple[int, int]]
+    level: str
+    attributions: np.ndarray
+    score: float
+    method: str
+    params: dict = field(default_factory=dict)
+    convergence_delta: float | None = None
+    contrast: str | None = None
+    unit_tokens: list[tuple[int, ...]] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per unit: unit, start, end, tokens, attribution."""
+        return pd.DataFrame({
+            "unit": self.units,
+            "start": [s for s, _ in self.spans],
+            "end": [e for _, e in self.spans],
+            "tokens": list(self.unit_tokens) or [None] * len(self.units),
+            "attribution": self.attributions,
+        })
+
+    def top(self, k: int = 5, *, absolute: bool = False) -> pd.DataFrame:
+        """The ``k`` units with the largest attribution (or absolute attribution), largest first."""
+        check_positive_int(k=k)
+        df = self.to_frame()
+        key = df["attribution"].abs() if absolute else df["attribution"]
+        order = np.argsort(-key.to_numpy(), kind="stable")[:k]
+        return df.iloc[order]
+
+    def to_html(self, title: str | None = None) -> str:
+        """The prompt with each unit shaded by its attribution (see :mod:`xai_suite.viz.text`)."""
+        from xai_suite.viz.text import render_text_html
+
+        sub = f"target: {self.target!r}"
+        if self.contrast is not None:
+            sub += f" vs {self.contrast!r}"
+        sub += f"; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
+        return render_text_html(self.prompt, self.spans, self.attributions,
+                                title=title or f"{self.method} ({self.level})", subtitle=sub)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def plot(self, ax=None):
+        """Horizontal bars, one per unit in text order (red positive, blue negative); returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 0.3 * len(self.units) + 1))
+        y = np.arange(len(self.units))
+        colours = ["tab:red" if v > 0 else "tab:blue" for v in self.attributions]
+        ax.barh(y, self.attributions, color=colours)
+        ax.set_yticks(y, [repr(u)[1:-1] for u in self.units])
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(f"attribution ({self.params.get('scalariser', 'score')})")
+        ax.set_title(f"{self.method}: {self.target!r}")
+        return ax
+
+
+# -- one call's fixed state ---------------------------------------------------------------
+@dataclass
+class _Prepared:
+    """A prompt, its continuations and how their scores combine into the scalariser."""
+
+    lm: LanguageModel
+    enc: Encoding
+    ids: torch.Tensor  # (T,) prompt ids on the model's device
+    target_ids: torch.Tensor  # (L,)
+    target: str
+    contrast: str | None
+    conts: torch.Tensor  # (C, Lmax) continuation ids, right-padded
+    lengths: list[int]  # (C,) true lengths
+    coefs: np.ndarray  # (C,) +1 target, -1 contrast
+    scalariser: str
+    baseline_id: int
+    rows: int = 0  # rows per model call, resolved on first use
+
+    @property
+    def keep(self) -> int:
+        """Logit positions read: the last prompt position and every continuation position."""
+        return int(self.conts.shape[1]) + 1
+
+    def combine(self, logp: torch.Tensor) -> torch.Tensor:
+        """Scalariser from continuation log-probabilities (C, R) -> (R,)."""
+        if self.scalariser == "prob":
+            return logp[0].exp()
+        coefs = torch.as_tensor(self.coefs, dtype=logp.dtype, device=logp.device)
+        return (coefs[:, None] * logp).sum(0)
+
+
+@functools.cache
+def _takes_logits_to_keep(cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+
+
+class _KeptLogits(nn.Module):
+    """The LM on ids (B, S) or embeddings (B, S, d): logits at the last ``keep`` positions."""
+
+    def __init__(self, lm: LanguageModel, keep: int):
+        super().__init__()
+        self.model = lm.model
+        self.keep = keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # an all-ones attention mask: no padding (only right-padded continuations, never read)
+        kwargs = {"use_cache": False,
+                  "attention_mask": torch.ones(x.shape[:2], dtype=torch.long, device=x.device)}
+        if _takes_logits_to_keep(type(self.model)):
+            kwargs["logits_to_keep"] = self.keep
+        if x.is_floating_point():
+            out = self.model(inputs_embeds=x, **kwargs).logits
+        else:
+            out = self.model(input_ids=x, **kwargs).logits
+        return out[:, -self.keep:]
+
+
+def _continuation_logprob(kept: torch.Tensor, conts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Sum of the continuations' token log-probabilities, float64 (R,).
+
+    ``kept`` (R, Lmax + 1, V) are the logits from the last prompt position on; row ``r``
+    continues with ``conts[r]`` (R, Lmax), of which the first ``lengths[r]`` are real.
+    """
+    logits = kept[:, :-1].float()
+    picked = logits.gather(2, conts.unsqueeze(2)).squeeze(2)
+    lp = (picked - torch.logsumexp(logits, dim=2)).double()
+    valid = torch.arange(conts.shape[1], device=conts.device)[None, :] < lengths[:, None]
+    return (lp * valid).sum(1)
+
+
+# -- the explainers -----------------------------------------------------------------------------
+class TextExplainer(Explainer):
+    """Base of the ``text`` explainers: prompt and target handling, scalarisers, batching.
+
+    Subclasses store their keyword-only hyper-parameters, among them ``level``,
+    ``scalariser``, ``max_new_tokens``, ``baseline_token``, ``batch_size`` and
+    ``max_memory``.
+    """
+
+    def explain(self, prompt: str, target=None, *, contrast=None) -> TextExplanation:
+        """Attribute the scalariser of ``target`` to the units of ``prompt``.
+
+        Parameters
+        ----------
+        prompt : str
+            A non-empty prompt.
+        target : str, sequence of int or None
+            The continuation to explain (text, as it follows the prompt, e.g. ``" Paris"``, or
+            token ids); ``None`` takes the model's greedy continuation of ``max_new_tokens``.
+        contrast : str or sequence of int, optional
+            The other continuation of the ``contrastive`` scalariser (required by it, refused
+            by the others).
+
+        Returns
+        -------
+        TextExplanation
+        """
+        prep = self._prepare(prompt, target, contrast)
+        units = segment(prep.enc, check_level(self.level))
+        return self._explain_units(prep, units, self.level, None, {})
+
+    @property
+    def requires_fit(self) -> bool:
+        """Text explainers learn nothing from data."""
+        return False
+
+    def fit(self, X, y=None) -> TextExplainer:
+        """Not used: text explainers learn nothing from data (raises ``TypeError``)."""
+        raise TypeError(f"{self.info.qualified_name} learns nothing from data: call "
+                        "explain(prompt, target) without fit")
+
+    # -- preparation ----------------------------------------------------------------------
+    def _lm(self) -> LanguageModel:
+        if not isinstance(self.model, LanguageModel):
+            raise TypeError(f"{self.info.qualified_name} explains an xai_suite_llm.LanguageModel "
+                            f"(model kind hf_causal_lm); got {type(self.model).__name__}. Wrap a "
+                            "Hugging Face model: LanguageModel(model, tokenizer)")
+        return self.model
+
+    def _baseline_id(self, lm: LanguageModel) -> int:
+        tok, spec = lm.tokenizer, self.baseline_token
+        if spec is None:
+            for tid in (tok.pad_token_id, tok.unk_token_id):
+                if tid is not None:
+                    return int(tid)
+            raise ValueError("the tokenizer has neither a pad nor an unk token: pass "
+                             "baseline_token (a token string or id)")
+        if isinstance(spec, str):
+            tid = tok.convert_tokens_to_ids(spec)
+            if tid is None or (tid == tok.unk_token_id and spec != tok.unk_token):
+                raise ValueError(f"baseline_token {spec!r} is not a token of the tokenizer's vocabulary")
+            return int(tid)
+        if isinstance(spec, bool) or not isinstance(spec, int | np.integer) or not 0 <= spec < lm.vocab_size:
+            raise ValueError(f"baseline_token must be None, a token string or a token id in "
+                             f"[0, {lm.vocab_size}); got {spec!r}")
+        return int(spec)
+
+    def _continuation(self, lm: LanguageModel, value, what: str) -> torch.Tensor:
+        if isinstance(value, str):
+            return lm.token_ids(value)
+        if isinstance(value, torch.Tensor | np.ndarray | list | tuple):
+            ids = torch.as_tensor(np.asarray(value))
+            if ids.ndim != 1 or len(ids) == 0 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+                raise ValueError(f"{what} as token ids must be a non-empty 1-D integer sequence; "
+                                 f"got shape {tuple(ids.shape)} and dtype {ids.dtype}")
+            if int(ids.min()) < 0 or int(ids.max()) >= lm.vocab_size:
+                raise ValueError(f"{what} token ids must lie in [0, {lm.vocab_size})")
+            return ids.long()
+        raise TypeError(f"{what} must be a string, a sequence of token ids or None; got "
+                        f"{type(value).__name__}")
+
+    def _prepare(self, prompt, target, contrast) -> _Prepared:
+        lm = self._lm()
+        if self.scalariser not in SCALARISERS:
+            raise ValueError(f"scalariser must be one of {', '.join(map(repr, SCALARISERS))}; "
+                             f"got {self.scalariser!r}")
+        check_level(self.level)
+        check_positive_int(max_new_tokens=self.max_new_tokens)
+        check_batch_size(self.batch_size)
+        check_random_state(getattr(self, "random_state", None))
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
+        if self.scalariser == "contrastive" and contrast is None:
+            raise ValueError("scalariser='contrastive' explains logprob(target) - "
+                             "logprob(contrast): pass contrast= to explain")
+        if self.scalariser != "contrastive" and contrast is not None:
+            raise ValueError(f"contrast is only used with scalariser='contrastive' (this "
+                             f"explainer's scalariser is {self.scalariser!r})")
+        enc = lm.encode(prompt)
+        if len(enc.ids) == 0:
+            raise ValueError(f"prompt {prompt!r} tokenises to no tokens")
+        baseline_id = self._baseline_id(lm)
+        if target is None:
+            target_ids = lm.generate(enc.ids, self.max_new_tokens)
+        else:
+            target_ids = self._continuation(lm, target, "target")
+        conts = [target_ids]
+        if contrast is not None:
+            conts.append(self._continuation(lm, contrast, "contrast"))
+        lengths = [len(c) for c in conts]
+        lmax = max(lengths)
+        max_pos = getattr(lm.model.config, "max_position_embeddings", None)
+        if max_pos is not None and len(enc.ids) + lmax > max_pos:
+            raise ValueError(f"the prompt ({len(enc.ids)} tokens) and its continuation ({lmax}) "
+                             f"exceed the model's {max_pos} positions")
+        padded = torch.full((len(conts), lmax), baseline_id, dtype=torch.long)
+        for i, c in enumerate(conts):
+            padded[i, : len(c)] = c
+        dev = lm.device
+        return _Prepared(
+            lm=lm, enc=enc, ids=enc.ids.to(dev), target_ids=target_ids,
+            target=lm.decode(target_ids) if not isinstance(target, str) else target,
+            contrast=None if contrast is None else (
+                contrast if isinstance(contrast, str) else lm.decode(conts[1])),
+            conts=padded.to(dev), lengths=lengths,
+            coefs=np.array([1.0, -1.0][: len(conts)]), scalariser=self.scalariser,
+            baseline_id=baseline_id,
+        )
+
+    def _resolve_rows(self, prep: _Prepared, sample: torch.Tensor) -> int:
+        """Rows per model call: ``batch_size``, or for ``"auto"`` from a probe of the model."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        with torch.no_grad():
+            probe = probe_activations(_KeptLogits(prep.lm, prep.keep), sample[:4])
+        return auto_rows(probe, prep.lm.device, parse_bytes(self.max_memory))
+
+    def _result(self, prep: _Prepared, units: Sequence[Unit], level: str, values: np.ndarray,
+                score: float, delta: float | None, resolved: dict) -> TextExplanation:
+        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params.update({
+            "scalariser": prep.scalariser,
+            "baseline_token_id": prep.baseline_id,
+            "n_units": len(units),
+            "unit_levels": [u.level for u in units],
+            "batch_size_used": prep.rows,
+        })
+        params.update(_jsonable(resolved))
+        return TextExplanation(
+            prompt=prep.enc.text,
+            target=prep.target,
+            target_ids=prep.target_ids.cpu().numpy().astype(np.int64),
+            units=[u.text for u in units],
+            spans=[(u.start, u.end) for u in units],
+            level=level,
+            attributions=np.asarray(values, dtype=np.float64),
+            score=float(score),
+            method=self.info.qualified_name,
+            params=params,
+            convergence_delta=None if delta is None else float(delta),
+            contrast=prep.contrast,
+            unit_tokens=[u.tokens for u in units],
+        )
+
+    def _explain_units(self, prep: _Prepared, units: list[Unit], level: str, evaluator,
+                       extra: dict) -> TextExplanation:
+        raise NotImplementedError
+
+
+class _Evaluator:
+    """Scalariser values of perturbed prompts, batched and cached by token-presence pattern.
+
+    ``presence`` rows (P, T) say which prompt tokens are kept (the others become the
+    baseline token). Distinct uncached patterns are run as rows of one id matrix, prompt and
+    continuation in one sequence, ``prep.rows`` rows per model call.
+    """
+
+    def __init__(self, explainer: TextExplainer, prep: _Prepared):
+        self.prep = prep
+        self.cache: dict[bytes, float] = {}
+        self.model_rows = 0
+        self.explainer = explainer
+
+    def __call__(self, presence: np.ndarray) -> np.ndarray:
+        presence = np.asarray(presence, dtype=bool)
+        uniq, inv = np.unique(presence, axis=0, return_inverse=True)
+        keys = [np.packbits(row).tobytes() + bytes([len(row) % 8]) for row in uniq]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        if todo:
+            vals = self._run(uniq[todo])
+            for i, v in zip(todo, vals, strict=True):
+                self.cache[keys[i]] = float(v)
+        return np.array([self.cache[k] for k in keys], dtype=np.float64)[inv.reshape(-1)]
+
+    def _run(self, presence: np.ndarray) -> np.ndarray:
+        p = self.prep
+        dev = p.ids.device
+        pres = torch.as_tensor(presence, device=dev)
+        ids = torch.where(pres, p.ids[None, :], torch.full_like(p.ids, p.baseline_id)[None, :])
+        n_cont = p.conts.shape[0]
+        # rows: perturbation-major, then continuation
+        r_idx = torch.arange(len(ids), device=dev).repeat_interleave(n_cont)
+        c_idx = torch.arange(n_cont, device=dev).repeat(len(ids))
+        lengths = torch.as_tensor(p.lengths, device=dev)
+        if p.rows == 0:  # resolved on the first rows of the call
+            sample = torch.cat([ids[r_idx[:4]], p.conts[c_idx[:4]]], dim=1)
+            p.rows = self.explainer._resolve_rows(p, sample)
+        fwd = _KeptLogits(p.lm, p.keep)
+        out = torch.empty(len(r_idx), dtype=torch.float64)
+        with torch.no_grad():
+            for s in range(0, len(r_idx), p.rows):
+                r, c = r_idx[s : s + p.rows], c_idx[s : s + p.rows]
+                seq = torch.cat([ids[r], p.conts[c]], dim=1)
+                out[s : s + len(r)] = _continuation_logprob(fwd(seq), p.conts[c], lengths[c]).cpu()
+        self.model_rows += len(r_idx)
+        return p.combine(out.view(len(ids), n_cont).T).numpy()
+
+
+class TextPerturbationExplainer(TextExplainer):
+    """Perturbation explainers of text: units replaced by a baseline token, batched."""
+
+    family = "perturbation"
+    has_delta = False
+
+    def _attribute_units(self, game: Callable[[np.ndarray], np.ndarray], n_units: int,
+                         score: float, null: float) -> tuple[np.ndarray, dict]:
+        """Unit attributions (U,) from ``game(masks (P, U) bool) -> values (P,)``."""
+        raise NotImplementedError
+
+    def _explain_units(self, prep, units, level, evaluator, extra) -> TextExplanation:
+        ev = evaluator or _Evaluator(self, prep)
+        rows_before = ev.model_rows
+        t = len(prep.ids)
+        unit_of = np.empty(t, dtype=np.int64)
+        for i, u in enumerate(units):
+            unit_of[list(u.tokens)] = i
+
+        def game(masks: np.ndarray) -> np.ndarray:
+            masks = np.asarray(masks, dtype=bool)
+            return ev(masks[:, unit_of])
+
+        full_null = game(np.array([[True] * len(units), [False] * len(units)]))
+        score, null = float(full_null[0]), float(full_null[1])
+        values, resolved = self._attribute_units(game, len(units), score, null)
+        delta = float(values.sum() - (score - null)) if self.has_delta else None
+        resolved = {**resolved, **extra, "baseline_score": null,
+                    "model_rows": ev.model_rows - rows_before}
+        return self._result(prep, units, level, values, score, delta, resolved)
+
+    def explain_hierarchical(self, prompt: str, target=None, *, contrast=None,
+                             levels: Sequence[str] = ("sentence", "word", "token"),
+                             top_k: int = 1) -> list[TextExplanation]:
+        """Attribute coarse units first, then refine the most important ones level by level.
+
+        At each level after the first, the ``top_k`` units with the largest absolute
+        attribution among those the previous level introduced are split into the units of
+        the next level; every other unit stays whole (perturbing a fine unit leaves the rest
+        of the prompt, coarse units included, as it is). A level whose units are the
+        previous level's (a one-token word refined into its token) is not recomputed. Model
+        rows are cached across levels by the prompt tokens they keep, so the unperturbed and
+        fully perturbed prompts run once.
+
+        Parameters
+        ----------
+        prompt, target, contrast
+            As for :meth:`explain`.
+        levels : sequence of str
+            From coarse to fine, e.g. ``("sentence", "word", "token")``; the ``level``
+            hyper-parameter is not used here.
+        top_k : int
+            Units refined at each step.
+
+        Returns
+        -------
+        list of TextExplanation
+            One per level; ``params["model_rows"]`` counts the rows that level ran,
+            ``params["refined"]`` the positions (in the previous level's units) refined.
+        """
+        levels = tuple(levels)
+        if not levels:
+            raise ValueError("levels must name at least one level")
+        for lev in levels:
+            check_level(lev)
+        order = [LEVELS.index(lev) for lev in levels]
+        if any(a <= b for a, b in itertools.pairwise(order)):
+            raise ValueError(f"levels must go from coarse to fine without repeats (sentence, word, "
+                             f"token); got {levels}")
+        check_positive_int(top_k=top_k)
+        prep = self._prepare(prompt, target, contrast)
+        ev = _Evaluator(self, prep)
+        units = segment(prep.enc, levels[0])
+        newest = list(range(len(units)))
+        common = {"levels": list(levels), "top_k": top_k}
+        results = [self._explain_units(prep, units, levels[0], ev, {**common, "refined": []})]
+        for lev in levels[1:]:
+            prev = results[-1]
+            chosen = sorted(newest, key=lambda i: (-abs(prev.attributions[i]), i))[:top_k]
+            finer = segment(prep.enc, lev)
+            new_units = refine(units, chosen, finer)
+            chosen_tokens = {t for i in chosen for t in units[i].tokens}
+            newest = [j for j, u in enumerate(new_units) if set(u.tokens) <= chosen_tokens]
+            extra = {**common, "refined": sorted(chosen)}
+            if [u.tokens for u in new_units] == [u.tokens for u in units]:
+                params = {**prev.params, **extra, "model_rows": 0,
+                          "unit_levels": [u.level for u in new_units]}
+                results.append(replace(prev, level=lev, params=params))
+            else:
+                results.append(self._explain_units(prep, new_units, lev, ev, extra))
+            units = new_units
+        return results
+
+
+_COMMON_PARAMS = """level : {"token", "word", "sentence"}
+        Units attributed (default ``"token"``).
+    scalariser : {"logprob", "prob", "contrastive"}
+        What is explained (see :mod:`xai_suite_llm.attribution`).
+    max_new_tokens : int
+        Length of the greedy continuation explained when ``target`` is ``None``.
+    baseline_token : str, int or None
+        The token that replaces perturbed tokens: ``None`` is the tokenizer's pad token,
+        else its unk token.
+    batch_size : "auto" or int
+        Rows (perturbed prompt + continuation) per model call.
+    max_memory : int or str, optional
+        Memory budget for ``batch_size="auto"``."""
+
+
+def _doc(cls):
+    cls.__doc__ = cls.__doc__.replace("{common}", _COMMON_PARAMS)
+    return cls
+
+
+@register_explainer(
+    "text_ablation", library="native", family="perturbation", modalities=TEXT, model_kinds=HF,
+    requires=REQUIRES, recommended=True,
+    summary="Occlusion of prompt units (tokens, words, sentences) by a baseline token, batched",
+    reference="Zeiler & Fergus (2014); Captum's LLMAttribution(FeatureAblation)",
+)
+@_doc
+class TextAblation(TextPerturbationExplainer):
+    """Each unit replaced by the baseline token, one at a time: ``f(x) - f(x without unit)``.
+
+    Equals Captum's ``LLMAttribution(FeatureAblation(model), tokenizer)`` with
+    ``TextTokenInput(prompt, tokenizer, baselines=<baseline token id>)`` at token level.
+
+    Parameters
+    ----------
+    model : LanguageModel
+    {common}
+    """
+
+    def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
+                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+        self.model = model
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+
+    def _attribute_units(self, game, n_units, score, null):
+        masks = ~np.eye(n_units, dtype=bool)
+        return score - game(masks), {}
+
+
+@register_explainer(
+    "text_shapley_sampling", library="native", family="perturbation", modalities=TEXT,
+    model_kinds=HF, requires=REQUIRES, stochastic=True, batch_invariant=True,
+    has_convergence_delta=True, recommended=True,
+    summary="Shapley values of prompt units by permutation sampling, all rows batched",
+    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value "
+    "based on sampling; Strumbelj & Kononenko (2010)",
+    notes="Efficient by construction: each permutation's marginal contributions sum to "
+    "f(x) - f(baseline prompt).",
+)
+@_doc
+class TextShapleySampling(TextPerturbationExplainer):
+    """Shapley values of the units, averaged over random permutations (as Captum's ShapleyValueSampling).
+
+    Each permutation adds the units one by one to the all-baseline prompt; a unit's value is
+    the mean change of the scalariser when it is added. The rows of all permutations run in
+    one batched pass (identical coalitions, such as the empty and the full one, once).
+
+    Parameters
+    ----------
+    model : LanguageModel
+    n_samples : int
+        Permutations (each costs ``U + 1`` rows, fewer after removing repeats).
+    random_state : int, optional
+        Seeds the permutations.
+    {common}
+    """
+
+    has_delta = True
+
+    def __init__(self, model, *, n_samples: int = 25, level: str = "token",
+                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
+                 batch_size="auto", max_memory=None, random_state: int | None = None):
+        self.model = model
+        self.n_samples = n_samples
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.random_state = random_state
+
+    def _attribute_units(self, game, n_units, score, null):
+        check_positive_int(n_samples=self.n_samples)
+        rng = np.random.default_rng(self.random_state)
+        perms = np.stack([rng.permutation(n_units) for _ in range(self.n_samples)])  # (n, U)
+        rank = np.argsort(perms, axis=1)  # rank[p, u]: position of unit u in permutation p
+        k = np.arange(n_units + 1)
+        masks = rank[:, None, :] < k[None, :, None]  # (n, U + 1, U): first k units present
+        v = game(masks.reshape(-1, n_units)).reshape(self.n_samples, n_units + 1)
+        gains = np.diff(v, axis=1)  # (n, U): gain of adding perms[p, j]
+        values = np.zeros(n_units)
+        np.add.at(values, perms.reshape(-1), gains.reshape(-1))
+        return values / self.n_samples, {"n_samples_used": int(self.n_samples)}
+
+
+@register_explainer(
+    "text_kernel_shap", library="native", family="perturbation", modalities=TEXT, model_kinds=HF,
+    requires=REQUIRES, stochastic=True, batch_invariant=True, has_convergence_delta=True,
+    recommended=True,
+    summary="KernelSHAP over prompt units with shap's coalitions and weights, rows batched",
+    reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
+    notes="Exact Shapley values when every coalition is enumerated (n_samples='all' or "
+    ">= 2^U - 2); random only while coalitions are sampled.",
+)
+@_doc
+class TextKernelShap(TextPerturbationExplainer):
+    """KernelSHAP over the units: absent units are the baseline token.
+
+    Coalitions and weights are shap.KernelExplainer's
+    (:func:`xai_suite.methods.native.kernel_shap.kernel_coalitions`), the regression its
+    efficiency-constrained weighted least squares
+    (:func:`~xai_suite.methods.native.kernel_shap.solve_kernel_shap`): the values sum to
+    ``f(x) - f(baseline prompt)``.
+
+    Parameters
+    ----------
+    model : LanguageModel
+    n_samples : "auto", "all" or int
+        Coalitions (shap's ``nsamples``): ``"auto"`` is ``2 U + 2048``; ``"all"`` (or an
+        int ``>= 2^U - 2``) enumerates every coalition: exact Shapley values (at most 22 units).
+    random_state : int, optional
+        Seeds the sampled coalitions.
+    {common}
+    """
+
+    has_delta = True
+
+    def __init__(self, model, *, n_samples="auto", level: str = "token",
+                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
+                 batch_size="auto", max_memory=None, random_state: int | None = None):
+        self.model = model
+        self.n_samples = n_samples
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.random_state = random_state
+
+    def _attribute_units(self, game, n_units, score, null):
+        if n_units == 1:
+            return np.array([score - null]), {"n_coalitions_used": 0, "exact": True}
+        c = kernel_coalitions(n_units, self.n_samples, self.random_state)
+        v = game(c.masks > 0.5)
+        values = solve_kernel_shap(c, v[None, :], np.array([score]), np.array([null]))[0]
+        return values, {"n_coalitions_used": len(c.weights), "exact": bool(c.exact)}
+
+
+@register_explainer(
+    "text_lime", library="native", family="surrogate", modalities=TEXT, model_kinds=HF,
+    requires=REQUIRES, stochastic=True, batch_invariant=True, recommended=True,
+    summary="LIME over prompt units: random unit masks, cosine-distance kernel, weighted ridge",
+    reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
+)
+@_doc
+class TextLime(TextPerturbationExplainer):
+    """LIME over the units, sampled as ``lime.lime_text.LimeTextExplainer`` samples words.
+
+    The first sample is the prompt itself; every other one removes ``k`` units chosen at
+    random, ``k`` uniform in ``1..U``. A sample's weight is ``sqrt(exp(-d^2 / width^2))``
+    with ``d`` 100 times the cosine distance between its binary mask and the all-ones mask
+    (LIME's text kernel); the attributions are the coefficients of a weighted ridge
+    regression of the scalariser on the masks, with an intercept. Unlike LIME no feature
+    selection is done: every unit gets a coefficient.
+
+    Parameters
+    ----------
+    model : LanguageModel
+    n_samples : int
+        Masks drawn (LIME's default is 5000; ours is 500, each one a model row).
+    kernel_width : float
+        LIME's text kernel width (25).
+    alpha : float
+        Ridge penalty (1.0, as LIME's ``Ridge(alpha=1)``).
+    random_state : int, optional
+        Seeds the masks.
+    {common}
+    """
+
+    def __init__(self, model, *, n_samples: int = 500, kernel_width: float = 25.0,
+                 alpha: float = 1.0, level: str = "token", scalariser: str = "logprob",
+                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto",
+                 max_memory=None, random_state: int | None = None):
+        self.model = model
+        self.n_samples = n_samples
+        self.kernel_width = kernel_width
+        self.alpha = alpha
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+        self.random_state = random_state
+
+    def _attribute_units(self, game, n_units, score, null):
+        check_positive_int(n_samples=self.n_samples)
+        if self.n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2 for LIME's regression; got {self.n_samples}")
+        for name in ("kernel_width", "alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0 \
+                    or (name == "kernel_width" and v == 0):
+                raise ValueError(f"{name} must be a finite number > 0 (alpha >= 0); got {v!r}")
+        rng = np.random.default_rng(self.random_state)
+        masks = np.ones((self.n_samples, n_units), dtype=bool)
+        sizes = rng.integers(1, n_units + 1, size=self.n_samples - 1)
+        for i, k in enumerate(sizes, start=1):
+            masks[i, rng.choice(n_units, size=k, replace=False)] = False
+        y = game(masks)
+        present = masks.sum(1)
+        distance = (1.0 - np.sqrt(present / n_units)) * 100.0  # cosine distance to all-ones
+        w = np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
+        coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), y, w, self.alpha)
+        return coef, {"intercept": intercept, "surrogate_r2": r2}
+
+
+def weighted_ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float
+                   ) -> tuple[np.ndarray, float, float]:
+    """Weighted ridge regression with an unpenalised intercept (as scikit-learn's ``Ridge``).
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (S, U)
+    y, w : numpy.ndarray, shape (S,)
+        Targets and sample weights (>= 0).
+    alpha : float
+
+    Returns
+    -------
+    coef : numpy.ndarray, shape (U,)
+    intercept : float
+    r2 : float
+        Weighted coefficient of determination of the fit.
+    """
+    sw = w / w.sum()
+    xm, ym = sw @ X, sw @ y
+    Xc, yc = X - xm, y - ym
+    A = (w[:, None] * Xc).T @ Xc + alpha * np.eye(X.shape[1])
+    coef = np.linalg.lstsq(A, (w[:, None] * Xc).T @ yc, rcond=None)[0]
+    intercept = float(ym - xm @ coef)
+    resid = y - X @ coef - intercept
+    ss_tot = float(w @ yc**2)
+    r2 = 1.0 - float(w @ resid**2) / ss_tot if ss_tot > 0 else 1.0
+    return coef, intercept, r2
+
+
+# -- gradient explainers ------------------------------------------------------------------------
+class TextGradientExplainer(TextExplainer):
+    """Gradients with respect to the prompt's token embeddings (continuation embeddings kept)."""
+
+    family = "gradient"
+
+    def _embeddings(self, prep: _Prepared) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings (T, d) and continuation embeddings (C, Lmax, d), detached."""
+        with torch.no_grad():
+            return prep.lm.embed(prep.ids).detach(), prep.lm.embed(prep.conts).detach()
+
+    def _scores(self, prep: _Prepared, z: torch.Tensor, cont_emb: torch.Tensor) -> torch.Tensor:
+        """Scalariser (K,) for prompt embeddings ``z`` (K, T, d), differentiable."""
+        k, n_cont = z.shape[0], cont_emb.shape[0]
+        rows = torch.cat([z.unsqueeze(1).expand(-1, n_cont, -1, -1),
+                          cont_emb.unsqueeze(0).expand(k, -1, -1, -1)], dim=2)
+        rows = rows.reshape(k * n_cont, -1, z.shape[-1])
+        conts = prep.conts.repeat(k, 1)
+        lengths = torch.as_tensor(prep.lengths, device=z.device).repeat(k)
+        logp = _continuation_logprob(_KeptLogits(prep.lm, prep.keep)(rows), conts, lengths)
+        return prep.combine(logp.view(k, n_cont).T)
+
+    def _chunk_rows(self, prep: _Prepared, e: torch.Tensor, cont_emb: torch.Tensor) -> int:
+        sample = torch.cat([e.unsqueeze(0), cont_emb[:1]], dim=1)
+        prep.rows = self._resolve_rows(prep, sample)
+        return max(1, prep.rows // cont_emb.shape[0])  # path points per model call
+
+    def _explain_units(self, prep, units, level, evaluator, extra) -> TextExplanation:
+        token_attr, score, delta, resolved = self._token_attributions(prep)
+        values = np.array([token_attr[list(u.tokens)].sum() for u in units])
+        return self._result(prep, units, level, values, score, delta, {**resolved, **extra})
+
+    def _token_attributions(self, prep: _Prepared) -> tuple[np.ndarray, float, float | None, dict]:
+        raise NotImplementedError
+
+
+@register_explainer(
+    "text_integrated_gradients", library="native", family="gradient", modalities=TEXT,
+    model_kinds=HF, requires=REQUIRES, has_convergence_delta=True, recommended=True,
+    summary="Layer integrated gradients on the prompt's token embeddings (baseline: the "
+    "baseline token's embedding), batched over the path",
+    reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks; "
+    "Captum's LLMGradientAttribution(LayerIntegratedGradients)",
+)
+@_doc
+class TextIntegratedGradients(TextGradientExplainer):
+    """Integrated gradients of the scalariser along the path from baseline to prompt embeddings.
+
+    A token's attribution is ``sum_d (e - b)_d * integral of the gradient``; the path points
+    of every step go through the model in chunks of ``batch_size`` rows. With the default
+    baseline (the baseline token's embedding at every prompt position), ``n_steps`` and
+    quadrature this is Captum's ``LLMGradientAttribution(LayerIntegratedGradients(model,
+    embedding layer))`` with ``TextTokenInput(prompt, tokenizer, baselines=<token id>)``
+    (Captum attributes each target token's log-probability separately and sums; IG is
+    linear in the explained function, so that is the same thing).
+
+    Parameters
+    ----------
+    model : LanguageModel
+    n_steps : int
+        Integration points (50, as Captum).
+    quadrature : str
+        ``gausslegendre`` (Captum's default) or ``riemann_left|right|middle|trapezoid``.
+    baseline : {"token", "zeros"}
+        The reference embedding: the baseline token's, or zero vectors.
+    {common}
+    """
+
+    def __init__(self, model, *, n_steps: int = 50, quadrature: str = "gausslegendre",
+                 baseline: str = "token", level: str = "token", scalariser: str = "logprob",
+                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+        self.model = model
+        self.n_steps = n_steps
+        self.quadrature = quadrature
+        self.baseline = baseline
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+
+    def _token_attributions(self, prep):
+        if self.quadrature not in QUADRATURES:
+            raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}; got {self.quadrature!r}")
+        alphas, weights = quadrature(self.quadrature, self.n_steps)
+        if self.baseline not in ("token", "zeros"):
+            raise ValueError(f"baseline must be 'token' or 'zeros'; got {self.baseline!r}")
+        e, cont_emb = self._embeddings(prep)
+        if self.baseline == "token":
+            with torch.no_grad():
+                b = prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach()
+        else:
+            b = torch.zeros_like(e)
+        per_call = self._chunk_rows(prep, e, cont_emb)
+        a_t = torch.as_tensor(alphas, dtype=e.dtype, device=e.device)
+        w_t = torch.as_tensor(weights, dtype=e.dtype, device=e.device)
+        acc = torch.zeros_like(e, dtype=torch.float64)
+        for s in range(0, len(alphas), per_call):
+            a = a_t[s : s + per_call].view(-1, 1, 1)
+            z = (b + a * (e - b)).requires_grad_(True)
+            out = self._scores(prep, z, cont_emb)
+            (grad,) = torch.autograd.grad((out * w_t[s : s + per_call]).sum(), z)
+            acc += grad.double().sum(0)
+        token_attr = ((e - b).double() * acc).sum(-1).cpu().numpy()
+        with torch.no_grad():
+            fx, fb = self._scores(prep, torch.stack([e, b]), cont_emb).tolist()
+        delta = float(token_attr.sum() - (fx - fb))
+        return token_attr, fx, delta, {"baseline_score": fb, "model_rows": (
+            len(alphas) + 2) * cont_emb.shape[0], "baseline_used": self.baseline}
+
+
+@register_explainer(
+    "text_gradient_x_activation", library="native", family="gradient", modalities=TEXT,
+    model_kinds=HF, requires=REQUIRES, recommended=True,
+    summary="Gradient x token embedding, summed over the embedding dimension",
+    reference="Shrikumar et al. (2016); Captum's LLMGradientAttribution(LayerGradientXActivation)",
+)
+@_doc
+class TextGradientXActivation(TextGradientExplainer):
+    """Gradient of the scalariser with respect to each prompt token's embedding, times the embedding.
+
+    Parameters
+    ----------
+    model : LanguageModel
+    {common}
+    """
+
+    def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
+                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+        self.model = model
+        self.level = level
+        self.scalariser = scalariser
+        self.max_new_tokens = max_new_tokens
+        self.baseline_token = baseline_token
+        self.batch_size = batch_size
+        self.max_memory = max_memory
+
+    def _token_attributions(self, prep):
+        e, cont_emb = self._embeddings(prep)
+        self._chunk_rows(prep, e, cont_emb)
+        z = e.unsqueeze(0).clone().requires_grad_(True)
+        out = self._scores(prep, z, cont_emb)
+        (grad,) = torch.autograd.grad(out.sum(), z)
+        token_attr = (grad[0].double() * e.double()).sum(-1).cpu().numpy()
+        return token_attr, float(out.detach()[0]), None, {"model_rows": cont_emb.shape[0]}

@@ -1,0 +1,81 @@
+"""HTML views of text attributions: each unit of a prompt shaded by its signed attribution.
+
+Everything that comes from the user (the text, the title, the values' labels) is escaped
+with :func:`html.escape`, so a prompt holding markup renders as text, never as markup.
+Colours are symmetric around zero: red for positive, blue for negative attributions, the
+strongest unit at full colour; only the picture is scaled, never the attributions.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _colour(value: float, limit: float) -> str:
+    """``rgba`` background: red (positive) or blue (negative), alpha = |value| / limit."""
+    alpha = 0.0 if limit == 0 else min(1.0, abs(value) / limit)
+    rgb = "220, 38, 38" if value > 0 else "37, 99, 235"
+    return f"rgba({rgb}, {alpha:.3f})"
+
+
+def render_text_html(text: str, spans: Sequence[tuple[int, int]], attributions, *,
+                     title: str | None = None, subtitle: str | None = None) -> str:
+    """An HTML fragment showing ``text`` with each unit's background set by its attribution.
+
+    Parameters
+    ----------
+    text : str
+        The original text (shown whole: text between units, spaces included, is kept).
+    spans : sequence of (int, int), length U
+        Character span of each unit in ``text``, in text order, not overlapping
+        (``0 <= start <= end <= len(text)``).
+    attributions : array-like of float, shape (U,)
+        Signed attribution of each unit (finite).
+    title : str, optional
+        A heading above the text (escaped).
+    subtitle : str, optional
+        A line under the heading, e.g. the explained continuation (escaped).
+
+    Returns
+    -------
+    str
+        A ``<div>`` holding the text; each unit is a ``<span>`` whose ``title`` tooltip
+        gives its value.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str; got {type(text).__name__}")
+    values = np.asarray(attributions, dtype=np.float64)
+    if values.ndim != 1 or len(values) != len(spans):
+        raise ValueError(f"attributions must have shape ({len(spans)},), one per span; got "
+                         f"{values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("attributions contain NaN or infinite values; expected finite numbers")
+    prev = 0
+    for s, e in spans:
+        if not (isinstance(s, int | np.integer) and isinstance(e, int | np.integer)):
+            raise TypeError(f"spans must be (int, int) pairs; got {(s, e)!r}")
+        if not prev <= s <= e <= len(text):
+            raise ValueError(f"spans must be in text order, not overlapping and within the text "
+                             f"(length {len(text)}); got {(s, e)} after position {prev}")
+        prev = e
+    limit = float(np.abs(values).max()) if len(values) else 0.0
+    parts = ['<div class="xai-text" style="font-family: monospace; line-height: 1.8;">']
+    if title is not None:
+        parts.append(f"<h4>{html.escape(str(title))}</h4>")
+    if subtitle is not None:
+        parts.append(f"<p>{html.escape(str(subtitle))}</p>")
+    parts.append('<p style="white-space: pre-wrap;">')
+    pos = 0
+    for (s, e), v in zip(spans, values, strict=True):
+        parts.append(html.escape(text[pos:s]))
+        parts.append(
+            f'<span style="background-color: {_colour(v, limit)}; border-radius: 3px;" '
+            f'title="{v:.6g}">{html.escape(text[s:e])}</span>'
+        )
+        pos = e
+    parts.append(html.escape(text[pos:]))
+    parts.append("</p></div>")
+    return "".join(parts)
