@@ -163,6 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("results", help="a run directory or its results.sqlite")
     p_report.add_argument("--out", help="where to write report.md (default: RESULTS/report)")
 
+    p_course = sub.add_parser("course", help="self-grading assignments: list, init a starter "
+                              "file, check a solution")
+    course = p_course.add_subparsers(dest="course_command", required=True)
+    course.add_parser("list", help="the assignments and the function each asks for")
+    p_init = course.add_parser("init", help="write an assignment's starter file into DIR")
+    p_init.add_argument("name")
+    p_init.add_argument("dir", nargs="?", default=".")
+    p_check = course.add_parser("check", help="grade the function in FILE; exit status 0 on full marks")
+    p_check.add_argument("name")
+    p_check.add_argument("file")
+    p_check.add_argument("--seed", type=int, help="seed of the random inputs (default: a new one, "
+                         "printed)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -210,10 +223,29 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import write_report
 
             print(write_report(args.results, args.out))
-    except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+        elif args.command == "course":
+            return _course(args)
+    except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError,
+            AttributeError, SyntaxError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"xai-suite: error: {msg}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _course(args) -> int:
+    from .course import check_file, init_assignment, list_assignments
+
+    if args.course_command == "list":
+        for a in list_assignments():
+            print(f"{a.name:16s} {a.function + '()':34s} {a.title} ({a.max_score} points)")
+    elif args.course_command == "init":
+        path = init_assignment(args.name, args.dir)
+        print(f"wrote {path}; when it is done: xai-suite course check {args.name} {path}")
+    else:
+        report = check_file(args.name, args.file, seed=args.seed)
+        print(report)
+        return 0 if report.passed else 1
     return 0
 
 
