@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench tutorials lint clean
 
 install: $(STAMP)
 
@@ -30,10 +30,22 @@ bench: install
 	$(BIN)/python benchmarks/counterfactuals_ts.py
 	$(BIN)/python benchmarks/perf_tabular.py
 	$(BIN)/python benchmarks/concepts.py
+	$(BIN)/python benchmarks/image_baselines.py
+	$(BIN)/python benchmarks/perf_llm.py
 	$(BIN)/python -m pytest -m slow
+
+# every tutorial with its full settings (the tests run them with XAI_SUITE_TUTORIAL_FAST=1)
+tutorials: install
+	mkdir -p tutorial_output
+	@for t in tutorials/*.py; do \
+		start=$$(date +%s); \
+		XAI_SUITE_TUTORIAL_OUT=tutorial_output MPLBACKEND=Agg $(BIN)/python $$t > tutorial_output/$$(basename $$t .py).log 2>&1 \
+			|| { echo "$$t failed: see tutorial_output/$$(basename $$t .py).log"; exit 1; }; \
+		echo "$$t: $$(( $$(date +%s) - start )) s"; \
+	done
 
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output tutorial_output .pytest_cache .ruff_cache

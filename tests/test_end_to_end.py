@@ -24,7 +24,9 @@ def test_demo_writes_table_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
 def test_tutorial_runs(path, tmp_path):
-    env = {**os.environ, "XAI_SUITE_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
+    # fast settings (fewer instances, steps, epochs); `make tutorials` runs the full ones
+    env = {**os.environ, "XAI_SUITE_TUTORIAL_OUT": str(tmp_path), "XAI_SUITE_TUTORIAL_FAST": "1",
+           "MPLBACKEND": "Agg"}
     res = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
