@@ -26,6 +26,9 @@ import numpy as np
 
 #: Modules that register the shipped assignments, in course order.
 ASSIGNMENT_MODULES = (
+    "xai_suite.course.assignments.kernel_shap",
+    "xai_suite.course.assignments.nun",
+    "xai_suite.course.assignments.dot",
     "xai_suite.course.assignments.wilson",
 )
 
