@@ -155,7 +155,7 @@ class PatchingResult:
 
         n_pos = len(self.tokens)
         if axes is None:
-            fig, axes = plt.subplots(1, len(self.sites), squeeze=False,
+            fig, axes = plt.subplots(1, len(self.sites), squeeze=False, layout="constrained",
                                      figsize=(len(self.sites) * max(3.5, 0.35 * n_pos + 1.5),
                                               max(2.5, 0.4 * self.n_layers + 1.8)))
             axes = axes[0]

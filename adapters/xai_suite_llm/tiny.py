@@ -136,7 +136,8 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
             pad = torch.rand(x.shape, generator=gen) < 0.5
             other = torch.randint(0, len(tok), x.shape, generator=gen)
             x = torch.where(hit, torch.where(pad, torch.full_like(x, tok.pad_token_id), other), x)
-            logits = model(input_ids=x, use_cache=False).logits[:, -1]
+            # pad tokens are part of the corrupted prompt: attend to every position
+            logits = model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False).logits[:, -1]
             loss = torch.nn.functional.cross_entropy(logits, y[rows])
             opt.zero_grad()
             loss.backward()

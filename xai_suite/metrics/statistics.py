@@ -43,7 +43,10 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # at 0 or n successes one end is exactly 0 or 1 (rounding would leave it a few ulps off)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return float(low), float(high)
 
 
 def _sample(values) -> np.ndarray:
