@@ -75,3 +75,11 @@ def test_instance_generators_follow_the_instance():
     assert [g.normal() for g in instance_generators(x, 0, 5)] != first  # salt
     with pytest.raises(ValueError, match="random_state"):
         instance_generators(x, -1)
+
+
+def test_wilson_ends_are_exact_at_zero_and_all_successes():
+    # rounding left the upper end at 0.9999999999999999 for 10/10 and the lower one at ~7e-18
+    # for 0/50, so error bars drawn from them went negative
+    for n in (1, 10, 50, 80, 333):
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(n, n)[0] < 1.0
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(0, n)[1] > 0.0
