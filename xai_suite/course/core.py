@@ -26,6 +26,9 @@ import numpy as np
 
 #: Modules that register the shipped assignments, in course order.
 ASSIGNMENT_MODULES = (
+    "xai_suite.course.assignments.ig",
+    "xai_suite.course.assignments.smoothgrad",
+    "xai_suite.course.assignments.lrp",
     "xai_suite.course.assignments.kernel_shap",
     "xai_suite.course.assignments.nun",
     "xai_suite.course.assignments.dot",
