@@ -119,6 +119,18 @@ def attributions(fn: Callable, name: str, x: torch.Tensor, *args, **kwargs) -> n
     return got
 
 
+def check_tensor_result(out, x: torch.Tensor, function: str, what: str, note: str = "") -> None:
+    """CheckFailed unless ``out`` is a floating-point tensor of ``x``'s shape with finite values."""
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"{function} must return a torch.Tensor; got {type(out).__name__}")
+    if tuple(out.shape) != tuple(x.shape):
+        raise CheckFailed(f"for x of shape {tuple(x.shape)}{note} {what} has shape {tuple(out.shape)}; "
+                          "it must have x's shape")
+    if not out.dtype.is_floating_point:
+        raise CheckFailed(f"{what} must be floating point; got {out.dtype}")
+    as_array(out, what)
+
+
 def target_logit(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     """``f_t(x)`` per row, shape (N,), as float64."""
     with torch.no_grad():
@@ -141,15 +153,7 @@ def _shape(fn, rng):
     model = mlp(rng, (10, 8, 3), flatten=True)
     x, b = tensor(rng, 4, 2, 5), tensor(rng, 4, 2, 5, scale=0.1)
     out = fn(model, x.clone(), b.clone(), targets(rng, 4, 3), n_steps=20)
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"integrated_gradients must return a torch.Tensor; got {type(out).__name__}")
-    if tuple(out.shape) != tuple(x.shape):
-        raise CheckFailed(f"for x of shape {tuple(x.shape)} (N, C, T) the attributions have shape "
-                          f"{tuple(out.shape)}; they must have x's shape")
-    if not out.dtype.is_floating_point:
-        raise CheckFailed(f"attributions must be floating point; got {out.dtype}")
-    as_array(out, "the attributions")
-
+    check_tensor_result(out, x, "integrated_gradients", "the attributions", " (N, C, T)")
 
 def _linear(fn, rng):
     n, f, k = 5, 6, 3

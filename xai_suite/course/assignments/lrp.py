@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
-from .ig import attributions, gradient, mlp, target_logit, targets, tensor
+from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from .ig import attributions, check_tensor_result, gradient, mlp, target_logit, targets, tensor
 
 STARTER = '''"""Assignment: LRP-epsilon by hand.
 
@@ -152,15 +152,7 @@ def _shape(fn, rng):
     model = _relu_mlp(rng, (7, 9, 3), bias=True)
     x = tensor(rng, 5, 7)
     out = fn(model, x.clone(), targets(rng, 5, 3), epsilon=1e-6)
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"lrp_epsilon must return a torch.Tensor; got {type(out).__name__}")
-    if tuple(out.shape) != tuple(x.shape):
-        raise CheckFailed(f"for x of shape {tuple(x.shape)} the relevance has shape {tuple(out.shape)}; "
-                          "it must have x's shape (one value per input feature)")
-    if not out.dtype.is_floating_point:
-        raise CheckFailed(f"the relevance must be floating point; got {out.dtype}")
-    as_array(out, "the relevance")
-
+    check_tensor_result(out, x, "lrp_epsilon", "the relevance", " (one value per input feature)")
 
 def _agreement(fn, rng):
     from ...registry import create_explainer

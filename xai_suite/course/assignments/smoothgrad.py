@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
-from .ig import attributions, gradient, mlp, targets, tensor
+from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from .ig import attributions, check_tensor_result, gradient, mlp, targets, tensor
 
 STARTER = '''"""Assignment: SmoothGrad from scratch.
 
@@ -130,15 +130,7 @@ def _shape(fn, rng):
     model = mlp(rng, (10, 8, 3), flatten=True)
     x = tensor(rng, 4, 2, 5)
     out = fn(model, x.clone(), targets(rng, 4, 3), n_samples=5, sigma=0.15, random_state=0)
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"smoothgrad must return a torch.Tensor; got {type(out).__name__}")
-    if tuple(out.shape) != tuple(x.shape):
-        raise CheckFailed(f"for x of shape {tuple(x.shape)} (N, C, T) the map has shape "
-                          f"{tuple(out.shape)}; it must have x's shape")
-    if not out.dtype.is_floating_point:
-        raise CheckFailed(f"the map must be floating point; got {out.dtype}")
-    as_array(out, "the map")
-
+    check_tensor_result(out, x, "smoothgrad", "the map", " (N, C, T)")
 
 def _linear(fn, rng):
     n, f, k = 5, 6, 3
