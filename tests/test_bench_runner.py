@@ -272,6 +272,18 @@ def test_killed_run_resumes_to_the_same_rows(suite_dir, reference):
     assert (units.set_index("unit").status == reference[1].set_index("unit").status).all()
 
 
+def test_max_units_stops_and_the_rest_resumes(suite_dir, reference):
+    out = suite_dir / "pieces"
+    for stored in (7, 14, 20, 20):
+        run_suite(suite_dir / "suite.toml", out, progress=False, max_units=7)
+        with ResultsStore(out) as store:
+            assert len(store.units()) == stored
+    with ResultsStore(out) as store:
+        assert _rows(store.results()) == _rows(reference[0])
+    with pytest.raises(ValueError, match="max_units must be a positive int"):
+        run_suite(suite_dir / "suite.toml", out, progress=False, max_units=0)
+
+
 def test_parallel_run_gives_the_same_rows(suite_dir, reference):
     path = run_suite(suite_dir / "suite.toml", suite_dir / "parallel", n_jobs=2, backend="loky",
                      progress=False)

@@ -108,8 +108,11 @@ def test_replacements():
     _, other = deletion_curve(exp, flat, replacement="noise", random_state=4)
     one = Explanation(exp.attributions[1:2], x[1:2], exp.target[1:2], exp.predictions[1:2], "test")
     _, alone = deletion_curve(one, flat, replacement="noise", random_state=3)
-    np.testing.assert_allclose(again, v0, rtol=1e-6)
-    np.testing.assert_allclose(alone, v0[1:2], rtol=1e-6)
+    # other batch shapes run other float32 kernels: outputs (sums of 32 products) agree to a
+    # few ulps of their terms, not bit for bit (1.2e-5 relative seen on an AVX-512 CPU)
+    atol = 32 * np.finfo(np.float32).eps * np.abs(v0).max()
+    np.testing.assert_allclose(again, v0, rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(alone, v0[1:2], rtol=1e-5, atol=atol)
     assert not np.allclose(other[:, -1], v0[:, -1])
     # softmax probabilities
     _, p = deletion_curve(exp, flat, n_steps=5, softmax=True)
@@ -230,6 +233,8 @@ def test_infidelity_and_sensitivity_of_exact_local_attributions_are_zero():
     assert infidelity(global_exp, model=model).min() > 1e-3
     # default perturbations are seeded per instance: repeatable, chunking does not matter
     a = infidelity(global_exp, model=model, random_state=1)
-    np.testing.assert_array_equal(a, infidelity(global_exp, model=model, random_state=1, batch_size=3))
+    # another batch size runs other float32 kernels: equal to float32 rounding, not bit for bit
+    np.testing.assert_allclose(a, infidelity(global_exp, model=model, random_state=1, batch_size=3),
+                               rtol=1e-5, atol=1e-9)
     assert not np.allclose(a, infidelity(global_exp, model=model, random_state=2))
     np.testing.assert_array_equal(a, compute_metric("infidelity", global_exp, model=model, random_state=1))

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import check_positive_int
 from .config import DEFAULT_BASELINE, NO_BASELINE, Suite, Unit, expand_units, import_plugins, load_suite
 from .store import ResultsStore, UnitResult, store_path
 
@@ -78,7 +79,7 @@ def package_versions() -> dict:
 
 
 def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, backend: str = "loky",
-              progress: bool = True) -> Path:
+              progress: bool = True, max_units: int | None = None) -> Path:
     """Run (or resume) a benchmark suite.
 
     Parameters
@@ -96,6 +97,9 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
         backend such as ``"ray"`` or ``"dask"`` (see the module docstring).
     progress : bool
         Show a tqdm bar over units (on stderr).
+    max_units : int, optional
+        Stop once this many new units are stored (the rest stay for a later call): a run cut
+        into pieces, or a deterministic stand-in for an interruption.
 
     Returns
     -------
@@ -113,6 +117,9 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
                        _metrics_meta(suite))
         finished = store.finished_units()
         todo = [u for u in units if u.key not in finished]
+        if max_units is not None:
+            check_positive_int(max_units=max_units)
+            todo = todo[:max_units]
         with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
                   disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
             results = Parallel(return_as="generator_unordered")(delayed(run_unit)(suite, u) for u in todo)
