@@ -36,17 +36,13 @@ def registry_snapshot():
     """Restore the explainer and baseline registries after a test registers entries."""
     from xai_suite import baselines, registry
 
-    saved = (dict(registry._EXPLAINERS), dict(registry._ALIASES), set(registry._RECOMMENDED),
-             dict(baselines._BASELINES))
+    state = (registry.EXPLAINERS._entries, registry._ALIASES, registry._RECOMMENDED,
+             baselines.BASELINES._entries)
+    saved = [s.copy() for s in state]
     yield
-    registry._EXPLAINERS.clear()
-    registry._EXPLAINERS.update(saved[0])
-    registry._ALIASES.clear()
-    registry._ALIASES.update(saved[1])
-    registry._RECOMMENDED.clear()
-    registry._RECOMMENDED.update(saved[2])
-    baselines._BASELINES.clear()
-    baselines._BASELINES.update(saved[3])
+    for live, copy in zip(state, saved, strict=True):
+        live.clear()
+        live.update(copy)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ METRICS = ("test_rep_abs_sum", "test_rep_positive")
 
 PLUGIN = textwrap.dedent('''
     import numpy as np
-    from xai_suite.metrics.registry import _METRICS, register_metric
+    from xai_suite.metrics.registry import METRICS, register_metric
 
-    if "test_rep_abs_sum" not in _METRICS:
+    if "test_rep_abs_sum" not in METRICS:
         @register_metric("test_rep_abs_sum", kind="sanity", higher_is_better=False)
         def abs_sum(exp):
             """Sum of |attributions| per instance."""
@@ -88,7 +88,7 @@ def run_dir(tmp_path_factory):
     yield d / "run"
     mp.undo()
     for name in METRICS:
-        metric_registry._METRICS.pop(name, None)
+        metric_registry.METRICS._entries.pop(name, None)
     for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
         bench_config._IMPORTED.pop(key)
 

@@ -24,11 +24,11 @@ PLUGIN = textwrap.dedent('''
     import os, signal
     import numpy as np
     import torch
-    from xai_suite.metrics.registry import _METRICS, register_metric
+    from xai_suite.metrics.registry import METRICS, register_metric
 
     CALLS = [0]
 
-    if "test_run_abs_sum" not in _METRICS:
+    if "test_run_abs_sum" not in METRICS:
         @register_metric("test_run_abs_sum", kind="sanity", higher_is_better=True)
         def abs_sum(exp):
             """Sum of |attributions| per instance."""
@@ -118,7 +118,7 @@ def suite_dir(tmp_path_factory):
     yield d
     mp.undo()
     for name in METRICS:
-        metric_registry._METRICS.pop(name, None)
+        metric_registry.METRICS._entries.pop(name, None)
     for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
         bench_config._IMPORTED.pop(key)
 

@@ -8,7 +8,8 @@ from torch import nn
 
 import xai_suite as xs
 from xai_suite.baselines import NotFittedError
-from xai_suite.methods.lime import lime_segment_mask, sample_segment_masks
+from xai_suite_timeseries.lime_timeseries import sample_segment_masks
+from xai_suite_timeseries.perturbation import segment_mask
 
 pytest.importorskip("lime")
 
@@ -223,9 +224,9 @@ def test_timeseries_masks_are_lime_style_perturbations():
     off = (z[1:] == 0).sum(1)
     assert off.min() == 1 and off.max() == 5  # 1..G features switched off
     np.testing.assert_array_equal(z, sample_segment_masks(5, 400, random_state=0))
-    np.testing.assert_array_equal(lime_segment_mask((2, 5), 2),
+    np.testing.assert_array_equal(segment_mask((2, 5), 2),
                                   [[0, 0, 0, 1, 1], [2, 2, 2, 3, 3]])
-    np.testing.assert_array_equal(lime_segment_mask((2, 5), 2, per_channel=False),
+    np.testing.assert_array_equal(segment_mask((2, 5), 2, per_channel=False),
                                   [[0, 0, 0, 1, 1], [0, 0, 0, 1, 1]])
 
 
@@ -291,7 +292,7 @@ def test_clear_errors():
         xs.create_explainer("lime:tabular", _linear).fit(series)
     with pytest.raises(ValueError, match=r"explains timeseries \(N, C, T\)"):
         xs.explain(_linear, x, method="lime:timeseries")
-    with pytest.raises(ValueError, match="n_segments must be at most the series length T=24"):
+    with pytest.raises(ValueError, match="n_segments must be at most the series length 24"):
         xs.explain(model, series, method="lime:timeseries", n_segments=25)
     with pytest.raises(ValueError, match="n_segments must be a positive int"):
         xs.explain(model, series, method="lime:timeseries", n_segments=0)
@@ -313,7 +314,7 @@ def test_clear_errors():
         xs.explain(_linear, x, method="lime:tabular", fit_data=X, n_samples=1)
     with pytest.raises(ValueError, match="discretizer must be 'quartile' or 'decile'"):
         xs.explain(_linear, x, method="lime:tabular", fit_data=X, discretizer="entropy")
-    with pytest.raises(ValueError, match="kernel_width must be a positive number or None"):
+    with pytest.raises(ValueError, match="kernel_width must be a positive number; got"):
         xs.explain(_linear, x, method="lime:tabular", fit_data=X, kernel_width=-1.0)
     with pytest.raises(ValueError, match=r"random_state must be None or an int in \[0, 2\*\*32 - 1\]"):
         xs.explain(_linear, x, method="lime:tabular", fit_data=X, random_state=2**40)

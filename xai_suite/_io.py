@@ -1,4 +1,4 @@
-"""Crash-safe file writing."""
+"""Crash-safe file writing and JSON-ready values."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -34,3 +36,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def jsonable(v):
+    """``v`` as JSON-ready values: numpy scalars as Python ones, tuples as lists, dict keys as
+    strings, callables by their qualified name, anything else by its ``repr``."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple | list):
+        return [jsonable(i) for i in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(i) for k, i in v.items()}
+    if isinstance(v, int | float | str | bool) or v is None:
+        return v
+    if callable(v):
+        return getattr(v, "__qualname__", type(v).__name__)
+    return repr(v)

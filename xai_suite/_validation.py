@@ -154,6 +154,28 @@ def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines"
     )
 
 
+def check_choice(name: str, value, allowed) -> None:
+    """Raise a ``ValueError`` naming the choices unless ``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def check_bool(**values) -> None:
+    """Raise a ``TypeError`` naming each argument that is not ``True`` or ``False``."""
+    for name, v in values.items():
+        if not isinstance(v, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False; got {v!r}")
+
+
+def check_positive_number(**values) -> None:
+    """Raise a ``ValueError`` naming each argument that is not a finite number > 0."""
+    for name, v in values.items():
+        number = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        if not number or not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a positive number; got {v!r}")
+
+
 def check_positive_int(**values) -> None:
     """Raise a ``ValueError`` naming each argument that is not a positive int."""
     for name, v in values.items():

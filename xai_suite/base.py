@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
+from ._io import jsonable
 from ._validation import (
     as_float_tensor,
     broadcast_baseline,
@@ -32,7 +33,7 @@ from ._validation import (
     resolve_target,
     split_frame,
 )
-from .baselines import Baseline, NotFittedError, _jsonable, ensure_baseline
+from .baselines import Baseline, NotFittedError, ensure_baseline
 from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
 from .explanation import CounterfactualExplanation, Explanation
 from .metrics.counterfactual import counterfactual_metrics
@@ -311,10 +312,10 @@ class Explainer:
 
     def _recorded_params(self, call: Call, resolved: dict) -> dict:
         """Hyper-parameters, the baseline used and settings resolved in the call (JSON-ready)."""
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params = {k: jsonable(v) for k, v in self.get_params().items()}
         if "baseline" in params:
             params["baseline"] = self._baseline().describe()
-        params.update(_jsonable(resolved))
+        params.update(jsonable(resolved))
         params["batch_size_used"] = call.rows
         return params
 

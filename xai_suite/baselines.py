@@ -13,7 +13,6 @@ Fitted baselines learn from the data given to ``explainer.fit(X, y)``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ._io import jsonable
 from ._validation import NDIM_TO_MODALITY, as_float_tensor, check_instance_shape
+from .catalog import Registry
 
 ALL_MODALITIES = ("tabular", "timeseries", "image")
 
@@ -41,7 +42,7 @@ class BaselineInfo:
     summary: str
 
 
-_BASELINES: dict[str, BaselineInfo] = {}
+BASELINES: Registry[BaselineInfo] = Registry("baseline")
 
 
 class Baseline:
@@ -71,7 +72,7 @@ class Baseline:
 
     def describe(self) -> dict:
         """JSON-ready description: ``{"name": ..., **params}``."""
-        return {"name": self.name, **{k: _jsonable(v) for k, v in self.get_params().items()}}
+        return {"name": self.name, **{k: jsonable(v) for k, v in self.get_params().items()}}
 
     @property
     def is_fitted(self) -> bool:
@@ -137,20 +138,6 @@ class Baseline:
         return f"{type(self).__name__}({args})"
 
 
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, tuple | list):
-        return [_jsonable(i) for i in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(i) for k, i in v.items()}
-    if isinstance(v, int | float | str | bool) or v is None:
-        return v
-    if callable(v):
-        return getattr(v, "__qualname__", type(v).__name__)
-    return repr(v)
-
-
 def register_baseline(name: str, *, modalities=ALL_MODALITIES, summary: str | None = None):
     """Decorator registering a :class:`Baseline` subclass or a function under ``name``.
 
@@ -163,21 +150,18 @@ def register_baseline(name: str, *, modalities=ALL_MODALITIES, summary: str | No
         raise ValueError(f"unknown modalities {sorted(bad)}; expected some of {ALL_MODALITIES}")
 
     def decorator(obj):
-        if name in _BASELINES:
-            raise ValueError(f"a baseline named {name!r} is already registered")
-        if inspect.isclass(obj) and issubclass(obj, Baseline):
+        is_class = inspect.isclass(obj) and issubclass(obj, Baseline)
+        if not (is_class or callable(obj)):
+            raise TypeError("register_baseline decorates a Baseline subclass or a function")
+
+        def from_function(_fn=obj):
+            return FunctionBaseline(_fn, name=name, modalities=modalities)
+
+        doc = summary or (inspect.getdoc(obj) or name).splitlines()[0]
+        BASELINES.add(name, BaselineInfo(name, obj if is_class else from_function, modalities, doc))
+        if is_class:
             obj.name = name
             obj.modalities = modalities
-            factory = obj
-        elif callable(obj):
-
-            def factory(_fn=obj):
-                return FunctionBaseline(_fn, name=name, modalities=modalities)
-
-        else:
-            raise TypeError("register_baseline decorates a Baseline subclass or a function")
-        doc = summary or (inspect.getdoc(obj) or name).splitlines()[0]
-        _BASELINES[name] = BaselineInfo(name, factory, modalities, doc)
         return obj
 
     return decorator
@@ -185,22 +169,12 @@ def register_baseline(name: str, *, modalities=ALL_MODALITIES, summary: str | No
 
 def list_baselines(modality: str | None = None) -> list[str]:
     """Names of the registered baselines, optionally only those for ``modality``."""
-    from .registry import load_plugins
-
-    load_plugins()
-    return sorted(n for n, i in _BASELINES.items() if modality is None or modality in i.modalities)
+    return sorted(i.name for i in BASELINES.values() if modality is None or modality in i.modalities)
 
 
 def baseline_info(name: str) -> BaselineInfo:
     """The registry entry of baseline ``name``."""
-    from .registry import load_plugins
-
-    load_plugins()
-    if name not in _BASELINES:
-        close = difflib.get_close_matches(name, list(_BASELINES), n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown baseline {name!r}{hint} Known: {', '.join(sorted(_BASELINES))}")
-    return _BASELINES[name]
+    return BASELINES.get(name)
 
 
 def ensure_baseline(spec) -> Baseline:

@@ -4,54 +4,26 @@ Every entry has a qualified name ``library:method``; the bare ``method`` is an a
 the recommended implementation. Built-in entries live in :mod:`xai_suite.methods`;
 modality adapters announce themselves in the ``xai_suite.adapters`` entry-point group and
 third-party explainers in ``xai_suite.explainers``. Importing a plugin registers its
-entries; a plugin that fails to import gives a warning, and asking for a name it would have
-provided names the extra to install.
+entries (:mod:`xai_suite.catalog` loads them); a plugin that fails to import gives a
+warning, and asking for a name it would have provided names the extra to install.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 import inspect
-import warnings
 from dataclasses import dataclass
-from functools import cache
-from importlib.metadata import entry_points
 
 import pandas as pd
 
+from ._validation import check_choice
 from .base import FAMILIES, Explainer, Tags, check_param_names
+from .catalog import Registry, extra_hint, importable
 from .explanation import Explanation
 from .modeling import MODEL_KINDS
 
 MODALITIES = ("tabular", "timeseries", "image", "text")
-ENTRY_POINT_GROUPS = ("xai_suite.adapters", "xai_suite.explainers")
-#: Optional modules and the extra that installs them.
-EXTRA_FOR_MODULE = {
-    "transformers": "llm",
-    "TSInterpret": "tsinterpret",
-    "tslearn": "tsinterpret",
-    "deap": "tsinterpret",
-    "skopt": "tsinterpret",
-    "pyts": "tsinterpret",
-    "pymop": "tsinterpret",
-    "torchcam": "tsinterpret",
-    "skimage": "image",
-}
-_BUILTIN_MODULES = (
-    "xai_suite.methods.captum",
-    "xai_suite.methods.shap",
-    "xai_suite.methods.lime",
-    "xai_suite.methods.native",
-    "xai_suite.concepts",
-)
 #: Arguments of :func:`explain` itself: a hyper-parameter of the same name could not be passed.
 RESERVED_PARAMS = ("inputs", "method", "target", "fit_data", "baselines", "feature_mask")
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin announced through an entry point could not be imported."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +55,7 @@ class ExplainerInfo:
     @property
     def available(self) -> bool:
         """Whether every module the entry needs is importable."""
-        return all(_importable(m) for m in self.requires)
+        return all(importable(m) for m in self.requires)
 
     def __str__(self) -> str:
         t = self.tags
@@ -104,29 +76,17 @@ class ExplainerInfo:
         return "\n".join(lines)
 
 
-_EXPLAINERS: dict[str, ExplainerInfo] = {}
+#: Every explainer by qualified name ``library:method``.
+EXPLAINERS: Registry[ExplainerInfo] = Registry("explainer",
+                                              listing="see xs.list_explainers() or `xai-suite list`")
+#: Bare method names -> the qualified name they stand for.
 _ALIASES: dict[str, str] = {}
 _RECOMMENDED: set[str] = set()
-_FAILED_PLUGINS: dict[str, str] = {}
-_LOADED = False
-
-
-@cache
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _extra_hint(module: str) -> str:
-    extra = EXTRA_FOR_MODULE.get(module.split(".")[0])
-    return f"pip install 'xai-suite[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
 
 
 def _missing_message(info: ExplainerInfo) -> str:
-    missing = [m for m in info.requires if not _importable(m)]
-    return f"needs {', '.join(missing)}; install with {_extra_hint(missing[0])}"
+    missing = [m for m in info.requires if not importable(m)]
+    return f"needs {', '.join(missing)}; install with {extra_hint(missing[0])}"
 
 
 def register_explainer(
@@ -178,9 +138,11 @@ def register_explainer(
         if not (inspect.isclass(cls) and issubclass(cls, Explainer)):
             raise TypeError("register_explainer decorates subclasses of xai_suite.base.Explainer")
         fam = family or cls.family
-        _check_choice("family", [fam], FAMILIES)
-        _check_choice("modality", modalities, MODALITIES)
-        _check_choice("model kind", model_kinds, MODEL_KINDS)
+        check_choice("family", fam, FAMILIES)
+        for m in modalities:
+            check_choice("modality", m, MODALITIES)
+        for k in model_kinds:
+            check_choice("model kind", k, MODEL_KINDS)
         if ":" in name or ":" in library:
             raise ValueError("name and library must not contain ':'")
         qname = f"{library}:{name}"
@@ -190,8 +152,6 @@ def register_explainer(
                 f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
                 f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them"
             )
-        if qname in _EXPLAINERS:
-            raise ValueError(f"an explainer named {qname!r} is already registered")
         if recommended and name in _RECOMMENDED:
             raise ValueError(f"{_ALIASES[name]!r} is already the recommended {name!r}")
         tags = Tags(
@@ -208,7 +168,7 @@ def register_explainer(
         )
         doc = summary or (inspect.getdoc(cls) or name).splitlines()[0]
         info = ExplainerInfo(name, library, cls, tags, doc, reference, tuple(requires))
-        _EXPLAINERS[qname] = info
+        EXPLAINERS.add(qname, info)
         cls.info = info
         if recommended:
             _RECOMMENDED.add(name)
@@ -220,56 +180,12 @@ def register_explainer(
     return decorator
 
 
-def _check_choice(what: str, values, allowed) -> None:
-    for v in values:
-        if v not in allowed:
-            raise ValueError(f"unknown {what} {v!r}; expected one of {', '.join(allowed)}")
-
-
-def load_plugins() -> None:
-    """Import the built-in methods and every plugin announced through entry points (once)."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    for group in ENTRY_POINT_GROUPS:
-        for ep in entry_points(group=group):
-            try:
-                ep.load()
-            except Exception as exc:  # a broken plugin must not break the registry
-                missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
-                hint = f"; install it with {_extra_hint(missing)}" if missing else ""
-                msg = f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}{hint}"
-                _FAILED_PLUGINS[ep.name] = msg
-                warnings.warn(f"xai-suite {msg}", PluginLoadWarning, stacklevel=2)
-
-
-def reload_plugins() -> None:
-    """Look for entry points again (after installing a plugin in a running session)."""
-    global _LOADED
-    _LOADED = False
-    _importable.cache_clear()
-    importlib.invalidate_caches()
-    load_plugins()
-
-
 def _resolve(name: str) -> ExplainerInfo:
-    load_plugins()
+    EXPLAINERS.load()
     qname = _ALIASES.get(name, name)
-    if qname in _EXPLAINERS:
-        return _EXPLAINERS[qname]
-    known = sorted(set(_EXPLAINERS) | set(_ALIASES))
-    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
-    msg = f"unknown explainer {name!r}"
-    if close:
-        msg += f"; did you mean {', '.join(map(repr, close))}?"
-    else:
-        msg += "; see xs.list_explainers() or `xai-suite list`"
-    if _FAILED_PLUGINS:
-        msg += ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values())
-    raise KeyError(msg)
+    if qname in EXPLAINERS:
+        return EXPLAINERS.get(qname)
+    raise EXPLAINERS.unknown(name, known=set(EXPLAINERS.names()) | set(_ALIASES))
 
 
 def explainer_info(name: str) -> ExplainerInfo:
@@ -292,15 +208,15 @@ def list_explainers(
         Columns: name, qualified_name, library, family, modalities, model_kinds,
         needs_baseline, stochastic, recommended, available, summary, reference.
     """
-    load_plugins()
     if modality is not None:
-        _check_choice("modality", [modality], MODALITIES)
+        check_choice("modality", modality, MODALITIES)
     if family is not None:
-        _check_choice("family", [family], FAMILIES)
+        check_choice("family", family, FAMILIES)
     if model_kind is not None:
-        _check_choice("model kind", [model_kind], MODEL_KINDS)
+        check_choice("model kind", model_kind, MODEL_KINDS)
     rows = []
-    for qname, info in _EXPLAINERS.items():
+    for info in EXPLAINERS.values():
+        qname = info.qualified_name
         t = info.tags
         if (
             (modality and modality not in t.modalities)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from xai_suite.baselines import Baseline, register_baseline
+from xai_suite.plugin import Baseline, register_baseline
 
 
 class _PixelRange(Baseline):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xai_suite._validation import check_positive_int, check_random_state
-from xai_suite.datasets import register_dataset
+from xai_suite.plugin import check_positive_int, check_random_state, register_dataset
 
 _SPLITS = ("train", "test", "all")
 #: Largest pixel value of scikit-learn's digits (4x4 blocks of a 32x32 bitmap, 0..16 ink counts).

@@ -13,7 +13,7 @@ import importlib
 import numpy as np
 import torch
 
-from xai_suite._validation import check_positive_int
+from xai_suite.plugin import check_positive_int
 
 
 def _pair(patch_size) -> tuple[int, int]:

@@ -5,10 +5,11 @@ Every model takes ``(N, C, H, W)`` inputs and returns ``(N, K)`` logits.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from xai_suite._validation import check_positive_int
+from xai_suite.plugin import check_positive_int, register_model, train_torch
 
 
 class CNN2d(nn.Module):
@@ -68,3 +69,14 @@ class CNN2d(nn.Module):
                              f"at least {self.min_size}x{self.min_size} pixels; got "
                              f"{x.shape[2]}x{x.shape[3]}")
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+@register_model("cnn2d", modality="image", kind="torch")
+def _cnn2d(X, y, *, random_state: int, widths=(16, 32), epochs: int = 20, lr: float = 5e-3,
+           batch_size: int = 32, weight_decay: float = 0.0):
+    """Conv2d-ReLU-MaxPool blocks, global pooling, linear head (xai_suite_image.CNN2d)."""
+    if np.ndim(X) != 4:
+        raise ValueError(f"cnn2d trains on (N, C, H, W) images; got X of shape {np.shape(X)}")
+    return train_torch(lambda: CNN2d(X.shape[1], int(np.max(y)) + 1, widths=tuple(widths)), X, y,
+                       random_state=random_state, epochs=epochs, lr=lr, batch_size=batch_size,
+                       weight_decay=weight_decay)

@@ -38,13 +38,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from xai_suite._validation import check_positive_int, check_random_state, parse_bytes
-from xai_suite.base import Explainer
-from xai_suite.baselines import _jsonable
-from xai_suite.batching import auto_rows, check_batch_size, probe_activations
-from xai_suite.methods.native.integrated_gradients import QUADRATURES, quadrature
-from xai_suite.methods.native.kernel_shap import kernel_coalitions, solve_kernel_shap
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    QUADRATURES,
+    Explainer,
+    auto_rows,
+    check_batch_size,
+    check_positive_int,
+    check_random_state,
+    jsonable,
+    kernel_coalitions,
+    parse_bytes,
+    probe_activations,
+    quadrature,
+    register_explainer,
+    render_text_html,
+    solve_kernel_shap,
+)
 
 from .models import Encoding, LanguageModel
 from .segments import LEVELS, Unit, check_level, refine, segment
@@ -126,8 +135,6 @@ class TextExplanation:
 
     def to_html(self, title: str | None = None) -> str:
         """The prompt with each unit shaded by its attribution (see :mod:`xai_suite.viz.text`)."""
-        from xai_suite.viz.text import render_text_html
-
         sub = f"target: {self.target!r}"
         if self.contrast is not None:
             sub += f" vs {self.contrast!r}"
@@ -364,7 +371,7 @@ class TextExplainer(Explainer):
 
     def _result(self, prep: _Prepared, units: Sequence[Unit], level: str, values: np.ndarray,
                 score: float, delta: float | None, resolved: dict) -> TextExplanation:
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params = {k: jsonable(v) for k, v in self.get_params().items()}
         params.update({
             "scalariser": prep.scalariser,
             "baseline_token_id": prep.baseline_id,
@@ -372,7 +379,7 @@ class TextExplainer(Explainer):
             "unit_levels": [u.level for u in units],
             "batch_size_used": prep.rows,
         })
-        params.update(_jsonable(resolved))
+        params.update(jsonable(resolved))
         return TextExplanation(
             prompt=prep.enc.text,
             target=prep.target,

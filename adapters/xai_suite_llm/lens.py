@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite._validation import check_positive_int
-from xai_suite.base import Explainer
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import Explainer, check_positive_int, register_explainer
 
 from .models import LanguageModel
 

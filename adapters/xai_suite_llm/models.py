@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xai_suite.batching import resolve_device
+from xai_suite.plugin import resolve_device
 
 #: (blocks path, attention attr, mlp attr, final norm path, embedding path) per layout.
 _LAYOUTS = (

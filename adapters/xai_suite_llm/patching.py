@@ -26,9 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.base import Explainer
-from xai_suite.batching import auto_rows, check_batch_size, probe_activations
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    Explainer,
+    auto_rows,
+    check_batch_size,
+    probe_activations,
+    register_explainer,
+)
 
 from .lens import check_language_model, first_token
 from .models import SITES, LanguageModel

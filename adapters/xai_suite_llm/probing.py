@@ -21,11 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite._validation import check_random_state
-from xai_suite.base import Explainer
-from xai_suite.batching import auto_rows, check_batch_size, probe_activations
-from xai_suite.metrics.statistics import wilson_interval
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    Explainer,
+    auto_rows,
+    check_batch_size,
+    check_random_state,
+    probe_activations,
+    register_explainer,
+    wilson_interval,
+)
 
 from .lens import check_language_model
 from .models import SITES, LanguageModel

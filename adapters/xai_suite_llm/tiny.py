@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xai_suite._validation import check_positive_int, check_random_state
+from xai_suite.plugin import check_positive_int, check_random_state
 
 from .models import LanguageModel
 

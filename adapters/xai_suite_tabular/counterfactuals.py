@@ -28,9 +28,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from xai_suite._validation import check_positive_int
-from xai_suite.base import Call, CounterfactualExplainer
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    Call,
+    CounterfactualExplainer,
+    check_choice,
+    check_positive_int,
+    register_explainer,
+)
 
 TABULAR_KINDS = ("torch", "sklearn", "callable")
 #: A counterfactual of the gradient search counts as valid when the target's log-probability
@@ -43,11 +47,6 @@ _MAX_HALVINGS = 40
 
 
 # -- shared helpers ---------------------------------------------------------------------------
-def _check_choice(name: str, value, options) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
-
-
 def _check_number(name: str, value, *, low: float = 0.0, strict: bool = True) -> None:
     ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
     ok = ok and math.isfinite(value) and (value > low if strict else value >= low)
@@ -152,7 +151,7 @@ class _TabularCounterfactual(CounterfactualExplainer):
     mutable_: np.ndarray  # (F - k,) int64
 
     def _check_params(self, n_features: int) -> None:
-        _check_choice("scale", self.scale, self._scales)
+        check_choice("scale", self.scale, self._scales)
         self.immutable_ = check_immutable(self.immutable, n_features)
         self.mutable_ = np.setdiff1d(np.arange(n_features), self.immutable_)
 
@@ -420,7 +419,7 @@ class Wachter(_TabularCounterfactual):
         _check_number("lr", self.lr)
         _check_number("margin", self.margin, strict=False)
         check_positive_int(lambda_steps=self.lambda_steps, max_iter=self.max_iter)
-        _check_choice("feature_range", self.feature_range, ("data", None))
+        check_choice("feature_range", self.feature_range, ("data", None))
 
     def _fit(self, X: torch.Tensor, y) -> None:
         super()._fit(X, y)

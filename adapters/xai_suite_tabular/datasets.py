@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xai_suite._validation import check_positive_int
-from xai_suite.datasets import register_dataset
+from xai_suite.plugin import check_positive_int, register_dataset
 
 #: scikit-learn loader and task of each set.
 _SETS = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xai_suite.explanation import Explanation
+from xai_suite.plugin import Explanation
 
 
 def _check_frame(frame, name: str) -> pd.DataFrame:

@@ -1,10 +1,12 @@
-"""A small PyTorch MLP for tabular data; train it with :func:`xai_suite.modeling.fit_classifier`."""
+"""A small PyTorch MLP for tabular data (the zoo model ``mlp``); train it with
+:func:`xai_suite.modeling.fit_classifier`."""
 
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
-from xai_suite._validation import check_positive_int
+from xai_suite.plugin import check_positive_int, register_model, train_torch
 
 
 class MLP(nn.Module):
@@ -38,3 +40,12 @@ class MLP(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"MLP expects inputs of shape (N, {self.n_features}); got {tuple(x.shape)}")
         return self.net(x)
+
+
+@register_model("mlp", modality="tabular", kind="torch")
+def _mlp(X, y, *, random_state: int, hidden=(32, 32), epochs: int = 100, lr: float = 3e-3,
+         batch_size: int = 32, weight_decay: float = 0.0):
+    """Fully connected ReLU network (xai_suite_tabular.MLP); standardise the features."""
+    return train_torch(lambda: MLP(X.shape[1], int(np.max(y)) + 1, hidden=tuple(hidden)), X, y,
+                       random_state=random_state, epochs=epochs, lr=lr, batch_size=batch_size,
+                       weight_decay=weight_decay)

@@ -2,11 +2,11 @@
 
 Announced through the ``xai_suite.adapters`` entry point; importing it registers its dataset
 functions under ``xs.datasets``, its baselines and its explainers (``native:`` segment
-perturbation, TSR and counterfactuals; ``tsinterpret:`` entries, whose backend is imported
-only when one is used).
+perturbation, TSR and counterfactuals; ``lime:timeseries``; ``tsinterpret:`` entries, whose
+backends are imported only when one is used).
 """
 
-from . import baselines, counterfactuals, hmm, perturbation, tsinterpret, tsr  # noqa: F401 (registers)
+from . import baselines, counterfactuals, hmm, lime_timeseries, perturbation, tsinterpret, tsr  # noqa: F401
 from .datasets import load_ucr, make_planted_timeseries, ucr_datasets
 from .models import FCN, CNN1d, LSTMClassifier, ResNet1d, fit_cached, fit_classifier, model_cache_dir
 

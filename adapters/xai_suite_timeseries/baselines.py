@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xai_suite._validation import check_positive_int
-from xai_suite.baselines import Baseline, register_baseline
+from xai_suite.plugin import Baseline, check_positive_int, register_baseline
 
 
 @register_baseline("channel_mean", modalities=("timeseries",))

@@ -32,21 +32,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from xai_suite._validation import check_positive_int
-from xai_suite.base import Call, CounterfactualExplainer
-from xai_suite.metrics.counterfactual import dtw_distance
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    Call,
+    CounterfactualExplainer,
+    check_choice,
+    check_positive_int,
+    dtw_distance,
+    register_explainer,
+)
 
 BLACK_BOX_KINDS = ("torch", "sklearn", "aeon", "callable")
 #: Tolerances of "changed" (as :func:`xai_suite.metrics.counterfactual.changed_points`).
 _RTOL, _ATOL = 1e-5, 1e-6
 #: Bytes of DTW cost matrices computed at once when ranking neighbours by DTW.
 _DTW_BYTES = 64 * 2**20
-
-
-def _check_choice(name: str, value, options) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
 
 
 # -- shared machinery ------------------------------------------------------------------------
@@ -133,7 +132,7 @@ def nearest_of_class(
         Indices into ``X_ref``, nearest first (ties: lower index first), ``k' = min(k,
         smallest class count among the targets)``.
     """
-    _check_choice("distance", distance, ("euclidean", "dtw"))
+    check_choice("distance", distance, ("euclidean", "dtw"))
     n, m = x.shape[0], X_ref.shape[0]
     xc = x.detach().cpu().double()
     rc = X_ref.detach().cpu().double()
@@ -270,9 +269,9 @@ class NativeGuide(CounterfactualExplainer):
         self.device = device
 
     def _check_params(self) -> None:
-        _check_choice("distance", self.distance, ("euclidean", "dtw"))
-        _check_choice("saliency", self.saliency, SALIENCIES)
-        _check_choice("channels", self.channels, ("all", "each"))
+        check_choice("distance", self.distance, ("euclidean", "dtw"))
+        check_choice("saliency", self.saliency, SALIENCIES)
+        check_choice("channels", self.channels, ("all", "each"))
         step = self.window_step
         if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 1:
             raise ValueError(f"window_step must be a number in (0, 1]; got {step!r}")
@@ -830,7 +829,7 @@ class TSEvo(CounterfactualExplainer):
         self.device = device
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        _check_choice("transformer", self.transformer, TRANSFORMERS)
+        check_choice("transformer", self.transformer, TRANSFORMERS)
         check_positive_int(population=self.population, generations=self.generations)
         if self.population < 2:
             raise ValueError(f"population must be at least 2; got {self.population}")

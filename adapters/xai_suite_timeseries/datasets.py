@@ -3,13 +3,11 @@ planted-signal tasks with a ground-truth mask."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
 
-from xai_suite._validation import check_positive_int
-from xai_suite.datasets import register_dataset
+from xai_suite.plugin import check_positive_int, close_matches, register_dataset
 
 SPLITS = ("train", "test")
 PADS = (None, "zero", "edge", "archive")
@@ -84,12 +82,8 @@ def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
 
     known = ucr_datasets()
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        raise ValueError(
-            f"no shipped classification dataset {name!r}"
-            + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
-            + f" Available offline: {', '.join(known)}"
-        )
+        raise ValueError(f"no shipped classification dataset {name!r}{close_matches(name, known)} "
+                         f"Available offline: {', '.join(known)}")
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
     if pad not in PADS:

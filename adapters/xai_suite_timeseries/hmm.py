@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai_suite._validation import check_positive_int, check_random_state
-from xai_suite.datasets import register_dataset
+from xai_suite.plugin import Explanation, check_positive_int, check_random_state, register_dataset
 
 #: Means of the 3 signals in state 0 and state 1 (time-interpret's ``scale``).
 HMM_MEANS = ((0.1, 1.6, 0.5), (-0.1, -0.4, -1.5))
@@ -299,8 +298,6 @@ def time_forward_tunnel(explainer, inputs, *, min_length: int = 1, progress: boo
         ``min_length`` and ``step_targets`` (N, T), the class explained at each step
         (-1 before ``min_length``).
     """
-    from xai_suite.explanation import Explanation
-
     x = np.asarray(inputs, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"time_forward_tunnel expects (N, C, T) inputs; got shape {x.shape}")

@@ -1,19 +1,28 @@
 """Small PyTorch classifiers for time series.
 
 Every model takes ``(N, C, T)`` inputs (channels first, as aeon) and returns ``(N, K)``
-logits. The training helpers ``fit_classifier`` and ``fit_cached`` (train once, reload the
-weights afterwards) live in :mod:`xai_suite.modeling` and are re-exported here.
+logits. :class:`CNN1d`, :class:`FCN` and :class:`ResNet1d` are the zoo models ``cnn1d``,
+``fcn`` and ``resnet1d`` of the benchmark runner. The training helpers ``fit_classifier``
+and ``fit_cached`` (train once, reload the weights afterwards) live in
+:mod:`xai_suite.modeling` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 from torch import nn
 
-from xai_suite._validation import check_positive_int
-from xai_suite.modeling import fit_cached, fit_classifier, model_cache_dir  # noqa: F401 (re-exported)
+from xai_suite.plugin import (  # noqa: F401 (fit_cached, fit_classifier, model_cache_dir: re-exported)
+    check_positive_int,
+    fit_cached,
+    fit_classifier,
+    model_cache_dir,
+    register_model,
+    train_torch,
+)
 
 
 def _check_sizes(**sequences) -> None:
@@ -176,3 +185,22 @@ class LSTMClassifier(nn.Module):
         with torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext():
             _, (h, _) = self.lstm(x.transpose(1, 2))
         return self.head(h[-1])
+
+
+def _zoo_entry(name: str, cls: type[nn.Module], widths: tuple[int, ...], kernels: tuple[int, ...]):
+    """Register ``cls`` in the benchmark zoo as ``name``, trained for 60 epochs by default."""
+
+    def factory(X, y, *, random_state: int, widths=widths, kernels=kernels, epochs: int = 60,
+                lr: float = 3e-3, batch_size: int = 16, weight_decay: float = 0.0):
+        return train_torch(lambda: cls(X.shape[1], int(np.max(y)) + 1, widths=tuple(widths),
+                                       kernels=tuple(kernels)),
+                           X, y, random_state=random_state, epochs=epochs, lr=lr,
+                           batch_size=batch_size, weight_decay=weight_decay)
+
+    factory.__doc__ = f"{cls.__doc__.splitlines()[0].rstrip('.')} (xai_suite_timeseries.{cls.__name__})"
+    register_model(name, modality="timeseries", kind="torch")(factory)
+
+
+_zoo_entry("cnn1d", CNN1d, (32, 64, 64), (7, 5, 5))
+_zoo_entry("fcn", FCN, (32, 64, 32), (7, 5, 3))
+_zoo_entry("resnet1d", ResNet1d, (16, 32, 32), (7, 5, 3))

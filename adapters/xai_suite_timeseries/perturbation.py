@@ -33,9 +33,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from xai_suite._validation import check_positive_int
-from xai_suite.base import Attribution, Call, PerturbationExplainer
-from xai_suite.registry import register_explainer
+from xai_suite.plugin import (
+    Attribution,
+    Call,
+    PerturbationExplainer,
+    check_bool,
+    check_positive_int,
+    register_explainer,
+)
 
 ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
 TSCAPTUM = ("Serramazza et al. (2024), Improving the Evaluation and Actionability of Explanation "
@@ -68,7 +73,7 @@ def segment_mask(shape: tuple[int, int], n_segments: int, *, per_channel: bool =
     check_positive_int(n_segments=n_segments)
     if n_segments > t:
         raise ValueError(f"n_segments must be at most the series length {t}; got {n_segments}")
-    _check_bool(per_channel=per_channel)
+    check_bool(per_channel=per_channel)
     seg = (np.arange(t) * int(n_segments)) // t  # step s lies in segment floor(s n / T)
     offsets = np.arange(c)[:, None] * int(n_segments) if per_channel else np.zeros((c, 1), int)
     return (seg[None, :] + offsets).astype(np.int64)
@@ -89,12 +94,6 @@ def occlusion_windows(length: int, window: int, stride: int) -> list[tuple[int, 
                          "windows would never be occluded")
     n_shifts = -(-(length - window) // stride) + 1  # ceil((T - w) / s) + 1, as Captum
     return [(k * stride, min(k * stride + window, length)) for k in range(n_shifts)]
-
-
-def _check_bool(**values) -> None:
-    for name, v in values.items():
-        if not isinstance(v, bool | np.bool_):
-            raise TypeError(f"{name} must be True or False; got {v!r}")
 
 
 def target_outputs(
@@ -215,7 +214,7 @@ class SegmentOcclusion(_Segments):
         self.stride = stride
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_bool(per_channel=self.per_channel)
+        check_bool(per_channel=self.per_channel)
         c, t = call.x.shape[1:]
         window = max(1, t // 10) if self.window is None else self.window
         stride = window if self.stride is None else self.stride

@@ -63,16 +63,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from xai_suite._validation import check_positive_int
-from xai_suite.base import (
+from xai_suite.plugin import (
     Attribution,
+    Baseline,
     Call,
     CounterfactualExplainer,
     GradientExplainer,
     SurrogateExplainer,
+    Uniform,
+    check_choice,
+    check_positive_int,
+    register_explainer,
 )
-from xai_suite.baselines import Baseline, Uniform
-from xai_suite.registry import register_explainer
 
 #: Top-level modules TSInterpret imports at load time but its PyTorch paths never call.
 STAND_IN_ROOTS = ("tensorflow", "tf_explain", "sktime")
@@ -284,11 +286,6 @@ def _check_univariate(n_channels: int, name: str, why: str) -> None:
         )
 
 
-def _check_choice(value, allowed, what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-
-
 # -- TSR ------------------------------------------------------------------------------------
 #: TSInterpret's inner-method codes -> the reference inputs it gives them.
 TSR_METHODS = {
@@ -359,7 +356,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
 
     def _attribute(self, call, *, baselines, feature_mask):
         name = self.info.qualified_name
-        _check_choice(self.inner, tuple(TSR_METHODS), "inner")
+        check_choice("inner", self.inner, tuple(TSR_METHODS))
         kind = TSR_METHODS[self.inner]
         n, c, t = call.x.shape
         if c > 1 and self.inner in ("SVS", "FO"):
@@ -474,7 +471,7 @@ class _Leftist(_OnCPU, SurrogateExplainer):
         check_positive_int(n_segments=self.n_segments, n_neighbors=self.n_neighbors)
         if self.explanation_size is not None:
             check_positive_int(explanation_size=self.explanation_size)
-        _check_choice(self.transform, tuple(LEFTIST_TRANSFORMS), "transform")
+        check_choice("transform", self.transform, tuple(LEFTIST_TRANSFORMS))
         if self.n_segments >= length:
             raise ValueError(
                 f"n_segments must be smaller than the series length {length} (LEFTIST's uniform "
@@ -655,8 +652,8 @@ class TSInterpretNativeGuide(_TSInterpretCF):
 
     def _counterfactual(self, call):
         name = self.info.qualified_name
-        _check_choice(self.variant, tuple(NATIVE_GUIDE_METHODS), "variant")
-        _check_choice(self.distance, NATIVE_GUIDE_DISTANCES, "distance")
+        check_choice("variant", self.variant, tuple(NATIVE_GUIDE_METHODS))
+        check_choice("distance", self.distance, NATIVE_GUIDE_DISTANCES)
         check_positive_int(max_iter=self.max_iter)
         x = call.x.cpu().numpy()
         n, c, t = x.shape
@@ -758,7 +755,7 @@ class TSInterpretCOMTE(_TSInterpretCF):
 
     def _counterfactual(self, call):
         name = self.info.qualified_name
-        _check_choice(self.search, COMTE_METHODS, "search")
+        check_choice("search", self.search, COMTE_METHODS)
         check_positive_int(number_distractors=self.number_distractors,
                            max_attempts=self.max_attempts, max_iter=self.max_iter)
         self._check_targets(call.target)
@@ -833,7 +830,7 @@ class TSInterpretTSEvo(_TSInterpretCF):
 
     def _counterfactual(self, call):
         name = self.info.qualified_name
-        _check_choice(self.transformer, TSEVO_TRANSFORMERS, "transformer")
+        check_choice("transformer", self.transformer, TSEVO_TRANSFORMERS)
         check_positive_int(epochs=self.epochs)
         X_tr, y_tr = self._train_numpy()
         tsi = load_tsinterpret()

@@ -23,8 +23,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xai_suite.base import Attribution, Call, GradientExplainer
-from xai_suite.registry import create_explainer, explainer_info, register_explainer
+from xai_suite.plugin import (
+    Attribution,
+    Call,
+    GradientExplainer,
+    create_explainer,
+    explainer_info,
+    register_explainer,
+)
 
 #: Bytes of masked copies handed to the inner explainer per ``explain`` call.
 COPY_BYTES = 32 * 2**20

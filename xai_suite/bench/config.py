@@ -66,13 +66,13 @@ Deletion and insertion areas (``deletion_auc``, ``insertion_auc``) also store th
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..catalog import close_matches
 from . import models as zoo
 
 TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
@@ -195,9 +195,8 @@ class Suite:
 
 
 def _unknown(what: str, key: str, known) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return ConfigError(f"unknown {what} {key!r}{hint} Expected one of: {', '.join(known)}")
+    return ConfigError(f"unknown {what} {key!r}{close_matches(key, known)} Expected one of: "
+                       f"{', '.join(known)}")
 
 
 def _check_keys(table: dict, allowed, where: str) -> None:

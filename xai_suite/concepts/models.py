@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import as_float_tensor, check_positive_int
+from .._validation import as_float_tensor, check_choice, check_positive_int
 from ..baselines import NotFittedError
 
 TRAINING_SCHEMES = ("independent", "sequential", "joint")
@@ -56,11 +56,6 @@ def _check_sizes(name: str, sizes) -> tuple[int, ...]:
                               for s in out):
         raise ValueError(f"{name} must be a sequence of positive ints (layer widths); got {sizes!r}")
     return tuple(int(s) for s in out)
-
-
-def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
 def check_concepts(C, n: int, n_concepts: int | None = None, name: str = "C") -> torch.Tensor:
@@ -377,8 +372,8 @@ class ConceptBottleneckModel(ConceptModel):
         self.random_state = random_state
 
     def _check_hyper_parameters(self) -> None:
-        _check_choice("training_scheme", self.training_scheme, TRAINING_SCHEMES)
-        _check_choice("concept_activation", self.concept_activation, CONCEPT_ACTIVATIONS)
+        check_choice("training_scheme", self.training_scheme, TRAINING_SCHEMES)
+        check_choice("concept_activation", self.concept_activation, CONCEPT_ACTIVATIONS)
         super()._check_hyper_parameters()
 
     def _build(self, n_features, n_concepts, n_classes):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import Registry
+
 #: Modules that register the shipped assignments, in course order.
 ASSIGNMENT_MODULES = (
     "xai_suite.course.assignments.ig",
@@ -35,8 +37,7 @@ ASSIGNMENT_MODULES = (
     "xai_suite.course.assignments.wilson",
 )
 
-_ASSIGNMENTS: dict[str, Assignment] = {}
-_LOADED = False
+ASSIGNMENTS: Registry[Assignment] = Registry("assignment", builtins=ASSIGNMENT_MODULES, plugins=False)
 
 
 class CheckFailed(AssertionError):
@@ -151,34 +152,19 @@ class Report:
 
 def register_assignment(assignment: Assignment) -> Assignment:
     """Add an assignment to the course (its name must be new)."""
-    if assignment.name in _ASSIGNMENTS:
-        raise ValueError(f"an assignment named {assignment.name!r} is already registered")
     if not assignment.checks:
         raise ValueError(f"assignment {assignment.name!r} has no checks")
-    _ASSIGNMENTS[assignment.name] = assignment
-    return assignment
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        for module in ASSIGNMENT_MODULES:
-            importlib.import_module(module)
+    return ASSIGNMENTS.add(assignment.name, assignment)
 
 
 def list_assignments() -> list[Assignment]:
     """The course's assignments, in course order."""
-    _load()
-    return list(_ASSIGNMENTS.values())
+    return ASSIGNMENTS.values()
 
 
 def get_assignment(name: str) -> Assignment:
     """An assignment by name; an unknown name raises with the known ones."""
-    _load()
-    if name not in _ASSIGNMENTS:
-        raise KeyError(f"no assignment named {name!r}; known: {', '.join(_ASSIGNMENTS)}")
-    return _ASSIGNMENTS[name]
+    return ASSIGNMENTS.get(name)
 
 
 def check_function(name: str, fn: Callable, *, seed: int | None = None) -> Report:

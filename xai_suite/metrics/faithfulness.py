@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, check_positive_number
 from ..modeling import ModelWrapper
 from .registry import register_metric
 from .statistics import instance_generators
@@ -43,12 +43,6 @@ ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
 
 # -- shared pieces ---------------------------------------------------------------------------
-def _positive(**values) -> None:
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not v > 0:
-            raise ValueError(f"{name} must be a positive number; got {v!r}")
-
-
 @contextlib.contextmanager
 def target_outputs(model, *, batch_size: int = 256, device="auto", softmax: bool = False
                    ) -> Iterator[Callable[[torch.Tensor, np.ndarray], np.ndarray]]:
@@ -118,11 +112,11 @@ def replacement_values(exp, replacement="baseline", *, noise_std: float = 1.0, b
                              f"got {b.shape}")
         return b.mean(0)
     if replacement == "noise":
-        _positive(noise_std=noise_std)
+        check_positive_number(noise_std=noise_std)
         gens = instance_generators(x, random_state)
         return np.stack([g.normal(0.0, noise_std, x.shape[1:]) for g in gens]).astype(np.float32)
     if replacement == "blur":
-        _positive(blur_sigma=blur_sigma)
+        check_positive_number(blur_sigma=blur_sigma)
         if x.ndim not in (3, 4):
             raise ValueError("replacement='blur' blurs time series (N, C, T) and images (N, C, H, W) "
                              f"along time or space; got inputs of shape {x.shape}")
@@ -416,7 +410,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
     s = int(n_perturb_samples)
     x_rep = _expanded(exp, s)
     if perturb_fn is None:
-        _positive(noise_std=noise_std)
+        check_positive_number(noise_std=noise_std)
         pert = _seeded_draws(exp, s, random_state, lambda g, sh: g.normal(0.0, noise_std, sh))
         x_pert = x_rep - pert
     else:
@@ -502,7 +496,7 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
     s = int(n_perturb_samples)
     x_rep = _expanded(exp, s)
     if perturb_fn is None:
-        _positive(perturb_radius=perturb_radius)
+        check_positive_number(perturb_radius=perturb_radius)
         r = float(perturb_radius)
         noise = _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
         x_pert = x_rep + noise

@@ -8,12 +8,13 @@ one row per instance and puts intervals on the means). Register one with
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from ..catalog import Registry
 
 #: What a metric can need besides the explanation.
 NEEDS = ("model", "mask", "explainer")
@@ -47,7 +48,9 @@ class MetricInfo:
     summary: str
 
 
-_METRICS: dict[str, MetricInfo] = {}
+METRICS: Registry[MetricInfo] = Registry(
+    "metric", builtins=("xai_suite.metrics.faithfulness", "xai_suite.metrics.localisation",
+                        "xai_suite.metrics.sanity"))
 
 
 def register_metric(name: str, *, kind: str, needs=(), higher_is_better: bool, summary: str | None = None):
@@ -60,10 +63,8 @@ def register_metric(name: str, *, kind: str, needs=(), higher_is_better: bool, s
         raise ValueError(f"unknown need(s) {bad}; expected a subset of {', '.join(NEEDS)}")
 
     def decorator(fn):
-        if name in _METRICS:
-            raise ValueError(f"a metric named {name!r} is already registered")
         doc = summary or ((fn.__doc__ or name).strip().splitlines()[0])
-        _METRICS[name] = MetricInfo(name, fn, kind, needs, higher_is_better, doc)
+        METRICS.add(name, MetricInfo(name, fn, kind, needs, higher_is_better, doc))
         return fn
 
     return decorator
@@ -71,22 +72,15 @@ def register_metric(name: str, *, kind: str, needs=(), higher_is_better: bool, s
 
 def metric_info(name: str) -> MetricInfo:
     """The registry entry of metric ``name``; unknown names list close matches."""
-    _load()
-    if name in _METRICS:
-        return _METRICS[name]
-    close = difflib.get_close_matches(name, list(_METRICS), n=3)
-    hint = (f"; did you mean {', '.join(map(repr, close))}?" if close
-            else f"; known: {', '.join(sorted(_METRICS))}")
-    raise KeyError(f"unknown metric {name!r}{hint}")
+    return METRICS.get(name)
 
 
 def list_metrics(kind: str | None = None) -> pd.DataFrame:
     """One row per metric: name, kind, needs, higher_is_better, summary."""
-    _load()
     rows = [
         {"name": m.name, "kind": m.kind, "needs": ", ".join(m.needs),
          "higher_is_better": m.higher_is_better, "summary": m.summary}
-        for m in _METRICS.values() if kind is None or m.kind == kind
+        for m in METRICS.values() if kind is None or m.kind == kind
     ]
     return pd.DataFrame(rows, columns=["name", "kind", "needs", "higher_is_better", "summary"])
 
@@ -108,8 +102,3 @@ def compute_metric(name: str, exp, *, model=None, mask=None, explainer=None, **p
     if out.shape != (len(exp),):
         raise RuntimeError(f"metric {name!r} returned shape {out.shape}; expected ({len(exp)},)")
     return out
-
-
-def _load() -> None:
-    """Import the modules that register the built-in metrics."""
-    from . import faithfulness, localisation, sanity  # noqa: F401 (register)
