@@ -125,7 +125,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -391,10 +391,9 @@ def write_grid(setup: Setup, baselines: list[str], args, path: Path) -> None:
 
     from xai_suite.viz.image import plot_baseline_grid
 
-    fig = plot_baseline_grid(setup.model, setup.x[0], method=IG, baselines=baselines,
-                             target=int(setup.target[0]), fit_data=(setup.X_train, setup.y_train),
-                             path=path, random_state=setup.seed, n_steps=args.steps,
-                             n_baseline_samples=args.samples)
+    first = replace(setup, x=setup.x[:1], target=setup.target[:1])
+    fig = plot_baseline_grid([_explain(first, IG, args, b) for b in baselines], model=setup.model,
+                             path=path)
     plt.close(fig)
 
 

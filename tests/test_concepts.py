@@ -15,7 +15,6 @@ from xai_suite.concepts import (
     intervene,
     intervention_curve,
     intervention_masks,
-    load_concept_explanation,
     make_dot,
     make_trigonometry,
     make_xor,
@@ -392,7 +391,7 @@ def test_explainer_errors_and_xs_explain(trig, tmp_path):
     frame = exp.to_frame()
     assert len(frame) == 9 and list(frame.columns) == ["instance", "concept", "activation", "attribution",
                                                         "target"]
-    back = load_concept_explanation(exp.save(tmp_path / "c.npz"))
+    back = xs.load(exp.save(tmp_path / "c.npz"))
     np.testing.assert_array_equal(back.reference, exp.reference)
     assert back.concept_names == exp.concept_names
     generic = xs.load_explanation(tmp_path / "c.npz")  # the one loader reads every result type

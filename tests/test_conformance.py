@@ -1,9 +1,13 @@
-"""Every registered explainer passes the conformance checks, on every modality it claims."""
+"""Every registered explainer passes the conformance checks, on every modality it claims: one
+test per entry, modality and check (text and mechanistic entries included)."""
+
+import copy
+import functools
 
 import pytest
 
 import xai_suite as xs
-from xai_suite.testing import REFERENCE_MODALITIES, check_explainer, reference_problem
+from xai_suite.testing import explainer_checks, reference_problem
 
 #: Fewer samples where the default is slow and the checks do not need it.
 FAST = {
@@ -20,6 +24,11 @@ FAST = {
     # lime's defaults (5000 and 1000 samples) make the batch_size=1 check thousands of calls
     "lime:tabular": {"n_samples": 500},
     "lime:timeseries": {"n_samples": 100},
+    # the reference prompt has 17 tokens: fewer samples than the defaults keep each call short
+    "native:text_shapley_sampling": {"n_samples": 5},
+    "native:text_kernel_shap": {"n_samples": 100},
+    "native:text_lime": {"n_samples": 100},
+    "native:text_integrated_gradients": {"n_steps": 16},
 }
 #: Entries that explain univariate series only (TSInterpret fails on multivariate ones):
 #: checked on a one-channel reference problem.
@@ -32,66 +41,84 @@ RTOL = {"captum:kernel_shap": 1e-4}
 
 #: Library gaps the checks catch: each must keep failing until the library fixes it.
 KNOWN_GAPS = {
-    ("captum:deeplift_shap", "image"): "Captum's DeepLIFT max-pooling rule is not complete "
-    "with non-zero baselines (captum#1276 and beyond); the reference CNN max-pools",
+    ("captum:deeplift_shap", "image", "completeness"): "Captum's DeepLIFT max-pooling rule is not "
+    "complete with non-zero baselines (captum#1276 and beyond); the reference CNN max-pools",
 }
+
+
+@functools.cache
+def _reference(modality: str, kind: str = "torch", n_channels=None):
+    return reference_problem(modality, kind, n_channels=n_channels)
 
 
 def _tree_problem() -> dict:
     """shap:tree explains tree ensembles: a small random forest on the tabular reference data."""
     from sklearn.ensemble import RandomForestClassifier
 
-    _, X, y, x = reference_problem("tabular", "sklearn")
+    _, X, y, x = _reference("tabular", "sklearn")
     forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(X, y)
     return {"model": forest, "inputs": x, "fit_data": (X, y)}
 
 
-#: Entries that explain one kind of model only: the problem to check them on.
-SPECIAL_PROBLEMS = {"shap:tree": _tree_problem}
+def _univariate_problem() -> dict:
+    model, X, y, x = _reference("timeseries", n_channels=1)
+    return {"model": copy.deepcopy(model), "inputs": x, "fit_data": (X, y)}
+
+
 #: (entry, black-box kind) pairs that do not apply: shap:tree needs a tree ensemble and
 #: shap:linear a linear model (the LogisticRegression is one; the callable is not).
 NOT_BLACK_BOX = {("shap:tree", "sklearn"), ("shap:tree", "callable"), ("shap:linear", "callable")}
 
-CASES = [
-    (name, modality)
-    for name, modalities in xs.list_explainers()[["qualified_name", "modalities"]].itertuples(
-        index=False)
-    for modality in modalities.split(", ")
-    if modality in REFERENCE_MODALITIES
-]
+ENTRIES = xs.list_explainers()
+CASES = [(name, modality, None)
+         for name, modalities in ENTRIES[["qualified_name", "modalities"]].itertuples(index=False)
+         for modality in modalities.split(", ")]
+CASES += [(name, "tabular", kind) for kind in ("sklearn", "callable")
+          for name in xs.list_explainers(model_kind="sklearn", modality="tabular").qualified_name
+          if (name, kind) not in NOT_BLACK_BOX]
 
 
-@pytest.mark.parametrize(("name", "modality"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
-def test_conformance(name, modality):
-    if (name, modality) in KNOWN_GAPS:
-        pytest.xfail(KNOWN_GAPS[(name, modality)])
-    problem = SPECIAL_PROBLEMS[name]() if name in SPECIAL_PROBLEMS else {}
-    if name in UNIVARIATE:
-        model, X, y, x = reference_problem(modality, n_channels=1)
-        problem = {"model": model, "inputs": x, "fit_data": (X, y)}
-    passed = check_explainer(name, modality=modality, params=FAST.get(name),
-                             rtol=RTOL.get(name, 1e-5), **problem)
-    assert {"shape_and_metadata", "bad_input", "save_load"} <= set(passed)
+@functools.cache
+def _checks(name: str, modality: str, kind: str) -> dict:
+    """The entry's checks on its problems, built once for all its test ids."""
+    problem = {}
+    if name == "shap:tree":
+        problem = _tree_problem()
+    elif name in UNIVARIATE:
+        problem = _univariate_problem()
+    elif kind is not None:
+        model, X, y, x = _reference(modality, kind)
+        problem = {"model": copy.deepcopy(model), "inputs": x, "fit_data": (X, y)}
+    return dict(explainer_checks(name, modality=modality, kind=kind, params=FAST.get(name),
+                                 rtol=RTOL.get(name, 1e-5), **problem))
 
 
-@pytest.mark.parametrize(("name", "modality"), sorted(KNOWN_GAPS))
-def test_known_gaps_still_fail(name, modality):
+#: One test per entry, modality (model kind) and applicable check; building the problems here
+#: (no explaining) costs about 13 s, paid once: the tests reuse them.
+CHECK_CASES = [(*case, check) for case in CASES for check in _checks(*case)]
+
+
+@pytest.mark.parametrize(("name", "modality", "kind", "check"), CHECK_CASES,
+                         ids=[f"{n}-{m}" + ("" if k is None else f"-{k}") + f"-{c}"
+                              for n, m, k, c in CHECK_CASES])
+def test_conformance(name, modality, kind, check):
+    if (name, modality, check) in KNOWN_GAPS:
+        pytest.xfail(KNOWN_GAPS[(name, modality, check)])
+    _checks(name, modality, kind)[check]()
+
+
+def test_every_entry_runs_the_core_checks():
+    """Nothing is left out: every entry (text and mechanistic ones too) has a problem and the
+    checks that always apply."""
+    for name, modality, kind in CASES:
+        assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load"} <= set(
+            _checks(name, modality, kind)), name
+    assert set(ENTRIES.qualified_name) == {n for n, _, _ in CASES}
+    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 9  # 6 attribution, 3 mechanistic
+
+
+@pytest.mark.parametrize(("name", "modality", "check"), sorted(KNOWN_GAPS))
+def test_known_gaps_still_fail(name, modality, check):
     """When a library fixes a gap, this fails: then drop it from KNOWN_GAPS."""
     with pytest.raises(AssertionError, match="completeness"):
-        check_explainer(name, modality=modality, params=FAST.get(name))
-
-
-BLACK_BOX = [
-    (name, kind)
-    for kind in ("sklearn", "callable")
-    for name in xs.list_explainers(model_kind="sklearn", modality="tabular").qualified_name
-    if (name, kind) not in NOT_BLACK_BOX
-]
-
-
-@pytest.mark.parametrize(("name", "kind"), BLACK_BOX, ids=[f"{n}-{k}" for n, k in BLACK_BOX])
-def test_conformance_black_box_models(name, kind):
-    model, X, y, inputs = reference_problem("tabular", kind=kind)
-    passed = check_explainer(name, model=model, inputs=inputs, fit_data=(X, y),
-                             params=FAST.get(name))
-    assert "training_mode" not in passed and "bad_input" in passed
+        _checks(name, modality, None)[check]()

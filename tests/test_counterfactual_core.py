@@ -105,7 +105,7 @@ def test_explanation_metrics_are_consistent(nun_entry, tmp_path):
 
 def test_check_explainer_runs_counterfactual_checks(nun_entry):
     passed = check_explainer(nun_entry, modality="timeseries")
-    assert {"shape_and_metadata", "repeatable", "batch_invariance", "bad_input", "training_mode",
+    assert {"result_and_metadata", "repeatable", "batch_invariance", "bad_input", "training_mode",
             "save_load"} <= set(passed)
 
 

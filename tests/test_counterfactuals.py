@@ -71,9 +71,11 @@ def test_native_guide_batched_calls_and_nun_fallback(gunpoint, gunpoint_cnn):
     e = xs.create_explainer("native:native_guide", box, batch_size=10_000).fit(X, y)
     box.calls = 0
     exp = e.explain(xq)
-    # occlusion saliency, coarse lengths, refinement: three model calls for all instances
-    assert exp.params["saliency_used"] == "occlusion" and exp.params["model_calls"] == 3
-    assert box.calls == 3 + 2  # plus predicting the inputs and the counterfactuals
+    # coarse lengths and refinement: two model calls for all instances
+    assert exp.params["saliency_used"] == "occlusion" and exp.params["model_calls"] == 2
+    # plus native:segment_occlusion's two (the NUNs and all their windows), and predicting the
+    # inputs and the counterfactuals
+    assert box.calls == 2 + 2 + 2
     assert exp.valid.all()
     # window_step=1: the coarse round tries only the NUN itself (valid by construction) and
     # the refinement every shorter length: the shortest valid window, never longer than the

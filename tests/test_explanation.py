@@ -38,8 +38,8 @@ def test_save_is_atomic(explained, tmp_path, monkeypatch):
 
 def test_load_refuses_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", meta=np.array('{"format": "something"}'))
-    with pytest.raises(ValueError, match="not an xai-suite explanation"):
-        xs.load_explanation(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="not an xai-suite result file: its format is 'something'"):
+        xs.load(tmp_path / "other.npz")
 
 
 def test_to_frame(explained):

@@ -43,6 +43,28 @@ def test_exact_on_a_linear_model():
     assert np.abs(exp.convergence_delta).max() < 1e-5
 
 
+
+def test_float64_model_is_explained_in_float64():
+    """Inputs near 1e4, a baseline 1e-2 below: float32 cannot even represent the difference
+    exactly (its spacing there is 1e-3); float64 gets IG exact to 1e-10."""
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 3).double().eval()
+    x = 1e4 + torch.rand(4, 5, dtype=torch.float64)
+    b = x - 1e-2
+    exp = xs.explain(lin, x, method="integrated_gradients", target=1, n_steps=3, baselines=b)
+    assert exp.attributions.dtype == exp.inputs.dtype == exp.predictions.dtype == np.float64
+    expected = ((x - b) * lin.weight[1].detach()).numpy()
+    np.testing.assert_allclose(exp.attributions, expected, rtol=1e-10)
+    assert np.abs(exp.convergence_delta).max() < 1e-10 * np.abs(expected).sum(1).max() + 1e-12
+    from captum.attr import IntegratedGradients
+
+    # Captum agrees to the float32 precision of its step weights (torch.tensor(...).float())
+    captum = IntegratedGradients(lin).attribute(x, baselines=b, target=1, n_steps=3).numpy()
+    np.testing.assert_allclose(exp.attributions, captum, rtol=1e-6)
+    # a float32 model computes in float32, whatever the inputs' dtype
+    single = xs.explain(lin.float(), x, method="integrated_gradients", target=1, n_steps=3)
+    assert single.attributions.dtype == np.float32
+
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
 def test_agrees_with_captum(gunpoint, gunpoint_cnn, method):
     _, _, Xt, _ = gunpoint

@@ -224,5 +224,5 @@ def test_third_party_plugin_is_listed_and_broken_plugin_warns(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "LISTED ['tiny:doubled_gradient']" in out.stdout
     assert "WARNED True" in out.stdout
-    assert "CHECKS ['shape_and_metadata'" in out.stdout
+    assert "CHECKS ['result_and_metadata'" in out.stdout
     assert "broken-xai-plugin" in out.stdout and "failed to load" in out.stdout

@@ -61,49 +61,47 @@ def test_overlay_rejects_bad_input():
         plot_image_attribution(np.zeros((2, 1, 4, 4)), np.zeros((2, 1, 4, 4)))
 
 
+def _each_baseline(model, images, baselines, method="integrated_gradients", **params):
+    return [xs.explain(model, images, method=method, baseline=b, random_state=0, **params)
+            for b in baselines]
+
+
 def test_baseline_grid_draws_the_attributions_of_each_baseline(model, data, tmp_path):
     X, y, _ = data
     image = X[1]
     baselines = xs.list_baselines("image")
+    exps = _each_baseline(model, X[:2], baselines, fit_data=(X, y), n_steps=16)
     path = tmp_path / "grid.png"
-    fig = plot_baseline_grid(model, image, fit_data=(X, y), path=path, n_steps=16, ncols=5)
+    fig = plot_baseline_grid(exps, model=model, index=1, path=path, ncols=5)
     assert len(fig.axes) == 1 + len(baselines)  # the image, then one panel per baseline
     assert path.stat().st_size > 5000
     assert fig.axes[0].get_title().startswith("input")
-    for name, ax in zip(baselines, fig.axes[1:], strict=True):
-        direct = xs.explain(model, image[None], method="integrated_gradients", baseline=name,
-                            fit_data=(X, y), random_state=0, n_steps=16)
-        np.testing.assert_allclose(ax.images[1].get_array(), direct.attributions[0].sum(0),
-                                   rtol=1e-6, atol=1e-7)
+    for name, e, ax in zip(baselines, exps, fig.axes[1:], strict=True):
+        np.testing.assert_array_equal(ax.images[1].get_array(), e.attributions[1].sum(0))
         title = ax.get_title()
         assert title.startswith(name + "\n")
-        assert f"err {float(direct.convergence_delta[0]):+.1e}" in title
+        assert f"err {float(e.convergence_delta[1]):+.1e}" in title
         with torch.no_grad():
-            p = model(torch.from_numpy(direct.baselines[:, 0])).softmax(1)[:, direct.target[0]].mean()
+            p = model(torch.from_numpy(e.baselines[:, 1])).softmax(1)[:, e.target[1]].mean()
         assert f"p(b) {float(p):.2f}" in title
+    black = xs.explain(model, image[None], baseline="black", n_steps=16)  # deterministic: same alone
+    np.testing.assert_allclose(fig.axes[1 + baselines.index("black")].images[1].get_array(),
+                               black.attributions[0].sum(0), rtol=1e-5, atol=1e-6)
 
 
-def test_baseline_grid_defaults_and_errors(model, data):
+def test_baseline_grid_without_model_and_errors(model, data):
     X, _, _ = data
-    fig = plot_baseline_grid(model, X[0], n_steps=8)  # no training data: those needing it are left out
-    titles = [ax.get_title().split("\n")[0] for ax in fig.axes[1:]]
-    assert "gray" in titles and "blur" in titles and "training_mean" not in titles
-    fig = plot_baseline_grid(model, X[0], method="captum:occlusion", baselines=["black", 0.25],
-                             window=(1, 2, 2))
+    exps = _each_baseline(model, X[:1], ["black", 0.25], method="captum:occlusion", window=(1, 2, 2))
+    fig = plot_baseline_grid(exps)
     assert [ax.get_title().split("\n")[0] for ax in fig.axes[1:]] == ["black", "constant"]
-    assert "err n/a" in fig.axes[1].get_title()  # occlusion has no completeness error
-    with pytest.raises(ValueError, match="baseline 'training_mean' learns from training data"):
-        plot_baseline_grid(model, X[0], baselines=["training_mean"])
-    with pytest.raises(ValueError, match="takes no baseline"):
-        plot_baseline_grid(model, X[0], method="captum:saliency")
-    with pytest.raises(ValueError, match=r"one \(C, H, W\) image"):
-        plot_baseline_grid(model, X[:2])
-
-
-def test_plot_explanation_overlays_into_a_given_axes(model, data):
-    X, _, _ = data
-    exp = xs.explain(model, X[:2], method="captum:saliency")
-    _, ax = plt.subplots()
-    out = exp.plot(1, ax=ax)
-    assert out is ax
-    np.testing.assert_allclose(ax.images[1].get_array(), exp.attributions[1].sum(0))
+    assert "err n/a, p(b) n/a" in fig.axes[1].get_title()  # no completeness error, no model
+    assert fig.axes[0].get_title() == f"input\nclass {exps[0].target[0]}"
+    with pytest.raises(ValueError, match="at least one explanation"):
+        plot_baseline_grid([])
+    with pytest.raises(ValueError, match="the same images for the same targets"):
+        plot_baseline_grid([exps[0], *_each_baseline(model, X[1:2], ["black"], n_steps=4)])
+    with pytest.raises(ValueError, match="index must lie in 0..0"):
+        plot_baseline_grid(exps, index=1)
+    tabular = xs.explain(torch.nn.Linear(3, 2), np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"explanations of images \(N, C, H, W\)"):
+        plot_baseline_grid([tabular])

@@ -108,9 +108,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from xai_suite.viz.image import plot_baseline_grid  # noqa: E402
 
-fig = plot_baseline_grid(model, x[0], baselines=IMAGE_BASELINES, target=1, fit_data=(X, y),
-                         path=OUT / "ig_baselines_image_grid.png", n_steps=N_STEPS,
-                         n_baseline_samples=N_DRAWS, ncols=5)
+grid = [xs.explain(model, x[:1], baseline=b, target=1, fit_data=(X, y), n_steps=N_STEPS,
+                   n_baseline_samples=N_DRAWS, random_state=0) for b in IMAGE_BASELINES]
+fig = plot_baseline_grid(grid, model=model, path=OUT / "ig_baselines_image_grid.png", ncols=5)
 plt.close(fig)
 print(f"wrote {OUT / 'ig_baselines_image_grid.png'}")
 

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets
 from .base import clone
 from .baselines import Baseline, list_baselines, register_baseline
-from .explanation import CounterfactualExplanation, Explanation, load_explanation
+from .explanation import CounterfactualExplanation, Explanation, load, load_explanation
 from .registry import (
     create_explainer,
     explain,
@@ -38,6 +38,7 @@ __all__ = [
     "explainer_info",
     "list_baselines",
     "list_explainers",
+    "load",
     "load_explanation",
     "navigation_table",
     "register_baseline",

@@ -18,7 +18,9 @@ MODALITY_LAYOUT = {
 
 
 def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
-    """Convert a numeric array or tensor to a detached float32 CPU tensor, checking values.
+    """Convert a numeric array or tensor to a detached floating-point CPU tensor, checking values.
+
+    Float64 data stays float64; everything else (other floats, ints, bools) becomes float32.
 
     Parameters
     ----------
@@ -30,13 +32,13 @@ def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        Float32 tensor of the same shape.
+        Float32 or float64 tensor of the same shape.
     """
     if isinstance(x, torch.Tensor):
         t = x.detach()
         if t.is_complex():
             raise TypeError(f"{name} must be real-valued, got a complex tensor")
-        t = t.to("cpu", torch.float32)
+        t = t.to("cpu", torch.float64 if t.dtype == torch.float64 else torch.float32)
     else:
         try:
             arr = np.asarray(x)
@@ -46,7 +48,7 @@ def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
             raise TypeError(
                 f"{name} must be a numeric numpy array or torch tensor, got dtype {arr.dtype}"
             )
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        arr = np.ascontiguousarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32)
         t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if not torch.isfinite(t).all():
         n_bad = int((~torch.isfinite(t)).sum())

@@ -265,7 +265,7 @@ class Explainer:
         self._check_fitted()
         wrapper = self._wrapper()
         with wrapper.prepared():
-            x = x.to(wrapper.device)
+            x = x.to(wrapper.device, wrapper.dtype(x))
             rows = self._rows(wrapper, x, batch_size)
             preds = _predict(wrapper, x, rows)
             yield Call(
@@ -349,13 +349,13 @@ class AttributionExplainer(Explainer):
             x = call.x
             explicit = None
             if baselines is not None:
-                explicit = broadcast_baseline(as_float_tensor(baselines, "baselines"), x.cpu())
+                explicit = broadcast_baseline(as_float_tensor(baselines, "baselines").to(x.dtype), x.cpu())
             mask = None if feature_mask is None else self._check_mask(feature_mask, x)
             result = self._attribute(call, baselines=explicit, feature_mask=mask)
             delta = None
             if tags.has_convergence_delta:
                 delta = self._convergence_delta(call, result)
-        values = result.values.detach().float().cpu()
+        values = result.values.detach().to("cpu", x.dtype)
         if values.shape != x.shape:
             raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
         params = self._recorded_params(call, result.params)
@@ -428,7 +428,7 @@ class AttributionExplainer(Explainer):
             out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
             fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
         total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
-        return (total - (fx - fb)).astype(np.float32)
+        return (total - (fx - fb)).astype(np.float64 if call.x.dtype == torch.float64 else np.float32)
 
 
 def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
@@ -525,7 +525,7 @@ class CounterfactualExplainer(Explainer):
             if cf.shape != call.x.shape:
                 raise RuntimeError(f"{name} produced counterfactuals of shape {tuple(cf.shape)}")
             cf_pred = _predict(call.model, cf.to(call.x.device), call.rows)
-        x, cf = call.x.cpu().numpy(), cf.float().cpu().numpy()
+        x, cf = call.x.cpu().numpy(), cf.to("cpu", call.x.dtype).numpy()
         metrics = counterfactual_metrics(
             x, cf, cf_pred, call.target, self.X_train_.numpy(), self.train_class_
         )

@@ -1,30 +1,115 @@
-"""Result types returned by explainers."""
+"""Result types returned by explainers, and the protocol they share.
+
+Every result is a dataclass deriving from :class:`Result`: it has ``method`` and ``params``,
+``to_frame()``, ``plot()`` and ``save(path)``, and :func:`load` reads any of them back.
+A file is a ``.npz`` archive (no pickle): every array field is an array of the archive (a
+dict of arrays, one array per key), every other field is JSON in its ``meta`` entry, next
+to the class's ``format`` string, through which :func:`load` finds the class (the
+``FORMATS`` registry, filled as result classes are defined, plugins' included).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_write
+from ._io import atomic_write, jsonable
 from ._validation import NDIM_TO_MODALITY
+from .catalog import Registry
 
 _AXES = {
     "tabular": ("feature",),
     "timeseries": ("channel", "time"),
     "image": ("channel", "row", "col"),
 }
-_FORMAT = "xai-suite-explanation/1"
-_CF_FORMAT = "xai-suite-counterfactual/1"
-_CONCEPT_FORMAT = "xai-suite-concept-explanation/1"  # written by xai_suite.concepts
+
+#: Result classes by the ``format`` string their files carry.
+FORMATS: Registry[type] = Registry("result format")
+
+
+class Result:
+    """The protocol of every result type: ``method``, ``params``, ``to_frame``, ``plot``, ``save``.
+
+    Subclasses are dataclasses with a ``method`` (the qualified explainer name) and a
+    ``params`` (JSON-ready dict) field and a class attribute ``format``
+    (``"xai-suite-<kind>/<version>"``), which registers them for :func:`load`. Their
+    ``__post_init__`` checks a loaded file's fields as it checks an explainer's output.
+    """
+
+    format: ClassVar[str]
+    method: str
+    params: dict
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "format" in cls.__dict__:
+            FORMATS.add(cls.format, cls)
+
+    def to_frame(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def plot(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
+        meta: dict = {"format": self.format}
+        arrays: dict[str, np.ndarray] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
+            elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray)
+                                                           for v in value.values()):
+                meta.setdefault("array_dicts", {})[f.name] = list(value)
+                arrays.update({f"{f.name}/{k}": v for k, v in value.items()})
+            else:
+                meta[f.name] = jsonable(value)
+        arrays["meta"] = np.array(json.dumps(meta))
+        return atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
+
+    @classmethod
+    def _from_file(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Result:
+        """A result from a file's JSON fields and arrays (dict fields already gathered)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in meta.items() if k in names}
+        fields.update({k: v for k, v in arrays.items() if k in names})
+        return cls(**fields)
+
+
+def load(path: str | os.PathLike) -> Result:
+    """Read a result written by its ``save``, whatever its type (no code is run, no pickle).
+
+    Raises
+    ------
+    ValueError
+        The file is not an xai-suite result, or its format is unknown.
+    """
+    with np.load(Path(path), allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+        fmt = meta.pop("format", None)
+        if fmt not in FORMATS:
+            raise ValueError(f"{path} is not an xai-suite result file: its format is {fmt!r}; "
+                             f"known formats: {', '.join(FORMATS.names())}")
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+    for name, keys in meta.pop("array_dicts", {}).items():
+        arrays[name] = {k: arrays.pop(f"{name}/{k}") for k in keys}
+    return FORMATS.get(fmt)._from_file(meta, arrays)
+
+
+#: The contract's name for :func:`load`.
+load_explanation = load
 
 
 @dataclass
-class Explanation:
+class Explanation(Result):
     """Attributions of a batch of instances, with everything needed to read them.
 
     Attributes
@@ -51,6 +136,7 @@ class Explanation:
         ``feature_names_in_``), one per feature.
     """
 
+    format = "xai-suite-explanation/1"
     attributions: np.ndarray
     inputs: np.ndarray
     target: np.ndarray
@@ -137,22 +223,6 @@ class Explanation:
 
         return plot_explanation(self, index=index, ax=ax, **kwargs)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        meta = {"format": _FORMAT, "method": self.method, "params": self.params,
-                "feature_names": _names_list(self.feature_names)}
-        arrays = {
-            "attributions": self.attributions,
-            "inputs": self.inputs,
-            "target": self.target,
-            "predictions": self.predictions,
-        }
-        if self.convergence_delta is not None:
-            arrays["convergence_delta"] = self.convergence_delta
-        if self.baselines is not None:
-            arrays["baselines"] = self.baselines
-        return _atomic_savez(Path(path), meta, arrays)
-
 
 def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
     """``names`` as a tuple of str, one per feature of tabular ``inputs`` (N, F)."""
@@ -167,59 +237,8 @@ def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
     return names
 
 
-def _names_list(names: tuple[str, ...] | None) -> list[str] | None:
-    return None if names is None else list(names)
-
-
-def _atomic_savez(path: Path, meta: dict, arrays: dict) -> Path:
-    """Write ``arrays`` and JSON ``meta`` to ``path`` (``.npz``, crash-safe)."""
-    arrays = {**arrays, "meta": np.array(json.dumps(meta))}
-    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-
-
-def load_explanation(path: str | os.PathLike):
-    """Read an :class:`Explanation`, :class:`CounterfactualExplanation` or
-    ``ConceptExplanation`` written by its ``save``."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-        get = lambda key: data[key] if key in data.files else None  # noqa: E731
-        if meta.get("format") == _FORMAT:
-            return Explanation(
-                attributions=data["attributions"],
-                inputs=data["inputs"],
-                target=data["target"],
-                predictions=data["predictions"],
-                method=meta["method"],
-                params=meta["params"],
-                convergence_delta=get("convergence_delta"),
-                baselines=get("baselines"),
-                feature_names=meta.get("feature_names"),
-            )
-        if meta.get("format") == _CF_FORMAT:
-            return CounterfactualExplanation(
-                inputs=data["inputs"],
-                counterfactuals=data["counterfactuals"],
-                target=data["target"],
-                predictions=data["predictions"],
-                cf_predictions=data["cf_predictions"],
-                method=meta["method"],
-                params=meta["params"],
-                metrics={k.removeprefix("metric_"): data[k] for k in data.files
-                         if k.startswith("metric_")},
-                feature_names=meta.get("feature_names"),
-            )
-        if meta.get("format") == _CONCEPT_FORMAT:
-            from .concepts.explanation import ConceptExplanation  # the concepts package, on demand
-
-            return ConceptExplanation.load(path)
-    raise ValueError(
-        f"{path} is not an xai-suite explanation file ({_FORMAT}, {_CF_FORMAT} or {_CONCEPT_FORMAT})"
-    )
-
-
-
 @dataclass
-class CounterfactualExplanation:
+class CounterfactualExplanation(Result):
     """Counterfactuals of a batch of instances and how good they are.
 
     Attributes
@@ -246,6 +265,7 @@ class CounterfactualExplanation:
         Tabular data: the column names, one per feature.
     """
 
+    format = "xai-suite-counterfactual/2"
     inputs: np.ndarray
     counterfactuals: np.ndarray
     target: np.ndarray
@@ -319,16 +339,12 @@ class CounterfactualExplanation:
 
         return plot_counterfactual(self, index=index, ax=ax, **kwargs)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        meta = {"format": _CF_FORMAT, "method": self.method, "params": self.params,
-                "feature_names": _names_list(self.feature_names)}
-        arrays = {
-            "inputs": self.inputs,
-            "counterfactuals": self.counterfactuals,
-            "target": self.target,
-            "predictions": self.predictions,
-            "cf_predictions": self.cf_predictions,
-            **{f"metric_{k}": v for k, v in self.metrics.items()},
-        }
-        return _atomic_savez(Path(path), meta, arrays)
+    @classmethod
+    def _from_file(cls, meta, arrays):
+        if not isinstance(arrays.get("metrics"), dict):  # files of format 1: metric_<name> arrays
+            arrays = {**arrays, "metrics": {k.removeprefix("metric_"): arrays[k]
+                                            for k in arrays if k.startswith("metric_")}}
+        return super()._from_file(meta, arrays)
+
+
+FORMATS.add("xai-suite-counterfactual/1", CounterfactualExplanation)  # files of earlier versions

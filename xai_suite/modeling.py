@@ -70,7 +70,10 @@ def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class ModelWrapper:
-    """Calls a model of any kind on float32 tensors and returns ``(N, K)`` outputs.
+    """Calls a model of any kind on float tensors and returns ``(N, K)`` outputs.
+
+    Computation runs in :attr:`dtype`: a torch model's own (float64 models stay float64),
+    else float32, or float64 for float64 inputs to a black box.
 
     Parameters
     ----------
@@ -102,6 +105,13 @@ class ModelWrapper:
     def differentiable(self) -> bool:
         return self.kind == "torch"
 
+    def dtype(self, inputs: torch.Tensor) -> torch.dtype:
+        """The dtype ``inputs`` are computed in: a torch model's floating parameters' dtype
+        (float32 without any), for other models the inputs' own (float32 or float64)."""
+        if self.kind == "torch":
+            p = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+            return torch.float32 if p is None or p.dtype not in (torch.float32, torch.float64) else p.dtype
+        return inputs.dtype
     @contextlib.contextmanager
     def prepared(self) -> Iterator[ModelWrapper]:
         """Put a torch model in eval mode on ``self.device``; restore mode and device after."""
@@ -130,7 +140,7 @@ class ModelWrapper:
             m.train(was_training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs ``(n, K)`` for a float32 tensor ``x`` of shape ``(n, ...)``.
+        """Model outputs ``(n, K)`` for a float tensor ``x`` of shape ``(n, ...)``.
 
         Differentiable for torch models; for the others the output is a float tensor on
         ``x.device`` with no gradient.
@@ -149,15 +159,18 @@ class ModelWrapper:
             out = fn(arr)
         else:
             out = self.model(arr)
-        out = torch.as_tensor(np.array(out, dtype=np.float32), device=x.device)
+        out = torch.as_tensor(np.array(out, dtype=np.float64 if x.dtype == torch.float64 else np.float32),
+                              device=x.device)
         return _as_2d_output(out, n)
 
     def predict(self, x: torch.Tensor, rows: int) -> np.ndarray:
-        """Outputs ``(N, K)`` as numpy, computed without gradients in chunks of ``rows``."""
+        """Outputs ``(N, K)`` as numpy (float64 for float64 models, else float32), computed
+        without gradients in chunks of ``rows``."""
         outs = []
         with torch.no_grad():
             for start in range(0, x.shape[0], rows):
-                outs.append(self.forward(x[start : start + rows]).float().cpu())
+                out = self.forward(x[start : start + rows])
+                outs.append((out if out.dtype == torch.float64 else out.float()).cpu())
         return torch.cat(outs).numpy()
 
 
@@ -204,6 +217,39 @@ def fit_classifier(
     y = torch.from_numpy(np.array(y, dtype=np.int64))
     if y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
+    loss_fn = nn.CrossEntropyLoss()
+    return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: loss_fn(m(xb), yb), epochs=epochs,
+                      lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                      random_state=random_state)
+
+
+def train_loop(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss, epochs: int, lr: float,
+               batch_size: int, weight_decay: float, random_state: int, one_cycle: bool = True
+               ) -> nn.Module:
+    """Adam over shuffled mini-batches: :func:`fit_classifier`'s loop, for any loss.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    X, y : torch.Tensor, shape (N, ...)
+        Inputs and labels, on the device the model trains on.
+    loss : callable
+        ``loss(model, X_batch, y_batch, generator) -> scalar tensor``; ``generator`` is the
+        seeded ``torch.Generator`` that also shuffles, for losses that draw (say, a step).
+    epochs, batch_size : int
+    lr, weight_decay : float
+        Adam's peak learning rate and weight decay.
+    random_state : int
+        Seeds the shuffling order and ``generator``.
+    one_cycle : bool
+        A one-cycle learning rate (warm-up over 30% of the steps, then annealing to nearly 0);
+        else constant.
+
+    Returns
+    -------
+    model
+        Trained, in eval mode. A last batch of one row is skipped where batch-norm is.
+    """
     n = X.shape[0]
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     starts = [s for s in range(0, n, batch_size) if not (has_bn and n - s < 2)]
@@ -211,17 +257,18 @@ def fit_classifier(
         raise ValueError("batch-norm cannot train on a single row: give at least 2 training rows")
     gen = torch.Generator().manual_seed(random_state)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(starts))
-    loss_fn = nn.CrossEntropyLoss()
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(starts))
+                if one_cycle else None)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
-        for start in starts:  # a last batch of one row is skipped where batch-norm is
-            idx = order[start : start + batch_size]
+        for start in starts:
+            idx = order[start : start + batch_size].to(X.device)
             opt.zero_grad()
-            loss_fn(model(X[idx]), y[idx]).backward()
+            loss(model, X[idx], y[idx], gen).backward()
             opt.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
     return model.eval()
 
 

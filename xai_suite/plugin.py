@@ -34,15 +34,16 @@ from .batching import auto_rows, check_batch_size, probe_activations, resolve_de
 from .bench.models import register_model, train_torch
 from .catalog import close_matches
 from .datasets import register_dataset
-from .explanation import Explanation
+from .explanation import Explanation, Result
 from .methods.lime import RIBEIRO, check_n_samples, instance_seeds
 from .methods.native.integrated_gradients import QUADRATURES, quadrature
 from .methods.native.kernel_shap import kernel_coalitions, solve_kernel_shap
 from .metrics.counterfactual import dtw_distance
 from .metrics.registry import register_metric
 from .metrics.statistics import wilson_interval
-from .modeling import fit_cached, fit_classifier, model_cache_dir
+from .modeling import fit_cached, fit_classifier, model_cache_dir, train_loop
 from .registry import create_explainer, explainer_info, register_explainer
+from .testing import Problem, register_problem
 from .viz.text import render_text_html
 
 __all__ = [
@@ -57,7 +58,9 @@ __all__ = [
     "Explanation",
     "GradientExplainer",
     "PerturbationExplainer",
+    "Problem",
     "PropagationExplainer",
+    "Result",
     "SurrogateExplainer",
     "Uniform",
     "as_float_tensor",
@@ -88,9 +91,11 @@ __all__ = [
     "register_explainer",
     "register_metric",
     "register_model",
+    "register_problem",
     "render_text_html",
     "resolve_device",
     "solve_kernel_shap",
+    "train_loop",
     "train_torch",
     "wilson_interval",
 ]

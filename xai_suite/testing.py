@@ -1,15 +1,27 @@
-"""Conformance checks every explainer passes: ``check_explainer`` (like scikit-learn's
-``check_estimator``). Third parties run it on their own registered explainers.
+"""Conformance checks every explainer passes (like scikit-learn's ``check_estimator``).
 
-Which checks apply follows the entry's tags: batch-size invariance for
-``batch_invariant`` entries, seeded repeatability for ``stochastic`` ones, completeness for
-those with a convergence delta.
+Each check is a named function (:data:`CHECKS`) run on a :class:`Problem`: a model, the
+inputs to explain and how to read the result. :func:`check_explainer` runs every check
+that applies to an entry; :func:`explainer_checks` lists them, one ``(id, callable)`` per
+check, for a pytest parametrisation with one test id per entry and check (as
+``parametrize_with_checks``). Which checks apply follows the entry's tags: batch-size
+invariance for ``batch_invariant`` entries, a second seed for ``stochastic`` ones,
+completeness for those with a convergence delta.
+
+Problems come from a registry (:func:`register_problem`) looked up by the entry's
+qualified name, then ``family/modality``, then modality. The core registers problems for
+tabular, time-series and image attribution and counterfactual entries and for concept
+entries; the LLM adapter registers the text and mechanistic ones.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +30,18 @@ from torch import nn
 
 from .base import clone
 from .baselines import NotFittedError
-from .explanation import load_explanation
+from .catalog import Registry
+from .explanation import Result, load
 from .modeling import ModelWrapper
-from .registry import create_explainer, explainer_info
+from .registry import ExplainerInfo, create_explainer, explainer_info
 
-#: Modalities the reference models cover.
+#: Modalities the array reference models cover.
 REFERENCE_MODALITIES = ("tabular", "timeseries", "image")
+#: The reference model kinds, in the order a check picks the first an entry takes.
+MODEL_KINDS_TRIED = ("torch", "sklearn", "callable")
 
 
+# -- reference models ---------------------------------------------------------------------------
 class _MLP(nn.Module):
     def __init__(self, n_features=6, n_classes=3):
         super().__init__()
@@ -127,12 +143,19 @@ def reference_problem(modality: str, kind: str = "torch", random_state: int = 0,
     return model, X[:40], y[:40], X[40:]
 
 
-def _close(a, b, rtol, atol=0.0) -> bool:
-    scale = max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-12)
-    return float(np.abs(a - b).max()) <= rtol * scale + atol
+# -- problems -----------------------------------------------------------------------------------
+def close(a, b, rtol: float, atol: float = 0.0) -> bool:
+    """``max |a - b| <= rtol * max(|a|, |b|) + atol`` (NaN where both are NaN counts as equal)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        return False
+    a, b = np.nan_to_num(a), np.nan_to_num(b)
+    scale = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)), 1e-12)
+    return float(np.abs(a - b).max(initial=0)) <= rtol * scale + atol
 
 
-def _raises(exc_type, fn, what: str) -> None:
+def raises(exc_type, fn, what: str) -> None:
+    """Assert that ``fn()`` raises ``exc_type`` (an ``AssertionError`` naming ``what`` otherwise)."""
     try:
         fn()
     except exc_type:
@@ -143,63 +166,471 @@ def _raises(exc_type, fn, what: str) -> None:
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
-def _check_result(what: str, values: np.ndarray, x: np.ndarray, exp, explainer) -> None:
-    """``values`` (the explanation's ``what``) are finite float32 of the inputs' shape; the
-    method and every hyper-parameter are recorded."""
+class Problem:
+    """What the checks run an entry on: a model, the inputs, and how to read the result.
+
+    Subclasses set the attributes in ``__init__`` and override the hooks; the defaults fit
+    explainers whose ``explain(inputs, target=None)`` returns ``attributions``.
+
+    Attributes
+    ----------
+    model : object
+    inputs : object
+        ``explain``'s first argument.
+    fit_data : tuple (X, y), or None
+        Given to ``fit`` when not None.
+    module : torch.nn.Module, or None
+        The module whose training mode ``explain`` must handle (warn, use eval, restore).
+    seeds_differ : bool
+        Another ``random_state`` must change the result of a stochastic entry.
+    """
+
+    model: object
+    inputs: object
+    fit_data: tuple | None = None
+    module: nn.Module | None = None
+    seeds_differ = True
+
+    def explain(self, explainer, **kwargs) -> Result:
+        """The result of explaining ``inputs`` (``kwargs``: ``target=`` and the like)."""
+        return explainer.explain(self.inputs, **kwargs)
+
+    def values(self, result: Result) -> np.ndarray:
+        """The numbers the repeatability, batch-size and round-trip checks compare."""
+        return result.attributions
+
+    def same_target(self, result: Result) -> dict:
+        """Keyword arguments of :meth:`explain` that pin ``result``'s target (none by default)."""
+        return {}
+
+    def tensor_inputs(self):
+        """``inputs`` as a torch tensor, where the entry takes both; else ``None``."""
+        return None
+
+    def check_result(self, ctx: Context, result: Result) -> None:
+        """Entry-specific assertions on a result (shapes, dtypes, agreement with the model)."""
+
+    def check_completeness(self, ctx: Context, result: Result) -> None:
+        """Assertions on the convergence delta of an entry tagged ``has_convergence_delta``."""
+        raise AssertionError(f"{type(self).__name__} has no completeness check")
+
+    def bad_calls(self, ctx: Context) -> list[tuple[str, type[Exception], Callable[[], object]]]:
+        """``(what, expected exception type, call)`` for bad input the entry must refuse."""
+        return []
+
+
+#: Problem factories ``factory(info, modality, kind) -> list of Problem``, by qualified name,
+#: ``family/modality`` or modality.
+PROBLEMS: Registry[Callable[..., list[Problem]]] = Registry("conformance problem")
+
+
+def register_problem(key: str):
+    """Decorator registering a problem factory ``factory(info, modality, kind) -> [Problem, ...]``.
+
+    ``key`` is an entry's qualified name, ``family/modality`` or a modality; the most
+    specific key that matches an entry wins.
+    """
+    def decorator(factory):
+        PROBLEMS.add(key, factory)
+        return factory
+
+    return decorator
+
+
+def problems_for(info: ExplainerInfo, modality: str, kind: str = "torch") -> list[Problem]:
+    """The reference problems of entry ``info`` on ``modality`` with a model of ``kind``."""
+    for key in (info.qualified_name, f"{info.tags.family}/{modality}", modality):
+        if key in PROBLEMS:
+            return PROBLEMS.get(key)(info, modality, kind)
+    raise ValueError(f"no conformance problem for {info.qualified_name} on {modality}; pass "
+                     "model= and inputs= (or problem=)")
+
+
+class ArrayProblem(Problem):
+    """Attribution of array inputs (N, F), (N, C, T) or (N, C, H, W): ``exp.attributions``."""
+
+    def __init__(self, model, inputs, fit_data=None):
+        self.model, self.inputs, self.fit_data = model, np.asarray(inputs, dtype=np.float32), fit_data
+        self.module = model if isinstance(model, nn.Module) else None
+
+    def same_target(self, result):
+        return {"target": result.target}
+
+    def tensor_inputs(self):
+        return torch.from_numpy(self.inputs)
+
+    def check_result(self, ctx, result):
+        _check_array(self.values(result), self.inputs, "attributions")
+        if ctx.info.tags.needs_baseline:
+            assert "name" in result.params["baseline"], "the baseline used must be recorded"
+        np.testing.assert_array_equal(result.target, result.predictions.argmax(1))
+
+    def check_completeness(self, ctx, result):
+        n = len(self.inputs)
+        d = result.convergence_delta
+        assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
+        idx = np.arange(n)
+        fx = result.predictions[idx, result.target]
+        if result.baselines is None:
+            fb = np.zeros(n)
+        else:
+            b = result.baselines
+            flat = torch.from_numpy(b.reshape(-1, *b.shape[2:]))
+            fb_all = ModelWrapper(self.model, device="cpu").predict(flat, rows=256)
+            fb = fb_all.reshape(b.shape[0], n, -1)[:, idx, result.target].mean(0)
+        expected = result.attributions.reshape(n, -1).sum(1) - (fx - fb)
+        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
+        if ctx.info.tags.family == "gradient":
+            scale = float(np.abs(fx - fb).max()) + 1e-3
+            assert np.abs(d).max() <= ctx.completeness_rtol * scale, (
+                f"completeness error {np.abs(d).max():.3g} exceeds {ctx.completeness_rtol} x {scale:.3g}")
+
+    def bad_calls(self, ctx):
+        e, x = ctx.make(), self.inputs
+        n_out = ctx.result.predictions.shape[1]
+        calls = _bad_array_calls(e, x, n_out, fitted=self.fit_data is not None)
+        calls.append(("target shape", ValueError,
+                      lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))))
+        if ctx.info.tags.needs_baseline:
+            wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
+            calls.append(("baselines that do not broadcast", ValueError,
+                          lambda: e.explain(x, baselines=wrong)))
+        else:
+            calls.append(("baselines given to a method without", TypeError,
+                          lambda: e.explain(x, baselines=x)))
+        if e.requires_fit:
+            calls.append(("explain before fit", NotFittedError,
+                          lambda: create_explainer(ctx.info.qualified_name, self.model,
+                                                   **ctx.params).explain(x)))
+        return calls
+
+
+class CounterfactualProblem(ArrayProblem):
+    """Counterfactuals of array inputs: ``exp.counterfactuals``, always fitted."""
+
+    seeds_differ = False  # a search that converges may find the same counterfactual from any seed
+
+    def values(self, result):
+        return result.counterfactuals
+
+    def check_result(self, ctx, result):
+        _check_array(result.counterfactuals, self.inputs, "counterfactuals")
+        assert (result.target != result.predictions.argmax(1)).all(), "a target equals the predicted class"
+        fresh = ModelWrapper(self.model, device="cpu").predict(torch.from_numpy(result.counterfactuals),
+                                                               rows=256)
+        np.testing.assert_allclose(result.cf_predictions, fresh, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(result.valid, fresh.argmax(1) == result.target)
+
+    def bad_calls(self, ctx):
+        e, x = ctx.make(), self.inputs
+        calls = _bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True)
+        calls += [
+            ("target equal to the predicted class", ValueError,
+             lambda: e.explain(x, target=ctx.result.predictions.argmax(1))),
+            ("explain before fit", NotFittedError,
+             lambda: create_explainer(ctx.info.qualified_name, self.model, **ctx.params).explain(x)),
+        ]
+        return calls
+
+
+def _problem_class(info: ExplainerInfo) -> type[ArrayProblem]:
+    return {"counterfactual": CounterfactualProblem, "concept": ConceptProblem}.get(
+        info.tags.family, ArrayProblem)
+
+
+def _check_array(values: np.ndarray, x: np.ndarray, what: str) -> None:
+    """Finite values of the inputs' shape and float dtype (float32 for the reference inputs)."""
     assert values.shape == x.shape, f"{what} shape {values.shape} != inputs shape {x.shape}"
-    assert values.dtype == np.float32 and np.isfinite(values).all(), f"{what} must be finite float32"
-    qname = explainer.info.qualified_name
-    assert exp.method == qname, f"method {exp.method!r} != {qname!r}"
-    missing = set(explainer.get_params()) - set(exp.params)
-    assert not missing, f"params not recorded in the explanation: {missing}"
+    assert values.dtype == x.dtype and np.isfinite(values).all(), f"{what} must be finite {x.dtype}"
 
 
-def _check_params(name: str, model, explainer) -> None:
-    """get/set/clone by introspection; unknown parameter names raise ``TypeError``."""
-    twin = clone(explainer)
-    assert twin.get_params().keys() == explainer.get_params().keys(), "clone lost parameters"
-    _raises(TypeError, lambda: explainer.set_params(not_a_parameter=1), "set_params(unknown)")
-    _raises(TypeError, lambda: create_explainer(name, model, not_a_parameter=1), "unknown param")
-
-
-def _check_bad_inputs(e, x: np.ndarray, n_outputs: int, *, fitted: bool) -> None:
+def _bad_array_calls(e, x: np.ndarray, n_outputs: int, *, fitted: bool) -> list:
     """NaN, a missing batch axis, a target out of range and (fitted) another instance shape
     than ``fit``'s each raise ``ValueError``."""
     bad = x.copy()
     bad.reshape(-1)[0] = np.nan
-    _raises(ValueError, lambda: e.explain(bad), "NaN inputs")
-    _raises(ValueError, lambda: e.explain(x[0]), "inputs without a batch axis")
-    _raises(ValueError, lambda: e.explain(x, target=n_outputs), "target out of range")
+    calls = [
+        ("NaN inputs", ValueError, lambda: e.explain(bad)),
+        ("inputs without a batch axis", ValueError, lambda: e.explain(x[0])),
+        ("target out of range", ValueError, lambda: e.explain(x, target=n_outputs)),
+    ]
     if fitted:
         extra = np.concatenate([x, x[..., :1]], axis=-1)
-        _raises(ValueError, lambda: e.explain(extra), "inputs of another shape than fit's")
+        calls.append(("inputs of another shape than fit's", ValueError, lambda: e.explain(extra)))
+    return calls
 
 
-def _explain_in_training_mode(model: nn.Module, explain):
-    """``explain()`` with ``model`` in training mode: it must warn and restore the mode."""
-    model.train()
+class ConceptProblem(ArrayProblem):
+    """Concept attribution of a fitted concept model: ``exp.attributions`` (N, n_concepts)."""
+
+    def check_result(self, ctx, result):
+        from .concepts import ConceptExplanation
+
+        model, x, a = self.model, self.inputs, result.attributions
+        n, n_c = len(x), model.n_concepts_
+        assert isinstance(result, ConceptExplanation), f"expected a ConceptExplanation, got {type(result)}"
+        assert a.shape == (n, n_c), f"attributions shape {a.shape} != (N, n_concepts) = {(n, n_c)}"
+        assert a.dtype == np.float32 and np.isfinite(a).all(), "attributions must be finite float32"
+        assert result.concepts.shape == (n, n_c) and result.concept_names == list(model.concept_names_)
+        np.testing.assert_array_equal(result.target, result.predictions.argmax(1))
+        with torch.no_grad():
+            xt = torch.from_numpy(x)
+            np.testing.assert_allclose(result.predictions, model(xt).numpy(), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(result.concepts, model.bottleneck(xt).numpy(), rtol=1e-5, atol=1e-6)
+
+    def check_completeness(self, ctx, result):
+        n, d = len(self.inputs), result.convergence_delta
+        assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
+        assert result.reference is not None, "a complete concept method must record its reference"
+        idx = np.arange(n)
+        with torch.no_grad():
+            f_ref = self.model.task_from_bottleneck(torch.from_numpy(self.inputs),
+                                                    torch.from_numpy(result.reference)).numpy()
+        diff = result.predictions[idx, result.target] - f_ref[idx, result.target]
+        expected = result.attributions.astype(np.float64).sum(1) - diff
+        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
+        scale = float(np.abs(diff).max()) + 1e-3
+        assert np.abs(d).max() <= ctx.completeness_rtol * scale, (
+            f"completeness error {np.abs(d).max():.3g} exceeds {ctx.completeness_rtol} x {scale:.3g}")
+
+    def bad_calls(self, ctx):
+        e, x, name = ctx.make(), self.inputs, ctx.info.qualified_name
+        unfitted = type(self.model)(**self.model.get_params())
+        return [*_bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True),
+                ("target shape", ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))),
+                ("baselines given to a concept method", TypeError, lambda: e.explain(x, baselines=x)),
+                ("a model that is not a concept model", TypeError,
+                 lambda: create_explainer(name, _MLP(x.shape[1]), **ctx.params).explain(x)),
+                ("an unfitted concept model", NotFittedError,
+                 lambda: create_explainer(name, unfitted, **ctx.params).explain(x))]
+
+
+@functools.cache
+def _trained_reference(modality: str, kind: str) -> tuple:
+    return reference_problem(modality, kind)
+
+
+def _array_problems(info, modality, kind):
+    model, X, y, x = _trained_reference(modality, kind)  # trained once, a copy per entry
+    return [_problem_class(info)(copy.deepcopy(model), x, (X, y))]
+
+
+for _modality in REFERENCE_MODALITIES:
+    register_problem(_modality)(_array_problems)
+    register_problem(f"counterfactual/{_modality}")(_array_problems)
+
+
+@register_problem("concept/tabular")
+def _concept_problems(info, modality, kind):
+    """Both reference concept models: a CBM and a CEM."""
+    from .concepts._reference import REFERENCE_CONCEPT_MODELS, reference_concept_problem
+
+    out = []
+    for name in REFERENCE_CONCEPT_MODELS:
+        model, *_, x = reference_concept_problem(name)
+        out.append(ConceptProblem(model, x))
+    return out
+
+
+# -- the checks ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Context:
+    """One entry on one problem: how to build it, and its first result (computed once)."""
+
+    info: ExplainerInfo
+    problem: Problem
+    params: dict
+    rtol: float = 1e-5
+    completeness_rtol: float = 0.05
+    _result: Result | None = None
+
+    def make(self, **extra):
+        """A fresh explainer of the entry with the check's parameters (and ``extra``), fitted."""
+        e = create_explainer(self.info.qualified_name, self.problem.model, **{**self.params, **extra})
+        if self.problem.fit_data is not None:
+            e.fit(*self.problem.fit_data)
+        return e
+
+    def explain(self, **extra) -> Result:
+        return self.problem.explain(self.make(**extra))
+
+    @property
+    def result(self) -> Result:
+        if self._result is None:
+            self._result = self.explain()
+        return self._result
+
+    def values(self, result: Result | None = None) -> np.ndarray:
+        return self.problem.values(self.result if result is None else result)
+
+
+def check_result_and_metadata(ctx: Context) -> None:
+    """A :class:`Result` naming the entry and recording every hyper-parameter; the problem's
+    own assertions (shapes, finite values, agreement with the model)."""
+    exp, e = ctx.result, ctx.make()
+    assert isinstance(exp, Result), f"{type(exp).__name__} is not an xai_suite Result"
+    assert exp.method == ctx.info.qualified_name, f"method {exp.method!r} != {ctx.info.qualified_name!r}"
+    missing = set(e.get_params()) - set(exp.params)
+    assert not missing, f"params not recorded in the result: {missing}"
+    ctx.problem.check_result(ctx, exp)
+
+
+def check_params(ctx: Context) -> None:
+    """get/set/clone by introspection; unknown parameter names raise ``TypeError``."""
+    e = ctx.make()
+    assert clone(e).get_params().keys() == e.get_params().keys(), "clone lost parameters"
+    raises(TypeError, lambda: e.set_params(not_a_parameter=1), "set_params(unknown)")
+    raises(TypeError, lambda: create_explainer(ctx.info.qualified_name, ctx.problem.model,
+                                               not_a_parameter=1), "unknown param")
+
+
+def check_repeatable(ctx: Context) -> None:
+    """The same call twice gives the same numbers (seeded where stochastic); another seed
+    gives other numbers (where the problem says it must)."""
+    assert close(ctx.values(ctx.explain()), ctx.values(), ctx.rtol), "not repeatable"
+    if ctx.info.tags.stochastic and ctx.problem.seeds_differ:
+        other = ctx.explain(random_state=ctx.params["random_state"] + 1)
+        assert not np.array_equal(ctx.values(other), ctx.values()), (
+            "a stochastic explainer gave identical results for two random_state values")
+
+
+def check_input_types(ctx: Context) -> None:
+    """Torch tensors and numpy arrays give the same result, with an explicit target too."""
+    tensor = ctx.problem.tensor_inputs()
+    got = ctx.make().explain(tensor, **ctx.problem.same_target(ctx.result))
+    assert close(ctx.values(got), ctx.values(), ctx.rtol), (
+        "tensor inputs with an explicit target differ from numpy inputs")
+
+
+def check_batch_invariance(ctx: Context) -> None:
+    """``batch_size`` 1 and 3 give the attributions of ``"auto"``, up to float32 noise."""
+    # float32 model outputs change in their last bits with the batch size (the kernels
+    # differ); results built from output differences inherit that much noise
+    preds = getattr(ctx.result, "predictions", None)
+    scale = 1.0 if preds is None else float(np.abs(preds).max())
+    atol = 8 * float(np.finfo(np.float32).eps) * scale
+    for bs in (1, 3):
+        other = ctx.values(ctx.explain(batch_size=bs))
+        assert close(other, ctx.values(), ctx.rtol, atol), (
+            f"batch_size={bs} changed the result (max diff {np.abs(other - ctx.values()).max():.3g})")
+
+
+def check_completeness(ctx: Context) -> None:
+    """The convergence delta is reported right, and small for gradient-family methods."""
+    ctx.problem.check_completeness(ctx, ctx.result)
+
+
+def check_bad_input(ctx: Context) -> None:
+    """Bad input gets a clear error of the right type; nothing is reshaped or broadcast."""
+    for what, exc, call in ctx.problem.bad_calls(ctx):
+        raises(exc, call, what)
+
+
+def check_training_mode(ctx: Context) -> None:
+    """A module in training mode: explain warns, uses eval mode and restores training mode."""
+    module = ctx.problem.module
+    module.train()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = explain()
+            got = ctx.explain()
         assert any("training mode" in str(w.message) for w in caught), "no training-mode warning"
-        assert model.training, "the model's training mode was not restored"
+        assert module.training, "the model's training mode was not restored"
     finally:
-        model.eval()
-    return result
+        module.eval()
+    assert close(ctx.values(got), ctx.values(), ctx.rtol), "not explained in eval mode"
 
 
-def check_explainer(
-    name: str,
-    model=None,
-    inputs=None,
-    *,
-    fit_data=None,
-    modality: str | None = None,
-    params: dict | None = None,
-    rtol: float = 1e-5,
-    completeness_rtol: float = 0.05,
-) -> list[str]:
+def check_save_load(ctx: Context) -> None:
+    """``save`` then ``xs.load`` gives back a result of the same type with every field equal."""
+    exp = ctx.result
+    with tempfile.TemporaryDirectory() as tmp:
+        back = load(exp.save(Path(tmp) / "result.npz"))
+    assert type(back) is type(exp), f"loaded a {type(back).__name__}, saved a {type(exp).__name__}"
+    for f in dataclasses.fields(exp):
+        a, b = getattr(exp, f.name), getattr(back, f.name)
+        if isinstance(a, dict) and a and all(isinstance(v, np.ndarray) for v in a.values()):
+            assert a.keys() == b.keys(), f"save/load changed the keys of {f.name}"
+            for k in a:
+                np.testing.assert_array_equal(b[k], a[k], err_msg=f"save/load changed {f.name}[{k!r}]")
+        elif isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(b, a, err_msg=f"save/load changed {f.name}")
+            assert b.dtype == a.dtype, f"save/load changed the dtype of {f.name}"
+        else:
+            assert b == a, f"save/load changed {f.name}: {a!r} -> {b!r}"
+
+
+#: Every check, by name, in the order they run.
+CHECKS: dict[str, Callable[[Context], None]] = {
+    "result_and_metadata": check_result_and_metadata,
+    "params": check_params,
+    "repeatable": check_repeatable,
+    "input_types": check_input_types,
+    "batch_invariance": check_batch_invariance,
+    "completeness": check_completeness,
+    "bad_input": check_bad_input,
+    "training_mode": check_training_mode,
+    "save_load": check_save_load,
+}
+
+
+def _applies(check: str, info: ExplainerInfo, problem: Problem) -> bool:
+    tags = info.tags
+    if check == "input_types":
+        return problem.tensor_inputs() is not None and (
+            "torch" not in tags.model_kinds or isinstance(problem.model, nn.Module))
+    if check == "batch_invariance":
+        return tags.batch_invariant and "batch_size" in info.params
+    if check == "completeness":
+        return tags.has_convergence_delta
+    if check == "training_mode":
+        return problem.module is not None
+    return True
+
+
+def explainer_checks(name: str, model=None, inputs=None, *, fit_data=None, modality: str | None = None,
+                     kind: str | None = None, problems: list[Problem] | None = None,
+                     params: dict | None = None, rtol: float = 1e-5, completeness_rtol: float = 0.05
+                     ) -> Iterator[tuple[str, Callable[[], None]]]:
+    """The checks that apply to explainer ``name``: ``(check name, run)`` pairs.
+
+    Parameters are those of :func:`check_explainer`. Every ``run`` of one call shares the
+    problems and the first result, so a parametrised test runs the entry once per check,
+    not once per check and problem setup.
+    """
+    info = explainer_info(name)
+    kinds = info.tags.model_kinds
+    kind = kind or next((k for k in MODEL_KINDS_TRIED if k in kinds), kinds[0])
+    params = dict(params or {})
+    if "random_state" in info.params:
+        params.setdefault("random_state", 0)
+    if problems is None:
+        if model is not None:
+            if inputs is None:
+                raise ValueError("pass inputs= together with model=")
+            problems = [_problem_class(info)(model, inputs, fit_data)]
+        else:
+            modality = modality or info.tags.modalities[0]
+            problems = problems_for(info, modality, kind)
+    contexts = [Context(info, p, params, rtol, completeness_rtol) for p in problems]
+    for check, fn in CHECKS.items():
+        applicable = [c for c in contexts if _applies(check, info, c.problem)]
+        if applicable:
+            yield check, _runner(fn, applicable)
+
+
+def _runner(fn: Callable[[Context], None], contexts: list[Context]) -> Callable[[], None]:
+    def run() -> None:
+        for ctx in contexts:
+            fn(ctx)
+
+    return run
+
+
+def check_explainer(name: str, model=None, inputs=None, *, fit_data=None, modality: str | None = None,
+                    kind: str | None = None, problems: list[Problem] | None = None,
+                    params: dict | None = None, rtol: float = 1e-5,
+                    completeness_rtol: float = 0.05) -> list[str]:
     """Run the conformance checks on explainer ``name``; raise ``AssertionError`` on failure.
 
     Parameters
@@ -207,16 +638,22 @@ def check_explainer(
     name : str
         Registry name.
     model, inputs : optional
-        What to explain; default a reference model and 4 inputs of ``modality``.
+        What to explain (array inputs); default the registered reference problems of
+        ``modality``.
     fit_data : tuple (X, y), optional
-        Training data for ``fit``; default the reference problem's.
+        Training data for ``fit`` with ``model``.
     modality : str, optional
         Which reference problem; default the entry's first modality.
+    kind : str, optional
+        The reference model's kind (``torch``, ``sklearn``, ``callable``); default the first
+        of them the entry takes.
+    problems : list of Problem, optional
+        Explicit problems (for entries whose inputs are not arrays).
     params : dict, optional
         Hyper-parameters for the explainer (e.g. fewer samples to run faster).
     rtol : float
-        Tolerance of the batch-size and input-type invariance checks, relative to the
-        largest attribution.
+        Tolerance of the repeatability, batch-size and input-type checks, relative to the
+        largest value.
     completeness_rtol : float
         Largest completeness error allowed for gradient-family methods, relative to
         ``max |f(x) - f(baseline)|`` (+ 1e-3).
@@ -226,289 +663,14 @@ def check_explainer(
     list of str
         Names of the checks that ran (and passed).
     """
-    info = explainer_info(name)
-    tags = info.tags
-    params = dict(params or {})
-    if tags.family == "concept":
-        return _check_concept(name, model, inputs, params, rtol, completeness_rtol)
-    if model is None:
-        modality = modality or next(m for m in tags.modalities if m in REFERENCE_MODALITIES)
-        kind = next(k for k in ("torch", "sklearn", "callable") if k in tags.model_kinds)
-        model, X_train, y_train, inputs = reference_problem(modality, kind)
-        fit_data = fit_data or (X_train, y_train)
-    if inputs is None:
-        raise ValueError("pass inputs= together with model=")
-    x = np.asarray(inputs, dtype=np.float32)
-    if "random_state" in info.params:
-        params.setdefault("random_state", 0)
-    passed: list[str] = []
-
-    def make(**extra):
-        e = create_explainer(name, model, **{**params, **extra})
-        if fit_data is not None:
-            e.fit(*fit_data) if isinstance(fit_data, tuple) else e.fit(fit_data)
-        return e
-
-    if tags.family == "counterfactual":
-        return _check_counterfactual(name, model, x, make, params)
-
-    explainer = make()
-    exp = explainer.explain(x)
-
-    # shape, type, metadata
-    a = exp.attributions
-    _check_result("attributions", a, x, exp, explainer)
-    if tags.needs_baseline:
-        assert "name" in exp.params["baseline"], "the baseline used must be recorded"
-    np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
-    passed.append("shape_and_metadata")
-
-    # parameters: get/set/clone, unknown names
-    _check_params(name, model, explainer)
-    passed.append("params")
-
-    # the same call twice gives the same numbers (seeded where stochastic)
-    again = make().explain(x)
-    assert _close(exp.attributions, again.attributions, rtol), "not repeatable"
-    if tags.stochastic:
-        other = make(random_state=params["random_state"] + 1).explain(x)
-        assert not np.array_equal(other.attributions, exp.attributions), (
-            "a stochastic explainer gave identical results for two random_state values"
-        )
-    passed.append("repeatable")
-
-    # torch tensors and numpy arrays give the same result; an explicit target too
-    if "torch" not in tags.model_kinds or isinstance(model, nn.Module):
-        from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
-        assert _close(from_tensor.attributions, exp.attributions, rtol), (
-            "tensor inputs with an explicit target differ from numpy inputs"
-        )
-        passed.append("input_types")
-
-    if tags.batch_invariant and "batch_size" in info.params:
-        # float32 model outputs change in their last bits with the batch size (the kernels
-        # differ); attributions built from output differences inherit that much noise
-        atol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(exp.predictions).max())
-        for bs in (1, 3):
-            other = make(batch_size=bs).explain(x)
-            assert _close(other.attributions, exp.attributions, rtol, atol), (
-                f"batch_size={bs} changed the attributions (max diff "
-                f"{np.abs(other.attributions - exp.attributions).max():.3g})"
-            )
-        passed.append("batch_invariance")
-
-    if tags.has_convergence_delta:
-        d = exp.convergence_delta
-        assert d is not None and d.shape == (len(x),), "convergence_delta must have shape (N,)"
-        idx = np.arange(len(x))
-        fx = exp.predictions[idx, exp.target]
-        if exp.baselines is None:
-            fb = np.zeros(len(x))
-        else:
-            b = exp.baselines
-            flat = torch.from_numpy(b.reshape(-1, *b.shape[2:]))
-            fb_all = ModelWrapper(model, device="cpu").predict(flat, rows=256)
-            fb = fb_all.reshape(b.shape[0], len(x), -1)[:, idx, exp.target].mean(0)
-        expected = a.reshape(len(x), -1).sum(1) - (fx - fb)
-        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
-        if tags.family == "gradient":
-            scale = float(np.abs(fx - fb).max()) + 1e-3
-            assert np.abs(d).max() <= completeness_rtol * scale, (
-                f"completeness error {np.abs(d).max():.3g} exceeds {completeness_rtol} x {scale:.3g}"
-            )
-        passed.append("completeness")
-
-    # bad input: clear errors, nothing reshaped or broadcast silently
-    e = make()
-    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=fit_data is not None)
-    _raises(ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int)), "target shape")
-    if tags.needs_baseline:
-        wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
-        _raises(ValueError, lambda: e.explain(x, baselines=wrong), "baselines that do not broadcast")
-    else:
-        _raises(TypeError, lambda: e.explain(x, baselines=x), "baselines given to a method without")
-    if e.requires_fit:
-        _raises(NotFittedError, lambda: create_explainer(name, model, **params).explain(x),
-                "explain before fit")
-    passed.append("bad_input")
-
-    if isinstance(model, nn.Module):
-        trained = _explain_in_training_mode(model, lambda: make().explain(x))
-        assert _close(trained.attributions, exp.attributions, rtol), "not explained in eval mode"
-        passed.append("training_mode")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = exp.save(Path(tmp) / "exp.npz")
-        back = load_explanation(path)
-        np.testing.assert_array_equal(back.attributions, exp.attributions)
-        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
-    passed.append("save_load")
-    return passed
-
-
-def _check_counterfactual(name: str, model, x: np.ndarray, make, params: dict) -> list[str]:
-    """The checks of :func:`check_explainer` for counterfactual explainers."""
-    info = explainer_info(name)
-    tags = info.tags
-    passed: list[str] = []
-    explainer = make()
-    exp = explainer.explain(x)
-    cf = exp.counterfactuals
-    _check_result("counterfactuals", cf, x, exp, explainer)
-    assert (exp.target != exp.predictions.argmax(1)).all(), "a target equals the predicted class"
-    fresh = ModelWrapper(model, device="cpu").predict(torch.from_numpy(cf), rows=256)
-    np.testing.assert_allclose(exp.cf_predictions, fresh, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(exp.valid, fresh.argmax(1) == exp.target)
-    passed.append("shape_and_metadata")
-
-    _check_params(name, model, explainer)
-    passed.append("params")
-
-    again = make().explain(x)
-    assert _close(again.counterfactuals, cf, 1e-5), "not repeatable"
-    passed.append("repeatable")
-
-    if "torch" not in tags.model_kinds or isinstance(model, nn.Module):
-        from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
-        assert _close(from_tensor.counterfactuals, cf, 1e-5), (
-            "tensor inputs with an explicit target differ from numpy inputs"
-        )
-        passed.append("input_types")
-
-    if tags.batch_invariant and "batch_size" in info.params:
-        other = make(batch_size=1).explain(x)
-        assert _close(other.counterfactuals, cf, 1e-5), "batch_size=1 changed the counterfactuals"
-        passed.append("batch_invariance")
-
-    e = make()
-    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=True)
-    _raises(ValueError, lambda: e.explain(x, target=exp.predictions.argmax(1)),
-            "target equal to the predicted class")
-    _raises(NotFittedError, lambda: create_explainer(name, model, **params).explain(x),
-            "explain before fit")
-    passed.append("bad_input")
-
-    if isinstance(model, nn.Module):
-        trained = _explain_in_training_mode(model, lambda: make().explain(x))
-        assert _close(trained.counterfactuals, cf, 1e-5), "not explained in eval mode"
-        passed.append("training_mode")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        back = load_explanation(exp.save(Path(tmp) / "cf.npz"))
-        np.testing.assert_array_equal(back.counterfactuals, cf)
-        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
-        assert back.metrics.keys() == exp.metrics.keys(), "save/load lost metrics"
-    passed.append("save_load")
-    return passed
-
-
-def _check_concept(name: str, model, inputs, params: dict, rtol: float,
-                   completeness_rtol: float) -> list[str]:
-    """The checks of :func:`check_explainer` for ``concept`` family explainers.
-
-    Without ``model``, they run on both reference concept models (a CBM and a CEM, see
-    :func:`xai_suite.concepts._reference.reference_concept_problem`).
-    """
-    from .concepts import ConceptExplanation
-    from .concepts._reference import REFERENCE_CONCEPT_MODELS, reference_concept_problem
-
-    if model is None:
-        passed: list[str] = []
-        for kind in REFERENCE_CONCEPT_MODELS:
-            ref, *_, x_ref = reference_concept_problem(kind)
-            passed += [p for p in _check_concept(name, ref, x_ref, params, rtol, completeness_rtol)
-                       if p not in passed]
-        return passed
-    if inputs is None:
-        raise ValueError("pass inputs= together with model=")
-    info = explainer_info(name)
-    tags = info.tags
-    x = np.asarray(inputs, dtype=np.float32)
-    if "random_state" in info.params:
-        params.setdefault("random_state", 0)
     passed = []
-
-    def make(**extra):
-        return create_explainer(name, model, **{**params, **extra})
-
-    explainer = make()
-    exp = explainer.explain(x)
-    a = exp.attributions
-    n, n_c = len(x), model.n_concepts_
-    assert isinstance(exp, ConceptExplanation), f"expected a ConceptExplanation, got {type(exp).__name__}"
-    assert a.shape == (n, n_c), f"attributions shape {a.shape} != (N, n_concepts) = {(n, n_c)}"
-    assert a.dtype == np.float32 and np.isfinite(a).all(), "attributions must be finite float32"
-    assert exp.concepts.shape == (n, n_c) and exp.concept_names == list(model.concept_names_)
-    assert exp.method == info.qualified_name, f"method {exp.method!r} != {info.qualified_name!r}"
-    missing = set(explainer.get_params()) - set(exp.params)
-    assert not missing, f"params not recorded in the explanation: {missing}"
-    np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
-    with torch.no_grad():
-        xt = torch.from_numpy(x)
-        logits = model(xt).numpy()
-        acts = model.bottleneck(xt).numpy()
-    np.testing.assert_allclose(exp.predictions, logits, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(exp.concepts, acts, rtol=1e-5, atol=1e-6)
-    passed.append("shape_and_metadata")
-
-    _check_params(name, model, explainer)
-    passed.append("params")
-
-    again = make().explain(x)
-    assert _close(again.attributions, a, rtol), "not repeatable"
-    passed.append("repeatable")
-
-    from_tensor = make().explain(torch.from_numpy(x), target=exp.target)
-    assert _close(from_tensor.attributions, a, rtol), "tensor inputs with an explicit target differ"
-    passed.append("input_types")
-
-    if tags.batch_invariant and "batch_size" in info.params:
-        atol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(exp.predictions).max())
-        for bs in (1, 3):
-            other = make(batch_size=bs).explain(x)
-            assert _close(other.attributions, a, rtol, atol), (
-                f"batch_size={bs} changed the attributions (max diff "
-                f"{np.abs(other.attributions - a).max():.3g})"
-            )
-        passed.append("batch_invariance")
-
-    if tags.has_convergence_delta:
-        d = exp.convergence_delta
-        assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
-        assert exp.reference is not None, "a complete concept method must record its reference"
-        idx = np.arange(n)
-        with torch.no_grad():
-            f_ref = model.task_from_bottleneck(torch.from_numpy(x), torch.from_numpy(exp.reference))
-        diff = exp.predictions[idx, exp.target] - f_ref.numpy()[idx, exp.target]
-        expected = a.astype(np.float64).sum(1) - diff
-        assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"
-        scale = float(np.abs(diff).max()) + 1e-3
-        assert np.abs(d).max() <= completeness_rtol * scale, (
-            f"completeness error {np.abs(d).max():.3g} exceeds {completeness_rtol} x {scale:.3g}"
-        )
-        passed.append("completeness")
-
-    e = make()
-    _check_bad_inputs(e, x, exp.predictions.shape[1], fitted=True)
-    _raises(ValueError, lambda: e.explain(x, target=np.zeros(n + 1, dtype=int)), "target shape")
-    _raises(TypeError, lambda: e.explain(x, baselines=x), "baselines given to a concept method")
-    _raises(TypeError, lambda: create_explainer(name, _MLP(x.shape[1]), **params).explain(x),
-            "a model that is not a concept model")
-    unfitted = type(model)(**model.get_params())
-    _raises(NotFittedError, lambda: create_explainer(name, unfitted, **params).explain(x),
-            "an unfitted concept model")
-    passed.append("bad_input")
-
-    trained = _explain_in_training_mode(model, lambda: make().explain(x))
-    assert _close(trained.attributions, a, rtol), "not explained in eval mode"
-    passed.append("training_mode")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = exp.save(Path(tmp) / "concepts.npz")
-        back = ConceptExplanation.load(path)
-        np.testing.assert_array_equal(back.attributions, a)
-        np.testing.assert_array_equal(back.concepts, exp.concepts)
-        assert back.params == exp.params and back.method == exp.method, "save/load lost metadata"
-        assert back.concept_names == exp.concept_names, "save/load lost the concept names"
-    passed.append("save_load")
+    for check, run in explainer_checks(name, model, inputs, fit_data=fit_data, modality=modality,
+                                       kind=kind, problems=problems, params=params, rtol=rtol,
+                                       completeness_rtol=completeness_rtol):
+        try:
+            run()
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: check {check!r} failed: {exc}") from exc
+        passed.append(check)
     return passed
+

@@ -10,6 +10,7 @@ words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_
 from a config and trains it in seconds on a task whose answer is one known prompt token.
 """
 
+from . import testing  # noqa: F401 (registers the text entries' conformance problems)
 from .attribution import (
     TextAblation,
     TextExplanation,

@@ -41,6 +41,7 @@ from torch import nn
 from xai_suite.plugin import (
     QUADRATURES,
     Explainer,
+    Result,
     auto_rows,
     check_batch_size,
     check_positive_int,
@@ -66,7 +67,7 @@ REQUIRES = ("transformers",)
 
 # -- the result ---------------------------------------------------------------------------------
 @dataclass
-class TextExplanation:
+class TextExplanation(Result):
     """Attributions of a continuation to the units of a prompt.
 
     Attributes
@@ -101,6 +102,7 @@ class TextExplanation:
         Indices of the prompt's tokens in each unit.
     """
 
+    format = "xai-suite-text-explanation/1"
     prompt: str
     target: str
     target_ids: np.ndarray
@@ -114,6 +116,16 @@ class TextExplanation:
     convergence_delta: float | None = None
     contrast: str | None = None
     unit_tokens: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.units = [str(u) for u in self.units]
+        self.spans = [(int(a), int(b)) for a, b in self.spans]
+        self.unit_tokens = [tuple(int(t) for t in u) for u in self.unit_tokens]
+        n = len(self.units)
+        if self.attributions.shape != (n,) or len(self.spans) != n or len(self.unit_tokens) not in (0, n):
+            raise ValueError(f"attributions (shape {self.attributions.shape}), spans ({len(self.spans)}) "
+                             f"and unit_tokens ({len(self.unit_tokens)}) must have one entry per unit "
+                             f"({n})")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unit: unit, start, end, tokens, attribution."""

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import Explainer, check_positive_int, register_explainer
+from xai_suite.plugin import Explainer, Result, check_positive_int, register_explainer
 
 from .models import LanguageModel
 
@@ -39,7 +39,7 @@ def first_token(lm: LanguageModel, continuation: str, what: str) -> int:
 
 
 @dataclass
-class LogitLensResult:
+class LogitLensResult(Result):
     """The logit lens of one prompt.
 
     Attributes
@@ -59,10 +59,13 @@ class LogitLensResult:
     target_id : int
     target_probs : numpy.ndarray of float32, shape (L, T)
         The target token's probability per layer and position.
+    method : str
+        The explainer's qualified name.
     params : dict
         The settings used (``top_k``, ``include_embeddings``, the target).
     """
 
+    format = "xai-suite-logit-lens/1"
     layers: tuple[str, ...]
     hook_names: tuple[str, ...]
     tokens: list[str]
@@ -72,7 +75,22 @@ class LogitLensResult:
     target: str
     target_id: int
     target_probs: np.ndarray
+    method: str = "native:logit_lens"
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.layers, self.hook_names = tuple(self.layers), tuple(self.hook_names)
+        self.tokens = [str(t) for t in self.tokens]
+        self.top_tokens = np.asarray(self.top_tokens, dtype=str)  # savable without pickle
+        n_layers, n_pos = len(self.layers), len(self.tokens)
+        k = self.top_ids.shape[-1] if self.top_ids.ndim == 3 else 0
+        for name in ("top_tokens", "top_ids", "top_probs"):
+            if getattr(self, name).shape != (n_layers, n_pos, k):
+                raise ValueError(f"{name} must have shape (layers, positions, k) = "
+                                 f"{(n_layers, n_pos, k)}; got {getattr(self, name).shape}")
+        if self.target_probs.shape != (n_layers, n_pos):
+            raise ValueError(f"target_probs must have shape {(n_layers, n_pos)}; got "
+                             f"{self.target_probs.shape}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer and position.
@@ -219,9 +237,9 @@ class LogitLens(Explainer):
         return LogitLensResult(
             layers=layers, hook_names=hooks, tokens=list(enc.tokens), top_tokens=top_tokens,
             top_ids=top_ids, top_probs=top_probs, target=lm.decode([target_id]), target_id=target_id,
-            target_probs=target_probs,
+            target_probs=target_probs, method=self.info.qualified_name,
             params={"top_k": self.top_k, "include_embeddings": self.include_embeddings,
-                    "target": target, "method": self.info.qualified_name},
+                    "target": target},
         )
 
     def distribution(self, prompt: str, layer: str | int) -> np.ndarray:

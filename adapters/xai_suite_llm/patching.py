@@ -28,6 +28,7 @@ import torch
 
 from xai_suite.plugin import (
     Explainer,
+    Result,
     auto_rows,
     check_batch_size,
     probe_activations,
@@ -86,7 +87,7 @@ def patch_all(lm: LanguageModel, clean_ids, corrupted_ids, names: Sequence[str])
 
 
 @dataclass
-class PatchingResult:
+class PatchingResult(Result):
     """Effects of patching clean activations into a corrupted run.
 
     Attributes
@@ -104,9 +105,11 @@ class PatchingResult:
         Per site, the logit difference with ``blocks.{l}.hook_{site}`` patched at position t.
     effects : dict of str to numpy.ndarray of float64, shape (L, T)
         ``(patched - corrupted_diff) / (clean_diff - corrupted_diff)``.
+    method : str
     params : dict
     """
 
+    format = "xai-suite-patching/1"
     sites: tuple[str, ...]
     tokens: list[str]
     corrupted_tokens: list[str]
@@ -116,7 +119,14 @@ class PatchingResult:
     corrupted_diff: float
     patched: dict[str, np.ndarray]
     effects: dict[str, np.ndarray]
+    method: str = "native:activation_patching"
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.sites = tuple(self.sites)
+        for name in ("patched", "effects"):
+            if set(getattr(self, name)) != set(self.sites):
+                raise ValueError(f"{name} must hold one (L, T) array per site {list(self.sites)}")
 
     @property
     def n_layers(self) -> int:
@@ -301,9 +311,8 @@ class ActivationPatching(Explainer):
         return PatchingResult(
             sites=sites, tokens=list(enc_c.tokens), corrupted_tokens=list(enc_k.tokens),
             answer=lm.decode([a]), wrong=lm.decode([w]), clean_diff=clean_diff,
-            corrupted_diff=corrupted_diff, patched=patched, effects=effects,
-            params={"sites": list(sites), "batch_size": self.batch_size, "batch_size_used": rows,
-                    "method": name},
+            corrupted_diff=corrupted_diff, patched=patched, effects=effects, method=name,
+            params={"sites": list(sites), "batch_size": self.batch_size, "batch_size_used": rows},
         )
 
 

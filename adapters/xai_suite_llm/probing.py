@@ -23,9 +23,11 @@ import torch
 
 from xai_suite.plugin import (
     Explainer,
+    Result,
     auto_rows,
     check_batch_size,
     check_random_state,
+    jsonable,
     probe_activations,
     register_explainer,
     wilson_interval,
@@ -38,7 +40,7 @@ CONTROLS = ("permutation", None)
 
 
 @dataclass
-class ProbingResult:
+class ProbingResult(Result):
     """Cross-validated probe accuracy per layer, and the control task's.
 
     Attributes
@@ -55,9 +57,11 @@ class ProbingResult:
     chance : float
         The majority class's share: what a probe that learned nothing reaches.
     n_samples : int
+    method : str
     params : dict
     """
 
+    format = "xai-suite-probing/1"
     layers: tuple[str, ...]
     hook_names: tuple[str, ...]
     accuracy: np.ndarray
@@ -69,7 +73,17 @@ class ProbingResult:
     selectivity: np.ndarray | None
     chance: float
     n_samples: int
+    method: str = "native:linear_probe"
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.layers, self.hook_names = tuple(self.layers), tuple(self.hook_names)
+        for name in ("accuracy", "low", "high", "control_accuracy", "control_low", "control_high",
+                     "selectivity"):
+            v = getattr(self, name)
+            if v is not None and np.shape(v) != (len(self.layers),):
+                raise ValueError(f"{name} must have one value per layer, shape ({len(self.layers)},); "
+                                 f"got {np.shape(v)}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: layer, hook, accuracy, low, high, control_accuracy, control_low,
@@ -271,7 +285,7 @@ class LinearProbe(Explainer):
             control_accuracy=c_acc, control_low=c_low, control_high=c_high,
             selectivity=None if c_acc is None else accuracy - c_acc,
             chance=float(np.bincount(y).max() / y.size), n_samples=int(y.size),
-            params={**self.get_params(), "method": self.info.qualified_name},
+            method=self.info.qualified_name, params=jsonable(self.get_params()),
         )
 
     def _cv_correct(self, X: np.ndarray, y: np.ndarray, folds) -> np.ndarray:

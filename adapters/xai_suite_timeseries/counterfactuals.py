@@ -37,6 +37,7 @@ from xai_suite.plugin import (
     CounterfactualExplainer,
     check_choice,
     check_positive_int,
+    create_explainer,
     dtw_distance,
     register_explainer,
 )
@@ -175,6 +176,13 @@ def _pick(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 # -- NativeGuide -----------------------------------------------------------------------------
 SALIENCIES = ("auto", "grad_cam", "gradient_x_input", "occlusion")
+#: Each saliency as a registry entry and its settings. The NUN is explained for class ``t``;
+#: gradient x input (IG with one step at the NUN) and occlusion take the query as reference.
+SALIENCY_ENTRIES = {
+    "grad_cam": ("captum:grad_cam", {"relu_attributions": False}),
+    "gradient_x_input": ("native:integrated_gradients", {"n_steps": 1, "quadrature": "riemann_right"}),
+    "occlusion": ("native:segment_occlusion", {"per_channel": False}),
+}
 
 
 @register_explainer(
@@ -204,7 +212,7 @@ class NativeGuide(CounterfactualExplainer):
        window of the NUN with the largest summed saliency is copied into ``x``; the shortest
        length whose candidate the model assigns to ``t`` is kept, then refined one step at a
        time between it and the last length that failed. All instances and lengths go through
-       the model in batched calls (two rounds, plus one for occlusion saliency).
+       the model in batched calls (two rounds, plus the saliency entry's own).
 
     The candidate of length ``T`` over all channels is the NUN itself, which the model
     assigns to ``t``: the result is valid by construction. With ``channels="each"``,
@@ -222,17 +230,17 @@ class NativeGuide(CounterfactualExplainer):
     distance : {"euclidean", "dtw"}
         How the NUN is found (TSInterpret's window method uses Euclidean).
     saliency : {"auto", "grad_cam", "gradient_x_input", "occlusion"}
-        ``grad_cam``: the signed Grad-CAM map of the last convolutional block for class
-        ``t``, taken at the output of the last module that runs after the last ``Conv1d``
-        and keeps its output shape (its batch-norm and activation: the feature maps a
-        global-average-pooling head reads, where Grad-CAM is CAM up to a positive factor,
-        the map Delaney et al. and TSInterpret use), linearly interpolated to ``T`` (no
-        ReLU on the map, so window sums are penalised by regions that speak against
-        ``t``); one map shared by all channels. ``gradient_x_input``:
-        the gradient of the class-``t`` output at the NUN times ``NUN - x`` (gradient x
-        input with the query as reference: the first-order gain of copying each point),
-        per channel. ``occlusion``: the drop in class-``t`` probability when a segment of
-        ``ceil(window_step * T)`` steps of the NUN (all channels) is replaced by the
+        A registry entry run on the NUN for class ``t`` (:data:`SALIENCY_ENTRIES`).
+        ``grad_cam``: ``captum:grad_cam`` on its default layer (the last module keeping the
+        series layout: the last convolutional block's activation, the feature maps a
+        global-average-pooling head reads, where Grad-CAM is CAM up to a positive factor, the
+        map Delaney et al. and TSInterpret use), signed (no ReLU on the map, so window sums
+        are penalised by regions that speak against ``t``), interpolated to ``T``.
+        ``gradient_x_input``: ``native:integrated_gradients`` with one step from the query to
+        the NUN, i.e. the gradient at the NUN times ``NUN - x`` (the first-order gain of
+        copying each point), per channel. ``occlusion``: ``native:segment_occlusion`` with
+        windows of ``ceil(window_step * T)`` steps across channels and the query as the
+        baseline: the drop in class-``t`` probability when a window of the NUN gets the
         query's values; works for any model. ``auto``: Grad-CAM for torch models with a
         ``Conv1d`` layer, gradient x input for other torch models, occlusion otherwise.
     window_step : float in (0, 1]
@@ -289,6 +297,23 @@ class NativeGuide(CounterfactualExplainer):
         has_conv = any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
         return "grad_cam" if has_conv else "gradient_x_input"
 
+    def _saliency(self, call: Call, method: str, nun: torch.Tensor, seg: int, on_simplex: bool
+                  ) -> torch.Tensor:
+        """The NUNs' saliency maps (N, C, T) for the targets, from the registry entry of ``method``."""
+        name, params = SALIENCY_ENTRIES[method]
+        model = self.model
+        if method == "grad_cam" and not any(isinstance(m, nn.Conv1d) for m in model.modules()):
+            raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
+                             "'gradient_x_input' or 'occlusion'")
+        if method == "occlusion":  # drops in the target's probability, per window of seg steps
+            model = _probabilities(model, on_simplex)
+            params = {**params, "window": seg, "stride": seg}
+        shared = {k: getattr(self, k) for k in ("batch_size", "max_memory", "device")}
+        explainer = create_explainer(name, model, **params, **shared)
+        ref = {} if method == "grad_cam" else {"baselines": call.x}
+        exp = explainer.explain(nun, call.target, **ref)
+        return torch.from_numpy(exp.attributions).to(call.x.device)
+
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
         self._check_params()
         x, target = call.x, call.target
@@ -298,7 +323,7 @@ class NativeGuide(CounterfactualExplainer):
         score = _Scorer(call)
         method = self._resolve_saliency(call)
         seg = max(1, math.ceil(self.window_step * t))
-        sal = _SALIENCY[method](call, nun, score, seg)  # (N, 1 or C, T)
+        sal = self._saliency(call, method, nun, seg, score.on_simplex)  # (N, C, T)
 
         opts = [-1] + (list(range(c)) if self.channels == "each" and c > 1 else [])
         maps = torch.stack([sal.sum(1) if o < 0 else sal[:, min(o, sal.shape[1] - 1)] for o in opts], 1)
@@ -375,91 +400,19 @@ def _best_candidate(valid: np.ndarray, cost: np.ndarray, p: np.ndarray) -> np.nd
     return order[:, 0]
 
 
-def _grad_cam(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.Tensor:
-    module = call.model.model
-    leaves = [m for m in module.modules() if not list(m.children())]
-    if not any(isinstance(m, nn.Conv1d) for m in leaves):
-        raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
-                         "'gradient_x_input' or 'occlusion'")
-    runs: list[tuple[nn.Module, torch.Tensor]] = []  # leaf outputs in the order they ran
+def _probabilities(model, on_simplex: bool):
+    """``model``, or a view of it returning softmax probabilities where it returns logits."""
+    if on_simplex:
+        return model
+    if isinstance(model, nn.Module):  # in the model's mode: explaining must not change it
+        return nn.Sequential(model, nn.Softmax(dim=1)).train(model.training)
 
-    def record(mod, _inp, out):
-        if isinstance(out, torch.Tensor):
-            runs.append((mod, out))
+    def softmax(a):
+        out = np.asarray(model(a), dtype=np.float64)
+        e = np.exp(out - out.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
-    handles = [m.register_forward_hook(record) for m in leaves]
-    maps = []
-    target = call.target_t
-    try:
-        for start in range(0, nun.shape[0], call.rows):
-            sl = slice(start, start + call.rows)
-            runs.clear()
-            with torch.enable_grad():
-                out = call.model.forward(nun[sl])
-                act = _last_conv_block(runs)
-                sel = out[torch.arange(out.shape[0], device=out.device), target[sl]].sum()
-                (grad,) = torch.autograd.grad(sel, act)
-            cam = (grad.mean(-1, keepdim=True) * act).sum(1, keepdim=True).detach()
-            if cam.shape[-1] != nun.shape[-1]:
-                cam = F.interpolate(cam, size=nun.shape[-1], mode="linear", align_corners=False)
-            maps.append(cam)
-    finally:
-        for h in handles:
-            h.remove()
-    return torch.cat(maps)
-
-
-def _last_conv_block(runs: list[tuple[nn.Module, torch.Tensor]]) -> torch.Tensor:
-    """The output of the last convolutional block among leaf outputs in the order they ran.
-
-    That is the output of the last module, from the last ``Conv1d`` run on, whose output
-    has that convolution's output shape: with Conv1d-BatchNorm-ReLU blocks the last ReLU;
-    in a residual block whose shortcut is a projection (run after the body), the ReLU
-    after the sum, not the shortcut's convolution.
-    """
-    convs = [i for i, (m, _) in enumerate(runs) if isinstance(m, nn.Conv1d)]
-    if not convs:
-        raise ValueError("saliency='grad_cam': the model ran no Conv1d layer on its inputs; use "
-                         "'gradient_x_input' or 'occlusion'")
-    shape = runs[convs[-1]][1].shape
-    return next(a for _, a in reversed(runs[convs[-1]:]) if a.shape == shape)
-
-
-def _gradient_x_input(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.Tensor:
-    maps = []
-    target = call.target_t
-    for start in range(0, nun.shape[0], call.rows):
-        sl = slice(start, start + call.rows)
-        with torch.enable_grad():
-            inp = nun[sl].clone().requires_grad_(True)
-            out = call.model.forward(inp)
-            sel = out[torch.arange(out.shape[0], device=out.device), target[sl]].sum()
-            (grad,) = torch.autograd.grad(sel, inp)
-        maps.append(grad * (nun[sl] - call.x[sl]))
-    return torch.cat(maps)
-
-
-def _occlusion(call: Call, nun: torch.Tensor, score: _Scorer, seg: int) -> torch.Tensor:
-    n, c, t = nun.shape
-    n_seg = math.ceil(t / seg)
-    # candidate (i, s): the NUN with segment s set to x's values; s = n_seg: the NUN itself
-    inst = np.repeat(np.arange(n), n_seg + 1)
-    s = np.tile(np.arange(n_seg + 1), n)
-
-    def build(sl):
-        i = torch.from_numpy(inst[sl]).to(nun.device)
-        st = torch.from_numpy(s[sl] * seg).to(nun.device)
-        m = _windows(st, torch.full_like(st, seg), torch.full_like(st, -1), (c, t))
-        return torch.where(m, call.x[i], nun[i])
-
-    p, _ = score(len(inst), build, call.target[inst])
-    p = p.reshape(n, n_seg + 1)
-    drop = p[:, -1:] - p[:, :-1]  # (N, n_seg)
-    per_step = np.repeat(drop, seg, axis=1)[:, :t]
-    return torch.from_numpy(per_step).float().to(nun.device).unsqueeze(1)
-
-
-_SALIENCY = {"grad_cam": _grad_cam, "gradient_x_input": _gradient_x_input, "occlusion": _occlusion}
+    return softmax
 
 
 # -- COMTE -----------------------------------------------------------------------------------

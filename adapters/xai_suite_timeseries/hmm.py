@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai_suite.plugin import Explanation, check_positive_int, check_random_state, register_dataset
+from xai_suite.plugin import (
+    Explanation,
+    check_choice,
+    check_positive_int,
+    check_random_state,
+    register_dataset,
+    train_loop,
+)
 
 #: Means of the 3 signals in state 0 and state 1 (time-interpret's ``scale``).
 HMM_MEANS = ((0.1, 1.6, 0.5), (-0.1, -0.4, -1.5))
@@ -226,37 +233,20 @@ def fit_state_classifier(
     if X.ndim != 3 or y.shape != (X.shape[0], X.shape[2]):
         raise ValueError(f"expected X of shape (N, C, T) and y of shape (N, T); got {tuple(X.shape)} "
                          f"and {tuple(y.shape)}")
-    n = X.shape[0]
-    starts = [s for s in range(0, n, batch_size) if n - s >= 2]  # batch-norm needs 2 rows
-    if not starts:
-        raise ValueError("need at least 2 training series")
-    if steps not in ("all", "random"):
-        raise ValueError(f"steps must be 'all' or 'random'; got {steps!r}")
-    gen = torch.Generator().manual_seed(random_state)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = None
-    if steps == "all":
-        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(starts))
-    loss_fn = nn.CrossEntropyLoss()
+    check_choice("steps", steps, ("all", "random"))
+    ce = nn.CrossEntropyLoss()
+
+    def loss(m, xb, yb, gen):
+        if steps == "all":
+            logits = m.forward_steps(xb)
+            return ce(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
+        t = int(torch.randint(xb.shape[2], (1,), generator=gen))
+        return ce(m(xb[:, :, : t + 1]), yb[:, t])
+
     model.to(device)
-    X, y = X.to(device), y.to(device)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in starts:
-            idx = order[start : start + batch_size].to(device)
-            opt.zero_grad()
-            if steps == "all":
-                logits = model.forward_steps(X[idx])
-                loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1))
-            else:
-                t = int(torch.randint(X.shape[2], (1,), generator=gen))
-                loss = loss_fn(model(X[idx, :, : t + 1]), y[idx, t])
-            loss.backward()
-            opt.step()
-            if schedule is not None:
-                schedule.step()
-    return model.eval()
+    return train_loop(model, X.to(device), y.to(device), loss=loss, epochs=epochs, lr=lr,
+                      batch_size=batch_size, weight_decay=weight_decay, random_state=random_state,
+                      one_cycle=steps == "all")
 
 
 def step_accuracy(model: StateClassifier, X, y) -> float:

@@ -10,7 +10,7 @@ interventions and concept-level attribution (``concept`` family explainers).
 
 from .datasets import CONCEPT_NAMES, make_dot, make_trigonometry, make_xor
 from .explainers import ConceptExplainer, ConceptGradient, ConceptIntervention, ConceptShapley
-from .explanation import ConceptExplanation, load_concept_explanation
+from .explanation import ConceptExplanation
 from .interventions import intervene, intervention_curve, intervention_masks
 from .models import ConceptBottleneckModel, ConceptEmbeddingModel, ConceptModel
 from .plot import plot_concept_explanation, plot_intervention_curve
@@ -28,7 +28,6 @@ __all__ = [
     "intervene",
     "intervention_curve",
     "intervention_masks",
-    "load_concept_explanation",
     "make_dot",
     "make_trigonometry",
     "make_xor",

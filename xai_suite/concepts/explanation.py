@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write
-
-FORMAT = "xai-suite-concept-explanation/1"  # read by xai_suite.load_explanation too
+from ..explanation import Result
 
 
 @dataclass
-class ConceptExplanation:
+class ConceptExplanation(Result):
     """Concept-level attributions of a concept model's task output.
 
     Attributes
@@ -42,6 +37,8 @@ class ConceptExplanation:
     reference : numpy.ndarray, shape (N, n_concepts), or None
         The reference concept activations attributions are measured against.
     """
+
+    format = "xai-suite-concept-explanation/1"
 
     attributions: np.ndarray
     concepts: np.ndarray
@@ -103,47 +100,3 @@ class ConceptExplanation:
         from .plot import plot_concept_explanation
 
         return plot_concept_explanation(self, index=index, ax=ax, **kwargs)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
-        meta = {"format": FORMAT, "method": self.method, "params": self.params,
-                "concept_names": self.concept_names}
-        arrays = {
-            "attributions": self.attributions,
-            "concepts": self.concepts,
-            "inputs": self.inputs,
-            "target": self.target,
-            "predictions": self.predictions,
-            "meta": np.array(json.dumps(meta)),
-        }
-        if self.convergence_delta is not None:
-            arrays["convergence_delta"] = self.convergence_delta
-        if self.reference is not None:
-            arrays["reference"] = self.reference
-        return atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ConceptExplanation:
-        """Read a file written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a concept explanation file ({FORMAT})")
-            get = lambda key: data[key] if key in data.files else None  # noqa: E731
-            return cls(
-                attributions=data["attributions"],
-                concepts=data["concepts"],
-                concept_names=list(meta["concept_names"]),
-                inputs=data["inputs"],
-                target=data["target"],
-                predictions=data["predictions"],
-                method=meta["method"],
-                params=meta["params"],
-                convergence_delta=get("convergence_delta"),
-                reference=get("reference"),
-            )
-
-
-def load_concept_explanation(path: str | os.PathLike) -> ConceptExplanation:
-    """Read a :class:`ConceptExplanation` written by its ``save``."""
-    return ConceptExplanation.load(path)

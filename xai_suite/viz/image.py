@@ -87,107 +87,74 @@ def plot_image_attribution(image, attribution, ax=None, *, alpha: float = 0.8, c
     return ax
 
 
-def _baseline_names(baselines, fit_data) -> list:
-    from ..baselines import ensure_baseline, list_baselines
-
-    if baselines is None:
-        names = list_baselines("image")
-        if fit_data is None:  # leave out those that learn from training data
-            names = [n for n in names if not ensure_baseline(n).needs_fit]
-        return names
-    baselines = list(baselines)
-    if not baselines:
-        raise ValueError("baselines must name at least one baseline")
-    return baselines
+def _baseline_label(exp) -> str:
+    spec = exp.params.get("baseline")
+    return spec.get("name", "?") if isinstance(spec, dict) else "no baseline"
 
 
-def _label(spec) -> str:
-    from ..baselines import ensure_baseline
+def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, ncols: int = 6,
+                       alpha: float = 0.8):
+    """One image, every baseline: how an attribution changes with its baseline.
 
-    return spec if isinstance(spec, str) else ensure_baseline(spec).describe()["name"]
-
-
-def plot_baseline_grid(model, image, *, method: str = "integrated_gradients", baselines=None,
-                       target=None, fit_data=None, path=None, random_state: int | None = 0,
-                       ncols: int = 6, alpha: float = 0.8, **params):
-    """One image, every baseline: how the attribution of ``method`` changes with its baseline.
-
-    The first panel is the image (titled with the explained class and its probability);
-    each further panel overlays the attribution computed with one baseline, titled with the
-    baseline's name, the completeness error ``sum(a) - (f_t(x) - f_t(b))`` (where the
-    method has one) and the target's probability at the baseline ``p_t(b)`` (softmax of a
-    torch model's outputs; the output itself for other models; the mean over draws for
-    random baselines). Each panel has its own symmetric colour scale.
+    The first panel is the image (titled with the explained class, and its probability when
+    ``model`` is given); each further panel overlays one explanation's attribution, titled
+    with its baseline's name, the completeness error ``sum(a) - (f_t(x) - f_t(b))`` (where
+    the method has one) and, with ``model``, the target's probability at the baseline
+    ``p_t(b)`` (softmax of a torch model's outputs; the output itself for other models; the
+    mean over draws for random baselines). Each panel has its own symmetric colour scale.
 
     Parameters
     ----------
-    model : torch.nn.Module or model accepted by ``method``
-    image : array-like, shape (C, H, W)
-        One image.
-    method : str
-        A registry name of a method that takes a ``baseline``.
-    baselines : sequence of (str, float, callable or Baseline), optional
-        Default: every baseline registered for images, less those that learn from training
-        data when ``fit_data`` is not given.
-    target : int, optional
-        Class explained; default the predicted class.
-    fit_data : array-like or tuple (X, y), optional
-        Training data for baselines that learn from it (``training_*``, ``nearest_unlike``).
+    explanations : sequence of Explanation
+        Explanations of the same images (N, C, H, W) for the same targets, one per baseline,
+        e.g. ``[xs.explain(model, x, baseline=b) for b in xs.list_baselines("image")]``.
+    model : optional
+        The explained model; only called on the input and the recorded baselines for the
+        titles' probabilities.
+    index : int
+        Which image of the explanations to draw.
     path : str or Path, optional
         Where to save the figure (PNG); the figure is returned either way.
-    random_state : int or None
-        Seed of stochastic baselines and methods (given to methods that take it).
     ncols : int
         Panels per row.
     alpha : float
         Opacity of the attribution layers.
-    **params
-        Further hyper-parameters of ``method`` (e.g. ``n_steps``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig.axes[0]`` is the image, ``fig.axes[1 + i]`` baseline ``i``'s panel, whose
+        ``fig.axes[0]`` is the image, ``fig.axes[1 + i]`` explanation ``i``'s panel, whose
         ``images[1]`` holds its (H, W) attribution summed over channels.
     """
     import matplotlib.pyplot as plt
     import torch
 
     from ..modeling import ModelWrapper
-    from ..registry import create_explainer, explainer_info
 
-    img = _as_array(image, "image")
-    if img.ndim != 3:
-        raise ValueError(f"image must be one (C, H, W) image; got shape {img.shape}")
-    info = explainer_info(method)
-    if "baseline" not in info.params:
-        raise ValueError(f"{info.qualified_name} takes no baseline; choose a method that does "
-                         "(e.g. integrated_gradients, captum:occlusion)")
+    exps = list(explanations)
+    if not exps:
+        raise ValueError("explanations must hold at least one explanation")
+    if any(getattr(e, "modality", None) != "image" for e in exps):
+        raise ValueError("plot_baseline_grid draws explanations of images (N, C, H, W)")
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise ValueError(f"ncols must be a positive int; got {ncols!r}")
-    names = _baseline_names(baselines, fit_data)
-    if "random_state" in info.params:
-        params = {"random_state": random_state, **params}
-    x = img[None].astype(np.float32)
-    exps = []
-    for b in names:
-        explainer = create_explainer(method, model, baseline=b, **params)
-        if explainer.requires_fit:
-            if fit_data is None:
-                raise ValueError(f"baseline {_label(b)!r} learns from training data: pass "
-                                 "fit_data=(X, y)")
-            X, y = fit_data if isinstance(fit_data, tuple) else (fit_data, None)
-            explainer.fit(X, y)
-        exps.append(explainer.explain(x, target))
-    t = int(exps[0].target[0])
-    wrapper = ModelWrapper(model, device="cpu")
+    if not 0 <= index < len(exps[0]):
+        raise ValueError(f"index must lie in 0..{len(exps[0]) - 1}; got {index}")
+    img, t = exps[0].inputs[index], int(exps[0].target[index])
+    for e in exps[1:]:
+        if e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img) \
+                or int(e.target[index]) != t:
+            raise ValueError("the explanations must explain the same images for the same targets")
+    wrapper = None if model is None else ModelWrapper(model, device="cpu")
 
-    def prob(batch: np.ndarray) -> float:
+    def prob(batch: np.ndarray | None) -> str:
+        if wrapper is None or batch is None:
+            return "n/a"
         with wrapper.prepared():
             out = torch.from_numpy(wrapper.predict(torch.from_numpy(batch.astype(np.float32)), 64))
         if wrapper.kind == "torch":
             out = out.softmax(1)
-        return float(out[:, t].mean())
+        return f"{float(out[:, t].mean()):.2f}"
 
     n = 1 + len(exps)
     cols = min(ncols, n)
@@ -201,12 +168,13 @@ def plot_baseline_grid(model, image, *, method: str = "integrated_gradients", ba
     ax0.imshow(_gray(img), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax0.set_xticks([])
     ax0.set_yticks([])
-    ax0.set_title(f"input\nclass {t}, p={prob(x):.2f}", fontsize=8)
-    for b, e, ax in zip(names, exps, flat[1:n], strict=True):
-        delta = "n/a" if e.convergence_delta is None else f"{float(e.convergence_delta[0]):+.1e}"
-        pb = "n/a" if e.baselines is None else f"{prob(e.baselines[:, 0]):.2f}"
-        plot_image_attribution(img, e.attributions[0], ax=ax, alpha=alpha, colorbar=False,
-                               title=f"{_label(b)}\nerr {delta}, p(b) {pb}")
+    ax0.set_title(f"input\nclass {t}" + ("" if wrapper is None else f", p={prob(img[None])}"),
+                  fontsize=8)
+    for e, ax in zip(exps, flat[1:n], strict=True):
+        delta = "n/a" if e.convergence_delta is None else f"{float(e.convergence_delta[index]):+.1e}"
+        pb = prob(None if e.baselines is None else e.baselines[:, index])
+        plot_image_attribution(img, e.attributions[index], ax=ax, alpha=alpha, colorbar=False,
+                               title=f"{_baseline_label(e)}\nerr {delta}, p(b) {pb}")
     fig.suptitle(f"{exps[0].method}: one image, every baseline (target {t})", fontsize=9)
     if path is not None:
         fig.savefig(path, dpi=120)

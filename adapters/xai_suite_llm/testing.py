@@ -1,0 +1,154 @@
+"""Conformance problems of the text entries, for :func:`xai_suite.testing.check_explainer`.
+
+Every ``text`` entry is checked on an untrained tiny GPT-2 built from a config (seeded, no
+download) and the key task's word-level tokenizer: attribution entries on one prompt and a
+fixed continuation, the mechanistic ones on what each of them takes (a prompt; a clean and a
+corrupted prompt; prompts with labels).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from xai_suite.plugin import Problem, register_problem
+
+from .models import LanguageModel
+from .tiny import make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer
+
+PROMPT, OTHER_PROMPT = make_key_prompts(2, random_state=0)[0]
+TARGET = " b"
+
+
+@functools.cache
+def reference_language_model() -> LanguageModel:
+    """An untrained 2-layer GPT-2 (seed 0) with the key task's tokenizer, on the CPU."""
+    tok = make_tiny_tokenizer()
+    return LanguageModel(make_tiny_gpt2(len(tok), random_state=0), tok, device="cpu")
+
+
+class TextProblem(Problem):
+    """Attribution of a continuation to a prompt's units: ``exp.attributions`` (U,)."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), PROMPT
+
+    def explain(self, explainer, **kwargs):
+        return explainer.explain(self.inputs, **{"target": TARGET, **kwargs})
+
+    def same_target(self, result):
+        return {"target": result.target}
+
+    def check_result(self, ctx, result):
+        a = result.attributions
+        assert a.shape == (len(result.units),) and a.dtype == np.float64 and np.isfinite(a).all(), (
+            "attributions must be finite float64, one per unit")
+        assert [result.prompt[s:e] for s, e in result.spans] == result.units, "spans do not cut the units"
+        assert result.prompt == PROMPT and result.target == TARGET and np.isfinite(result.score)
+
+    def check_completeness(self, ctx, result):
+        gap = result.score - result.params["baseline_score"]
+        expected = float(result.attributions.sum()) - gap
+        assert result.convergence_delta is not None, "convergence_delta must be reported"
+        assert abs(result.convergence_delta - expected) <= 1e-6 * (abs(gap) + 1), (
+            "convergence_delta is misreported")
+        bound = (ctx.completeness_rtol if ctx.info.tags.family == "gradient" else 1e-6) * (abs(gap) + 1e-3)
+        assert abs(result.convergence_delta) <= bound, (
+            f"completeness error {result.convergence_delta:.3g} exceeds {bound:.3g}")
+
+    def bad_calls(self, ctx):
+        e, lm = ctx.make(), self.model
+        long = " ".join([PROMPT] * 4)  # past the model's 32 positions
+        return [
+            ("an empty prompt", ValueError, lambda: e.explain("", target=TARGET)),
+            ("a prompt that is not a string", ValueError, lambda: e.explain(3, target=TARGET)),
+            ("an empty continuation", ValueError, lambda: e.explain(PROMPT, target="")),
+            ("a continuation of float ids", ValueError, lambda: e.explain(PROMPT, target=[0.5])),
+            ("token ids out of the vocabulary", ValueError,
+             lambda: e.explain(PROMPT, target=[lm.vocab_size])),
+            ("a contrast without the contrastive scalariser", ValueError,
+             lambda: e.explain(PROMPT, target=TARGET, contrast=" c")),
+            ("a prompt longer than the model's positions", ValueError,
+             lambda: e.explain(long, target=TARGET)),
+            ("fit", TypeError, lambda: e.fit(np.zeros((2, 3)))),
+        ]
+
+
+class LensProblem(Problem):
+    """The logit lens of one prompt: ``target_probs`` (layers, positions)."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), PROMPT
+
+    def values(self, result):
+        return result.target_probs
+
+    def check_result(self, ctx, result):
+        n_layers = self.model.n_layers + bool(ctx.make().include_embeddings)
+        assert result.target_probs.shape == (n_layers, len(result.tokens)), "one row per layer"
+        p = result.top_probs
+        assert ((p >= 0) & (p <= 1)).all() and (np.diff(p, axis=-1) <= 0).all(), (
+            "top_probs must be probabilities, most probable first")
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("an empty prompt", ValueError, lambda: e.explain("")),
+                ("a target that is not a string", TypeError, lambda: e.explain(PROMPT, 3))]
+
+
+class PatchingProblem(Problem):
+    """Patching a clean prompt's activations into a corrupted one: ``effects`` per site."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), (PROMPT, OTHER_PROMPT, " a", " b")
+
+    def explain(self, explainer, **kwargs):
+        return explainer.explain(*self.inputs, **kwargs)
+
+    def values(self, result):
+        return np.stack([result.effects[s] for s in result.sites])
+
+    def check_result(self, ctx, result):
+        shape = (self.model.n_layers, len(result.tokens))
+        for site in result.sites:
+            assert result.effects[site].shape == shape, "effects per layer and position"
+            assert np.isfinite(result.patched[site]).all(), "patched logit differences must be finite"
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("prompts of different lengths", ValueError,
+                 lambda: e.explain(PROMPT, PROMPT + " red", " a", " b")),
+                ("the same answer twice", ValueError, lambda: e.explain(PROMPT, OTHER_PROMPT, " a", " a"))]
+
+
+class ProbeProblem(Problem):
+    """Probing a planted label from every layer: ``accuracy`` per layer."""
+
+    def __init__(self):
+        prompts, answers = make_key_prompts(40, random_state=1)
+        self.model, self.inputs = reference_language_model(), prompts
+        self.labels = np.array([a.strip() in "abcd" for a in answers], dtype=np.int64)
+
+    def explain(self, explainer, **kwargs):
+        return explainer.explain(self.inputs, self.labels, **kwargs)
+
+    def values(self, result):
+        return result.accuracy
+
+    def check_result(self, ctx, result):
+        for name in ("accuracy", "control_accuracy"):
+            v = getattr(result, name)
+            assert v is None or ((v >= 0) & (v <= 1)).all(), f"{name} must be a proportion"
+        assert ((result.low <= result.accuracy) & (result.accuracy <= result.high)).all()
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("labels of another length", ValueError, lambda: e.explain(self.inputs, self.labels[:-1])),
+                ("labels of one class", ValueError, lambda: e.explain(self.inputs, self.labels * 0))]
+
+
+register_problem("text")(lambda info, modality, kind: [TextProblem()])
+register_problem("native:logit_lens")(lambda info, modality, kind: [LensProblem()])
+register_problem("native:activation_patching")(lambda info, modality, kind: [PatchingProblem()])
+register_problem("native:linear_probe")(lambda info, modality, kind: [ProbeProblem()])
