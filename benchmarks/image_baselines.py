@@ -28,7 +28,7 @@ Measured per image (``xai_suite.metrics``):
 - ``del. (blur)`` / ``ins. (blur)``: deletion and insertion AUC of the target's softmax
   probability over ``--curve-steps`` (64) equal steps of the pixels (1 px a step on digits,
   4 px on planted), pixels ranked by signed attribution; a removed pixel is replaced by the
-  image blurred with a Gaussian of 2 px (``replacement="blur"``, ``blur_sigma=2``). The
+  image blurred with a Gaussian of 2 px (``replacement={"name": "blur", "sigma": 2}``). The
   replacement is the same for every baseline, so no baseline is judged against its own
   image; blurring keeps each image's local brightness but wipes out fine structure (the
   checkerboard's texture, the digits' strokes), which is what the models read. Caveat:
@@ -279,8 +279,8 @@ def measure(setup: Setup, exp, curve_steps: int) -> dict[str, np.ndarray]:
     kw = {"model": setup.model, "n_steps": curve_steps, "softmax": True}
     n = len(exp)
     out = {
-        "deletion": deletion_auc(exp, replacement="blur", blur_sigma=BLUR_SIGMA, **kw),
-        "insertion": insertion_auc(exp, replacement="blur", blur_sigma=BLUR_SIGMA, **kw),
+        "deletion": deletion_auc(exp, replacement={"name": "blur", "sigma": BLUR_SIGMA}, **kw),
+        "insertion": insertion_auc(exp, replacement={"name": "blur", "sigma": BLUR_SIGMA}, **kw),
         "deletion_0": deletion_auc(exp, replacement=0.0, **kw),
         "auroc": auroc(exp, mask=setup.mask) if setup.mask is not None else np.full(n, np.nan),
         "completeness": np.full(n, np.nan),

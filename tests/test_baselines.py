@@ -45,6 +45,23 @@ def test_deterministic_values(rng):
         _draw(ensure_baseline("blur"), x[:, 0])
 
 
+def test_specs_build_the_baseline_a_result_records(rng):
+    """A dict spec is what describe() records: it builds the same baseline again."""
+    x = rng.normal(size=(3, 2, 10)).astype(np.float32)
+    b = ensure_baseline({"name": "blur", "sigma": 2.0})
+    assert isinstance(b, Blur) and b.sigma == 2.0
+    np.testing.assert_array_equal(_draw(b, x), _draw(Blur(sigma=2.0), x))
+    exp = xs.explain(torch.nn.Linear(4, 2), x[:, 0, :4], baseline={"name": "constant", "value": 0.25})
+    assert exp.params["baseline"] == {"name": "constant", "value": 0.25}
+    assert ensure_baseline(exp.params["baseline"]).value == 0.25
+    with pytest.raises(TypeError, match="baseline 'blur' takes no parameters \\['width'\\]"):
+        ensure_baseline({"name": "blur", "width": 2})
+    with pytest.raises(TypeError, match="a dict with a 'name'"):
+        ensure_baseline({"sigma": 2})
+    with pytest.raises(KeyError, match="unknown baseline 'blurr'"):
+        ensure_baseline({"name": "blurr"})
+
+
 def test_noise_baselines_are_seeded_and_in_range(rng):
     x = rng.normal(size=(4, 30)).astype(np.float32)
     u = Uniform()

@@ -397,7 +397,7 @@ CURVE_SUITE = {
     "metrics": [
         {"name": "deletion_auc", "params": {"n_steps": 6}},
         {"name": "deletion_auc", "label": "deletion(noise)",
-         "params": {"n_steps": 4, "replacement": "noise", "softmax": True}},
+         "params": {"n_steps": 4, "replacement": "uniform", "softmax": True}},
         {"name": "insertion_auc", "params": {"n_steps": 5}},
     ],
 }
@@ -462,12 +462,20 @@ def test_curve_areas_equal_the_metric_computed_directly(suite_dir, curve_run):
                    & (curves.step == 0)]
     np.testing.assert_allclose(start.value, exp.predictions.max(1), rtol=1e-5)  # the model's own logit
     for label, name, params in (("deletion(noise)", "deletion_auc",
-                                 {"n_steps": 4, "replacement": "noise", "softmax": True, "random_state": 0}),
+                                 {"n_steps": 4, "replacement": "uniform", "softmax": True,
+                                  "random_state": 0}),
                                 ("insertion_auc", "insertion_auc", {"n_steps": 5, "random_state": 0})):
         stored = results[(results.explainer == "ig(2 steps)") & (results.metric == label)]
         assert stored.instance.tolist() == rows.tolist()
         np.testing.assert_allclose(stored.value, compute_metric(name, exp, model=model, **params),
                                    rtol=1e-6, atol=1e-7)
+
+
+def test_metrics_record_what_features_are_removed_towards(curve_run):
+    metrics = curve_run[3]["metrics"]
+    assert metrics["deletion_auc"]["removed towards"] == "each explanation's own baseline"
+    assert metrics["deletion(noise)"]["removed towards"] == (
+        'shared: {"high": null, "low": null, "name": "uniform"}')
 
 
 def test_rerun_adds_no_curve_and_a_unit_is_all_or_nothing(suite_dir, curve_run):

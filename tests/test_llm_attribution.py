@@ -1,5 +1,6 @@
 """Token/word/sentence attribution of LLM continuations (xai_suite_llm.attribution)."""
 
+import dataclasses
 import itertools
 import math
 
@@ -421,3 +422,43 @@ def test_llama_layout_exactness():
     fa = LLMAttribution(FeatureAblation(lm.model), tok).attribute(inp, target=ANSWERS[0])
     np.testing.assert_allclose(A.TextAblation(lm).explain(prompt, ANSWERS[0]).attributions,
                                fa.seq_attr.numpy(), atol=1e-5)
+
+
+# -- faithfulness metrics over units -------------------------------------------------------------
+def test_deletion_and_eraser_metrics_over_units(lm):
+    """Text explanations take the removal metrics: units replaced by the baseline token."""
+    from xai_suite.metrics import (
+        comprehensiveness,
+        deletion_auc,
+        deletion_curve,
+        insertion_curve,
+        sufficiency,
+    )
+    from xai_suite.metrics.registry import compute_metric
+
+    for level in ("token", "word", "sentence"):
+        exp = A.TextAblation(lm, level=level).explain(PROMPTS[0], ANSWERS[0])
+        fractions, dele = deletion_curve(exp, lm, n_steps=len(exp.units))
+        _, ins = insertion_curve(exp, lm, n_steps=len(exp.units))
+        assert dele.shape == ins.shape == (1, len(exp.units) + 1)
+        # nothing removed: the score; everything removed: the all-baseline prompt's score
+        np.testing.assert_allclose([dele[0, 0], ins[0, -1]], exp.score, rtol=1e-6)
+        np.testing.assert_allclose([dele[0, -1], ins[0, 0]], exp.params["baseline_score"], rtol=1e-6)
+        # ablation ranks units by their one-at-a-time drop: removing the first one is that drop
+        np.testing.assert_allclose(exp.score - dele[0, 1], exp.attributions.max(), rtol=1e-6)
+        auc = compute_metric("deletion_auc", exp, model=lm, n_steps=len(exp.units))
+        np.testing.assert_allclose(auc, np.trapezoid(dele, fractions, axis=1))
+        assert comprehensiveness(exp, model=lm)[0] > sufficiency(exp, model=lm)[0]
+    # the key first: a faithful order drops faster than the reversed one
+    exp = A.TextAblation(lm).explain(PROMPTS[1], ANSWERS[1])
+    flipped = dataclasses.replace(exp, attributions=-exp.attributions)
+    assert deletion_auc(exp, model=lm)[0] < deletion_auc(flipped, model=lm)[0]
+    # another replacement token changes the curve; the same model is required
+    other = deletion_curve(exp, lm, replacement="[UNK]")[1]
+    assert not np.allclose(other, deletion_curve(exp, lm)[1])
+    with pytest.raises(ValueError, match="softmax applies to class outputs"):
+        deletion_curve(exp, lm, softmax=True)
+    tok = make_tiny_tokenizer()
+    untrained = LanguageModel(make_tiny_gpt2(len(tok), random_state=1), tok, device="cpu")
+    with pytest.raises(ValueError, match="pass the model that was explained"):
+        deletion_curve(exp, untrained)

@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 import xai_suite as xs
+from xai_suite.baselines import Blur, TrainingMean
 from xai_suite.explanation import Explanation
 from xai_suite.metrics import (
     comprehensiveness,
@@ -98,16 +99,27 @@ def test_replacements():
     _, values = deletion_curve(exp, flat, n_steps=5)
     np.testing.assert_allclose(values[:, 0], f(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(values[:, -1], f(b[0]), rtol=1e-5, atol=1e-6)
-    # blur along time
-    _, values = deletion_curve(exp, flat, n_steps=5, replacement="blur", blur_sigma=2.0)
+    # any baseline, as explainers take it: blur along time (the registered baseline, a spec, an
+    # instance), a fitted training mean
     blurred = gaussian_filter(x, sigma=(0, 0, 2.0), mode="nearest")
-    np.testing.assert_allclose(values[:, -1], f(blurred), rtol=1e-5, atol=1e-5)
-    # noise: seeded per instance, so one instance alone gets the same curve
-    _, v0 = deletion_curve(exp, flat, replacement="noise", random_state=3)
-    _, again = deletion_curve(exp, flat, replacement="noise", random_state=3, batch_size=7)
-    _, other = deletion_curve(exp, flat, replacement="noise", random_state=4)
+    for spec in ({"name": "blur", "sigma": 2.0}, Blur(sigma=2.0)):
+        _, values = deletion_curve(exp, flat, n_steps=5, replacement=spec)
+        np.testing.assert_allclose(values[:, -1], f(blurred), rtol=1e-5, atol=1e-5)
+    _, values = deletion_curve(exp, flat, n_steps=5, replacement="blur")  # Blur's own sigma, 5
+    np.testing.assert_allclose(values[:, -1], f(gaussian_filter(x, sigma=(0, 0, 5.0), mode="nearest")),
+                               rtol=1e-5, atol=1e-5)
+    X_train = rng.normal(size=(20, 2, 16)).astype(np.float32)
+    _, values = deletion_curve(exp, flat, n_steps=5, replacement=TrainingMean().fit(X_train))
+    np.testing.assert_allclose(values[:, -1], f(np.repeat(X_train.mean(0, keepdims=True), 3, 0)),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="learns from training data: pass it fitted"):
+        deletion_curve(exp, flat, replacement="training_mean")
+    # a random baseline is drawn per instance, so one instance alone gets the same curve
+    _, v0 = deletion_curve(exp, flat, replacement="uniform", random_state=3)
+    _, again = deletion_curve(exp, flat, replacement="uniform", random_state=3, batch_size=7)
+    _, other = deletion_curve(exp, flat, replacement="uniform", random_state=4)
     one = Explanation(exp.attributions[1:2], x[1:2], exp.target[1:2], exp.predictions[1:2], "test")
-    _, alone = deletion_curve(one, flat, replacement="noise", random_state=3)
+    _, alone = deletion_curve(one, flat, replacement="uniform", random_state=3)
     # other batch shapes run other float32 kernels: outputs (sums of 32 products) agree to a
     # few ulps of their terms, not bit for bit (1.2e-5 relative seen on an AVX-512 CPU)
     atol = 32 * np.finfo(np.float32).eps * np.abs(v0).max()
@@ -126,9 +138,9 @@ def test_bad_input_raises():
     rng = np.random.default_rng(2)
     model = _linear(rng.normal(size=(2, 5)), 0.0)
     exp = _exp(model, rng.normal(size=(3, 5)), rng.normal(size=(3, 5)))
-    with pytest.raises(ValueError, match="replacement must be one of"):
+    with pytest.raises(ValueError, match="replacement must be 'baseline' .* unknown baseline 'mean'"):
         deletion_auc(exp, model=model, replacement="mean")
-    with pytest.raises(ValueError, match="blur"):
+    with pytest.raises(ValueError, match="baseline 'blur' applies to timeseries, image inputs"):
         deletion_auc(exp, model=model, replacement="blur")  # tabular
     with pytest.raises(ValueError, match="pass the model that was explained"):
         deletion_auc(exp, model=_linear(rng.normal(size=(2, 5)), 0.0))

@@ -140,7 +140,8 @@ def study(model, inputs, target, mask, baselines, fit_data, *, curve_steps):
         p_b = probs[:, np.arange(len(inputs)), e.target].mean(0)
         out[b] = {
             "AUROC": auroc(e, mask=mask),
-            "deletion (blur)": deletion_auc(e, model=model, replacement="blur", blur_sigma=2, **curves),
+            "deletion (blur)": deletion_auc(e, model=model, replacement={"name": "blur", "sigma": 2},
+                                            **curves),
             "deletion (0)": deletion_auc(e, model=model, replacement=0.0, **curves),
             "p(b)": p_b,
         }

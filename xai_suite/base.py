@@ -148,6 +148,10 @@ class Attribution:
     params: dict = field(default_factory=dict)
 
 
+#: The hyper-parameters many explainers share, and what they mean for one that lacks one.
+SHARED_PARAMS = {"batch_size": "auto", "max_memory": None, "device": "auto", "random_state": None}
+
+
 class Explainer:
     """Root of all explainers: parameters, fitting, and registry metadata."""
 
@@ -182,13 +186,36 @@ class Explainer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _shared(self, name: str):
+        """A shared hyper-parameter (:data:`SHARED_PARAMS`): this explainer's, else the default."""
+        return getattr(self, name) if name in self._param_names() else SHARED_PARAMS[name]
+
+    def _chunk_rows(self, forward, sample, device: torch.device) -> int:
+        """Rows per model call: ``batch_size``, or for ``"auto"`` from a probe of ``forward`` on
+        the few rows of ``sample``, within ``max_memory`` (see :mod:`xai_suite.batching`)."""
+        batch_size = self._shared("batch_size")
+        check_batch_size(batch_size)
+        if batch_size != "auto":
+            return int(batch_size)
+        probe = probe_activations(forward, sample[: min(4, sample.shape[0])])
+        return auto_rows(probe, device, parse_bytes(self._shared("max_memory")))
+
+    def _recorded_params(self, rows: int, resolved: dict) -> dict:
+        """Hyper-parameters, the baseline used and settings resolved in the call (JSON-ready)."""
+        params = {k: jsonable(v) for k, v in self.get_params().items()}
+        if self.info.tags.needs_baseline:
+            params["baseline"] = self._baseline().describe()
+        params.update(jsonable(resolved))
+        params["batch_size_used"] = int(rows)
+        return params
+
     # -- fitting ---------------------------------------------------------------------------
     @property
     def requires_fit(self) -> bool:
         """Whether ``fit`` must be called before ``explain`` with the current parameters."""
         if self.info.tags.needs_fit:
             return True
-        return "baseline" in self._param_names() and self._baseline().needs_fit
+        return self.info.tags.needs_baseline and self._baseline().needs_fit
 
     def _baseline(self) -> Baseline:
         """The ``baseline`` parameter as a :class:`Baseline` (cached while it is unchanged)."""
@@ -217,7 +244,7 @@ class Explainer:
         infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
         if y is not None:
             y = np.asarray(y)
-        if "baseline" in self._param_names():
+        if self.info.tags.needs_baseline:
             self._baseline().fit(X, y)
         self._fit(X, y)
         self._fit_shape = tuple(X.shape[1:])
@@ -237,7 +264,7 @@ class Explainer:
     # -- one explain call: validation, model preparation, targets ---------------------------
     def _wrapper(self) -> ModelWrapper:
         """The model wrapped for calling; raises if the entry does not take its kind."""
-        wrapper = ModelWrapper(self.model, device=getattr(self, "device", "auto"))
+        wrapper = ModelWrapper(self.model, device=self._shared("device"))
         kinds = self.info.tags.model_kinds
         if wrapper.kind not in kinds:
             raise TypeError(
@@ -254,9 +281,8 @@ class Explainer:
         Yields the :class:`Call` while the model is in eval mode on the compute device.
         """
         tags, name = self.info.tags, self.info.qualified_name
-        batch_size = getattr(self, "batch_size", "auto")
-        check_batch_size(batch_size)
-        check_random_state(getattr(self, "random_state", None))
+        check_batch_size(self._shared("batch_size"))
+        check_random_state(self._shared("random_state"))
         inputs, names = split_frame(inputs, self.model)
         x = as_float_tensor(inputs, "inputs")
         modality = infer_modality(x, tags.modalities, name)
@@ -266,7 +292,7 @@ class Explainer:
         wrapper = self._wrapper()
         with wrapper.prepared():
             x = x.to(wrapper.device, wrapper.dtype(x))
-            rows = self._rows(wrapper, x, batch_size)
+            rows = self._rows(wrapper, x)
             preds = _predict(wrapper, x, rows)
             yield Call(
                 x=x,
@@ -275,7 +301,7 @@ class Explainer:
                 model=wrapper,
                 rows=rows,
                 modality=modality,
-                rng=np.random.default_rng(getattr(self, "random_state", None)),
+                rng=np.random.default_rng(self._shared("random_state")),
                 feature_names=names,
             )
 
@@ -293,31 +319,18 @@ class Explainer:
             names = tuple(str(c) for c in model_names)
         return names or self._fit_names
 
-    def _rows(self, wrapper: ModelWrapper, x: torch.Tensor, batch_size) -> int:
-        if batch_size != "auto":
-            return int(batch_size)
-        sample = x[: min(4, x.shape[0])]
-        if wrapper.kind == "torch":
-            try:
-                probe = probe_activations(wrapper.model, sample)
-            except (RuntimeError, ValueError) as exc:
-                raise _model_error(x, exc) from exc
-        else:
+    def _rows(self, wrapper: ModelWrapper, x: torch.Tensor) -> int:
+        if wrapper.kind != "torch" and self._shared("batch_size") == "auto":
             # black boxes: their own copies are invisible (scikit-learn converts to float64 and
             # validates), so count 4 copies of the input as the largest tensor; chunks of ~4 MiB
             # of input stay in cache (KernelSHAP on breast cancer: 25% faster than 16 MiB)
-            row = sample[0].numel() * sample.element_size()
-            probe = ActivationProbe(total=4 * row, largest=4 * row)
-        return auto_rows(probe, wrapper.device, parse_bytes(getattr(self, "max_memory", None)))
-
-    def _recorded_params(self, call: Call, resolved: dict) -> dict:
-        """Hyper-parameters, the baseline used and settings resolved in the call (JSON-ready)."""
-        params = {k: jsonable(v) for k, v in self.get_params().items()}
-        if "baseline" in params:
-            params["baseline"] = self._baseline().describe()
-        params.update(jsonable(resolved))
-        params["batch_size_used"] = call.rows
-        return params
+            row = 4 * x[0].numel() * x.element_size()
+            return auto_rows(ActivationProbe(total=row, largest=row), wrapper.device,
+                             parse_bytes(self._shared("max_memory")))
+        try:
+            return self._chunk_rows(wrapper.model, x, wrapper.device)
+        except (RuntimeError, ValueError) as exc:
+            raise _model_error(x, exc) from exc
 
 
 class AttributionExplainer(Explainer):
@@ -358,7 +371,7 @@ class AttributionExplainer(Explainer):
         values = result.values.detach().to("cpu", x.dtype)
         if values.shape != x.shape:
             raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
-        params = self._recorded_params(call, result.params)
+        params = self._recorded_params(call.rows, result.params)
         if "baseline" in params and explicit is not None:
             params["baseline"] = {"name": "explicit"}
         return Explanation(
@@ -488,7 +501,7 @@ class CounterfactualExplainer(Explainer):
     def _fit(self, X: torch.Tensor, y) -> None:
         wrapper = self._wrapper()
         with wrapper.prepared():
-            rows = self._rows(wrapper, X, getattr(self, "batch_size", "auto"))
+            rows = self._rows(wrapper, X)
             pred = _predict(wrapper, X.to(wrapper.device), rows).argmax(1)
         if np.unique(pred).size < 2:
             raise ValueError(
@@ -536,7 +549,7 @@ class CounterfactualExplainer(Explainer):
             predictions=call.predictions,
             cf_predictions=cf_pred,
             method=name,
-            params=self._recorded_params(call, resolved),
+            params=self._recorded_params(call.rows, resolved),
             metrics=metrics,
             feature_names=call.feature_names,
         )

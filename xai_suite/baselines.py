@@ -5,7 +5,8 @@ A baseline is given to an explainer as
 - a registered name: ``baseline="training_mean"`` (see :func:`list_baselines`);
 - a number: ``baseline=0.5`` (a constant input);
 - a callable ``f(x: np.ndarray) -> np.ndarray`` returning one baseline per instance;
-- a :class:`Baseline` instance with its own parameters: ``baseline=Gaussian(sigma=0.2)``.
+- a :class:`Baseline` instance with its own parameters: ``baseline=Gaussian(sigma=0.2)``,
+  or the same as a spec: ``baseline={"name": "gaussian", "sigma": 0.2}`` (what results record).
 
 Explicit arrays are data, so they go to ``explainer.explain(inputs, baselines=...)``.
 Fitted baselines learn from the data given to ``explainer.fit(X, y)``.
@@ -178,11 +179,24 @@ def baseline_info(name: str) -> BaselineInfo:
 
 
 def ensure_baseline(spec) -> Baseline:
-    """Coerce a name, number, callable or :class:`Baseline` into a :class:`Baseline`."""
+    """Coerce a name, number, callable, spec or :class:`Baseline` into a :class:`Baseline`.
+
+    A spec is a dict ``{"name": <registered name>, **parameters}``, the form
+    :meth:`Baseline.describe` records (so a result's recorded baseline builds it again).
+    """
     if isinstance(spec, Baseline):
         return spec
     if isinstance(spec, str):
         return baseline_info(spec).factory()
+    if isinstance(spec, dict):
+        params = dict(spec)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise TypeError(f"a baseline spec is a dict with a 'name' and parameters; got {spec!r}")
+        try:
+            return baseline_info(name).factory(**params)
+        except TypeError as exc:
+            raise TypeError(f"baseline {name!r} takes no parameters {sorted(params)}: {exc}") from None
     if isinstance(spec, bool):
         raise TypeError("baseline must be a name, a number, a callable or a Baseline; got a bool")
     if isinstance(spec, int | float | np.number):
@@ -195,7 +209,8 @@ def ensure_baseline(spec) -> Baseline:
         return FunctionBaseline(spec)
     raise TypeError(
         f"baseline must be a registered name ({', '.join(list_baselines())}), a number, a "
-        f"callable or a Baseline instance; got {type(spec).__name__}"
+        f"callable, a spec {{'name': ..., **parameters}} or a Baseline instance; got "
+        f"{type(spec).__name__}"
     )
 
 

@@ -108,9 +108,9 @@ def extra_hint(module: str) -> str:
 
 
 def close_matches(name: str, known: Iterable[str], n: int = 4) -> str:
-    """``"; did you mean 'a', 'b'?"`` for the names in ``known`` close to ``name``, else ``""``."""
+    """``" (did you mean 'a', 'b'?)"`` for the names in ``known`` close to ``name``, else ``""``."""
     close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=0.5)
-    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
 class Registry(Generic[T]):

@@ -7,6 +7,7 @@ same checks as the core, so its errors read like ours. Announce the plugin in th
 ``xai_suite.adapters`` (or ``xai_suite.explainers``) entry-point group; it is imported on the
 first registry lookup (:mod:`xai_suite.catalog`).
 """
+# ruff: noqa: F401  (every name here is re-exported)
 
 from ._io import atomic_write, jsonable
 from ._validation import (
@@ -45,57 +46,3 @@ from .modeling import fit_cached, fit_classifier, model_cache_dir, train_loop
 from .registry import create_explainer, explainer_info, register_explainer
 from .testing import Problem, register_problem
 from .viz.text import render_text_html
-
-__all__ = [
-    "QUADRATURES",
-    "RIBEIRO",
-    "Attribution",
-    "AttributionExplainer",
-    "Baseline",
-    "Call",
-    "CounterfactualExplainer",
-    "Explainer",
-    "Explanation",
-    "GradientExplainer",
-    "PerturbationExplainer",
-    "Problem",
-    "PropagationExplainer",
-    "Result",
-    "SurrogateExplainer",
-    "Uniform",
-    "as_float_tensor",
-    "atomic_write",
-    "auto_rows",
-    "check_batch_size",
-    "check_bool",
-    "check_choice",
-    "check_n_samples",
-    "check_positive_int",
-    "check_positive_number",
-    "check_random_state",
-    "close_matches",
-    "create_explainer",
-    "dtw_distance",
-    "explainer_info",
-    "fit_cached",
-    "fit_classifier",
-    "instance_seeds",
-    "jsonable",
-    "kernel_coalitions",
-    "model_cache_dir",
-    "parse_bytes",
-    "probe_activations",
-    "quadrature",
-    "register_baseline",
-    "register_dataset",
-    "register_explainer",
-    "register_metric",
-    "register_model",
-    "register_problem",
-    "render_text_html",
-    "resolve_device",
-    "solve_kernel_shap",
-    "train_loop",
-    "train_torch",
-    "wilson_interval",
-]

@@ -42,14 +42,10 @@ from xai_suite.plugin import (
     QUADRATURES,
     Explainer,
     Result,
-    auto_rows,
     check_batch_size,
     check_positive_int,
     check_random_state,
-    jsonable,
     kernel_coalitions,
-    parse_bytes,
-    probe_activations,
     quadrature,
     register_explainer,
     render_text_html,
@@ -126,6 +122,30 @@ class TextExplanation(Result):
             raise ValueError(f"attributions (shape {self.attributions.shape}), spans ({len(self.spans)}) "
                              f"and unit_tokens ({len(self.unit_tokens)}) must have one entry per unit "
                              f"({n})")
+
+    def __len__(self) -> int:
+        return 1  # one prompt: the metrics give one value per explanation
+
+    def faithfulness_view(self, model, *, replacement="baseline", softmax: bool = False,
+                          batch_size="auto") -> _UnitView:
+        """The units as the removal metrics see them (:mod:`xai_suite.metrics.faithfulness`).
+
+        A removed unit's tokens become ``replacement``: ``"baseline"`` the explanation's
+        baseline token, or a token (string or id); the value followed is the explained
+        scalariser of the continuation.
+        """
+        if softmax:
+            raise ValueError("softmax applies to class outputs; a text explanation follows its "
+                             f"scalariser ({self.params.get('scalariser')})")
+        token = self.params["baseline_token_id"] if replacement == "baseline" else replacement
+        ablation = TextAblation(model, scalariser=self.params["scalariser"], baseline_token=token,
+                                batch_size=batch_size)
+        prep = ablation._prepare(self.prompt, self.target_ids, self.contrast)
+        view = _UnitView(_Evaluator(ablation, prep), self.unit_tokens, len(prep.ids))
+        if not np.isclose(view.fx[0], self.score, rtol=1e-4, atol=1e-5):
+            raise ValueError(f"the model scores the prompt {view.fx[0]:.6g}, the explanation "
+                             f"{self.score:.6g}: pass the model that was explained")
+        return view
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unit: unit, start, end, tokens, attribution."""
@@ -333,7 +353,7 @@ class TextExplainer(Explainer):
         check_level(self.level)
         check_positive_int(max_new_tokens=self.max_new_tokens)
         check_batch_size(self.batch_size)
-        check_random_state(getattr(self, "random_state", None))
+        check_random_state(self._shared("random_state"))
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
         if self.scalariser == "contrastive" and contrast is None:
@@ -375,23 +395,13 @@ class TextExplainer(Explainer):
 
     def _resolve_rows(self, prep: _Prepared, sample: torch.Tensor) -> int:
         """Rows per model call: ``batch_size``, or for ``"auto"`` from a probe of the model."""
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        with torch.no_grad():
-            probe = probe_activations(_KeptLogits(prep.lm, prep.keep), sample[:4])
-        return auto_rows(probe, prep.lm.device, parse_bytes(self.max_memory))
+        return self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device)
 
     def _result(self, prep: _Prepared, units: Sequence[Unit], level: str, values: np.ndarray,
                 score: float, delta: float | None, resolved: dict) -> TextExplanation:
-        params = {k: jsonable(v) for k, v in self.get_params().items()}
-        params.update({
-            "scalariser": prep.scalariser,
-            "baseline_token_id": prep.baseline_id,
-            "n_units": len(units),
-            "unit_levels": [u.level for u in units],
-            "batch_size_used": prep.rows,
-        })
-        params.update(jsonable(resolved))
+        params = self._recorded_params(prep.rows, {
+            "scalariser": prep.scalariser, "baseline_token_id": prep.baseline_id,
+            "n_units": len(units), "unit_levels": [u.level for u in units], **resolved})
         return TextExplanation(
             prompt=prep.enc.text,
             target=prep.target,
@@ -462,11 +472,27 @@ class _Evaluator:
         return p.combine(out.view(len(ids), n_cont).T).numpy()
 
 
+class _UnitView:
+    """One prompt's units for the removal metrics: scalariser values with units absent."""
+
+    n = 1
+
+    def __init__(self, evaluator: _Evaluator, unit_tokens, n_tokens: int):
+        self.evaluator = evaluator
+        self.unit_of = np.empty(n_tokens, dtype=np.int64)
+        for i, tokens in enumerate(unit_tokens):
+            self.unit_of[list(tokens)] = i
+        self.fx = evaluator(np.ones((1, n_tokens), dtype=bool))
+
+    def outputs(self, inst, present) -> np.ndarray:
+        """Values (M,) for unit-presence rows ``present`` (M, U) of instance 0."""
+        return self.evaluator(np.asarray(present, dtype=bool)[:, self.unit_of])
+
+
 class TextPerturbationExplainer(TextExplainer):
     """Perturbation explainers of text: units replaced by a baseline token, batched."""
 
     family = "perturbation"
-    has_delta = False
 
     def _attribute_units(self, game: Callable[[np.ndarray], np.ndarray], n_units: int,
                          score: float, null: float) -> tuple[np.ndarray, dict]:
@@ -488,7 +514,7 @@ class TextPerturbationExplainer(TextExplainer):
         full_null = game(np.array([[True] * len(units), [False] * len(units)]))
         score, null = float(full_null[0]), float(full_null[1])
         values, resolved = self._attribute_units(game, len(units), score, null)
-        delta = float(values.sum() - (score - null)) if self.has_delta else None
+        delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
         resolved = {**resolved, **extra, "baseline_score": null,
                     "model_rows": ev.model_rows - rows_before}
         return self._result(prep, units, level, values, score, delta, resolved)
@@ -638,8 +664,6 @@ class TextShapleySampling(TextPerturbationExplainer):
     {common}
     """
 
-    has_delta = True
-
     def __init__(self, model, *, n_samples: int = 25, level: str = "token",
                  scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
                  batch_size="auto", max_memory=None, random_state: int | None = None):
@@ -696,8 +720,6 @@ class TextKernelShap(TextPerturbationExplainer):
         Seeds the sampled coalitions.
     {common}
     """
-
-    has_delta = True
 
     def __init__(self, model, *, n_samples="auto", level: str = "token",
                  scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
@@ -842,7 +864,7 @@ class TextGradientExplainer(TextExplainer):
         logp = _continuation_logprob(_KeptLogits(prep.lm, prep.keep)(rows), conts, lengths)
         return prep.combine(logp.view(k, n_cont).T)
 
-    def _chunk_rows(self, prep: _Prepared, e: torch.Tensor, cont_emb: torch.Tensor) -> int:
+    def _path_rows(self, prep: _Prepared, e: torch.Tensor, cont_emb: torch.Tensor) -> int:
         sample = torch.cat([e.unsqueeze(0), cont_emb[:1]], dim=1)
         prep.rows = self._resolve_rows(prep, sample)
         return max(1, prep.rows // cont_emb.shape[0])  # path points per model call
@@ -914,7 +936,7 @@ class TextIntegratedGradients(TextGradientExplainer):
                 b = prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach()
         else:
             b = torch.zeros_like(e)
-        per_call = self._chunk_rows(prep, e, cont_emb)
+        per_call = self._path_rows(prep, e, cont_emb)
         a_t = torch.as_tensor(alphas, dtype=e.dtype, device=e.device)
         w_t = torch.as_tensor(weights, dtype=e.dtype, device=e.device)
         acc = torch.zeros_like(e, dtype=torch.float64)
@@ -960,7 +982,7 @@ class TextGradientXActivation(TextGradientExplainer):
 
     def _token_attributions(self, prep):
         e, cont_emb = self._embeddings(prep)
-        self._chunk_rows(prep, e, cont_emb)
+        self._path_rows(prep, e, cont_emb)
         z = e.unsqueeze(0).clone().requires_grad_(True)
         out = self._scores(prep, z, cont_emb)
         (grad,) = torch.autograd.grad(out.sum(), z)

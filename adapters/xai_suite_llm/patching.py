@@ -29,9 +29,7 @@ import torch
 from xai_suite.plugin import (
     Explainer,
     Result,
-    auto_rows,
     check_batch_size,
-    probe_activations,
     register_explainer,
 )
 
@@ -235,12 +233,6 @@ class ActivationPatching(Explainer):
             raise ValueError(f"sites must be distinct names among {', '.join(SITES)}; got {self.sites!r}")
         return sites
 
-    def _rows(self, lm: LanguageModel, ids: torch.Tensor) -> int:
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        # every leaf module's output per row (embeddings, attention, MLP, the (T, V) logits)
-        return auto_rows(probe_activations(lm.model, ids.to(lm.device)), lm.device, None)
-
     def explain(self, clean: str, corrupted: str, answer: str, wrong: str) -> PatchingResult:
         """Patch every (site, layer, position) from ``clean`` into ``corrupted``.
 
@@ -290,7 +282,8 @@ class ActivationPatching(Explainer):
                 f"the clean and corrupted prompts give the same logit difference ({clean_diff:.6g} vs "
                 f"{corrupted_diff:.6g}): the normalised effect (patched - corrupted) / (clean - "
                 "corrupted) is undefined; choose a corrupted prompt the model answers differently")
-        rows = self._rows(lm, corrupted_ids)
+        # probed on every leaf module's output per row (embeddings, attention, MLP, the logits)
+        rows = self._chunk_rows(lm.model, corrupted_ids.to(lm.device), lm.device)
         layer_of = np.repeat(np.arange(n_layers), n_pos)  # row r patches (layer_of[r], pos_of[r])
         pos_of = np.tile(np.arange(n_pos), n_layers)
         patched = {}

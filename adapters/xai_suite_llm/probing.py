@@ -24,11 +24,9 @@ import torch
 from xai_suite.plugin import (
     Explainer,
     Result,
-    auto_rows,
     check_batch_size,
     check_random_state,
     jsonable,
-    probe_activations,
     register_explainer,
     wilson_interval,
 )
@@ -235,9 +233,7 @@ class LinearProbe(Explainer):
         for length in np.unique(lengths):  # equal lengths batch without padding
             idx = np.flatnonzero(lengths == length)
             ids = torch.stack([encoded[i] for i in idx])
-            rows = self.batch_size
-            if rows == "auto":
-                rows = auto_rows(probe_activations(lm.model, ids[:1].to(lm.device)), lm.device, None)
+            rows = self._chunk_rows(lm.model, ids[:1].to(lm.device), lm.device)
             for start in range(0, idx.size, rows):
                 _, cache = lm.run_with_cache(ids[start:start + rows], hooks)
                 for h in hooks:

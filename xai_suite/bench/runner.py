@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import platform
 import sys
 import time
@@ -138,7 +139,18 @@ def _metrics_meta(suite: Suite) -> dict:
         info = metric_info(spec.name)
         out[spec.label] = {"metric": spec.name, "kind": info.kind, "needs": ", ".join(info.needs),
                            "higher_is_better": info.higher_is_better, "summary": info.summary}
+        if "replacement" in inspect.signature(info.fn).parameters:  # removal metrics say towards what
+            out[spec.label]["removed towards"] = _reference_label(spec.params.get("replacement", "baseline"))
     return out
+
+
+def _reference_label(replacement) -> str:
+    """What a removal metric replaces features with: each explanation's baseline or one spec."""
+    if isinstance(replacement, str) and replacement == "baseline":
+        return "each explanation's own baseline"
+    from ..baselines import ensure_baseline
+
+    return "shared: " + json.dumps(ensure_baseline(replacement).describe(), sort_keys=True)
 
 
 #: Metrics whose per-instance curves the runner stores, and the function drawing each curve.

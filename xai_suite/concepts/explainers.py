@@ -124,7 +124,7 @@ class ConceptExplainer(Explainer):
             target=call.target,
             predictions=call.predictions,
             method=name,
-            params=self._recorded_params(call, resolved),
+            params=self._recorded_params(call.rows, resolved),
             convergence_delta=delta,
             reference=r.float().cpu().numpy(),
         )

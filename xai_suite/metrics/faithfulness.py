@@ -10,18 +10,22 @@ probabilities first. Every model call is batched over instances and steps (``bat
 rows per call). Before anything is measured, the model's outputs on ``exp.inputs`` are
 compared with ``exp.predictions``: passing another model than the explained one raises.
 
-Removing a feature means replacing it (``replacement``):
+Removing a feature means replacing it by a reference input (``replacement``):
 
-- ``"baseline"``: by the explanation's baseline (the mean of ``exp.baselines`` over its
-  draws), or zeros when it has none; a number replaces by that constant;
-- ``"noise"``: by i.i.d. Gaussian values ``N(0, noise_std^2)``, drawn once per instance
-  (seeded by ``random_state`` and the instance itself, so batching does not change them);
-- ``"blur"``: by the input blurred with a Gaussian of ``blur_sigma`` elements along its last
-  axis (time series) or last two axes (images); tabular features have no neighbours to blur.
+- ``"baseline"`` (default): each explanation's own baseline (the mean of ``exp.baselines``
+  over its draws), or zeros when it has none;
+- any baseline (:mod:`xai_suite.baselines`), with the meaning it has for explainers, shared
+  by every explanation compared: a registered name (``"blur"``, ``"uniform"``, ...), a
+  number, a callable, a spec such as ``{"name": "blur", "sigma": 2.0}`` or a
+  :class:`~xai_suite.baselines.Baseline`, fitted where it learns from data. Random
+  baselines are drawn once per instance, seeded by ``random_state`` and the instance
+  itself, so batching does not change them.
 
 Features are the input's elements, removed in decreasing order of attribution (signed by
 default: the most positive evidence first; ``absolute=True`` orders by ``|attribution|``);
-ties keep the elements' memory order.
+ties keep the elements' memory order. Text explanations' features are their units (tokens,
+words or sentences), replaced by the explanation's baseline token (their modality's
+baseline): the output followed is the explained scalariser of the continuation.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ import numpy as np
 import torch
 
 from .._validation import check_positive_int, check_positive_number
+from ..baselines import ensure_baseline
 from ..modeling import ModelWrapper
 from .registry import register_metric
 from .statistics import instance_generators
 
-REPLACEMENTS = ("baseline", "noise", "blur")
 #: ERASER's bins: the top 1, 5, 10, 20 and 50% of the features.
 ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
@@ -77,55 +81,45 @@ def _check_model(exp, wrapper: ModelWrapper, batch_size: int) -> None:
                          "pass the model that was explained")
 
 
-def replacement_values(exp, replacement="baseline", *, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                       random_state: int | None = 0) -> np.ndarray:
+def replacement_values(exp, replacement="baseline", *, random_state: int | None = 0) -> np.ndarray:
     """What a removed element is replaced with, for every element of every instance.
 
     Parameters
     ----------
     exp : Explanation
-    replacement : {"baseline", "noise", "blur"} or float
+    replacement : "baseline" or a baseline spec
         See the module docstring.
-    noise_std : float
-        Standard deviation of ``"noise"``.
-    blur_sigma : float
-        Gaussian width of ``"blur"``, in elements.
     random_state : int or None
-        Seeds ``"noise"``.
+        Seeds random baselines (per instance).
 
     Returns
     -------
-    numpy.ndarray of float32, shape (N, ...)
-        The inputs' shape.
+    numpy.ndarray, shape (N, ...)
+        The inputs' shape and dtype.
     """
-    x = np.asarray(exp.inputs, dtype=np.float32)
-    if isinstance(replacement, int | float | np.integer | np.floating) and not isinstance(replacement, bool):
-        if not np.isfinite(replacement):
-            raise ValueError(f"a constant replacement must be finite; got {replacement}")
-        return np.full_like(x, float(replacement))
-    if replacement == "baseline":
+    x = np.asarray(exp.inputs)
+    if isinstance(replacement, str) and replacement == "baseline":
         if exp.baselines is None:
             return np.zeros_like(x)
-        b = np.asarray(exp.baselines, dtype=np.float32)
+        b = np.asarray(exp.baselines, dtype=x.dtype)
         if b.ndim != x.ndim + 1 or b.shape[1:] != x.shape:
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape) = (S, {x.shape}); "
                              f"got {b.shape}")
         return b.mean(0)
-    if replacement == "noise":
-        check_positive_number(noise_std=noise_std)
-        gens = instance_generators(x, random_state)
-        return np.stack([g.normal(0.0, noise_std, x.shape[1:]) for g in gens]).astype(np.float32)
-    if replacement == "blur":
-        check_positive_number(blur_sigma=blur_sigma)
-        if x.ndim not in (3, 4):
-            raise ValueError("replacement='blur' blurs time series (N, C, T) and images (N, C, H, W) "
-                             f"along time or space; got inputs of shape {x.shape}")
-        from scipy.ndimage import gaussian_filter
-
-        sigma = (0, 0) + (float(blur_sigma),) * (x.ndim - 2)
-        return gaussian_filter(x, sigma=sigma, mode="nearest").astype(np.float32)
-    raise ValueError(f"replacement must be one of {', '.join(REPLACEMENTS)} or a number; got "
-                     f"{replacement!r}")
+    try:
+        ref = ensure_baseline(replacement)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"replacement must be 'baseline' (each explanation's own) or a baseline "
+                         f"name, number, callable, spec or Baseline: {exc.args[0]}") from None
+    if not ref.is_fitted:
+        raise ValueError(f"replacement {ref.name!r} learns from training data: pass it fitted, "
+                         f"e.g. {type(ref).__name__}().fit(X_train)")
+    xt, target = torch.from_numpy(np.ascontiguousarray(x)), np.asarray(exp.target)
+    if not ref.stochastic:
+        return ref.sample(xt, target, 1, np.random.default_rng(0))[0].numpy()
+    gens = instance_generators(x, random_state)
+    return np.concatenate([ref.sample(xt[i : i + 1], target[i : i + 1], 1, g)[0].numpy()
+                           for i, g in enumerate(gens)])
 
 
 def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
@@ -133,7 +127,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
 
     Parameters
     ----------
-    attributions : array-like, shape (N, ...)
+    attributions : array-like, shape (N, ...), or (U,) for one prompt's units
     absolute : bool
         Order by ``|attributions|`` instead of the signed values.
 
@@ -142,7 +136,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
     numpy.ndarray of int64, shape (N, D)
     """
     a = np.asarray(attributions, dtype=np.float64)
-    a = a.reshape(a.shape[0], -1)
+    a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a[None]  # a text explanation: one prompt
     if not np.isfinite(a).all():
         raise ValueError("attributions contain NaN or infinite values")
     if absolute:
@@ -153,54 +147,71 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
     return ranks
 
 
+class _ArrayView:
+    """Array explanations for the removal metrics: elements, and outputs with some replaced."""
+
+    def __init__(self, exp, f, replacement, random_state):
+        x = np.ascontiguousarray(exp.inputs)
+        self.n, self.shape = x.shape[0], x.shape[1:]
+        self.x = torch.from_numpy(x).reshape(self.n, -1)
+        self.ref = torch.from_numpy(replacement_values(exp, replacement, random_state=random_state)
+                                    ).reshape(self.n, -1)
+        self.target, self.f = np.asarray(exp.target), f
+        self.fx = f(torch.from_numpy(x), self.target)
+
+    def outputs(self, inst: torch.Tensor, present: torch.Tensor) -> np.ndarray:
+        rows = torch.where(present, self.x[inst], self.ref[inst]).reshape(-1, *self.shape)
+        return self.f(rows, self.target[inst.numpy()])
+
+
+@contextlib.contextmanager
+def _view(exp, model, *, replacement, softmax, random_state, batch_size, device):
+    """The explanation's removal view: ``n``, ``fx`` (N,), ``outputs(instances, present)``."""
+    faithfulness_view = getattr(exp, "faithfulness_view", None)
+    if faithfulness_view is not None:  # results of other modalities (text) bring their own
+        yield faithfulness_view(model, replacement=replacement, softmax=softmax, batch_size=batch_size)
+        return
+    with target_outputs(model, batch_size=batch_size, device=device, softmax=softmax) as f:
+        _check_model(exp, f.wrapper, batch_size)
+        yield _ArrayView(exp, f, replacement, random_state)
+
+
 def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replacement, absolute: bool,
-                      softmax: bool, noise_std, blur_sigma, random_state, batch_size, device
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      softmax: bool, random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
     """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
 
     Returns ``f(x)`` (N,) and the outputs (N, S), each row of instances x counts batched.
     """
-    x = np.asarray(exp.inputs, dtype=np.float32)
-    n, shape = x.shape[0], x.shape[1:]
-    ref = torch.from_numpy(replacement_values(exp, replacement, noise_std=noise_std, blur_sigma=blur_sigma,
-                                              random_state=random_state).reshape(n, -1))
     ranks = torch.from_numpy(removal_ranks(exp.attributions, absolute))
-    xt = torch.from_numpy(np.ascontiguousarray(x).reshape(n, -1))
-    target = np.asarray(exp.target)
     c = torch.as_tensor(np.asarray(counts, dtype=np.int64))
-    s = len(c)
-    values = np.empty(n * s)
-    with target_outputs(model, batch_size=batch_size, device=device, softmax=softmax) as f:
-        _check_model(exp, f.wrapper, batch_size)
-        fx = f(torch.from_numpy(np.ascontiguousarray(x)), target)
+    with _view(exp, model, replacement=replacement, softmax=softmax, random_state=random_state,
+               batch_size=batch_size, device=device) as view:
+        n, s = view.n, len(c)
+        values = np.empty(n * s)
         for p0 in range(0, n * s, batch_size):
             p = torch.arange(p0, min(p0 + batch_size, n * s))
             i, k = p // s, c[p % s].unsqueeze(1)
             top = ranks[i] < k
-            replaced = ~top if keep_top else top
-            rows = torch.where(replaced, ref[i], xt[i]).reshape(-1, *shape)
-            values[p0 : p0 + len(p)] = f(rows, target[i.numpy()])
-    return fx, values.reshape(n, s)
+            values[p0 : p0 + len(p)] = view.outputs(i, top if keep_top else ~top)
+        return np.asarray(view.fx, dtype=np.float64), values.reshape(n, s)
 
 
-def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, noise_std, blur_sigma,
-           random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, random_state,
+           batch_size, device) -> tuple[np.ndarray, np.ndarray]:
     check_positive_int(n_steps=n_steps)
-    d = int(np.prod(exp.inputs.shape[1:]))
+    d = removal_ranks(exp.attributions).shape[1]
     fractions = np.arange(n_steps + 1) / n_steps
     counts = np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
     _, values = _replaced_outputs(
         exp, model, counts, keep_top=insertion, replacement=replacement, absolute=absolute,
-        softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
-        batch_size=batch_size, device=device)
+        softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
     return fractions, values
 
 
 # -- deletion and insertion ----------------------------------------------------------------
 def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
-                   softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                   random_state: int | None = 0, batch_size: int = 256, device="auto"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+                   device="auto") -> tuple[np.ndarray, np.ndarray]:
     """The model's output as the most important elements are removed, fraction by fraction.
 
     At fraction ``f`` the ``round(f D)`` highest-ranked of the ``D`` elements are replaced
@@ -212,15 +223,14 @@ def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", abs
     model : the explained model (torch module, estimator or callable)
     n_steps : int
         Fractions ``0, 1/n_steps, ..., 1``.
-    replacement : {"baseline", "noise", "blur"} or float
+    replacement : "baseline" or a baseline spec
+        Each explanation's own baseline, or one shared reference (see the module docstring).
     absolute : bool
         Rank by ``|attributions|``.
     softmax : bool
         Follow softmax probabilities instead of the raw outputs.
-    noise_std, blur_sigma : float
-        Settings of the ``"noise"`` and ``"blur"`` replacements.
     random_state : int or None
-        Seeds ``"noise"``.
+        Seeds random replacements.
     batch_size : int
         Rows per model call.
     device : str
@@ -234,14 +244,12 @@ def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", abs
         Output for the target class at each fraction.
     """
     return _curve(exp, model, insertion=False, n_steps=n_steps, replacement=replacement, absolute=absolute,
-                  softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
-                  batch_size=batch_size, device=device)
+                  softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
 
 
 def insertion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
-                    softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                    random_state: int | None = 0, batch_size: int = 256, device="auto"
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+                    device="auto") -> tuple[np.ndarray, np.ndarray]:
     """The model's output as the most important elements are put back into the replacement.
 
     At fraction ``f`` only the ``round(f D)`` highest-ranked elements keep their input values;
@@ -249,15 +257,14 @@ def insertion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", ab
     returns as :func:`deletion_curve`.
     """
     return _curve(exp, model, insertion=True, n_steps=n_steps, replacement=replacement, absolute=absolute,
-                  softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state,
-                  batch_size=batch_size, device=device)
+                  softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
 
 
 @register_metric("deletion_auc", kind="faithfulness", needs=("model",), higher_is_better=False,
                  summary="Area under the deletion curve (output as top features are removed)")
 def deletion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", absolute: bool = False,
-                 softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                 random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+                 softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+                 device="auto") -> np.ndarray:
     """Area under :func:`deletion_curve` over fractions in [0, 1] (trapezoid rule).
 
     Lower is better. Parameters as :func:`deletion_curve`.
@@ -268,16 +275,15 @@ def deletion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", absol
     """
     fractions, values = deletion_curve(
         exp, model, n_steps=n_steps, replacement=replacement, absolute=absolute, softmax=softmax,
-        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
-        device=device)
+        random_state=random_state, batch_size=batch_size, device=device)
     return np.trapezoid(values, fractions, axis=1)
 
 
 @register_metric("insertion_auc", kind="faithfulness", needs=("model",), higher_is_better=True,
                  summary="Area under the insertion curve (output as top features are restored)")
 def insertion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", absolute: bool = False,
-                  softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                  random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+                  softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+                  device="auto") -> np.ndarray:
     """Area under :func:`insertion_curve` over fractions in [0, 1] (trapezoid rule).
 
     Higher is better. Parameters as :func:`insertion_curve`.
@@ -288,32 +294,29 @@ def insertion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", abso
     """
     fractions, values = insertion_curve(
         exp, model, n_steps=n_steps, replacement=replacement, absolute=absolute, softmax=softmax,
-        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
-        device=device)
+        random_state=random_state, batch_size=batch_size, device=device)
     return np.trapezoid(values, fractions, axis=1)
 
 
 # -- comprehensiveness and sufficiency (ERASER) ------------------------------------------------
-def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, softmax, noise_std, blur_sigma,
+def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, softmax,
             random_state, batch_size, device) -> np.ndarray:
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
-    d = int(np.prod(exp.inputs.shape[1:]))
+    d = removal_ranks(exp.attributions).shape[1]
     counts = np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
     fx, values = _replaced_outputs(
         exp, model, counts, keep_top=keep_top, replacement=replacement, absolute=absolute, softmax=softmax,
-        noise_std=noise_std, blur_sigma=blur_sigma, random_state=random_state, batch_size=batch_size,
-        device=device)
+        random_state=random_state, batch_size=batch_size, device=device)
     return (fx[:, None] - values).mean(1)
 
 
 @register_metric("comprehensiveness", kind="faithfulness", needs=("model",), higher_is_better=True,
                  summary="Output drop when the top-k% features are removed, averaged over k (ERASER)")
 def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline",
-                      absolute: bool = False, softmax: bool = False, noise_std: float = 1.0,
-                      blur_sigma: float = 3.0, random_state: int | None = 0, batch_size: int = 256,
-                      device="auto") -> np.ndarray:
+                      absolute: bool = False, softmax: bool = False, random_state: int | None = 0,
+                      batch_size: int = 256, device="auto") -> np.ndarray:
     """ERASER comprehensiveness (DeYoung et al. 2020): ``f(x) - f(x without its top k%)``.
 
     Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one, are
@@ -325,7 +328,7 @@ def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="ba
     model : the explained model
     fractions : sequence of float in (0, 1]
         ERASER's 1, 5, 10, 20 and 50% by default.
-    replacement, absolute, softmax, noise_std, blur_sigma, random_state, batch_size, device
+    replacement, absolute, softmax, random_state, batch_size, device
         As for :func:`deletion_curve`.
 
     Returns
@@ -333,15 +336,15 @@ def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="ba
     numpy.ndarray, shape (N,)
     """
     return _eraser(exp, model, keep_top=False, fractions=fractions, replacement=replacement,
-                   absolute=absolute, softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma,
-                   random_state=random_state, batch_size=batch_size, device=device)
+                   absolute=absolute, softmax=softmax, random_state=random_state,
+                   batch_size=batch_size, device=device)
 
 
 @register_metric("sufficiency", kind="faithfulness", needs=("model",), higher_is_better=False,
                  summary="Output drop when only the top-k% features are kept, averaged over k (ERASER)")
 def sufficiency(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline", absolute: bool = False,
-                softmax: bool = False, noise_std: float = 1.0, blur_sigma: float = 3.0,
-                random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+                softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+                device="auto") -> np.ndarray:
     """ERASER sufficiency (DeYoung et al. 2020): ``f(x) - f(only the top k% of x)``.
 
     Averaged over ``k`` in ``fractions``; every other element is replaced. Lower is better:
@@ -353,8 +356,8 @@ def sufficiency(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline
     numpy.ndarray, shape (N,)
     """
     return _eraser(exp, model, keep_top=True, fractions=fractions, replacement=replacement,
-                   absolute=absolute, softmax=softmax, noise_std=noise_std, blur_sigma=blur_sigma,
-                   random_state=random_state, batch_size=batch_size, device=device)
+                   absolute=absolute, softmax=softmax, random_state=random_state,
+                   batch_size=batch_size, device=device)
 
 
 # -- infidelity and sensitivity-max (Yeh et al. 2019) -----------------------------------------
