@@ -38,6 +38,7 @@ from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activa
 from .explanation import CounterfactualExplanation, Explanation
 from .metrics.counterfactual import counterfactual_metrics
 from .modeling import ModelWrapper
+from .packing import Layout, PackedModel
 
 if TYPE_CHECKING:
     from .registry import ExplainerInfo
@@ -80,6 +81,9 @@ class Tags:
         Completeness holds: attributions sum to ``f(x) - f(baseline)``.
     batch_invariant : bool
         Results do not depend on ``batch_size``.
+    multi_input : bool
+        Explains torch models of several inputs, given as a tuple of arrays (through the
+        packed view of :mod:`xai_suite.packing`); attributions come back as a tuple.
     notes : str
         Why a conformance point does not apply, where one does not.
     """
@@ -93,6 +97,7 @@ class Tags:
     stochastic: bool = False
     has_convergence_delta: bool = False
     batch_invariant: bool = True
+    multi_input: bool = False
     notes: str = ""
 
 
@@ -114,6 +119,8 @@ class Call:
     rng : numpy.random.Generator
     feature_names : tuple of str, or None
         Tabular column names (from a DataFrame, the model or ``fit``).
+    layout : Layout, or None
+        Several model inputs: how ``x`` (N, D) packs them (the model is their packed view).
     """
 
     x: torch.Tensor
@@ -124,6 +131,7 @@ class Call:
     modality: str
     rng: np.random.Generator
     feature_names: tuple[str, ...] | None = None
+    layout: Layout | None = None
 
     @property
     def target_t(self) -> torch.Tensor:
@@ -160,6 +168,7 @@ class Explainer:
 
     _fit_shape: tuple[int, ...] | None = None
     _fit_names: tuple[str, ...] | None = None
+    _fit_layout: Layout | None = None
 
     def __init__(self, model):
         self.model = model
@@ -230,8 +239,9 @@ class Explainer:
 
         Parameters
         ----------
-        X : array-like or pandas.DataFrame, shape (N, ...)
-            Training inputs in the layout later given to ``explain``.
+        X : array-like or pandas.DataFrame, shape (N, ...), or tuple of arrays
+            Training inputs in the layout later given to ``explain`` (a tuple for a model of
+            several inputs).
         y : array-like of int, shape (N,), optional
             Training labels (needed by e.g. the ``nearest_unlike`` baseline).
 
@@ -239,17 +249,34 @@ class Explainer:
         -------
         self
         """
-        X, names = split_frame(X, self.model, "X")
-        X = as_float_tensor(X, "X")
-        infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
+        X, layout, names = self._input_tensor(X, "X")
+        if layout is None:
+            infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
         if y is not None:
             y = np.asarray(y)
         if self.info.tags.needs_baseline:
             self._baseline().fit(X, y)
         self._fit(X, y)
-        self._fit_shape = tuple(X.shape[1:])
-        self._fit_names = names
+        self._fit_shape, self._fit_names, self._fit_layout = tuple(X.shape[1:]), names, layout
         return self
+
+    def _input_tensor(self, data, name: str) -> tuple[torch.Tensor, Layout | None, tuple | None]:
+        """``data`` as one float tensor, the layout of a multi-input tuple, and column names."""
+        if not isinstance(data, tuple):
+            data, names = split_frame(data, self.model, name)
+            return as_float_tensor(data, name), None, names
+        qname = self.info.qualified_name
+        if not self.info.tags.multi_input:
+            raise TypeError(f"{qname} explains models of one input array; got a tuple of {len(data)} "
+                            "(entries tagged multi_input explain several: see xs.explainer_info)")
+        if not isinstance(self.model, torch.nn.Module):
+            raise TypeError(f"several inputs (a tuple of arrays) are explained for torch models; got "
+                            f"a {type(self.model).__name__}")
+        parts = [as_float_tensor(a, f"{name}[{i}]") for i, a in enumerate(data)]
+        dtype = torch.float64 if all(p.dtype == torch.float64 for p in parts) else torch.float32
+        parts = [p.to(dtype) for p in parts]
+        layout = Layout.of(parts, name)
+        return layout.pack(parts), layout, None
 
     def _fit(self, X: torch.Tensor, y) -> None:
         """Subclass hook: learn state beyond the baseline."""
@@ -262,9 +289,11 @@ class Explainer:
             )
 
     # -- one explain call: validation, model preparation, targets ---------------------------
-    def _wrapper(self) -> ModelWrapper:
-        """The model wrapped for calling; raises if the entry does not take its kind."""
-        wrapper = ModelWrapper(self.model, device=self._shared("device"))
+    def _wrapper(self, layout: Layout | None = None) -> ModelWrapper:
+        """The model (its packed view for several inputs) wrapped for calling; raises if the
+        entry does not take its kind."""
+        model = self.model if layout is None else PackedModel(self.model, layout)
+        wrapper = ModelWrapper(model, device=self._shared("device"))
         kinds = self.info.tags.model_kinds
         if wrapper.kind not in kinds:
             raise TypeError(
@@ -283,13 +312,18 @@ class Explainer:
         tags, name = self.info.tags, self.info.qualified_name
         check_batch_size(self._shared("batch_size"))
         check_random_state(self._shared("random_state"))
-        inputs, names = split_frame(inputs, self.model)
-        x = as_float_tensor(inputs, "inputs")
-        modality = infer_modality(x, tags.modalities, name)
+        x, layout, names = self._input_tensor(inputs, "inputs")
+        if layout is None:
+            modality = infer_modality(x, tags.modalities, name)
+            names = self._feature_names(names, x, modality)
+        else:  # several inputs: their packed view is a tabular (N, D) problem
+            modality = "tabular"
+            if self._fit_shape is not None and layout != self._fit_layout:
+                raise ValueError(f"inputs have per-instance shapes {list(layout.shapes)} but "
+                                 f"{name}.fit saw {self._fit_layout or self._fit_shape}")
         check_instance_shape(x, self._fit_shape, f"{name}.fit")
-        names = self._feature_names(names, x, modality)
         self._check_fitted()
-        wrapper = self._wrapper()
+        wrapper = self._wrapper(layout)
         with wrapper.prepared():
             x = x.to(wrapper.device, wrapper.dtype(x))
             rows = self._rows(wrapper, x)
@@ -303,6 +337,7 @@ class Explainer:
                 modality=modality,
                 rng=np.random.default_rng(self._shared("random_state")),
                 feature_names=names,
+                layout=layout,
             )
 
     def _feature_names(self, names, x: torch.Tensor, modality: str) -> tuple[str, ...] | None:
@@ -342,16 +377,21 @@ class AttributionExplainer(Explainer):
         Parameters
         ----------
         inputs : numpy.ndarray or torch.Tensor, shape (N, F), (N, C, T) or (N, C, H, W)
+            Or a tuple of such arrays, one per input of a model of several inputs (entries
+            tagged ``multi_input``).
         target : None, int or array-like of int, shape (N,)
             Output index to explain; ``None`` explains each instance's predicted class.
         baselines : array-like, shape (N, ...) or (...), optional
-            Explicit reference inputs; overrides the ``baseline`` hyper-parameter.
+            Explicit reference inputs; overrides the ``baseline`` hyper-parameter (a tuple
+            of them for several inputs).
         feature_mask : array-like of int, shape (...) or (N, ...), optional
-            Group labels: elements with the same label are perturbed together.
+            Group labels: elements with the same label are perturbed together (a tuple for
+            several inputs; a label shared by two inputs is one group, as in Captum).
 
         Returns
         -------
         Explanation
+            With several inputs, its ``inputs``, ``attributions`` and ``baselines`` are tuples.
         """
         tags, name = self.info.tags, self.info.qualified_name
         if baselines is not None and not tags.needs_baseline:
@@ -360,10 +400,8 @@ class AttributionExplainer(Explainer):
             raise TypeError(f"{name} takes no feature_mask")
         with self._calling(inputs, target, resolve_target) as call:
             x = call.x
-            explicit = None
-            if baselines is not None:
-                explicit = broadcast_baseline(as_float_tensor(baselines, "baselines").to(x.dtype), x.cpu())
-            mask = None if feature_mask is None else self._check_mask(feature_mask, x)
+            explicit = None if baselines is None else self._explicit_baselines(baselines, call)
+            mask = None if feature_mask is None else self._mask(feature_mask, call)
             result = self._attribute(call, baselines=explicit, feature_mask=mask)
             delta = None
             if tags.has_convergence_delta:
@@ -374,17 +412,44 @@ class AttributionExplainer(Explainer):
         params = self._recorded_params(call.rows, result.params)
         if "baseline" in params and explicit is not None:
             params["baseline"] = {"name": "explicit"}
+        b = None if result.baselines is None else result.baselines.cpu()
+        unpack = _unpacker(call.layout)
         return Explanation(
-            attributions=values.numpy(),
-            inputs=x.cpu().numpy(),
+            attributions=unpack(values),
+            inputs=unpack(x.cpu()),
             target=call.target,
             predictions=call.predictions,
             method=name,
             params=params,
             convergence_delta=delta,
-            baselines=None if result.baselines is None else result.baselines.cpu().numpy(),
+            baselines=None if b is None else unpack(b),
             feature_names=call.feature_names,
         )
+
+    def _explicit_baselines(self, baselines, call: Call) -> torch.Tensor:
+        """Explicit baselines (N, ...) of ``call.x``: one array, or a tuple for several inputs."""
+        x, layout = call.x.cpu(), call.layout
+        if layout is None:
+            return broadcast_baseline(as_float_tensor(baselines, "baselines").to(x.dtype), x)
+        if not isinstance(baselines, tuple) or len(baselines) != len(layout.shapes):
+            raise TypeError(f"baselines of a model of {len(layout.shapes)} inputs must be a tuple of "
+                            f"{len(layout.shapes)} arrays, one per input")
+        parts = [broadcast_baseline(as_float_tensor(b, f"baselines[{i}]").to(x.dtype), xi,
+                                    f"baselines[{i}]")
+                 for i, (b, xi) in enumerate(zip(baselines, layout.unpack(x), strict=True))]
+        return layout.pack(parts)
+
+    def _mask(self, feature_mask, call: Call) -> torch.Tensor:
+        """A feature mask (1 or N, ...) of ``call.x``: one array, or a tuple for several inputs."""
+        x, layout = call.x, call.layout
+        if layout is None:
+            return self._check_mask(feature_mask, x)
+        if not isinstance(feature_mask, tuple) or len(feature_mask) != len(layout.shapes):
+            raise TypeError(f"feature_mask of a model of {len(layout.shapes)} inputs must be a tuple "
+                            f"of {len(layout.shapes)} arrays, one per input")
+        parts = [self._check_mask(m, xi) for m, xi in zip(feature_mask, layout.unpack(x), strict=True)]
+        n = max(p.shape[0] for p in parts)
+        return layout.pack([p.expand(n, *p.shape[1:]) for p in parts])
 
     def explain_all_classes(self, inputs, *, baselines=None, feature_mask=None) -> list[Explanation]:
         """Explain every output of the model: one :class:`Explanation` per class.
@@ -444,6 +509,13 @@ class AttributionExplainer(Explainer):
         return (total - (fx - fb)).astype(np.float64 if call.x.dtype == torch.float64 else np.float32)
 
 
+def _unpacker(layout: Layout | None):
+    """Numpy arrays (or, for several inputs, a tuple of them) from packed tensors."""
+    if layout is None:
+        return lambda t: t.numpy()
+    return lambda t: tuple(p.numpy() for p in layout.unpack(t))
+
+
 def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
     return ValueError(
         f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
@@ -501,8 +573,8 @@ class CounterfactualExplainer(Explainer):
     def _fit(self, X: torch.Tensor, y) -> None:
         wrapper = self._wrapper()
         with wrapper.prepared():
-            rows = self._rows(wrapper, X)
-            pred = _predict(wrapper, X.to(wrapper.device), rows).argmax(1)
+            x = X.to(wrapper.device, wrapper.dtype(X))
+            pred = _predict(wrapper, x, self._rows(wrapper, x)).argmax(1)
         if np.unique(pred).size < 2:
             raise ValueError(
                 f"{self.info.qualified_name} needs training data that the model assigns to at "

@@ -66,6 +66,11 @@ class Result:
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 arrays[f.name] = value
+            elif isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
+                value = {str(i): v for i, v in enumerate(value)}  # one array per model input
+                meta.setdefault("array_tuples", []).append(f.name)
+                meta.setdefault("array_dicts", {})[f.name] = list(value)
+                arrays.update({f"{f.name}/{k}": v for k, v in value.items()})
             elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray)
                                                            for v in value.values()):
                 meta.setdefault("array_dicts", {})[f.name] = list(value)
@@ -101,6 +106,8 @@ def load(path: str | os.PathLike) -> Result:
         arrays = {k: data[k] for k in data.files if k != "meta"}
     for name, keys in meta.pop("array_dicts", {}).items():
         arrays[name] = {k: arrays.pop(f"{name}/{k}") for k in keys}
+    for name in meta.pop("array_tuples", []):
+        arrays[name] = tuple(arrays[name].values())
     return FORMATS.get(fmt)._from_file(meta, arrays)
 
 
@@ -134,6 +141,10 @@ class Explanation(Result):
     feature_names : tuple of str, or None
         Tabular data: the column names (from a DataFrame or the model's
         ``feature_names_in_``), one per feature.
+
+    A model of several inputs gets tuples: ``inputs``, ``attributions`` and ``baselines``
+    hold one array per input (``convergence_delta`` sums over all of them); :meth:`part`
+    gives one input's explanation, which ``plot`` and ``to_frame`` use.
     """
 
     format = "xai-suite-explanation/1"
@@ -148,25 +159,52 @@ class Explanation(Result):
     feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        if self.attributions.shape != self.inputs.shape:
-            raise ValueError(
-                f"attributions shape {self.attributions.shape} differs from inputs shape "
-                f"{self.inputs.shape}"
-            )
-        n = self.inputs.shape[0]
-        if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n:
+        multi = isinstance(self.inputs, tuple | list)
+        if multi:
+            self.inputs, self.attributions = tuple(self.inputs), tuple(self.attributions)
+            if self.baselines is not None:
+                self.baselines = tuple(self.baselines)
+        ins, attrs = (self.inputs, self.attributions) if multi else ((self.inputs,), (self.attributions,))
+        if len(attrs) != len(ins) or any(a.shape != x.shape for a, x in zip(attrs, ins, strict=False)):
+            got, want = ([a.shape for a in attrs], [x.shape for x in ins]) if multi else (
+                self.attributions.shape, self.inputs.shape)
+            raise ValueError(f"attributions shape {got} differs from inputs shape {want}")
+        n = ins[0].shape[0]
+        if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n \
+                or any(x.shape[0] != n for x in ins):
             raise ValueError(
                 f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
                 f"{self.target.shape} and {self.predictions.shape}"
             )
-        self.feature_names = _check_names(self.feature_names, self.inputs)
+        self.feature_names = None if multi else _check_names(self.feature_names, self.inputs)
+
+    @property
+    def n_inputs(self) -> int:
+        """The number of model inputs explained (1 unless ``inputs`` is a tuple)."""
+        return len(self.inputs) if isinstance(self.inputs, tuple) else 1
+
+    def part(self, k: int) -> Explanation:
+        """The explanation of model input ``k`` alone (its own inputs, attributions and
+        baselines; the completeness delta, which sums over every input, is left out)."""
+        if self.n_inputs == 1:
+            if k != 0:
+                raise ValueError(f"this explanation has one input; got input {k}")
+            return self
+        if not 0 <= k < self.n_inputs:
+            raise ValueError(f"input must lie in 0..{self.n_inputs - 1}; got {k}")
+        return Explanation(self.attributions[k], self.inputs[k], self.target, self.predictions,
+                           self.method, {**self.params, "input": k}, None,
+                           None if self.baselines is None else self.baselines[k])
 
     def __len__(self) -> int:
-        return self.inputs.shape[0]
+        return len(self.target)
 
     @property
     def modality(self) -> str:
-        """``tabular``, ``timeseries`` or ``image``, from the inputs' layout."""
+        """``tabular``, ``timeseries`` or ``image``, from the inputs' layout (several inputs:
+        ``"multi-input"``)."""
+        if self.n_inputs > 1:
+            return "multi-input"
         return NDIM_TO_MODALITY.get(self.inputs.ndim, f"{self.inputs.ndim}-D")
 
     def __repr__(self) -> str:
@@ -175,9 +213,10 @@ class Explanation(Result):
             if self.convergence_delta is None
             else f", max |delta|={np.abs(self.convergence_delta).max():.3g}"
         )
+        shapes = [x.shape[1:] for x in self.inputs] if self.n_inputs > 1 else self.inputs.shape[1:]
         return (
             f"Explanation(method={self.method!r}, n={len(self)}, "
-            f"shape={self.inputs.shape[1:]}, modality={self.modality!r}{delta})"
+            f"shape={shapes}, modality={self.modality!r}{delta})"
         )
 
     def to_frame(self, wide: bool = False) -> pd.DataFrame:
@@ -195,8 +234,16 @@ class Explanation(Result):
             Long (default): one row per instance and input element, with columns
             ``instance``, the element's position (``feature``, holding the column names
             where known; ``channel, time``; or ``channel, row, col``), ``input``,
-            ``attribution`` and ``target``. Wide: shape (N, F).
+            ``attribution`` and ``target``. Wide: shape (N, F). Several inputs: each input's
+            long table (by :meth:`part`) after a column ``model_input``, concatenated.
         """
+        if self.n_inputs > 1:
+            if wide:
+                raise ValueError("wide=True needs one tabular input; use part(k).to_frame(wide=True)")
+            frames = [self.part(k).to_frame() for k in range(self.n_inputs)]
+            for k, f in enumerate(frames):
+                f.insert(0, "model_input", k)
+            return pd.concat(frames, ignore_index=True)
         names = self.feature_names or tuple(f"x{i}" for i in range(self.inputs.shape[-1]))
         if wide:
             if self.modality != "tabular":
@@ -213,15 +260,16 @@ class Explanation(Result):
         data["target"] = self.target[idx[0]]
         return pd.DataFrame(data)
 
-    def plot(self, index: int = 0, ax=None, **kwargs):
+    def plot(self, index: int = 0, ax=None, *, model_input: int = 0, **kwargs):
         """Plot the attributions of instance ``index``; returns the matplotlib Axes.
 
         Tabular: a signed bar chart; time series: the series coloured by attribution;
-        images: the input next to its attribution map. See :mod:`xai_suite.viz`.
+        images: the input next to its attribution map. See :mod:`xai_suite.viz`. Several
+        inputs: the input ``model_input``'s.
         """
         from .viz import plot_explanation
 
-        return plot_explanation(self, index=index, ax=ax, **kwargs)
+        return plot_explanation(self.part(model_input), index=index, ax=ax, **kwargs)
 
 
 def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:

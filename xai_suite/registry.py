@@ -64,7 +64,8 @@ class ExplainerInfo:
             f"  family: {t.family}; modalities: {', '.join(t.modalities)}; "
             f"models: {', '.join(t.model_kinds)}",
             f"  needs baseline: {t.needs_baseline}; stochastic: {t.stochastic}; "
-            f"completeness delta: {t.has_convergence_delta}; batch invariant: {t.batch_invariant}",
+            f"completeness delta: {t.has_convergence_delta}; batch invariant: {t.batch_invariant}; "
+            f"several inputs: {t.multi_input}",
             "  parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.params.items()),
         ]
         if self.reference:
@@ -102,6 +103,7 @@ def register_explainer(
     stochastic: bool = False,
     has_convergence_delta: bool = False,
     batch_invariant: bool | None = None,
+    multi_input: bool = False,
     summary: str | None = None,
     reference: str = "",
     requires=(),
@@ -122,6 +124,9 @@ def register_explainer(
         Defaults to the base class's family (``GradientExplainer`` -> ``gradient``).
     batch_invariant : bool, optional
         Defaults to ``not stochastic``.
+    multi_input : bool
+        Explains torch models of several inputs (a tuple of arrays); tested for agreement
+        with the library's own multi-input results where it has them.
     summary : str, optional
         One line; defaults to the first line of the class docstring.
     requires : sequence of str
@@ -164,6 +169,7 @@ def register_explainer(
             stochastic=stochastic,
             has_convergence_delta=has_convergence_delta,
             batch_invariant=(not stochastic) if batch_invariant is None else batch_invariant,
+            multi_input=multi_input,
             notes=notes,
         )
         doc = summary or (inspect.getdoc(cls) or name).splitlines()[0]

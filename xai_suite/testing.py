@@ -560,6 +560,36 @@ def check_save_load(ctx: Context) -> None:
             assert b == a, f"save/load changed {f.name}: {a!r} -> {b!r}"
 
 
+class _Halves(nn.Module):
+    """A one-input tabular model as a model of two inputs: the features' two halves."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)
+
+    def forward(self, a, b):
+        return self.model(torch.cat([a, b], 1))
+
+
+def check_multi_input(ctx: Context) -> None:
+    """The features split into two inputs of a two-input model: the same attributions (and
+    completeness delta), as a tuple of the two halves."""
+    x, k = ctx.problem.inputs, ctx.problem.inputs.shape[1] // 2
+    e = create_explainer(ctx.info.qualified_name, _Halves(ctx.problem.module), **ctx.params)
+    if ctx.problem.fit_data is not None:
+        X, y = ctx.problem.fit_data
+        e.fit((X[:, :k], X[:, k:]), y)
+    exp = e.explain((x[:, :k], x[:, k:]))
+    assert [a.shape for a in exp.attributions] == [x[:, :k].shape, x[:, k:].shape]
+    atol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(ctx.result.predictions).max())
+    assert close(np.concatenate(exp.attributions, 1), ctx.values(), ctx.rtol, atol), (
+        "two inputs got other attributions than their concatenation as one")
+    if ctx.result.convergence_delta is not None:
+        assert close(exp.convergence_delta, ctx.result.convergence_delta, 1e-4, atol), (
+            "the completeness delta of two inputs must sum over both")
+
+
 #: Every check, by name, in the order they run.
 CHECKS: dict[str, Callable[[Context], None]] = {
     "result_and_metadata": check_result_and_metadata,
@@ -570,6 +600,7 @@ CHECKS: dict[str, Callable[[Context], None]] = {
     "completeness": check_completeness,
     "bad_input": check_bad_input,
     "training_mode": check_training_mode,
+    "multi_input": check_multi_input,
     "save_load": check_save_load,
 }
 
@@ -585,6 +616,9 @@ def _applies(check: str, info: ExplainerInfo, problem: Problem) -> bool:
         return tags.has_convergence_delta
     if check == "training_mode":
         return problem.module is not None
+    if check == "multi_input":
+        return (tags.multi_input and type(problem) is ArrayProblem and problem.module is not None
+                and problem.inputs.ndim == 2)
     return True
 
 

@@ -101,8 +101,8 @@ class LimeTimeSeries(SurrogateExplainer):
         Distance between a perturbation's indicator vector and all-ones (lime's text explainer
         uses cosine).
     baseline : str, float, callable or Baseline
-        What replaced segments become (``"zeros"``; ``"channel_mean"`` once the time-series
-        adapter is loaded, ``"training_mean"`` after ``fit``, ...). Stochastic baselines are
+        What replaced segments become (``"zeros"``; ``"channel_mean"`` and the other
+        time-series baselines, ``"training_mean"`` after ``fit``, ...). Stochastic baselines are
         drawn once per instance and call.
     batch_size : int or "auto"
         Rows per model call.

@@ -64,7 +64,7 @@ class ConceptExplainer(Explainer):
         self.max_memory = max_memory
         self.device = device
 
-    def _wrapper(self):
+    def _wrapper(self, layout=None):
         name = self.info.qualified_name
         if not isinstance(self.model, ConceptModel):
             raise TypeError(
@@ -74,7 +74,7 @@ class ConceptExplainer(Explainer):
         if not self.model.is_fitted:
             raise NotFittedError(f"{name}: the {type(self.model).__name__} is not fitted; call its "
                                  "fit(X, C, y) first")
-        return super()._wrapper()
+        return super()._wrapper(layout)
 
     def explain(self, inputs, target=None, *, baselines=None, feature_mask=None) -> ConceptExplanation:
         """Attribute the task output to the concepts.

@@ -137,7 +137,7 @@ class _SimpleGradient(GradientExplainer):
 
 
 @register_explainer(
-    "saliency", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    "saliency", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH, requires=("captum",),
     summary="Gradient of the target output with respect to the input (signed by default)",
     reference="Simonyan, Vedaldi & Zisserman (2014), Deep Inside Convolutional Networks",
 )
@@ -162,7 +162,8 @@ class Saliency(_SimpleGradient):
 
 
 @register_explainer(
-    "input_x_gradient", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+    "input_x_gradient", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH,
+    requires=("captum",),
     summary="Input times its gradient", reference="Shrikumar et al. (2016), Not Just a Black Box",
 )
 class InputXGradient(_SimpleGradient):
@@ -198,7 +199,7 @@ class Deconvolution(_SimpleGradient):
 
 
 @register_explainer(
-    "integrated_gradients", library="captum", modalities=ALL, model_kinds=TORCH,
+    "integrated_gradients", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH,
     requires=("captum",), needs_baseline=True, has_convergence_delta=True,
     summary="Captum's integrated gradients (one baseline draw per instance)",
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks",
@@ -611,7 +612,7 @@ def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
 
 
 @register_explainer(
-    "feature_ablation", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
+    "feature_ablation", library="captum", multi_input=True, modalities=ALL, model_kinds=ANY_MODEL,
     requires=("captum",), needs_baseline=True, uses_feature_mask=True,
     summary="Output drop when each feature (or feature_mask group) is set to the baseline",
     reference=CAPTUM,
@@ -686,7 +687,8 @@ class FeaturePermutation(PerturbationExplainer):
 
 
 @register_explainer(
-    "occlusion", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
+    "occlusion", library="captum", multi_input=True, modalities=ALL, model_kinds=ANY_MODEL,
+    requires=("captum",),
     needs_baseline=True,
     summary="Output drop when a sliding window of the input is set to the baseline",
     reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",

@@ -541,9 +541,9 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
         self.n_background = n_background
         self.random_state = random_state
 
-    def _wrapper(self) -> ModelWrapper:
+    def _wrapper(self, layout=None) -> ModelWrapper:
         try:
-            return super()._wrapper()
+            return super()._wrapper(layout)
         except TypeError as exc:
             raise _refuse(self.info.qualified_name, TREE_MODELS, self.model) from exc
 
@@ -609,9 +609,9 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
         self.n_background = n_background
         self.random_state = random_state
 
-    def _wrapper(self) -> ModelWrapper:
+    def _wrapper(self, layout=None) -> ModelWrapper:
         try:
-            return super()._wrapper()
+            return super()._wrapper(layout)
         except TypeError as exc:
             raise _refuse(self.info.qualified_name, "linear scikit-learn models (coef_)",
                           self.model) from exc

@@ -116,6 +116,7 @@ def path_gradients(
     model_kinds=("torch",),
     needs_baseline=True,
     has_convergence_delta=True,
+    multi_input=True,
     recommended=True,
     summary="Integrated gradients batched over instances, steps and baseline draws "
     "(expected gradients with a random baseline)",

@@ -673,6 +673,7 @@ def lrp(
     modalities=("tabular", "timeseries", "image"),
     model_kinds=("torch",),
     has_convergence_delta=True,
+    multi_input=True,
     recommended=True,
     summary="Layer-wise relevance propagation with rules per layer type, for 1-D and 2-D "
     "networks (Conv1d, BatchNorm, pooling, residual sums)",
