@@ -127,5 +127,7 @@ def test_errors(problem):
     e = xs.create_explainer("integrated_gradients", model, baseline="training_mean").fit((s, v))
     with pytest.raises(ValueError, match="per-instance shapes"):
         e.explain((s[:, :, :8], v))
+    with pytest.raises(ValueError, match="explanations of one model input"):
+        xs.metrics.deletion_auc(xs.explain(model, (s, v), n_steps=4), model=model)
     with pytest.raises(TypeError, match="torch models"):
         xs.explain(lambda a, b: np.zeros((len(a), 2)), (s, v), method="captum:occlusion")

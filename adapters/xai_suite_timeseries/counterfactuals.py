@@ -97,11 +97,14 @@ class _Scorer:
     def of(self, out: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target probability and validity from model outputs ``out`` (n, K)."""
         out = out.astype(np.float64)
-        idx = np.arange(len(target))
-        if self.on_simplex:
-            return out[idx, target], out.argmax(1) == target
-        e = np.exp(out - out.max(1, keepdims=True))
-        return e[idx, target] / e.sum(1), out.argmax(1) == target
+        p = out if self.on_simplex else _softmax(out)
+        return p[np.arange(len(target)), target], out.argmax(1) == target
+
+
+def _softmax(out: np.ndarray) -> np.ndarray:
+    """Softmax probabilities (n, K) of logits ``out``, float64."""
+    e = np.exp(out - out.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def nearest_of_class(
@@ -407,12 +410,7 @@ def _probabilities(model, on_simplex: bool):
     if isinstance(model, nn.Module):  # in the model's mode: explaining must not change it
         return nn.Sequential(model, nn.Softmax(dim=1)).train(model.training)
 
-    def softmax(a):
-        out = np.asarray(model(a), dtype=np.float64)
-        e = np.exp(out - out.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
-
-    return softmax
+    return lambda a: _softmax(np.asarray(model(a), dtype=np.float64))
 
 
 # -- COMTE -----------------------------------------------------------------------------------

@@ -176,6 +176,14 @@ def _view(exp, model, *, replacement, softmax, random_state, batch_size, device)
         yield _ArrayView(exp, f, replacement, random_state)
 
 
+def _n_elements(exp) -> int:
+    """Elements removed from each instance: its input elements, or a text explanation's units."""
+    if getattr(exp, "n_inputs", 1) > 1:
+        raise ValueError("the removal metrics take explanations of one model input; a model of "
+                         "several inputs has no single removal order across them")
+    return int(np.asarray(exp.attributions).reshape(len(exp), -1).shape[1])
+
+
 def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replacement, absolute: bool,
                       softmax: bool, random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
     """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
@@ -199,7 +207,7 @@ def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replace
 def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, random_state,
            batch_size, device) -> tuple[np.ndarray, np.ndarray]:
     check_positive_int(n_steps=n_steps)
-    d = removal_ranks(exp.attributions).shape[1]
+    d = _n_elements(exp)
     fractions = np.arange(n_steps + 1) / n_steps
     counts = np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
     _, values = _replaced_outputs(
@@ -304,7 +312,7 @@ def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, sof
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
-    d = removal_ranks(exp.attributions).shape[1]
+    d = _n_elements(exp)
     counts = np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
     fx, values = _replaced_outputs(
         exp, model, counts, keep_top=keep_top, replacement=replacement, absolute=absolute, softmax=softmax,
