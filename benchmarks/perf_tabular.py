@@ -2,8 +2,8 @@
 
 Both explain the predicted class's probability of a classifier on scikit-learn's breast
 cancer data (30 standardised features; 369 training rows, 200 stratified test rows) with the
-same background (B rows drawn from the training set by
-:func:`xai_suite.baselines.sample_background`; B = 10, 50 and 100 by default: shap suggests
+same background (B rows drawn from the training set by the ``training_sample``
+baseline, :meth:`~xai_suite.baselines.Baseline.reference_set`; B = 10, 50 and 100 by default: shap suggests
 at most 100, or ``shap.kmeans(X, 10)``) and the same coalitions: shap's default budget
 ``nsamples = 2 F + 2048 = 2108`` coalitions per instance, drawn by shap's algorithm. Ours
 draws them with ``random_state=seed``; shap's global generator is seeded with the same seed
@@ -123,11 +123,16 @@ def setup(model_name: str, threads: int) -> Setup:
     return Setup(probs, f, X_tr, X_te, acc, "PyTorch MLP 30-64-64-2 (softmax)")
 
 
-def make_ours(s: Setup, n_background: int):
+def make_ours(s: Setup, n_baseline_samples: int):
     import xai_suite as xs
 
-    return xs.create_explainer("native:kernel_shap", s.model, n_background=n_background,
+    return xs.create_explainer("native:kernel_shap", s.model, n_baseline_samples=n_baseline_samples,
                                random_state=SEED).fit(s.X_train)
+
+
+def background_of(explainer, x: np.ndarray) -> np.ndarray:
+    """The background ours draws, (B, F): its baselines (the same rows for every instance)."""
+    return np.asarray(explainer.explain(x[:1]).baselines[:, 0])
 
 
 def run_ours(explainer, x: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -158,7 +163,7 @@ def time_floor(forward, explainer, x: np.ndarray, chunk: int, dtype) -> float:
 
     from xai_suite.methods.native.kernel_shap import kernel_coalitions
 
-    bg = explainer.background_.to(dtype)
+    bg = torch.from_numpy(background_of(explainer, x)).to(dtype)
     z = torch.from_numpy(kernel_coalitions(x.shape[1], "auto", SEED).masks > 0.5)
     xt = torch.from_numpy(x).to(dtype)
     n_pairs, per = len(x) * len(z), max(1, chunk // len(bg))
@@ -183,15 +188,15 @@ def _rss_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def memory_worker(method: str, model_name: str, n: int, n_background: int, threads: int) -> dict:
+def memory_worker(method: str, model_name: str, n: int, n_baseline_samples: int, threads: int) -> dict:
     """Peak RSS above what was held before one call of ``method`` on ``n`` instances."""
     import shap
 
     s = setup(model_name, threads)
-    ours = make_ours(s, n_background)
+    ours = make_ours(s, n_baseline_samples)
     x = s.X_test[:n]
     run_ours(ours, x[:1])  # warm-up: lazy imports, the allocator
-    kernel = shap.KernelExplainer(s.f, ours.background_.numpy().astype(np.float64))
+    kernel = shap.KernelExplainer(s.f, background_of(ours, x).astype(np.float64))
     pred = s.f(x).argmax(1)
     run_shap(kernel, x[:1], pred)
     before = _rss_bytes("VmRSS")
@@ -204,9 +209,9 @@ def memory_worker(method: str, model_name: str, n: int, n_background: int, threa
     return {"peak_extra": _rss_bytes("VmHWM") - before}
 
 
-def spawn_memory(method: str, n_background: int, args) -> float | None:
+def spawn_memory(method: str, n_baseline_samples: int, args) -> float | None:
     cmd = [sys.executable, __file__, "--worker", method, "--model", args.model, "--n",
-           str(args.n if method == "ours" else 3), "--background", str(n_background),
+           str(args.n if method == "ours" else 3), "--background", str(n_baseline_samples),
            "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=dict(os.environ))
     if res.returncode != 0:
@@ -223,7 +228,7 @@ LABELS = {
 }
 
 
-def compare(s: Setup, n_background: int, args) -> dict:
+def compare(s: Setup, n_baseline_samples: int, args) -> dict:
     """Interleaved timings, agreement and coalition check for one background size."""
     import shap
     import torch
@@ -231,8 +236,8 @@ def compare(s: Setup, n_background: int, args) -> dict:
     from xai_suite.methods.native.kernel_shap import kernel_coalitions
     from xai_suite.modeling import ModelWrapper
 
-    ours = make_ours(s, n_background)
-    bg = ours.background_.numpy()
+    ours = make_ours(s, n_baseline_samples)
+    bg = background_of(ours, s.X_test)
     kernel = shap.KernelExplainer(s.f, bg.astype(np.float64))
     x = s.X_test[: args.n]
     attr0, info = run_ours(ours, x)  # warm-up; fixes the targets and the chunk size
@@ -255,7 +260,7 @@ def compare(s: Setup, n_background: int, args) -> dict:
         shap_each.extend(each)
         shap_vals = vals if shap_vals is None else shap_vals
         seconds["floor"].append(time_floor(forward, ours, x[: args.n_floor], chunk, dtype))
-        print(f"    B={n_background} repeat {r + 1}/{args.repeats}: ours {seconds['ours'][-1]:.4f}, "
+        print(f"    B={n_baseline_samples} repeat {r + 1}/{args.repeats}: ours {seconds['ours'][-1]:.4f}, "
               f"shap {seconds['shap'][-1]:.4f}, floor {seconds['floor'][-1]:.4f} s/instance",
               file=sys.stderr, flush=True)
         np.testing.assert_array_equal(attr, attr0)  # repeatable

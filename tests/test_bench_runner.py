@@ -524,3 +524,30 @@ def test_model_restricted_to_datasets_and_explainer_quick_params(suite_dir):
         units = expand_units(load_suite(cfg, quick=quick))
         assert [(u.dataset, u.model) for u in units] == [("a", "fcn"), ("b", "cnn1d")]
         assert all(u.explainer_params == {"n_steps": steps} for u in units)
+
+
+def test_shared_baseline_suite_sweeps_one_baseline_across_three_libraries(tmp_path):
+    """benchmarks/shared-baseline.toml: one baseline name means the same reference for Captum's
+    IG and both KernelSHAPs (their background), and deletion runs towards each explanation's own
+    baseline and towards one shared, fitted replacement."""
+    from pathlib import Path
+
+    suite_path = Path(__file__).resolve().parents[1] / "benchmarks" / "shared-baseline.toml"
+    units = expand_units(load_suite(suite_path, quick=True))
+    assert {(u.explainer, u.baseline) for u in units} == {
+        (e, b) for e in ("captum:integrated_gradients", "shap:kernel", "native:kernel_shap")
+        for b in ("zeros", "training_mean", "training_sample")}
+    path = run_suite(suite_path, tmp_path, quick=True, progress=False)
+    with ResultsStore(path) as store:
+        rows, done = store.results(), store.units()
+    assert (done.status == "done").all()
+    area = rows[rows.metric.str.startswith("deletion_auc")].pivot_table(
+        index=["metric", "baseline", "instance"], columns="explainer", values="value")
+    # shap's KernelExplainer and ours explain the same game under the same background
+    np.testing.assert_allclose(area["shap:kernel"], area["native:kernel_shap"], atol=0.02)
+    own, shared = (area.xs(m, level="metric")
+                   for m in ("deletion_auc(own baseline)", "deletion_auc(training_mean)"))
+    # training_sample deletes towards random training rows by its own measure, towards the
+    # training mean by the shared one: the two columns differ
+    assert not np.allclose(own.xs("training_sample", level="baseline"),
+                           shared.xs("training_sample", level="baseline"))

@@ -17,8 +17,8 @@ FAST = {
     "tsinterpret:comte": {"max_attempts": 20, "max_iter": 20},
     "tsinterpret:tsevo": {"epochs": 2},
     # below 2^6 - 2 = 62 the coalitions are sampled, so the seed matters (checked)
-    "shap:kernel": {"n_coalitions": 24},
-    "native:kernel_shap": {"n_coalitions": 24},
+    "shap:kernel": {"n_samples": 24},
+    "native:kernel_shap": {"n_samples": 24},
     "shap:gradient": {"n_samples": 10},
     "shap:permutation": {"max_evals": 130},  # 10 permutations (batch_size=1 runs row by row)
     # lime's defaults (5000 and 1000 samples) make the batch_size=1 check thousands of calls

@@ -127,7 +127,7 @@ def test_kernel_shap_reference_equals_the_library_and_brute_force(n_features):
     rng = np.random.default_rng(n_features)
     bg = rng.normal(size=(6, n_features)).astype(np.float32)
     x = rng.normal(size=(2, n_features)).astype(np.float32)
-    exp = (xs.create_explainer("native:kernel_shap", model, n_coalitions="all", n_background=6)
+    exp = (xs.create_explainer("native:kernel_shap", model, n_samples="all", n_baseline_samples=6)
            .fit(bg).explain(x, target=np.array([0, 2])))
     for i, t in enumerate((0, 2)):
         def f(z, t=t):

@@ -87,15 +87,15 @@ def _shap_reference(f, x: np.ndarray, background: np.ndarray, target: np.ndarray
 
 
 # -- exactness ------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_coalitions", ["all", "auto", 30, 10_000])
-def test_all_coalitions_give_exact_shapley_values(n_coalitions):
+@pytest.mark.parametrize("n_samples", ["all", "auto", 30, 10_000])
+def test_all_coalitions_give_exact_shapley_values(n_samples):
     # 5 features: 2^5 - 2 = 30 coalitions, so every budget here enumerates them all
     f = _softmax_model(5)
     X = _data(5)
     bg, x = X[:8], X[20:24]
-    e = xs.create_explainer("native:kernel_shap", f, n_coalitions=n_coalitions, random_state=0)
+    e = xs.create_explainer("native:kernel_shap", f, n_samples=n_samples, random_state=0)
     exp = e.fit(bg).explain(x)
-    assert exp.params["exact"] and exp.params["n_coalitions_used"] == 30
+    assert exp.params["exact"] and exp.params["n_samples_used"] == 30
     exact = np.array([brute_force_shapley(f, x[i], bg, exp.target[i], [[j] for j in range(5)])
                       for i in range(len(x))])
     assert np.abs(exact).max() > 0.05  # a non-trivial game
@@ -107,7 +107,7 @@ def test_exact_with_a_torch_model_and_non_predicted_target():
     X = _data(6)
     bg, x = X[:10], X[20:23]
     target = np.array([0, 1, 2])
-    exp = xs.create_explainer("native:kernel_shap", model, n_coalitions="all").fit(bg).explain(
+    exp = xs.create_explainer("native:kernel_shap", model, n_samples="all").fit(bg).explain(
         x, target=target)
 
     def f(a):
@@ -126,14 +126,14 @@ def test_feature_groups_are_players():
     bg, x = X[:6], X[20:23]
     labels = np.array([5, 5, 2, 9, 2, 7, 7])  # groups {0,1}, {2,4}, {3}, {5,6}
     groups = [[2, 4], [0, 1], [5, 6], [3]]  # players in sorted label order 2, 5, 7, 9
-    exp = xs.create_explainer("native:kernel_shap", f, n_coalitions="all").fit(bg).explain(
+    exp = xs.create_explainer("native:kernel_shap", f, n_samples="all").fit(bg).explain(
         x, feature_mask=labels)
     a = exp.attributions
     for members in groups:  # every feature of a group carries the group's value
         np.testing.assert_array_equal(a[:, members], a[:, members[:1]].repeat(len(members), 1))
     exact = np.array([brute_force_shapley(f, x[i], bg, exp.target[i], groups) for i in range(3)])
     np.testing.assert_allclose(a[:, [g[0] for g in groups]], exact, atol=1e-6, rtol=0)
-    assert exp.params["n_coalitions_used"] == 2**4 - 2
+    assert exp.params["n_samples_used"] == 2**4 - 2
 
 
 def test_per_instance_masks_do_not_depend_on_the_other_instances():
@@ -141,7 +141,7 @@ def test_per_instance_masks_do_not_depend_on_the_other_instances():
     X = _data(12)
     bg, x = X[:8], X[20:23]
     masks = np.stack([np.arange(12), np.arange(12) // 2, np.arange(12)])
-    e = xs.create_explainer("native:kernel_shap", f, n_coalitions=150, random_state=4).fit(bg)
+    e = xs.create_explainer("native:kernel_shap", f, n_samples=150, random_state=4).fit(bg)
     together = e.explain(x, feature_mask=masks).attributions
     alone = np.concatenate([e.explain(x[i : i + 1], feature_mask=masks[i]).attributions
                             for i in range(3)])
@@ -166,28 +166,28 @@ def test_constant_feature_gets_zero_when_exact():
     bg, x = X[:6].copy(), X[20:22].copy()
     bg[:, 2] = 0.7
     x[:, 2] = 0.7
-    exp = xs.create_explainer("native:kernel_shap", f, n_coalitions="all").fit(bg).explain(x)
+    exp = xs.create_explainer("native:kernel_shap", f, n_samples="all").fit(bg).explain(x)
     assert np.abs(exp.attributions[:, 2]).max() < 1e-7
     ref, _, _ = _shap_reference(f, x, bg, exp.target, "auto", seed=0)
     np.testing.assert_allclose(exp.attributions, ref, atol=1e-5)
 
 
 # -- agreement with shap --------------------------------------------------------------------
-@pytest.mark.parametrize(("n_features", "n_coalitions"), [(12, 300), (11, 120), (12, "auto")])
-def test_same_values_and_coalitions_as_shap_when_sampling(n_features, n_coalitions):
+@pytest.mark.parametrize(("n_features", "n_samples"), [(12, 300), (11, 120), (12, "auto")])
+def test_same_values_and_coalitions_as_shap_when_sampling(n_features, n_samples):
     f = _softmax_model(n_features, seed=n_features)
     X = _data(n_features)
     bg, x = X[:10], X[20:23]
     seed = 7
-    exp = xs.create_explainer("native:kernel_shap", f, n_coalitions=n_coalitions,
+    exp = xs.create_explainer("native:kernel_shap", f, n_samples=n_samples,
                               random_state=seed).fit(bg).explain(x)
     assert not exp.params["exact"]
-    ref, masks, weights = _shap_reference(f, x, bg, exp.target, n_coalitions, seed)
-    c = kernel_coalitions(n_features, n_coalitions, seed)
+    ref, masks, weights = _shap_reference(f, x, bg, exp.target, n_samples, seed)
+    c = kernel_coalitions(n_features, n_samples, seed)
     for m, w in zip(masks, weights, strict=True):  # shap draws the same set for every instance
         np.testing.assert_array_equal(c.masks, m)
         np.testing.assert_allclose(c.weights, w, rtol=1e-13, atol=0)
-    assert exp.params["n_coalitions_used"] == len(c.weights)
+    assert exp.params["n_samples_used"] == len(c.weights)
     sampled = c.weights[c.masks.sum(1) >= 3]  # shap merges duplicates by adding weights
     assert len(np.unique(np.round(sampled / sampled.min(), 6))) > 1
     diff = np.abs(exp.attributions - ref).max()
@@ -204,8 +204,8 @@ def test_same_values_as_shap_when_enumerating():
         with torch.no_grad():
             return model(torch.from_numpy(np.asarray(a, np.float32))).numpy()
 
-    exp = xs.create_explainer("native:kernel_shap", model, n_coalitions="all").fit(bg).explain(x)
-    assert exp.params["exact"] and exp.params["n_coalitions_used"] == 254
+    exp = xs.create_explainer("native:kernel_shap", model, n_samples="all").fit(bg).explain(x)
+    assert exp.params["exact"] and exp.params["n_samples_used"] == 254
     ref, masks, weights = _shap_reference(f, x, bg, exp.target, 254, seed=0)
     c = kernel_coalitions(8, "all")
     np.testing.assert_array_equal(c.masks, masks[0])
@@ -230,8 +230,8 @@ def test_seeds():
     X = _data(12)
     bg, x = X[:6], X[20:22]
 
-    def run(n_coalitions, seed):
-        e = xs.create_explainer("native:kernel_shap", f, n_coalitions=n_coalitions,
+    def run(n_samples, seed):
+        e = xs.create_explainer("native:kernel_shap", f, n_samples=n_samples,
                                 random_state=seed)
         return e.fit(bg).explain(x).attributions
 
@@ -249,7 +249,7 @@ def test_batch_size_invariance_and_additivity(kind):
     bg, x = X[:5], X[20:24]
     results = {}
     for bs in (1, 7, 30, "auto"):
-        e = xs.create_explainer("native:kernel_shap", model, n_coalitions=40, random_state=2,
+        e = xs.create_explainer("native:kernel_shap", model, n_samples=40, random_state=2,
                                 batch_size=bs)
         results[bs] = e.fit(bg).explain(x)
     ref = results["auto"]
@@ -324,10 +324,10 @@ def test_sklearn_model_and_recorded_params():
     X = _data(12, n=60)
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
     clf = LogisticRegression().fit(X, y)
-    e = xs.create_explainer("kernel_shap", clf, n_coalitions=80, n_background=20, random_state=0)
+    e = xs.create_explainer("kernel_shap", clf, n_samples=80, n_baseline_samples=20, random_state=0)
     assert e.info.qualified_name == "native:kernel_shap"
     exp = e.fit(X).explain(X[:3])
-    assert exp.params["n_background_used"] == 20 and exp.params["n_coalitions_used"] == 80
+    assert exp.params["n_baseline_samples_used"] == 20 and exp.params["n_samples_used"] == 80
     assert exp.baselines.shape == (20, 3, 12)
     assert np.abs(exp.convergence_delta).max() < 1e-5
     # a linear model in log-odds: the probability's Shapley values are largest for feature 0
@@ -339,13 +339,13 @@ def test_sklearn_model_and_recorded_params():
 @pytest.mark.parametrize(("value", "exc"), [(1, ValueError), (0, ValueError), (-5, ValueError),
                                             ("some", ValueError), (1.5, TypeError),
                                             (True, TypeError), (None, TypeError)])
-def test_bad_n_coalitions(value, exc):
+def test_bad_n_samples(value, exc):
     f = _softmax_model(4)
     X = _data(4)
-    e = xs.create_explainer("native:kernel_shap", f, n_coalitions=value).fit(X)
-    with pytest.raises(exc, match="n_coalitions must be 'auto', 'all' or an int >= 2"):
+    e = xs.create_explainer("native:kernel_shap", f, n_samples=value).fit(X)
+    with pytest.raises(exc, match="n_samples must be 'auto', 'all' or an int >= 2"):
         e.explain(X[:2])
-    with pytest.raises(exc, match="n_coalitions"):
+    with pytest.raises(exc, match="n_samples"):
         kernel_coalitions(4, value)
 
 
@@ -354,10 +354,10 @@ def test_other_errors():
     X = _data(4)
     with pytest.raises(NotFittedError, match="call fit"):
         xs.create_explainer("native:kernel_shap", f).explain(X[:2])
-    with pytest.raises(ValueError, match="n_background must be a positive int"):
-        xs.create_explainer("native:kernel_shap", f, n_background=0).fit(X)
+    with pytest.raises(ValueError, match="n_baseline_samples must be a positive int"):
+        xs.create_explainer("native:kernel_shap", f, n_baseline_samples=0).fit(X).explain(X[:2])
     with pytest.raises(ValueError, match=r"random_state must be None or an int in \[0, 2\*\*32 - 1\]"):
-        xs.create_explainer("native:kernel_shap", f, random_state=-1).fit(X)
+        xs.create_explainer("native:kernel_shap", f, random_state=-1).fit(X).explain(X[:2])
     with pytest.raises(TypeError, match="random_state must be None or an int"):
         kernel_coalitions(4, 10, random_state=1.5)
     with pytest.raises(ValueError, match="at most 22 players"):
@@ -379,7 +379,8 @@ def test_registry_entry():
     info = xs.explainer_info("kernel_shap")
     assert info.qualified_name == "native:kernel_shap"
     t = info.tags
-    assert t.needs_fit and t.uses_feature_mask and t.has_convergence_delta and t.batch_invariant
+    assert t.needs_baseline and t.uses_feature_mask and t.has_convergence_delta and t.batch_invariant
+    assert xs.create_explainer("kernel_shap", lambda a: a).requires_fit  # training_sample learns
     assert set(t.model_kinds) == {"torch", "sklearn", "callable"}
     assert "captum:kernel_shap" in xs.list_explainers(available_only=False).qualified_name.tolist()
 
@@ -391,7 +392,7 @@ def test_cuda_equals_cpu():
     bg, x = X[:10], X[20:26]
     res = {}
     for device, bs in (("cpu", "auto"), ("cuda", "auto"), ("cuda", 13)):
-        e = xs.create_explainer("native:kernel_shap", model, n_coalitions=300, random_state=1,
+        e = xs.create_explainer("native:kernel_shap", model, n_samples=300, random_state=1,
                                 device=device, batch_size=bs)
         res[device, bs] = e.fit(bg).explain(x)
     ref = res["cpu", "auto"].attributions
@@ -404,8 +405,8 @@ def test_cuda_equals_cpu():
 def test_too_few_coalitions_warn_and_stay_additive():
     f = _softmax_model(12)
     X = _data(12)
-    e = xs.create_explainer("native:kernel_shap", f, n_coalitions=2, random_state=0).fit(X[:10])
+    e = xs.create_explainer("native:kernel_shap", f, n_samples=2, random_state=0).fit(X[:10])
     with pytest.warns(RuntimeWarning, match="regression is singular"):
         exp = e.explain(X[20:23])
-    assert exp.params["n_coalitions_used"] == 2
+    assert exp.params["n_samples_used"] == 2
     assert np.abs(exp.convergence_delta).max() < 1e-5

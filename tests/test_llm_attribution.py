@@ -271,7 +271,7 @@ def test_kernel_shap_all_coalitions_is_exact_and_sampling_converges(lm):
     prompt = " ".join(PROMPTS[0].split()[:9])  # "w w w . the key is k ." : 9 tokens, 512 subsets
     exact = _brute_force_shapley(lm, prompt, ANSWERS[0], lm.tokenizer.pad_token_id)
     ks = A.TextKernelShap(lm, n_samples="all").explain(prompt, ANSWERS[0])
-    assert ks.params["exact"] and ks.params["n_coalitions_used"] == 2**9 - 2
+    assert ks.params["exact"] and ks.params["n_samples_used"] == 2**9 - 2
     np.testing.assert_allclose(ks.attributions, exact, atol=1e-5)
     assert abs(ks.convergence_delta) < 1e-6
     assert int(np.argmax(exact)) == KEY_POSITION

@@ -59,13 +59,13 @@ def test_exact_and_enumerated_kernel_sum_to_f_minus_background_mean(cancer):
     model = _logreg(Xs, y)
     x, bg = Xs[:5], Xs[100:130]
     fx, fb = model.predict_proba(x), model.predict_proba(bg).mean(0)
-    for name, params in (("shap:exact", {}), ("shap:kernel", {"n_coalitions": 2**8 - 2})):
+    for name, params in (("shap:exact", {}), ("shap:kernel", {"n_samples": 2**8 - 2})):
         exp = xs.explain(model, x, method=name, target=1, fit_data=bg, random_state=0, **params)
         gap = exp.attributions.astype(np.float64).sum(1) - (fx[:, 1] - fb[1])
         assert np.abs(gap).max() < 1e-5, name
         np.testing.assert_allclose(exp.convergence_delta, gap, atol=1e-6)
-        assert exp.baselines.shape == (30, 5, 8) and exp.params["n_background_used"] == 30
-    assert exp.params["n_coalitions_used"] == 254
+        assert exp.baselines.shape == (30, 5, 8) and exp.params["n_baseline_samples_used"] == 30
+    assert exp.params["n_samples_used"] == 254
 
 
 def test_tree_values_sum_to_predict_proba_minus_background_mean(cancer):
@@ -118,7 +118,7 @@ def test_exact_and_enumerated_kernel_equal_brute_force_shapley_values():
     target = np.array([0, 1, 2])
     exact = xs.explain(_game_model, x, method="shap:exact", target=target, fit_data=bg)
     kernel = xs.explain(_game_model, x, method="shap:kernel", target=target, fit_data=bg,
-                        n_coalitions=2**4 - 2, random_state=0)
+                        n_samples=2**4 - 2, random_state=0)
     f32 = lambda a: _game_model(np.asarray(a, np.float32)).astype(np.float32)  # noqa: E731
     for i, k in enumerate(target):
         phi = _brute_force_shapley(f32, x[i].astype(np.float64), bg, k)
@@ -264,7 +264,7 @@ def test_kernel_gives_every_instance_the_same_seeded_coalitions(cancer, monkeypa
 
     def explain(seed, n=40):
         seen.clear()
-        exp = xs.explain(model, x, method="shap:kernel", target=1, fit_data=bg, n_coalitions=n,
+        exp = xs.explain(model, x, method="shap:kernel", target=1, fit_data=bg, n_samples=n,
                          random_state=seed)
         return exp.attributions, [m for m, _ in seen], [w for _, w in seen]
 
@@ -296,12 +296,54 @@ def test_kernel_agrees_with_native_kernel_shap_on_the_same_coalitions(cancer):
     model = _logreg(Xs, y)
     x, bg = Xs[:5], Xs[200:240]
     for n in (60, 2**10 - 2):  # sampled, then every coalition
-        ours = xs.explain(model, x, method="shap:kernel", fit_data=bg, n_coalitions=n,
+        ours = xs.explain(model, x, method="shap:kernel", fit_data=bg, n_samples=n,
                           random_state=7)
-        native = xs.explain(model, x, method="native:kernel_shap", fit_data=bg, n_coalitions=n,
+        native = xs.explain(model, x, method="native:kernel_shap", fit_data=bg, n_samples=n,
                             random_state=7)
         np.testing.assert_allclose(ours.attributions, native.attributions, atol=1e-4)
     assert np.abs(ours.attributions).max() > 1e-2
+
+
+# -- the background is a baseline ------------------------------------------------------------
+@pytest.mark.parametrize("baseline", ["training_mean", "zeros", {"name": "gaussian", "sigma": 0.3}])
+def test_every_shapley_entry_takes_the_same_baseline_as_its_background(cancer, baseline):
+    """One baseline name means one background for shap's and our Shapley values: exact values of
+    the same game, complete against the mean output over that baseline's references."""
+    X, y = cancer
+    Xs = X[:, :6]
+    model = _logreg(Xs, y)
+    x = Xs[:4]
+    runs = {name: xs.explain(model, x, method=name, fit_data=Xs, baseline=baseline, target=1,
+                             n_baseline_samples=8, random_state=0, **params)
+            for name, params in (("shap:exact", {}), ("shap:kernel", {"n_samples": 2**6 - 2}),
+                                 ("native:kernel_shap", {"n_samples": "all"}))}
+    ref = runs["shap:exact"]
+    b = ref.baselines  # (S, N, F): 1 row for a constant baseline, 8 per instance for gaussian
+    assert b.shape == ((8,) if isinstance(baseline, dict) else (1,)) + x.shape
+    fb = model.predict_proba(b.reshape(-1, 6)).reshape(len(b), len(x), 2)[..., 1].mean(0)
+    np.testing.assert_allclose(ref.attributions.sum(1), model.predict_proba(x)[:, 1] - fb, atol=1e-5)
+    for name, exp in runs.items():
+        assert exp.params["baseline"]["name"] == (baseline if isinstance(baseline, str) else "gaussian")
+        np.testing.assert_array_equal(exp.baselines, b, err_msg=name)
+        np.testing.assert_allclose(exp.attributions, ref.attributions, atol=1e-5, err_msg=name)
+
+
+def test_background_is_drawn_once_and_seeded_even_without_a_random_state(cancer):
+    X, y = cancer
+    model = _logreg(X[:, :5], y)
+    runs = [xs.explain(model, X[:3, :5], method="shap:exact", fit_data=X[:, :5],
+                       n_baseline_samples=20) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].attributions, runs[1].attributions)  # tagged deterministic
+    bg = runs[0].baselines
+    assert bg.shape == (20, 3, 5) and (bg == bg[:, :1]).all()  # one background for all instances
+    assert len(np.unique(bg[:, 0], axis=0)) == 20  # drawn without replacement
+    explicit = xs.explain(model, X[:3, :5], method="shap:exact", baselines=X[7, :5], baseline="zeros")
+    assert explicit.baselines.shape == (1, 3, 5)
+    np.testing.assert_allclose(explicit.attributions.sum(1) + explicit.convergence_delta,
+                               explicit.predictions[np.arange(3), explicit.target]
+                               - model.predict_proba(X[7:8, :5])[0, explicit.target], atol=1e-5)
+    with pytest.raises(TypeError, match="did you mean 'n_baseline_samples'"):
+        xs.create_explainer("shap:kernel", model, n_background=10)
 
 
 # -- differentiable models -------------------------------------------------------------------

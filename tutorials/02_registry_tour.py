@@ -198,14 +198,14 @@ else:
 
 # %%
 n_explain = 5 if FAST else 20
-n_background = 20 if FAST else 50
+n_baseline_samples = 20 if FAST else 50
 x = Xt[:n_explain]
 pairs = {
     "integrated gradients": (("native:integrated_gradients", "captum:integrated_gradients"),
                              {"baseline": "zeros", "n_steps": 50}, None),
     "LRP-epsilon": (("native:lrp", "captum:lrp"), {"epsilon": 1e-9}, None),
     "KernelSHAP": (("native:kernel_shap", "shap:kernel"),
-                   {"n_background": n_background, "random_state": 0}, X),
+                   {"n_baseline_samples": n_baseline_samples, "random_state": 0}, X),
 }
 rows, results = [], {}
 for label, ((ours, theirs), params, fit_data) in pairs.items():

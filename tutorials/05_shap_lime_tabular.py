@@ -77,7 +77,7 @@ assert {"shap:tree", "shap:kernel", "native:kernel_shap", "lime:tabular"} <= set
 # check the sum ourselves, and `exp.convergence_delta` is the same check done for us.
 
 # %%
-tree = xs.explain(model, x, method="shap:tree", fit_data=X, n_background=N_BACKGROUND,
+tree = xs.explain(model, x, method="shap:tree", fit_data=X, n_baseline_samples=N_BACKGROUND,
                   random_state=0)
 print(tree)
 background = pd.DataFrame(tree.baselines[:, 0], columns=X.columns)  # the same rows for every x
@@ -109,7 +109,7 @@ assert list(frame.columns) == list(X.columns)
 # Against the exact TreeSHAP values they are an estimate: close, not equal.
 
 # %%
-kernel = {name: xs.explain(model, x, method=name, fit_data=X, n_background=N_BACKGROUND,
+kernel = {name: xs.explain(model, x, method=name, fit_data=X, n_baseline_samples=N_BACKGROUND,
                            random_state=0)
           for name in ("native:kernel_shap", "shap:kernel")}
 ours, theirs = kernel["native:kernel_shap"], kernel["shap:kernel"]

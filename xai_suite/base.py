@@ -26,6 +26,7 @@ from ._validation import (
     as_float_tensor,
     broadcast_baseline,
     check_instance_shape,
+    check_positive_int,
     check_random_state,
     infer_modality,
     parse_bytes,
@@ -480,6 +481,18 @@ class AttributionExplainer(Explainer):
         b = self._baseline().sample(call.x.cpu(), call.target, n_samples, call.rng)
         return b.to(call.x.device)
 
+    def _reference_set(self, call: Call, explicit: torch.Tensor | None) -> torch.Tensor:
+        """A background's references, shape (S, N, ...): explicit ones, or ``n_baseline_samples``
+        from :meth:`Baseline.reference_set`, drawn with ``random_state`` (0 when it is None, so
+        that a deterministic method stays deterministic)."""
+        check_positive_int(n_baseline_samples=self.n_baseline_samples)
+        check_random_state(self.random_state)
+        if explicit is not None:
+            return explicit.unsqueeze(0).cpu()
+        rng = np.random.default_rng(0 if self.random_state is None else self.random_state)
+        return self._baseline().reference_set(call.x.cpu(), call.target,
+                                              int(self.n_baseline_samples), rng)
+
     @staticmethod
     def _check_mask(mask, x: torch.Tensor) -> torch.Tensor:
         m = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
@@ -631,6 +644,10 @@ class CounterfactualExplainer(Explainer):
         raise NotImplementedError
 
 
+#: Parameters renamed so that one idea has one name across entries: old name -> new name.
+RENAMED = {"n_background": "n_baseline_samples", "n_coalitions": "n_samples"}
+
+
 def check_param_names(cls: type[Explainer], params: dict) -> None:
     """Raise a ``TypeError`` listing close matches for parameters ``cls`` does not take."""
     known = cls._param_names()
@@ -638,7 +655,7 @@ def check_param_names(cls: type[Explainer], params: dict) -> None:
     if unknown:
         msgs = []
         for p in unknown:
-            close = difflib.get_close_matches(p, known, n=3)
+            close = [RENAMED[p]] if RENAMED.get(p) in known else difflib.get_close_matches(p, known, n=3)
             msgs.append(f"{p!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
         raise TypeError(
             f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "

@@ -131,6 +131,16 @@ class Baseline:
         out = torch.stack([self._draw(x, target, rng) for _ in range(draws)])
         return out.to(x.dtype)
 
+    def reference_set(
+        self, x: torch.Tensor, target: np.ndarray, n_samples: int, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """References for methods that average over a set (SHAP's background), shape (S, N, ...).
+
+        :meth:`sample`, except for ``training_sample``, whose set is drawn once for all
+        instances and without replacement (as shap's background).
+        """
+        return self.sample(x, target, n_samples, rng)
+
     def _draw(self, x: torch.Tensor, target: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         raise NotImplementedError
 
@@ -361,6 +371,16 @@ class TrainingSample(Baseline):
         idx = rng.integers(0, self.X_.shape[0], size=x.shape[0])
         return self.X_[torch.from_numpy(idx)]
 
+    def reference_set(self, x, target, n_samples, rng):
+        """SHAP's background: ``n_samples`` training rows drawn once, without replacement, in
+        the order of the training data (all of them when there are no more), for every
+        instance."""
+        self.sample(x[:1], target[:1], 1, rng)  # the same checks
+        m = self.X_.shape[0]
+        rows = np.arange(m) if m <= n_samples else np.sort(rng.choice(m, int(n_samples), replace=False))
+        bg = self.X_[torch.from_numpy(rows)].to(x.dtype)
+        return bg.unsqueeze(1).expand(len(rows), *x.shape)
+
 
 @register_baseline("nearest_unlike")
 class NearestUnlike(Baseline):
@@ -390,26 +410,21 @@ class NearestUnlike(Baseline):
         return self.X_[d.argmin(1)]
 
 
-def sample_background(X: torch.Tensor, n_background: int, random_state: int | None) -> torch.Tensor:
-    """The background set of Shapley-value explainers: ``n_background`` rows of ``X``.
+def background_groups(b: torch.Tensor) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """Instances that share one reference set, for methods that take a background (SHAP).
 
     Parameters
     ----------
-    X : torch.Tensor, shape (M, ...)
-        Training inputs.
-    n_background : int
-        Rows to keep. All of ``X``, in order, when ``M <= n_background``; otherwise a
-        uniform draw without replacement, in the order of ``X``.
-    random_state : int or None
+    b : torch.Tensor, shape (S, N, ...)
+        Reference inputs per instance (:meth:`Baseline.reference_set`, or explicit ones).
 
     Returns
     -------
-    torch.Tensor, shape (min(M, n_background), ...)
+    list of (numpy.ndarray of int, torch.Tensor of shape (S, ...))
+        One group of all instances when every instance has the same references (a
+        background), else one group per instance.
     """
-    if isinstance(n_background, bool) or not isinstance(n_background, int | np.integer) or n_background < 1:
-        raise ValueError(f"n_background must be a positive int; got {n_background!r}")
-    m = X.shape[0]
-    if m <= n_background:
-        return X
-    rows = np.sort(np.random.default_rng(random_state).choice(m, int(n_background), replace=False))
-    return X[torch.from_numpy(rows)]
+    n = b.shape[1]
+    if torch.equal(b, b[:, :1].expand_as(b)):
+        return [(np.arange(n), b[:, 0])]
+    return [(np.array([i]), b[:, i]) for i in range(n)]

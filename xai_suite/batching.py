@@ -1,4 +1,9 @@
-"""Memory-bounded batching and device selection.
+"""Memory-bounded batching, the one batched executor, and device selection.
+
+Every loop that builds rows, runs them through a model in bounded chunks and keeps the
+target's output goes through :func:`chunks` (slices with one progress-bar policy) and, for
+(instance, variant) grids, :func:`pair_outputs`. Whether a model's outputs are probabilities
+is decided once, by :func:`on_simplex`.
 
 Every explainer has one knob, ``batch_size``: the number of rows (inputs, interpolation
 steps, perturbations, ...) that go through the model in one call. ``"auto"`` derives it
@@ -18,9 +23,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ._validation import check_positive_int
 
@@ -32,6 +40,8 @@ CPU_TENSOR_BYTES = 16 * 2**20
 CPU_MIN_ROWS = 16
 #: Backward pass and temporaries cost roughly this many times the forward activations.
 BACKWARD_FACTOR = 3
+#: Loops of more steps than this show a progress bar (on a terminal).
+PROGRESS_MIN_STEPS = 50
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -139,3 +149,86 @@ def check_batch_size(batch_size) -> None:
         check_positive_int(batch_size=batch_size)
     except ValueError:
         raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}") from None
+
+
+# -- the executor ----------------------------------------------------------------------------
+def progress(steps: Sequence | int, desc: str, *, min_steps: int = PROGRESS_MIN_STEPS) -> Iterable:
+    """``steps`` (or ``range(steps)``) with a progress bar on a terminal when there are many."""
+    steps = range(steps) if isinstance(steps, int) else steps
+    return tqdm(steps, desc=desc, leave=False, disable=None if len(steps) > min_steps else True)
+
+
+def chunks(total: int, rows: int, desc: str | None = None) -> Iterator[slice]:
+    """Consecutive slices of ``range(total)`` of at most ``rows`` rows each.
+
+    With ``desc``, a progress bar follows the chunks (see :func:`progress`).
+    """
+    starts = range(0, total, max(1, int(rows)))
+    for s in progress(starts, desc) if desc else starts:
+        yield slice(s, min(s + rows, total))
+
+
+def pair_outputs(
+    forward: Callable,
+    n: int,
+    m: int,
+    build: Callable[[torch.Tensor, torch.Tensor], object],
+    target: torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    rows: int,
+    desc: str,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """One value per (instance, variant) pair, rows built lazily chunk by chunk.
+
+    Pair ``p`` is instance ``p // m``, variant ``p % m``; ``rows`` pairs go through the model
+    per call, without gradients.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(build(...)) -> (r, K)`` model outputs.
+    n, m : int
+        Instances, and variants per instance.
+    build : callable
+        ``(instances (r,), variants (r,)) -> model input for r rows``; the index tensors are
+        int64 on ``device``.
+    target : torch.Tensor of int, shape (n,), or callable
+        The class whose output is kept per instance, or ``(outputs, instances, variants) ->
+        (r,)`` values.
+    rows : int
+        Rows per model call.
+    desc : str
+        Progress-bar label.
+    device : torch.device, optional
+        Of the index tensors; by default the target's.
+
+    Returns
+    -------
+    torch.Tensor of float64 on CPU, shape (n, m)
+    """
+    if device is None:
+        device = target.device if isinstance(target, torch.Tensor) else torch.device("cpu")
+    out = torch.empty(n * m, dtype=torch.float64)
+    with torch.no_grad():
+        for sl in chunks(n * m, rows, desc):
+            idx = torch.arange(sl.start, sl.stop, device=device)
+            inst, var = idx // m, idx % m
+            y = forward(build(inst, var))
+            if callable(target):
+                out[sl] = target(y, inst, var).double().cpu()
+            else:
+                out[sl] = y.gather(1, target[inst].unsqueeze(1))[:, 0].double().cpu()
+    return out.view(n, m)
+
+
+def on_simplex(outputs: np.ndarray) -> bool:
+    """Whether model outputs ``(N, K)`` are probabilities (non-negative, rows summing to 1)."""
+    p = np.asarray(outputs)
+    return bool((p >= 0).all() and np.allclose(p.sum(1), 1.0, atol=1e-4))
+
+
+def softmax(outputs: np.ndarray) -> np.ndarray:
+    """Softmax probabilities ``(N, K)`` of logits ``outputs``, float64."""
+    out = np.asarray(outputs, dtype=np.float64)
+    e = np.exp(out - out.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)

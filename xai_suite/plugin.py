@@ -31,7 +31,17 @@ from .base import (
     SurrogateExplainer,
 )
 from .baselines import Baseline, Uniform, register_baseline
-from .batching import auto_rows, check_batch_size, probe_activations, resolve_device
+from .batching import (
+    auto_rows,
+    check_batch_size,
+    chunks,
+    on_simplex,
+    pair_outputs,
+    probe_activations,
+    progress,
+    resolve_device,
+    softmax,
+)
 from .bench.models import register_model, train_torch
 from .catalog import close_matches
 from .datasets import register_dataset

@@ -46,6 +46,7 @@ from xai_suite.plugin import (
     check_positive_int,
     check_random_state,
     kernel_coalitions,
+    pair_outputs,
     quadrature,
     register_explainer,
     render_text_html,
@@ -454,22 +455,18 @@ class _Evaluator:
         pres = torch.as_tensor(presence, device=dev)
         ids = torch.where(pres, p.ids[None, :], torch.full_like(p.ids, p.baseline_id)[None, :])
         n_cont = p.conts.shape[0]
-        # rows: perturbation-major, then continuation
-        r_idx = torch.arange(len(ids), device=dev).repeat_interleave(n_cont)
-        c_idx = torch.arange(n_cont, device=dev).repeat(len(ids))
         lengths = torch.as_tensor(p.lengths, device=dev)
         if p.rows == 0:  # resolved on the first rows of the call
-            sample = torch.cat([ids[r_idx[:4]], p.conts[c_idx[:4]]], dim=1)
-            p.rows = self.explainer._resolve_rows(p, sample)
-        fwd = _KeptLogits(p.lm, p.keep)
-        out = torch.empty(len(r_idx), dtype=torch.float64)
-        with torch.no_grad():
-            for s in range(0, len(r_idx), p.rows):
-                r, c = r_idx[s : s + p.rows], c_idx[s : s + p.rows]
-                seq = torch.cat([ids[r], p.conts[c]], dim=1)
-                out[s : s + len(r)] = _continuation_logprob(fwd(seq), p.conts[c], lengths[c]).cpu()
-        self.model_rows += len(r_idx)
-        return p.combine(out.view(len(ids), n_cont).T).numpy()
+            first = torch.arange(min(4, len(ids) * n_cont), device=dev)
+            p.rows = self.explainer._resolve_rows(p, torch.cat([ids[first // n_cont],
+                                                                p.conts[first % n_cont]], dim=1))
+        # rows: perturbation-major, then continuation
+        out = pair_outputs(_KeptLogits(p.lm, p.keep), len(ids), n_cont,
+                           lambda r, c: torch.cat([ids[r], p.conts[c]], dim=1),
+                           lambda y, _r, c: _continuation_logprob(y, p.conts[c], lengths[c]),
+                           p.rows, "text perturbations", dev)
+        self.model_rows += len(ids) * n_cont
+        return p.combine(out.T).numpy()
 
 
 class _UnitView:
@@ -736,11 +733,11 @@ class TextKernelShap(TextPerturbationExplainer):
 
     def _attribute_units(self, game, n_units, score, null):
         if n_units == 1:
-            return np.array([score - null]), {"n_coalitions_used": 0, "exact": True}
+            return np.array([score - null]), {"n_samples_used": 0, "exact": True}
         c = kernel_coalitions(n_units, self.n_samples, self.random_state)
         v = game(c.masks > 0.5)
         values = solve_kernel_shap(c, v[None, :], np.array([score]), np.array([null]))[0]
-        return values, {"n_coalitions_used": len(c.weights), "exact": bool(c.exact)}
+        return values, {"n_samples_used": len(c.weights), "exact": bool(c.exact)}
 
 
 @register_explainer(

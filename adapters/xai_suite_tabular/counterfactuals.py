@@ -33,6 +33,7 @@ from xai_suite.plugin import (
     CounterfactualExplainer,
     check_choice,
     check_positive_int,
+    on_simplex,
     register_explainer,
 )
 
@@ -119,15 +120,9 @@ def feature_scale(X: torch.Tensor, scale: str | None) -> torch.Tensor:
     return torch.where(out > 0, out, torch.ones_like(out)).float()
 
 
-def _on_simplex(predictions: np.ndarray) -> bool:
-    """Whether model outputs are probabilities (kept) rather than logits (softmaxed)."""
-    p = predictions
-    return bool((p >= 0).all() and np.allclose(p.sum(1), 1.0, atol=1e-4))
-
-
-def _target_margin(out: torch.Tensor, target: torch.Tensor, on_simplex: bool) -> torch.Tensor:
+def _target_margin(out: torch.Tensor, target: torch.Tensor, simplex: bool) -> torch.Tensor:
     """``log p_target - max_{k != target} log p_k`` per row of outputs ``out`` (n, K)."""
-    logp = torch.log(out.clamp_min(1e-12)) if on_simplex else torch.log_softmax(out, 1)
+    logp = torch.log(out.clamp_min(1e-12)) if simplex else torch.log_softmax(out, 1)
     rows = torch.arange(out.shape[0], device=out.device)
     own = logp[rows, target]
     other = logp.clone()
@@ -430,7 +425,7 @@ class Wachter(_TabularCounterfactual):
         x, dev = call.x, call.x.device
         n, f = x.shape
         target = call.target_t
-        on_simplex = _on_simplex(call.predictions)
+        simplex = on_simplex(call.predictions)
         s = self.scale_.to(dev)
         mutable = torch.zeros(f, dtype=torch.bool, device=dev)
         mutable[torch.from_numpy(self.mutable_).to(dev)] = True
@@ -460,7 +455,7 @@ class Wachter(_TabularCounterfactual):
                 with torch.enable_grad():
                     zc = zr[start : start + call.rows].clone().requires_grad_(True)
                     out = call.model.forward(x[r] + zc * s)
-                    m = _target_margin(out, target[r], on_simplex)
+                    m = _target_margin(out, target[r], simplex)
                     (g,) = torch.autograd.grad(m.sum(), zc)
                 ms.append(m.detach())
                 gs.append(g)

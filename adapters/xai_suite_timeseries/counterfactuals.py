@@ -37,9 +37,12 @@ from xai_suite.plugin import (
     CounterfactualExplainer,
     check_choice,
     check_positive_int,
+    chunks,
     create_explainer,
     dtw_distance,
+    on_simplex,
     register_explainer,
+    softmax,
 )
 
 BLACK_BOX_KINDS = ("torch", "sklearn", "aeon", "callable")
@@ -62,8 +65,7 @@ class _Scorer:
 
     def __init__(self, call: Call):
         self.call = call
-        p = call.predictions
-        self.on_simplex = bool((p >= 0).all() and np.allclose(p.sum(1), 1.0, atol=1e-4))
+        self.on_simplex = on_simplex(call.predictions)
         self.calls = 0  # model calls made (for progress reports and tests)
 
     def __call__(self, n: int, build: Callable[[slice], torch.Tensor], target: np.ndarray
@@ -87,8 +89,7 @@ class _Scorer:
         """
         rows = self.call.rows
         p_target, valid = np.empty(n), np.zeros(n, dtype=bool)
-        for start in range(0, n, rows):
-            sl = slice(start, min(start + rows, n))
+        for sl in chunks(n, rows):
             out = self.call.model.predict(build(sl), rows)
             self.calls += 1
             p_target[sl], valid[sl] = self.of(out, target[sl])
@@ -97,14 +98,8 @@ class _Scorer:
     def of(self, out: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target probability and validity from model outputs ``out`` (n, K)."""
         out = out.astype(np.float64)
-        p = out if self.on_simplex else _softmax(out)
+        p = out if self.on_simplex else softmax(out)
         return p[np.arange(len(target)), target], out.argmax(1) == target
-
-
-def _softmax(out: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (n, K) of logits ``out``, float64."""
-    e = np.exp(out - out.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def nearest_of_class(
@@ -300,7 +295,7 @@ class NativeGuide(CounterfactualExplainer):
         has_conv = any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
         return "grad_cam" if has_conv else "gradient_x_input"
 
-    def _saliency(self, call: Call, method: str, nun: torch.Tensor, seg: int, on_simplex: bool
+    def _saliency(self, call: Call, method: str, nun: torch.Tensor, seg: int, simplex: bool
                   ) -> torch.Tensor:
         """The NUNs' saliency maps (N, C, T) for the targets, from the registry entry of ``method``."""
         name, params = SALIENCY_ENTRIES[method]
@@ -309,7 +304,7 @@ class NativeGuide(CounterfactualExplainer):
             raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
                              "'gradient_x_input' or 'occlusion'")
         if method == "occlusion":  # drops in the target's probability, per window of seg steps
-            model = _probabilities(model, on_simplex)
+            model = _probabilities(model, simplex)
             params = {**params, "window": seg, "stride": seg}
         shared = {k: getattr(self, k) for k in ("batch_size", "max_memory", "device")}
         explainer = create_explainer(name, model, **params, **shared)
@@ -403,14 +398,14 @@ def _best_candidate(valid: np.ndarray, cost: np.ndarray, p: np.ndarray) -> np.nd
     return order[:, 0]
 
 
-def _probabilities(model, on_simplex: bool):
+def _probabilities(model, simplex: bool):
     """``model``, or a view of it returning softmax probabilities where it returns logits."""
-    if on_simplex:
+    if simplex:
         return model
     if isinstance(model, nn.Module):  # in the model's mode: explaining must not change it
         return nn.Sequential(model, nn.Softmax(dim=1)).train(model.training)
 
-    return lambda a: _softmax(np.asarray(model(a), dtype=np.float64))
+    return lambda a: softmax(model(a))
 
 
 # -- COMTE -----------------------------------------------------------------------------------

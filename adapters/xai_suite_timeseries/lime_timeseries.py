@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from xai_suite.plugin import (
     RIBEIRO,
@@ -21,6 +20,7 @@ from xai_suite.plugin import (
     check_n_samples,
     check_positive_number,
     instance_seeds,
+    pair_outputs,
     register_explainer,
 )
 
@@ -215,20 +215,13 @@ def _masked_outputs(call: Call, baselines: torch.Tensor, z: torch.Tensor,
     """
     x = call.x
     n, s = z.shape[:2]
-    total = n * s
     keep_all = z.to(x.device) > 0.5
     groups = groups.to(x.device)
     baselines = baselines.to(x.device)
-    tgt = call.target_t
-    out = np.empty(total)
-    starts = range(0, total, call.rows)
-    with torch.no_grad():
-        for start in tqdm(starts, desc="lime perturbations", leave=False,
-                          disable=None if len(starts) > 50 else True):
-            idx = torch.arange(start, min(start + call.rows, total), device=x.device)
-            inst, k = idx // s, idx % s
-            keep = keep_all[inst, k].gather(1, groups[inst]).view(-1, *x.shape[1:])
-            rows = torch.where(keep, x[inst], baselines[inst])
-            y = call.model.forward(rows).gather(1, tgt[inst].unsqueeze(1))[:, 0]
-            out[start : start + len(idx)] = y.double().cpu().numpy()
-    return out.reshape(n, s)
+
+    def build(inst: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        keep = keep_all[inst, k].gather(1, groups[inst]).view(-1, *x.shape[1:])
+        return torch.where(keep, x[inst], baselines[inst])
+
+    return pair_outputs(call.model.forward, n, s, build, call.target_t, call.rows,
+                        "lime perturbations").numpy()

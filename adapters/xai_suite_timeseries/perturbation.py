@@ -31,7 +31,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from xai_suite.plugin import (
     Attribution,
@@ -39,6 +38,7 @@ from xai_suite.plugin import (
     PerturbationExplainer,
     check_bool,
     check_positive_int,
+    pair_outputs,
     register_explainer,
 )
 
@@ -105,7 +105,8 @@ def target_outputs(
     """Target outputs for every instance with each of ``n_masks`` masks applied.
 
     Copy ``(i, m)`` is ``where(mask, baseline_i, x_i)`` with ``mask = masks_for(i, m)``.
-    The ``N * n_masks`` copies are built chunk by chunk, ``call.rows`` per model call.
+    The ``N * n_masks`` copies are built chunk by chunk, ``call.rows`` per model call
+    (:func:`~xai_suite.batching.pair_outputs`).
 
     Parameters
     ----------
@@ -120,20 +121,10 @@ def target_outputs(
     -------
     torch.Tensor of float64, shape (N, n_masks)
     """
-    x, rows = call.x, call.rows
-    total = x.shape[0] * n_masks
-    tgt = call.target_t
-    out = torch.empty(total, dtype=torch.float64)
-    starts = range(0, total, rows)
-    with torch.no_grad():
-        for s in tqdm(starts, desc="segment perturbations", leave=False,
-                      disable=None if len(starts) > 50 else True):
-            idx = torch.arange(s, min(s + rows, total), device=x.device)
-            inst, m = idx // n_masks, idx % n_masks
-            z = torch.where(masks_for(inst, m), baselines[inst], x[inst])
-            y = call.model.forward(z)
-            out[s : s + len(idx)] = y.gather(1, tgt[inst].unsqueeze(1))[:, 0].double().cpu()
-    return out.view(x.shape[0], n_masks)
+    x = call.x
+    return pair_outputs(call.model.forward, x.shape[0], n_masks,
+                        lambda i, m: torch.where(masks_for(i, m), baselines[i], x[i]),
+                        call.target_t, call.rows, "segment perturbations")
 
 
 def _target_predictions(call: Call) -> torch.Tensor:

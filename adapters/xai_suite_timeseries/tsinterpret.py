@@ -61,7 +61,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from xai_suite.plugin import (
     Attribution,
@@ -73,7 +72,9 @@ from xai_suite.plugin import (
     Uniform,
     check_choice,
     check_positive_int,
+    progress,
     register_explainer,
+    softmax,
 )
 
 #: Top-level modules TSInterpret imports at load time but its PyTorch paths never call.
@@ -256,10 +257,6 @@ def _quiet():
         cam_log.setLevel(level)
 
 
-def _progress(n: int, desc: str) -> Iterator[int]:
-    return iter(tqdm(range(n), desc=desc, leave=False, disable=None))
-
-
 def _probabilities(call: Call) -> Callable[[np.ndarray], np.ndarray]:
     """The model as TSInterpret's wrappers call it: ``(n, C, T)`` array -> probabilities.
 
@@ -272,7 +269,7 @@ def _probabilities(call: Call) -> Callable[[np.ndarray], np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         out = call.model.predict(x, call.rows)
         if call.model.kind == "torch":
-            out = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+            out = softmax(out)
         return out.astype(np.float64)
 
     return predict
@@ -377,7 +374,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
         seeds = _instance_seeds(call, n)
-        for i in _progress(n, name):
+        for i in progress(n, name, min_steps=0):
             kwargs = {}
             if kind == "single":
                 kwargs["baseline_single"] = ref[0, i : i + 1].float()
@@ -500,7 +497,7 @@ class _Leftist(_OnCPU, SurrogateExplainer):
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
         seeds = _instance_seeds(call, n)
-        for i in _progress(n, name):
+        for i in progress(n, name, min_steps=0):
             label = int(call.target[i])
             alias = (_numpy_int_alias(tsi.shap_neighbors_module) if self._learner == "SHAP"
                      else contextlib.nullcontext())
@@ -677,7 +674,7 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         out = x.copy()
         found = np.zeros(n, dtype=bool)
         try:
-            for i in _progress(n, name):
+            for i in progress(n, name, min_steps=0):
                 keep = y_tr == call.target[i]
                 guide.data = (X_tr[keep], y_tr[keep])  # the unlike neighbour: from the target class
                 with _quiet():
@@ -780,7 +777,7 @@ class TSInterpretCOMTE(_TSInterpretCF):
         n, c, t = x.shape
         out = x.copy()
         seeds = _instance_seeds(call, n)
-        for i in _progress(n, name):
+        for i in progress(n, name, min_steps=0):
             with _seeded(seeds[i]), _quiet():
                 cf, _ = search.explain(x[i : i + 1].astype(np.float64),
                                        to_maximize=int(call.target[i]))
@@ -841,7 +838,7 @@ class TSInterpretTSEvo(_TSInterpretCF):
         predicted = call.predictions.argmax(1)
         out = x.copy()
         seeds = _instance_seeds(call, n)
-        for i in _progress(n, name):
+        for i in progress(n, name, min_steps=0):
             with _seeded(seeds[i]), _quiet():
                 evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
                                 epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from .._validation import check_positive_int
+from ..baselines import ensure_baseline
 from .config import DEFAULT_BASELINE, NO_BASELINE, Suite, Unit, expand_units, import_plugins, load_suite
 from .store import ResultsStore, UnitResult, store_path
 
@@ -148,8 +149,6 @@ def _reference_label(replacement) -> str:
     """What a removal metric replaces features with: each explanation's baseline or one spec."""
     if isinstance(replacement, str) and replacement == "baseline":
         return "each explanation's own baseline"
-    from ..baselines import ensure_baseline
-
     return "shared: " + json.dumps(ensure_baseline(replacement).describe(), sort_keys=True)
 
 
@@ -352,6 +351,9 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
                                "the dataset does not give (a loader returning (X, y, mask) does)")
             continue
         mparams = dict(spec.params)
+        if mparams.get("replacement", "baseline") != "baseline":  # one shared reference
+            ref = ensure_baseline(mparams["replacement"])
+            mparams["replacement"] = ref if ref.is_fitted else ref.fit(data["X_train"], data["y_train"])
         if "random_state" not in mparams and _takes(minfo.fn, "random_state"):
             mparams["random_state"] = unit.seed
         try:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .._validation import check_positive_int, resolve_target
 from ..base import Call, Explainer
 from ..baselines import NotFittedError
+from ..batching import chunks, pair_outputs
 from ..methods.native.integrated_gradients import QUADRATURES, path_gradients, quadrature
 from ..registry import register_explainer
 from .explanation import ConceptExplanation
@@ -101,18 +103,15 @@ class ConceptExplainer(Explainer):
         with self._calling(inputs, target, resolve_target) as call:
             model: ConceptModel = call.model.model
             with torch.no_grad():
-                a = torch.cat([model.bottleneck(call.x[s : s + call.rows])
-                               for s in range(0, call.x.shape[0], call.rows)])
+                a = torch.cat([model.bottleneck(call.x[sl]) for sl in chunks(len(call.x), call.rows)])
             r = reference_activations(a, self.reference)
             values, resolved = self._concept_attribute(call, model, a, r)
             delta = None
             if self._complete:
-                idx = torch.arange(a.shape[0], device=a.device)
-                with torch.no_grad():
-                    f_r = _target_logits(model, call.x, r, call.target_t, call.rows)
-                f_a = torch.as_tensor(call.predictions, device=a.device)[idx, call.target_t]
-                total = values.double().sum(1) - (f_a.double() - f_r.double())
-                delta = total.float().cpu().numpy()
+                none_kept = torch.zeros(1, a.shape[1], dtype=torch.bool)
+                f_r = _masked_logits(call, model, a, r, none_kept)[:, 0].numpy()
+                f_a = call.predictions[np.arange(len(call.target)), call.target]
+                delta = (values.double().cpu().sum(1).numpy() - (f_a - f_r)).astype(np.float32)
         values = values.detach().float().cpu().numpy()
         if values.shape != tuple(a.shape):
             raise RuntimeError(f"{name} produced attributions of shape {values.shape}")
@@ -134,34 +133,16 @@ class ConceptExplainer(Explainer):
         raise NotImplementedError
 
 
-def _target_logits(model: ConceptModel, x: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
-                   rows: int) -> torch.Tensor:
-    """Target logits ``(n,)`` of rows ``x`` with concept activations ``a``, ``rows`` at a time."""
-    out = [model.task_from_bottleneck(x[s : s + rows], a[s : s + rows])
-           .gather(1, target[s : s + rows, None]).squeeze(1)
-           for s in range(0, x.shape[0], rows)]
-    return torch.cat(out)
-
-
 def _masked_logits(call: Call, model: ConceptModel, a: torch.Tensor, r: torch.Tensor,
                    keep: torch.Tensor) -> torch.Tensor:
-    """Target logits ``(N, M)``: instance n with concepts ``keep[m]`` at ``a``, the rest at ``r``.
+    """Target logits ``(N, M)`` float64: instance n with concepts ``keep[m]`` at ``a``, the rest at ``r``.
 
     ``keep`` is a bool ``(M, n_concepts)``; rows go through the model ``call.rows`` at a time.
     """
-    n, m = a.shape[0], keep.shape[0]
     keep = keep.to(a.device)
-    per = max(1, call.rows // m)  # instances per chunk: all their M variants together
-    out = []
-    with torch.no_grad():
-        for s in range(0, n, per):
-            sl = slice(s, min(s + per, n))
-            k = sl.stop - sl.start
-            acts = torch.where(keep[None], a[sl, None], r[sl, None]).reshape(k * m, -1)
-            xs = call.x[sl].repeat_interleave(m, 0)
-            tgt = call.target_t[sl].repeat_interleave(m)
-            out.append(_target_logits(model, xs, acts, tgt, call.rows).reshape(k, m))
-    return torch.cat(out)
+    return pair_outputs(lambda xa: model.task_from_bottleneck(*xa), a.shape[0], keep.shape[0],
+                        lambda i, m: (call.x[i], torch.where(keep[m], a[i], r[i])),
+                        call.target_t, call.rows, "concept interventions")
 
 
 @register_explainer(
@@ -225,7 +206,7 @@ class ConceptShapley(ConceptExplainer):
             )
         codes = torch.arange(2**n_c)
         keep = (codes[:, None] >> torch.arange(n_c)[None, :]) & 1 == 1  # (2^n, n_c): coalitions
-        f = _masked_logits(call, model, a, r, keep).double()  # (N, 2^n)
+        f = _masked_logits(call, model, a, r, keep)  # (N, 2^n)
         fact = [math.factorial(i) for i in range(n_c + 1)]
         size = keep.sum(1)
         # phi_i = sum over coalitions S without i of |S|! (n - 1 - |S|)! / n! [f(S + i) - f(S)]:

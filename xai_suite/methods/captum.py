@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._validation import check_positive_int
 from ..base import (
@@ -27,6 +26,7 @@ from ..base import (
     PropagationExplainer,
     SurrogateExplainer,
 )
+from ..batching import chunks, progress
 from ..modeling import _as_2d_output
 from ..registry import register_explainer
 
@@ -53,12 +53,6 @@ class _Outputs2D(nn.Module):
         return _as_2d_output(self.module(x), x.shape[0])
 
 
-def _each_instance(call: Call, desc: str) -> Iterable[int]:
-    """Instance indices, with a progress bar on a terminal when there are many."""
-    n = call.x.shape[0]
-    return tqdm(range(n), desc=desc, leave=False, disable=None if n > 20 else True)
-
-
 def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torch.Tensor]):
     """Run ``fn(instances, inner_rows)`` over chunks of instances and concatenate.
 
@@ -68,7 +62,7 @@ def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torc
     n = call.x.shape[0]
     per = max(1, call.rows // max(1, rows_per_instance))
     inner = max(1, call.rows // per)
-    return torch.cat([fn(slice(s, min(s + per, n)), inner) for s in range(0, n, per)])
+    return torch.cat([fn(sl, inner) for sl in chunks(n, per)])
 
 
 @contextlib.contextmanager
@@ -454,7 +448,7 @@ class GradientShap(GradientExplainer):
         tgt = call.target_t
         parts = []
         with _seeded(call):
-            for i in _each_instance(call, "gradient shap"):
+            for i in progress(len(call.x), "gradient shap", min_steps=20):
                 parts.append(algo.attribute(
                     call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples,
                     stdevs=float(self.stdevs), target=tgt[i : i + 1],
@@ -820,7 +814,7 @@ class _Surrogate(SurrogateExplainer):
         ppe = max(1, min(call.rows, self.n_samples))
         parts = []
         with _seeded(call), torch.no_grad():
-            for i in _each_instance(call, self.info.name):  # one surrogate per instance
+            for i in progress(len(call.x), self.info.name, min_steps=20):  # one surrogate per instance
                 sl = slice(i, i + 1)
                 parts.append(algo.attribute(
                     call.x[sl], baselines=b[0, sl], target=tgt[sl],

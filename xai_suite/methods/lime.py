@@ -26,10 +26,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import check_bool, check_positive_int, check_positive_number, check_random_state
 from ..base import Attribution, Call, SurrogateExplainer
+from ..batching import progress
 from ..registry import register_explainer
 
 RIBEIRO = ('Ribeiro, Singh & Guestrin (2016), "Why Should I Trust You?": Explaining the Predictions '
@@ -65,11 +65,6 @@ def instance_seeds(random_state, call: Call) -> np.ndarray:
         return call.rng.integers(0, _MAX_SEED, size=n, endpoint=True, dtype=np.int64)
     check_random_state(random_state)
     return np.full(n, int(random_state), dtype=np.int64)
-
-
-def _each_instance(n: int, desc: str):
-    """Instance indices, with a progress bar on a terminal when there are many."""
-    return tqdm(range(n), desc=desc, leave=False, disable=None if n > 20 else True)
 
 
 # -- tabular -------------------------------------------------------------------------------
@@ -175,7 +170,7 @@ class LimeTabular(SurrogateExplainer):
         with warnings.catch_warnings():
             # explaining logits or regression outputs is allowed: they need not sum to 1
             warnings.filterwarnings("ignore", message=r"(?s).*do not sum to 1")
-            for i in _each_instance(n, "lime:tabular"):
+            for i in progress(n, "lime:tabular", min_steps=20):
                 if shared:
                     rs.seed(int(seeds[i]))
                 else:  # pragma: no cover - a lime version with separate generators

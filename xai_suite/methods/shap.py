@@ -3,10 +3,14 @@
 shap is imported when an entry is first used, never at ``import xai_suite``. Every entry
 returns attributions of the inputs' shape for the explained target, whatever the shap
 version returns (a list of per-class arrays before 0.45, an ``(N, ..., K)`` array after, an
-``Explanation`` in the new API). All entries learn a background set in ``fit``
-(:func:`~xai_suite.baselines.sample_background`) and return it as the explanation's
-``baselines``, ``(S, N, ...)``, so that the completeness error of the additive ones is
-``sum(attr) - (f(x) - mean_s f(b_s))``.
+``Explanation`` in the new API). An entry's background is its ``baseline``: by default
+``"training_sample"``, ``n_baseline_samples`` rows of ``fit``'s data drawn once without
+replacement (shap's background); any other baseline works as for every explainer (a one-row
+background for ``"training_mean"`` or ``"zeros"``; an instance-dependent baseline such as
+``"blur"`` gives each instance its own background). The draw is seeded by ``random_state``
+(0 when it is ``None``, so that the deterministic entries are). The background is the
+explanation's ``baselines``, ``(S, N, ...)``, so that the completeness error of the additive
+ones is ``sum(attr) - (f(x) - mean_s f(b_s))``.
 
 shap draws from NumPy's global generator; the entries seed it from ``random_state`` before
 every instance and restore its state afterwards, so each instance's explanation depends on
@@ -25,7 +29,7 @@ from torch import nn
 
 from .._validation import check_random_state
 from ..base import Attribution, Call, GradientExplainer, PerturbationExplainer, SurrogateExplainer
-from ..baselines import sample_background
+from ..baselines import background_groups
 from ..modeling import ModelWrapper, _as_2d_output
 from ..registry import register_explainer
 
@@ -88,11 +92,6 @@ def _for_target(values: np.ndarray, target: np.ndarray, n_outputs: int) -> np.nd
     raise RuntimeError(f"shap explained {k} model outputs; the model has {n_outputs}")
 
 
-def _baselines(background: torch.Tensor, n: int) -> torch.Tensor:
-    """The background as ``(S, N, ...)`` reference inputs (shared by all instances)."""
-    return background.unsqueeze(1).expand(background.shape[0], n, *background.shape[1:])
-
-
 def _instance_seed(explainer, call: Call) -> int:
     """The seed of NumPy's global generator before each instance: ``random_state`` itself
     (as ``np.random.seed(random_state)`` before a shap call), or one fresh draw per call."""
@@ -137,31 +136,32 @@ class _TargetOutput(nn.Module):
         return _as_2d_output(self.module(x), x.shape[0])[:, self.k : self.k + 1]
 
 
-def _by_target(call: Call) -> Iterator[tuple[int, np.ndarray]]:
-    """``(k, indices of the instances explained for output k)`` per distinct target."""
-    for k in np.unique(call.target):
-        yield int(k), np.flatnonzero(call.target == k)
-
-
 class _ShapExplainer:
-    """Mixin: ``fit`` keeps a background set; shared parameter checks."""
+    """Mixin: the background from the ``baseline``; the result with it as its baselines."""
 
-    n_background: int
+    n_baseline_samples: int
     random_state: int | None
-    background_: torch.Tensor
 
-    def _fit(self, X: torch.Tensor, y) -> None:
-        check_random_state(self.random_state)
-        self.background_ = sample_background(X, self.n_background, self.random_state)
+    def _backgrounds(self, call: Call, explicit: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, list[tuple[np.ndarray, torch.Tensor]]]:
+        """The references (S, N, ...) and their ``(instances, background (S, ...))`` groups."""
+        b = self._reference_set(call, explicit)
+        return b, background_groups(b)
 
-    def _background(self, call: Call) -> torch.Tensor:
-        return self.background_.to(call.x.device)
+    @staticmethod
+    def _by_target(call: Call, groups: list[tuple[np.ndarray, torch.Tensor]]
+                   ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
+        """``(k, instances explained for output k, their background on the model's device)``."""
+        for group, bg in groups:
+            for k in np.unique(call.target[group]):
+                yield int(k), group[call.target[group] == k], bg.to(call.x.device)
 
-    def _result(self, call: Call, values: np.ndarray, params: dict | None = None) -> Attribution:
-        bg = self._background(call)
-        resolved = {"n_background_used": int(bg.shape[0]), **(params or {})}
+    def _result(self, call: Call, values: np.ndarray, b: torch.Tensor, params: dict | None = None
+                ) -> Attribution:
+        b = b.to(call.x.device)
+        resolved = {"n_baseline_samples_used": int(b.shape[0]), **(params or {})}
         out = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32)
-        return Attribution(out.to(call.x.device), _baselines(bg, call.x.shape[0]), resolved)
+        return Attribution(out.to(call.x.device), b, resolved)
 
 
 def _check_count(name: str, value, minimum: int = 1, allow: tuple = ()) -> None:
@@ -178,11 +178,12 @@ class _Masked(_ShapExplainer, PerturbationExplainer):
 
     _random = True  # draws from NumPy's global generator (recorded as seed_used)
 
-    def __init__(self, model, *, n_background: int = 100, max_evals: int = 500,
-                 batch_size="auto", max_memory=None, device="auto",
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 max_evals: int = 500, batch_size="auto", max_memory=None, device="auto",
                  random_state: int | None = None):
         self.model = model
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.max_evals = max_evals
         self.batch_size = batch_size
         self.max_memory = max_memory
@@ -202,25 +203,27 @@ class _Masked(_ShapExplainer, PerturbationExplainer):
     def _attribute(self, call, *, baselines, feature_mask):
         _check_count("max_evals", self.max_evals)
         shap = _shap()
-        n, shape = call.x.shape[0], tuple(call.x.shape[1:])
-        bg = self.background_.numpy().astype(np.float64)
+        b, groups = self._backgrounds(call, baselines)
+        shape = tuple(call.x.shape[1:])
         x = call.x.cpu().numpy().astype(np.float64)
         seed = _instance_seed(self, call)
-        kwargs = {"max_evals": int(self.max_evals), "silent": True,
-                  "batch_size": self._shap_batch_size(call, len(bg))}
         parts = []
         with _numpy_global_state():
-            explainer = self._make(shap, _numpy_model(call, shape), self._masker(shap, bg))
-            for i in range(n):  # each instance from the same seed
-                np.random.seed(seed)  # noqa: NPY002
-                try:
-                    parts.append(_per_output(explainer(x[i : i + 1], **kwargs), 1, shape))
-                except ValueError as exc:
-                    if "max_evals" not in str(exc):
-                        raise
-                    raise ValueError(f"{self.info.qualified_name}: {exc}") from exc
+            for idx, background in groups:
+                bg = background.numpy().astype(np.float64)
+                kwargs = {"max_evals": int(self.max_evals), "silent": True,
+                          "batch_size": self._shap_batch_size(call, len(bg))}
+                explainer = self._make(shap, _numpy_model(call, shape), self._masker(shap, bg))
+                for i in idx:  # each instance from the same seed
+                    np.random.seed(seed)  # noqa: NPY002
+                    try:
+                        parts.append(_per_output(explainer(x[i : i + 1], **kwargs), 1, shape))
+                    except ValueError as exc:
+                        if "max_evals" not in str(exc):
+                            raise
+                        raise ValueError(f"{self.info.qualified_name}: {exc}") from exc
         values = _for_target(np.concatenate(parts), call.target, call.predictions.shape[1])
-        return self._result(call, values, {"seed_used": seed} if self._random else {})
+        return self._result(call, values, b, {"seed_used": seed} if self._random else {})
 
 
 _VALUE_DOC = """
@@ -232,15 +235,17 @@ _VALUE_DOC = """
 
     Parameters
     ----------
-    n_background : int
-        Background rows kept from ``fit``'s data (all of them when there are no more; else a
-        seeded draw, :func:`~xai_suite.baselines.sample_background`). Cost grows linearly.
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     max_evals : int
         shap's ``max_evals``: masked evaluations per instance ({max_evals}).
 """
 _BATCH_DOC = """    batch_size : "auto" or int
         Rows per model call; shap's ``batch_size`` (masked samples per call) is
-        ``batch_size // n_background``.
+        ``batch_size // n_baseline_samples``.
 """
 _REST_DOC = """    max_memory : int or str, optional
         Memory budget for ``batch_size="auto"``.
@@ -248,17 +253,12 @@ _REST_DOC = """    max_memory : int or str, optional
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
     random_state : int, optional
         Seeds the background draw{seed}.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, F)
-        The background kept by ``fit``.
     """
 
 
 @register_explainer(
     "exact", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="perturbation", needs_fit=True, has_convergence_delta=True,
+    family="perturbation", needs_baseline=True, has_convergence_delta=True,
     summary="Exact Shapley values over all 2^F coalitions, features absent = background values",
     reference=SHAP + "; shap.explainers.Exact",
     notes="Cost 2^F masked evaluations x background rows per instance: for about 15 features "
@@ -277,10 +277,11 @@ class Exact(_Masked):
     )
     _random = False
 
-    def __init__(self, model, *, n_background: int = 100, max_evals: int = 100000,
-                 batch_size="auto", max_memory=None, device="auto",
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 max_evals: int = 100000, batch_size="auto", max_memory=None, device="auto",
                  random_state: int | None = None):
-        super().__init__(model, n_background=n_background, max_evals=max_evals,
+        super().__init__(model, baseline=baseline, n_baseline_samples=n_baseline_samples,
+                         max_evals=max_evals,
                          batch_size=batch_size, max_memory=max_memory, device=device,
                          random_state=random_state)
 
@@ -290,8 +291,8 @@ class Exact(_Masked):
 
 @register_explainer(
     "permutation", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX,
-    requires=("shap",), family="perturbation", needs_fit=True, has_convergence_delta=True,
-    stochastic=True, batch_invariant=True,
+    requires=("shap",), family="perturbation", needs_baseline=True,
+    has_convergence_delta=True, stochastic=True, batch_invariant=True,
     summary="Shapley values from random feature permutations, each walked forwards and backwards",
     reference=SHAP + "; shap.explainers.Permutation",
 )
@@ -315,7 +316,7 @@ class Permutation(_Masked):
 
 @register_explainer(
     "partition", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="perturbation", needs_fit=True, has_convergence_delta=True,
+    family="perturbation", needs_baseline=True, has_convergence_delta=True,
     summary="Owen values over a hierarchical clustering of the features (shap's Partition)",
     reference=SHAP + "; Owen (1977), Values of games with a priori unions; "
     "shap.explainers.Partition",
@@ -339,10 +340,11 @@ class Partition(_Masked):
                            "        matters only when ``max_evals`` cuts the recursion short)")
     )
 
-    def __init__(self, model, *, n_background: int = 100, max_evals: int = 500,
-                 clustering: str = "correlation", batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        super().__init__(model, n_background=n_background, max_evals=max_evals,
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 max_evals: int = 500, clustering: str = "correlation", batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
+        super().__init__(model, baseline=baseline, n_baseline_samples=n_baseline_samples,
+                         max_evals=max_evals,
                          batch_size=batch_size, max_memory=max_memory, device=device,
                          random_state=random_state)
         self.clustering = clustering
@@ -353,8 +355,8 @@ class Partition(_Masked):
         if np.ptp(bg, axis=0).min() == 0 and self.clustering == "correlation":
             raise ValueError(
                 "shap:partition clusters features by correlation over the background, but a "
-                "feature is constant there; fit on more varied data or pass "
-                "clustering='euclidean'"
+                "feature is constant there; fit on more varied data, keep the 'training_sample' "
+                "baseline, or pass clustering='euclidean'"
             )
         return shap.maskers.Partition(bg, max_samples=len(bg), clustering=self.clustering)
 
@@ -367,11 +369,11 @@ class Partition(_Masked):
 
 @register_explainer(
     "kernel", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="surrogate", needs_fit=True, has_convergence_delta=True, stochastic=True,
+    family="surrogate", needs_baseline=True, has_convergence_delta=True, stochastic=True,
     batch_invariant=True,
     summary="shap's KernelExplainer: Shapley-kernel weighted regression on coalitions",
     reference=SHAP,
-    notes="Random only while n_coalitions does not enumerate every coalition; every instance "
+    notes="Random only while n_samples does not enumerate every coalition; every instance "
     "of a call gets the same coalitions (NumPy's generator reseeded per instance).",
 )
 class KernelShap(_ShapExplainer, SurrogateExplainer):
@@ -386,7 +388,7 @@ class KernelShap(_ShapExplainer, SurrogateExplainer):
 
     Parameters
     ----------
-    n_coalitions : "auto" or int
+    n_samples : "auto" or int
         shap's ``nsamples``: coalitions per instance. ``"auto"`` is ``2 F + 2048``, as in
         shap; shap caps it at the ``2^F - 2`` coalitions there are, and then enumerates them
         all (exact Shapley values, no randomness).
@@ -395,11 +397,13 @@ class KernelShap(_ShapExplainer, SurrogateExplainer):
         (``"num_features(10)"`` since 0.47, ``"auto"`` before) first selects features by
         LARS or a lasso and gives the others 0. Also ``"num_features(k)"``, ``"aic"``,
         ``"bic"`` or a lasso ``alpha``.
-    n_background : int
-        Background rows kept from ``fit``'s data (all of them when there are no more; else a
-        seeded draw). shap warns above 100.
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     batch_size : "auto" or int
-        Rows per model call (shap hands all ``n_coalitions x n_background`` rows of an instance
+        Rows per model call (shap hands all ``n_samples x n_baseline_samples`` rows of an instance
         over at once; they are run in chunks).
     max_memory : int or str, optional
         Memory budget for ``batch_size="auto"``.
@@ -408,20 +412,16 @@ class KernelShap(_ShapExplainer, SurrogateExplainer):
     random_state : int, optional
         Seeds the coalitions (``np.random.seed(random_state)`` before each instance) and the
         background draw.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, F)
-        The background kept by ``fit``.
     """
 
-    def __init__(self, model, *, n_coalitions="auto", l1_reg=False, n_background: int = 100,
-                 batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
+    def __init__(self, model, *, n_samples="auto", l1_reg=False, baseline="training_sample",
+                 n_baseline_samples: int = 100, batch_size="auto", max_memory=None,
+                 device="auto", random_state: int | None = None):
         self.model = model
-        self.n_coalitions = n_coalitions
+        self.n_samples = n_samples
         self.l1_reg = l1_reg
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.device = device
@@ -442,27 +442,29 @@ class KernelShap(_ShapExplainer, SurrogateExplainer):
             )
 
     def _attribute(self, call, *, baselines, feature_mask):
-        _check_count("n_coalitions", self.n_coalitions, 2, allow=("auto",))
+        _check_count("n_samples", self.n_samples, 2, allow=("auto",))
         self._check_l1_reg()
         shap = _shap()
-        n, shape = call.x.shape[0], tuple(call.x.shape[1:])
-        bg = self.background_.numpy().astype(np.float64)
+        b, groups = self._backgrounds(call, baselines)
+        shape = tuple(call.x.shape[1:])
         x = call.x.cpu().numpy().astype(np.float64)
         seed = _instance_seed(self, call)
         n_features = int(np.prod(shape))
-        wanted = 2 * n_features + 2048 if self.n_coalitions == "auto" else int(self.n_coalitions)
+        wanted = 2 * n_features + 2048 if self.n_samples == "auto" else int(self.n_samples)
         used = min(wanted, 2**n_features - 2) if n_features <= 30 else wanted
         parts = []
         with _numpy_global_state(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*l1_reg='auto' is deprecated.*")
-            explainer = shap.KernelExplainer(_numpy_model(call, shape), bg, link="identity")
-            for i in range(n):  # the same coalitions for every instance
-                np.random.seed(seed)  # noqa: NPY002
-                v = explainer.shap_values(x[i : i + 1], nsamples=wanted, l1_reg=self.l1_reg,
-                                          silent=True)
-                parts.append(_per_output(v, 1, shape))
+            for idx, background in groups:
+                bg = background.numpy().astype(np.float64)
+                explainer = shap.KernelExplainer(_numpy_model(call, shape), bg, link="identity")
+                for i in idx:  # the same coalitions for every instance
+                    np.random.seed(seed)  # noqa: NPY002
+                    v = explainer.shap_values(x[i : i + 1], nsamples=wanted, l1_reg=self.l1_reg,
+                                              silent=True)
+                    parts.append(_per_output(v, 1, shape))
         values = _for_target(np.concatenate(parts), call.target, call.predictions.shape[1])
-        return self._result(call, values, {"n_coalitions_used": used, "seed_used": seed})
+        return self._result(call, values, b, {"n_samples_used": used, "seed_used": seed})
 
 
 # -- model-specific explainers -------------------------------------------------------------
@@ -496,7 +498,7 @@ def _float32_thresholds(ensemble) -> bool:
 
 @register_explainer(
     "tree", library="shap", modalities=TABULAR, model_kinds=SKLEARN, requires=("shap",),
-    family="perturbation", needs_fit=True, has_convergence_delta=True,
+    family="perturbation", needs_baseline=True, has_convergence_delta=True,
     summary="Interventional TreeSHAP: Shapley values of tree ensembles against a background",
     reference="Lundberg et al. (2020), From local explanations to global understanding with "
     "explainable AI for trees",
@@ -525,20 +527,20 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
 
     Parameters
     ----------
-    n_background : int
-        Background rows kept from ``fit``'s data (all of them when there are no more; else a
-        seeded draw). Cost grows linearly.
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     random_state : int, optional
         Seeds the background draw.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, F)
     """
 
-    def __init__(self, model, *, n_background: int = 100, random_state: int | None = None):
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 random_state: int | None = None):
         self.model = model
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.random_state = random_state
 
     def _wrapper(self, layout=None) -> ModelWrapper:
@@ -549,31 +551,34 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
 
     def _attribute(self, call, *, baselines, feature_mask):
         shap = _shap()
+        b, groups = self._backgrounds(call, baselines)
         from shap.utils._exceptions import InvalidModelError
         from sklearn.base import is_classifier
 
         model = call.model.model
         output = "probability" if is_classifier(model) else "raw"
-        bg = self.background_.numpy().astype(np.float64)
-        try:
-            explainer = shap.TreeExplainer(model, data=bg, feature_perturbation="interventional",
-                                           model_output=output)
-        except (InvalidModelError, NotImplementedError) as exc:
-            raise _refuse(self.info.qualified_name, TREE_MODELS, model, f" ({exc})") from exc
-        rounded = _float32_thresholds(explainer.model)
         x = call.x.cpu().numpy().astype(np.float64)
-        # additivity: the explanation's convergence_delta reports it for every call
-        raw = explainer.shap_values(x, check_additivity=False)
         shape = tuple(call.x.shape[1:])
-        values = _for_target(_per_output(raw, len(x), shape), call.target,
-                             call.predictions.shape[1])
-        return self._result(call, values, {"model_output": output,
+        parts = []  # groups are in instance order
+        for idx, background in groups:
+            bg = background.numpy().astype(np.float64)
+            try:
+                explainer = shap.TreeExplainer(model, data=bg, model_output=output,
+                                               feature_perturbation="interventional")
+            except (InvalidModelError, NotImplementedError) as exc:
+                raise _refuse(self.info.qualified_name, TREE_MODELS, model, f" ({exc})") from exc
+            rounded = _float32_thresholds(explainer.model)
+            # additivity: the explanation's convergence_delta reports it for every call
+            raw = explainer.shap_values(x[idx], check_additivity=False)
+            parts.append(_per_output(raw, len(idx), shape))
+        values = _for_target(np.concatenate(parts), call.target, call.predictions.shape[1])
+        return self._result(call, values, b, {"model_output": output,
                                            "thresholds_rounded_to_float32": rounded})
 
 
 @register_explainer(
     "linear", library="shap", modalities=TABULAR, model_kinds=SKLEARN, requires=("shap",),
-    family="perturbation", needs_fit=True,
+    family="perturbation", needs_baseline=True,
     summary="shap's LinearExplainer: coef * (x - background mean), in margin (decision "
     "function) space",
     reference=SHAP + "; shap.explainers.Linear",
@@ -594,19 +599,20 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
 
     Parameters
     ----------
-    n_background : int
-        Background rows kept from ``fit``'s data (only their mean is used).
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     random_state : int, optional
         Seeds the background draw.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, F)
     """
 
-    def __init__(self, model, *, n_background: int = 100, random_state: int | None = None):
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 random_state: int | None = None):
         self.model = model
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.random_state = random_state
 
     def _wrapper(self, layout=None) -> ModelWrapper:
@@ -618,28 +624,32 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
 
     def _attribute(self, call, *, baselines, feature_mask):
         shap = _shap()
+        b, groups = self._backgrounds(call, baselines)
         from shap.utils._exceptions import InvalidModelError
 
         model = call.model.model
         what = "linear scikit-learn models (coef_, intercept_)"
         if not hasattr(model, "coef_"):
             raise _refuse(self.info.qualified_name, what, model, " (no coef_)")
-        bg = self.background_.numpy().astype(np.float64)
-        try:
-            explainer = shap.LinearExplainer(model, shap.maskers.Independent(bg, max_samples=len(bg)))
-        except InvalidModelError as exc:
-            raise _refuse(self.info.qualified_name, what, model, f" ({exc})") from exc
         x = call.x.cpu().numpy().astype(np.float64)
         shape = tuple(call.x.shape[1:])
-        values = _for_target(_per_output(explainer.shap_values(x), len(x), shape), call.target,
-                             call.predictions.shape[1])
-        return self._result(call, values, {"explained_output": "margin"})
+        parts = []
+        for idx, background in groups:
+            bg = background.numpy().astype(np.float64)
+            try:
+                masker = shap.maskers.Independent(bg, max_samples=len(bg))
+                explainer = shap.LinearExplainer(model, masker)
+            except InvalidModelError as exc:
+                raise _refuse(self.info.qualified_name, what, model, f" ({exc})") from exc
+            parts.append(_per_output(explainer.shap_values(x[idx]), len(idx), shape))
+        values = _for_target(np.concatenate(parts), call.target, call.predictions.shape[1])
+        return self._result(call, values, b, {"explained_output": "margin"})
 
 
 # -- differentiable models -----------------------------------------------------------------
 @register_explainer(
     "gradient", library="shap", modalities=ALL, model_kinds=TORCH, requires=("shap",),
-    family="gradient", needs_fit=True, stochastic=True, batch_invariant=True,
+    family="gradient", needs_baseline=True, stochastic=True, batch_invariant=True,
     summary="Expected gradients: gradients at random points between background rows and input",
     reference="Erion et al. (2021), Improving performance of deep learning models with axiomatic "
     "attribution priors and expected gradients; shap.GradientExplainer",
@@ -654,8 +664,11 @@ class GradientShap(_ShapExplainer, GradientExplainer):
 
     Parameters
     ----------
-    n_background : int
-        Background rows kept from ``fit``'s data.
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     n_samples : int
         shap's ``nsamples``: (background row, point) draws per instance (200, as in shap).
     local_smoothing : float
@@ -667,17 +680,14 @@ class GradientShap(_ShapExplainer, GradientExplainer):
     device : str
     random_state : int, optional
         Seeds the background draw and shap's draws (its ``rseed``).
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, ...)
     """
 
-    def __init__(self, model, *, n_background: int = 100, n_samples: int = 200,
-                 local_smoothing: float = 0.0, batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 n_samples: int = 200, local_smoothing: float = 0.0, batch_size="auto",
+                 max_memory=None, device="auto", random_state: int | None = None):
         self.model = model
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.n_samples = n_samples
         self.local_smoothing = local_smoothing
         self.batch_size = batch_size
@@ -690,12 +700,12 @@ class GradientShap(_ShapExplainer, GradientExplainer):
         if not float(self.local_smoothing) >= 0:
             raise ValueError(f"local_smoothing must be >= 0; got {self.local_smoothing!r}")
         shap = _shap()
+        b, groups = self._backgrounds(call, baselines)
         shape = tuple(call.x.shape[1:])
-        bg = self._background(call)
         seed = _instance_seed(self, call)
         values = np.zeros((call.x.shape[0], *shape))
         with _numpy_global_state():
-            for k, idx in _by_target(call):
+            for k, idx, bg in self._by_target(call, groups):
                 explainer = shap.GradientExplainer(
                     _TargetOutput(call.model.model, k), bg, batch_size=int(call.rows),
                     local_smoothing=float(self.local_smoothing),
@@ -704,7 +714,7 @@ class GradientShap(_ShapExplainer, GradientExplainer):
                     v = explainer.shap_values(call.x[i : i + 1], nsamples=int(self.n_samples),
                                               rseed=seed)
                     values[i] = _per_output(v, 1, shape)[0, ..., 0]
-        return self._result(call, values, {"seed_used": seed})
+        return self._result(call, values, b, {"seed_used": seed})
 
 
 @contextlib.contextmanager
@@ -726,7 +736,7 @@ def _restore_parameters(model: nn.Module) -> Iterator[None]:
 
 @register_explainer(
     "deep", library="shap", modalities=ALL, model_kinds=TORCH, requires=("shap",),
-    family="gradient", needs_fit=True, has_convergence_delta=True,
+    family="gradient", needs_baseline=True, has_convergence_delta=True,
     summary="DeepSHAP: DeepLIFT multipliers averaged over a background (shap's DeepExplainer)",
     reference=SHAP + "; Shrikumar, Greenside & Kundaje (2017), Learning Important Features "
     "Through Propagating Activation Differences",
@@ -745,25 +755,24 @@ class DeepShap(_ShapExplainer, GradientExplainer):
 
     Parameters
     ----------
-    n_background : int
-        Background rows kept from ``fit``'s data; each instance runs ``2 x n_background``
-        rows through the model (shap has no batching argument here).
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
     check_additivity : bool
         shap's own check that values sum to ``f(x) - mean_b f(b)`` (to 0.01). With
         ``False`` shap's values are returned anyway and ``convergence_delta`` shows the error.
     device : str
     random_state : int, optional
         Seeds the background draw.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (S, ...)
     """
 
-    def __init__(self, model, *, n_background: int = 100, check_additivity: bool = True,
-                 device="auto", random_state: int | None = None):
+    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
+                 check_additivity: bool = True, device="auto", random_state: int | None = None):
         self.model = model
-        self.n_background = n_background
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.check_additivity = check_additivity
         self.device = device
         self.random_state = random_state
@@ -772,14 +781,14 @@ class DeepShap(_ShapExplainer, GradientExplainer):
         if not isinstance(self.check_additivity, bool | np.bool_):
             raise TypeError(f"check_additivity must be a bool; got {self.check_additivity!r}")
         shap = _shap()
+        b, groups = self._backgrounds(call, baselines)
         shape = tuple(call.x.shape[1:])
-        bg = self._background(call)
         model = call.model.model
         values = np.zeros((call.x.shape[0], *shape))
         with _restore_parameters(model), warnings.catch_warnings():
             # shap 0.51 hands torch tensors to NumPy in its additivity check
             warnings.filterwarnings("ignore", message=".*__array_wrap__ must accept context.*")
-            for k, idx in _by_target(call):
+            for k, idx, bg in self._by_target(call, groups):
                 explainer = shap.DeepExplainer(_TargetOutput(model, k), bg)
                 sel = torch.from_numpy(idx).to(call.x.device)
                 try:
@@ -788,7 +797,7 @@ class DeepShap(_ShapExplainer, GradientExplainer):
                 except (AssertionError, IndexError, RuntimeError) as exc:
                     raise self._failure(model, exc) from exc
                 values[idx] = _per_output(v, len(idx), shape)[..., 0]
-        return self._result(call, values)
+        return self._result(call, values, b)
 
     def _failure(self, model: nn.Module, exc: Exception) -> RuntimeError:
         if isinstance(exc, AssertionError) and "sum up" in str(exc):

@@ -38,6 +38,8 @@ import torch
 
 from .._validation import check_positive_int, check_positive_number
 from ..baselines import ensure_baseline
+from ..batching import chunks
+from ..batching import softmax as _softmax
 from ..modeling import ModelWrapper
 from .registry import register_metric
 from .statistics import instance_generators
@@ -60,9 +62,7 @@ def target_outputs(model, *, batch_size: int = 256, device="auto", softmax: bool
     with wrapper.prepared():
         def f(x: torch.Tensor, target: np.ndarray) -> np.ndarray:
             out = wrapper.predict(x.to(wrapper.device), int(batch_size)).astype(np.float64)
-            if softmax:
-                out = np.exp(out - out.max(1, keepdims=True))
-                out /= out.sum(1, keepdims=True)
+            out = _softmax(out) if softmax else out
             return out[np.arange(len(out)), target]
 
         f.wrapper = wrapper  # type: ignore[attr-defined]
@@ -196,11 +196,11 @@ def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replace
                batch_size=batch_size, device=device) as view:
         n, s = view.n, len(c)
         values = np.empty(n * s)
-        for p0 in range(0, n * s, batch_size):
-            p = torch.arange(p0, min(p0 + batch_size, n * s))
+        for sl in chunks(n * s, batch_size, "removal curves"):
+            p = torch.arange(sl.start, sl.stop)
             i, k = p // s, c[p % s].unsqueeze(1)
             top = ranks[i] < k
-            values[p0 : p0 + len(p)] = view.outputs(i, top if keep_top else ~top)
+            values[sl] = view.outputs(i, top if keep_top else ~top)
         return np.asarray(view.fx, dtype=np.float64), values.reshape(n, s)
 
 

@@ -108,9 +108,9 @@ def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
     return _batched(lambda Z: np.tanh(Z @ W1 + b1) @ w2 + b2, n_features)
 
 
-def _instance(rng, n_features: int, n_background: int):
+def _instance(rng, n_features: int, n_baseline_samples: int):
     x = rng.normal(0, 1.5, n_features)
-    background = rng.normal(0, 1, (n_background, n_features)) + rng.normal(0, 0.5, n_features)
+    background = rng.normal(0, 1, (n_baseline_samples, n_features)) + rng.normal(0, 0.5, n_features)
     return x, background
 
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..._validation import check_positive_int
 from ...base import Attribution, Call, GradientExplainer
+from ...batching import progress
 from ...registry import register_explainer
 
 QUADRATURES = (
@@ -93,8 +93,7 @@ def path_gradients(
     pairs_per, steps_per = (rows // k, k) if rows >= k else (1, rows)
     blocks = [(p0, k0) for p0 in range(0, n_pairs, pairs_per) for k0 in range(0, k, steps_per)]
     acc = torch.zeros_like(flat_b)
-    for p0, k0 in tqdm(blocks, desc="integrated gradients", leave=False,
-                       disable=None if len(blocks) > 50 else True):
+    for p0, k0 in progress(blocks, "integrated gradients"):
         pairs = torch.arange(p0, min(p0 + pairs_per, n_pairs), device=dev)
         steps = slice(k0, k0 + steps_per)
         inst = pairs % n

@@ -1,7 +1,7 @@
 """KernelSHAP batched over instances: shap.KernelExplainer's coalitions, one regression for all.
 
 ``shap.KernelExplainer`` explains one instance at a time: it builds every coalition's rows
-(``n_coalitions x n_background`` of them) in a Python loop, runs the model on them and solves
+(``n_samples x n_baseline_samples`` of them) in a Python loop, runs the model on them and solves
 one weighted least-squares problem. Here the coalitions are drawn once per call, with shap's
 own algorithm and random draws (:func:`kernel_coalitions`), the rows of all coalitions of all
 instances go through the model in memory-bounded chunks (:func:`coalition_values`), and the
@@ -17,17 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..._validation import check_random_state
 from ...base import Attribution, Call, SurrogateExplainer
-from ...baselines import sample_background
+from ...baselines import background_groups
+from ...batching import progress
 from ...registry import register_explainer
 
 #: Most coalition values (instances x coalitions, float64) held at once: instances are
-#: explained in blocks of ``max(1, INSTANCE_BLOCK_VALUES // n_coalitions)``.
+#: explained in blocks of ``max(1, INSTANCE_BLOCK_VALUES // n_samples)``.
 INSTANCE_BLOCK_VALUES = 2**22
-#: ``n_coalitions="all"`` refuses more players than this (2^22 - 2 coalitions).
+#: ``n_samples="all"`` refuses more players than this (2^22 - 2 coalitions).
 MAX_ALL_PLAYERS = 22
 
 
@@ -51,21 +51,21 @@ class Coalitions:
     exact: bool
 
 
-def _check_budget(n_coalitions) -> None:
-    if isinstance(n_coalitions, str):
-        if n_coalitions not in ("auto", "all"):
-            raise ValueError(f"n_coalitions must be 'auto', 'all' or an int >= 2; got {n_coalitions!r}")
+def _check_budget(n_samples) -> None:
+    if isinstance(n_samples, str):
+        if n_samples not in ("auto", "all"):
+            raise ValueError(f"n_samples must be 'auto', 'all' or an int >= 2; got {n_samples!r}")
         return
-    if isinstance(n_coalitions, bool) or not isinstance(n_coalitions, int | np.integer):
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
         raise TypeError(
-            f"n_coalitions must be 'auto', 'all' or an int >= 2; got {type(n_coalitions).__name__} "
-            f"{n_coalitions!r}"
+            f"n_samples must be 'auto', 'all' or an int >= 2; got {type(n_samples).__name__} "
+            f"{n_samples!r}"
         )
-    if n_coalitions < 2:
-        raise ValueError(f"n_coalitions must be 'auto', 'all' or an int >= 2; got {n_coalitions}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be 'auto', 'all' or an int >= 2; got {n_samples}")
 
 
-def kernel_coalitions(n_players: int, n_coalitions="auto", random_state: int | None = None) -> Coalitions:
+def kernel_coalitions(n_players: int, n_samples="auto", random_state: int | None = None) -> Coalitions:
     """Coalitions and weights exactly as ``shap.KernelExplainer.explain`` draws them.
 
     Subset sizes are enumerated from the outside in (size ``s`` with its complements of size
@@ -81,7 +81,7 @@ def kernel_coalitions(n_players: int, n_coalitions="auto", random_state: int | N
     ----------
     n_players : int
         ``M >= 2`` players (features or feature groups).
-    n_coalitions : "auto", "all" or int
+    n_samples : "auto", "all" or int
         Budget ``S``: ``"auto"`` is shap's ``2 M + 2048``; an int is shap's ``nsamples``;
         ``"all"`` (or any int ``>= 2^M - 2``) enumerates every coalition.
     random_state : int, optional
@@ -93,19 +93,19 @@ def kernel_coalitions(n_players: int, n_coalitions="auto", random_state: int | N
     """
     from scipy.special import binom
 
-    _check_budget(n_coalitions)
+    _check_budget(n_samples)
     check_random_state(random_state)
     m = int(n_players)
     if m < 2:
         raise ValueError(f"KernelSHAP's regression needs at least 2 players; got {m}")
-    if n_coalitions == "all" and m > MAX_ALL_PLAYERS:
+    if n_samples == "all" and m > MAX_ALL_PLAYERS:
         raise ValueError(
-            f"n_coalitions='all' enumerates 2^{m} - 2 coalitions; at most {MAX_ALL_PLAYERS} "
+            f"n_samples='all' enumerates 2^{m} - 2 coalitions; at most {MAX_ALL_PLAYERS} "
             "players are allowed: pass an int budget or group features with feature_mask"
         )
     max_samples = 2**30 if m > 30 else 2**m - 2
-    budget = 2 * m + 2**11 if n_coalitions == "auto" else n_coalitions
-    force_all = n_coalitions == "all" or budget >= max_samples
+    budget = 2 * m + 2**11 if n_samples == "auto" else n_samples
+    force_all = n_samples == "all" or budget >= max_samples
     nsamples = max_samples if force_all else int(budget)
 
     num_subset_sizes = int(np.ceil((m - 1) / 2.0))
@@ -231,8 +231,7 @@ def coalition_values(
     use_lerp = big < torch.finfo(x.dtype).max / 4
     fm = feature_masks.to(x.dtype) if use_lerp else feature_masks
     with torch.no_grad():
-        for p0, b0 in tqdm(blocks, desc="kernel shap", leave=False,
-                           disable=None if len(blocks) > 50 else True):
+        for p0, b0 in progress(blocks, "kernel shap"):
             p1, b1 = min(p0 + pairs_per, n_pairs), min(b0 + bg_per, nb)
             pairs = torch.arange(p0, p1, device=x.device)
             inst = pairs // s
@@ -276,7 +275,7 @@ class _Regression:
             if not self.warned:
                 warnings.warn(
                     "KernelSHAP's regression is singular (too few distinct coalitions for the "
-                    "players); a least-squares solution is used. Raise n_coalitions or group "
+                    "players); a least-squares solution is used. Raise n_samples or group "
                     "features with feature_mask",
                     RuntimeWarning,
                     stacklevel=3,
@@ -315,7 +314,7 @@ def solve_kernel_shap(coalitions: Coalitions, values: np.ndarray, fx: np.ndarray
     modalities=("tabular",),
     model_kinds=("torch", "sklearn", "callable"),
     uses_feature_mask=True,
-    needs_fit=True,
+    needs_baseline=True,
     stochastic=True,
     batch_invariant=True,
     has_convergence_delta=True,
@@ -344,14 +343,17 @@ class KernelShap(SurrogateExplainer):
     Parameters
     ----------
     model : torch.nn.Module, estimator or callable
-    n_coalitions : "auto", "all" or int
+    n_samples : "auto", "all" or int
         Coalitions per instance (shap's ``nsamples``): ``"auto"`` is ``2 M + 2048`` for
         ``M`` players, as in shap; ``"all"``, or an int ``>= 2^M - 2``, enumerates every
         coalition (exact Shapley values; at most 22 players).
-    n_background : int
-        Background rows kept from ``fit``'s data (all of it when it has no more rows; else
-        a seeded draw, :func:`~xai_suite.baselines.sample_background`). The cost grows
-        linearly with it; shap suggests at most 100.
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once without replacement, as shap's) or any baseline (a one-row background for
+        ``"training_mean"``; an instance-dependent one gives each instance its own).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). The cost grows linearly with it; shap
+        suggests at most 100.
     batch_size : "auto" or int
         Rows (instance x coalition x background row) per model call.
     max_memory : int or str, optional
@@ -360,49 +362,38 @@ class KernelShap(SurrogateExplainer):
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
     random_state : int, optional
         Seeds the sampled coalitions (as ``np.random.seed`` before a shap call) and the
-        background draw.
-
-    Attributes
-    ----------
-    background_ : torch.Tensor, shape (B, F)
-        The background set kept by ``fit``.
+        background draw (seed 0 when ``None``).
     """
 
     def __init__(
         self,
         model,
         *,
-        n_coalitions="auto",
-        n_background: int = 100,
+        n_samples="auto",
+        baseline="training_sample",
+        n_baseline_samples: int = 100,
         batch_size="auto",
         max_memory=None,
         device="auto",
         random_state: int | None = None,
     ):
         self.model = model
-        self.n_coalitions = n_coalitions
-        self.n_background = n_background
+        self.n_samples = n_samples
+        self.baseline = baseline
+        self.n_baseline_samples = n_baseline_samples
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.device = device
         self.random_state = random_state
 
-    def _fit(self, X: torch.Tensor, y) -> None:
-        check_random_state(self.random_state)
-        self.background_ = sample_background(X, self.n_background, self.random_state)
-
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
-        _check_budget(self.n_coalitions)
-        check_random_state(self.random_state)
+        _check_budget(self.n_samples)
         x, n = call.x, call.x.shape[0]
-        bg = self.background_.to(x.device)
+        b = self._reference_set(call, baselines)
         # scikit-learn models compute in float64: give them float64 rows (exact copies of the
         # float32 values), which spares them a slow mixed-precision product
         rows_dtype = torch.float64 if call.model.kind == "sklearn" else x.dtype
-        idx = np.arange(n)
-        f_bg = call.model.predict(bg, call.rows).astype(np.float64)  # (B, K)
-        fnull = f_bg[:, call.target].mean(0)  # (N,)
-        fx = call.predictions[idx, call.target].astype(np.float64)
+        fx = call.predictions[np.arange(n), call.target].astype(np.float64)
         masks = np.zeros((1, x.shape[1]), np.int64) + np.arange(x.shape[1])
         if feature_mask is not None:
             masks = feature_mask.cpu().numpy()
@@ -410,33 +401,38 @@ class KernelShap(SurrogateExplainer):
         # grouping, so an instance's values do not depend on the others explained with it)
         groupings, which = np.unique(masks, axis=0, return_inverse=True)
         which = np.broadcast_to(which.reshape(-1), (n,)) if len(masks) == 1 else which.reshape(-1)
-        values = np.zeros((n, x.shape[1]))
+        values, fnull = np.zeros((n, x.shape[1])), np.zeros(n)
         used, exact = [], True
-        for g, labels in enumerate(groupings):
-            rows_g = np.flatnonzero(which == g)
-            _, player = np.unique(labels, return_inverse=True)
-            n_players = int(player.max()) + 1
-            if n_players == 1:  # one player takes the whole difference
-                values[rows_g] = (fx - fnull)[rows_g, None]
-                used.append(0)
-                continue
-            c = kernel_coalitions(n_players, self.n_coalitions, self.random_state)
-            used.append(len(c.weights))
-            exact &= c.exact
-            reg = _Regression(c)
-            zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
-            step = max(1, INSTANCE_BLOCK_VALUES // len(c.weights))
-            for i0 in range(0, len(rows_g), step):
-                r = rows_g[i0 : i0 + step]
-                r_t = torch.as_tensor(r, device=x.device)
-                v = coalition_values(call.model.forward, x[r_t].to(rows_dtype), bg.to(rows_dtype),
-                                     call.target_t[r_t], zf, call.rows)
-                phi = reg.solve(v.cpu().numpy(), fx[r], fnull[r])  # (n_r, M)
-                values[r] = phi[:, player]
-        b = bg.unsqueeze(1).expand(-1, n, -1)
+        for bg_rows, bg in background_groups(b):  # one background for all, or one per instance
+            bg = bg.to(x.device)
+            f_bg = call.model.predict(bg, call.rows).astype(np.float64)  # (B, K)
+            fnull[bg_rows] = f_bg[:, call.target[bg_rows]].mean(0)
+            for g, labels in enumerate(groupings):
+                rows_g = bg_rows[which[bg_rows] == g]
+                if len(rows_g) == 0:
+                    continue
+                _, player = np.unique(labels, return_inverse=True)
+                n_players = int(player.max()) + 1
+                if n_players == 1:  # one player takes the whole difference
+                    values[rows_g] = (fx - fnull)[rows_g, None]
+                    used.append(0)
+                    continue
+                c = kernel_coalitions(n_players, self.n_samples, self.random_state)
+                used.append(len(c.weights))
+                exact &= c.exact
+                reg = _Regression(c)
+                zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
+                step = max(1, INSTANCE_BLOCK_VALUES // len(c.weights))
+                for i0 in range(0, len(rows_g), step):
+                    r = rows_g[i0 : i0 + step]
+                    r_t = torch.as_tensor(r, device=x.device)
+                    v = coalition_values(call.model.forward, x[r_t].to(rows_dtype), bg.to(rows_dtype),
+                                         call.target_t[r_t], zf, call.rows)
+                    phi = reg.solve(v.cpu().numpy(), fx[r], fnull[r])  # (n_r, M)
+                    values[r] = phi[:, player]
         params = {
-            "n_coalitions_used": used[0] if len(used) == 1 else used,
-            "n_background_used": int(bg.shape[0]),
+            "n_samples_used": used[0] if len(set(used)) == 1 else used,
+            "n_baseline_samples_used": int(b.shape[0]),
             "exact": bool(exact),
         }
-        return Attribution(torch.from_numpy(values), b, params)
+        return Attribution(torch.from_numpy(values), b.to(x.device), params)
