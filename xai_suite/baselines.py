@@ -375,7 +375,7 @@ class TrainingSample(Baseline):
         """SHAP's background: ``n_samples`` training rows drawn once, without replacement, in
         the order of the training data (all of them when there are no more), for every
         instance."""
-        self.sample(x[:1], target[:1], 1, rng)  # the same checks
+        self.sample(x[:1], target[:1], 1, np.random.default_rng(0))  # its checks; rng untouched
         m = self.X_.shape[0]
         rows = np.arange(m) if m <= n_samples else np.sort(rng.choice(m, int(n_samples), replace=False))
         bg = self.X_[torch.from_numpy(rows)].to(x.dtype)
