@@ -401,37 +401,43 @@ class KernelShap(SurrogateExplainer):
         # grouping, so an instance's values do not depend on the others explained with it)
         groupings, which = np.unique(masks, axis=0, return_inverse=True)
         which = np.broadcast_to(which.reshape(-1), (n,)) if len(masks) == 1 else which.reshape(-1)
+        # one coalition set and regression per grouping, shared by every background
+        used, exact, games = [], True, []
+        for labels in groupings:
+            _, player = np.unique(labels, return_inverse=True)
+            n_players = int(player.max()) + 1
+            if n_players == 1:  # one player takes the whole difference
+                used.append(0)
+                games.append((player, None, None))
+                continue
+            c = kernel_coalitions(n_players, self.n_samples, self.random_state)
+            used.append(len(c.weights))
+            exact &= c.exact
+            zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
+            games.append((player, _Regression(c), zf))
         values, fnull = np.zeros((n, x.shape[1])), np.zeros(n)
-        used, exact = [], True
         for bg_rows, bg in background_groups(b):  # one background for all, or one per instance
             bg = bg.to(x.device)
             f_bg = call.model.predict(bg, call.rows).astype(np.float64)  # (B, K)
             fnull[bg_rows] = f_bg[:, call.target[bg_rows]].mean(0)
-            for g, labels in enumerate(groupings):
+            bg_rows_dtype = bg.to(rows_dtype)
+            for g, (player, reg, zf) in enumerate(games):
                 rows_g = bg_rows[which[bg_rows] == g]
                 if len(rows_g) == 0:
                     continue
-                _, player = np.unique(labels, return_inverse=True)
-                n_players = int(player.max()) + 1
-                if n_players == 1:  # one player takes the whole difference
+                if reg is None:
                     values[rows_g] = (fx - fnull)[rows_g, None]
-                    used.append(0)
                     continue
-                c = kernel_coalitions(n_players, self.n_samples, self.random_state)
-                used.append(len(c.weights))
-                exact &= c.exact
-                reg = _Regression(c)
-                zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
-                step = max(1, INSTANCE_BLOCK_VALUES // len(c.weights))
+                step = max(1, INSTANCE_BLOCK_VALUES // zf.shape[0])
                 for i0 in range(0, len(rows_g), step):
                     r = rows_g[i0 : i0 + step]
                     r_t = torch.as_tensor(r, device=x.device)
-                    v = coalition_values(call.model.forward, x[r_t].to(rows_dtype), bg.to(rows_dtype),
+                    v = coalition_values(call.model.forward, x[r_t].to(rows_dtype), bg_rows_dtype,
                                          call.target_t[r_t], zf, call.rows)
                     phi = reg.solve(v.cpu().numpy(), fx[r], fnull[r])  # (n_r, M)
                     values[r] = phi[:, player]
         params = {
-            "n_samples_used": used[0] if len(set(used)) == 1 else used,
+            "n_samples_used": used[0] if len(used) == 1 else used,
             "n_baseline_samples_used": int(b.shape[0]),
             "exact": bool(exact),
         }
