@@ -339,14 +339,14 @@ def test_linear_head_attributions_are_exact_and_agree(trig):
     m = _linear_cbm(trig)
     with torch.no_grad():
         m.task_head[0].weight[:, 0] = 0.0  # the head ignores concept 0
-    exps = {n: xs.create_explainer(n, m, reference="opposite").explain(Xt) for n in CONCEPT_METHODS}
+    exps = {n: xs.create_explainer(n, m, baseline="opposite").explain(Xt) for n in CONCEPT_METHODS}
     e = exps["native:concept_shapley"]
     w = m.task_head[0].weight.detach().numpy()[e.target]
-    expected = w * (e.concepts - e.reference)
+    expected = w * (e.concepts - e.baselines)
     for name, exp in exps.items():
         np.testing.assert_allclose(exp.attributions, expected, atol=2e-5, err_msg=name)
         assert (exp.attributions[:, 0] == 0).all(), name
-    np.testing.assert_array_equal(e.reference, 1 - (e.concepts > 0.5))
+    np.testing.assert_array_equal(e.baselines, 1 - (e.concepts > 0.5))
 
 
 def test_completeness_on_a_nonlinear_head(trig):
@@ -358,14 +358,14 @@ def test_completeness_on_a_nonlinear_head(trig):
         exp = xs.create_explainer(name, m).explain(Xt)
         idx = np.arange(len(Xt))
         with torch.no_grad():
-            f_ref = m.task_from_bottleneck(xt, torch.from_numpy(exp.reference)).numpy()[idx, exp.target]
+            f_ref = m.task_from_bottleneck(xt, torch.from_numpy(exp.baselines)).numpy()[idx, exp.target]
         gap = exp.predictions[idx, exp.target] - f_ref
         np.testing.assert_allclose(exp.attributions.sum(1), gap, atol=tol * np.abs(gap).max())
         np.testing.assert_allclose(exp.convergence_delta, exp.attributions.sum(1) - gap, atol=1e-4)
     # shapley values against "half" of a CEM with a non-linear head differ from the single
     # interventions (interactions) but share their sum with integrated gradients
-    sh = xs.create_explainer("native:concept_shapley", m, reference="half").explain(Xt)
-    ig = xs.create_explainer("native:concept_gradient", m, reference="half", n_steps=200).explain(Xt)
+    sh = xs.create_explainer("native:concept_shapley", m, baseline=0.5).explain(Xt)
+    ig = xs.create_explainer("native:concept_gradient", m, baseline=0.5, n_steps=200).explain(Xt)
     total = sh.attributions.sum(1)
     np.testing.assert_allclose(ig.attributions.sum(1), total, atol=2e-3 * np.abs(total).max())
     assert not np.allclose(sh.attributions, ig.attributions, atol=1e-2)
@@ -378,8 +378,14 @@ def test_explainer_errors_and_xs_explain(trig, tmp_path):
         xs.create_explainer("native:concept_shapley", torch.nn.Linear(7, 2)).explain(Xt)
     with pytest.raises(NotFittedError, match="not fitted"):
         xs.create_explainer("native:concept_shapley", ConceptBottleneckModel()).explain(Xt)
-    with pytest.raises(ValueError, match="reference must be one of"):
-        xs.create_explainer("native:concept_intervention", m, reference="mean").explain(Xt)
+    with pytest.raises(KeyError, match="unknown baseline 'opposit'.*'opposite'"):
+        xs.create_explainer("native:concept_intervention", m, baseline="opposit").explain(Xt)
+    with pytest.raises(ValueError, match="applies to tabular.*got concept inputs.*constant, opposite, zeros"):
+        xs.create_explainer("native:concept_intervention", m, baseline="training_mean").explain(Xt)
+    with pytest.raises(TypeError, match="'reference' \\(did you mean 'baseline'\\?\\)"):
+        xs.create_explainer("native:concept_intervention", m, reference="opposite")
+    ones = xs.create_explainer("native:concept_shapley", m, baseline=1.0).explain(Xt)
+    assert (ones.baselines == 1).all() and ones.params["baseline"] == {"name": "constant", "value": 1.0}
     with pytest.raises(ValueError, match="expected shape|shape \\(N, 7\\)"):
         xs.create_explainer("native:concept_intervention", m).explain(Xt[:, :6])
     many = ConceptBottleneckModel(epochs=1, random_state=0).fit(
@@ -392,7 +398,7 @@ def test_explainer_errors_and_xs_explain(trig, tmp_path):
     assert len(frame) == 9 and list(frame.columns) == ["instance", "concept", "activation", "attribution",
                                                         "target"]
     back = xs.load(exp.save(tmp_path / "c.npz"))
-    np.testing.assert_array_equal(back.reference, exp.reference)
+    np.testing.assert_array_equal(back.baselines, exp.baselines)
     assert back.concept_names == exp.concept_names
     generic = xs.load_explanation(tmp_path / "c.npz")  # the one loader reads every result type
     assert isinstance(generic, xs.ConceptExplanation)

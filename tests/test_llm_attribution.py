@@ -174,7 +174,7 @@ def test_gradient_x_activation_is_one_step_ig_from_zeros(lm):
     # GxA has no reference: on this saturated model (p = 0.998) its logprob gradients are
     # ~1e-5 and it does not single out the key; what holds exactly is its definition
     gxa = A.TextGradientXActivation(lm).explain(PROMPTS[0], ANSWERS[0])
-    ig1 = A.TextIntegratedGradients(lm, baseline="zeros", n_steps=1,
+    ig1 = A.TextIntegratedGradients(lm, baseline="zero_embedding", n_steps=1,
                                     quadrature="riemann_right").explain(PROMPTS[0], ANSWERS[0])
     np.testing.assert_allclose(gxa.attributions, ig1.attributions, rtol=1e-6, atol=1e-12)
     assert gxa.convergence_delta is None and ig1.convergence_delta is not None
@@ -375,8 +375,14 @@ def test_errors(lm):
         ab.explain(PROMPTS[0], ANSWERS[0], contrast=OTHER[0])
     with pytest.raises(TypeError, match="LanguageModel"):
         A.TextAblation(lm.model).explain(PROMPTS[0], ANSWERS[0])
-    with pytest.raises(ValueError, match="baseline_token"):
-        A.TextAblation(lm, baseline_token="zebra").explain(PROMPTS[0], ANSWERS[0])
+    with pytest.raises(ValueError, match="token 'zebra' is not a token of the tokenizer"):
+        A.TextAblation(lm, baseline={"name": "token", "token": "zebra"}).explain(PROMPTS[0], ANSWERS[0])
+    with pytest.raises(TypeError, match="'baseline_token' \\(did you mean 'baseline'\\?\\)"):
+        xs.create_explainer("native:text_ablation", lm, baseline_token="[UNK]")
+    with pytest.raises(TypeError, match="must be a text baseline \\(pad_token, token, unk_token"):
+        A.TextAblation(lm, baseline="training_mean").explain(PROMPTS[0], ANSWERS[0])
+    with pytest.raises(ValueError, match="'zero_embedding' replaces token embeddings"):
+        A.TextAblation(lm, baseline="zero_embedding").explain(PROMPTS[0], ANSWERS[0])
     with pytest.raises(ValueError, match="continuation must be a non-empty string"):
         ab.explain(PROMPTS[0], "")
     with pytest.raises(ValueError, match="token ids must lie in"):
@@ -454,8 +460,13 @@ def test_deletion_and_eraser_metrics_over_units(lm):
     flipped = dataclasses.replace(exp, attributions=-exp.attributions)
     assert deletion_auc(exp, model=lm)[0] < deletion_auc(flipped, model=lm)[0]
     # another replacement token changes the curve; the same model is required
-    other = deletion_curve(exp, lm, replacement="[UNK]")[1]
+    other = deletion_curve(exp, lm, replacement="unk_token")[1]
     assert not np.allclose(other, deletion_curve(exp, lm)[1])
+    # a replacement spec means what the same baseline means to an explainer
+    unk = A.TextAblation(lm, baseline={"name": "token", "token": "[UNK]"}).explain(PROMPTS[1], ANSWERS[1])
+    assert unk.params["baseline"] == {"name": "token", "token": "[UNK]"}
+    np.testing.assert_allclose(other[0, -1], unk.params["baseline_score"], rtol=1e-6)
+    np.testing.assert_allclose(deletion_curve(unk, lm)[1][0, -1], unk.params["baseline_score"], rtol=1e-6)
     with pytest.raises(ValueError, match="softmax applies to class outputs"):
         deletion_curve(exp, lm, softmax=True)
     tok = make_tiny_tokenizer()

@@ -218,7 +218,8 @@ print(f"wrote {OUT / 'intervention_curves.png'}")
 # %% [markdown]
 # ## 5. Which concepts drove a prediction?
 # Three `concept` family explainers attribute the task logit to the concept layer, each
-# against a reference activation per concept:
+# against a reference activation per concept: its `baseline`, one of the concept baselines
+# (`xs.list_baselines("concept")`) or a number:
 #
 # - `native:concept_intervention`: the logit lost when one concept alone is set to its
 #   reference (default: its opposite truth value). Not additive.
@@ -230,16 +231,18 @@ print(f"wrote {OUT / 'intervention_curves.png'}")
 # On XOR the choice of reference is the lesson. Flipping *one* concept flips the label, so
 # each concept alone is decisive (large intervention effects). Flipping *both* gives the
 # same label again, so against the "opposite" reference f(a) - f(r) is about 0, and Shapley
-# values, which must add up to it, share out almost nothing. Against "half" they do not.
+# values, which must add up to it, share out almost nothing. Against "half" (the constant
+# 0.5) they do not.
 
 # %%
 x_explain = Xte[:50]
 explained = {}
 for entry, params in (("native:concept_intervention", {}), ("native:concept_shapley", {}),
-                      ("native:concept_shapley", {"reference": "half"}),
+                      ("native:concept_shapley", {"baseline": 0.5}),
                       ("native:concept_gradient", {})):
     e = xs.create_explainer(entry, xor_cbm, **params).explain(x_explain)
-    label = f"{entry} ({e.params['reference']})"
+    b = e.params["baseline"]  # recorded as a spec: {"name": "opposite"}, {"name": "constant", ...}
+    label = f"{entry} ({'half' if b.get('value') == 0.5 else b['name']})"
     explained[label] = e
     delta = "n/a" if e.convergence_delta is None else f"{np.abs(e.convergence_delta).max():.1e}"
     print(f"{label:45s} mean attribution {np.round(e.attributions.mean(0), 2)}; completeness "

@@ -645,7 +645,8 @@ class CounterfactualExplainer(Explainer):
 
 
 #: Parameters renamed so that one idea has one name across entries: old name -> new name.
-RENAMED = {"n_background": "n_baseline_samples", "n_coalitions": "n_samples"}
+RENAMED = {"n_background": "n_baseline_samples", "n_coalitions": "n_samples", "reference": "baseline",
+           "baseline_token": "baseline"}
 
 
 def check_param_names(cls: type[Explainer], params: dict) -> None:

@@ -27,6 +27,9 @@ from ._validation import NDIM_TO_MODALITY, as_float_tensor, check_instance_shape
 from .catalog import Registry
 
 ALL_MODALITIES = ("tabular", "timeseries", "image")
+#: Modalities whose baselines are not input arrays: a concept model's concept layer (N, n_concepts),
+#: and text, whose baselines are tokens (registered by the LLM adapter).
+OTHER_MODALITIES = ("concept", "text")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -96,7 +99,8 @@ class Baseline:
         """Learn state from training data; only for ``needs_fit`` baselines."""
 
     def sample(
-        self, x: torch.Tensor, target: np.ndarray, n_samples: int, rng: np.random.Generator
+        self, x: torch.Tensor, target: np.ndarray, n_samples: int, rng: np.random.Generator,
+        modality: str | None = None,
     ) -> torch.Tensor:
         """Baselines for ``x``.
 
@@ -108,22 +112,26 @@ class Baseline:
         n_samples : int
             Draws per instance for stochastic baselines; deterministic ones draw once.
         rng : numpy.random.Generator
+        modality : str, optional
+            What ``x`` holds; default read from its number of axes (2: tabular, 3: time
+            series, 4: images). Concept explainers pass ``"concept"``.
 
         Returns
         -------
         torch.Tensor, shape (S, N, ...)
             ``S = n_samples`` for stochastic baselines, else 1.
         """
+        modality = modality or NDIM_TO_MODALITY.get(x.ndim)
+        if modality not in self.modalities:
+            raise ValueError(
+                f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
+                f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)} (the "
+                f"baselines for {modality}: {', '.join(list_baselines(modality)) or 'none'})"
+            )
         if not self.is_fitted:
             raise NotFittedError(
                 f"baseline {self.name!r} learns from training data: call the explainer's "
                 "fit(X, y) first"
-            )
-        modality = NDIM_TO_MODALITY.get(x.ndim)
-        if modality not in self.modalities:
-            raise ValueError(
-                f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
-                f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)}"
             )
         if self.needs_fit:
             check_instance_shape(x, self._fit_shape, f"baseline {self.name!r}.fit")
@@ -156,9 +164,10 @@ def register_baseline(name: str, *, modalities=ALL_MODALITIES, summary: str | No
     baseline per instance with the same shape. Registering a taken name raises.
     """
     modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
-    bad = set(modalities) - set(ALL_MODALITIES) - {"text"}
+    bad = set(modalities) - set(ALL_MODALITIES + OTHER_MODALITIES)
     if bad:
-        raise ValueError(f"unknown modalities {sorted(bad)}; expected some of {ALL_MODALITIES}")
+        raise ValueError(f"unknown modalities {sorted(bad)}; expected some of "
+                         f"{ALL_MODALITIES + OTHER_MODALITIES}")
 
     def decorator(obj):
         is_class = inspect.isclass(obj) and issubclass(obj, Baseline)
@@ -250,7 +259,7 @@ class FunctionBaseline(Baseline):
         return out
 
 
-@register_baseline("zeros")
+@register_baseline("zeros", modalities=(*ALL_MODALITIES, "concept"))
 class Zeros(Baseline):
     """All-zero input (Captum's default; black for images scaled to [0, 1])."""
 
@@ -261,7 +270,7 @@ class Zeros(Baseline):
         return torch.zeros_like(x)
 
 
-@register_baseline("constant")
+@register_baseline("constant", modalities=(*ALL_MODALITIES, "concept"))
 class Constant(Baseline):
     """A constant input, ``value`` everywhere (gray for images: 0.5)."""
 
@@ -270,6 +279,17 @@ class Constant(Baseline):
 
     def _draw(self, x, target, rng):
         return torch.full_like(x, float(self.value))
+
+
+@register_baseline("opposite", modalities=("concept",))
+class Opposite(Baseline):
+    """Each concept's other truth value, ``1 - round(a)`` (concept activations in [0, 1])."""
+
+    def __init__(self):
+        pass
+
+    def _draw(self, x, target, rng):
+        return 1.0 - (x > 0.5).to(x.dtype)
 
 
 def _per_instance(x: torch.Tensor, fn) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .base import (
     PropagationExplainer,
     SurrogateExplainer,
 )
-from .baselines import Baseline, Uniform, register_baseline
+from .baselines import Baseline, Uniform, list_baselines, register_baseline
 from .batching import (
     auto_rows,
     check_batch_size,

@@ -381,11 +381,11 @@ class ConceptProblem(ArrayProblem):
     def check_completeness(self, ctx, result):
         n, d = len(self.inputs), result.convergence_delta
         assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
-        assert result.reference is not None, "a complete concept method must record its reference"
+        assert result.baselines is not None, "a complete concept method must record its baselines"
         idx = np.arange(n)
         with torch.no_grad():
             f_ref = self.model.task_from_bottleneck(torch.from_numpy(self.inputs),
-                                                    torch.from_numpy(result.reference)).numpy()
+                                                    torch.from_numpy(result.baselines)).numpy()
         diff = result.predictions[idx, result.target] - f_ref[idx, result.target]
         expected = result.attributions.astype(np.float64).sum(1) - diff
         assert np.allclose(d, expected, atol=1e-4, rtol=1e-3), "convergence_delta is misreported"

@@ -12,8 +12,9 @@ the logits):
 A ``target`` of ``None`` explains the model's own greedy continuation of ``max_new_tokens``
 tokens.
 
-Perturbation explainers replace units of the prompt by a baseline token (the tokenizer's pad
-token, else its unk token, unless ``baseline_token`` says otherwise). Every perturbed prompt
+Perturbation explainers replace units of the prompt by a baseline token: their ``baseline``, a
+text baseline (:mod:`xai_suite_llm.baselines`; default ``"pad_token"``, the tokenizer's pad
+token, else its unk token). Every perturbed prompt
 of a call is a row of one id matrix, run through the model in chunks of ``batch_size`` rows
 (identical rows are run once); ``params["model_rows"]`` records how many rows went through
 the model. Gradient explainers integrate (or take) gradients with respect to the prompt's
@@ -46,6 +47,7 @@ from xai_suite.plugin import (
     check_positive_int,
     check_random_state,
     kernel_coalitions,
+    list_baselines,
     pair_outputs,
     quadrature,
     register_explainer,
@@ -53,6 +55,7 @@ from xai_suite.plugin import (
     solve_kernel_shap,
 )
 
+from .baselines import PadToken, TextBaseline
 from .models import Encoding, LanguageModel
 from .segments import LEVELS, Unit, check_level, refine, segment
 
@@ -88,7 +91,8 @@ class TextExplanation(Result):
     method : str
         Qualified explainer name, e.g. ``"native:text_ablation"``.
     params : dict
-        Every hyper-parameter, plus settings resolved in the call (the baseline token id,
+        Every hyper-parameter (the baseline as a spec), plus settings resolved in the call
+        (the baseline token id,
         ``model_rows``, the batch size used, ...).
     convergence_delta : float or None
         Completeness error ``sum(attributions) - (score - score of the baseline prompt)``
@@ -131,15 +135,15 @@ class TextExplanation(Result):
                           batch_size="auto") -> _UnitView:
         """The units as the removal metrics see them (:mod:`xai_suite.metrics.faithfulness`).
 
-        A removed unit's tokens become ``replacement``: ``"baseline"`` the explanation's
-        baseline token, or a token (string or id); the value followed is the explained
-        scalariser of the continuation.
+        A removed unit's tokens become ``replacement``: ``"baseline"`` the explanation's own
+        baseline (``pad_token`` for an explainer without one), or any text baseline (name,
+        spec or instance); the value followed is the explained scalariser of the continuation.
         """
         if softmax:
             raise ValueError("softmax applies to class outputs; a text explanation follows its "
                              f"scalariser ({self.params.get('scalariser')})")
-        token = self.params["baseline_token_id"] if replacement == "baseline" else replacement
-        ablation = TextAblation(model, scalariser=self.params["scalariser"], baseline_token=token,
+        spec = self.params.get("baseline", "pad_token") if replacement == "baseline" else replacement
+        ablation = TextAblation(model, scalariser=self.params["scalariser"], baseline=spec,
                                 batch_size=batch_size)
         prep = ablation._prepare(self.prompt, self.target_ids, self.contrast)
         view = _UnitView(_Evaluator(ablation, prep), self.unit_tokens, len(prep.ids))
@@ -210,7 +214,7 @@ class _Prepared:
     lengths: list[int]  # (C,) true lengths
     coefs: np.ndarray  # (C,) +1 target, -1 contrast
     scalariser: str
-    baseline_id: int
+    baseline_id: int | None  # None: zero embeddings (integrated gradients)
     rows: int = 0  # rows per model call, resolved on first use
 
     @property
@@ -270,9 +274,12 @@ class TextExplainer(Explainer):
     """Base of the ``text`` explainers: prompt and target handling, scalarisers, batching.
 
     Subclasses store their keyword-only hyper-parameters, among them ``level``,
-    ``scalariser``, ``max_new_tokens``, ``baseline_token``, ``batch_size`` and
-    ``max_memory``.
+    ``scalariser``, ``max_new_tokens``, ``baseline`` (entries tagged ``needs_baseline``),
+    ``batch_size`` and ``max_memory``.
     """
+
+    #: Whether the baseline may be ``zero_embedding`` (the method replaces embeddings, not tokens).
+    _embedding_baseline: bool = False
 
     def explain(self, prompt: str, target=None, *, contrast=None) -> TextExplanation:
         """Attribute the scalariser of ``target`` to the units of ``prompt``.
@@ -314,23 +321,21 @@ class TextExplainer(Explainer):
                             "Hugging Face model: LanguageModel(model, tokenizer)")
         return self.model
 
-    def _baseline_id(self, lm: LanguageModel) -> int:
-        tok, spec = lm.tokenizer, self.baseline_token
-        if spec is None:
-            for tid in (tok.pad_token_id, tok.unk_token_id):
-                if tid is not None:
-                    return int(tid)
-            raise ValueError("the tokenizer has neither a pad nor an unk token: pass "
-                             "baseline_token (a token string or id)")
-        if isinstance(spec, str):
-            tid = tok.convert_tokens_to_ids(spec)
-            if tid is None or (tid == tok.unk_token_id and spec != tok.unk_token):
-                raise ValueError(f"baseline_token {spec!r} is not a token of the tokenizer's vocabulary")
-            return int(tid)
-        if isinstance(spec, bool) or not isinstance(spec, int | np.integer) or not 0 <= spec < lm.vocab_size:
-            raise ValueError(f"baseline_token must be None, a token string or a token id in "
-                             f"[0, {lm.vocab_size}); got {spec!r}")
-        return int(spec)
+    def _baseline_id(self, lm: LanguageModel) -> int | None:
+        """The baseline token's id (``None``: zero embeddings); ``pad_token`` without a baseline."""
+        if not self.info.tags.needs_baseline:
+            return PadToken().token_id(lm)
+        b = self._baseline()
+        if not isinstance(b, TextBaseline):
+            raise TypeError(f"{self.info.qualified_name}: baseline must be a text baseline "
+                            f"({', '.join(list_baselines('text'))}), e.g. {{'name': 'token', 'token': "
+                            f"'the'}}; got {b.name!r}")
+        tid = b.token_id(lm)
+        if tid is None and not self._embedding_baseline:
+            raise ValueError(f"{b.name!r} replaces token embeddings; removing prompt units (as "
+                             f"{self.info.qualified_name} and the removal metrics do) replaces tokens: "
+                             "use a token baseline (pad_token, unk_token or token)")
+        return tid
 
     def _continuation(self, lm: LanguageModel, value, what: str) -> torch.Tensor:
         if isinstance(value, str):
@@ -380,7 +385,7 @@ class TextExplainer(Explainer):
         if max_pos is not None and len(enc.ids) + lmax > max_pos:
             raise ValueError(f"the prompt ({len(enc.ids)} tokens) and its continuation ({lmax}) "
                              f"exceed the model's {max_pos} positions")
-        padded = torch.full((len(conts), lmax), baseline_id, dtype=torch.long)
+        padded = torch.zeros((len(conts), lmax), dtype=torch.long)  # right padding is never read
         for i, c in enumerate(conts):
             padded[i, : len(c)] = c
         dev = lm.device
@@ -585,23 +590,30 @@ _COMMON_PARAMS = """level : {"token", "word", "sentence"}
         What is explained (see :mod:`xai_suite_llm.attribution`).
     max_new_tokens : int
         Length of the greedy continuation explained when ``target`` is ``None``.
-    baseline_token : str, int or None
-        The token that replaces perturbed tokens: ``None`` is the tokenizer's pad token,
-        else its unk token.
     batch_size : "auto" or int
         Rows (perturbed prompt + continuation) per model call.
     max_memory : int or str, optional
         Memory budget for ``batch_size="auto"``."""
 
 
+_BASELINE_PARAM = """
+    baseline : str, dict or TextBaseline
+        A text baseline: the token that replaces removed tokens (default ``"pad_token"``,
+        see :mod:`xai_suite_llm.baselines`)."""
+
+
 def _doc(cls):
-    cls.__doc__ = cls.__doc__.replace("{common}", _COMMON_PARAMS)
+    common = _COMMON_PARAMS
+    if "baseline" in inspect.signature(cls.__init__).parameters:
+        head, tail = common.split("\n    batch_size")
+        common = head + _BASELINE_PARAM + "\n    batch_size" + tail
+    cls.__doc__ = cls.__doc__.replace("{common}", common)
     return cls
 
 
 @register_explainer(
     "text_ablation", library="native", family="perturbation", modalities=TEXT, model_kinds=HF,
-    requires=REQUIRES, recommended=True,
+    requires=REQUIRES, needs_baseline=True, recommended=True,
     summary="Occlusion of prompt units (tokens, words, sentences) by a baseline token, batched",
     reference="Zeiler & Fergus (2014); Captum's LLMAttribution(FeatureAblation)",
 )
@@ -619,12 +631,12 @@ class TextAblation(TextPerturbationExplainer):
     """
 
     def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+                 max_new_tokens: int = 1, baseline="pad_token", batch_size="auto", max_memory=None):
         self.model = model
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
 
@@ -635,7 +647,7 @@ class TextAblation(TextPerturbationExplainer):
 
 @register_explainer(
     "text_shapley_sampling", library="native", family="perturbation", modalities=TEXT,
-    model_kinds=HF, requires=REQUIRES, stochastic=True, batch_invariant=True,
+    model_kinds=HF, requires=REQUIRES, needs_baseline=True, stochastic=True, batch_invariant=True,
     has_convergence_delta=True, recommended=True,
     summary="Shapley values of prompt units by permutation sampling, all rows batched",
     reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value "
@@ -662,14 +674,14 @@ class TextShapleySampling(TextPerturbationExplainer):
     """
 
     def __init__(self, model, *, n_samples: int = 25, level: str = "token",
-                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
+                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline="pad_token",
                  batch_size="auto", max_memory=None, random_state: int | None = None):
         self.model = model
         self.n_samples = n_samples
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.random_state = random_state
@@ -690,7 +702,7 @@ class TextShapleySampling(TextPerturbationExplainer):
 
 @register_explainer(
     "text_kernel_shap", library="native", family="perturbation", modalities=TEXT, model_kinds=HF,
-    requires=REQUIRES, stochastic=True, batch_invariant=True, has_convergence_delta=True,
+    requires=REQUIRES, needs_baseline=True, stochastic=True, batch_invariant=True, has_convergence_delta=True,
     recommended=True,
     summary="KernelSHAP over prompt units with shap's coalitions and weights, rows batched",
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
@@ -719,14 +731,14 @@ class TextKernelShap(TextPerturbationExplainer):
     """
 
     def __init__(self, model, *, n_samples="auto", level: str = "token",
-                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline_token=None,
+                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline="pad_token",
                  batch_size="auto", max_memory=None, random_state: int | None = None):
         self.model = model
         self.n_samples = n_samples
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.random_state = random_state
@@ -742,7 +754,7 @@ class TextKernelShap(TextPerturbationExplainer):
 
 @register_explainer(
     "text_lime", library="native", family="surrogate", modalities=TEXT, model_kinds=HF,
-    requires=REQUIRES, stochastic=True, batch_invariant=True, recommended=True,
+    requires=REQUIRES, needs_baseline=True, stochastic=True, batch_invariant=True, recommended=True,
     summary="LIME over prompt units: random unit masks, cosine-distance kernel, weighted ridge",
     reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
 )
@@ -773,7 +785,7 @@ class TextLime(TextPerturbationExplainer):
 
     def __init__(self, model, *, n_samples: int = 500, kernel_width: float = 25.0,
                  alpha: float = 1.0, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto",
+                 max_new_tokens: int = 1, baseline="pad_token", batch_size="auto",
                  max_memory=None, random_state: int | None = None):
         self.model = model
         self.n_samples = n_samples
@@ -782,7 +794,7 @@ class TextLime(TextPerturbationExplainer):
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.random_state = random_state
@@ -877,9 +889,10 @@ class TextGradientExplainer(TextExplainer):
 
 @register_explainer(
     "text_integrated_gradients", library="native", family="gradient", modalities=TEXT,
-    model_kinds=HF, requires=REQUIRES, has_convergence_delta=True, recommended=True,
+    model_kinds=HF, requires=REQUIRES, needs_baseline=True, has_convergence_delta=True,
+    recommended=True,
     summary="Layer integrated gradients on the prompt's token embeddings (baseline: the "
-    "baseline token's embedding), batched over the path",
+    "baseline token's embedding, or zero_embedding), batched over the path",
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks; "
     "Captum's LLMGradientAttribution(LayerIntegratedGradients)",
 )
@@ -902,14 +915,14 @@ class TextIntegratedGradients(TextGradientExplainer):
         Integration points (50, as Captum).
     quadrature : str
         ``gausslegendre`` (Captum's default) or ``riemann_left|right|middle|trapezoid``.
-    baseline : {"token", "zeros"}
-        The reference embedding: the baseline token's, or zero vectors.
     {common}
     """
 
+    _embedding_baseline = True
+
     def __init__(self, model, *, n_steps: int = 50, quadrature: str = "gausslegendre",
-                 baseline: str = "token", level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+                 level: str = "token", scalariser: str = "logprob", max_new_tokens: int = 1,
+                 baseline="pad_token", batch_size="auto", max_memory=None):
         self.model = model
         self.n_steps = n_steps
         self.quadrature = quadrature
@@ -917,7 +930,7 @@ class TextIntegratedGradients(TextGradientExplainer):
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
 
@@ -925,10 +938,8 @@ class TextIntegratedGradients(TextGradientExplainer):
         if self.quadrature not in QUADRATURES:
             raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}; got {self.quadrature!r}")
         alphas, weights = quadrature(self.quadrature, self.n_steps)
-        if self.baseline not in ("token", "zeros"):
-            raise ValueError(f"baseline must be 'token' or 'zeros'; got {self.baseline!r}")
         e, cont_emb = self._embeddings(prep)
-        if self.baseline == "token":
+        if prep.baseline_id is not None:
             with torch.no_grad():
                 b = prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach()
         else:
@@ -948,7 +959,7 @@ class TextIntegratedGradients(TextGradientExplainer):
             fx, fb = self._scores(prep, torch.stack([e, b]), cont_emb).tolist()
         delta = float(token_attr.sum() - (fx - fb))
         return token_attr, fx, delta, {"baseline_score": fb, "model_rows": (
-            len(alphas) + 2) * cont_emb.shape[0], "baseline_used": self.baseline}
+            len(alphas) + 2) * cont_emb.shape[0]}
 
 
 @register_explainer(
@@ -968,12 +979,11 @@ class TextGradientXActivation(TextGradientExplainer):
     """
 
     def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline_token=None, batch_size="auto", max_memory=None):
+                 max_new_tokens: int = 1, batch_size="auto", max_memory=None):
         self.model = model
         self.level = level
         self.scalariser = scalariser
         self.max_new_tokens = max_new_tokens
-        self.baseline_token = baseline_token
         self.batch_size = batch_size
         self.max_memory = max_memory
 

@@ -11,8 +11,10 @@ activations ``a`` the task head sees), each against a reference activation ``r``
 - ``native:concept_gradient``: integrated gradients from ``r`` to ``a`` in the concept layer;
   complete up to the quadrature error.
 
-References ``r``: ``"opposite"`` (each concept's other truth value, ``1 - round(a_i)``),
-``"half"`` (0.5: undecided), ``"zero"`` (absent), ``"one"`` (present). Inputs are
+References ``r`` are baselines of the ``concept`` modality (``xs.list_baselines("concept")``),
+given as ``baseline=``: ``"opposite"`` (each concept's other truth value, ``1 - round(a_i)``),
+``0.5`` (a constant: undecided), ``"zeros"`` (absent), ``1.0`` (present), or any
+:class:`~xai_suite.baselines.Baseline` of that modality. Inputs are
 ``(N, F)`` features; the result is a :class:`~xai_suite.concepts.explanation.ConceptExplanation`.
 """
 
@@ -25,27 +27,15 @@ import torch
 
 from .._validation import check_positive_int, resolve_target
 from ..base import Call, Explainer
-from ..baselines import NotFittedError
+from ..baselines import NotFittedError, list_baselines
 from ..batching import chunks, pair_outputs
 from ..methods.native.integrated_gradients import QUADRATURES, path_gradients, quadrature
 from ..registry import register_explainer
 from .explanation import ConceptExplanation
 from .models import ConceptModel
 
-REFERENCES = ("opposite", "half", "zero", "one")
 #: Most concepts ``concept_shapley`` enumerates (2^n coalitions per instance).
 MAX_SHAPLEY_CONCEPTS = 16
-
-
-def reference_activations(a: torch.Tensor, reference: str) -> torch.Tensor:
-    """Reference concept activations ``(N, n_concepts)`` for activations ``a``."""
-    if reference == "opposite":
-        return 1.0 - (a > 0.5).to(a.dtype)
-    values = {"half": 0.5, "zero": 0.0, "one": 1.0}
-    if reference not in values:
-        raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}; got "
-                         f"{reference!r}")
-    return torch.full_like(a, values[reference])
 
 
 class ConceptExplainer(Explainer):
@@ -58,10 +48,10 @@ class ConceptExplainer(Explainer):
     family = "concept"
     _complete = False
 
-    def __init__(self, model, *, reference: str = "opposite", batch_size="auto", max_memory=None,
+    def __init__(self, model, *, baseline="opposite", batch_size="auto", max_memory=None,
                  device="auto"):
         self.model = model
-        self.reference = reference
+        self.baseline = baseline
         self.batch_size = batch_size
         self.max_memory = max_memory
         self.device = device
@@ -87,8 +77,8 @@ class ConceptExplainer(Explainer):
         target : None, int or array-like of int, shape (N,)
             Task class whose logit is explained; ``None`` explains the predicted class.
         baselines, feature_mask : None
-            Not taken (concept attributions use the ``reference`` hyper-parameter); accepted so
-            that ``xs.explain`` can pass its defaults.
+            Not taken (the reference concept activations come from the ``baseline``
+            hyper-parameter); accepted so that ``xs.explain`` can pass its defaults.
 
         Returns
         -------
@@ -96,15 +86,16 @@ class ConceptExplainer(Explainer):
         """
         name = self.info.qualified_name
         if baselines is not None:
-            raise TypeError(f"{name} takes no baselines; set the reference hyper-parameter instead")
+            raise TypeError(f"{name} takes no baselines= arrays; set its baseline hyper-parameter (a "
+                            f"concept baseline: {', '.join(list_baselines('concept'))})")
         if feature_mask is not None:
             raise TypeError(f"{name} takes no feature_mask")
-        reference_activations(torch.zeros(1), self.reference)  # validate before any model call
+        baseline = self._baseline()  # validate before any model call
         with self._calling(inputs, target, resolve_target) as call:
             model: ConceptModel = call.model.model
             with torch.no_grad():
                 a = torch.cat([model.bottleneck(call.x[sl]) for sl in chunks(len(call.x), call.rows)])
-            r = reference_activations(a, self.reference)
+            r = baseline.sample(a, call.target, 1, call.rng, modality="concept")[0]
             values, resolved = self._concept_attribute(call, model, a, r)
             delta = None
             if self._complete:
@@ -123,9 +114,9 @@ class ConceptExplainer(Explainer):
             target=call.target,
             predictions=call.predictions,
             method=name,
-            params=self._recorded_params(call.rows, resolved),
+            params=self._recorded_params(call.rows, {"baseline": baseline.describe(), **resolved}),
             convergence_delta=delta,
-            reference=r.float().cpu().numpy(),
+            baselines=r.float().cpu().numpy(),
         )
 
     def _concept_attribute(self, call: Call, model: ConceptModel, a: torch.Tensor, r: torch.Tensor
@@ -158,8 +149,9 @@ class ConceptIntervention(ConceptExplainer):
     ----------
     model : ConceptModel
         A fitted concept model.
-    reference : {"opposite", "half", "zero", "one"}
-        Value each concept is set to (``"opposite"``: its other truth value).
+    baseline : str, float, dict or Baseline
+        A ``concept`` baseline: the value each concept is set to (``"opposite"``: its other
+        truth value).
     batch_size : "auto" or int
         Rows per model call.
     max_memory : int or str, optional
@@ -189,8 +181,8 @@ class ConceptShapley(ConceptExplainer):
     ----------
     model : ConceptModel
         A fitted concept model with at most 16 concepts.
-    reference : {"opposite", "half", "zero", "one"}
-        Value of the concepts left out of a coalition.
+    baseline : str, float, dict or Baseline
+        A ``concept`` baseline: the value of the concepts left out of a coalition.
     batch_size, max_memory, device
         As for ``native:concept_intervention``.
     """
@@ -235,8 +227,8 @@ class ConceptGradient(ConceptExplainer):
     ----------
     model : ConceptModel
         A fitted concept model.
-    reference : {"half", "opposite", "zero", "one"}
-        Start of the path (``"half"``: every concept undecided).
+    baseline : str, float, dict or Baseline
+        A ``concept`` baseline: the start of the path (``0.5``: every concept undecided).
     n_steps : int
         Integration points.
     quadrature : str
@@ -248,10 +240,10 @@ class ConceptGradient(ConceptExplainer):
 
     _complete = True
 
-    def __init__(self, model, *, reference: str = "half", n_steps: int = 50,
+    def __init__(self, model, *, baseline=0.5, n_steps: int = 50,
                  quadrature: str = "gausslegendre", batch_size="auto", max_memory=None,
                  device="auto"):
-        super().__init__(model, reference=reference, batch_size=batch_size, max_memory=max_memory,
+        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
                          device=device)
         self.n_steps = n_steps
         self.quadrature = quadrature

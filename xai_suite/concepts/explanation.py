@@ -32,13 +32,14 @@ class ConceptExplanation(Result):
     params : dict
         Every hyper-parameter in effect (JSON-ready).
     convergence_delta : numpy.ndarray, shape (N,), or None
-        ``sum(attributions) - (f(concepts) - f(reference))`` per instance, where the method
+        ``sum(attributions) - (f(concepts) - f(baselines))`` per instance, where the method
         is complete.
-    reference : numpy.ndarray, shape (N, n_concepts), or None
-        The reference concept activations attributions are measured against.
+    baselines : numpy.ndarray, shape (N, n_concepts), or None
+        The reference concept activations (the explainer's ``baseline``) attributions are
+        measured against.
     """
 
-    format = "xai-suite-concept-explanation/1"
+    format = "xai-suite-concept-explanation/2"
 
     attributions: np.ndarray
     concepts: np.ndarray
@@ -49,7 +50,7 @@ class ConceptExplanation(Result):
     method: str
     params: dict = field(default_factory=dict)
     convergence_delta: np.ndarray | None = None
-    reference: np.ndarray | None = None
+    baselines: np.ndarray | None = None
 
     def __post_init__(self):
         n = self.inputs.shape[0]
@@ -63,8 +64,8 @@ class ConceptExplanation(Result):
         if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n:
             raise ValueError(f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
                              f"{self.target.shape} and {self.predictions.shape}")
-        if self.reference is not None and self.reference.shape != shape:
-            raise ValueError(f"reference must have shape {shape}; got {self.reference.shape}")
+        if self.baselines is not None and self.baselines.shape != shape:
+            raise ValueError(f"baselines must have shape {shape}; got {self.baselines.shape}")
         self.concept_names = [str(c) for c in self.concept_names]
 
     def __len__(self) -> int:
