@@ -551,3 +551,38 @@ def test_shared_baseline_suite_sweeps_one_baseline_across_three_libraries(tmp_pa
     # training mean by the shared one: the two columns differ
     assert not np.allclose(own.xs("training_sample", level="baseline"),
                            shared.xs("training_sample", level="baseline"))
+
+
+def test_text_suite_scores_text_explanations_over_units(tmp_path):
+    """benchmarks/text.toml expands over the text baselines, and a run of it (cut down here)
+    explains one prompt per instance: its removal metrics follow each explanation's own
+    baseline token or one shared one, and the complete methods' completeness error is ~0."""
+    from pathlib import Path
+
+    suite_path = Path(__file__).resolve().parents[1] / "benchmarks" / "text.toml"
+    units = expand_units(load_suite(suite_path, quick=True))
+    assert len(units) == 7 * 2 + 1  # GxA takes no baseline
+    assert {u.baseline for u in units} == {"pad_token", "unk_token", "-"}
+    config = {
+        "name": "text-small", "seeds": [0], "n_instances": 3, "baselines": ["pad_token", "unk_token"],
+        "datasets": [{"loader": "make_key_prompts", "label": "key", "params": {"n_samples": 240}}],
+        "models": [{"name": "key_gpt2", "params": {"steps": 120}}],
+        "explainers": [{"name": "native:text_ablation", "params": {"level": "word"}},
+                       {"name": "native:text_shapley_sampling", "params": {"n_samples": 4}}],
+        "metrics": ["deletion_auc", {"name": "deletion_auc", "label": "shared",
+                                     "params": {"replacement": "pad_token"}},
+                    "comprehensiveness", "completeness_error"],
+    }
+    path = run_suite(config, tmp_path, progress=False)
+    with ResultsStore(path) as store:
+        rows, done, models = store.results(), store.units(), store.models()
+    assert (done.status == "done").all() and len(done) == 4
+    assert models.accuracy.iloc[0] > 0.9  # the model learned the task
+    table = rows.pivot_table(index=["explainer", "baseline", "instance"], columns="metric", values="value")
+    assert len(table) == 4 * 3 and table.notna().all().all()
+    own, shared = table["deletion_auc"].unstack("baseline"), table["shared"].unstack("baseline")
+    np.testing.assert_allclose(own["pad_token"], shared["pad_token"])
+    assert not np.allclose(own["unk_token"], shared["unk_token"])
+    shapley = table.xs("native:text_shapley_sampling", level="explainer")["completeness_error"]
+    assert (shapley < 1e-4).all()
+    assert (table["comprehensiveness"] > 1).all()  # removing the top units (the key) costs the answer

@@ -11,11 +11,28 @@ from collections.abc import Callable
 from .catalog import Registry
 
 DATASETS: Registry[Callable] = Registry("dataset function")
+#: The modality each registered dataset function's inputs have (where its registration says).
+MODALITY: dict[str, str] = {}
 
 
-def register_dataset(fn: Callable) -> Callable:
-    """Decorator making ``fn`` available as ``xs.datasets.<fn.__name__>``."""
-    return DATASETS.add(fn.__name__, fn)
+def register_dataset(modality: str):
+    """Decorator making ``fn`` available as ``xs.datasets.<fn.__name__>``.
+
+    ``modality`` (``tabular``, ``timeseries``, ``image``, ``text``) tells the benchmark runner
+    what the inputs are.
+    """
+
+    def decorator(fn: Callable) -> Callable:
+        MODALITY[fn.__name__] = modality
+        return DATASETS.add(fn.__name__, fn)
+
+    return decorator
+
+
+def dataset_modality(name: str) -> str:
+    """The modality of dataset function ``name`` (``KeyError`` for an unknown name)."""
+    DATASETS.get(name)
+    return MODALITY[name]
 
 
 def list_datasets() -> list[str]:

@@ -15,7 +15,7 @@ _SPLITS = ("train", "test", "all")
 _DIGITS_MAX = 16.0
 
 
-@register_dataset
+@register_dataset("image")
 def load_digits_images(split: str = "train", *, test_size: float = 0.25, random_state: int = 0):
     """scikit-learn's handwritten digits as one-channel 8x8 images, split reproducibly.
 
@@ -63,7 +63,7 @@ def _check_unit_float(name: str, value, *, upper: float) -> float:
     return float(value)
 
 
-@register_dataset
+@register_dataset("image")
 def make_planted_patch_images(
     n_samples: int = 400,
     *,

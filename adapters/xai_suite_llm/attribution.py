@@ -152,6 +152,13 @@ class TextExplanation(Result):
                              f"{self.score:.6g}: pass the model that was explained")
         return view
 
+    def output_gap(self) -> np.ndarray:
+        """``score - baseline score`` (1,): what complete attributions sum to."""
+        if "baseline_score" not in self.params:
+            raise ValueError(f"{self.method} records no baseline score (it explains without a "
+                             "baseline): completeness does not apply")
+        return np.array([self.score - self.params["baseline_score"]])
+
     def to_frame(self) -> pd.DataFrame:
         """One row per unit: unit, start, end, tokens, attribution."""
         return pd.DataFrame({

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xai_suite.plugin import check_positive_int, check_random_state
+from xai_suite.plugin import check_positive_int, check_random_state, register_dataset, register_model
 
 from .models import LanguageModel
 
@@ -65,9 +65,10 @@ def make_tiny_gpt2(vocab_size: int, *, n_layer: int = 2, n_embd: int = 64, n_hea
         return GPT2LMHeadModel(config).eval()
 
 
+@register_dataset("text")
 def make_key_prompts(n_samples: int, *, random_state: int | None = None
                      ) -> tuple[list[str], list[str]]:
-    """Prompts of the key task and their answers.
+    """Prompts of the key task and their answers (``xs.datasets.make_key_prompts``).
 
     Returns
     -------
@@ -87,7 +88,7 @@ def make_key_prompts(n_samples: int, *, random_state: int | None = None
 
 def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int = 64,
                     lr: float = 3e-3, corrupt: float = 0.5, random_state: int = 0,
-                    **gpt2) -> LanguageModel:
+                    prompts: tuple[list[str], list[str]] | None = None, **gpt2) -> LanguageModel:
     """A tiny GPT-2 trained on the key task (next-token loss on the answer only).
 
     About 10-15 s on one CPU thread with the defaults; test accuracy 1.0, answer probability
@@ -101,11 +102,14 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
     Parameters
     ----------
     n_samples, steps, batch_size, lr
-        Training prompts, Adam steps, prompts per step, learning rate.
+        Training prompts drawn, Adam steps, prompts per step, learning rate.
     corrupt : float
         Largest per-prompt corruption rate of the non-key tokens, in [0, 1).
     random_state : int
         Seeds the prompts, the initialisation and the batches.
+    prompts : (list of str, list of str), optional
+        Key-task prompts and answers (:func:`make_key_prompts`) to train on instead of
+        ``n_samples`` new ones.
     **gpt2
         Passed to :func:`make_tiny_gpt2` (``n_layer``, ``n_embd``, ...).
 
@@ -119,7 +123,7 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
         raise ValueError(f"corrupt must be a number in [0, 1); got {corrupt!r}")
     tok = make_tiny_tokenizer()
     model = make_tiny_gpt2(len(tok), random_state=random_state, **gpt2)
-    prompts, answers = make_key_prompts(n_samples, random_state=random_state)
+    prompts, answers = prompts or make_key_prompts(n_samples, random_state=random_state)
     ids = torch.tensor(tok(prompts, add_special_tokens=False)["input_ids"])
     y = torch.tensor([tok(a, add_special_tokens=False)["input_ids"][0] for a in answers])
     gen = torch.Generator().manual_seed(random_state)
@@ -143,3 +147,19 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
             loss.backward()
             opt.step()
     return LanguageModel(model.eval(), tok, device="cpu")
+
+
+def answers_greedy(lm: LanguageModel, prompts, answers) -> np.ndarray:
+    """Whether each answer is the model's greedy continuation of its prompt (bool, shape (N,))."""
+    out = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        ids = lm.token_ids(str(answer))
+        out.append(torch.equal(lm.generate(lm.encode(str(prompt)).ids, len(ids)).cpu(), ids.cpu()))
+    return np.array(out, dtype=bool)
+
+
+@register_model("key_gpt2", modality="text", kind="hf_causal_lm", correct=answers_greedy)
+def _key_gpt2(X, y, *, random_state: int, steps: int = 300, n_layer: int = 2, n_embd: int = 64):
+    """A tiny GPT-2 trained on key-task prompts (:func:`train_key_model`), from a config."""
+    return train_key_model(steps=steps, random_state=random_state, n_layer=n_layer, n_embd=n_embd,
+                           prompts=([str(p) for p in X], [str(a) for a in y]))

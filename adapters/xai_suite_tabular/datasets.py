@@ -24,7 +24,7 @@ def tabular_datasets() -> list[str]:
     return sorted(_SETS)
 
 
-@register_dataset
+@register_dataset("tabular")
 def load_tabular(name: str, split: str = "train", *, as_frame: bool = True, standardize: bool = False,
                  test_size: float = 0.25, random_state: int = 0):
     """Load one of scikit-learn's bundled tabular datasets, split reproducibly.
@@ -76,7 +76,7 @@ def load_tabular(name: str, split: str = "train", *, as_frame: bool = True, stan
     return (X, y) if as_frame else (X.to_numpy(), y)
 
 
-@register_dataset
+@register_dataset("tabular")
 def make_mixed_tabular(n_samples: int = 1000, random_state: int | None = 0):
     """A planted binary task on mixed numeric and categorical columns.
 

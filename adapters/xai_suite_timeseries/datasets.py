@@ -30,7 +30,7 @@ def _has_class_labels(path: Path) -> bool:
     return False
 
 
-@register_dataset
+@register_dataset("timeseries")
 def ucr_datasets() -> list[str]:
     """Names of the classification datasets shipped inside the installed aeon."""
     root = _data_dir()
@@ -49,7 +49,7 @@ def _sort_key(label: str):
         return (1, 0.0, label)
 
 
-@register_dataset
+@register_dataset("timeseries")
 def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
              return_classes: bool = False):
     """Load a UCR/UEA classification dataset shipped with aeon.
@@ -154,7 +154,7 @@ def _background(signal: str, shape: tuple[int, int, int], noise: float, rng) -> 
     return x
 
 
-@register_dataset
+@register_dataset("timeseries")
 def make_planted_timeseries(
     n_samples: int = 400,
     *,

@@ -53,7 +53,7 @@ def hmm_covariances() -> np.ndarray:
     return np.array(cov)
 
 
-@register_dataset
+@register_dataset("timeseries")
 def make_hmm_timeseries(
     n_samples: int = 1000,
     length: int = 200,

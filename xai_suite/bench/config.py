@@ -82,18 +82,7 @@ MODEL_KEYS = ("name", "label", "params", "quick_params", "datasets")
 EXPLAINER_KEYS = ("name", "label", "select", "exclude", "params", "quick_params", "baselines")
 SELECT_KEYS = ("family", "library", "modality", "model_kind")
 METRIC_KEYS = ("name", "label", "params")
-MODALITIES = ("tabular", "timeseries", "image")
-#: Modality of the built-in dataset functions; others must say ``modality = ...``.
-LOADER_MODALITY = {
-    "load_ucr": "timeseries",
-    "make_planted_timeseries": "timeseries",
-    "load_tabular": "tabular",
-    "make_mixed_tabular": "tabular",
-    "make_xor": "tabular",
-    "make_dot": "tabular",
-    "make_trigonometry": "tabular",
-    "load_digits_images": "image",
-}
+MODALITIES = ("tabular", "timeseries", "image", "text")
 NO_BASELINE = "-"
 DEFAULT_BASELINE = "default"
 
@@ -347,7 +336,7 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
         params.update(_table(d.get("quick_params"), f"{where}.quick_params"))
     fn = getattr(xs_datasets, loader)
     _check_params(fn, params, f"{loader} ({where})", skip=("split",))
-    modality = d.get("modality", LOADER_MODALITY.get(loader))
+    modality = d.get("modality", xs_datasets.dataset_modality(loader))
     if modality not in MODALITIES:
         raise ConfigError(f"{where}: say modality = {' or '.join(map(repr, MODALITIES))} for loader "
                           f"{loader!r}"

@@ -32,13 +32,16 @@ class ZooModel:
     ----------
     name : str
     modality : str
-        The data it takes: ``tabular`` (N, F), ``timeseries`` (N, C, T) or ``image``
-        (N, C, H, W).
+        The data it takes: ``tabular`` (N, F), ``timeseries`` (N, C, T), ``image``
+        (N, C, H, W) or ``text`` (N prompts).
     kind : str
         The model kind explainers see (``torch``, ``sklearn``, ...).
     factory : callable
         ``factory(X, y, *, random_state, **params) -> trained model``.
     summary : str
+    correct : callable, optional
+        ``correct(model, X, y) -> bool array (N,)``: which rows the model gets right, for the
+        model-quality rows; default: the argmax of the model's outputs equals ``y``.
     """
 
     name: str
@@ -46,6 +49,7 @@ class ZooModel:
     kind: str
     factory: Callable
     summary: str
+    correct: Callable | None = None
 
     @property
     def params(self) -> dict:
@@ -58,12 +62,12 @@ class ZooModel:
 ZOO: Registry[ZooModel] = Registry("zoo model")
 
 
-def register_model(name: str, *, modality: str, kind: str):
-    """Decorator adding a model factory to the zoo (see the module docstring)."""
+def register_model(name: str, *, modality: str, kind: str, correct: Callable | None = None):
+    """Decorator adding a model factory to the zoo (see the module docstring and :class:`ZooModel`)."""
 
     def decorator(fn):
         summary = (inspect.getdoc(fn) or name).splitlines()[0]
-        ZOO.add(name, ZooModel(name, modality, kind, fn, summary))
+        ZOO.add(name, ZooModel(name, modality, kind, fn, summary, correct))
         return fn
 
     return decorator

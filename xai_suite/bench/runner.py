@@ -184,8 +184,9 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
     Returns
     -------
     dict
-        ``X_train``, ``y_train``, ``X_test``, ``y_test`` (float32 inputs, int64 labels) and
-        ``mask_test`` (bool, the shape of ``X_test``) or ``None``.
+        ``X_train``, ``y_train``, ``X_test``, ``y_test`` (float32 inputs, int64 labels; for
+        text, object arrays of prompts and of the continuations explained) and ``mask_test``
+        (bool, the shape of ``X_test``) or ``None``.
     """
     spec = next(d for d in suite.datasets if d.label == label)
 
@@ -200,9 +201,9 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
         if "random_state" in takes and "random_state" not in params:
             params["random_state"] = seed
         if "split" in takes:
-            train, test = (_parse(fn(split=s, **params), s) for s in ("train", "test"))
+            train, test = (_parse(fn(split=s, **params), s, spec.modality) for s in ("train", "test"))
         else:
-            X, y, mask = _parse(fn(**params), "all")
+            X, y, mask = _parse(fn(**params), "all", spec.modality)
             idx = np.arange(len(X))
             tr, te = train_test_split(idx, test_size=spec.test_size, random_state=seed, stratify=y)
             train = (X[tr], y[tr], None if mask is None else mask[tr])
@@ -213,11 +214,17 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
     return _memo(_DATA, (suite.config_json, label, seed), make)
 
 
-def _parse(out, split: str):
+def _parse(out, split: str, modality: str):
     """(X, y, mask or None) from a loader's output."""
     if not isinstance(out, tuple) or len(out) not in (2, 3):
         raise ValueError(f"a dataset function must return (X, y), (X, y, mask) or (X, C, y); got "
                          f"{type(out).__name__} for split {split!r}")
+    if modality == "text":  # prompts and the continuations to explain
+        X, y = (np.array(list(a), dtype=object) for a in out[:2])
+        if len(out) != 2 or len(X) != len(y) or not all(isinstance(t, str) for t in (*X, *y)):
+            raise ValueError(f"a text dataset function must return (prompts, continuations), two lists of "
+                             f"strings of one length; got {len(out)} items for split {split!r}")
+        return X, y, None
     X = _as_array(out[0], np.float32)
     if len(out) == 2:
         return X, _as_array(out[1], np.int64), None
@@ -242,6 +249,9 @@ def load_model(suite: Suite, dataset: str, model: str, seed: int):
 def model_quality(suite: Suite, dataset: str, model: str, seed: int) -> dict:
     """Test accuracy of the trained model (memoised per process).
 
+    A row is right when the model's top output is its label (or, for a zoo entry with its own
+    ``correct``, when that says so: for text, the continuation is the greedy one).
+
     Returns
     -------
     dict
@@ -249,20 +259,30 @@ def model_quality(suite: Suite, dataset: str, model: str, seed: int) -> dict:
         labels) and ``majority`` (accuracy of always predicting the commonest test class).
     """
     from ..modeling import ModelWrapper
+    from .models import model_info
 
     def make():
         data = load_data(suite, dataset, seed)
-        wrapper = ModelWrapper(load_model(suite, dataset, model, seed), device="cpu")
+        trained = load_model(suite, dataset, model, seed)
         X, y = data["X_test"], data["y_test"]
-        with _one_thread(), wrapper.prepared():
-            out = wrapper.predict(torch.from_numpy(X), 256)
-        if out.ndim != 2 or out.shape[0] != len(y):
-            raise ValueError(f"model {model!r} returned outputs of shape {out.shape} for {len(y)} test rows; "
-                             "expected (N, K)")
-        correct = int((out.argmax(1) == y).sum())
+        judge = model_info(next(m for m in suite.models if m.label == model).name).correct
+        with _one_thread():
+            if judge is not None:
+                right = np.asarray(judge(trained, X, y), dtype=bool)
+            else:
+                wrapper = ModelWrapper(trained, device="cpu")
+                with wrapper.prepared():
+                    out = wrapper.predict(torch.from_numpy(X), 256)
+                if out.ndim != 2 or out.shape[0] != len(y):
+                    raise ValueError(f"model {model!r} returned outputs of shape {out.shape} for {len(y)} "
+                                     "test rows; expected (N, K)")
+                right = out.argmax(1) == y
+        correct = int(right.sum())
+        _, counts = np.unique(y, return_counts=True)
         return {"n_test": len(y), "n_correct": correct, "accuracy": correct / len(y),
-                "n_classes": int(max(data["y_train"].max(), y.max())) + 1,
-                "majority": float(np.bincount(y).max() / len(y))}
+                "n_classes": (int(max(data["y_train"].max(), y.max())) + 1 if y.dtype.kind in "iu"
+                              else len(np.unique(np.concatenate([data["y_train"], y])))),
+                "majority": float(counts.max() / len(y))}
 
     return _memo(_QUALITY, (suite.config_json, dataset, model, seed), make)
 
@@ -326,21 +346,31 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
         explainer.fit(data["X_train"], data["y_train"])
     rows = instances(len(data["X_test"]), suite.n_instances, unit.seed)
     X = data["X_test"][rows]
+    if isinstance(X[0], str):  # text: one explanation per prompt, of its given continuation
+        targets = data["y_test"][rows]
+
+        def explain(n):
+            return [explainer.explain(p, target=t) for p, t in zip(X[:n], targets[:n], strict=True)]
+    else:
+        def explain(n):
+            return [explainer.explain(X[:n])]
     if name not in _WARM:  # first use in this process: imports and set-up stay untimed
-        explainer.explain(X[:1])
+        explain(1)
         _WARM.add(name)
     t0 = time.perf_counter()
-    exp = explainer.explain(X)
+    exps = explain(len(rows))
     per_instance = (time.perf_counter() - t0) / len(rows)
     result.n_instances = len(rows)
-    if isinstance(exp, CounterfactualExplanation):
-        for key, values in exp.metrics.items():
+    if isinstance(exps[0], CounterfactualExplanation):
+        for key, values in exps[0].metrics.items():
             vals = np.asarray(values, dtype=np.float64)
             result.rows += [(f"counterfactual.{key}", r, v, per_instance)
                             for r, v in zip(rows, vals, strict=True)]
         if suite.metrics:
             result.logs.append(f"{unit.explainer} gives counterfactuals: attribution metrics skipped for it")
         return
+    # each explanation with the test rows it explains (all of them, or one prompt each)
+    parts = list(zip(exps, np.split(rows, len(exps)), strict=True))
     mask = None if data["mask_test"] is None else data["mask_test"][rows]
     given = {"model": model, "mask": mask, "explainer": explainer}
     for spec in suite.metrics:
@@ -358,9 +388,11 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
             mparams["random_state"] = unit.seed
         try:
             if spec.name in CURVE_METRICS:
-                values = _curve_metric(spec, exp, model, mparams, rows, result)
+                values = np.concatenate([_curve_metric(spec, exp, model, mparams, r, result)
+                                         for exp, r in parts])
             else:
-                values = compute_metric(spec.name, exp, **{n: given[n] for n in minfo.needs}, **mparams)
+                values = np.concatenate([compute_metric(spec.name, exp, **{n: given[n] for n in minfo.needs},
+                                                        **mparams) for exp, _ in parts])
         except Exception as exc:  # record and go on with the other metrics
             result.logs.append(f"{spec.label} failed for {unit.key}: {type(exc).__name__}: {exc}")
             continue

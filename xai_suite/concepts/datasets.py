@@ -50,7 +50,7 @@ def _pack(X, C, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-@register_dataset
+@register_dataset("tabular")
 def make_xor(n_samples: int = 500, random_state: int = 42):
     """XOR of two thresholded uniform features.
 
@@ -76,7 +76,7 @@ def make_xor(n_samples: int = 500, random_state: int = 42):
     return _pack(x, c, y)
 
 
-@register_dataset
+@register_dataset("tabular")
 def make_trigonometry(n_samples: int = 500, random_state: int = 42):
     """Seven trigonometric features of three hidden normals; concepts are their signs.
 
@@ -108,7 +108,7 @@ def make_trigonometry(n_samples: int = 500, random_state: int = 42):
     return _pack(x, c, (a + b + z) > 1)
 
 
-@register_dataset
+@register_dataset("tabular")
 def make_dot(n_samples: int = 500, random_state: int = 42):
     """Sums and differences of two random 2-D vectors; the label is the sign of their dot product.
 

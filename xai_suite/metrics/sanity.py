@@ -23,9 +23,10 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
     """Completeness error ``|sum(attr) - (f(x) - f(baseline))|``, per instance.
 
     Read from ``exp.convergence_delta`` when the method records one (no model call);
-    otherwise computed with the model: ``f(baseline)`` is the target output averaged over the
-    draws of ``exp.baselines``, or 0 when the explanation has none (the method's reference
-    output is 0).
+    for a text explanation, ``f(x) - f(baseline)`` is its score minus the baseline prompt's
+    (``exp.output_gap()``); otherwise computed with the model: ``f(baseline)`` is the target
+    output averaged over the draws of ``exp.baselines``, or 0 when the explanation has none
+    (the method's reference output is 0).
 
     Parameters
     ----------
@@ -44,11 +45,14 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
     numpy.ndarray, shape (N,)
     """
     n = len(exp)
-    idx, target = np.arange(n), np.asarray(exp.target)
-    fx = np.asarray(exp.predictions, dtype=np.float64)[idx, target]
+    output_gap = getattr(exp, "output_gap", None)
+    if output_gap is not None:  # results of other modalities (text) say what f(x) - f(baseline) is
+        fx, fb = output_gap(), np.zeros(n)
+    else:
+        idx, target = np.arange(n), np.asarray(exp.target)
+        fx, fb = np.asarray(exp.predictions, dtype=np.float64)[idx, target], np.zeros(n)
     need_fb = relative or exp.convergence_delta is None
-    fb = np.zeros(n)
-    if need_fb and exp.baselines is not None:
+    if need_fb and output_gap is None and exp.baselines is not None:
         b = np.asarray(exp.baselines, dtype=np.float32)
         if b.ndim != exp.inputs.ndim + 1 or b.shape[1:] != exp.inputs.shape:
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape); got {b.shape}")
@@ -57,6 +61,7 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
         fb = out.reshape(b.shape[0], n).mean(0)
     if exp.convergence_delta is not None:
         err = np.abs(np.asarray(exp.convergence_delta, dtype=np.float64))
+        err = err.reshape(1) if output_gap is not None else err  # one prompt, one float
         if err.shape != (n,):
             raise ValueError(f"exp.convergence_delta must have shape ({n},); got {err.shape}")
     else:
