@@ -180,6 +180,30 @@ def test_cli_errors(tmp_path, monkeypatch, capsys):
     assert "did you mean 'seeds'" in capsys.readouterr().err
 
 
+def test_bench_exits_non_zero_and_names_failed_units(tmp_path, monkeypatch, capsys):
+    """A run where a unit fails is not a success: exit 1 and the failing unit and its error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XAI_SUITE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "failing.toml").write_text(textwrap.dedent('''\
+        name = "failing"
+        n_instances = 2
+        [[datasets]]
+        loader = "make_planted_timeseries"
+        params = { n_samples = 24, n_channels = 1, length = 8 }
+        [[models]]
+        name = "cnn1d"
+        params = { widths = [2], kernels = [3], epochs = 1 }
+        [[explainers]]
+        name = "captum:saliency"
+        [[explainers]]
+        name = "native:integrated_gradients"
+        params = { n_steps = 0 }
+        '''))
+    assert main(["bench", "failing.toml", "--out", "run"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 units failed" in err and "native:integrated_gradients" in err and "n_steps" in err
+
+
 def test_quick_demo_suite_parses():
     from pathlib import Path
 

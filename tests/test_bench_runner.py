@@ -586,3 +586,23 @@ def test_text_suite_scores_text_explanations_over_units(tmp_path):
     shapley = table.xs("native:text_shapley_sampling", level="explainer")["completeness_error"]
     assert (shapley < 1e-4).all()
     assert (table["comprehensiveness"] > 1).all()  # removing the top units (the key) costs the answer
+
+
+def test_a_second_runner_on_one_store_refuses(suite_dir, tmp_path):
+    """While a runner holds a store's lock, another refuses with a clear message (no duplicate
+    work, no raw IntegrityError); the lock goes with its holder, so the next run proceeds."""
+    import fcntl
+
+    from xai_suite.bench import StoreLockedError
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    with open(out / "results.lock", "a+") as held:  # what a running runner holds
+        held.write("pid 12345")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StoreLockedError, match=r"another runner \(pid 12345\) is writing"):
+            run_suite(suite_dir / "suite.toml", out, progress=False, max_units=1)
+    run_suite(suite_dir / "suite.toml", out, progress=False, max_units=1)  # released: it runs
+    with ResultsStore(out) as store:
+        assert len(store.units()) == 1

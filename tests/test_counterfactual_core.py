@@ -70,6 +70,26 @@ def test_plausibility_and_changed_points(rng):
     np.testing.assert_array_equal(changed_points(x, cf).sum(1), [1, 0])
 
 
+def test_plausibility_in_blocks_equals_all_pairs(rng):
+    """The blockwise k-NN distances equal those of the whole distance matrix (which the
+    metric no longer builds), leave-one-out included; plausibility below 2,000 reference rows
+    is the all-pairs definition exactly."""
+    import torch
+
+    from xai_suite.metrics.counterfactual import _knn_mean
+
+    X = rng.normal(size=(150, 4))
+    q = rng.normal(size=(7, 4))
+    ref = torch.from_numpy(X)
+    full = torch.cdist(ref, ref)
+    full.fill_diagonal_(float("inf"))
+    loo = full.topk(5, dim=1, largest=False).values.mean(1)
+    blocks = _knn_mean(ref, ref, 5, leave_one_out=np.arange(150), budget=8 * 150 * 7)  # 7 rows a block
+    np.testing.assert_allclose(blocks.numpy(), loo.numpy(), rtol=1e-12)
+    direct = torch.cdist(torch.from_numpy(q), ref).topk(5, dim=1, largest=False).values.mean(1)
+    np.testing.assert_allclose(plausibility(q, X), (direct / loo.median()).numpy(), rtol=1e-12)
+
+
 def test_wilson_interval():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)  # z = 1.96

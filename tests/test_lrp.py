@@ -440,3 +440,29 @@ def test_bad_settings_raise_value_errors():
     _, used = lrp(model, x, t, rules={"0": "flat", nn.Conv1d: "gamma", "5": Epsilon(0.1)})
     assert used["0"] == "Flat(stabilizer=1e-06)" and used["3"].startswith("Gamma")
     assert used["5"] == "Epsilon(epsilon=0.1)"
+
+
+def test_subclasses_of_supported_layers():
+    """A subclass that keeps its base's forward gets the base's rules (LRP-0 = gradient x input
+    on a ReLU network); one that overrides forward (its own padding) is refused by name."""
+    import torch.nn.functional as F
+
+    class TaggedConv(nn.Conv1d):  # a subclass that only adds a name
+        pass
+
+    class PaddedConv(nn.Conv1d):
+        def forward(self, x):
+            return super().forward(F.pad(x, (1, 1)))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(TaggedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8, 2)).eval()
+    x = torch.rand(3, 1, 10, dtype=torch.float64)
+    model = model.double()
+    exp = xs.explain(model, x.numpy(), method="lrp", epsilon=0.0)
+    xg = x.clone().requires_grad_(True)
+    out = model(xg)[torch.arange(3), torch.from_numpy(exp.target)].sum()
+    (grad,) = torch.autograd.grad(out, xg)
+    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=1e-8, atol=1e-12)
+    padded = nn.Sequential(PaddedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10, 2)).eval()
+    with pytest.raises(TypeError, match="PaddedConv.*subclasses Conv1d but overrides forward"):
+        xs.explain(padded, x.float().numpy(), method="lrp")

@@ -146,3 +146,8 @@ def test_random_control(planted):
     assert auroc(ig, mask=mask[:200]).mean() > 0.9
     # and, ignoring the model, it is untouched by model randomisation
     np.testing.assert_allclose(randomisation_correlation(exp, model=model, explainer=e)[:10], 1.0)
+    # with its default random_state=None: fresh numbers each call (it used to draw a seed
+    # above 2**32 and refuse it)
+    fresh = xs.create_explainer("native:random", model)
+    first, second = (fresh.explain(X[:3]).attributions for _ in range(2))
+    assert np.isfinite(first).all() and not np.array_equal(first, second)

@@ -143,3 +143,55 @@ def test_no_warnings_on_the_happy_path(gunpoint, gunpoint_cnn):
         for name in ("integrated_gradients", "captum:deeplift", "captum:occlusion",
                      "captum:grad_cam", "captum:guided_backprop"):
             xs.explain(gunpoint_cnn, Xt[:3], method=name)
+
+
+class _NanForLarge(torch.nn.Module):
+    """A linear model whose outputs are NaN where the first feature exceeds 0.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        out = self.lin(x)
+        return torch.where(x[:, :1] > 0.5, out * float("nan"), out)
+
+
+def test_model_outputs_are_checked():
+    """NaN outputs, several outputs and non-numeric outputs are refused by name, never turned
+    into NaN attributions, an argmax of NaN or an AttributeError."""
+    from xai_suite.modeling import NonFiniteOutputError
+
+    x = np.array([[0.1, 0, 0], [0.9, 0, 0], [0.2, 0, 0], [0.7, 1, 1]], dtype=np.float32)
+    for method in ("captum:saliency", "native:integrated_gradients", "captum:feature_ablation"):
+        with pytest.raises(NonFiniteOutputError, match=r"for 2 of 4 rows \(rows 1, 3\)"):
+            xs.explain(_NanForLarge().eval(), x, method=method)
+    # NaN only where a perturbation goes: refused too, not NaN attributions
+    safe = x[[0, 2]]
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite outputs"):
+        xs.explain(_NanForLarge().eval(), safe, method="captum:feature_ablation", baseline=1.0)
+
+    class TwoHeads(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :2], x[:, 1:]
+
+    with pytest.raises(TypeError, match="one tensor of outputs .*got a tuple"):
+        xs.explain(TwoHeads(), x, method="captum:saliency")
+    with pytest.raises(TypeError, match="one array of outputs .*got a tuple"):
+        xs.explain(lambda a: (a, a), x, method="captum:feature_ablation")
+    with pytest.raises(TypeError, match="numeric outputs"):
+        xs.explain(lambda a: np.array([["yes", "no"]] * len(a)), x, method="captum:feature_ablation")
+
+
+def test_all_zero_attributions_warn():
+    """A model whose output ignores the changes (a stump on a feature the instances share)
+    gives all-zero attributions, and a warning names the instances and the likely cause."""
+    X = np.random.default_rng(0).random((60, 3)).astype(np.float32)
+    from sklearn.tree import DecisionTreeClassifier
+
+    stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, (X[:, 0] > 0.5).astype(int))
+    flat = X[:3].copy()
+    flat[:, 0] = 0.1  # far below the split, and so is the zero baseline
+    with pytest.warns(UserWarning, match=r"instance\(s\) \[0, 1, 2\] is exactly 0"):
+        exp = xs.create_explainer("captum:feature_ablation", stump).explain(flat)
+    assert (exp.attributions == 0).all()

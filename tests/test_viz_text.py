@@ -85,3 +85,14 @@ def test_text_explanation_to_html_escapes_the_prompt():
             assert out.count("<span") == len(ex.units)
     finally:
         torch.set_num_threads(prev)
+
+
+def test_bidi_and_zero_width_characters_are_shown_not_applied():
+    """A right-to-left override (U+202E), an isolate (U+2066) and a zero-width space (U+200B)
+    would reorder or hide what is displayed; they come out as visible escapes."""
+    text = "pay \u202eevil\u202c to \u2066x\u2069 now\u200b!"
+    spans = _word_spans(text)
+    out = render_text_html(text, spans, np.ones(len(spans)), title="t\u202e", subtitle="s\u200b")
+    assert not any(c in out for c in "\u202e\u202c\u2066\u2069\u200b")
+    assert "&lt;U+202E&gt;evil&lt;U+202C&gt;" in out and "&lt;U+200B&gt;" in out
+    assert _visible(out) == "pay <U+202E>evil<U+202C> to <U+2066>x<U+2069> now<U+200B>!"

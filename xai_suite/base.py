@@ -14,9 +14,11 @@ import contextlib
 import copy
 import difflib
 import inspect
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,7 +40,8 @@ from .baselines import Baseline, NotFittedError, ensure_baseline
 from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
 from .explanation import CounterfactualExplanation, Explanation
 from .metrics.counterfactual import counterfactual_metrics
-from .modeling import ModelWrapper
+from .metrics.statistics import instance_generators
+from .modeling import ModelWrapper, NonFiniteOutputError
 from .packing import Layout, PackedModel
 
 if TYPE_CHECKING:
@@ -81,7 +84,9 @@ class Tags:
     has_convergence_delta : bool
         Completeness holds: attributions sum to ``f(x) - f(baseline)``.
     batch_invariant : bool
-        Results do not depend on ``batch_size``.
+        Results depend neither on ``batch_size`` nor on the other instances explained with
+        one: an instance alone gets what it gets in any batch (random draws are seeded per
+        instance, :meth:`Call.instance_rngs`).
     multi_input : bool
         Explains torch models of several inputs, given as a tuple of arrays (through the
         packed view of :mod:`xai_suite.packing`); attributions come back as a tuple.
@@ -122,6 +127,9 @@ class Call:
         Tabular column names (from a DataFrame, the model or ``fit``).
     layout : Layout, or None
         Several model inputs: how ``x`` (N, D) packs them (the model is their packed view).
+    data : dict
+        What else the family's ``explain`` was given, validated (explicit baselines, a
+        feature mask, ...).
     """
 
     x: torch.Tensor
@@ -133,10 +141,20 @@ class Call:
     rng: np.random.Generator
     feature_names: tuple[str, ...] | None = None
     layout: Layout | None = None
+    data: dict = field(default_factory=dict)
 
     @property
     def target_t(self) -> torch.Tensor:
         return torch.as_tensor(self.target, device=self.x.device)
+
+    def instance_rngs(self) -> list[np.random.Generator]:
+        """One generator per instance, seeded from ``random_state``, the instance's values and
+        its target: an instance gets the same draws alone or in any batch, at any position."""
+        if "instance_seed" not in self.data:  # one draw from the call's generator, then fixed
+            self.data["instance_seed"] = int(self.rng.integers(2**32))
+        x = self.x.detach().cpu().numpy()
+        return [instance_generators(x[i : i + 1], self.data["instance_seed"], int(t))[0]
+                for i, t in enumerate(self.target)]
 
 
 @dataclass
@@ -161,24 +179,111 @@ class Attribution:
 SHARED_PARAMS = {"batch_size": "auto", "max_memory": None, "device": "auto", "random_state": None}
 
 
-class Explainer:
-    """Root of all explainers: parameters, fitting, and registry metadata."""
+@dataclass(kw_only=True, eq=False, repr=False)
+class Batched:
+    """Mixin declaring the hyper-parameters of explainers that call the model in batches.
 
+    Parameters
+    ----------
+    batch_size : "auto" or int
+        Rows per model call (``"auto"``: sized from a probe of the model, within
+        ``max_memory``).
+    max_memory : int or str, optional
+        Memory budget of ``batch_size="auto"`` (bytes, or ``"2GB"``, ...).
+    device : str
+        ``"auto"`` (the model's device), ``"cpu"`` or ``"cuda"``.
+    """
+
+    _mixin_params: ClassVar[bool] = True  # its parameters' docs join its subclasses'
+
+    batch_size: int | str = "auto"
+    max_memory: int | str | None = None
+    device: str = "auto"
+
+
+@dataclass(kw_only=True, eq=False, repr=False)
+class Seeded:
+    """Mixin declaring the ``random_state`` of explainers that draw random numbers.
+
+    Parameters
+    ----------
+    random_state : int, optional
+        Seeds every random draw of the method: the same seed gives the same result.
+    """
+
+    _mixin_params: ClassVar[bool] = True
+
+    random_state: int | None = None
+
+
+def _param_entries(doc: str) -> list[tuple[str, str]]:
+    """``(name, entry)`` for each parameter of a numpydoc docstring's Parameters section."""
+    doc = inspect.cleandoc(doc)
+    section = doc.split("Parameters\n----------\n", 1)[-1]
+    section = re.split(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", section)[0]
+    entries = re.split(r"\n(?=\S)", section.strip("\n"))
+    return [(re.split(r"[ ,:]", e, maxsplit=1)[0], e) for e in entries]
+
+
+def _with_mixin_params(cls) -> str | None:
+    """``cls``'s docstring with the parameters its mixins declare (:class:`Batched`, ...)
+    added at the end of its Parameters section, where it does not document them itself."""
+    doc = cls.__dict__.get("__doc__")
+    if not doc:
+        return doc
+    doc = inspect.cleandoc(doc)
+    if "Parameters\n" not in doc:
+        doc += "\n\nParameters\n----------\n"
+    own = {name for name, _ in _param_entries(doc)}
+    extra: dict[str, str] = {}  # the nearest base's entry of each parameter
+    for base in cls.__mro__[1:]:
+        if base.__dict__.get("_mixin_params"):
+            for name, entry in _param_entries(base.__doc__):
+                if name not in own:
+                    extra.setdefault(name, entry)
+    if not extra:
+        return doc.removesuffix("\n\nParameters\n----------\n")
+    start = doc.index("Parameters\n") + 21
+    header = re.search(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", doc[start:])
+    end = len(doc) if header is None else start + header.start()
+    return doc[:end].rstrip("\n") + "\n" + "\n".join(extra.values()) + doc[end:]
+
+
+@dataclass(eq=False, repr=False)
+class Explainer:
+    """Root of all explainers: parameters, fitting, and registry metadata.
+
+    Hyper-parameters are declared once, as class fields (``n_steps: int = 50``); every
+    subclass is a keyword-only dataclass, so its constructor is ``(model, *, <fields>)``, and a
+    subclass inherits its bases' fields (redeclaring one changes its default). A subclass
+    that writes its own ``__init__`` keeps it (its subclasses too).
+    """
+
+    model: Any
     family: ClassVar[str] = ""
     info: ClassVar[ExplainerInfo]  # set by ``register_explainer``
 
-    _fit_shape: tuple[int, ...] | None = None
-    _fit_names: tuple[str, ...] | None = None
-    _fit_layout: Layout | None = None
+    _fit_shape: ClassVar[tuple[int, ...] | None] = None
+    _fit_names: ClassVar[tuple[str, ...] | None] = None
+    _fit_layout: ClassVar[Layout | None] = None
 
-    def __init__(self, model):
-        self.model = model
+    _hand_written_init: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        parent = next(c for c in cls.__mro__[1:] if "__init__" in c.__dict__)
+        cls._hand_written_init = "__init__" in cls.__dict__ or getattr(parent, "_hand_written_init", False)
+        if not cls._hand_written_init:
+            dataclass(kw_only=True, eq=False, repr=False)(cls)
+        cls.__doc__ = _with_mixin_params(cls)
 
     # -- parameters (scikit-learn style) -------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p not in ("self", "model")]
+        """The constructor's hyper-parameters, the shared ones (:data:`SHARED_PARAMS`) last."""
+        names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+        return sorted(names, key=lambda p: (p in SHARED_PARAMS, list(SHARED_PARAMS).index(p)
+                                            if p in SHARED_PARAMS else 0))
 
     def get_params(self) -> dict:
         """The hyper-parameters passed to the constructor, by name."""
@@ -289,7 +394,32 @@ class Explainer:
                 f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)"
             )
 
-    # -- one explain call: validation, model preparation, targets ---------------------------
+    # -- the one explain template: validate -> per-call state -> compute -> result ----------
+    def _explain(self, *args, **kwargs):
+        """What every family's ``explain`` runs.
+
+        The family's input adapter, the context manager :meth:`_begin`, validates what
+        ``explain`` was given (arrays, tuples of arrays, a concept model's inputs, prompts)
+        and yields the call's state with the model ready; :meth:`_compute` computes on it;
+        :meth:`_finish` builds the result from the state and what was computed.
+        """
+        with self._begin(*args, **kwargs) as call:
+            raw = self._compute(call)
+        return self._finish(call, raw)
+
+    def _begin(self, *args, **kwargs):
+        """The family's input adapter (a context manager yielding the call's state)."""
+        raise NotImplementedError
+
+    def _compute(self, call):
+        """The family's computation on the call's state."""
+        raise NotImplementedError
+
+    def _finish(self, call, raw):
+        """The family's result, from the call's state and :meth:`_compute`'s output."""
+        raise NotImplementedError
+
+    # -- one array explain call: validation, model preparation, targets ---------------------
     def _wrapper(self, layout: Layout | None = None) -> ModelWrapper:
         """The model (its packed view for several inputs) wrapped for calling; raises if the
         entry does not take its kind."""
@@ -365,6 +495,8 @@ class Explainer:
                              parse_bytes(self._shared("max_memory")))
         try:
             return self._chunk_rows(wrapper.model, x, wrapper.device)
+        except NonFiniteOutputError:
+            raise
         except (RuntimeError, ValueError) as exc:
             raise _model_error(x, exc) from exc
 
@@ -394,24 +526,39 @@ class AttributionExplainer(Explainer):
         Explanation
             With several inputs, its ``inputs``, ``attributions`` and ``baselines`` are tuples.
         """
+        return self._explain(inputs, target, baselines=baselines, feature_mask=feature_mask)
+
+    @contextlib.contextmanager
+    def _begin(self, inputs, target, *, baselines, feature_mask) -> Iterator[Call]:
         tags, name = self.info.tags, self.info.qualified_name
         if baselines is not None and not tags.needs_baseline:
             raise TypeError(f"{name} takes no baselines")
         if feature_mask is not None and not tags.uses_feature_mask:
             raise TypeError(f"{name} takes no feature_mask")
         with self._calling(inputs, target, resolve_target) as call:
-            x = call.x
-            explicit = None if baselines is None else self._explicit_baselines(baselines, call)
-            mask = None if feature_mask is None else self._mask(feature_mask, call)
-            result = self._attribute(call, baselines=explicit, feature_mask=mask)
-            delta = None
-            if tags.has_convergence_delta:
-                delta = self._convergence_delta(call, result)
+            call.data["baselines"] = None if baselines is None else self._explicit_baselines(baselines, call)
+            call.data["feature_mask"] = None if feature_mask is None else self._mask(feature_mask, call)
+            yield call
+
+    def _compute(self, call: Call) -> tuple[Attribution, np.ndarray | None]:
+        result = self._attribute(call, baselines=call.data["baselines"],
+                                 feature_mask=call.data["feature_mask"])
+        delta = self._convergence_delta(call, result) if self.info.tags.has_convergence_delta else None
+        return result, delta
+
+    def _finish(self, call: Call, raw: tuple[Attribution, np.ndarray | None]) -> Explanation:
+        (result, delta), x, name = raw, call.x, self.info.qualified_name
         values = result.values.detach().to("cpu", x.dtype)
         if values.shape != x.shape:
             raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
+        zero = np.flatnonzero((values.reshape(len(values), -1) == 0).all(1).numpy())
+        if len(zero):
+            warnings.warn(f"{name}: every attribution of instance(s) {zero[:8].tolist()} is exactly 0: "
+                          "the explained output did not respond to the method's changes (a saturated or "
+                          "one-hot output, such as predict_proba of a hard classifier, or a baseline "
+                          "equal to the input)", stacklevel=4)
         params = self._recorded_params(call.rows, result.params)
-        if "baseline" in params and explicit is not None:
+        if "baseline" in params and call.data["baselines"] is not None:
             params["baseline"] = {"name": "explicit"}
         b = None if result.baselines is None else result.baselines.cpu()
         unpack = _unpacker(call.layout)
@@ -478,8 +625,12 @@ class AttributionExplainer(Explainer):
         """Reference inputs, shape (S, N, ...): explicit ones or drawn from ``baseline``."""
         if explicit is not None:
             return explicit.unsqueeze(0).to(call.x.device)
-        b = self._baseline().sample(call.x.cpu(), call.target, n_samples, call.rng)
-        return b.to(call.x.device)
+        baseline, x = self._baseline(), call.x.cpu()
+        if not baseline.stochastic:
+            return baseline.sample(x, call.target, n_samples, call.rng).to(call.x.device)
+        draws = [baseline.sample(x[i : i + 1], call.target[i : i + 1], n_samples, g)  # per instance
+                 for i, g in enumerate(call.instance_rngs())]
+        return torch.cat(draws, dim=1).to(call.x.device)
 
     def _reference_set(self, call: Call, explicit: torch.Tensor | None) -> torch.Tensor:
         """A background's references, shape (S, N, ...): explicit ones, or ``n_baseline_samples``
@@ -539,6 +690,8 @@ def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
 def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
     try:
         return wrapper.predict(x, rows)
+    except NonFiniteOutputError:
+        raise
     except (RuntimeError, ValueError) as exc:
         raise _model_error(x, exc) from exc
 
@@ -580,8 +733,9 @@ class CounterfactualExplainer(Explainer):
 
     family = "counterfactual"
     requires_fit = True  # the search draws from training data
-    X_train_: torch.Tensor  # (M, ...) on the CPU
-    train_class_: np.ndarray  # (M,) int64: the model's classes for X_train_
+    # fitted state (not hyper-parameters)
+    X_train_: torch.Tensor = field(init=False, repr=False)  # (M, ...) on the CPU
+    train_class_: np.ndarray = field(init=False, repr=False)  # (M,) int64: the model's classes
 
     def _fit(self, X: torch.Tensor, y) -> None:
         wrapper = self._wrapper()
@@ -610,19 +764,29 @@ class CounterfactualExplainer(Explainer):
         -------
         CounterfactualExplanation
         """
-        name = self.info.qualified_name
+        return self._explain(inputs, target)
+
+    @contextlib.contextmanager
+    def _begin(self, inputs, target) -> Iterator[Call]:
         with self._calling(inputs, target, resolve_counterfactual_target) as call:
             missing = sorted(set(call.target.tolist()) - set(self.train_class_.tolist()))
             if missing:
                 raise ValueError(
-                    f"{name}: the fitted training data holds no instance of target class(es) "
-                    f"{missing}; fit it on data the model assigns to those classes"
+                    f"{self.info.qualified_name}: the fitted training data holds no instance of "
+                    f"target class(es) {missing}; fit it on data the model assigns to those classes"
                 )
-            cf, resolved = self._counterfactual(call)
-            cf = cf.detach()
-            if cf.shape != call.x.shape:
-                raise RuntimeError(f"{name} produced counterfactuals of shape {tuple(cf.shape)}")
-            cf_pred = _predict(call.model, cf.to(call.x.device), call.rows)
+            yield call
+
+    def _compute(self, call: Call) -> tuple[torch.Tensor, np.ndarray, dict]:
+        cf, resolved = self._counterfactual(call)
+        cf = cf.detach()
+        if cf.shape != call.x.shape:
+            raise RuntimeError(f"{self.info.qualified_name} produced counterfactuals of shape "
+                               f"{tuple(cf.shape)}")
+        return cf, _predict(call.model, cf.to(call.x.device), call.rows), resolved
+
+    def _finish(self, call: Call, raw: tuple[torch.Tensor, np.ndarray, dict]) -> CounterfactualExplanation:
+        cf, cf_pred, resolved = raw
         x, cf = call.x.cpu().numpy(), cf.to("cpu", call.x.dtype).numpy()
         metrics = counterfactual_metrics(
             x, cf, cf_pred, call.target, self.X_train_.numpy(), self.train_class_
@@ -633,7 +797,7 @@ class CounterfactualExplainer(Explainer):
             target=call.target,
             predictions=call.predictions,
             cf_predictions=cf_pred,
-            method=name,
+            method=self.info.qualified_name,
             params=self._recorded_params(call.rows, resolved),
             metrics=metrics,
             feature_names=call.feature_names,

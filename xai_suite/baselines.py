@@ -157,6 +157,10 @@ class Baseline:
         return f"{type(self).__name__}({args})"
 
 
+#: What ``baseline=`` takes: a registered name, a number, a spec dict, a callable or a Baseline.
+BaselineSpec = str | float | dict | Callable | Baseline
+
+
 def register_baseline(name: str, *, modalities=ALL_MODALITIES, summary: str | None = None):
     """Decorator registering a :class:`Baseline` subclass or a function under ``name``.
 

@@ -18,6 +18,7 @@ SCRIPT_SUITES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
     "perf": (("perf_gradients.py", ("--n", "20", "--repeats", "3"), False),
              ("perf_timeseries.py", ("--quick",), False),
              ("perf_tabular.py", ("--quick",), False)),
+    "memory": (("memory.py", ("--quick",), False),),
 }
 
 BENCH_EPILOG = """\
@@ -219,6 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
             store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
             print(f"results: {store}\nreport: xai-suite report {store.parent}")
+            from .bench import ResultsStore
+
+            with ResultsStore(store) as results:
+                units = results.units()
+            failed = units[units.status != "done"]
+            if len(failed):
+                print(f"xai-suite: {len(failed)} of {len(units)} units failed:", file=sys.stderr)
+                for unit, error in zip(failed.unit, failed.error, strict=True):
+                    print(f"  {unit}: {error}", file=sys.stderr)
+                return 1
         elif args.command == "report":
             from .bench import write_report
 

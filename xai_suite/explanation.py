@@ -44,6 +44,8 @@ class Result:
     """
 
     format: ClassVar[str]
+    #: Array fields that hold text (every other array field must hold numbers).
+    text_arrays: ClassVar[tuple[str, ...]] = ()
     method: str
     params: dict
 
@@ -82,33 +84,108 @@ class Result:
 
     @classmethod
     def _from_file(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Result:
-        """A result from a file's JSON fields and arrays (dict fields already gathered)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in meta.items() if k in names}
-        fields.update({k: v for k, v in arrays.items() if k in names})
-        return cls(**fields)
+        """A result from a file's JSON fields and arrays (dict fields already gathered), each
+        of the kind its annotation says (``__post_init__`` then checks shapes)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in {**meta, **arrays}.items() if k in fields}
+        for name, f in fields.items():
+            if name not in given:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ResultFileError(f"it has no {name!r}")
+                continue
+            _check_field(name, str(f.type), given[name], text=name in cls.text_arrays)
+        return cls(**given)
 
 
-def load(path: str | os.PathLike) -> Result:
+class ResultFileError(ValueError):
+    """A file that is not a valid xai-suite result (the one error :func:`load` raises for one)."""
+
+
+#: What a field's annotation asks of a loaded value (the annotations' leading type).
+_FIELD_KINDS = {"np.ndarray": np.ndarray, "str": str, "dict": dict, "float": float, "int": int,
+                "list": list, "bool": bool}
+
+
+def _check_field(name: str, annotation: str, value, *, text: bool = False) -> None:
+    kind = _FIELD_KINDS.get(annotation.split("|")[0].split("[")[0].strip())
+    if kind is None or (value is None and "None" in annotation):
+        return
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return
+    if isinstance(value, np.ndarray) and kind is np.ndarray:
+        if value.dtype.kind not in ("US" if text else "biuf"):
+            raise ResultFileError(f"{name!r} is an array of {value.dtype}; expected "
+                                  f"{'text' if text else 'numbers'}")
+        return
+    if isinstance(value, dict | tuple) and kind is np.ndarray:  # one array per key or input
+        for k, v in (value.items() if isinstance(value, dict) else enumerate(value)):
+            _check_field(f"{name}/{k}", annotation, v, text=text)
+        return
+    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+        raise ResultFileError(f"{name!r} is a {type(value).__name__}; expected {annotation}")
+
+
+#: Largest decompressed size :func:`load` reads by default (bytes); ``max_bytes=None`` lifts it.
+MAX_LOAD_BYTES = 2**30
+
+
+def load(path: str | os.PathLike, *, max_bytes: int | None = MAX_LOAD_BYTES) -> Result:
     """Read a result written by its ``save``, whatever its type (no code is run, no pickle).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_bytes : int or None
+        Refuse a file whose arrays would take more than this when decompressed (a small
+        archive can expand to gigabytes); default 1 GiB.
 
     Raises
     ------
-    ValueError
-        The file is not an xai-suite result, or its format is unknown.
+    ResultFileError
+        (a ``ValueError``) for every file that is not a valid xai-suite result: not an
+        archive, an unknown format, a field of the wrong type or shape, a target out of
+        range, too large once decompressed. Its message names the file and what is wrong.
     """
-    with np.load(Path(path), allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-        fmt = meta.pop("format", None)
-        if fmt not in FORMATS:
-            raise ValueError(f"{path} is not an xai-suite result file: its format is {fmt!r}; "
-                             f"known formats: {', '.join(FORMATS.names())}")
-        arrays = {k: data[k] for k in data.files if k != "meta"}
-    for name, keys in meta.pop("array_dicts", {}).items():
-        arrays[name] = {k: arrays.pop(f"{name}/{k}") for k in keys}
-    for name in meta.pop("array_tuples", []):
-        arrays[name] = tuple(arrays[name].values())
-    return FORMATS.get(fmt)._from_file(meta, arrays)
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            size = sum(i.file_size for i in zf.infolist())
+        if max_bytes is not None and size > max_bytes:
+            raise ResultFileError(f"it expands to {size:,} bytes, above max_bytes={max_bytes:,} "
+                                  "(pass a larger max_bytes to load it)")
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            if not isinstance(meta, dict):
+                raise ResultFileError(f"its meta entry is a {type(meta).__name__}, not an object")
+            fmt = meta.pop("format", None)
+            if not isinstance(fmt, str) or fmt not in FORMATS:
+                raise ResultFileError(f"its format is {fmt!r}; known formats: {', '.join(FORMATS.names())}")
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+        for name, keys in meta.pop("array_dicts", {}).items():
+            arrays[name] = {k: arrays.pop(f"{name}/{k}") for k in keys}
+        for name in meta.pop("array_tuples", []):
+            arrays[name] = tuple(arrays[name].values())
+        return FORMATS.get(fmt)._from_file(meta, arrays)
+    except ResultFileError as exc:
+        raise ResultFileError(f"{path} is not a valid xai-suite result file: {exc}") from None
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+            zipfile.BadZipFile, json.JSONDecodeError) as exc:  # malformed: say so, in one type
+        what = "an array needs pickle, which is never used" if "allow_pickle" in str(exc) else exc
+        raise ResultFileError(f"{path} is not a valid xai-suite result file: "
+                              f"{type(exc).__name__}: {what}") from None
+
+
+def _check_target(target: np.ndarray, n_outputs: int) -> None:
+    """Integer targets in ``[0, n_outputs)``."""
+    if not np.issubdtype(np.asarray(target).dtype, np.integer):
+        raise ValueError(f"target must hold integer output indices; got dtype {np.asarray(target).dtype}")
+    if len(target) and (target.min() < 0 or target.max() >= n_outputs):
+        raise ValueError(f"target must lie in [0, {n_outputs}) (the outputs in predictions); got "
+                         f"{target.min()}..{target.max()}")
 
 
 #: The contract's name for :func:`load`.
@@ -176,6 +253,10 @@ class Explanation(Result):
                 f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
                 f"{self.target.shape} and {self.predictions.shape}"
             )
+        _check_target(self.target, self.predictions.shape[1])
+        if self.convergence_delta is not None and np.shape(self.convergence_delta) != (n,):
+            raise ValueError(f"convergence_delta must have shape ({n},); got "
+                             f"{np.shape(self.convergence_delta)}")
         self.feature_names = None if multi else _check_names(self.feature_names, self.inputs)
 
     @property
@@ -334,6 +415,7 @@ class CounterfactualExplanation(Result):
         for key, arr in {"target": self.target, **self.metrics}.items():
             if np.shape(arr) != (n,):
                 raise ValueError(f"{key} must have shape ({n},); got {np.shape(arr)}")
+        _check_target(self.target, self.predictions.shape[1])
         self.feature_names = _check_names(self.feature_names, self.inputs)
 
     def __len__(self) -> int:

@@ -59,6 +59,12 @@ def model_kind(model) -> str:
 
 
 def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        hint = (" (a Hugging Face output: return its .logits)" if hasattr(out, "logits") else
+                " (return the one output to explain, e.g. a wrapper module whose forward returns "
+                "model(x)[0])")
+        raise TypeError(f"the model must return one tensor of outputs (N, K); got a "
+                        f"{type(out).__name__}{hint}")
     if out.ndim == 1 and out.shape[0] == n:
         return out.unsqueeze(1)  # one output per instance: a single "class" 0
     if out.ndim != 2 or out.shape[0] != n:
@@ -147,7 +153,7 @@ class ModelWrapper:
         """
         n = x.shape[0]
         if self.kind == "torch":
-            return _as_2d_output(self.model(x.to(self.device)), n)
+            return _checked(_as_2d_output(self.model(x.to(self.device)), n))
         arr = x.detach().cpu().numpy()
         if self.kind in ("sklearn", "aeon"):
             fn = getattr(self.model, "predict_proba", None) or self.model.predict
@@ -159,9 +165,15 @@ class ModelWrapper:
             out = fn(arr)
         else:
             out = self.model(arr)
-        out = torch.as_tensor(np.array(out, dtype=np.float64 if x.dtype == torch.float64 else np.float32),
-                              device=x.device)
-        return _as_2d_output(out, n)
+        if isinstance(out, tuple | dict):
+            raise TypeError(f"the model must return one array of outputs (N, K); got a {type(out).__name__} "
+                            "(wrap it to return the one output to explain)")
+        try:
+            out = np.array(out, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the model must return numeric outputs (N, K); got {type(out).__name__} "
+                            f"that is not numeric ({exc})") from None
+        return _checked(_as_2d_output(torch.as_tensor(out, device=x.device), n))
 
     def predict(self, x: torch.Tensor, rows: int) -> np.ndarray:
         """Outputs ``(N, K)`` as numpy (float64 for float64 models, else float32), computed
@@ -169,9 +181,32 @@ class ModelWrapper:
         outs = []
         with torch.no_grad():
             for start in range(0, x.shape[0], rows):
-                out = self.forward(x[start : start + rows])
+                try:
+                    out = self.forward(x[start : start + rows])
+                except NonFiniteOutputError as exc:  # name the rows of x, not of the chunk
+                    raise NonFiniteOutputError(exc.rows + start, x.shape[0]) from None
                 outs.append((out if out.dtype == torch.float64 else out.float()).cpu())
         return torch.cat(outs).numpy()
+
+
+class NonFiniteOutputError(ValueError):
+    """The model returned NaN or infinite outputs: every explanation of those rows would be
+    NaN, or read as "nothing mattered"."""
+
+    def __init__(self, rows: np.ndarray, n: int):
+        self.rows = np.asarray(rows)
+        shown = ", ".join(map(str, self.rows[:8])) + (", ..." if len(self.rows) > 8 else "")
+        super().__init__(f"the model returned NaN or infinite outputs for {len(self.rows)} of {n} rows "
+                         f"(rows {shown}); an explanation of them would be NaN or meaningless: check "
+                         "the model on these inputs")
+
+
+def _checked(out: torch.Tensor) -> torch.Tensor:
+    """``out`` (n, K), after raising :class:`NonFiniteOutputError` if any row is not finite."""
+    finite = torch.isfinite(out.detach()).all(1)
+    if not bool(finite.all()):
+        raise NonFiniteOutputError(torch.nonzero(~finite).squeeze(1).cpu().numpy(), out.shape[0])
+    return out
 
 
 def fit_classifier(

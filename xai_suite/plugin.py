@@ -22,15 +22,17 @@ from ._validation import (
 from .base import (
     Attribution,
     AttributionExplainer,
+    Batched,
     Call,
     CounterfactualExplainer,
     Explainer,
     GradientExplainer,
     PerturbationExplainer,
     PropagationExplainer,
+    Seeded,
     SurrogateExplainer,
 )
-from .baselines import Baseline, Uniform, list_baselines, register_baseline
+from .baselines import Baseline, BaselineSpec, Uniform, list_baselines, register_baseline
 from .batching import (
     auto_rows,
     check_batch_size,

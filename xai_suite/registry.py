@@ -44,13 +44,9 @@ class ExplainerInfo:
 
     @property
     def params(self) -> dict:
-        """Hyper-parameters and their defaults."""
-        sig = inspect.signature(self.cls.__init__)
-        return {
-            p.name: p.default
-            for p in sig.parameters.values()
-            if p.name not in ("self", "model")
-        }
+        """Hyper-parameters and their defaults (the shared ones last)."""
+        sig = inspect.signature(self.cls.__init__).parameters
+        return {p: sig[p].default for p in self.cls._param_names()}
 
     @property
     def available(self) -> bool:

@@ -503,7 +503,8 @@ def check_input_types(ctx: Context) -> None:
 
 
 def check_batch_invariance(ctx: Context) -> None:
-    """``batch_size`` 1 and 3 give the attributions of ``"auto"``, up to float32 noise."""
+    """``batch_size`` 1 and 3 give the attributions of ``"auto"``, up to float32 noise, and an
+    instance explained alone gets what it gets inside the batch."""
     # float32 model outputs change in their last bits with the batch size (the kernels
     # differ); results built from output differences inherit that much noise
     preds = getattr(ctx.result, "predictions", None)
@@ -513,6 +514,12 @@ def check_batch_invariance(ctx: Context) -> None:
         other = ctx.values(ctx.explain(batch_size=bs))
         assert close(other, ctx.values(), ctx.rtol, atol), (
             f"batch_size={bs} changed the result (max diff {np.abs(other - ctx.values()).max():.3g})")
+    if isinstance(ctx.problem, ArrayProblem):  # the last instance alone, as inside the batch
+        pinned = {k: v[-1:] for k, v in ctx.problem.same_target(ctx.result).items()}
+        alone = ctx.problem.values(ctx.make().explain(ctx.problem.inputs[-1:], **pinned))
+        assert close(alone, ctx.values()[-1:], ctx.rtol, atol), (
+            "an instance explained alone differs from the same instance inside a batch (max diff "
+            f"{np.abs(alone - ctx.values()[-1:]).max():.3g}): seed each instance's draws by itself")
 
 
 def check_completeness(ctx: Context) -> None:

@@ -28,11 +28,13 @@ prompts cost far fewer model rows than a token-level attribution of the whole pr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,8 +43,10 @@ from torch import nn
 
 from xai_suite.plugin import (
     QUADRATURES,
+    BaselineSpec,
     Explainer,
     Result,
+    Seeded,
     check_batch_size,
     check_positive_int,
     check_random_state,
@@ -280,13 +284,29 @@ def _continuation_logprob(kept: torch.Tensor, conts: torch.Tensor, lengths: torc
 class TextExplainer(Explainer):
     """Base of the ``text`` explainers: prompt and target handling, scalarisers, batching.
 
-    Subclasses store their keyword-only hyper-parameters, among them ``level``,
-    ``scalariser``, ``max_new_tokens``, ``baseline`` (entries tagged ``needs_baseline``),
-    ``batch_size`` and ``max_memory``.
+    Parameters
+    ----------
+    level : {"token", "word", "sentence"}
+        Units attributed (default ``"token"``).
+    scalariser : {"logprob", "prob", "contrastive"}
+        What is explained (see :mod:`xai_suite_llm.attribution`).
+    max_new_tokens : int
+        Length of the greedy continuation explained when ``target`` is ``None``.
+    batch_size : "auto" or int
+        Rows (perturbed prompt + continuation) per model call.
+    max_memory : int or str, optional
+        Memory budget for ``batch_size="auto"``.
     """
 
+    _mixin_params: ClassVar[bool] = True  # its parameters' docs join its subclasses'
     #: Whether the baseline may be ``zero_embedding`` (the method replaces embeddings, not tokens).
-    _embedding_baseline: bool = False
+    _embedding_baseline: ClassVar[bool] = False
+
+    level: str = "token"
+    scalariser: str = "logprob"
+    max_new_tokens: int = 1
+    batch_size: int | str = "auto"
+    max_memory: int | str | None = None
 
     def explain(self, prompt: str, target=None, *, contrast=None) -> TextExplanation:
         """Attribute the scalariser of ``target`` to the units of ``prompt``.
@@ -306,9 +326,17 @@ class TextExplainer(Explainer):
         -------
         TextExplanation
         """
-        prep = self._prepare(prompt, target, contrast)
-        units = segment(prep.enc, check_level(self.level))
-        return self._explain_units(prep, units, self.level, None, {})
+        return self._explain(prompt, target, contrast=contrast)
+
+    @contextlib.contextmanager
+    def _begin(self, prompt, target, *, contrast) -> Iterator[_Prepared]:
+        yield self._prepare(prompt, target, contrast)
+
+    def _compute(self, prep: _Prepared) -> tuple:
+        return self._explain_units(prep, segment(prep.enc, check_level(self.level)), self.level, None, {})
+
+    def _finish(self, prep: _Prepared, raw: tuple) -> TextExplanation:
+        return self._result(prep, *raw)
 
     @property
     def requires_fit(self) -> bool:
@@ -379,7 +407,11 @@ class TextExplainer(Explainer):
         if len(enc.ids) == 0:
             raise ValueError(f"prompt {prompt!r} tokenises to no tokens")
         baseline_id = self._baseline_id(lm)
+        max_pos = getattr(lm.model.config, "max_position_embeddings", None)
         if target is None:
+            if max_pos is not None and len(enc.ids) + self.max_new_tokens > max_pos:
+                raise ValueError(f"the prompt ({len(enc.ids)} tokens) and max_new_tokens="
+                                 f"{self.max_new_tokens} exceed the model's {max_pos} positions")
             target_ids = lm.generate(enc.ids, self.max_new_tokens)
         else:
             target_ids = self._continuation(lm, target, "target")
@@ -388,7 +420,6 @@ class TextExplainer(Explainer):
             conts.append(self._continuation(lm, contrast, "contrast"))
         lengths = [len(c) for c in conts]
         lmax = max(lengths)
-        max_pos = getattr(lm.model.config, "max_position_embeddings", None)
         if max_pos is not None and len(enc.ids) + lmax > max_pos:
             raise ValueError(f"the prompt ({len(enc.ids)} tokens) and its continuation ({lmax}) "
                              f"exceed the model's {max_pos} positions")
@@ -432,7 +463,8 @@ class TextExplainer(Explainer):
         )
 
     def _explain_units(self, prep: _Prepared, units: list[Unit], level: str, evaluator,
-                       extra: dict) -> TextExplanation:
+                       extra: dict) -> tuple:
+        """``(units, level, values (U,), score, delta, resolved)``: what :meth:`_result` takes."""
         raise NotImplementedError
 
 
@@ -499,16 +531,26 @@ class _UnitView:
 
 
 class TextPerturbationExplainer(TextExplainer):
-    """Perturbation explainers of text: units replaced by a baseline token, batched."""
+    """Perturbation explainers of text: units replaced by a baseline token, batched.
 
+    Parameters
+    ----------
+    baseline : str, dict or TextBaseline
+        A text baseline: the token that replaces removed tokens (default ``"pad_token"``,
+        see :mod:`xai_suite_llm.baselines`).
+    """
+
+    _mixin_params: ClassVar[bool] = True
     family = "perturbation"
+
+    baseline: BaselineSpec = "pad_token"
 
     def _attribute_units(self, game: Callable[[np.ndarray], np.ndarray], n_units: int,
                          score: float, null: float) -> tuple[np.ndarray, dict]:
         """Unit attributions (U,) from ``game(masks (P, U) bool) -> values (P,)``."""
         raise NotImplementedError
 
-    def _explain_units(self, prep, units, level, evaluator, extra) -> TextExplanation:
+    def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
         t = len(prep.ids)
@@ -526,7 +568,7 @@ class TextPerturbationExplainer(TextExplainer):
         delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
         resolved = {**resolved, **extra, "baseline_score": null,
                     "model_rows": ev.model_rows - rows_before}
-        return self._result(prep, units, level, values, score, delta, resolved)
+        return units, level, values, score, delta, resolved
 
     def explain_hierarchical(self, prompt: str, target=None, *, contrast=None,
                              levels: Sequence[str] = ("sentence", "word", "token"),
@@ -572,7 +614,8 @@ class TextPerturbationExplainer(TextExplainer):
         units = segment(prep.enc, levels[0])
         newest = list(range(len(units)))
         common = {"levels": list(levels), "top_k": top_k}
-        results = [self._explain_units(prep, units, levels[0], ev, {**common, "refined": []})]
+        results = [self._result(prep, *self._explain_units(prep, units, levels[0], ev,
+                                                           {**common, "refined": []}))]
         for lev in levels[1:]:
             prev = results[-1]
             chosen = sorted(newest, key=lambda i: (-abs(prev.attributions[i]), i))[:top_k]
@@ -586,36 +629,9 @@ class TextPerturbationExplainer(TextExplainer):
                           "unit_levels": [u.level for u in new_units]}
                 results.append(replace(prev, level=lev, params=params))
             else:
-                results.append(self._explain_units(prep, new_units, lev, ev, extra))
+                results.append(self._result(prep, *self._explain_units(prep, new_units, lev, ev, extra)))
             units = new_units
         return results
-
-
-_COMMON_PARAMS = """level : {"token", "word", "sentence"}
-        Units attributed (default ``"token"``).
-    scalariser : {"logprob", "prob", "contrastive"}
-        What is explained (see :mod:`xai_suite_llm.attribution`).
-    max_new_tokens : int
-        Length of the greedy continuation explained when ``target`` is ``None``.
-    batch_size : "auto" or int
-        Rows (perturbed prompt + continuation) per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``."""
-
-
-_BASELINE_PARAM = """
-    baseline : str, dict or TextBaseline
-        A text baseline: the token that replaces removed tokens (default ``"pad_token"``,
-        see :mod:`xai_suite_llm.baselines`)."""
-
-
-def _doc(cls):
-    common = _COMMON_PARAMS
-    if "baseline" in inspect.signature(cls.__init__).parameters:
-        head, tail = common.split("\n    batch_size")
-        common = head + _BASELINE_PARAM + "\n    batch_size" + tail
-    cls.__doc__ = cls.__doc__.replace("{common}", common)
-    return cls
 
 
 @register_explainer(
@@ -624,7 +640,6 @@ def _doc(cls):
     summary="Occlusion of prompt units (tokens, words, sentences) by a baseline token, batched",
     reference="Zeiler & Fergus (2014); Captum's LLMAttribution(FeatureAblation)",
 )
-@_doc
 class TextAblation(TextPerturbationExplainer):
     """Each unit replaced by the baseline token, one at a time: ``f(x) - f(x without unit)``.
 
@@ -634,18 +649,7 @@ class TextAblation(TextPerturbationExplainer):
     Parameters
     ----------
     model : LanguageModel
-    {common}
     """
-
-    def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline="pad_token", batch_size="auto", max_memory=None):
-        self.model = model
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
 
     def _attribute_units(self, game, n_units, score, null):
         masks = ~np.eye(n_units, dtype=bool)
@@ -662,8 +666,7 @@ class TextAblation(TextPerturbationExplainer):
     notes="Efficient by construction: each permutation's marginal contributions sum to "
     "f(x) - f(baseline prompt).",
 )
-@_doc
-class TextShapleySampling(TextPerturbationExplainer):
+class TextShapleySampling(TextPerturbationExplainer, Seeded):
     """Shapley values of the units, averaged over random permutations (as Captum's ShapleyValueSampling).
 
     Each permutation adds the units one by one to the all-baseline prompt; a unit's value is
@@ -675,23 +678,9 @@ class TextShapleySampling(TextPerturbationExplainer):
     model : LanguageModel
     n_samples : int
         Permutations (each costs ``U + 1`` rows, fewer after removing repeats).
-    random_state : int, optional
-        Seeds the permutations.
-    {common}
     """
 
-    def __init__(self, model, *, n_samples: int = 25, level: str = "token",
-                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline="pad_token",
-                 batch_size="auto", max_memory=None, random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.random_state = random_state
+    n_samples: int = 25
 
     def _attribute_units(self, game, n_units, score, null):
         check_positive_int(n_samples=self.n_samples)
@@ -716,8 +705,7 @@ class TextShapleySampling(TextPerturbationExplainer):
     notes="Exact Shapley values when every coalition is enumerated (n_samples='all' or "
     ">= 2^U - 2); random only while coalitions are sampled.",
 )
-@_doc
-class TextKernelShap(TextPerturbationExplainer):
+class TextKernelShap(TextPerturbationExplainer, Seeded):
     """KernelSHAP over the units: absent units are the baseline token.
 
     Coalitions and weights are shap.KernelExplainer's
@@ -732,23 +720,9 @@ class TextKernelShap(TextPerturbationExplainer):
     n_samples : "auto", "all" or int
         Coalitions (shap's ``nsamples``): ``"auto"`` is ``2 U + 2048``; ``"all"`` (or an
         int ``>= 2^U - 2``) enumerates every coalition: exact Shapley values (at most 22 units).
-    random_state : int, optional
-        Seeds the sampled coalitions.
-    {common}
     """
 
-    def __init__(self, model, *, n_samples="auto", level: str = "token",
-                 scalariser: str = "logprob", max_new_tokens: int = 1, baseline="pad_token",
-                 batch_size="auto", max_memory=None, random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.random_state = random_state
+    n_samples: int | str = "auto"
 
     def _attribute_units(self, game, n_units, score, null):
         if n_units == 1:
@@ -765,8 +739,7 @@ class TextKernelShap(TextPerturbationExplainer):
     summary="LIME over prompt units: random unit masks, cosine-distance kernel, weighted ridge",
     reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
 )
-@_doc
-class TextLime(TextPerturbationExplainer):
+class TextLime(TextPerturbationExplainer, Seeded):
     """LIME over the units, sampled as ``lime.lime_text.LimeTextExplainer`` samples words.
 
     The first sample is the prompt itself; every other one removes ``k`` units chosen at
@@ -785,26 +758,11 @@ class TextLime(TextPerturbationExplainer):
         LIME's text kernel width (25).
     alpha : float
         Ridge penalty (1.0, as LIME's ``Ridge(alpha=1)``).
-    random_state : int, optional
-        Seeds the masks.
-    {common}
     """
 
-    def __init__(self, model, *, n_samples: int = 500, kernel_width: float = 25.0,
-                 alpha: float = 1.0, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, baseline="pad_token", batch_size="auto",
-                 max_memory=None, random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.kernel_width = kernel_width
-        self.alpha = alpha
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.random_state = random_state
+    n_samples: int = 500
+    kernel_width: float = 25.0
+    alpha: float = 1.0
 
     def _attribute_units(self, game, n_units, score, null):
         check_positive_int(n_samples=self.n_samples)
@@ -885,10 +843,10 @@ class TextGradientExplainer(TextExplainer):
         prep.rows = self._resolve_rows(prep, sample)
         return max(1, prep.rows // cont_emb.shape[0])  # path points per model call
 
-    def _explain_units(self, prep, units, level, evaluator, extra) -> TextExplanation:
+    def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         token_attr, score, delta, resolved = self._token_attributions(prep)
         values = np.array([token_attr[list(u.tokens)].sum() for u in units])
-        return self._result(prep, units, level, values, score, delta, {**resolved, **extra})
+        return units, level, values, score, delta, {**resolved, **extra}
 
     def _token_attributions(self, prep: _Prepared) -> tuple[np.ndarray, float, float | None, dict]:
         raise NotImplementedError
@@ -903,7 +861,6 @@ class TextGradientExplainer(TextExplainer):
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks; "
     "Captum's LLMGradientAttribution(LayerIntegratedGradients)",
 )
-@_doc
 class TextIntegratedGradients(TextGradientExplainer):
     """Integrated gradients of the scalariser along the path from baseline to prompt embeddings.
 
@@ -922,24 +879,16 @@ class TextIntegratedGradients(TextGradientExplainer):
         Integration points (50, as Captum).
     quadrature : str
         ``gausslegendre`` (Captum's default) or ``riemann_left|right|middle|trapezoid``.
-    {common}
+    baseline : str, dict or TextBaseline
+        A text baseline: the embedding the path starts from, a token's (default
+        ``"pad_token"``) or ``"zero_embedding"`` (see :mod:`xai_suite_llm.baselines`).
     """
 
     _embedding_baseline = True
 
-    def __init__(self, model, *, n_steps: int = 50, quadrature: str = "gausslegendre",
-                 level: str = "token", scalariser: str = "logprob", max_new_tokens: int = 1,
-                 baseline="pad_token", batch_size="auto", max_memory=None):
-        self.model = model
-        self.n_steps = n_steps
-        self.quadrature = quadrature
-        self.baseline = baseline
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
+    n_steps: int = 50
+    quadrature: str = "gausslegendre"
+    baseline: BaselineSpec = "pad_token"
 
     def _token_attributions(self, prep):
         if self.quadrature not in QUADRATURES:
@@ -975,24 +924,13 @@ class TextIntegratedGradients(TextGradientExplainer):
     summary="Gradient x token embedding, summed over the embedding dimension",
     reference="Shrikumar et al. (2016); Captum's LLMGradientAttribution(LayerGradientXActivation)",
 )
-@_doc
 class TextGradientXActivation(TextGradientExplainer):
     """Gradient of the scalariser with respect to each prompt token's embedding, times the embedding.
 
     Parameters
     ----------
     model : LanguageModel
-    {common}
     """
-
-    def __init__(self, model, *, level: str = "token", scalariser: str = "logprob",
-                 max_new_tokens: int = 1, batch_size="auto", max_memory=None):
-        self.model = model
-        self.level = level
-        self.scalariser = scalariser
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
-        self.max_memory = max_memory
 
     def _token_attributions(self, prep):
         e, cont_emb = self._embeddings(prep)

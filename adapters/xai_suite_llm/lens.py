@@ -12,6 +12,8 @@ Reference: nostalgebraist (2020), "interpreting GPT: the logit lens" (LessWrong)
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +68,7 @@ class LogitLensResult(Result):
     """
 
     format = "xai-suite-logit-lens/1"
+    text_arrays = ("top_tokens",)
     layers: tuple[str, ...]
     hook_names: tuple[str, ...]
     tokens: list[str]
@@ -149,12 +152,8 @@ class LogitLensResult(Result):
 
 
 @register_explainer(
-    "logit_lens",
-    library="native",
-    family="mechanistic",
-    modalities=("text",),
-    model_kinds=("hf_causal_lm",),
-    requires=("transformers",),
+    "logit_lens", library="native", family="mechanistic", modalities=("text",),
+    model_kinds=("hf_causal_lm",), requires=("transformers",),
     summary="Logit lens: each layer's residual stream decoded with the final norm and unembedding",
     reference="nostalgebraist (2020), interpreting GPT: the logit lens",
     notes="Not an attribution: explain(prompt, target) returns a LogitLensResult (layer x position "
@@ -174,10 +173,8 @@ class LogitLens(Explainer):
 
     family = "mechanistic"
 
-    def __init__(self, model, *, top_k: int = 5, include_embeddings: bool = True):
-        self.model = model
-        self.top_k = top_k
-        self.include_embeddings = include_embeddings
+    top_k: int = 5
+    include_embeddings: bool = True
 
     def _check(self) -> LanguageModel:
         lm = check_language_model(self.model, self.info.qualified_name)
@@ -215,9 +212,16 @@ class LogitLens(Explainer):
         -------
         LogitLensResult
         """
+        return self._explain(prompt, target)
+
+    @contextlib.contextmanager
+    def _begin(self, prompt: str, target: str | None) -> Iterator[dict]:
         lm = self._check()
-        enc = lm.encode(prompt)
-        layers, hooks = self._hooks(lm)
+        yield {"lm": lm, "enc": lm.encode(prompt), "target": target, "layers_hooks": self._hooks(lm)}
+
+    def _compute(self, call: dict) -> tuple:
+        lm, enc, target = call["lm"], call["enc"], call["target"]
+        _, hooks = call["layers_hooks"]
         logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks)
         if target is None:
             target_id = int(logits[0, -1].argmax())
@@ -232,14 +236,19 @@ class LogitLens(Explainer):
             p, idx = probs.topk(k, dim=-1)
             top_ids[i], top_probs[i] = idx.cpu().numpy(), p.cpu().numpy()
             target_probs[i] = probs[:, target_id].cpu().numpy()
+        return target_id, top_ids, top_probs, target_probs
+
+    def _finish(self, call: dict, raw: tuple) -> LogitLensResult:
+        (target_id, top_ids, top_probs, target_probs), lm = raw, call["lm"]
+        layers, hooks = call["layers_hooks"]
         vocab = {int(t): lm.decode([t]) for t in np.unique(top_ids)}
         top_tokens = np.vectorize(vocab.__getitem__, otypes=[object])(top_ids)
         return LogitLensResult(
-            layers=layers, hook_names=hooks, tokens=list(enc.tokens), top_tokens=top_tokens,
+            layers=layers, hook_names=hooks, tokens=list(call["enc"].tokens), top_tokens=top_tokens,
             top_ids=top_ids, top_probs=top_probs, target=lm.decode([target_id]), target_id=target_id,
             target_probs=target_probs, method=self.info.qualified_name,
             params={"top_k": self.top_k, "include_embeddings": self.include_embeddings,
-                    "target": target},
+                    "target": call["target"]},
         )
 
     def distribution(self, prompt: str, layer: str | int) -> np.ndarray:

@@ -19,7 +19,8 @@ Heimersheim & Nanda (2024), How to use and interpret activation patching.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,12 +193,8 @@ class PatchingResult(Result):
 
 
 @register_explainer(
-    "activation_patching",
-    library="native",
-    family="mechanistic",
-    modalities=("text",),
-    model_kinds=("hf_causal_lm",),
-    requires=("transformers",),
+    "activation_patching", library="native", family="mechanistic", modalities=("text",),
+    model_kinds=("hf_causal_lm",), requires=("transformers",),
     summary="Activation patching: clean activations patched into a corrupted run, per layer, "
     "position and site",
     reference="Meng et al. (2022), Locating and Editing Factual Associations in GPT; Wang et al. "
@@ -221,10 +218,8 @@ class ActivationPatching(Explainer):
 
     family = "mechanistic"
 
-    def __init__(self, model, *, sites=("resid_pre", "attn_out", "mlp_out"), batch_size="auto"):
-        self.model = model
-        self.sites = sites
-        self.batch_size = batch_size
+    sites: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
+    batch_size: int | str = "auto"
 
     def _check_sites(self) -> tuple[str, ...]:
         sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
@@ -256,6 +251,10 @@ class ActivationPatching(Explainer):
             :data:`EQUAL_DIFF_RTOL`): the normalised effect is undefined then, and patching
             cannot show anything, so no effect is returned rather than NaN or infinity.
         """
+        return self._explain(clean, corrupted, answer, wrong)
+
+    @contextlib.contextmanager
+    def _begin(self, clean: str, corrupted: str, answer: str, wrong: str) -> Iterator[dict]:
         name = self.info.qualified_name
         lm = check_language_model(self.model, name)
         sites = self._check_sites()
@@ -269,6 +268,11 @@ class ActivationPatching(Explainer):
         if a == w:
             raise ValueError(f"answer {answer!r} and wrong {wrong!r} start with the same token "
                              f"{lm.decode([a])!r}: their logit difference is always 0")
+        yield {"lm": lm, "sites": sites, "clean": enc_c, "corrupted": enc_k, "answer": a, "wrong": w}
+
+    def _compute(self, call: dict) -> tuple:
+        lm, sites, enc_c, enc_k, a, w = (call[k] for k in ("lm", "sites", "clean", "corrupted", "answer",
+                                                          "wrong"))
         n_layers, n_pos = lm.n_layers, enc_c.ids.shape[0]
         hooks = {s: [f"blocks.{layer}.hook_{s}" for layer in range(n_layers)] for s in sites}
         clean_ids, corrupted_ids = enc_c.ids.unsqueeze(0), enc_k.ids.unsqueeze(0)
@@ -300,11 +304,15 @@ class ActivationPatching(Explainer):
                 logits = lm.run_with_hooks(corrupted_ids.expand(sl.stop - sl.start, -1), fns)
                 out[sl] = _logit_diff(logits, a, w).double().cpu().numpy()
             patched[site] = out.reshape(n_layers, n_pos)
-        effects = {s: (p - corrupted_diff) / span for s, p in patched.items()}
+        return clean_diff, corrupted_diff, patched, rows
+
+    def _finish(self, call: dict, raw: tuple) -> PatchingResult:
+        (clean_diff, corrupted_diff, patched, rows), lm, sites = raw, call["lm"], call["sites"]
+        effects = {s: (p - corrupted_diff) / (clean_diff - corrupted_diff) for s, p in patched.items()}
         return PatchingResult(
-            sites=sites, tokens=list(enc_c.tokens), corrupted_tokens=list(enc_k.tokens),
-            answer=lm.decode([a]), wrong=lm.decode([w]), clean_diff=clean_diff,
-            corrupted_diff=corrupted_diff, patched=patched, effects=effects, method=name,
+            sites=sites, tokens=list(call["clean"].tokens), corrupted_tokens=list(call["corrupted"].tokens),
+            answer=lm.decode([call["answer"]]), wrong=lm.decode([call["wrong"]]), clean_diff=clean_diff,
+            corrupted_diff=corrupted_diff, patched=patched, effects=effects, method=self.info.qualified_name,
             params={"sites": list(sites), "batch_size": self.batch_size, "batch_size_used": rows},
         )
 

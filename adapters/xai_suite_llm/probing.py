@@ -14,7 +14,8 @@ Belinkov (2022), Probing Classifiers: Promises, Shortcomings, and Advances.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from xai_suite.plugin import (
     Explainer,
     Result,
+    Seeded,
     check_batch_size,
     check_random_state,
     jsonable,
@@ -127,13 +129,8 @@ class ProbingResult(Result):
 
 
 @register_explainer(
-    "linear_probe",
-    library="native",
-    family="mechanistic",
-    modalities=("text",),
-    model_kinds=("hf_causal_lm",),
-    requires=("transformers",),
-    stochastic=True,
+    "linear_probe", library="native", family="mechanistic", modalities=("text",),
+    model_kinds=("hf_causal_lm",), requires=("transformers",), stochastic=True,
     batch_invariant=True,
     summary="Linear probes on hidden states per layer: cross-validated accuracy with Wilson "
     "intervals and a permuted-label control task (selectivity)",
@@ -142,7 +139,7 @@ class ProbingResult(Result):
     notes="Not an attribution: explain(prompts, labels) returns a ProbingResult; random_state "
     "seeds the folds and the control permutation.",
 )
-class LinearProbe(Explainer):
+class LinearProbe(Explainer, Seeded):
     """Logistic-regression probes of a label from each layer's hidden state at one position.
 
     Parameters
@@ -163,23 +160,16 @@ class LinearProbe(Explainer):
         Inverse L2 regularisation strength of the logistic regression (scikit-learn's ``C``).
     batch_size : "auto" or int
         Prompts per forward pass when extracting hidden states.
-    random_state : int, optional
-        Seeds the fold split and the control permutation.
     """
 
     family = "mechanistic"
 
-    def __init__(self, model, *, site: str = "resid_post", position: int = -1, cv: int = 5,
-                 control: str | None = "permutation", C: float = 1.0, batch_size="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.site = site
-        self.position = position
-        self.cv = cv
-        self.control = control
-        self.C = C
-        self.batch_size = batch_size
-        self.random_state = random_state
+    site: str = "resid_post"
+    position: int = -1
+    cv: int = 5
+    control: str | None = "permutation"
+    C: float = 1.0
+    batch_size: int | str = "auto"
 
     def _check_params(self) -> LanguageModel:
         lm = check_language_model(self.model, self.info.qualified_name)
@@ -253,12 +243,19 @@ class LinearProbe(Explainer):
         -------
         ProbingResult
         """
-        from sklearn.model_selection import StratifiedKFold
+        return self._explain(prompts, labels)
 
+    @contextlib.contextmanager
+    def _begin(self, prompts: Sequence[str], labels) -> Iterator[dict]:
         lm = self._check_params()
         y = _check_labels(labels, len(_check_prompts(prompts)), self.cv)
-        feats = self.features(prompts)
-        layers, hooks = self.hook_names(lm)
+        yield {"lm": lm, "prompts": prompts, "y": y}
+
+    def _compute(self, call: dict) -> tuple[list, list]:
+        from sklearn.model_selection import StratifiedKFold
+
+        y, feats = call["y"], self.features(call["prompts"])
+        _, hooks = self.hook_names(call["lm"])
         rng = np.random.default_rng(self.random_state)
         folds = StratifiedKFold(n_splits=int(self.cv), shuffle=True,
                                 random_state=int(rng.integers(2**31 - 1)))
@@ -268,6 +265,11 @@ class LinearProbe(Explainer):
             acc.append(self._cv_correct(feats[h], y, folds))
             if y_control is not None:
                 ctl.append(self._cv_correct(feats[h], y_control, folds))
+        return acc, ctl
+
+    def _finish(self, call: dict, raw: tuple[list, list]) -> ProbingResult:
+        (acc, ctl), y = raw, call["y"]
+        layers, hooks = self.hook_names(call["lm"])
 
         def summary(correct):
             a = np.array([c.mean() for c in correct])

@@ -71,6 +71,8 @@ class TextProblem(Problem):
              lambda: e.explain(PROMPT, target=TARGET, contrast=" c")),
             ("a prompt longer than the model's positions", ValueError,
              lambda: e.explain(long, target=TARGET)),
+            ("a prompt longer than the model's positions, continued greedily", ValueError,
+             lambda: e.explain(long)),
             ("fit", TypeError, lambda: e.fit(np.zeros((2, 3)))),
         ]
 

@@ -24,13 +24,17 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import field
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from xai_suite.plugin import (
+    Batched,
     Call,
     CounterfactualExplainer,
+    Seeded,
     check_choice,
     check_positive_int,
     on_simplex,
@@ -140,10 +144,11 @@ def _valid(call: Call, cand: torch.Tensor, target: np.ndarray) -> np.ndarray:
 class _TabularCounterfactual(CounterfactualExplainer):
     """Shared parameter checks and the training-data scale of the tabular methods."""
 
-    _scales: tuple = ("std", None)
-    scale_: torch.Tensor  # (F,) float32
-    immutable_: np.ndarray  # (k,) int64
-    mutable_: np.ndarray  # (F - k,) int64
+    _scales: ClassVar[tuple] = ("std", None)
+    # fitted state (not hyper-parameters)
+    scale_: torch.Tensor = field(init=False, repr=False)  # (F,) float32
+    immutable_: np.ndarray = field(init=False, repr=False)  # (k,) int64
+    mutable_: np.ndarray = field(init=False, repr=False)  # (F - k,) int64
 
     def _check_params(self, n_features: int) -> None:
         check_choice("scale", self.scale, self._scales)
@@ -162,13 +167,8 @@ class _TabularCounterfactual(CounterfactualExplainer):
 
 # -- nearest unlike neighbour -----------------------------------------------------------------
 @register_explainer(
-    "nearest_unlike_neighbor",
-    library="native",
-    modalities=("tabular",),
-    model_kinds=TABULAR_KINDS,
-    needs_fit=True,
-    stochastic=False,
-    batch_invariant=True,
+    "nearest_unlike_neighbor", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
+    needs_fit=True, stochastic=False, batch_invariant=True,
     summary="Nearest unlike neighbour: the nearest training instance of the target class "
     "(k-d tree per class on std-scaled features), immutable features copied from the query",
     reference="Wexler et al. (2019), The What-If Tool (nearest counterfactual datapoint); "
@@ -176,7 +176,7 @@ class _TabularCounterfactual(CounterfactualExplainer):
     notes="Deterministic. Ties between equally distant training instances are broken by the "
     "k-d tree.",
 )
-class NearestUnlikeNeighbor(_TabularCounterfactual):
+class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     """The nearest training instance that the model assigns to the target class.
 
     One k-d tree (:class:`scipy.spatial.cKDTree`) per class, built at ``fit`` on the
@@ -202,30 +202,10 @@ class NearestUnlikeNeighbor(_TabularCounterfactual):
         each feature; ``None``: raw units (for data already standardised or in one unit).
     immutable : None or sequence of int
         Indices of features the counterfactual keeps from ``x``.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        scale: str | None = "std",
-        immutable: Sequence[int] | None = None,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.scale = scale
-        self.immutable = immutable
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    scale: str | None = "std"
+    immutable: Sequence[int] | None = None
 
     def _fit(self, X: torch.Tensor, y) -> None:
         from scipy.spatial import cKDTree
@@ -292,20 +272,15 @@ class NearestUnlikeNeighbor(_TabularCounterfactual):
 
 # -- Wachter et al. ---------------------------------------------------------------------------
 @register_explainer(
-    "wachter",
-    library="native",
-    modalities=("tabular",),
-    model_kinds=("torch",),
-    needs_fit=True,
-    stochastic=False,
-    batch_invariant=True,
+    "wachter", library="native", modalities=("tabular",), model_kinds=("torch",), needs_fit=True,
+    stochastic=False, batch_invariant=True,
     summary="Wachter et al.: Adam on lambda * hinge(target log-odds) + distance_weight * "
     "MAD-scaled L1, lambda raised until valid; all instances optimised at once",
     reference="Wachter, Mittelstadt & Russell (2017), Counterfactual Explanations without "
     "Opening the Black Box: Automated Decisions and the GDPR",
     notes="Deterministic (the search starts at the instance itself).",
 )
-class Wachter(_TabularCounterfactual):
+class Wachter(_TabularCounterfactual, Batched):
     """Gradient-based counterfactuals (Wachter et al. 2017) for differentiable models.
 
     Each instance ``x`` with target class ``t`` is moved to ``x' = x + s * z`` (``s`` the
@@ -366,46 +341,19 @@ class Wachter(_TabularCounterfactual):
         Clip counterfactuals to the training data's per-feature range, or not.
     immutable : None or sequence of int
         Indices of features kept exactly at ``x``'s values.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
     _scales = ("mad", "std", None)
 
-    def __init__(
-        self,
-        model,
-        *,
-        distance_weight: float = 1.0,
-        lambda_growth: float = 4.0,
-        lambda_steps: int = 8,
-        lr: float = 0.1,
-        max_iter: int = 100,
-        margin: float = 0.1,
-        scale: str | None = "mad",
-        feature_range: str | None = "data",
-        immutable: Sequence[int] | None = None,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.distance_weight = distance_weight
-        self.lambda_growth = lambda_growth
-        self.lambda_steps = lambda_steps
-        self.lr = lr
-        self.max_iter = max_iter
-        self.margin = margin
-        self.scale = scale
-        self.feature_range = feature_range
-        self.immutable = immutable
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    distance_weight: float = 1.0
+    lambda_growth: float = 4.0
+    lambda_steps: int = 8
+    lr: float = 0.1
+    max_iter: int = 100
+    margin: float = 0.1
+    scale: str | None = "mad"
+    feature_range: str | None = "data"
+    immutable: Sequence[int] | None = None
 
     def _check_params(self, n_features: int) -> None:
         super()._check_params(n_features)
@@ -512,13 +460,8 @@ class Wachter(_TabularCounterfactual):
 
 # -- growing spheres --------------------------------------------------------------------------
 @register_explainer(
-    "growing_spheres",
-    library="native",
-    modalities=("tabular",),
-    model_kinds=TABULAR_KINDS,
-    needs_fit=True,
-    stochastic=True,
-    batch_invariant=True,
+    "growing_spheres", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
+    needs_fit=True, stochastic=True, batch_invariant=True,
     summary="Growing spheres: uniform samples in growing spherical layers around x until one "
     "is of the target class, then features moved back to x while it stays valid",
     reference="Laugel, Lesot, Marsala, Renard & Detyniecki (2018), Comparison-Based Inverse "
@@ -526,7 +469,7 @@ class Wachter(_TabularCounterfactual):
     notes="Each instance draws from its own generator seeded from random_state, so the draws "
     "do not depend on batch_size.",
 )
-class GrowingSpheres(_TabularCounterfactual):
+class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     """Black-box counterfactuals by sampling in growing spherical layers (Laugel et al. 2018).
 
     In scaled feature space (over the mutable features only; immutable ones keep ``x``'s
@@ -567,42 +510,14 @@ class GrowingSpheres(_TabularCounterfactual):
         that the spheres are round in units of each feature's spread, or use raw units.
     immutable : None or sequence of int
         Indices of features kept at ``x``'s values.
-    random_state : int, optional
-        Seeds the sampling.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        n_samples: int = 500,
-        first_radius: float = 0.5,
-        max_layers: int = 200,
-        sparse: bool = True,
-        scale: str | None = "std",
-        immutable: Sequence[int] | None = None,
-        random_state: int | None = None,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.n_samples = n_samples
-        self.first_radius = first_radius
-        self.max_layers = max_layers
-        self.sparse = sparse
-        self.scale = scale
-        self.immutable = immutable
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    n_samples: int = 500
+    first_radius: float = 0.5
+    max_layers: int = 200
+    sparse: bool = True
+    scale: str | None = "std"
+    immutable: Sequence[int] | None = None
 
     def _check_params(self, n_features: int) -> None:
         super()._check_params(n_features)
@@ -620,7 +535,7 @@ class GrowingSpheres(_TabularCounterfactual):
         mut = torch.from_numpy(self.mutable_)
         d = mut.numel()
         k = int(self.n_samples)
-        gens = call.rng.spawn(n)  # one stream per instance: draws independent of batching
+        gens = call.instance_rngs()  # one stream per instance: the same draws alone or in a batch
 
         eta = np.full(n, float(self.first_radius))
         zooming = np.ones(n, dtype=bool)  # phase 1 (shrinking ball) or 2 (growing layers)

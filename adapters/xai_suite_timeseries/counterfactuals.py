@@ -33,8 +33,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from xai_suite.plugin import (
+    Batched,
     Call,
     CounterfactualExplainer,
+    Seeded,
     check_choice,
     check_positive_int,
     chunks,
@@ -184,13 +186,8 @@ SALIENCY_ENTRIES = {
 
 
 @register_explainer(
-    "native_guide",
-    library="native",
-    modalities=("timeseries",),
-    model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True,
-    stochastic=False,
-    batch_invariant=True,
+    "native_guide", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
+    needs_fit=True, stochastic=False, batch_invariant=True,
     summary="NativeGuide: the shortest salient window of the nearest unlike neighbour copied "
     "into the query; all instances and window lengths in batched model calls",
     reference="Delaney, Greene & Keane (2021), Instance-Based Counterfactual Explanations for "
@@ -198,7 +195,7 @@ SALIENCY_ENTRIES = {
     notes="Deterministic. Saliency by Grad-CAM or gradient x input for torch models, by "
     "occlusion for black boxes.",
 )
-class NativeGuide(CounterfactualExplainer):
+class NativeGuide(CounterfactualExplainer, Batched):
     """Nearest-unlike-neighbour window substitution guided by class activation.
 
     For each instance ``x`` with target class ``t``:
@@ -245,34 +242,12 @@ class NativeGuide(CounterfactualExplainer):
         Window lengths grow in steps of ``ceil(window_step * T)`` before the refinement.
     channels : {"all", "each"}
         Copy windows across all channels, or also try each channel alone.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        distance: str = "euclidean",
-        saliency: str = "auto",
-        window_step: float = 0.05,
-        channels: str = "all",
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.distance = distance
-        self.saliency = saliency
-        self.window_step = window_step
-        self.channels = channels
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    distance: str = "euclidean"
+    saliency: str = "auto"
+    window_step: float = 0.05
+    channels: str = "all"
 
     def _check_params(self) -> None:
         check_choice("distance", self.distance, ("euclidean", "dtw"))
@@ -410,13 +385,8 @@ def _probabilities(model, simplex: bool):
 
 # -- COMTE -----------------------------------------------------------------------------------
 @register_explainer(
-    "comte",
-    library="native",
-    modalities=("timeseries",),
-    model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True,
-    stochastic=True,
-    batch_invariant=True,
+    "comte", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
+    needs_fit=True, stochastic=True, batch_invariant=True,
     summary="COMTE: channels (or channel segments) substituted from nearest target-class "
     "distractors, greedy then pruned and hill-climbed; every step batched over all instances",
     reference="Ates, Aksar, Leung & Coskun (2021), Counterfactual Explanations for "
@@ -424,7 +394,7 @@ def _probabilities(model, simplex: bool):
     notes="The random hill-climbing draws a fixed amount of randomness per step, so the batch "
     "size does not change the draws.",
 )
-class COMTE(CounterfactualExplainer):
+class COMTE(CounterfactualExplainer, Batched, Seeded):
     """Counterfactuals that substitute whole channels, or segments of channels, from distractors.
 
     The substitutable units are ``C x n_segments`` blocks: each channel cut into
@@ -466,38 +436,12 @@ class COMTE(CounterfactualExplainer):
         Hill-climbing chains per instance (0 skips the phase).
     max_iter : int
         Hill-climbing steps per chain.
-    random_state : int, optional
-        Seeds the hill climbing.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        n_distractors: int = 2,
-        n_segments="auto",
-        n_restarts: int = 5,
-        max_iter: int = 30,
-        random_state: int | None = None,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.n_distractors = n_distractors
-        self.n_segments = n_segments
-        self.n_restarts = n_restarts
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    n_distractors: int = 2
+    n_segments: int | str = "auto"
+    n_restarts: int = 5
+    max_iter: int = 30
 
     def _segments(self, c: int, t: int) -> int:
         if self.n_segments == "auto":
@@ -672,13 +616,8 @@ def fft_bands(n_freq: int) -> np.ndarray:
 
 
 @register_explainer(
-    "tsevo",
-    library="native",
-    modalities=("timeseries",),
-    model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True,
-    stochastic=True,
-    batch_invariant=False,
+    "tsevo", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
+    needs_fit=True, stochastic=True, batch_invariant=False,
     summary="TSEvo: NSGA-II over authentic, frequency-band and Gaussian mutations; the "
     "population of all instances evaluated in one batched call per generation",
     reference="Höllig, Kulbach & Thoma (2022), TSEvo: Evolutionary Counterfactual "
@@ -688,7 +627,7 @@ def fft_bands(n_freq: int) -> np.ndarray:
     "flipped near-tie changes the rest of the run. Repeatable for a fixed batch_size and "
     "random_state.",
 )
-class TSEvo(CounterfactualExplainer):
+class TSEvo(CounterfactualExplainer, Batched, Seeded):
     """Evolutionary multi-objective counterfactuals (NSGA-II), batched over all instances.
 
     Each instance evolves a population of ``population`` candidates, all starting as the
@@ -733,14 +672,6 @@ class TSEvo(CounterfactualExplainer):
         Candidates per instance (TSEvo: 100); at least 2.
     generations : int
         Generations (TSEvo: ``epochs=500``).
-    random_state : int, optional
-        Seeds the search.
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
 
     Notes
     -----
@@ -753,26 +684,9 @@ class TSEvo(CounterfactualExplainer):
     results are repeatable for a fixed ``batch_size`` and ``random_state`` only.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        transformer: str = "authentic",
-        population: int = 50,
-        generations: int = 100,
-        random_state: int | None = None,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-    ):
-        self.model = model
-        self.transformer = transformer
-        self.population = population
-        self.generations = generations
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    transformer: str = "authentic"
+    population: int = 50
+    generations: int = 100
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
         check_choice("transformer", self.transformer, TRANSFORMERS)

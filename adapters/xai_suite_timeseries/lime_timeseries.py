@@ -14,7 +14,10 @@ import torch
 from xai_suite.plugin import (
     RIBEIRO,
     Attribution,
+    BaselineSpec,
+    Batched,
     Call,
+    Seeded,
     SurrogateExplainer,
     check_bool,
     check_n_samples,
@@ -70,7 +73,7 @@ def _kernel(d: np.ndarray, kernel_width: float) -> np.ndarray:
     notes="Every time step carries its segment's weight (the ridge coefficient of the segment's "
     "on/off indicator), not a share of it.",
 )
-class LimeTimeSeries(SurrogateExplainer):
+class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
     """Segment-based LIME for ``(N, C, T)`` series.
 
     The interpretable features are segments: each channel cut into ``n_segments`` equal
@@ -104,31 +107,14 @@ class LimeTimeSeries(SurrogateExplainer):
         What replaced segments become (``"zeros"``; ``"channel_mean"`` and the other
         time-series baselines, ``"training_mean"`` after ``fit``, ...). Stochastic baselines are
         drawn once per instance and call.
-    batch_size : int or "auto"
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        Compute device of torch models.
-    random_state : int, optional
-        Seeds every instance's masks (see the module docstring) and stochastic baselines.
     """
 
-    def __init__(self, model, *, n_segments: int = 10, per_channel: bool = True,
-                 n_samples: int = 1000, kernel_width: float = 0.25, distance: str = "cosine",
-                 baseline="zeros", batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.n_segments = n_segments
-        self.per_channel = per_channel
-        self.n_samples = n_samples
-        self.kernel_width = kernel_width
-        self.distance = distance
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    n_segments: int = 10
+    per_channel: bool = True
+    n_samples: int = 1000
+    kernel_width: float = 0.25
+    distance: str = "cosine"
+    baseline: BaselineSpec = "zeros"
 
     def _check_params(self) -> None:
         check_n_samples(self.n_samples)

@@ -34,8 +34,11 @@ import torch
 
 from xai_suite.plugin import (
     Attribution,
+    BaselineSpec,
+    Batched,
     Call,
     PerturbationExplainer,
+    Seeded,
     check_bool,
     check_positive_int,
     pair_outputs,
@@ -132,18 +135,11 @@ def _target_predictions(call: Call) -> torch.Tensor:
     return torch.from_numpy(call.predictions[np.arange(len(call.target)), call.target]).double()
 
 
-class _Segments(PerturbationExplainer):
+class _Segments(PerturbationExplainer, Batched, Seeded):
     """Shared constructor and helpers of the segment methods."""
 
-    def __init__(self, model, *, baseline="zeros", per_channel: bool = True, batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.per_channel = per_channel
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "zeros"
+    per_channel: bool = True
 
     def _groups(self, call: Call, feature_mask: torch.Tensor | None, n_segments: int):
         """Group labels (1 or N, C, T) numbered 0..G-1 and G."""
@@ -196,32 +192,44 @@ class SegmentOcclusion(_Segments):
         Steps between window starts, at most ``window``; default ``window`` (no overlap).
     """ + _COMMON_PARAMS + ".\n    "
 
-    def __init__(self, model, *, window: int | None = None, stride: int | None = None,
-                 baseline="zeros", per_channel: bool = True, batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
-                         max_memory=max_memory, device=device, random_state=random_state)
-        self.window = window
-        self.stride = stride
+    window: int | None = None
+    stride: int | None = None
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_bool(per_channel=self.per_channel)
         c, t = call.x.shape[1:]
         window = max(1, t // 10) if self.window is None else self.window
         stride = window if self.stride is None else self.stride
-        spans = occlusion_windows(t, window, stride)
-        steps = torch.arange(t, device=call.x.device)
-        in_span = torch.stack([(steps >= a) & (steps < b) for a, b in spans])  # (W, T)
-        if self.per_channel:  # window (k, w) occludes channel k // W at span k % W
-            eye = torch.eye(c, dtype=torch.bool, device=call.x.device)
-            masks = (eye[:, None, :, None] & in_span[None, :, None, :]).reshape(-1, c, t)
-        else:
-            masks = in_span[:, None, :].expand(-1, c, -1)
+        dev, n = call.x.device, call.x.shape[0]
+        spans = torch.tensor(occlusion_windows(t, window, stride), device=dev)  # (W, 2)
+        n_w = spans.shape[0]
+        # mask m occludes channel chan[m] (every channel: not per_channel) over span m % W; the
+        # masks are built chunk by chunk, never as one (M, C, T) array
+        m_all = torch.arange(c * n_w if self.per_channel else n_w, device=dev)
+        chan = m_all // n_w if self.per_channel else torch.zeros_like(m_all)
+        lo, hi = spans[m_all % n_w, 0], spans[m_all % n_w, 1]
+        steps, channels = torch.arange(t, device=dev), torch.arange(c, device=dev)
+
+        def masks_for(_i, m):
+            in_span = (steps[None, :] >= lo[m, None]) & (steps[None, :] < hi[m, None])  # (r, T)
+            if not self.per_channel:
+                return in_span[:, None, :].expand(-1, c, -1)
+            return (channels[None, :] == chan[m, None])[:, :, None] & in_span[:, None, :]
+
         b = self._baselines(call, baselines)
-        out = target_outputs(call, b[0], masks.shape[0], lambda _i, m: masks[m])
-        drop = _target_predictions(call)[:, None] - out  # (N, M)
-        flat = masks.reshape(masks.shape[0], -1).double().cpu()
-        values = (drop @ flat) / flat.sum(0)
+        out = target_outputs(call, b[0], len(m_all), masks_for)
+        drop = (_target_predictions(call)[:, None] - out).cpu()  # (N, M)
+        # each window's drop spread over its span: a difference array along time, summed up
+        where = (chan.cpu(), lo.cpu(), hi.cpu())
+        rows = torch.arange(n)[:, None].expand(-1, len(m_all))
+        total = torch.zeros(n, c if self.per_channel else 1, t + 1, dtype=torch.float64)
+        total.index_put_((rows, where[0].expand(n, -1), where[1].expand(n, -1)), drop, accumulate=True)
+        total.index_put_((rows, where[0].expand(n, -1), where[2].expand(n, -1)), -drop, accumulate=True)
+        count = torch.zeros(total.shape[1], t + 1, dtype=torch.float64)
+        count.index_put_((where[0], where[1]), torch.ones(len(m_all), dtype=torch.float64), accumulate=True)
+        count.index_put_((where[0], where[2]), -torch.ones(len(m_all), dtype=torch.float64),
+                         accumulate=True)
+        values = (total.cumsum(-1) / count.cumsum(-1))[..., :t].expand(n, c, t)
         return Attribution(values.reshape(call.x.shape).float(), b,
                            {"window": int(window), "stride": int(stride)})
 
@@ -247,12 +255,7 @@ class SegmentAblation(_Segments):
         a ``feature_mask``, whose groups are then the segments.
     """ + _COMMON_PARAMS + ".\n    "
 
-    def __init__(self, model, *, n_segments: int = 10, baseline="zeros", per_channel: bool = True,
-                 batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
-                         max_memory=max_memory, device=device, random_state=random_state)
-        self.n_segments = n_segments
+    n_segments: int = 10
 
     def _attribute(self, call, *, baselines, feature_mask):
         labels, g = self._groups(call, feature_mask, self.n_segments)
@@ -296,13 +299,8 @@ class SegmentShapley(_Segments):
         a ``feature_mask``.
     """ + _COMMON_PARAMS + " and the permutations.\n    "
 
-    def __init__(self, model, *, n_samples: int = 25, n_segments: int = 10, baseline="zeros",
-                 per_channel: bool = True, batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        super().__init__(model, baseline=baseline, per_channel=per_channel, batch_size=batch_size,
-                         max_memory=max_memory, device=device, random_state=random_state)
-        self.n_samples = n_samples
-        self.n_segments = n_segments
+    n_samples: int = 25
+    n_segments: int = 10
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(n_samples=self.n_samples)

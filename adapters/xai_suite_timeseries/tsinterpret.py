@@ -65,9 +65,11 @@ import torch
 from xai_suite.plugin import (
     Attribution,
     Baseline,
+    BaselineSpec,
     Call,
     CounterfactualExplainer,
     GradientExplainer,
+    Seeded,
     SurrogateExplainer,
     Uniform,
     check_choice,
@@ -316,7 +318,7 @@ _DEFAULT_TSR_BASELINE = Uniform(low=0.0, high=1.0)
     "method 2 + T times per instance (+ about 0.45 T C more on multivariate series). SVS and FO "
     "are refused on multivariate series (TSInterpret reshapes their (T, C) masks/windows). CPU only.",
 )
-class TSInterpretTSR(_OnCPU, GradientExplainer):
+class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
     """TSInterpret's ``TSR`` (``Saliency_PTY``) for PyTorch models, in the ``(N, C, T)`` layout.
 
     Parameters
@@ -335,18 +337,12 @@ class TSInterpretTSR(_OnCPU, GradientExplainer):
     baseline : str, float, callable or Baseline, optional
         Reference inputs of IG, DL, SVS and FO (one per instance) and GS, DLS (5 per instance);
         ``None``: uniform noise in [0, 1), TSInterpret's default, seeded by ``random_state``.
-    random_state : int, optional
-        Seeds the baseline and every random draw inside TSInterpret and Captum.
     """
 
-    def __init__(self, model, *, inner: str = "GRAD", tsr: bool = True,
-                 assignment: float | None = None, baseline=None, random_state: int | None = None):
-        self.model = model
-        self.inner = inner
-        self.tsr = tsr
-        self.assignment = assignment
-        self.baseline = baseline
-        self.random_state = random_state
+    inner: str = "GRAD"
+    tsr: bool = True
+    assignment: float | None = None
+    baseline: BaselineSpec = None
 
     def _baseline(self) -> Baseline:
         return _DEFAULT_TSR_BASELINE if self.baseline is None else super()._baseline()
@@ -442,21 +438,16 @@ def paint_segments(weights: np.ndarray, intervals: np.ndarray, length: int) -> n
     return out
 
 
-class _Leftist(_OnCPU, SurrogateExplainer):
+class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
     """TSInterpret's LEFTIST with one learner (``_learner``)."""
 
     _learner: ClassVar[str]
 
-    def __init__(self, model, *, n_segments: int = 10, n_neighbors: int = 1000,
-                 explanation_size: int | None = 1, transform: str = "rand_background",
-                 batch_size="auto", random_state: int | None = None):
-        self.model = model
-        self.n_segments = n_segments
-        self.n_neighbors = n_neighbors
-        self.explanation_size = explanation_size
-        self.transform = transform
-        self.batch_size = batch_size
-        self.random_state = random_state
+    n_segments: int = 10
+    n_neighbors: int = 1000
+    explanation_size: int | None = 1
+    transform: str = "rand_background"
+    batch_size: int | str = "auto"
 
     _WHY = "TSInterpret's LEFTIST reshapes the (C, T) series into (T, C) and fails on C > 1"
 
@@ -635,11 +626,9 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         Most growth / barycentre steps; 500.
     """
 
-    def __init__(self, model, *, variant: str = "NUN_CF", distance: str = "dtw", max_iter: int = 500):
-        self.model = model
-        self.variant = variant
-        self.distance = distance
-        self.max_iter = max_iter
+    variant: str = "NUN_CF"
+    distance: str = "dtw"
+    max_iter: int = 500
 
     _WHY = "TSInterpret's NativeGuide reshapes (M, C, T) training series into M C univariate ones"
 
@@ -701,7 +690,7 @@ COMTE_METHODS = ("opt", "brute")
     "the target class, and the fitted classes 0..target all present (TSInterpret maps the "
     "target through the sorted fitted classes). Random hill climbing, seeded. CPU only.",
 )
-class TSInterpretCOMTE(_TSInterpretCF):
+class TSInterpretCOMTE(_TSInterpretCF, Seeded):
     """TSInterpret's CoMTE (``OptimizedSearch`` / ``BruteForceSearch``), any model kind.
 
     Runs TSInterpret's searches as ``COMTECF.explain`` does, reusing the per-class KD-trees
@@ -721,18 +710,12 @@ class TSInterpretCOMTE(_TSInterpretCF):
         Hill-climbing attempts without improvement before a restart ends; 1000.
     max_iter : int
         Most hill-climbing iterations per restart; 1000.
-    random_state : int, optional
-        Seeds the hill climbing.
     """
 
-    def __init__(self, model, *, search: str = "opt", number_distractors: int = 2,
-                 max_attempts: int = 1000, max_iter: int = 1000, random_state: int | None = None):
-        self.model = model
-        self.search = search
-        self.number_distractors = number_distractors
-        self.max_attempts = max_attempts
-        self.max_iter = max_iter
-        self.random_state = random_state
+    search: str = "opt"
+    number_distractors: int = 2
+    max_attempts: int = 1000
+    max_iter: int = 1000
 
     def _check_targets(self, targets: np.ndarray) -> None:
         classes, counts = np.unique(self.train_class_, return_counts=True)
@@ -802,7 +785,7 @@ TSEVO_TRANSFORMERS = ("authentic_opposing_information", "mutate_both", "mutate_m
     "individual at a time, about 2 x 100 calls per epoch: 500 epochs (TSInterpret's default) take "
     "minutes per instance. Random (evolution), seeded. CPU only.",
 )
-class TSInterpretTSEvo(_TSInterpretCF):
+class TSInterpretTSEvo(_TSInterpretCF, Seeded):
     """TSInterpret's ``TSEvo`` for PyTorch models, uni- and multivariate.
 
     Parameters
@@ -814,16 +797,10 @@ class TSInterpretTSEvo(_TSInterpretCF):
         (each individual keeps the kind it was given).
     epochs : int
         Generations of a population of 100; 500, TSInterpret's default.
-    random_state : int, optional
-        Seeds the evolution.
     """
 
-    def __init__(self, model, *, transformer: str = "authentic_opposing_information",
-                 epochs: int = 500, random_state: int | None = None):
-        self.model = model
-        self.transformer = transformer
-        self.epochs = epochs
-        self.random_state = random_state
+    transformer: str = "authentic_opposing_information"
+    epochs: int = 500
 
     def _counterfactual(self, call):
         name = self.info.qualified_name

@@ -25,8 +25,11 @@ import torch
 
 from xai_suite.plugin import (
     Attribution,
+    BaselineSpec,
+    Batched,
     Call,
     GradientExplainer,
+    Seeded,
     create_explainer,
     explainer_info,
     register_explainer,
@@ -48,7 +51,7 @@ INNER_FAMILIES = ("gradient", "propagation")
     notes="Scores are magnitudes (sums of absolute map differences): non-negative by "
     "definition. Random only where the inner method or a baseline is.",
 )
-class TemporalSaliencyRescaling(GradientExplainer):
+class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
     """TSR over a registered gradient-family explainer, batched over all masked copies.
 
     The output is non-negative and unnormalised: ``d_time[t] * d_feat[i, t]``, both sums of
@@ -76,28 +79,12 @@ class TemporalSaliencyRescaling(GradientExplainer):
     baseline : str, float, callable or Baseline
         Values that mask a point (see :mod:`xai_suite.baselines`); ``"zeros"``, as Algorithm
         1. Explicit arrays go to ``explain(..., baselines=...)``.
-    batch_size : "auto" or int
-        Rows per model call inside the inner method.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    random_state : int, optional
-        Seeds random baselines (TSR's and the inner method's).
     """
 
-    def __init__(self, model, *, inner: str = "integrated_gradients", inner_params: dict | None = None,
-                 threshold: float | str = 0.55, baseline="zeros", batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.inner = inner
-        self.inner_params = inner_params
-        self.threshold = threshold
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    inner: str = "integrated_gradients"
+    inner_params: dict | None = None
+    threshold: float | str = 0.55
+    baseline: BaselineSpec = "zeros"
 
     # -- the inner explainer ------------------------------------------------------------------
     def _make_inner(self):

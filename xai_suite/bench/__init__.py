@@ -15,12 +15,13 @@ adapters' benchmark scripts instead (see ``xai-suite bench --help``).
 from .config import ConfigError, Suite, Unit, expand_units, load_suite
 from .models import list_models, model_info, register_model
 from .report import curve_summary, model_summary, summarise, write_report
-from .runner import model_quality, package_versions, run_suite, run_unit
+from .runner import StoreLockedError, model_quality, package_versions, run_suite, run_unit
 from .store import ResultsStore
 
 __all__ = [
     "ConfigError",
     "ResultsStore",
+    "StoreLockedError",
     "Suite",
     "Unit",
     "curve_summary",

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import platform
 import sys
 import time
@@ -114,7 +115,8 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
     suite = config_or_path if isinstance(config_or_path, Suite) else load_suite(config_or_path, quick=quick)
     units = expand_units(suite)
     path = store_path(Path(out_dir))
-    with ResultsStore(path, create=True) as store:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path), ResultsStore(path, create=True) as store:
         store.init_run(suite.name, suite.config, suite.source, suite.quick, package_versions(),
                        _metrics_meta(suite))
         finished = store.finished_units()
@@ -129,6 +131,40 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
                 store.write_unit(suite.name, result)
                 bar.update()
     return path
+
+
+class StoreLockedError(FileExistsError):
+    """Another runner is writing to the same results store (its lock is held)."""
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold ``<store>.lock`` for the run: a second runner on the store refuses, naming the first.
+
+    An OS lock (``flock``): the kernel releases it when the holder exits, even on ``kill -9``,
+    so a stale lock file never blocks a later run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise StoreLockedError(f"another runner ({holder}) is writing to {str(path)!r}; wait for it "
+                                   "to finish, or give this run another output directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _metrics_meta(suite: Suite) -> dict:

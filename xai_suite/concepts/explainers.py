@@ -20,14 +20,16 @@ given as ``baseline=``: ``"opposite"`` (each concept's other truth value, ``1 - 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from .._validation import check_positive_int, resolve_target
-from ..base import Call, Explainer
-from ..baselines import NotFittedError, list_baselines
+from ..base import Batched, Call, Explainer
+from ..baselines import BaselineSpec, NotFittedError, list_baselines
 from ..batching import chunks, pair_outputs
 from ..methods.native.integrated_gradients import QUADRATURES, path_gradients, quadrature
 from ..registry import register_explainer
@@ -38,7 +40,7 @@ from .models import ConceptModel
 MAX_SHAPLEY_CONCEPTS = 16
 
 
-class ConceptExplainer(Explainer):
+class ConceptExplainer(Explainer, Batched):
     """Base of the ``concept`` family: attributions over a concept model's concept layer.
 
     Subclasses implement ``_concept_attribute(call, model, a, r) -> (values, resolved)`` with
@@ -48,13 +50,7 @@ class ConceptExplainer(Explainer):
     family = "concept"
     _complete = False
 
-    def __init__(self, model, *, baseline="opposite", batch_size="auto", max_memory=None,
-                 device="auto"):
-        self.model = model
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    baseline: BaselineSpec = "opposite"
 
     def _wrapper(self, layout=None):
         name = self.info.qualified_name
@@ -84,6 +80,10 @@ class ConceptExplainer(Explainer):
         -------
         ConceptExplanation
         """
+        return self._explain(inputs, target, baselines=baselines, feature_mask=feature_mask)
+
+    @contextlib.contextmanager
+    def _begin(self, inputs, target, *, baselines, feature_mask) -> Iterator[Call]:
         name = self.info.qualified_name
         if baselines is not None:
             raise TypeError(f"{name} takes no baselines= arrays; set its baseline hyper-parameter (a "
@@ -95,28 +95,39 @@ class ConceptExplainer(Explainer):
             model: ConceptModel = call.model.model
             with torch.no_grad():
                 a = torch.cat([model.bottleneck(call.x[sl]) for sl in chunks(len(call.x), call.rows)])
-            r = baseline.sample(a, call.target, 1, call.rng, modality="concept")[0]
-            values, resolved = self._concept_attribute(call, model, a, r)
-            delta = None
-            if self._complete:
-                none_kept = torch.zeros(1, a.shape[1], dtype=torch.bool)
-                f_r = _masked_logits(call, model, a, r, none_kept)[:, 0].numpy()
-                f_a = call.predictions[np.arange(len(call.target)), call.target]
-                delta = (values.double().cpu().sum(1).numpy() - (f_a - f_r)).astype(np.float32)
+            call.data.update(model=model, activations=a, baseline=baseline,
+                             baselines=baseline.sample(a, call.target, 1, call.rng, modality="concept")[0])
+            yield call
+
+    def _compute(self, call: Call) -> tuple[torch.Tensor, np.ndarray | None, dict]:
+        model, a, r = call.data["model"], call.data["activations"], call.data["baselines"]
+        values, resolved = self._concept_attribute(call, model, a, r)
+        delta = None
+        if self._complete:
+            none_kept = torch.zeros(1, a.shape[1], dtype=torch.bool)
+            f_r = _masked_logits(call, model, a, r, none_kept)[:, 0].numpy()
+            f_a = call.predictions[np.arange(len(call.target)), call.target]
+            delta = (values.double().cpu().sum(1).numpy() - (f_a - f_r)).astype(np.float32)
+        return values, delta, resolved
+
+    def _finish(self, call: Call, raw: tuple[torch.Tensor, np.ndarray | None, dict]) -> ConceptExplanation:
+        values, delta, resolved = raw
+        a = call.data["activations"]
         values = values.detach().float().cpu().numpy()
         if values.shape != tuple(a.shape):
-            raise RuntimeError(f"{name} produced attributions of shape {values.shape}")
+            raise RuntimeError(f"{self.info.qualified_name} produced attributions of shape {values.shape}")
         return ConceptExplanation(
             attributions=values,
             concepts=a.float().cpu().numpy(),
-            concept_names=list(model.concept_names_),
+            concept_names=list(call.data["model"].concept_names_),
             inputs=call.x.cpu().numpy(),
             target=call.target,
             predictions=call.predictions,
-            method=name,
-            params=self._recorded_params(call.rows, {"baseline": baseline.describe(), **resolved}),
+            method=self.info.qualified_name,
+            params=self._recorded_params(call.rows, {"baseline": call.data["baseline"].describe(),
+                                                     **resolved}),
             convergence_delta=delta,
-            baselines=r.float().cpu().numpy(),
+            baselines=call.data["baselines"].float().cpu().numpy(),
         )
 
     def _concept_attribute(self, call: Call, model: ConceptModel, a: torch.Tensor, r: torch.Tensor
@@ -152,10 +163,6 @@ class ConceptIntervention(ConceptExplainer):
     baseline : str, float, dict or Baseline
         A ``concept`` baseline: the value each concept is set to (``"opposite"``: its other
         truth value).
-    batch_size : "auto" or int
-        Rows per model call.
-    max_memory : int or str, optional
-    device : str
     """
 
     def _concept_attribute(self, call, model, a, r):
@@ -183,8 +190,6 @@ class ConceptShapley(ConceptExplainer):
         A fitted concept model with at most 16 concepts.
     baseline : str, float, dict or Baseline
         A ``concept`` baseline: the value of the concepts left out of a coalition.
-    batch_size, max_memory, device
-        As for ``native:concept_intervention``.
     """
 
     _complete = True
@@ -234,19 +239,13 @@ class ConceptGradient(ConceptExplainer):
     quadrature : str
         ``gausslegendre`` or ``riemann_left|right|middle|trapezoid`` (see
         ``native:integrated_gradients``).
-    batch_size, max_memory, device
-        As for ``native:concept_intervention``.
     """
 
     _complete = True
 
-    def __init__(self, model, *, baseline=0.5, n_steps: int = 50,
-                 quadrature: str = "gausslegendre", batch_size="auto", max_memory=None,
-                 device="auto"):
-        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
-                         device=device)
-        self.n_steps = n_steps
-        self.quadrature = quadrature
+    baseline: BaselineSpec = 0.5
+    n_steps: int = 50
+    quadrature: str = "gausslegendre"
 
     def _concept_attribute(self, call, model, a, r):
         check_positive_int(n_steps=self.n_steps)

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,12 +21,15 @@ from torch import nn
 from .._validation import check_positive_int
 from ..base import (
     Attribution,
+    Batched,
     Call,
     GradientExplainer,
     PerturbationExplainer,
     PropagationExplainer,
+    Seeded,
     SurrogateExplainer,
 )
+from ..baselines import BaselineSpec
 from ..batching import chunks, progress
 from ..modeling import _as_2d_output
 from ..registry import register_explainer
@@ -69,7 +73,9 @@ def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torc
 def _seeded(call: Call):
     """Seed torch and numpy's global generators from ``random_state``; restore them after.
 
-    Captum draws from both global generators (GradientSHAP from ``np.random``).
+    Captum draws from both global generators (GradientSHAP from ``np.random``). Yields
+    ``reseed(i)``, which seeds both for instance ``i`` alone (loops of one Captum call per
+    instance call it first).
     """
     seed = int(call.rng.integers(2**31 - 1))
     np_state = np.random.get_state()  # noqa: NPY002
@@ -77,8 +83,17 @@ def _seeded(call: Call):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002
+        rngs = None
+
+        def reseed(i: int) -> None:  # instance i's own seed: the same draws alone or in a batch
+            nonlocal rngs
+            rngs = rngs or call.instance_rngs()
+            s = int(rngs[i].integers(2**31 - 1))
+            torch.manual_seed(s)
+            np.random.seed(s)  # noqa: NPY002
+
         try:
-            yield
+            yield reseed
         finally:
             np.random.set_state(np_state)  # noqa: NPY002
 
@@ -102,17 +117,11 @@ def _grad_input(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- gradient methods ----------------------------------------------------------------------
-class _SimpleGradient(GradientExplainer):
+class _SimpleGradient(GradientExplainer, Batched):
     """One gradient call per instance: saliency, input x gradient, guided backprop, deconvolution."""
 
-    _captum_class: str
+    _captum_class: ClassVar[str]
     _needs_module = False
-
-    def __init__(self, model, *, batch_size="auto", max_memory=None, device="auto"):
-        self.model = model
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
 
     def _kwargs(self) -> dict:
         return {}
@@ -146,10 +155,7 @@ class Saliency(_SimpleGradient):
 
     _captum_class = "Saliency"
 
-    def __init__(self, model, *, abs: bool = False, batch_size="auto", max_memory=None,
-                 device="auto"):
-        super().__init__(model, batch_size=batch_size, max_memory=max_memory, device=device)
-        self.abs = abs
+    abs: bool = False
 
     def _kwargs(self):
         return {"abs": bool(self.abs)}
@@ -198,7 +204,7 @@ class Deconvolution(_SimpleGradient):
     summary="Captum's integrated gradients (one baseline draw per instance)",
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks",
 )
-class CaptumIntegratedGradients(GradientExplainer):
+class CaptumIntegratedGradients(GradientExplainer, Batched, Seeded):
     """Captum's ``IntegratedGradients``; ``batch_size`` maps to ``internal_batch_size``.
 
     Parameters
@@ -212,17 +218,9 @@ class CaptumIntegratedGradients(GradientExplainer):
         weights sum to ``1 - 1/n_steps`` (see ``native:integrated_gradients``).
     """
 
-    def __init__(self, model, *, baseline="zeros", n_steps: int = 50,
-                 quadrature: str = "gausslegendre", batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_steps = n_steps
-        self.quadrature = quadrature
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "zeros"
+    n_steps: int = 50
+    quadrature: str = "gausslegendre"
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(n_steps=self.n_steps)
@@ -241,19 +239,11 @@ class CaptumIntegratedGradients(GradientExplainer):
         return Attribution(_chunked(call, self.n_steps, run), b)
 
 
-class _NoiseTunnel(GradientExplainer):
-    _nt_type: str
+class _NoiseTunnel(GradientExplainer, Batched, Seeded):
+    _nt_type: ClassVar[str]
 
-    def __init__(self, model, *, nt_samples: int = 25, stdevs: float = 0.15,
-                 batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.nt_samples = nt_samples
-        self.stdevs = stdevs
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    nt_samples: int = 25
+    stdevs: float = 0.15
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(nt_samples=self.nt_samples)
@@ -287,8 +277,7 @@ _NT_DOC = """
 
 @register_explainer(
     "smoothgrad", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    stochastic=True,
-    summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
+    stochastic=True, summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
     reference="Smilkov et al. (2017), SmoothGrad: removing noise by adding noise",
     notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to "
     "compare runs.",
@@ -323,7 +312,7 @@ class VarGrad(_NoiseTunnel):
     "Captum's max-pooling rule is not complete with non-zero baselines (captum#1276 and "
     "beyond): the reported delta shows it.",
 )
-class DeepLift(GradientExplainer):
+class DeepLift(GradientExplainer, Batched, Seeded):
     """DeepLIFT with the rescale rule.
 
     Parameters
@@ -332,14 +321,7 @@ class DeepLift(GradientExplainer):
         ``"zeros"`` as in Captum.
     """
 
-    def __init__(self, model, *, baseline="zeros", batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "zeros"
 
     def _attribute(self, call, *, baselines, feature_mask):
         b = self._baselines(call, baselines)
@@ -375,7 +357,7 @@ def _deeplift_pairs(call: Call, b: torch.Tensor) -> torch.Tensor:
     notes="Captum's max-pooling rule is not complete with non-zero baselines (captum#1276 and "
     "beyond): the reported delta shows it.",
 )
-class DeepLiftShap(GradientExplainer):
+class DeepLiftShap(GradientExplainer, Batched, Seeded):
     """DeepLiftShap: DeepLIFT averaged over ``n_baseline_samples`` baselines per instance.
 
     Computed with Captum's ``DeepLift`` on (instance, baseline) pairs, which is what Captum's
@@ -389,16 +371,8 @@ class DeepLiftShap(GradientExplainer):
         Baselines per instance.
     """
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 10,
-                 batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "training_sample"
+    n_baseline_samples: int = 10
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(n_baseline_samples=self.n_baseline_samples)
@@ -413,7 +387,7 @@ class DeepLiftShap(GradientExplainer):
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
     notes="Complete only in expectation over its random draws, so no per-instance delta.",
 )
-class GradientShap(GradientExplainer):
+class GradientShap(GradientExplainer, Batched, Seeded):
     """GradientSHAP, one Captum call per instance with that instance's baselines.
 
     Parameters
@@ -428,18 +402,10 @@ class GradientShap(GradientExplainer):
         Noise added to the input at each point (0, as in Captum).
     """
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 10,
-                 n_samples: int = 20, stdevs: float = 0.0, batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.n_samples = n_samples
-        self.stdevs = stdevs
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "training_sample"
+    n_baseline_samples: int = 10
+    n_samples: int = 20
+    stdevs: float = 0.0
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(n_baseline_samples=self.n_baseline_samples, n_samples=self.n_samples)
@@ -447,8 +413,9 @@ class GradientShap(GradientExplainer):
         algo = _attr().GradientShap(call.model.forward)
         tgt = call.target_t
         parts = []
-        with _seeded(call):
+        with _seeded(call) as reseed:
             for i in progress(len(call.x), "gradient shap", min_steps=20):
+                reseed(i)
                 parts.append(algo.attribute(
                     call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples,
                     stdevs=float(self.stdevs), target=tgt[i : i + 1],
@@ -497,14 +464,8 @@ def _resolve_layer(model: nn.Module, layer, sample: torch.Tensor) -> tuple[str, 
     return layer, named[layer]
 
 
-class _CamBase(GradientExplainer):
-    def __init__(self, model, *, layer: str | None = None, batch_size="auto", max_memory=None,
-                 device="auto"):
-        self.model = model
-        self.layer = layer
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+class _CamBase(GradientExplainer, Batched):
+    layer: str | None = None
 
 
 _CAM_NOTES = ("Grad-CAM has no channel resolution: its map, upsampled to the input's length "
@@ -529,11 +490,7 @@ class GradCam(_CamBase):
         Keep only positive evidence, as in the paper (Captum's default is ``False``).
     """
 
-    def __init__(self, model, *, layer: str | None = None, relu_attributions: bool = True,
-                 batch_size="auto", max_memory=None, device="auto"):
-        super().__init__(model, layer=layer, batch_size=batch_size, max_memory=max_memory,
-                         device=device)
-        self.relu_attributions = relu_attributions
+    relu_attributions: bool = True
 
     def _attribute(self, call, *, baselines, feature_mask):
         a = _attr()
@@ -562,8 +519,7 @@ class GradCam(_CamBase):
 
 @register_explainer(
     "guided_grad_cam", library="captum", modalities=("timeseries", "image"), model_kinds=TORCH,
-    requires=("captum",),
-    summary="Guided backprop multiplied by the upsampled Grad-CAM map",
+    requires=("captum",), summary="Guided backprop multiplied by the upsampled Grad-CAM map",
     reference="Selvaraju et al. (2017), Grad-CAM",
 )
 class GuidedGradCam(_CamBase):
@@ -588,15 +544,8 @@ class GuidedGradCam(_CamBase):
 
 
 # -- perturbation methods ------------------------------------------------------------------
-class _Perturbation(PerturbationExplainer):
-    def __init__(self, model, *, baseline="zeros", batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+class _Perturbation(PerturbationExplainer, Batched, Seeded):
+    baseline: BaselineSpec = "zeros"
 
 
 def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
@@ -645,24 +594,14 @@ class FeatureAblation(_Perturbation):
     reference="Breiman (2001), Random Forests; " + CAPTUM,
     notes="A batch-level method: each instance's attribution depends on the other "
     "instances explained with it (never on batch_size); needs at least 2 instances.",
-    batch_invariant=True,
+    batch_invariant=False,
 )
-class FeaturePermutation(PerturbationExplainer):
+class FeaturePermutation(PerturbationExplainer, Batched, Seeded):
     """Permutation importance over the explained instances.
 
     Parameters
     ----------
-    random_state : int, optional
-        Seeds the permutations.
     """
-
-    def __init__(self, model, *, batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
 
     def _attribute(self, call, *, baselines, feature_mask):
         n = call.x.shape[0]
@@ -682,8 +621,7 @@ class FeaturePermutation(PerturbationExplainer):
 
 @register_explainer(
     "occlusion", library="captum", multi_input=True, modalities=ALL, model_kinds=ANY_MODEL,
-    requires=("captum",),
-    needs_baseline=True,
+    requires=("captum",), needs_baseline=True,
     summary="Output drop when a sliding window of the input is set to the baseline",
     reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",
 )
@@ -701,13 +639,8 @@ class Occlusion(_Perturbation):
         Replacement values; ``"zeros"`` as in Captum.
     """
 
-    def __init__(self, model, *, window: tuple[int, ...] | None = None,
-                 stride: tuple[int, ...] | None = None, baseline="zeros", batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
-                         device=device, random_state=random_state)
-        self.window = window
-        self.stride = stride
+    window: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
 
     @staticmethod
     def default_window(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -766,11 +699,7 @@ class ShapleyValueSampling(_Perturbation):
         Values of absent features; ``"zeros"`` as in Captum.
     """
 
-    def __init__(self, model, *, n_samples: int = 25, baseline="zeros", batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        super().__init__(model, baseline=baseline, batch_size=batch_size, max_memory=max_memory,
-                         device=device, random_state=random_state)
-        self.n_samples = n_samples
+    n_samples: int = 25
 
     def _attribute(self, call, *, baselines, feature_mask):
         check_positive_int(n_samples=self.n_samples)
@@ -792,16 +721,9 @@ class ShapleyValueSampling(_Perturbation):
 
 
 # -- surrogates ----------------------------------------------------------------------------
-class _Surrogate(SurrogateExplainer):
-    def __init__(self, model, *, n_samples: int = 200, baseline="zeros", batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.baseline = baseline
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+class _Surrogate(SurrogateExplainer, Batched, Seeded):
+    n_samples: int = 200
+    baseline: BaselineSpec = "zeros"
 
     def _make(self, a, forward):
         raise NotImplementedError
@@ -813,8 +735,9 @@ class _Surrogate(SurrogateExplainer):
         tgt = call.target_t
         ppe = max(1, min(call.rows, self.n_samples))
         parts = []
-        with _seeded(call), torch.no_grad():
+        with _seeded(call) as reseed, torch.no_grad():
             for i in progress(len(call.x), self.info.name, min_steps=20):  # one surrogate per instance
+                reseed(i)
                 sl = slice(i, i + 1)
                 parts.append(algo.attribute(
                     call.x[sl], baselines=b[0, sl], target=tgt[sl],
@@ -870,15 +793,9 @@ class Lime(_Surrogate):
         Values of absent features; ``"zeros"`` as in Captum.
     """
 
-    def __init__(self, model, *, n_samples: int = 200, surrogate: str = "ridge",
-                 alpha: float = 1.0, kernel_width: float = 1.0, baseline="zeros",
-                 batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        super().__init__(model, n_samples=n_samples, baseline=baseline, batch_size=batch_size,
-                         max_memory=max_memory, device=device, random_state=random_state)
-        self.surrogate = surrogate
-        self.alpha = alpha
-        self.kernel_width = kernel_width
+    surrogate: str = "ridge"
+    alpha: float = 1.0
+    kernel_width: float = 1.0
 
     def _make(self, a, forward):
         from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
@@ -918,7 +835,7 @@ def _lrp_rule(explainer: LRP):
     "1-D CNNs are refused with the list of unsupported layers. Relevance is conserved only "
     "without biases, so the delta measures what biases absorb.",
 )
-class LRP(PropagationExplainer):
+class LRP(PropagationExplainer, Batched):
     """Captum's LRP on a private copy of the model (Captum attaches rules to layers).
 
     Parameters
@@ -932,15 +849,9 @@ class LRP(PropagationExplainer):
         Weight of positive parts in the gamma rule (0.25, as in Captum).
     """
 
-    def __init__(self, model, *, rule: str = "epsilon", epsilon: float = 1e-9,
-                 gamma: float = 0.25, batch_size="auto", max_memory=None, device="auto"):
-        self.model = model
-        self.rule = rule
-        self.epsilon = epsilon
-        self.gamma = gamma
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    rule: str = "epsilon"
+    epsilon: float = 1e-09
+    gamma: float = 0.25
 
     def _attribute(self, call, *, baselines, feature_mask):
         make_rule = _lrp_rule(self)

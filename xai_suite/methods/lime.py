@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._validation import check_bool, check_positive_int, check_positive_number, check_random_state
-from ..base import Attribution, Call, SurrogateExplainer
+from ..base import Attribution, Batched, Call, Seeded, SurrogateExplainer
 from ..batching import progress
 from ..registry import register_explainer
 
@@ -78,7 +78,7 @@ def instance_seeds(random_state, call: Call) -> np.ndarray:
     "(quartiles by default); "
     "otherwise of the features standardised by the training data's standard deviation.",
 )
-class LimeTabular(SurrogateExplainer):
+class LimeTabular(SurrogateExplainer, Batched, Seeded):
     """LIME for tabular data through ``lime.lime_tabular.LimeTabularExplainer``.
 
     ``fit(X)`` gives the training data (M, F) lime takes its statistics from (means,
@@ -107,30 +107,13 @@ class LimeTabular(SurrogateExplainer):
     sample_around_instance : bool
         Draw continuous perturbations around the instance instead of around the training
         mean (lime's default ``False``); used when ``discretize_continuous`` is false.
-    batch_size : int or "auto"
-        Rows per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        Compute device of torch models.
-    random_state : int, optional
-        Seeds every instance's ``RandomState`` (see the module docstring).
     """
 
-    def __init__(self, model, *, n_samples: int = 5000, kernel_width: float | None = None,
-                 discretize_continuous: bool = True, discretizer: str = "quartile",
-                 sample_around_instance: bool = False, batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.kernel_width = kernel_width
-        self.discretize_continuous = discretize_continuous
-        self.discretizer = discretizer
-        self.sample_around_instance = sample_around_instance
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    n_samples: int = 5000
+    kernel_width: float | None = None
+    discretize_continuous: bool = True
+    discretizer: str = "quartile"
+    sample_around_instance: bool = False
 
     def _fit(self, X: torch.Tensor, y) -> None:
         self.X_train_ = X.double().numpy()  # (M, F): what lime computes its statistics from

@@ -22,14 +22,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._validation import check_random_state
-from ..base import Attribution, Call, GradientExplainer, PerturbationExplainer, SurrogateExplainer
-from ..baselines import background_groups
+from ..base import Attribution, Batched, Call, GradientExplainer, PerturbationExplainer, SurrogateExplainer
+from ..baselines import BaselineSpec, background_groups
 from ..modeling import ModelWrapper, _as_2d_output
 from ..registry import register_explainer
 
@@ -136,11 +138,26 @@ class _TargetOutput(nn.Module):
         return _as_2d_output(self.module(x), x.shape[0])[:, self.k : self.k + 1]
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class _ShapExplainer:
-    """Mixin: the background from the ``baseline``; the result with it as its baselines."""
+    """Mixin: the background from the ``baseline``; the result with it as its baselines.
 
-    n_baseline_samples: int
-    random_state: int | None
+    Parameters
+    ----------
+    baseline : baseline spec
+        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
+        drawn once, as shap's) or any baseline (see the module docstring).
+    n_baseline_samples : int
+        Background rows (draws of a random baseline). Cost grows linearly.
+    random_state : int, optional
+        Seeds the background draw.
+    """
+
+    _mixin_params: ClassVar[bool] = True
+
+    baseline: BaselineSpec = "training_sample"
+    n_baseline_samples: int = 100
+    random_state: int | None = None
 
     def _backgrounds(self, call: Call, explicit: torch.Tensor | None
                      ) -> tuple[torch.Tensor, list[tuple[np.ndarray, torch.Tensor]]]:
@@ -173,22 +190,12 @@ def _check_count(name: str, value, minimum: int = 1, allow: tuple = ()) -> None:
 
 
 # -- model-agnostic explainers on tabular data ---------------------------------------------
-class _Masked(_ShapExplainer, PerturbationExplainer):
+class _Masked(_ShapExplainer, PerturbationExplainer, Batched):
     """shap's masker-based explainers (Exact, Permutation, Partition) on ``(N, F)`` data."""
 
     _random = True  # draws from NumPy's global generator (recorded as seed_used)
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 max_evals: int = 500, batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.max_evals = max_evals
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    max_evals: int = 500
 
     def _masker(self, shap, bg: np.ndarray):
         return shap.maskers.Independent(bg, max_samples=len(bg))
@@ -235,11 +242,6 @@ _VALUE_DOC = """
 
     Parameters
     ----------
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
     max_evals : int
         shap's ``max_evals``: masked evaluations per instance ({max_evals}).
 """
@@ -247,11 +249,7 @@ _BATCH_DOC = """    batch_size : "auto" or int
         Rows per model call; shap's ``batch_size`` (masked samples per call) is
         ``batch_size // n_baseline_samples``.
 """
-_REST_DOC = """    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
-    random_state : int, optional
+_REST_DOC = """    random_state : int, optional
         Seeds the background draw{seed}.
     """
 
@@ -277,13 +275,7 @@ class Exact(_Masked):
     )
     _random = False
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 max_evals: int = 100000, batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        super().__init__(model, baseline=baseline, n_baseline_samples=n_baseline_samples,
-                         max_evals=max_evals,
-                         batch_size=batch_size, max_memory=max_memory, device=device,
-                         random_state=random_state)
+    max_evals: int = 100000
 
     def _make(self, shap, f, masker):
         return shap.explainers.Exact(f, masker)
@@ -340,14 +332,7 @@ class Partition(_Masked):
                            "        matters only when ``max_evals`` cuts the recursion short)")
     )
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 max_evals: int = 500, clustering: str = "correlation", batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        super().__init__(model, baseline=baseline, n_baseline_samples=n_baseline_samples,
-                         max_evals=max_evals,
-                         batch_size=batch_size, max_memory=max_memory, device=device,
-                         random_state=random_state)
-        self.clustering = clustering
+    clustering: str = "correlation"
 
     def _masker(self, shap, bg):
         if not isinstance(self.clustering, str):
@@ -376,7 +361,7 @@ class Partition(_Masked):
     notes="Random only while n_samples does not enumerate every coalition; every instance "
     "of a call gets the same coalitions (NumPy's generator reseeded per instance).",
 )
-class KernelShap(_ShapExplainer, SurrogateExplainer):
+class KernelShap(_ShapExplainer, SurrogateExplainer, Batched):
     """shap's ``KernelExplainer``, comparable with ``native:kernel_shap``.
 
     Each instance is explained by one ``shap_values`` call after ``np.random.seed(seed)``
@@ -397,35 +382,13 @@ class KernelShap(_ShapExplainer, SurrogateExplainer):
         (``"num_features(10)"`` since 0.47, ``"auto"`` before) first selects features by
         LARS or a lasso and gives the others 0. Also ``"num_features(k)"``, ``"aic"``,
         ``"bic"`` or a lasso ``alpha``.
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
-    batch_size : "auto" or int
-        Rows per model call (shap hands all ``n_samples x n_baseline_samples`` rows of an instance
-        over at once; they are run in chunks).
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
     random_state : int, optional
         Seeds the coalitions (``np.random.seed(random_state)`` before each instance) and the
         background draw.
     """
 
-    def __init__(self, model, *, n_samples="auto", l1_reg=False, baseline="training_sample",
-                 n_baseline_samples: int = 100, batch_size="auto", max_memory=None,
-                 device="auto", random_state: int | None = None):
-        self.model = model
-        self.n_samples = n_samples
-        self.l1_reg = l1_reg
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    n_samples: int | str = "auto"
+    l1_reg: bool | str | int = False
 
     def _check_l1_reg(self) -> None:
         r = self.l1_reg
@@ -525,23 +488,7 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
     (and the other ensembles shap's TreeExplainer reads). Any other model raises a
     ``TypeError`` naming shap:exact and shap:kernel.
 
-    Parameters
-    ----------
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
-    random_state : int, optional
-        Seeds the background draw.
     """
-
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.random_state = random_state
 
     def _wrapper(self, layout=None) -> ModelWrapper:
         try:
@@ -597,23 +544,7 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
     Models: fitted scikit-learn linear models (anything with ``coef_`` and ``intercept_``
     that shap reads); any other model raises a ``TypeError``.
 
-    Parameters
-    ----------
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
-    random_state : int, optional
-        Seeds the background draw.
     """
-
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.random_state = random_state
 
     def _wrapper(self, layout=None) -> ModelWrapper:
         try:
@@ -655,7 +586,7 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
     "attribution priors and expected gradients; shap.GradientExplainer",
     notes="Complete only in expectation over its random draws, so no per-instance delta.",
 )
-class GradientShap(_ShapExplainer, GradientExplainer):
+class GradientShap(_ShapExplainer, GradientExplainer, Batched):
     """shap's ``GradientExplainer`` (expected gradients) for torch models.
 
     Each instance is explained by one shap call with ``rseed`` = the seed, so it gets the same
@@ -664,36 +595,16 @@ class GradientShap(_ShapExplainer, GradientExplainer):
 
     Parameters
     ----------
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
     n_samples : int
         shap's ``nsamples``: (background row, point) draws per instance (200, as in shap).
     local_smoothing : float
         shap's ``local_smoothing``: std of Gaussian noise added to the input (0, as in shap).
-    batch_size : "auto" or int
-        shap's ``batch_size``: rows per gradient call (shap's default is 50).
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
     random_state : int, optional
         Seeds the background draw and shap's draws (its ``rseed``).
     """
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 n_samples: int = 200, local_smoothing: float = 0.0, batch_size="auto",
-                 max_memory=None, device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.n_samples = n_samples
-        self.local_smoothing = local_smoothing
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    n_samples: int = 200
+    local_smoothing: float = 0.0
 
     def _attribute(self, call, *, baselines, feature_mask):
         _check_count("n_samples", self.n_samples)
@@ -755,11 +666,6 @@ class DeepShap(_ShapExplainer, GradientExplainer):
 
     Parameters
     ----------
-    baseline : baseline spec
-        The background: ``"training_sample"`` (``n_baseline_samples`` rows of ``fit``'s data,
-        drawn once, as shap's) or any baseline (see the module docstring).
-    n_baseline_samples : int
-        Background rows (draws of a random baseline). Cost grows linearly.
     check_additivity : bool
         shap's own check that values sum to ``f(x) - mean_b f(b)`` (to 0.01). With
         ``False`` shap's values are returned anyway and ``convergence_delta`` shows the error.
@@ -768,14 +674,8 @@ class DeepShap(_ShapExplainer, GradientExplainer):
         Seeds the background draw.
     """
 
-    def __init__(self, model, *, baseline="training_sample", n_baseline_samples: int = 100,
-                 check_additivity: bool = True, device="auto", random_state: int | None = None):
-        self.model = model
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.check_additivity = check_additivity
-        self.device = device
-        self.random_state = random_state
+    check_additivity: bool = True
+    device: str = "auto"
 
     def _attribute(self, call, *, baselines, feature_mask):
         if not isinstance(self.check_additivity, bool | np.bool_):

@@ -28,7 +28,8 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dynamic time warping distance between paired series, batched.
 
     Multivariate series are aligned jointly (dependent DTW), the local cost being the squared
-    Euclidean distance between the channel vectors; no window. The result is the cost summed
+    Euclidean distance between the channel vectors; no window. Memory is O(N C T): two
+    anti-diagonals of the cost matrix at a time, never the (N, T, T) matrix. The result is the cost summed
     along the optimal path (aeon's ``dtw_distance`` convention: no square root).
 
     Parameters
@@ -43,16 +44,24 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"dtw_distance pairs series of one shape (N, C, T); got {a.shape}, {b.shape}")
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     n, _, t = a64.shape
-    cost = ((a64[:, :, :, None] - b64[:, :, None, :]) ** 2).sum(1)  # (N, T, T)
-    acc = np.full((n, t + 1, t + 1), np.inf)
-    acc[:, 0, 0] = 0.0
-    # cells (i, j) with i + j = k depend only on the anti-diagonals k - 1 and k - 2
+    # cells (i, j) with i + j = k depend only on the anti-diagonals k - 1 and k - 2: keep those
+    # two, indexed by i, and the cost of diagonal k only (O(N C T) memory, not O(N T^2))
+    before = np.full((n, t + 1), np.inf)  # diagonal k - 2
+    before[:, 0] = 0.0
+    last = np.full((n, t + 1), np.inf)  # diagonal k - 1
     for k in range(2, 2 * t + 1):
         i = np.arange(max(1, k - t), min(t, k - 1) + 1)
         j = k - i
-        best = np.minimum(np.minimum(acc[:, i - 1, j - 1], acc[:, i - 1, j]), acc[:, i, j - 1])
-        acc[:, i, j] = cost[:, i - 1, j - 1] + best
-    return acc[:, t, t]
+        cost = ((a64[:, :, i - 1] - b64[:, :, j - 1]) ** 2).sum(1)  # (N, len(i))
+        best = np.minimum(np.minimum(before[:, i - 1], last[:, i - 1]), last[:, i])
+        current = np.full((n, t + 1), np.inf)
+        current[:, i] = cost + best
+        before, last = last, current
+    return last[:, t]
+
+
+#: Most reference instances whose leave-one-out k-NN distance gives plausibility's typical one.
+TYPICAL_ROWS = 2000
 
 
 def plausibility(cf: np.ndarray, X_ref: np.ndarray, k: int = 5) -> np.ndarray:
@@ -61,7 +70,10 @@ def plausibility(cf: np.ndarray, X_ref: np.ndarray, k: int = 5) -> np.ndarray:
     The mean Euclidean distance from a counterfactual to its ``k`` nearest reference
     instances, divided by the same quantity for the reference instances themselves
     (leave-one-out, median over the reference set). About 1 for a counterfactual as typical
-    as the data; much larger for one far from it.
+    as the data; much larger for one far from it. Distances are computed in blocks of about
+    64 MiB, so memory does not grow with the square of the reference set, and the typical
+    distance is the median over at most 2,000 evenly spaced reference instances (all of them
+    below that), so time grows linearly with it.
 
     Parameters
     ----------
@@ -80,11 +92,25 @@ def plausibility(cf: np.ndarray, X_ref: np.ndarray, k: int = 5) -> np.ndarray:
     k = min(k, m - 1)
     ref = torch.from_numpy(np.asarray(X_ref, np.float64).reshape(m, -1))
     q = torch.from_numpy(np.asarray(cf, np.float64).reshape(cf.shape[0], -1))
-    d_ref = torch.cdist(ref, ref)
-    d_ref.fill_diagonal_(float("inf"))
-    typical = d_ref.topk(k, dim=1, largest=False).values.mean(1).median()
-    d = torch.cdist(q, ref).topk(k, dim=1, largest=False).values.mean(1)
-    return (d / typical.clamp_min(1e-12)).numpy()
+    rows = np.linspace(0, m - 1, min(m, TYPICAL_ROWS)).round().astype(np.int64)  # all, up to 2000
+    typical = _knn_mean(ref[rows], ref, k, leave_one_out=rows).median()
+    return (_knn_mean(q, ref, k) / typical.clamp_min(1e-12)).numpy()
+
+
+def _knn_mean(q: torch.Tensor, ref: torch.Tensor, k: int, leave_one_out: np.ndarray | None = None,
+              budget: int = 2**26) -> torch.Tensor:
+    """Mean distance (N,) from each row of ``q`` to its ``k`` nearest rows of ``ref``, with the
+    distances computed ``budget`` bytes of them at a time (not the whole (N, M) matrix);
+    ``leave_one_out`` (N,): the row of ``ref`` each row of ``q`` is, not its own neighbour."""
+    step = max(1, budget // (8 * ref.shape[0]))
+    out = []
+    for start in range(0, q.shape[0], step):
+        d = torch.cdist(q[start : start + step], ref)
+        if leave_one_out is not None:
+            own = torch.from_numpy(leave_one_out[start : start + step])
+            d[torch.arange(d.shape[0]), own] = float("inf")
+        out.append(d.topk(k, dim=1, largest=False).values.mean(1))
+    return torch.cat(out)
 
 
 def counterfactual_metrics(

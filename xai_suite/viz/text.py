@@ -1,7 +1,10 @@
 """HTML views of text attributions: each unit of a prompt shaded by its signed attribution.
 
 Everything that comes from the user (the text, the title, the values' labels) is escaped
-with :func:`html.escape`, so a prompt holding markup renders as text, never as markup.
+with :func:`html.escape`, so a prompt holding markup renders as text, never as markup; and
+invisible format characters (bidi overrides and isolates such as U+202E, zero-width
+characters such as U+200B: Unicode category Cf) are shown as visible ``<U+202E>`` escapes, so
+what is displayed is what the model read, in its order.
 Colours are symmetric around zero: red for positive, blue for negative attributions, the
 strongest unit at full colour; only the picture is scaled, never the attributions.
 """
@@ -9,9 +12,16 @@ strongest unit at full colour; only the picture is scaled, never the attribution
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+
+
+def _escape(text: str) -> str:
+    """``html.escape``, with every format character (category Cf) as a visible ``<U+XXXX>``."""
+    shown = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in text)
+    return html.escape(shown)
 
 
 def _colour(value: float, limit: float) -> str:
@@ -64,18 +74,18 @@ def render_text_html(text: str, spans: Sequence[tuple[int, int]], attributions, 
     limit = float(np.abs(values).max()) if len(values) else 0.0
     parts = ['<div class="xai-text" style="font-family: monospace; line-height: 1.8;">']
     if title is not None:
-        parts.append(f"<h4>{html.escape(str(title))}</h4>")
+        parts.append(f"<h4>{_escape(str(title))}</h4>")
     if subtitle is not None:
-        parts.append(f"<p>{html.escape(str(subtitle))}</p>")
+        parts.append(f"<p>{_escape(str(subtitle))}</p>")
     parts.append('<p style="white-space: pre-wrap;">')
     pos = 0
     for (s, e), v in zip(spans, values, strict=True):
-        parts.append(html.escape(text[pos:s]))
+        parts.append(_escape(text[pos:s]))
         parts.append(
             f'<span style="background-color: {_colour(v, limit)}; border-radius: 3px;" '
-            f'title="{v:.6g}">{html.escape(text[s:e])}</span>'
+            f'title="{v:.6g}">{_escape(text[s:e])}</span>'
         )
         pos = e
-    parts.append(html.escape(text[pos:]))
+    parts.append(_escape(text[pos:]))
     parts.append("</p></div>")
     return "".join(parts)

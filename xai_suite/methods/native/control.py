@@ -5,26 +5,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...base import Attribution, AttributionExplainer, Call
+from ...base import Attribution, AttributionExplainer, Batched, Call, Seeded
 from ...metrics.statistics import instance_generators
 from ...registry import register_explainer
 
 
 @register_explainer(
-    "random",
-    library="native",
-    family="control",
-    modalities=("tabular", "timeseries", "image"),
-    model_kinds=("torch", "sklearn", "aeon", "callable"),
-    stochastic=True,
-    batch_invariant=True,
+    "random", library="native", family="control", modalities=("tabular", "timeseries", "image"),
+    model_kinds=("torch", "sklearn", "aeon", "callable"), stochastic=True, batch_invariant=True,
     summary="Random-attribution control: i.i.d. standard normal attributions",
     reference="Adebayo et al. (2018), Sanity Checks for Saliency Maps (the random baseline "
     "metrics are compared with)",
     notes="Ignores the model beyond predicting the target; any metric worth reporting must "
     "score real methods better than this control.",
 )
-class RandomAttribution(AttributionExplainer):
+class RandomAttribution(AttributionExplainer, Batched, Seeded):
     """Attributions drawn i.i.d. from a standard normal, seeded per instance.
 
     Each instance's values come from a generator seeded by ``random_state``, the instance's
@@ -35,31 +30,15 @@ class RandomAttribution(AttributionExplainer):
     ----------
     model : any model kind
         Only called to predict (and pick the target class).
-    batch_size : "auto" or int
-        Rows per prediction call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
-    random_state : int, optional
-        Seed; ``None`` draws different attributions every call.
     """
 
     family = "control"
-
-    def __init__(self, model, *, batch_size="auto", max_memory=None, device="auto",
-                 random_state: int | None = None):
-        self.model = model
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         x = call.x.cpu().numpy()
         seed = self.random_state
         if seed is None:  # fresh, but drawn from the call's generator like every stochastic path
-            seed = int(call.rng.integers(2**63 - 1))
+            seed = int(call.rng.integers(2**32))  # within check_random_state's range
         values = np.empty(x.shape, dtype=np.float32)
         for i, t in enumerate(call.target):
             gen = instance_generators(x[i : i + 1], seed, int(t))[0]

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ..._validation import check_positive_int
-from ...base import Attribution, Call, GradientExplainer
+from ...base import Attribution, Batched, Call, GradientExplainer, Seeded
+from ...baselines import BaselineSpec
 from ...batching import progress
 from ...registry import register_explainer
 
@@ -109,20 +110,15 @@ def path_gradients(
 
 
 @register_explainer(
-    "integrated_gradients",
-    library="native",
-    modalities=("tabular", "timeseries", "image"),
-    model_kinds=("torch",),
-    needs_baseline=True,
-    has_convergence_delta=True,
-    multi_input=True,
+    "integrated_gradients", library="native", modalities=("tabular", "timeseries", "image"),
+    model_kinds=("torch",), needs_baseline=True, has_convergence_delta=True, multi_input=True,
     recommended=True,
     summary="Integrated gradients batched over instances, steps and baseline draws "
     "(expected gradients with a random baseline)",
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks; "
     "Erion et al. (2021), expected gradients",
 )
-class IntegratedGradients(GradientExplainer):
+class IntegratedGradients(GradientExplainer, Batched, Seeded):
     """Integrated gradients with any registered baseline, batched over all instances.
 
     Parameters
@@ -139,38 +135,12 @@ class IntegratedGradients(GradientExplainer):
         Draws per instance from a random baseline; IG is averaged over them
         (``baseline="training_sample"`` gives expected gradients). Ignored for
         deterministic baselines.
-    batch_size : "auto" or int
-        Rows (interpolated inputs) per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    random_state : int, optional
-        Seeds random baselines.
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        baseline="zeros",
-        n_steps: int = 50,
-        quadrature: str = "gausslegendre",
-        n_baseline_samples: int = 1,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-        random_state: int | None = None,
-    ):
-        self.model = model
-        self.baseline = baseline
-        self.n_steps = n_steps
-        self.quadrature = quadrature
-        self.n_baseline_samples = n_baseline_samples
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    baseline: BaselineSpec = "zeros"
+    n_steps: int = 50
+    quadrature: str = "gausslegendre"
+    n_baseline_samples: int = 1
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         alphas, weights = quadrature(self.quadrature, self.n_steps)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..._validation import check_random_state
-from ...base import Attribution, Call, SurrogateExplainer
-from ...baselines import background_groups
+from ...base import Attribution, Batched, Call, Seeded, SurrogateExplainer
+from ...baselines import BaselineSpec, background_groups
 from ...batching import progress
 from ...registry import register_explainer
 
@@ -309,16 +309,9 @@ def solve_kernel_shap(coalitions: Coalitions, values: np.ndarray, fx: np.ndarray
 
 
 @register_explainer(
-    "kernel_shap",
-    library="native",
-    modalities=("tabular",),
-    model_kinds=("torch", "sklearn", "callable"),
-    uses_feature_mask=True,
-    needs_baseline=True,
-    stochastic=True,
-    batch_invariant=True,
-    has_convergence_delta=True,
-    recommended=True,
+    "kernel_shap", library="native", modalities=("tabular",),
+    model_kinds=("torch", "sklearn", "callable"), uses_feature_mask=True, needs_baseline=True,
+    stochastic=True, batch_invariant=True, has_convergence_delta=True, recommended=True,
     summary="KernelSHAP with shap.KernelExplainer's coalitions, every instance and coalition "
     "batched through the model and one regression solved for all instances",
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
@@ -329,7 +322,7 @@ def solve_kernel_shap(coalitions: Coalitions, values: np.ndarray, fx: np.ndarray
     "(their exact value is 0). With a feature_mask every feature of a group carries the "
     "group's value (as Captum), so completeness holds for the sum over groups.",
 )
-class KernelShap(SurrogateExplainer):
+class KernelShap(SurrogateExplainer, Batched, Seeded):
     """KernelSHAP on tabular data, batched over instances and coalitions.
 
     The value of a coalition is the model's mean output over the background with the
@@ -354,37 +347,11 @@ class KernelShap(SurrogateExplainer):
     n_baseline_samples : int
         Background rows (draws of a random baseline). The cost grows linearly with it; shap
         suggests at most 100.
-    batch_size : "auto" or int
-        Rows (instance x coalition x background row) per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
-    random_state : int, optional
-        Seeds the sampled coalitions (as ``np.random.seed`` before a shap call) and the
-        background draw (seed 0 when ``None``).
     """
 
-    def __init__(
-        self,
-        model,
-        *,
-        n_samples="auto",
-        baseline="training_sample",
-        n_baseline_samples: int = 100,
-        batch_size="auto",
-        max_memory=None,
-        device="auto",
-        random_state: int | None = None,
-    ):
-        self.model = model
-        self.n_samples = n_samples
-        self.baseline = baseline
-        self.n_baseline_samples = n_baseline_samples
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
-        self.random_state = random_state
+    n_samples: int | str = "auto"
+    baseline: BaselineSpec = "training_sample"
+    n_baseline_samples: int = 100
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         _check_budget(self.n_samples)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ...base import Attribution, Call, PropagationExplainer
+from ...base import Attribution, Batched, Call, PropagationExplainer
 from ...modeling import _as_2d_output
 from ...registry import register_explainer
 
@@ -475,7 +475,15 @@ class _Pass:
                     f"parameters only in {_supported_list()} modules"
                 )
             return None
-        if kind not in SUPPORTED:
+        # a subclass that keeps its base's forward takes the base's rules
+        base = next((k for k in kind.__mro__ if k in SUPPORTED), None)
+        if base is not None and kind.forward is not base.forward:
+            raise TypeError(
+                f"native:lrp cannot propagate through module {name!r} ({kind.__name__}): it "
+                f"subclasses {base.__name__} but overrides forward (its own padding, say), which "
+                f"the {base.__name__} rules cannot see; use a plain {base.__name__} (padding=...)"
+            )
+        if base is None:
             hint = ""
             if isinstance(module, _OUTPUT_SQUASHERS):
                 hint = " (explain the logits: drop the final squashing layer)"
@@ -667,14 +675,8 @@ def lrp(
 
 
 @register_explainer(
-    "lrp",
-    library="native",
-    family="propagation",
-    modalities=("tabular", "timeseries", "image"),
-    model_kinds=("torch",),
-    has_convergence_delta=True,
-    multi_input=True,
-    recommended=True,
+    "lrp", library="native", family="propagation", modalities=("tabular", "timeseries", "image"),
+    model_kinds=("torch",), has_convergence_delta=True, multi_input=True, recommended=True,
     summary="Layer-wise relevance propagation with rules per layer type, for 1-D and 2-D "
     "networks (Conv1d, BatchNorm, pooling, residual sums)",
     reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance "
@@ -685,7 +687,7 @@ def lrp(
     "little): the convergence delta reports what biases and stabilisers absorb, so, as for "
     "captum:lrp, it is reported but not bounded.",
 )
-class LRP(PropagationExplainer):
+class LRP(PropagationExplainer, Batched):
     """LRP by the modified-gradient trick, with named rules and composites.
 
     Parameters
@@ -707,27 +709,14 @@ class LRP(PropagationExplainer):
         The gamma rule's weight of positive contributions (0.25, as Captum and Zennit).
     low, high : float, array-like or None
         Input bounds for the z-box rule; ``None``: each instance's own minimum/maximum.
-    batch_size : "auto" or int
-        Instances per forward/backward pass.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(self, model, *, composite: str = "epsilon", rules: dict | None = None,
-                 epsilon: float = 1e-6, gamma: float = 0.25, low=None, high=None,
-                 batch_size="auto", max_memory=None, device="auto"):
-        self.model = model
-        self.composite = composite
-        self.rules = rules
-        self.epsilon = epsilon
-        self.gamma = gamma
-        self.low = low
-        self.high = high
-        self.batch_size = batch_size
-        self.max_memory = max_memory
-        self.device = device
+    composite: str = "epsilon"
+    rules: dict | None = None
+    epsilon: float = 1e-06
+    gamma: float = 0.25
+    low: float | None = None
+    high: float | None = None
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
         n, target = call.x.shape[0], call.target_t
