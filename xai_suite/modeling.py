@@ -203,9 +203,9 @@ class NonFiniteOutputError(ValueError):
 
 def _checked(out: torch.Tensor) -> torch.Tensor:
     """``out`` (n, K), after raising :class:`NonFiniteOutputError` if any row is not finite."""
-    finite = torch.isfinite(out.detach()).all(1)
-    if not bool(finite.all()):
-        raise NonFiniteOutputError(torch.nonzero(~finite).squeeze(1).cpu().numpy(), out.shape[0])
+    if not bool(torch.isfinite(out.detach()).all()):  # one reduction; the rows only on failure
+        bad = ~torch.isfinite(out.detach()).all(1)
+        raise NonFiniteOutputError(torch.nonzero(bad).squeeze(1).cpu().numpy(), out.shape[0])
     return out
 
 
