@@ -8,7 +8,7 @@ pytest.importorskip("transformers")
 
 import xai_suite as xs
 from xai_suite.modeling import model_kind
-from xai_suite_llm import KEY_POSITION, LanguageModel, make_key_prompts, make_tiny_tokenizer
+from xai_suite_llm import KEY_POSITION, LanguageModel, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer
 from xai_suite_llm.models import SITES
 
 
@@ -25,6 +25,38 @@ def tiny_llama():
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
     torch.manual_seed(0)
     return LanguageModel(LlamaForCausalLM(config), tok, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_phi():
+    """Phi (parallel attention and MLP, a final_layernorm): hook points verified below."""
+    from transformers import PhiConfig, PhiForCausalLM
+
+    tok = make_tiny_tokenizer()
+    config = PhiConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, max_position_embeddings=64)
+    torch.manual_seed(0)
+    return LanguageModel(PhiForCausalLM(config).eval(), tok, device="cpu")
+
+
+def test_architectures_whose_hook_points_would_lie_are_refused_up_front():
+    """BLOOM (residual added inside attention and MLP) and Falcon (MLP output summed with the
+    attention's in place) are refused at construction, by name and reason, not by a crash in
+    the first hook."""
+    from transformers import BloomConfig, BloomForCausalLM, FalconConfig, FalconForCausalLM
+
+    tok = make_tiny_tokenizer()
+    bloom = BloomForCausalLM(BloomConfig(vocab_size=len(tok), hidden_size=32, n_layer=1, n_head=4))
+    falcon = FalconForCausalLM(FalconConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                            num_attention_heads=4))
+    with pytest.raises(TypeError, match=r"\(bloom\) is not supported: its attention and MLP modules add"):
+        LanguageModel(bloom, tok, device="cpu")
+    with pytest.raises(TypeError, match=r"\(falcon\) is not supported: .*in place"):
+        LanguageModel(falcon, tok, device="cpu")
+    gpt2 = make_tiny_gpt2(len(tok))
+    gpt2.transformer.ln_f = None  # a layout with a part missing: named, not a NoneType crash
+    with pytest.raises(TypeError, match="no final norm module"):
+        LanguageModel(gpt2, tok, device="cpu")
 
 
 def test_the_key_task_is_learnt_and_its_answer_is_the_key_token(key_lm):
@@ -47,9 +79,9 @@ def test_prompts_are_seeded():
     assert make_key_prompts(5, random_state=3) != make_key_prompts(5, random_state=4)
 
 
-@pytest.mark.parametrize("which", ["gpt2", "llama"])
-def test_hook_points_decompose_the_residual_stream(which, key_lm, tiny_llama):
-    lm = key_lm if which == "gpt2" else tiny_llama
+@pytest.mark.parametrize("which", ["gpt2", "llama", "phi"])
+def test_hook_points_decompose_the_residual_stream(which, key_lm, tiny_llama, tiny_phi):
+    lm = {"gpt2": key_lm, "llama": tiny_llama, "phi": tiny_phi}[which]
     ids = _ids(lm, make_key_prompts(3, random_state=0)[0])
     logits, cache = lm.run_with_cache(ids)
     assert list(cache) == lm.hook_names()

@@ -466,3 +466,26 @@ def test_subclasses_of_supported_layers():
     padded = nn.Sequential(PaddedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10, 2)).eval()
     with pytest.raises(TypeError, match="PaddedConv.*subclasses Conv1d but overrides forward"):
         xs.explain(padded, x.float().numpy(), method="lrp")
+
+
+def test_captum_lrp_refuses_a_residual_written_as_plus():
+    """A residual written as a plain ``+`` in forward, which Captum's LRP never sees (on its
+    own skip-connection test it gives [11.2, 100.8] where [10, 18] is right): the entry
+    refuses the model by name and points to native:lrp, whose relevance is conserved."""
+
+    class PlainSkip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2, bias=False)
+            self.relu = nn.ReLU()
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+        def forward(self, x):
+            return self.relu(self.lin(x)) + self.lin(x)
+
+    x = np.array([[1.0, 2.0]], dtype=np.float32)
+    with pytest.raises(TypeError, match=r"mis-propagates .*outside any module \(add.*native:lrp"):
+        xs.explain(PlainSkip().eval(), x, method="captum:lrp")
+    exp = xs.explain(PlainSkip().eval(), x, method="native:lrp", epsilon=0.0)
+    np.testing.assert_allclose(exp.convergence_delta, 0.0, atol=1e-4)  # relevance conserved

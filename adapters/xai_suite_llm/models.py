@@ -16,8 +16,10 @@ and for overwriting (:meth:`LanguageModel.run_with_hooks`):
 ========================== ==============================================================
 
 Each is a ``(B, T, d_model)`` tensor. Supported architectures: GPT-2 (and GPT-J/GPT-Neo
-style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/Phi-3 (``model.layers``) and
-GPT-NeoX/Pythia (``gpt_neox.layers``).
+style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/Phi-3 and Phi-1/2 (``model.layers``) and
+GPT-NeoX/Pythia (``gpt_neox.layers``). Others are refused at construction with the reason
+(:data:`REFUSED`: BLOOM and Falcon, whose sub-layers fold the residual stream into their
+outputs), or naming the part that is not where a layout keeps it.
 """
 
 from __future__ import annotations
@@ -32,12 +34,22 @@ from torch import nn
 
 from xai_suite.plugin import resolve_device
 
-#: (blocks path, attention attr, mlp attr, final norm path, embedding path) per layout.
+#: (blocks path, attention attrs, mlp attrs, final norm paths, embedding paths) per layout:
+#: GPT-2 and GPT-J (transformer.h), LLaMA, Mistral, Qwen, Gemma, OLMo and Phi (model.layers),
+#: GPT-NeoX (gpt_neox.layers); the first name found of each alternative is used.
 _LAYOUTS = (
-    ("transformer.h", ("attn",), ("mlp",), "transformer.ln_f", "transformer.wte"),
-    ("model.layers", ("self_attn",), ("mlp",), "model.norm", "model.embed_tokens"),
-    ("gpt_neox.layers", ("attention",), ("mlp",), "gpt_neox.final_layer_norm", "gpt_neox.embed_in"),
+    ("transformer.h", ("attn",), ("mlp",), ("transformer.ln_f",), ("transformer.wte",)),
+    ("model.layers", ("self_attn",), ("mlp",), ("model.norm", "model.final_layernorm"),
+     ("model.embed_tokens",)),
+    ("gpt_neox.layers", ("attention",), ("mlp",), ("gpt_neox.final_layer_norm",), ("gpt_neox.embed_in",)),
 )
+#: Architectures refused up front (``config.model_type``), and why their hook points would lie.
+REFUSED = {
+    "bloom": "its attention and MLP modules add the residual stream inside them, so attn_out and "
+             "mlp_out would include it",
+    "falcon": "its block adds the attention output into the MLP's output tensor in place, so mlp_out "
+              "cannot be read or patched on its own",
+}
 _HOOK = re.compile(r"blocks\.(\d+)\.hook_(resid_pre|attn_out|mlp_out|resid_post)")
 SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")
 
@@ -93,21 +105,37 @@ class LanguageModel:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("tokenizer must be a fast tokenizer (PreTrainedTokenizerFast): word "
                             f"and sentence levels need its offset mappings; got {type(tokenizer).__name__}")
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type in REFUSED:
+            raise TypeError(f"{type(model).__name__} ({model_type}) is not supported: {REFUSED[model_type]}")
         layout = next((lay for lay in _LAYOUTS if _get(model, lay[0]) is not None), None)
         if layout is None:
             raise TypeError(f"{type(model).__name__} has an unsupported layout: expected blocks at "
                             f"one of {', '.join(lay[0] for lay in _LAYOUTS)}")
+        blocks_path, attn, mlp, norm, embed = layout
+        blocks = list(_get(model, blocks_path))
+
+        def first(root, paths):
+            return next((m for m in (_get(root, p) for p in paths) if m is not None), None)
+
+        parts = {"attention": [first(b, attn) for b in blocks], "mlp": [first(b, mlp) for b in blocks],
+                 "final norm": [first(model, norm)], "embedding": [first(model, embed)],
+                 "unembedding": [model.get_output_embeddings()]}
+        missing = [k for k, found in parts.items() if any(m is None for m in found)]
+        if missing:
+            raise TypeError(f"{type(model).__name__} ({model_type}) has blocks at {blocks_path} but no "
+                            f"{' or '.join(missing)} module where this layout keeps it (attention: "
+                            f"{'/'.join(attn)}, mlp: {'/'.join(mlp)}, final norm: {'/'.join(norm)}, "
+                            f"embedding: {'/'.join(embed)}): it is not supported")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = resolve_device(device)
         self.model.to(self.device)
-        blocks_path, attn, mlp, norm, embed = layout
-        self.blocks: list[nn.Module] = list(_get(model, blocks_path))
-        self.attn = [_get(b, attn[0]) for b in self.blocks]
-        self.mlp = [_get(b, mlp[0]) for b in self.blocks]
-        self.final_norm: nn.Module = _get(model, norm)
-        self.embed: nn.Embedding = _get(model, embed)
-        self.unembed: nn.Module = model.get_output_embeddings()
+        self.blocks: list[nn.Module] = blocks
+        self.attn, self.mlp = parts["attention"], parts["mlp"]
+        self.final_norm: nn.Module = parts["final norm"][0]
+        self.embed: nn.Embedding = parts["embedding"][0]
+        self.unembed: nn.Module = parts["unembedding"][0]
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str = "auto", dtype=None) -> LanguageModel:

@@ -825,6 +825,52 @@ def _lrp_rule(explainer: LRP):
     return rules[explainer.rule]
 
 
+#: Tensor operations that combine two branches; outside any module, Captum's LRP hooks never
+#: see them and propagates relevance through them as a gradient would.
+_BRANCH_OPS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "__isub__",
+               "mul", "__mul__", "__rmul__", "__imul__"}
+
+
+def _refuse_functional_sums(model: nn.Module, x: torch.Tensor) -> None:
+    """Raise a ``TypeError`` where ``forward`` combines two computed tensors outside any module
+    (a residual ``a + b``): Captum's LRP then gives wrong relevance (its own skip-connection
+    test expects [10, 18] where a plain ``+`` gives [11.2, 100.8]); ``native:lrp`` has rules
+    for these operations."""
+    from torch.overrides import TorchFunctionMode
+
+    depth, found = [0], []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            computed = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad
+                        and not isinstance(a, nn.Parameter)]
+            if depth[0] == 0 and name in _BRANCH_OPS and len(computed) >= 2:
+                found.append(name.strip("_").removeprefix("i").removeprefix("r") or name)
+            return func(*args, **(kwargs or {}))
+
+    def enter(*_):
+        depth[0] += 1
+
+    def leave(*_):
+        depth[0] -= 1
+
+    handles = [h for m in model.modules() if m is not model
+               for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        with torch.enable_grad(), Watch():
+            model(x.detach().clone().requires_grad_(True))
+    finally:
+        for h in handles:
+            h.remove()
+    if found:
+        raise TypeError(
+            f"Captum's LRP mis-propagates this model: its forward combines two computed tensors "
+            f"outside any module ({', '.join(sorted(set(found)))}, a residual connection, say), which "
+            "its rules never see; use native:lrp, which has rules for residual sums and products"
+        )
+
+
 @register_explainer(
     "lrp", library="captum", modalities=("tabular", "image"), model_kinds=TORCH,
     requires=("captum",), has_convergence_delta=True,
@@ -866,6 +912,7 @@ class LRP(PropagationExplainer, Batched):
                 f"Captum's LRP has no rule for layer type(s) {', '.join(bad)} in this model; it "
                 "supports " + ", ".join(sorted(t.__name__ for t in supported))
             )
+        _refuse_functional_sums(model, call.x[:1])
         algo = _attr().LRP(_Outputs2D(model))
         tgt = call.target_t
 
