@@ -606,3 +606,85 @@ def test_a_second_runner_on_one_store_refuses(suite_dir, tmp_path):
     run_suite(suite_dir / "suite.toml", out, progress=False, max_units=1)  # released: it runs
     with ResultsStore(out) as store:
         assert len(store.units()) == 1
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(stat))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process trees from /proc")
+def test_kill_9_of_a_parallel_run_leaves_no_worker(suite_dir, tmp_path):
+    """``kill -9`` of a runner with two worker processes: the workers exit within 10 s (they
+    watch the runner), the units stored so far stay, and the run resumes."""
+    import time
+
+    out = tmp_path / "parallel-killed"
+    script = ("import sys; from xai_suite.bench import run_suite; "
+              "run_suite(sys.argv[1], sys.argv[2], progress=False, n_jobs=2)")
+    env = {**os.environ, "XAI_SUITE_CACHE": str(suite_dir / "cache")}
+    env.pop("TEST_BENCH_KILL_AT", None)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(suite_dir / "suite.toml"), str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        workers: set[int] = set()
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers |= {c for c in _children(proc.pid) if _alive(c)}
+            if len(workers) >= 2 and (out / "results.sqlite").exists():
+                with ResultsStore(out) as store:
+                    if len(store.units()) >= 1:
+                        break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(workers) >= 2, "the run ended before it could be killed"
+        proc.kill()
+        proc.wait(10)
+        stop = time.monotonic() + 10
+        while time.monotonic() < stop and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], "workers outlived the killed runner by 10 s"
+    finally:
+        proc.kill()
+    with ResultsStore(out) as store:
+        assert len(store.units()) >= 1
+
+
+def test_a_full_disk_gives_a_clear_error_and_an_intact_store(tmp_path):
+    """SQLite's "database or disk is full" (here: a page limit) becomes StoreFullError naming
+    the store and what to do; the units stored before stay, and writing resumes once there
+    is room."""
+    from xai_suite.bench.store import StoreFullError, UnitResult
+
+    def unit(i: int, n_rows: int) -> UnitResult:
+        r = UnitResult(f"d|m|0|e{i}|-", "d", "m", 0, f"e{i}", "-")
+        r.rows = [("metric", k, float(k), 0.1) for k in range(n_rows)]
+        return r
+
+    with ResultsStore(tmp_path / "run", create=True) as store:
+        store.write_unit("s", unit(0, 10))
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+        with pytest.raises(StoreFullError, match=r"is full .*unit d\|m\|0\|e1\|- was not stored.*resume"):
+            store.write_unit("s", unit(1, 20_000))
+        assert list(store.units().unit) == ["d|m|0|e0|-"] and len(store.results()) == 10
+        store.conn.execute("PRAGMA max_page_count = 1073741823")
+        store.write_unit("s", unit(1, 20_000))
+        assert len(store.units()) == 2 and len(store.results()) == 20_010

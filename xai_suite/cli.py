@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(args.results, args.out))
         elif args.command == "course":
             return _course(args)
-    except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError,
-            AttributeError, SyntaxError) as exc:
+    except (KeyError, ValueError, TypeError, ImportError, OSError, AttributeError,
+            SyntaxError) as exc:  # OSError: a missing file, a locked or full results store, ...
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"xai-suite: error: {msg}", file=sys.stderr)
         return 2

@@ -486,12 +486,17 @@ def check_params(ctx: Context) -> None:
 
 def check_repeatable(ctx: Context) -> None:
     """The same call twice gives the same numbers (seeded where stochastic); another seed
-    gives other numbers (where the problem says it must)."""
+    gives other numbers (where the problem says it must); an entry tagged deterministic
+    gives the same numbers with its default ``random_state=None`` too."""
     assert close(ctx.values(ctx.explain()), ctx.values(), ctx.rtol), "not repeatable"
     if ctx.info.tags.stochastic and ctx.problem.seeds_differ:
         other = ctx.explain(random_state=ctx.params["random_state"] + 1)
         assert not np.array_equal(ctx.values(other), ctx.values()), (
             "a stochastic explainer gave identical results for two random_state values")
+    if not ctx.info.tags.stochastic and "random_state" in ctx.info.params:
+        first, second = (ctx.values(ctx.explain(random_state=None)) for _ in range(2))
+        assert close(first, second, ctx.rtol), (
+            "tagged deterministic, yet two fresh explainers with the default random_state=None differ")
 
 
 def check_input_types(ctx: Context) -> None:

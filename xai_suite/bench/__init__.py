@@ -16,11 +16,12 @@ from .config import ConfigError, Suite, Unit, expand_units, load_suite
 from .models import list_models, model_info, register_model
 from .report import curve_summary, model_summary, summarise, write_report
 from .runner import StoreLockedError, model_quality, package_versions, run_suite, run_unit
-from .store import ResultsStore
+from .store import ResultsStore, StoreFullError
 
 __all__ = [
     "ConfigError",
     "ResultsStore",
+    "StoreFullError",
     "StoreLockedError",
     "Suite",
     "Unit",

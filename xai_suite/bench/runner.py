@@ -126,7 +126,9 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
             todo = todo[:max_units]
         with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
                   disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
-            results = Parallel(return_as="generator_unordered")(delayed(run_unit)(suite, u) for u in todo)
+            parent = os.getpid()
+            results = Parallel(return_as="generator_unordered")(
+                delayed(run_unit)(suite, u, parent=parent) for u in todo)
             for result in results:
                 store.write_unit(suite.name, result)
                 bar.update()
@@ -345,8 +347,37 @@ def _takes(fn, name: str) -> bool:
     return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
-def run_unit(suite: Suite, unit: Unit) -> UnitResult:
-    """Run one unit and return its rows; an error is caught and recorded in the result."""
+_WATCHED: set[int] = set()
+
+
+def _exit_with(parent: int) -> None:
+    """In a worker process: exit as soon as the runner ``parent`` is gone (``kill -9`` gives it
+    no chance to stop its workers, which would otherwise compute on, unseen, for minutes)."""
+    if parent == os.getpid() or parent in _WATCHED:
+        return
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            if os.getppid() == 1:  # re-parented to init: the runner (or its pool) has died
+                os._exit(1)
+
+    _WATCHED.add(parent)
+    threading.Thread(target=watch, name="xai-suite-parent-watch", daemon=True).start()
+
+
+def run_unit(suite: Suite, unit: Unit, parent: int | None = None) -> UnitResult:
+    """Run one unit and return its rows; an error is caught and recorded in the result.
+
+    ``parent``: the runner's process id; a worker process exits when it is gone.
+    """
+    if parent is not None:
+        _exit_with(parent)
     import_plugins(suite.imports, suite.base_dir)
     result = UnitResult(unit.key, unit.dataset, unit.model, unit.seed, unit.explainer, unit.baseline)
     start = time.perf_counter()

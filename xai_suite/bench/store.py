@@ -100,6 +100,10 @@ def store_path(path) -> Path:
     return path / STORE_NAME if path.is_dir() or path.suffix == "" else path
 
 
+class StoreFullError(OSError):
+    """The disk (or the database's size limit) is full: the unit was not stored."""
+
+
 class ResultsStore:
     """An open results store (use as a context manager, or call :meth:`close`).
 
@@ -183,6 +187,16 @@ class ResultsStore:
         numbers (a seed fixes the trained model) and are ignored there.
         """
         ident = (suite_name, r.dataset, r.model, r.seed, r.explainer, r.baseline)
+        try:
+            self._write_unit(ident, r)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            raise StoreFullError(f"the disk holding {str(self.path)!r} is full ({exc}): unit {r.key} "
+                                 "was not stored, every unit stored before it is intact; free space and "
+                                 "run the same command again to resume") from None
+
+    def _write_unit(self, ident: tuple, r: UnitResult) -> None:
         with self.conn:  # commits on success, rolls back on any error
             self.conn.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -198,7 +212,7 @@ class ResultsStore:
                 q = r.model_quality
                 self.conn.execute(
                     "INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (suite_name, r.dataset, r.model, r.seed, int(q["n_test"]), int(q["n_correct"]),
+                    (ident[0], r.dataset, r.model, r.seed, int(q["n_test"]), int(q["n_correct"]),
                      float(q["accuracy"]), int(q["n_classes"]), float(q["majority"])))
             self.conn.executemany("INSERT OR IGNORE INTO log (unit, message) VALUES (?, ?)",
                                   [(r.key, m) for m in r.logs])
