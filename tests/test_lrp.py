@@ -443,8 +443,9 @@ def test_bad_settings_raise_value_errors():
 
 
 def test_subclasses_of_supported_layers():
-    """A subclass that keeps its base's forward gets the base's rules (LRP-0 = gradient x input
-    on a ReLU network); one that overrides forward (its own padding) is refused by name."""
+    """Subclasses of supported layers get their base's rules (LRP-0 = gradient x input on a
+    ReLU network), through their own forward where they override it; a batch norm that
+    overrides forward, which LRP folds into the layer before it, is refused by name."""
     import torch.nn.functional as F
 
     class TaggedConv(nn.Conv1d):  # a subclass that only adds a name
@@ -463,9 +464,23 @@ def test_subclasses_of_supported_layers():
     out = model(xg)[torch.arange(3), torch.from_numpy(exp.target)].sum()
     (grad,) = torch.autograd.grad(out, xg)
     np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=1e-8, atol=1e-12)
+    # one that pads in its own forward (as TSInterpret's Conv1dSamePadding): the rules run
+    # through that forward, and LRP-0 is still gradient x input
     padded = nn.Sequential(PaddedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10, 2)).eval()
-    with pytest.raises(TypeError, match="PaddedConv.*subclasses Conv1d but overrides forward"):
-        xs.explain(padded, x.float().numpy(), method="lrp")
+    padded = padded.double()
+    exp = xs.explain(padded, x.numpy(), method="lrp", epsilon=0.0)
+    xg = x.clone().requires_grad_(True)
+    out = padded(xg)[torch.arange(3), torch.from_numpy(exp.target)].sum()
+    (grad,) = torch.autograd.grad(out, xg)
+    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=1e-8, atol=1e-12)
+
+    class OddNorm(nn.BatchNorm1d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    odd = nn.Sequential(nn.Conv1d(1, 3, 3), OddNorm(3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 2)).eval()
+    with pytest.raises(TypeError, match="OddNorm.*overrides forward, and batch norms are merged"):
+        xs.explain(odd, x.float().numpy(), method="lrp")
 
 
 def test_captum_lrp_refuses_a_residual_written_as_plus():
@@ -489,3 +504,19 @@ def test_captum_lrp_refuses_a_residual_written_as_plus():
         xs.explain(PlainSkip().eval(), x, method="captum:lrp")
     exp = xs.explain(PlainSkip().eval(), x, method="native:lrp", epsilon=0.0)
     np.testing.assert_allclose(exp.convergence_delta, 0.0, atol=1e-4)  # relevance conserved
+
+
+def test_tsinterpret_resnet_with_same_padding_convolutions():
+    """TSInterpret's ResNetBaseline (Conv1dSamePadding: a Conv1d that pads in its own forward,
+    with batch norms and residual sums) is explained, LRP-0 equal to gradient x input."""
+    cnn_t = pytest.importorskip("ClassificationModels.CNN_T")
+    torch.manual_seed(0)
+    model = cnn_t.ResNetBaseline(in_channels=1, num_pred_classes=2).eval().double()
+    _randomise_batchnorm(model)
+    x = torch.rand(2, 1, 30, dtype=torch.float64)
+    exp = xs.explain(model, x.numpy(), method="native:lrp", epsilon=0.0)
+    xg = x.clone().requires_grad_(True)
+    out = model(xg)[torch.arange(2), torch.from_numpy(exp.target)].sum()
+    (grad,) = torch.autograd.grad(out, xg)
+    scale = np.abs(exp.attributions).max()
+    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), atol=1e-9 * scale)

@@ -155,9 +155,26 @@ class _Layer:
         b = self.bias
         if b is not None and bias_fn is not None:
             b = bias_fn(b)
+        base = next(k for k in type(m).__mro__ if k in WEIGHTED)
+        if type(m).forward is not base.forward:  # a subclass's own forward (its padding, say)
+            return _with_parameters(m, w, b)(x)
         if isinstance(m, nn.Linear):
             return F.linear(x, w, b)
         return m._conv_forward(x, w, b)
+
+
+def _with_parameters(m: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> Callable:
+    """``m``'s own ``forward`` (no hooks) run with weight ``w`` and bias ``b`` in place of its own."""
+
+    def run(x):
+        saved = dict(m._parameters)
+        m._parameters["weight"], m._parameters["bias"] = w, b  # read by forward as self.weight
+        try:
+            return type(m).forward(m, x)
+        finally:
+            m._parameters.update(saved)
+
+    return run
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -475,13 +492,15 @@ class _Pass:
                     f"parameters only in {_supported_list()} modules"
                 )
             return None
-        # a subclass that keeps its base's forward takes the base's rules
+        # a subclass takes its base's rules, run through its own forward (TSInterpret's
+        # Conv1dSamePadding pads, then convolves); a batch norm's is folded into the layer before
+        # it, so it must keep its base's forward
         base = next((k for k in kind.__mro__ if k in SUPPORTED), None)
-        if base is not None and kind.forward is not base.forward:
+        if base is not None and kind.forward is not base.forward and issubclass(kind, BATCHNORM):
             raise TypeError(
                 f"native:lrp cannot propagate through module {name!r} ({kind.__name__}): it "
-                f"subclasses {base.__name__} but overrides forward (its own padding, say), which "
-                f"the {base.__name__} rules cannot see; use a plain {base.__name__} (padding=...)"
+                f"subclasses {base.__name__} but overrides forward, and batch norms are merged into "
+                f"the layer before them as a {base.__name__}; use a plain {base.__name__}"
             )
         if base is None:
             hint = ""
