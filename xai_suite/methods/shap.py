@@ -181,6 +181,11 @@ class _ShapExplainer:
         return Attribution(out.to(call.x.device), b, resolved)
 
 
+class DeepShapError(RuntimeError, ValueError):
+    """shap's DeepExplainer failed on this model or these inputs (its additivity check, say):
+    a ``ValueError`` as every bad-input error, and a ``RuntimeError`` for older callers."""
+
+
 def _check_count(name: str, value, minimum: int = 1, allow: tuple = ()) -> None:
     if value in allow and isinstance(value, str):
         return
@@ -699,7 +704,7 @@ class DeepShap(_ShapExplainer, GradientExplainer):
                 values[idx] = _per_output(v, len(idx), shape)[..., 0]
         return self._result(call, values, b)
 
-    def _failure(self, model: nn.Module, exc: Exception) -> RuntimeError:
+    def _failure(self, model: nn.Module, exc: Exception) -> DeepShapError:
         if isinstance(exc, AssertionError) and "sum up" in str(exc):
             what = (
                 "its own additivity check failed: the values do not sum to f(x) - E[f(background)], "
@@ -711,7 +716,7 @@ class DeepShap(_ShapExplainer, GradientExplainer):
         else:
             what = "it raised an error"
             fix = ""
-        return RuntimeError(
+        return DeepShapError(
             f"SHAP's DeepExplainer failed on {type(model).__name__}: {what}. shap said: "
             f"{type(exc).__name__}: {str(exc).strip()[:300]}. Entries that work: "
             f"{DEEP_ALTERNATIVES}{fix}"
