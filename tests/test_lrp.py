@@ -442,6 +442,16 @@ def test_bad_settings_raise_value_errors():
     assert used["5"] == "Epsilon(epsilon=0.1)"
 
 
+def _lrp0_is_gradient_x_input(model: nn.Module, x: torch.Tensor, rtol: float = 1e-8) -> None:
+    """native:lrp with epsilon 0 on a float64 ReLU network gives gradient x input."""
+    exp = xs.explain(model, x.numpy(), method="lrp", epsilon=0.0)
+    xg = x.clone().requires_grad_(True)
+    out = model(xg)[torch.arange(len(x)), torch.from_numpy(exp.target)].sum()
+    (grad,) = torch.autograd.grad(out, xg)
+    scale = np.abs(exp.attributions).max()
+    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=rtol, atol=rtol * scale)
+
+
 def test_subclasses_of_supported_layers():
     """Subclasses of supported layers get their base's rules (LRP-0 = gradient x input on a
     ReLU network), through their own forward where they override it; a batch norm that
@@ -456,23 +466,13 @@ def test_subclasses_of_supported_layers():
             return super().forward(F.pad(x, (1, 1)))
 
     torch.manual_seed(0)
-    model = nn.Sequential(TaggedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8, 2)).eval()
     x = torch.rand(3, 1, 10, dtype=torch.float64)
-    model = model.double()
-    exp = xs.explain(model, x.numpy(), method="lrp", epsilon=0.0)
-    xg = x.clone().requires_grad_(True)
-    out = model(xg)[torch.arange(3), torch.from_numpy(exp.target)].sum()
-    (grad,) = torch.autograd.grad(out, xg)
-    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=1e-8, atol=1e-12)
+    tagged = nn.Sequential(TaggedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8, 2))
+    _lrp0_is_gradient_x_input(tagged.eval().double(), x)
     # one that pads in its own forward (as TSInterpret's Conv1dSamePadding): the rules run
     # through that forward, and LRP-0 is still gradient x input
-    padded = nn.Sequential(PaddedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10, 2)).eval()
-    padded = padded.double()
-    exp = xs.explain(padded, x.numpy(), method="lrp", epsilon=0.0)
-    xg = x.clone().requires_grad_(True)
-    out = padded(xg)[torch.arange(3), torch.from_numpy(exp.target)].sum()
-    (grad,) = torch.autograd.grad(out, xg)
-    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), rtol=1e-8, atol=1e-12)
+    padded = nn.Sequential(PaddedConv(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10, 2))
+    _lrp0_is_gradient_x_input(padded.eval().double(), x)
 
     class OddNorm(nn.BatchNorm1d):
         def forward(self, x):
@@ -513,10 +513,4 @@ def test_tsinterpret_resnet_with_same_padding_convolutions():
     torch.manual_seed(0)
     model = cnn_t.ResNetBaseline(in_channels=1, num_pred_classes=2).eval().double()
     _randomise_batchnorm(model)
-    x = torch.rand(2, 1, 30, dtype=torch.float64)
-    exp = xs.explain(model, x.numpy(), method="native:lrp", epsilon=0.0)
-    xg = x.clone().requires_grad_(True)
-    out = model(xg)[torch.arange(2), torch.from_numpy(exp.target)].sum()
-    (grad,) = torch.autograd.grad(out, xg)
-    scale = np.abs(exp.attributions).max()
-    np.testing.assert_allclose(exp.attributions, (grad * x).numpy(), atol=1e-9 * scale)
+    _lrp0_is_gradient_x_input(model, torch.rand(2, 1, 30, dtype=torch.float64), rtol=1e-9)

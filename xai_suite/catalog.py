@@ -47,6 +47,10 @@ EXTRA_FOR_MODULE = {
 }
 
 
+#: The modalities of inputs: what explainers, datasets, baselines and zoo models are for.
+MODALITIES = ("tabular", "timeseries", "image", "text")
+
+
 class PluginLoadWarning(UserWarning):
     """A plugin announced through an entry point could not be imported."""
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .catalog import Registry
+from .catalog import MODALITIES, Registry
 
 DATASETS: Registry[Callable] = Registry("dataset function")
-#: The modality each registered dataset function's inputs have (where its registration says).
+#: The modality of each registered dataset function's inputs.
 MODALITY: dict[str, str] = {}
 
 
@@ -21,6 +21,10 @@ def register_dataset(modality: str):
     ``modality`` (``tabular``, ``timeseries``, ``image``, ``text``) tells the benchmark runner
     what the inputs are.
     """
+
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r} (decorate "
+                         "with @register_dataset(\"tabular\"), not a bare @register_dataset)")
 
     def decorator(fn: Callable) -> Callable:
         MODALITY[fn.__name__] = modality

@@ -17,11 +17,10 @@ import pandas as pd
 
 from ._validation import check_choice
 from .base import FAMILIES, Explainer, Tags, check_param_names
-from .catalog import Registry, extra_hint, importable
+from .catalog import MODALITIES, Registry, extra_hint, importable
 from .explanation import Explanation
 from .modeling import MODEL_KINDS
 
-MODALITIES = ("tabular", "timeseries", "image", "text")
 #: Arguments of :func:`explain` itself: a hyper-parameter of the same name could not be passed.
 RESERVED_PARAMS = ("inputs", "method", "target", "fit_data", "baselines", "feature_mask")
 

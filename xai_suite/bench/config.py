@@ -72,7 +72,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog import close_matches
+from ..catalog import MODALITIES, close_matches
 from . import models as zoo
 
 TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
@@ -82,7 +82,6 @@ MODEL_KEYS = ("name", "label", "params", "quick_params", "datasets")
 EXPLAINER_KEYS = ("name", "label", "select", "exclude", "params", "quick_params", "baselines")
 SELECT_KEYS = ("family", "library", "modality", "model_kind")
 METRIC_KEYS = ("name", "label", "params")
-MODALITIES = ("tabular", "timeseries", "image", "text")
 NO_BASELINE = "-"
 DEFAULT_BASELINE = "default"
 
