@@ -357,6 +357,8 @@ def _exit_with(parent: int) -> None:
         return
     import threading
 
+    ppid = os.getppid()
+
     def watch():
         while True:
             time.sleep(1.0)
@@ -364,7 +366,7 @@ def _exit_with(parent: int) -> None:
                 os.kill(parent, 0)
             except ProcessLookupError:
                 os._exit(1)
-            if os.getppid() == 1:  # re-parented to init: the runner (or its pool) has died
+            if os.getppid() != ppid:  # re-parented: the process that started this worker died
                 os._exit(1)
 
     _WATCHED.add(parent)
