@@ -149,12 +149,13 @@ class Call:
 
     def instance_rngs(self) -> list[np.random.Generator]:
         """One generator per instance, seeded from ``random_state``, the instance's values and
-        its target: an instance gets the same draws alone or in any batch, at any position."""
-        if "instance_seed" not in self.data:  # one draw from the call's generator, then fixed
-            self.data["instance_seed"] = int(self.rng.integers(2**32))
-        x = self.x.detach().cpu().numpy()
-        return [instance_generators(x[i : i + 1], self.data["instance_seed"], int(t))[0]
-                for i, t in enumerate(self.target)]
+        its target: an instance gets the same draws alone or in any batch, at any position.
+        Built once per call; every consumer (baselines, then the method) draws on from them."""
+        if "instance_rngs" not in self.data:
+            seed, x = int(self.rng.integers(2**32)), self.x.detach().cpu().numpy()
+            self.data["instance_rngs"] = [instance_generators(x[i : i + 1], seed, int(t))[0]
+                                          for i, t in enumerate(self.target)]
+        return self.data["instance_rngs"]
 
 
 @dataclass

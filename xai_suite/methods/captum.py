@@ -83,12 +83,8 @@ def _seeded(call: Call):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002
-        rngs = None
-
         def reseed(i: int) -> None:  # instance i's own seed: the same draws alone or in a batch
-            nonlocal rngs
-            rngs = rngs or call.instance_rngs()
-            s = int(rngs[i].integers(2**31 - 1))
+            s = int(call.instance_rngs()[i].integers(2**31 - 1))
             torch.manual_seed(s)
             np.random.seed(s)  # noqa: NPY002
 

@@ -47,10 +47,11 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
     n = len(exp)
     output_gap = getattr(exp, "output_gap", None)
     if output_gap is not None:  # results of other modalities (text) say what f(x) - f(baseline) is
-        fx, fb = output_gap(), np.zeros(n)
+        fx = output_gap()
     else:
         idx, target = np.arange(n), np.asarray(exp.target)
-        fx, fb = np.asarray(exp.predictions, dtype=np.float64)[idx, target], np.zeros(n)
+        fx = np.asarray(exp.predictions, dtype=np.float64)[idx, target]
+    fb = np.zeros(n)
     need_fb = relative or exp.convergence_delta is None
     if need_fb and output_gap is None and exp.baselines is not None:
         b = np.asarray(exp.baselines, dtype=np.float32)
