@@ -415,7 +415,8 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
         explainer.fit(data["X_train"], data["y_train"])
     rows = instances(len(data["X_test"]), suite.n_instances, unit.seed)
     X = data["X_test"][rows]
-    if isinstance(X[0], str):  # text: one explanation per prompt, of its given continuation
+    if next(d for d in suite.datasets if d.label == unit.dataset).modality == "text":
+        # one explanation per prompt, of its given continuation
         targets = data["y_test"][rows]
 
         def explain(n):
