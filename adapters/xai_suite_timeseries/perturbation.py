@@ -219,17 +219,19 @@ class SegmentOcclusion(_Segments):
         b = self._baselines(call, baselines)
         out = target_outputs(call, b[0], len(m_all), masks_for)
         drop = (_target_predictions(call)[:, None] - out).cpu()  # (N, M)
-        # each window's drop spread over its span: a difference array along time, summed up
-        where = (chan.cpu(), lo.cpu(), hi.cpu())
-        rows = torch.arange(n)[:, None].expand(-1, len(m_all))
-        total = torch.zeros(n, c if self.per_channel else 1, t + 1, dtype=torch.float64)
-        total.index_put_((rows, where[0].expand(n, -1), where[1].expand(n, -1)), drop, accumulate=True)
-        total.index_put_((rows, where[0].expand(n, -1), where[2].expand(n, -1)), -drop, accumulate=True)
-        count = torch.zeros(total.shape[1], t + 1, dtype=torch.float64)
-        count.index_put_((where[0], where[1]), torch.ones(len(m_all), dtype=torch.float64), accumulate=True)
-        count.index_put_((where[0], where[2]), -torch.ones(len(m_all), dtype=torch.float64),
-                         accumulate=True)
-        values = (total.cumsum(-1) / count.cumsum(-1))[..., :t].expand(n, c, t)
+        chan, lo, hi = chan.cpu(), lo.cpu(), hi.cpu()
+
+        def spread(v: torch.Tensor) -> torch.Tensor:
+            """Each window's value (R, M) summed over its span: (R, C or 1, T), through a
+            difference array along time (+v at the span's start, -v at its end)."""
+            acc = torch.zeros(v.shape[0], c if self.per_channel else 1, t + 1, dtype=torch.float64)
+            r = torch.arange(v.shape[0])[:, None].expand_as(v)
+            for edge, sign in ((lo, 1.0), (hi, -1.0)):
+                acc.index_put_((r, chan.expand_as(v), edge.expand_as(v)), sign * v, accumulate=True)
+            return acc.cumsum(-1)[..., :t]
+
+        covering = spread(torch.ones(1, len(m_all), dtype=torch.float64))  # windows over each point
+        values = (spread(drop) / covering).expand(n, c, t)
         return Attribution(values.reshape(call.x.shape).float(), b,
                            {"window": int(window), "stride": int(stride)})
 
