@@ -32,3 +32,15 @@ def test_device_resolution():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_group_blocks_cover_every_row_once_within_the_limit():
+    for groups, size, rows in [(7, 5, 12), (7, 5, 5), (3, 10, 4), (2, 3, 100), (1, 1, 1)]:
+        seen = torch.zeros(groups, size, dtype=torch.int64)
+        for g, w in batching.group_blocks(groups, size, rows, "test"):
+            n_rows = (g.stop - g.start) * (w.stop - w.start)
+            assert 0 < n_rows <= max(rows, 1)
+            # whole groups per block when a group fits, else one group at a time
+            assert w == slice(0, size) if rows >= size else g.stop - g.start == 1
+            seen[g, w] += 1
+        assert (seen == 1).all(), (groups, size, rows)

@@ -1,9 +1,10 @@
 """Memory-bounded batching, the one batched executor, and device selection.
 
 Every loop that builds rows, runs them through a model in bounded chunks and keeps the
-target's output goes through :func:`chunks` (slices with one progress-bar policy) and, for
-(instance, variant) grids, :func:`pair_outputs`. Whether a model's outputs are probabilities
-is decided once, by :func:`on_simplex`.
+target's output goes through :func:`chunks` (slices with one progress-bar policy), for
+(instance, variant) grids :func:`pair_outputs`, and for groups of rows reduced together
+(an instance's path or its coalition's background rows) :func:`group_blocks`. Whether a
+model's outputs are probabilities is decided once, by :func:`on_simplex`.
 
 Every explainer has one knob, ``batch_size``: the number of rows (inputs, interpolation
 steps, perturbations, ...) that go through the model in one call. ``"auto"`` derives it
@@ -166,6 +167,19 @@ def chunks(total: int, rows: int, desc: str | None = None) -> Iterator[slice]:
     starts = range(0, total, max(1, int(rows)))
     for s in progress(starts, desc) if desc else starts:
         yield slice(s, min(s + rows, total))
+
+
+def group_blocks(groups: int, size: int, rows: int, desc: str) -> Iterator[tuple[slice, slice]]:
+    """Blocks of at most ``rows`` rows over ``groups`` groups of ``size`` rows each.
+
+    A block holds whole groups (``rows // size`` of them) when one group fits in ``rows``,
+    else a slice of one group's rows. Yields ``(groups, within)`` slices, the first block
+    the largest in both; a progress bar follows them (see :func:`progress`).
+    """
+    per, inner = (min(rows // size, groups), size) if rows >= size else (1, rows)
+    plan = [(g, w) for g in range(0, groups, per) for w in range(0, size, inner)]
+    for g, w in progress(plan, desc):
+        yield slice(g, min(g + per, groups)), slice(w, min(w + inner, size))
 
 
 def pair_outputs(

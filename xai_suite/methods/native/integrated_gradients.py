@@ -10,7 +10,7 @@ import torch
 from ..._validation import check_positive_int
 from ...base import Attribution, Batched, Call, GradientExplainer, Seeded
 from ...baselines import BaselineSpec
-from ...batching import progress
+from ...batching import group_blocks
 from ...registry import register_explainer
 
 QUADRATURES = (
@@ -84,28 +84,21 @@ def path_gradients(
         ``sum_k weights[k] * grad f_target(b + alphas[k] (x - b))`` per pair.
     """
     s, n = baselines.shape[:2]
-    k = len(alphas)
-    dev, feat = x.device, x.shape[1:]
-    n_pairs = s * n
-    flat_b = baselines.reshape(n_pairs, *feat)
+    feat = x.shape[1:]
+    flat_b = baselines.reshape(s * n, *feat)
     shape = (1, -1) + (1,) * len(feat)
-    alphas_t = torch.as_tensor(alphas, dtype=x.dtype, device=dev).view(shape)
-    weights_t = torch.as_tensor(weights, dtype=x.dtype, device=dev).view(shape)
-    pairs_per, steps_per = (rows // k, k) if rows >= k else (1, rows)
-    blocks = [(p0, k0) for p0 in range(0, n_pairs, pairs_per) for k0 in range(0, k, steps_per)]
+    alphas_t = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).view(shape)
+    weights_t = torch.as_tensor(weights, dtype=x.dtype, device=x.device).view(shape)
     acc = torch.zeros_like(flat_b)
-    for p0, k0 in progress(blocks, "integrated gradients"):
-        pairs = torch.arange(p0, min(p0 + pairs_per, n_pairs), device=dev)
-        steps = slice(k0, k0 + steps_per)
-        inst = pairs % n
+    for pairs, steps in group_blocks(s * n, len(alphas), rows, "integrated gradients"):
+        inst = torch.arange(pairs.start, pairs.stop, device=x.device) % n
         z = torch.lerp(flat_b[pairs].unsqueeze(1), x[inst].unsqueeze(1), alphas_t[:, steps])
         n_steps = z.shape[1]
         z = z.reshape(-1, *feat).requires_grad_(True)
         out = forward(z)
         sel = out.gather(1, target[inst].repeat_interleave(n_steps).unsqueeze(1)).sum()
         (grad,) = torch.autograd.grad(sel, z)
-        grad = grad.view(len(pairs), n_steps, *feat)
-        acc[pairs] += (grad * weights_t[:, steps]).sum(1)
+        acc[pairs] += (grad.view(len(inst), n_steps, *feat) * weights_t[:, steps]).sum(1)
     return acc.reshape(s, n, *feat)
 
 
