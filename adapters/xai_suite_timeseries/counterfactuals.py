@@ -1,8 +1,7 @@
-"""Native batched counterfactuals for time series: NativeGuide, COMTE and TSEvo.
+"""Native batched counterfactuals for ``(N, C, T)`` series, univariate or multivariate.
 
-All three explain ``(N, C, T)`` series, univariate or multivariate, and send every candidate
-of every instance through the model in large calls of at most ``batch_size`` rows, where
-TSInterpret calls the model once per candidate and instance:
+Every candidate of every instance goes through the model in calls of at most ``batch_size``
+rows (TSInterpret calls it once per candidate and instance):
 
 - ``native:native_guide`` (Delaney et al. 2021): copy the most salient window of the nearest
   unlike neighbour into the query, the shortest window that flips the class;
@@ -13,12 +12,10 @@ TSInterpret calls the model once per candidate and instance:
   TSEvo's mutations (authentic windows, frequency bands, Gaussian draws) and crossover, the
   whole population of all instances evaluated in one batched call per generation.
 
-The training data given to ``fit`` is the pool the searches draw from; the class of a
-training instance is the model's prediction for it (see
-:class:`~xai_suite.base.CounterfactualExplainer`). Where a search compares target-class
-probabilities, these are the model's outputs when they lie on the simplex (``predict_proba``
-of scikit-learn and aeon models), and the softmax of the outputs (logits) otherwise; which of
-the two is decided once per call from the outputs for the inputs.
+The data given to ``fit`` is the pool the searches draw from, each instance of the class the
+model predicts for it (see :class:`~xai_suite.base.CounterfactualExplainer`). Target-class
+probabilities are the model's outputs where these lie on the simplex (``predict_proba``), their
+softmax (logits) otherwise, decided once per call from the outputs for the inputs.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -198,26 +196,19 @@ SALIENCY_ENTRIES = {
 class NativeGuide(CounterfactualExplainer, Batched):
     """Nearest-unlike-neighbour window substitution guided by class activation.
 
-    For each instance ``x`` with target class ``t``:
+    For each instance ``x`` with target class ``t``: find the nearest unlike neighbour (NUN),
+    the training instance of class ``t`` nearest to ``x``; map its ``saliency`` for ``t``; for
+    each window length ``L`` (multiples of ``window_step * T``, up to ``T``) copy the NUN's
+    window of largest summed saliency into ``x``, keep the shortest length the model assigns
+    to ``t``, then refine it one step at a time down to the last length that failed. All
+    instances and lengths go through the model in two batched rounds (plus the saliency's).
 
-    1. the nearest unlike neighbour (NUN): the training instance of class ``t`` (the model's
-       class) nearest to ``x``;
-    2. a saliency map of the NUN for class ``t`` (``saliency``);
-    3. for each window length ``L`` (multiples of ``window_step * T``, up to ``T``), the
-       window of the NUN with the largest summed saliency is copied into ``x``; the shortest
-       length whose candidate the model assigns to ``t`` is kept, then refined one step at a
-       time between it and the last length that failed. All instances and lengths go through
-       the model in batched calls (two rounds, plus the saliency entry's own).
-
-    The candidate of length ``T`` over all channels is the NUN itself, which the model
-    assigns to ``t``: the result is valid by construction. With ``channels="each"``,
-    single-channel windows (each located by that channel's saliency where the map has
-    channels) compete with all-channel ones; the valid candidate changing the fewest points
-    wins (ties: the higher target probability).
-
-    As in Delaney et al.'s code, each length gets its own best window (windows of
-    successive lengths need not be nested). TSInterpret grows the window one step at a time
-    with one model call per step and fails on multivariate series; this version does not.
+    The length-``T`` all-channel candidate is the NUN itself: the result is valid by
+    construction. With ``channels="each"``, single-channel windows (located by that channel's
+    saliency where the map has channels) compete with all-channel ones; the valid candidate
+    changing the fewest points wins (ties: the higher target probability). As in Delaney et
+    al.'s code, each length gets its own best window (not nested); TSInterpret grows the
+    window with one model call per step and fails on multivariate series.
 
     Parameters
     ----------
@@ -227,17 +218,14 @@ class NativeGuide(CounterfactualExplainer, Batched):
     saliency : {"auto", "grad_cam", "gradient_x_input", "occlusion"}
         A registry entry run on the NUN for class ``t`` (:data:`SALIENCY_ENTRIES`).
         ``grad_cam``: ``captum:grad_cam`` on its default layer (the last module keeping the
-        series layout: the last convolutional block's activation, the feature maps a
-        global-average-pooling head reads, where Grad-CAM is CAM up to a positive factor, the
-        map Delaney et al. and TSInterpret use), signed (no ReLU on the map, so window sums
-        are penalised by regions that speak against ``t``), interpolated to ``T``.
-        ``gradient_x_input``: ``native:integrated_gradients`` with one step from the query to
-        the NUN, i.e. the gradient at the NUN times ``NUN - x`` (the first-order gain of
-        copying each point), per channel. ``occlusion``: ``native:segment_occlusion`` with
-        windows of ``ceil(window_step * T)`` steps across channels and the query as the
-        baseline: the drop in class-``t`` probability when a window of the NUN gets the
-        query's values; works for any model. ``auto``: Grad-CAM for torch models with a
-        ``Conv1d`` layer, gradient x input for other torch models, occlusion otherwise.
+        series layout, whose maps a global-average-pooling head reads: CAM up to a positive
+        factor, as Delaney et al. and TSInterpret use), signed (no ReLU, so regions against
+        ``t`` penalise window sums), interpolated to ``T``. ``gradient_x_input``:
+        ``native:integrated_gradients`` with one step from the query to the NUN (the gradient
+        at the NUN times ``NUN - x``), per channel. ``occlusion``: ``native:segment_occlusion``
+        with windows of ``ceil(window_step * T)`` steps across channels and the query as the
+        baseline (any model). ``auto``: Grad-CAM for torch models with a ``Conv1d`` layer,
+        gradient x input for other torch models, occlusion otherwise.
     window_step : float in (0, 1]
         Window lengths grow in steps of ``ceil(window_step * T)`` before the refinement.
     channels : {"all", "each"}
@@ -303,44 +291,38 @@ class NativeGuide(CounterfactualExplainer, Batched):
         starts = _best_starts(maps.double().cpu())  # (N, O, T): best start per length L
         opts_t = torch.tensor(opts)
 
+        def masks(inst, opt, length):  # int64 arrays (b,) -> the candidates' windows (b, C, T)
+            inst, opt, length = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (inst, opt, length))
+            st = starts[inst, opt, length - 1]
+            return _windows(*(a.to(x.device) for a in (st, length, opts_t[opt])), (c, t))
+
         def evaluate(inst, opt, length):
-            inst, opt, length = (np.asarray(a, dtype=np.int64) for a in (inst, opt, length))
-            st = starts[torch.from_numpy(inst), torch.from_numpy(opt), torch.from_numpy(length - 1)]
-            ch = opts_t[torch.from_numpy(opt)]
-            ln = torch.from_numpy(length)
-
             def build(sl):
-                m = _windows(st[sl].to(x.device), ln[sl].to(x.device), ch[sl].to(x.device), (c, t))
                 i = torch.from_numpy(inst[sl]).to(x.device)
-                return torch.where(m, nun[i], x[i])
+                return torch.where(masks(inst[sl], opt[sl], length[sl]), nun[i], x[i])
 
-            p, v = score(len(inst), build, target[inst])
-            cost = length * np.where(np.asarray(opts)[opt] < 0, c, 1)
-            return p, v, cost
+            return score(len(inst), build, target[inst])
 
         coarse = np.unique(np.minimum(t, seg * np.arange(1, math.ceil(t / seg) + 1)))
         inst, opt, li = (a.ravel() for a in np.meshgrid(
             np.arange(n), np.arange(len(opts)), np.arange(len(coarse)), indexing="ij"))
-        p, v, cost = evaluate(inst, opt, coarse[li])
+        p, v = evaluate(inst, opt, coarse[li])
+        cost = coarse[li] * np.where(np.asarray(opts)[opt] < 0, c, 1)
         k = len(opts) * len(coarse)
         best = _best_candidate(v.reshape(n, k), cost.reshape(n, k), p.reshape(n, k))
         b_opt, b_li = opt.reshape(n, k)[np.arange(n), best], li.reshape(n, k)[np.arange(n), best]
         b_len = coarse[b_li]
-        b_p, b_v = p.reshape(n, k)[np.arange(n), best], v.reshape(n, k)[np.arange(n), best]
 
         # refine: the lengths between the last coarse length that failed and the chosen one
         lo = np.where(b_li > 0, coarse[np.maximum(b_li - 1, 0)], 0)
-        extra = [(i, L) for i in np.flatnonzero(b_v) for L in range(lo[i] + 1, b_len[i])]
+        extra = [(i, L) for i in np.flatnonzero(v.reshape(n, k)[np.arange(n), best])
+                 for L in range(lo[i] + 1, b_len[i])]
         if extra:
             ri, rl = (np.array(a, dtype=np.int64) for a in zip(*extra, strict=True))
-            rp, rv, _ = evaluate(ri, b_opt[ri], rl)
-            for i, L, pi, vi in zip(ri, rl, rp, rv, strict=True):
-                if vi and L < b_len[i]:  # ascending lengths: the first valid one is the shortest
-                    b_len[i], b_p[i] = L, pi
-        st = starts[torch.arange(n), torch.from_numpy(b_opt), torch.from_numpy(b_len - 1)]
-        m = _windows(st.to(x.device), torch.from_numpy(b_len).to(x.device),
-                     opts_t[torch.from_numpy(b_opt)].to(x.device), (c, t))
-        cf = torch.where(m, nun, x)
+            _, rv = evaluate(ri, b_opt[ri], rl)
+            for i, L in zip(ri[rv], rl[rv], strict=True):
+                b_len[i] = min(b_len[i], L)  # the shortest valid length
+        cf = torch.where(masks(np.arange(n), b_opt, b_len), nun, x)
         return cf, {"saliency_used": method, "model_calls": score.calls}
 
 
@@ -468,13 +450,14 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
         stack = torch.cat([x[:, None], self.X_train_[torch.from_numpy(near)].to(x.device)], 1)
         score = _Scorer(call)
 
-        def evaluate(inst: np.ndarray, assign: np.ndarray):
-            def build(sl):
-                src = torch.from_numpy(assign[sl]).to(x.device)[:, unit_of]  # (b, C, T)
-                rows = stack[torch.from_numpy(inst[sl]).to(x.device)]
-                return torch.gather(rows, 1, src.unsqueeze(1)).squeeze(1)
+        def compose(inst: np.ndarray, assign: np.ndarray) -> torch.Tensor:
+            """Series (b, C, T): unit ``u`` of row ``j`` from source ``assign[j, u]`` of ``inst[j]``."""
+            src = torch.from_numpy(assign).to(x.device)[:, unit_of]  # (b, C, T)
+            rows = stack[torch.from_numpy(inst).to(x.device)]
+            return torch.gather(rows, 1, src.unsqueeze(1)).squeeze(1)
 
-            return score(len(inst), build, target[inst])
+        def evaluate(inst: np.ndarray, assign: np.ndarray):
+            return score(len(inst), lambda sl: compose(inst[sl], assign[sl]), target[inst])
 
         # 1. greedy, one search per (instance, distractor)
         s_inst = np.repeat(np.arange(n), n_dist)
@@ -553,9 +536,7 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
                     best[inst], best_count[inst], best_p[inst] = prop[moved[j]], new_count[acc][j], pc[acc][j]
                     improved[inst] = True
             prune(np.flatnonzero(improved))
-        src = torch.from_numpy(best).to(x.device)[:, unit_of]
-        cf = torch.gather(stack, 1, src.unsqueeze(1)).squeeze(1)
-        return cf, {"n_segments_used": n_seg, "n_distractors_used": n_dist,
+        return compose(np.arange(n), best), {"n_segments_used": n_seg, "n_distractors_used": n_dist,
                     "model_calls": score.calls}
 
 
@@ -895,12 +876,7 @@ def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndar
         r += 1
     rank[remaining] = r
     base = np.where(valid.any(1), np.where(valid, rank, -1).max(1) + 1, 0)
-    key = np.where(valid, np.inf, obj[..., 0])
-    order = np.argsort(key, axis=1, kind="stable")
-    srt = np.take_along_axis(key, order, 1)
-    dense = np.zeros(key.shape, dtype=np.int64)
-    np.put_along_axis(dense, order, np.concatenate(
-        [np.zeros((len(key), 1), dtype=np.int64), np.cumsum(srt[:, 1:] != srt[:, :-1], 1)], 1), 1)
+    dense = rankdata(np.where(valid, np.inf, obj[..., 0]), method="dense", axis=1).astype(np.int64) - 1
     return np.where(valid, rank, base[:, None] + dense)
 
 
