@@ -379,31 +379,30 @@ def _probabilities(model, simplex: bool):
 class COMTE(CounterfactualExplainer, Batched, Seeded):
     """Counterfactuals that substitute whole channels, or segments of channels, from distractors.
 
-    The substitutable units are ``C x n_segments`` blocks: each channel cut into
-    ``n_segments`` equal time segments. With one segment per channel (the default for
-    multivariate series) this is Ates et al.'s COMTE; a univariate series would have a
-    single unit, the whole series (TSInterpret's COMTE then returns the nearest distractor
-    itself), so univariate series get 10 segments by default.
+    The units are ``C x n_segments`` blocks, each channel cut into ``n_segments`` equal time
+    segments. One segment per channel (the multivariate default) is Ates et al.'s COMTE; a
+    univariate series would be a single unit (TSInterpret's COMTE then returns the nearest
+    distractor), so univariate series get 10 segments by default.
 
-    For each instance, with the ``n_distractors`` training instances of the target class
-    nearest to it (Euclidean):
+    For each instance, with its ``n_distractors`` nearest target-class training instances
+    (Euclidean):
 
-    1. greedy (one search per distractor): add the unit whose substitution from that
-       distractor most increases the target probability, until the model predicts the
-       target (substituting every unit gives the distractor, which it does); the search
-       with the fewest units, then the highest probability, is kept;
-    2. pruning: remove the unit whose removal keeps the counterfactual valid with the
-       highest probability, while one does;
-    3. random hill climbing (``n_restarts`` chains, ``max_iter`` steps, seeded): each chain
-       proposes removing a unit, swapping a unit for an unused one (from a random
-       distractor), or taking a unit from another distractor, and moves if the result stays
+    1. greedy (one search per distractor): add the unit whose substitution most increases
+       the target probability until the model predicts the target (all units give the
+       distractor, which it does); keep the search with the fewest units, then the highest
+       probability;
+    2. pruning: while one does, remove the unit whose removal keeps the counterfactual
+       valid with the highest probability;
+    3. random hill climbing (``n_restarts`` chains, ``max_iter`` steps, seeded): a chain
+       proposes removing a unit, swapping one for an unused one (from a random
+       distractor) or taking one from another distractor, and moves if the result stays
        valid with no more units; the best state seen (fewest units, then highest
-       probability) is pruned again and returned. No single unit of the result can be
-       given back to the query without losing validity.
+       probability) is pruned again. No single unit of the result can go back to the query
+       without losing validity.
 
-    Each step evaluates the candidates of all instances and searches in one batched pass
-    (chunked by ``batch_size``). An instance whose greedy search ends invalid (only
-    possible when a distractor's own class is a near-tie) keeps its most probable attempt.
+    Each step evaluates the candidates of all instances and searches in one batched pass.
+    An instance whose greedy search ends invalid (only when a distractor's own class is a
+    near-tie) keeps its most probable attempt.
 
     Parameters
     ----------
@@ -611,12 +610,12 @@ def fft_bands(n_freq: int) -> np.ndarray:
 class TSEvo(CounterfactualExplainer, Batched, Seeded):
     """Evolutionary multi-objective counterfactuals (NSGA-II), batched over all instances.
 
-    Each instance evolves a population of ``population`` candidates, all starting as the
-    instance itself, each with its own window length (uniform in ``1..T // 2``, redrawn
-    with probability 0.5 whenever it mutates) and, with ``transformer="mixed"``, its own
-    mutation kind. Per generation, as TSEvo: binary tournaments pick parents; consecutive
-    pairs cross over with probability 0.9 (per channel, window-long blocks swapped with
-    probability 0.1); each child mutates with probability 0.6:
+    Each instance evolves ``population`` candidates, all starting as the instance, each with
+    its own window length (uniform in ``1..T // 2``, redrawn with probability 0.5 when it
+    mutates) and, with ``transformer="mixed"``, mutation kind. Per generation, as TSEvo:
+    binary tournaments pick parents; consecutive pairs cross over with probability 0.9
+    (window-long blocks swapped per channel with probability 0.1); each child mutates with
+    probability 0.6:
 
     - ``authentic``: a random window of one random channel copied from a random training
       instance of the target class (TSEvo's authentic opposing information);
@@ -624,24 +623,19 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
       training instance's (TSEvo's frequency band mapping; bands of 1, 1, 4, 9, ... bins);
     - ``gaussian``: a random window of one channel set to the target-class training data's
       per-step mean plus ``z`` times its per-step standard deviation, one ``z ~ N(0, 1)`` per
-      mutation: a smooth, plausible target-class segment. TSEvo's mutate_mean redraws each
-      point of the whole series independently (probability 0.56); restricted to the window
-      with independent draws per point, the jagged result left 3 of 8 GunPoint instances
-      invalid after 100 generations (CNN1d), where this version finds all 8 in 12;
+      mutation (smooth and plausible; TSEvo's mutate_mean redraws every point independently,
+      which within a window left 3 of 8 GunPoint instances invalid after 100 generations,
+      where this finds all 8 in 12);
     - ``mixed``: each candidate keeps its own kind of the three, children taking their first
       parent's (TSEvo's mutate_both).
 
     The objectives, minimised, are ``1 - p(target)``, the mean absolute distance to the
     instance and the fraction of changed points. NSGA-II keeps the best ``population`` of
-    parents and children by constrained non-domination (Deb et al. 2002): candidates the
-    model assigns to the target dominate the others, which are ranked by ``p(target)``;
-    then crowding distance (normalised by each objective's range over parents and
-    children). The children of all instances whose series changed go through the model in
-    one batched pass per generation (chunked by ``batch_size``); unchanged children keep
-    their parent's objectives.
-
-    Returned per instance: of all candidates seen, the valid one closest to the instance
-    (mean absolute distance), or the most probable one where none was valid.
+    parents and children by constrained non-domination (Deb et al. 2002; valid candidates
+    dominate, the others are ranked by ``p(target)``), then crowding distance (normalised by
+    each objective's range). The changed children of all instances go through the model in
+    one batched pass per generation; unchanged ones keep their parent's objectives. Returned
+    per instance: the valid candidate seen closest to it, else the most probable one.
 
     Parameters
     ----------
@@ -656,13 +650,10 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
 
     Notes
     -----
-    Memory: the parents and children of all instances are held at once, ``2 x N x
-    population x C x T`` floats.
-
-    The random draws per generation do not depend on ``batch_size`` or on the model's
-    outputs, but the selection compares float32 outputs whose last bits change with the
-    batch size; over many generations one flipped near-tie changes the rest of the run, so
-    results are repeatable for a fixed ``batch_size`` and ``random_state`` only.
+    Memory: ``2 x N x population x C x T`` floats (parents and children of all instances).
+    Repeatable for a fixed ``batch_size`` and ``random_state`` only: the draws do not depend
+    on the batch size, but float32 outputs change in their last bits with it, and one
+    flipped near-tie changes the rest of the run.
     """
 
     transformer: str = "authentic"
@@ -691,7 +682,7 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
         obj[..., 0] = 1 - p0[:, None]
         valid = np.zeros((n, size), dtype=bool)
         best_cf, best_dist = x.clone(), np.full(n, np.inf)  # closest valid candidate seen
-        top_cf, top_p = x.clone(), p0.copy()  # most probable candidate seen
+        top_cf, top_neg_p = x.clone(), -p0  # most probable candidate seen
 
         gens = tqdm(range(self.generations), desc="TSEvo generations", leave=False,
                     disable=None if n * size * self.generations > 200_000 else True)
@@ -718,7 +709,7 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
                 moved = (flat - xi).abs() > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
                 k_obj[ii, jj] = np.stack([1 - pt, dist, moved.flatten(1).double().mean(1).cpu().numpy()], 1)
                 k_valid[ii, jj] = vt
-                _update_archive(ii, flat, pt, vt, dist, best_cf, best_dist, top_cf, top_p)
+                _update_archive(ii, flat, -pt, vt, dist, best_cf, best_dist, top_cf, top_neg_p)
 
             # NSGA-II environmental selection over parents and children
             all_obj = np.concatenate([obj, k_obj], 1)
@@ -828,22 +819,18 @@ def _mutate(kids: torch.Tensor, win: np.ndarray, kind: np.ndarray, ref: _Referen
     return out, win
 
 
-def _update_archive(inst, flat, p, valid, dist, best_cf, best_dist, top_cf, top_p) -> None:
+def _update_archive(inst, flat, neg_p, valid, dist, best_cf, best_dist, top_cf, top_neg_p) -> None:
     """Keep, per instance, the closest valid and the most probable candidate seen so far.
 
     ``inst`` (B,) names the instance of each candidate in ``flat`` (B, C, T); ``best_*`` and
     ``top_*`` (per instance) are updated in place.
     """
-    sel = np.flatnonzero(valid)
-    if sel.size:
-        j = sel[_group_best(inst[sel], dist[sel])]
-        j = j[dist[j] < best_dist[inst[j]]]
-        best_dist[inst[j]] = dist[j]
-        best_cf[torch.from_numpy(inst[j]).to(best_cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
-    j = _group_best(inst, -p)
-    j = j[p[j] > top_p[inst[j]]]
-    top_p[inst[j]] = p[j]
-    top_cf[torch.from_numpy(inst[j]).to(top_cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
+    for sel, key, cf, kept in ((np.flatnonzero(valid), dist, best_cf, best_dist),
+                               (np.arange(len(inst)), neg_p, top_cf, top_neg_p)):
+        j = sel[_group_best(inst[sel], key[sel])]
+        j = j[key[j] < kept[inst[j]]]
+        kept[inst[j]] = key[j]
+        cf[torch.from_numpy(inst[j]).to(cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
 
 
 def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndarray:
