@@ -10,13 +10,11 @@
   layers around the instance until one belongs to the target class, then a feature-selection
   step that moves features back to the instance's values (any model kind).
 
-Distances are measured in scaled feature space: each feature divided by its training
-standard deviation (or median absolute deviation for Wachter), so that a feature measured in
-thousands (a tumour's area) does not drown one measured in hundredths (its smoothness).
-Every method takes ``immutable`` feature indices that it never changes. The class of a
-training instance is the model's prediction for it (see
-:class:`~xai_suite.base.CounterfactualExplainer`); validity, proximity, sparsity and
-plausibility are measured centrally for every method.
+Distances are measured with each feature divided by its training standard deviation (median
+absolute deviation for Wachter), so that a feature in thousands (a tumour's area) does not
+drown one in hundredths (its smoothness). Every method takes ``immutable`` feature indices it
+never changes. A training instance's class is the model's prediction for it (see
+:class:`~xai_suite.base.CounterfactualExplainer`).
 """
 
 from __future__ import annotations
@@ -113,14 +111,13 @@ def feature_scale(X: torch.Tensor, scale: str | None) -> torch.Tensor:
     -------
     torch.Tensor of float32, shape (F,)
     """
-    Xd = X.double()
     if scale is None:
         return torch.ones(X.shape[1])
-    std = Xd.std(0, unbiased=False)
-    out = std
+    Xd = X.double()
+    out = Xd.std(0, unbiased=False)
     if scale == "mad":
         mad = (Xd - Xd.median(0).values).abs().median(0).values
-        out = torch.where(mad > 0, mad, std)
+        out = torch.where(mad > 0, mad, out)
     return torch.where(out > 0, out, torch.ones_like(out)).float()
 
 
@@ -179,19 +176,17 @@ class _TabularCounterfactual(CounterfactualExplainer):
 class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     """The nearest training instance that the model assigns to the target class.
 
-    One k-d tree (:class:`scipy.spatial.cKDTree`) per class, built at ``fit`` on the
-    training instances the model assigns to that class, in scaled feature space. Without
-    immutable features the counterfactual of ``x`` is exactly its nearest such instance
-    (scaled Euclidean distance), valid by construction, plausible (a real data point) but
-    usually changing every feature.
+    One k-d tree (:class:`scipy.spatial.cKDTree`) per class, built at ``fit`` in scaled
+    feature space on the training instances the model assigns to that class. Without
+    immutable features the counterfactual is the nearest such instance: valid by
+    construction, plausible (a real data point), but usually changing every feature.
 
-    Immutable features are copied from ``x``: candidates are ranked by their distance to
-    ``x`` over the mutable features only, and the counterfactual is the nearest candidate
-    whose copy with ``x``'s immutable values the model still assigns to the target class
-    (neighbours are checked 1, 4, 16, ... at a time, all instances in one batched call per
-    round). This keeps a neighbour for every query; demanding equality on the immutable
-    features instead would leave none for a continuous one such as age. Where no candidate
-    stays valid the nearest one is returned (and reported invalid).
+    Immutable features are copied from ``x``: candidates are ranked by distance over the
+    mutable features only, and the nearest whose copy with ``x``'s immutable values stays in
+    the target class wins (neighbours checked 1, 4, 16, ... at a time, all instances in one
+    batched call per round). Demanding equal immutable features instead would leave no
+    neighbour for a continuous one such as age. Where none stays valid the nearest is
+    returned (reported invalid).
 
     Parameters
     ----------
@@ -289,32 +284,26 @@ class Wachter(_TabularCounterfactual, Batched):
         lambda * max(0, margin - (log p_t(x') - max_{k != t} log p_k(x')))
             + distance_weight * sum_j |z_j|
 
-    The prediction term is zero once the target class wins by ``margin`` (log-odds), like
-    Wachter et al.'s squared loss at the desired output, so that at the optimum the distance
-    term holds the counterfactual close to the decision boundary. The distance is the L1
-    norm scaled by each feature's median absolute deviation, as in the paper (``scale``).
-    ``log p`` is the log of the model's outputs where they are probabilities, their
-    log-softmax where they are logits.
+    The prediction term is zero once the target wins by ``margin`` (log-odds), like Wachter
+    et al.'s squared loss at the desired output, so the distance term (the paper's
+    MAD-scaled L1 norm, ``scale``) holds the optimum close to the decision boundary.
+    ``log p`` is the log of probability outputs, the log-softmax of logits.
 
-    Optimisation: Adam (``lr``, ``max_iter`` steps per round) from ``z = 0``. The L1 term is
+    Optimisation: Adam (``lr``, ``max_iter`` steps per round) from ``z = 0``, with the L1 term
     handled orthant-wise (Andrew & Gao 2007): a feature at its original value moves only
-    where the prediction term's gradient exceeds ``distance_weight``, and a step that would
-    cross the original value stops on it; so features that need not change stay exactly
-    unchanged (sparse counterfactuals). After each round, ``lambda`` (starting at 1) is
-    multiplied by ``lambda_growth`` for the instances that have no valid iterate yet, at
-    most ``lambda_steps`` rounds (the paper's schedule: raise the weight on the prediction
-    until the counterfactual reaches the target). Returned per instance: the closest valid
-    iterate (scaled L1; valid: the target's log-probability beats every other class's by
-    more than 1e-4, a margin float noise cannot flip) of the first round that found one;
-    where none was found, the iterate with the largest target margin. On a linear model
-    the defaults land within 1.09x of the exact L1 optimum (moving the single cheapest
-    feature); more ``max_iter`` gets closer still.
+    where the prediction gradient exceeds ``distance_weight``, and a step that would cross
+    the original value stops on it, so features that need not change stay exactly unchanged.
+    After each round, ``lambda`` (from 1) grows by ``lambda_growth`` for the instances
+    without a valid iterate, for at most ``lambda_steps`` rounds (the paper's schedule).
+    Returned per instance: the closest valid iterate (scaled L1; valid: the target's
+    log-probability beats every other class's by more than 1e-4, beyond float noise) of the
+    first round that found one, else the iterate of largest target margin. On a linear
+    model the defaults land within 1.09x of the exact L1 optimum.
 
-    Immutable features are held fixed exactly (zero gradient, reset every step). With
-    ``feature_range="data"`` every step is clipped to the training data's range of each
-    feature (widened to include ``x``'s own value). All active instances go through the
-    model together, in chunks of ``batch_size`` rows; each instance's update depends on its
-    own rows only.
+    Immutable features are held exactly (zero gradient, reset every step). With
+    ``feature_range="data"`` every step is clipped to each feature's training range (widened
+    to include ``x``'s value). All active instances go through the model together, in
+    chunks of ``batch_size`` rows; each instance's update depends on its own rows only.
 
     Parameters
     ----------
@@ -472,24 +461,22 @@ class Wachter(_TabularCounterfactual, Batched):
 class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     """Black-box counterfactuals by sampling in growing spherical layers (Laugel et al. 2018).
 
-    In scaled feature space (over the mutable features only; immutable ones keep ``x``'s
-    values), for each instance ``x`` with target class ``t``, as Laugel et al.'s Algorithm 1:
+    In scaled feature space over the mutable features (immutable ones keep ``x``'s values),
+    for each instance ``x`` with target class ``t``, as Laugel et al.'s Algorithm 1:
 
     1. draw ``n_samples`` points uniformly in the ball of radius ``eta = first_radius``;
        while one of them is of class ``t``, halve ``eta`` and draw again;
     2. draw ``n_samples`` points uniformly in the layer ``eta <= |z - x| <= 2 eta``, then
        ``2 eta .. 3 eta``, ... (at most ``max_layers`` layers) until one is of class ``t``;
        the closest such point (scaled Euclidean) is ``e``;
-    3. with ``sparse=True``, feature selection: features of ``e`` are moved back to ``x``'s
-       value one at a time, smallest scaled change first, keeping each move that leaves the
-       point in class ``t`` (as in the authors' package); passes repeat until none can be
-       moved, so every remaining change is necessary: undoing any single one of them loses
-       the target class.
+    3. with ``sparse=True``, move features of ``e`` back to ``x``'s value one at a time,
+       smallest scaled change first, keeping each move that stays in class ``t`` (as the
+       authors' package), in passes until none moves: undoing any single remaining change
+       loses the target class.
 
-    Every round draws the current ball or layer of all instances still searching, and all
-    those candidates go through the model together in chunks of ``batch_size`` rows; each
-    feature-selection step is one call for all instances. An instance with no target-class
-    point within ``max_layers`` layers keeps ``x`` itself (reported invalid, with a warning).
+    Each round's candidates of all instances still searching, and each feature-selection
+    step, go through the model together in chunks of ``batch_size`` rows. An instance with
+    no target-class point within ``max_layers`` layers keeps ``x`` (invalid, with a warning).
 
     Parameters
     ----------

@@ -223,10 +223,11 @@ class _OnCPU:
     device: ClassVar[str] = "cpu"
 
 
-def _instance_seeds(call: Call, n: int) -> list[int]:
-    """One seed per instance, from ``random_state`` and the instance's position."""
+def _instances(call: Call, name: str) -> Iterator[tuple[int, int]]:
+    """Each instance's index and seed (from ``random_state`` and its position), with progress."""
     base = int(call.rng.integers(2**31 - 1))
-    return [int(np.random.SeedSequence([base, i]).generate_state(1)[0]) for i in range(n)]
+    for i in progress(call.x.shape[0], name, min_steps=0):
+        yield i, int(np.random.SeedSequence([base, i]).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -351,7 +352,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
         name = self.info.qualified_name
         check_choice("inner", self.inner, tuple(TSR_METHODS))
         kind = TSR_METHODS[self.inner]
-        n, c, t = call.x.shape
+        c, t = call.x.shape[1:]
         if c > 1 and self.inner in ("SVS", "FO"):
             raise ValueError(
                 f"{name} with inner={self.inner!r} explains univariate series only: TSInterpret "
@@ -369,8 +370,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
                                device="cpu", normalize=False, tsr=bool(self.tsr))
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
+        for i, seed in _instances(call, name):
             kwargs = {}
             if kind == "single":
                 kwargs["baseline_single"] = ref[0, i : i + 1].float()
@@ -378,17 +378,15 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
                 kwargs["baseline_multiple"] = ref[:, i].float()
             if self.assignment is not None:
                 kwargs["assignment"] = float(self.assignment)
-            with _seeded(seeds[i]), _quiet():
+            with _seeded(seed), _quiet():
                 a = saliency.explain(x[i : i + 1], labels=int(call.target[i]), TSR=bool(self.tsr),
                                      **kwargs)
             a = np.asarray(a, dtype=np.float32)
             if a.shape != (c, t):
                 raise RuntimeError(f"TSInterpret's TSR returned a map of shape {a.shape}, not {(c, t)}")
             out[i] = a
-        resolved = {}
-        if kind is None:
-            resolved["baseline"] = {"name": "none", "reason": f"{self.inner} takes no reference"}
-        return Attribution(torch.from_numpy(out), baselines=ref, params=resolved)
+        resolved = {"baseline": {"name": "none", "reason": f"{self.inner} takes no reference"}}
+        return Attribution(torch.from_numpy(out), baselines=ref, params=resolved if kind is None else {})
 
 
 # -- LEFTIST --------------------------------------------------------------------------------
@@ -431,11 +429,8 @@ def paint_segments(weights: np.ndarray, intervals: np.ndarray, length: int) -> n
     -------
     numpy.ndarray, shape (length,)
     """
-    starts = [int(s) for s in np.asarray(intervals)[:, 0]] + [length]
-    out = np.empty(length, dtype=np.float64)
-    for k, w in enumerate(weights):
-        out[starts[k] : starts[k + 1]] = w
-    return out
+    starts = np.append(np.asarray(intervals)[:, 0].astype(np.int64), length)
+    return np.repeat(np.asarray(weights, dtype=np.float64), np.diff(starts))
 
 
 class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
@@ -468,7 +463,7 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
 
     def _attribute(self, call, *, baselines, feature_mask):
         name = self.info.qualified_name
-        n, c, t = call.x.shape
+        c, t = call.x.shape[1:]
         _check_univariate(c, name, self._WHY)
         self._check_params(t)
         tsi = load_tsinterpret()
@@ -487,13 +482,12 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
         leftist._shape_explanations = lambda explanations, series: explanations  # raw weights
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
+        for i, seed in _instances(call, name):
             label = int(call.target[i])
             alias = (_numpy_int_alias(tsi.shap_neighbors_module) if self._learner == "SHAP"
                      else contextlib.nullcontext())
-            with _seeded(seeds[i]), _quiet(), alias:
-                raw = leftist.explain(x[i].T[None], idx_label=label, random_state=seeds[i])
+            with _seeded(seed), _quiet(), alias:
+                raw = leftist.explain(x[i].T[None], idx_label=label, random_state=seed)
             weights = self._segment_weights(leftist, raw[0], label)
             out[i, 0] = paint_segments(weights, leftist.transform.segments_interval, t)
         return Attribution(torch.from_numpy(out))
@@ -694,10 +688,7 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
     """TSInterpret's CoMTE (``OptimizedSearch`` / ``BruteForceSearch``), any model kind.
 
     Runs TSInterpret's searches as ``COMTECF.explain`` does, reusing the per-class KD-trees
-    across instances, with ``number_distractors`` and a thread count of 1 set on the optimised
-    search and its brute-force fallback (TSInterpret's ``OptimizedSearch`` drops both: 2
-    distractors whatever it is given, and a fallback that forks a process pool of
-    ``cpu_count()`` around the model).
+    across instances, with ``number_distractors`` and 1 thread set on both searches.
 
     Parameters
     ----------
@@ -749,19 +740,17 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
                     num_distractors=int(self.number_distractors),
                     max_attempts=int(self.max_attempts), maxiter=int(self.max_iter),
                 )
-                # it passes none of these three on: both searches keep the defaults
-                # (2 distractors, cpu_count() threads)
+                # it passes none of these three on (2 distractors, cpu_count() threads)
                 for s in (search, search.backup):
                     s.silent, s.threads, s.num_distractors = True, 1, int(self.number_distractors)
             else:
                 search = tsi.BruteForceSearch(predict, X_tr, y_tr, silent=True, threads=1,
                                               num_distractors=int(self.number_distractors))
         x = call.x.cpu().numpy()
-        n, c, t = x.shape
+        c, t = x.shape[1:]
         out = x.copy()
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
-            with _seeded(seeds[i]), _quiet():
+        for i, seed in _instances(call, name):
+            with _seeded(seed), _quiet():
                 cf, _ = search.explain(x[i : i + 1].astype(np.float64),
                                        to_maximize=int(call.target[i]))
             if cf is not None:
@@ -809,14 +798,13 @@ class TSInterpretTSEvo(_TSInterpretCF, Seeded):
         X_tr, y_tr = self._train_numpy()
         tsi = load_tsinterpret()
         x = call.x.cpu().numpy()
-        n, c, t = x.shape
+        c, t = x.shape[1:]
         if t < 4:
             raise ValueError(f"{name} needs series of at least 4 steps (its mutation windows); got {t}")
         predicted = call.predictions.argmax(1)
         out = x.copy()
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
-            with _seeded(seeds[i]), _quiet():
+        for i, seed in _instances(call, name):
+            with _seeded(seed), _quiet():
                 evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
                                 epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)
                 cf, _ = evo.explain(x[i : i + 1].astype(np.float64), int(predicted[i]),
