@@ -19,6 +19,7 @@ never changes. A training instance's class is the model's prediction for it (see
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from xai_suite.plugin import (
 )
 
 TABULAR_KINDS = ("torch", "sklearn", "callable")
+_register = functools.partial(register_explainer, library="native", modalities=("tabular",), needs_fit=True)
 #: A counterfactual of the gradient search counts as valid when the target's log-probability
 #: exceeds every other class's by this much: a margin that float32 noise between batch sizes
 #: (about 1e-7) cannot flip.
@@ -163,9 +165,8 @@ class _TabularCounterfactual(CounterfactualExplainer):
 
 
 # -- nearest unlike neighbour -----------------------------------------------------------------
-@register_explainer(
-    "nearest_unlike_neighbor", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
-    needs_fit=True, stochastic=False, batch_invariant=True,
+@_register(
+    "nearest_unlike_neighbor", model_kinds=TABULAR_KINDS,
     summary="Nearest unlike neighbour: the nearest training instance of the target class "
     "(k-d tree per class on std-scaled features), immutable features copied from the query",
     reference="Wexler et al. (2019), The What-If Tool (nearest counterfactual datapoint); "
@@ -255,9 +256,7 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
             warnings.warn(
                 f"native:nearest_unlike_neighbor: for {int(missing.sum())} instance(s) no training "
                 "instance of the target class stays in that class with the immutable features "
-                "copied from the query; returning the nearest one (invalid)",
-                UserWarning,
-                stacklevel=4,
+                "copied from the query; returning the nearest one (invalid)", UserWarning, stacklevel=4,
             )
         pick = np.where(missing, nearest, chosen)
         cf = self.X_train_[torch.from_numpy(pick)].clone()
@@ -266,9 +265,8 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
 
 
 # -- Wachter et al. ---------------------------------------------------------------------------
-@register_explainer(
-    "wachter", library="native", modalities=("tabular",), model_kinds=("torch",), needs_fit=True,
-    stochastic=False, batch_invariant=True,
+@_register(
+    "wachter", model_kinds=("torch",),
     summary="Wachter et al.: Adam on lambda * hinge(target log-odds) + distance_weight * "
     "MAD-scaled L1, lambda raised until valid; all instances optimised at once",
     reference="Wachter, Mittelstadt & Russell (2017), Counterfactual Explanations without "
@@ -448,9 +446,8 @@ class Wachter(_TabularCounterfactual, Batched):
 
 
 # -- growing spheres --------------------------------------------------------------------------
-@register_explainer(
-    "growing_spheres", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=True,
+@_register(
+    "growing_spheres", model_kinds=TABULAR_KINDS, stochastic=True, batch_invariant=True,
     summary="Growing spheres: uniform samples in growing spherical layers around x until one "
     "is of the target class, then features moved back to x while it stays valid",
     reference="Laugel, Lesot, Marsala, Renard & Detyniecki (2018), Comparison-Based Inverse "
@@ -547,28 +544,23 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
                 calls += 1
                 dist = torch.from_numpy(np.where(ok, z.norm(dim=-1).numpy(), np.inf))
                 for j, i in enumerate(inst):
-                    if zooming[i]:
-                        if ok[j].any() and count[i] < _MAX_HALVINGS:
-                            eta[i] /= 2
-                            count[i] += 1
-                            continue
-                        if not ok[j].any():  # empty ball: grow layers from eta
-                            zooming[i], count[i] = False, 0
-                            continue
-                    elif not ok[j].any():
+                    hit = ok[j].any()
+                    if zooming[i] and hit and count[i] < _MAX_HALVINGS:
+                        eta[i] /= 2
                         count[i] += 1
-                        if count[i] >= self.max_layers:
-                            done[i] = True
-                        continue
-                    result[i] = cand[j, int(dist[j].argmin())]
-                    done[i] = found[i] = True
+                    elif zooming[i] and not hit:  # empty ball: grow layers from eta
+                        zooming[i], count[i] = False, 0
+                    elif not hit:
+                        count[i] += 1
+                        done[i] = count[i] >= self.max_layers
+                    else:
+                        result[i] = cand[j, int(dist[j].argmin())]
+                        done[i] = found[i] = True
         if (~found).any():
             warnings.warn(
                 f"native:growing_spheres: no point of the target class within {self.max_layers} "
                 f"layers for {int((~found).sum())} instance(s); returning them unchanged "
-                "(invalid). Raise first_radius or max_layers.",
-                UserWarning,
-                stacklevel=4,
+                "(invalid). Raise first_radius or max_layers.", UserWarning, stacklevel=4,
             )
         result = result.float()
         if self.sparse:

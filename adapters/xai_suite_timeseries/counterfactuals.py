@@ -20,6 +20,7 @@ softmax (logits) otherwise, decided once per call from the outputs for the input
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -46,6 +47,8 @@ from xai_suite.plugin import (
 )
 
 BLACK_BOX_KINDS = ("torch", "sklearn", "aeon", "callable")
+_register = functools.partial(register_explainer, library="native", modalities=("timeseries",),
+                              model_kinds=BLACK_BOX_KINDS, needs_fit=True)
 #: Tolerances of "changed" (as :func:`xai_suite.metrics.counterfactual.changed_points`).
 _RTOL, _ATOL = 1e-5, 1e-6
 #: Bytes of DTW cost matrices computed at once when ranking neighbours by DTW.
@@ -183,9 +186,8 @@ SALIENCY_ENTRIES = {
 }
 
 
-@register_explainer(
-    "native_guide", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=False, batch_invariant=True,
+@_register(
+    "native_guide",
     summary="NativeGuide: the shortest salient window of the nearest unlike neighbour copied "
     "into the query; all instances and window lengths in batched model calls",
     reference="Delaney, Greene & Keane (2021), Instance-Based Counterfactual Explanations for "
@@ -246,26 +248,25 @@ class NativeGuide(CounterfactualExplainer, Batched):
             raise ValueError(f"window_step must be a number in (0, 1]; got {step!r}")
 
     def _resolve_saliency(self, call: Call) -> str:
-        if self.saliency != "auto":
-            if self.saliency != "occlusion" and call.model.kind != "torch":
-                raise ValueError(
-                    f"saliency={self.saliency!r} needs gradients of a torch model; got a "
-                    f"{call.model.kind} model (use 'occlusion')"
-                )
-            return self.saliency
-        if call.model.kind != "torch":
-            return "occlusion"
-        has_conv = any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
-        return "grad_cam" if has_conv else "gradient_x_input"
+        is_torch = call.model.kind == "torch"
+        has_conv = is_torch and any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
+        if self.saliency == "auto":
+            return "occlusion" if not is_torch else "grad_cam" if has_conv else "gradient_x_input"
+        if self.saliency != "occlusion" and not is_torch:
+            raise ValueError(
+                f"saliency={self.saliency!r} needs gradients of a torch model; got a "
+                f"{call.model.kind} model (use 'occlusion')"
+            )
+        if self.saliency == "grad_cam" and not has_conv:
+            raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
+                             "'gradient_x_input' or 'occlusion'")
+        return self.saliency
 
     def _saliency(self, call: Call, method: str, nun: torch.Tensor, seg: int, simplex: bool
                   ) -> torch.Tensor:
         """The NUNs' saliency maps (N, C, T) for the targets, from the registry entry of ``method``."""
         name, params = SALIENCY_ENTRIES[method]
         model = self.model
-        if method == "grad_cam" and not any(isinstance(m, nn.Conv1d) for m in model.modules()):
-            raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
-                             "'gradient_x_input' or 'occlusion'")
         if method == "occlusion":  # drops in the target's probability, per window of seg steps
             model = _probabilities(model, simplex)
             params = {**params, "window": seg, "stride": seg}
@@ -366,9 +367,8 @@ def _probabilities(model, simplex: bool):
 
 
 # -- COMTE -----------------------------------------------------------------------------------
-@register_explainer(
-    "comte", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=True,
+@_register(
+    "comte", stochastic=True, batch_invariant=True,
     summary="COMTE: channels (or channel segments) substituted from nearest target-class "
     "distractors, greedy then pruned and hill-climbed; every step batched over all instances",
     reference="Ates, Aksar, Leung & Coskun (2021), Counterfactual Explanations for "
@@ -595,9 +595,8 @@ def fft_bands(n_freq: int) -> np.ndarray:
     return np.array(bands, dtype=np.int64)
 
 
-@register_explainer(
-    "tsevo", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=False,
+@_register(
+    "tsevo", stochastic=True,
     summary="TSEvo: NSGA-II over authentic, frequency-band and Gaussian mutations; the "
     "population of all instances evaluated in one batched call per generation",
     reference="Höllig, Kulbach & Thoma (2022), TSEvo: Evolutionary Counterfactual "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xai_suite.plugin import check_positive_int, close_matches, register_dataset
+from xai_suite.plugin import check_choice, check_positive_int, close_matches, register_dataset
 
 SPLITS = ("train", "test")
 PADS = (None, "zero", "edge", "archive")
@@ -84,10 +84,8 @@ def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
     if name not in known:
         raise ValueError(f"no shipped classification dataset {name!r}{close_matches(name, known)} "
                          f"Available offline: {', '.join(known)}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
-    if pad not in PADS:
-        raise ValueError(f"pad must be one of {', '.join(map(repr, PADS))}; got {pad!r}")
+    check_choice("split", split, SPLITS)
+    check_choice("pad", pad, PADS)
     path = str(_data_dir())
     X_all, y_all = load_classification(name, extract_path=path)
     X, y = load_classification(name, split=split, extract_path=path)
@@ -214,10 +212,8 @@ def make_planted_timeseries(
     check_positive_int(n_samples=n_samples, n_channels=n_channels, length=length)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
         raise ValueError(f"n_classes must be an int >= 2; got {n_classes!r}")
-    if signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {', '.join(map(repr, SIGNALS))}; got {signal!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
+    check_choice("signal", signal, SIGNALS)
+    check_choice("layout", layout, LAYOUTS)
     if not (np.isfinite(amplitude) and amplitude > 0):
         raise ValueError(f"amplitude must be a finite number > 0; got {amplitude!r}")
     if not (np.isfinite(noise) and noise >= 0):

@@ -1,14 +1,10 @@
 """The 2-state HMM benchmark of DynaMask / time-interpret: data, classifier, time-forward tunnel.
 
 Crabbé & van der Schaar (2021, DynaMask, section 4.1) and time-interpret (Enguehard 2023,
-``tint.datasets.HMM`` and ``experiments/hmm``), after Tonekaboni et al. (2020, FIT):
-
-- a hidden state ``s_t`` in {0, 1} follows a Markov chain whose stay-in-state-1 probability
-  decays with the time already spent in the state;
-- each step emits 3 Gaussian signals whose means depend on the state; feature ``1 + s_t``
-  (feature 1 in state 0, feature 2 in state 1) is the *important* one;
-- the label of step ``t`` is ``Bernoulli(sigmoid(2 x_{t, 1 + s_t}))``: a label per time step;
-- the true saliency marks, at every step, exactly the important feature of that step's state.
+``tint.datasets.HMM`` and ``experiments/hmm``), after Tonekaboni et al. (2020, FIT): a hidden
+2-state Markov chain emits 3 Gaussian signals per step, a label per step depends on the
+state's *important* feature, and the true saliency marks that feature at every step
+(:func:`make_hmm_timeseries`).
 
 The classifier (:class:`StateClassifier`, time-interpret's ``StateClassifier``) is a GRU whose
 last hidden state feeds batch-norm, ReLU, dropout and a linear head: fed the prefix
@@ -198,11 +194,10 @@ def fit_state_classifier(
 
     time-interpret trains on one random step per batch (``x[:, :t + 1]`` against ``y[:, t]``;
     Adam at a constant 1e-4, weight decay 1e-3, batch 32, 50 epochs): ``steps="random"``
-    with ``lr=1e-4, epochs=50`` does exactly that. A GRU's outputs at every step are those
-    of the prefixes, so ``steps="all"`` (the default) trains each batch on all ``T`` steps
-    at once (:meth:`StateClassifier.forward_steps`): the same task with ``T`` times the
-    labels per batch, which reaches the Bayes rate in a few CPU seconds, with a one-cycle
-    learning rate (warm-up over 30% of the steps, then annealing to nearly 0).
+    with ``lr=1e-4, epochs=50``. A GRU's outputs at every step are those of the prefixes, so
+    ``steps="all"`` trains each batch on all ``T`` steps at once
+    (:meth:`StateClassifier.forward_steps`), with a one-cycle learning rate (30% warm-up,
+    then annealing to nearly 0): the Bayes rate in a few CPU seconds.
 
     Parameters
     ----------

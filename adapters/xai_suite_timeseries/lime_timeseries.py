@@ -76,15 +76,13 @@ def _kernel(d: np.ndarray, kernel_width: float) -> np.ndarray:
 class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
     """Segment-based LIME for ``(N, C, T)`` series.
 
-    The interpretable features are segments: each channel cut into ``n_segments`` equal
-    windows (``per_channel=True``), windows spanning all channels (``per_channel=False``), or
-    the groups of an explicit ``feature_mask`` (which then overrides both). A perturbation
-    keeps some segments and replaces the others by the baseline (:func:`sample_segment_masks`);
-    all perturbations of all instances go through the model in chunks of ``batch_size`` rows.
-    lime's ``LimeBase`` then fits, per instance, a ridge regression (alpha 1) of the target
-    output on the binary keep/replace indicators, weighted by lime's exponential kernel on the
-    ``distance`` of each indicator vector to all-ones. Every time step gets its segment's
-    coefficient: the output lost when that segment is replaced, in the surrogate's view.
+    The features are segments: ``n_segments`` equal windows per channel (``per_channel``),
+    windows spanning all channels, or the groups of an explicit ``feature_mask``. A
+    perturbation replaces some segments by the baseline (:func:`sample_segment_masks`); all
+    perturbations of all instances go through the model in chunks of ``batch_size`` rows.
+    lime's ``LimeBase`` fits, per instance, a ridge regression (alpha 1) of the target output
+    on the keep/replace indicators, weighted by lime's kernel on their ``distance`` to
+    all-ones. Every time step gets its segment's coefficient.
 
     Parameters
     ----------
@@ -93,10 +91,8 @@ class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
     per_channel : bool
         Separate segments per channel (``C * n_segments`` features) or shared across channels.
     n_samples : int
-        Perturbations per instance, the instance itself included. 1000: lime has no
-        time-series default (its text explainer draws 5000); 1000 leaves 50 rows per unknown
-        of the ridge for the default 20 segments of a 2-channel series, and every row is a
-        full series through the model.
+        Perturbations per instance, the instance itself included (lime has no time-series
+        default; 1000 leaves 50 rows per unknown for 20 segments, each row a full series).
     kernel_width : float
         Width of the kernel on distances in [0, 1] (0.25: lime's text explainer uses 25 on
         cosine distances times 100).

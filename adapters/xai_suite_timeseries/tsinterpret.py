@@ -1,47 +1,39 @@
 """TSInterpret adapter (``tsinterpret:`` entries) and the import guard it is loaded under.
 
 TSInterpret 0.4.7 is installed with ``--no-deps`` (its pins clash with aeon, SHAP and
-scikit-learn). Every one of its modules imports TensorFlow and ``tf_explain`` at load time, and
-its SETS module an old sktime, although its PyTorch code paths never call them.
-:func:`tsinterpret_import_guard` satisfies those imports with stand-in modules only while
-TSInterpret loads, then removes every stand-in from ``sys.modules`` (a lasting fake
-``tensorflow`` breaks ``torch._dynamo``); TSInterpret's own modules keep their references to
-the stand-ins, which raise a clear error if a TensorFlow path is ever called.
+scikit-learn). All its modules import TensorFlow and ``tf_explain`` at load time, its SETS
+module an old sktime, although its PyTorch paths never call them.
+:func:`tsinterpret_import_guard` satisfies those imports with stand-ins only while TSInterpret
+loads, then removes them from ``sys.modules`` (a lasting fake ``tensorflow`` breaks
+``torch._dynamo``); TSInterpret keeps its references, which raise a clear error if called.
 
 What TSInterpret gets wrong, and what the entries do about it:
 
 - Layouts: it reinterprets ``(N, T, F)`` as ``(N, F, T)`` by reshaping in places. Every entry
-  hands it data in one pinned layout (TSR, NativeGuide, COMTE, TSEvo: ``mode="feat"``, i.e.
-  our ``(N, C, T)``; LEFTIST: ``mode="time"`` with our own transposes), so its reshapes are
-  no-ops; TSR's SVS and FO inner methods still group ``(T, C)`` wrongly on multivariate series
-  and are refused there.
-- TSR: an unseeded ``U[0, 1)`` baseline by default (ours is the same distribution, seeded,
-  and recorded); with ``tsr=False`` we ask for its raw, signed inner attributions
-  (``normalize=False``) instead of its absolute, min-max-scaled maps.
-- LEFTIST: it fails on multivariate series (refused); it sorts the LIME surrogate's
-  coefficients by value before painting them (``np.sort(coeff, axis=0)`` sorts both columns
-  independently), and paints segment ``k`` into steps ``[10 k, 10 k + 10)`` whatever the
-  segment length (the last third of a length-150 series is always zero). We read the
-  coefficients back in segment order from its fitted surrogate and paint each onto its own
-  segment; its SHAP learner calls ``np.int``, removed in NumPy 1.24, which we alias for the
-  duration of the call.
-- NativeGuide: it fails on multivariate series (refused); it strips every forward hook off the
-  model it is given and adds its own (it gets a copy); its ``"native_guide"`` method is
-  spelled ``"NG"`` in its code; its nearest unlike neighbour comes from any other class, ours
-  from the target class.
+  pins one layout (TSR, NativeGuide, COMTE, TSEvo: ``mode="feat"``, our ``(N, C, T)``;
+  LEFTIST: ``mode="time"`` with our own transposes), so its reshapes are no-ops; TSR's SVS
+  and FO still group ``(T, C)`` wrongly on multivariate series and are refused there.
+- TSR: an unseeded ``U[0, 1)`` baseline by default (ours: the same, seeded and recorded);
+  with ``tsr=False`` we ask for raw, signed inner attributions (``normalize=False``), not
+  its absolute, min-max-scaled maps.
+- LEFTIST: it fails on multivariate series (refused); it sorts the surrogate's coefficients
+  by value (``np.sort(coeff, axis=0)`` sorts both columns independently) and paints segment
+  ``k`` into steps ``[10 k, 10 k + 10)`` whatever the segment length. We read the
+  coefficients back in segment order and paint each onto its own segment; its SHAP learner
+  calls ``np.int`` (removed in NumPy 1.24), aliased for the duration of the call.
+- NativeGuide: it fails on multivariate series (refused); it strips every forward hook off
+  its model and adds its own (it gets a copy); its ``"native_guide"`` method is spelled
+  ``"NG"``; its nearest unlike neighbour comes from any other class, ours from the target.
 - COMTE: its ``OptimizedSearch`` drops its ``num_distractors``, ``threads`` and ``silent``
-  arguments (it and its brute-force fallback always use 2 distractors, and the fallback forks a
-  ``multiprocessing`` pool of ``cpu_count()`` processes around the model); we set them on both
-  searches (``number_distractors``, 1 thread).
+  arguments (always 2 distractors, and a brute-force fallback forking a ``cpu_count()``
+  process pool around the model); we set them on both searches (1 thread).
 - TSEvo: a target class that is not a Python ``int`` silently makes it search towards the
   original class; we pass ``int``.
 
-All of them draw from the global ``random``, NumPy and torch generators: each instance runs
-with all three seeded from ``random_state`` (restored afterwards), so results repeat.
-TSInterpret's PyTorch code calls ``.numpy()`` on model outputs, so these entries run the
-model on the CPU.
+All draw from the global ``random``, NumPy and torch generators: each instance runs with all
+three seeded from ``random_state`` (restored afterwards). TSInterpret calls ``.numpy()`` on
+model outputs, so these entries run the model on the CPU.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -93,7 +85,8 @@ _REAL_DEPENDENCIES = (
 #: Loading any TSInterpret module loads all of them, so every entry needs all of these.
 REQUIRES = ("TSInterpret", "captum", "shap", "torchcam", "tslearn", "deap", "pyts", "pymop",
             "skopt", "seaborn")
-TS = ("timeseries",)
+_register = functools.partial(register_explainer, library="tsinterpret", modalities=("timeseries",),
+                              requires=REQUIRES)
 ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
 
 
@@ -304,9 +297,8 @@ TSR_MULTIPLE = 5
 _DEFAULT_TSR_BASELINE = Uniform(low=0.0, high=1.0)
 
 
-@register_explainer(
-    "tsr", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_baseline=True,
-    requires=REQUIRES,
+@_register(
+    "tsr", model_kinds=("torch",), needs_baseline=True,
     summary="TSInterpret's temporal saliency rescaling (TSR) over a Captum method, one instance "
     "and one masked time step at a time",
     reference="Ismail et al. (2020), Benchmarking Deep Learning Interpretability in Time Series "
@@ -497,9 +489,8 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
         return np.asarray(raw[0], dtype=np.float64)
 
 
-@register_explainer(
-    "leftist_lime", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "leftist_lime", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's LEFTIST with a LIME learner: a weighted ridge surrogate on uniform segments",
     reference="Guillemé et al. (2019), Agnostic Local Explanation for Time Series Classification",
     notes="Univariate series only (TSInterpret's LEFTIST fails on multivariate ones); fit(X) gives "
@@ -554,9 +545,8 @@ class LeftistLime(_Leftist):
         return weights
 
 
-@register_explainer(
-    "leftist_shap", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "leftist_shap", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's LEFTIST with a SHAP learner: Kernel-SHAP weights of uniform segments",
     reference="Guillemé et al. (2019), Agnostic Local Explanation for Time Series Classification",
     notes="Univariate series only (TSInterpret's LEFTIST fails on multivariate ones); fit(X) gives "
@@ -588,9 +578,8 @@ NATIVE_GUIDE_METHODS = {"NUN_CF": "NUN_CF", "dtw_bary_center": "dtw_bary_center"
 NATIVE_GUIDE_DISTANCES = ("dtw", "softdtw", "euclidean", "sqeuclidean", "cityblock")
 
 
-@register_explainer(
-    "native_guide", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_fit=True,
-    requires=REQUIRES,
+@_register(
+    "native_guide", model_kinds=("torch",), needs_fit=True,
     summary="TSInterpret's Native Guide: the nearest unlike neighbour, CAM-guided subsequence swaps "
     "or a DTW barycentre",
     reference="Delaney, Greene & Keane (2021), Instance-Based Counterfactual Explanations for Time "
@@ -673,9 +662,8 @@ class TSInterpretNativeGuide(_TSInterpretCF):
 COMTE_METHODS = ("opt", "brute")
 
 
-@register_explainer(
-    "comte", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "comte", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's CoMTE: swap whole channels in from the nearest target-class training series",
     reference="Ates et al. (2021), Counterfactual Explanations for Multivariate Time Series",
     notes="Swaps whole channels, so on a univariate series the counterfactual is a target-class "
@@ -763,9 +751,8 @@ TSEVO_TRANSFORMERS = ("authentic_opposing_information", "mutate_both", "mutate_m
                       "frequency_band_mapping")
 
 
-@register_explainer(
-    "tsevo", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "tsevo", model_kinds=("torch",), needs_fit=True, stochastic=True,
     summary="TSInterpret's TSEvo: NSGA-II over validity, proximity and sparsity with "
     "time-series mutations",
     reference="Höllig, Kulbach & Thoma (2022), TSEvo: Evolutionary Counterfactual Explanations "

@@ -10,12 +10,10 @@ map changes when parts of the input are masked:
    get ``d_feat = 0``;
 3. ``R_TSR[i, t] = d_time[t] * d_feat[i, t]``.
 
-A univariate series has one channel, so masking ``(0, t)`` is masking step ``t`` and
-``d_feat[0, t] = d_time[t]`` (``R_TSR = d_time**2`` on relevant steps) at no extra cost.
-
-Unlike a loop over steps (TSInterpret runs the inner method once per step and instance), all
-masked copies of all instances go through the inner explainer in a few large, memory-bounded
-``explain`` calls.
+On a univariate series masking ``(0, t)`` is masking step ``t``, so ``d_feat[0, t] = d_time[t]``
+(``R_TSR = d_time**2`` on relevant steps) at no extra cost. All masked copies of all instances
+go through the inner explainer in a few large, memory-bounded ``explain`` calls (TSInterpret
+runs it once per step and instance).
 """
 
 from __future__ import annotations
@@ -165,9 +163,7 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
 
 def _check_threshold(threshold) -> float | None:
     """The quantile as a float, or None for the mean."""
-    if isinstance(threshold, str):
-        if threshold != "mean":
-            raise ValueError(f"threshold must be a quantile in [0, 1) or 'mean'; got {threshold!r}")
+    if isinstance(threshold, str) and threshold == "mean":
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a quantile in [0, 1) or 'mean'; got {threshold!r}")
