@@ -60,21 +60,18 @@ def make_hmm_timeseries(
 ):
     """Series from time-interpret's 2-state HMM with a label and a true saliency per step.
 
-    The rule (``tint.datasets.HMM.download``; DynaMask section 4.1), for each series: draw
-    an initial state ``s_{-1} ~ Bernoulli(p0)`` (not part of the series) and set ``d = 0``;
-    then for ``t = 0 .. T-1``:
+    The rule (``tint.datasets.HMM.download``; DynaMask section 4.1), per series: draw an
+    initial state ``s_{-1} ~ Bernoulli(p0)`` (not part of the series), set ``d = 0``, then for
+    ``t = 0 .. T-1``:
 
-    - ``s_t ~ Bernoulli(q)`` with ``q = 0.95 - d / 500`` if ``s_{t-1} = 1`` else ``q = 0.05``
-      (clipped at 0 for series longer than 475 steps); ``d`` counts the steps since the last
-      change (``d + 1`` if ``s_t = s_{t-1}`` else 0);
-    - ``x_t ~ N(mu[s_t], Sigma[s_t])`` with ``mu`` = :data:`HMM_MEANS` and ``Sigma`` =
-      0.8 I + 1e-3 I with covariance 0.01 between feature 0 and the important feature;
+    - ``s_t ~ Bernoulli(q)``, ``q = 0.95 - d / 500`` (clipped at 0) if ``s_{t-1} = 1`` else
+      0.05; ``d`` counts the steps since the last change (``d + 1`` if ``s_t = s_{t-1}`` else 0);
+    - ``x_t ~ N(mu[s_t], Sigma[s_t])``, ``mu`` = :data:`HMM_MEANS`, ``Sigma`` = 0.8 I + 1e-3 I
+      with covariance 0.01 between feature 0 and the important feature;
     - ``y_t ~ Bernoulli(sigmoid(2 x_t[1 + s_t]))``;
-    - the true saliency of step ``t`` is feature ``1 + s_t`` (time-interpret's
-      ``true_saliency``: ``states + 1``), one element per step.
+    - the true saliency of step ``t`` is feature ``1 + s_t`` (time-interpret's ``states + 1``).
 
-    time-interpret draws from numpy's global generator, so the exact numbers cannot be
-    reproduced; the distribution is the same.
+    The distribution is time-interpret's; its numbers (numpy's global generator) are not.
 
     Parameters
     ----------
@@ -256,11 +253,10 @@ def step_accuracy(model: StateClassifier, X, y) -> float:
 def time_forward_tunnel(explainer, inputs, *, min_length: int = 1, progress: bool = False):
     """Explain a causal sequence model step by step, as time-interpret's ``TimeForwardTunnel``.
 
-    For each ``t`` in ``1 .. T``, ``explainer`` explains the model's predicted class (its
-    ``target=None``) on the prefix ``inputs[:, :, :t]``; the result keeps that explanation's
-    attributions of the prefix's last step, ``t - 1``. So every step is scored for the
-    prediction made at that step, without looking ahead. The model must accept inputs of
-    any length (e.g. :class:`StateClassifier`).
+    For each ``t`` in ``1 .. T``, ``explainer`` explains the model's predicted class on the
+    prefix ``inputs[:, :, :t]`` and the result keeps the attributions of its last step,
+    ``t - 1``: every step is scored for the prediction made there, without looking ahead. The
+    model must accept inputs of any length (e.g. :class:`StateClassifier`).
 
     Parameters
     ----------

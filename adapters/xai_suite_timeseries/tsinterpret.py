@@ -572,6 +572,19 @@ class _TSInterpretCF(_OnCPU, CounterfactualExplainer):
     def _train_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         return self.X_train_.numpy().astype(np.float64), self.train_class_.copy()
 
+    def _per_instance(self, call: Call, explain) -> tuple[torch.Tensor, np.ndarray]:
+        """Counterfactuals ``explain(i, x_i)`` (``x_i`` float64, (1, C, T)), each run seeded and
+        quiet; where it returns ``None`` the instance itself. Also returns which were found."""
+        x = call.x.cpu().numpy()
+        out, found = x.copy(), np.zeros(len(x), dtype=bool)
+        for i, seed in _instances(call, self.info.qualified_name):
+            with _seeded(seed), _quiet():
+                cf = explain(i, x[i : i + 1].astype(np.float64))
+            if cf is not None:
+                found[i] = True
+                out[i] = np.asarray(cf, dtype=np.float32).reshape(x.shape[1:])
+        return torch.from_numpy(out), found
+
 
 #: Our method names -> NativeGuideCF's.
 NATIVE_GUIDE_METHODS = {"NUN_CF": "NUN_CF", "dtw_bary_center": "dtw_bary_center", "native_guide": "NG"}
@@ -624,9 +637,7 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         check_choice("variant", self.variant, tuple(NATIVE_GUIDE_METHODS))
         check_choice("distance", self.distance, NATIVE_GUIDE_DISTANCES)
         check_positive_int(max_iter=self.max_iter)
-        x = call.x.cpu().numpy()
-        n, c, t = x.shape
-        _check_univariate(c, name, self._WHY)
+        _check_univariate(call.x.shape[1], name, self._WHY)
         predicted = call.predictions.argmax(1)
         if self.variant == "dtw_bary_center":
             runner_up = np.argsort(call.predictions, axis=1)[:, -2]
@@ -643,20 +654,17 @@ class TSInterpretNativeGuide(_TSInterpretCF):
             guide = tsi.NativeGuideCF(model, (X_tr, y_tr), backend="PYT", mode="feat",
                                       method=NATIVE_GUIDE_METHODS[self.variant],
                                       distance_measure=self.distance, max_iter=int(self.max_iter))
-        out = x.copy()
-        found = np.zeros(n, dtype=bool)
+
+        def explain(i, xi):
+            keep = y_tr == call.target[i]
+            guide.data = (X_tr[keep], y_tr[keep])  # the unlike neighbour: from the target class
+            return guide.explain(xi, int(predicted[i]))[0]
+
         try:
-            for i in progress(n, name, min_steps=0):
-                keep = y_tr == call.target[i]
-                guide.data = (X_tr[keep], y_tr[keep])  # the unlike neighbour: from the target class
-                with _quiet():
-                    cf, _ = guide.explain(x[i : i + 1].astype(np.float64), int(predicted[i]))
-                if cf is not None:
-                    found[i] = True
-                    out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
+            cf, found = self._per_instance(call, explain)
         finally:
             guide.cam_extractor.remove_hooks()
-        return torch.from_numpy(out), {"found": found.tolist()}
+        return cf, {"found": found.tolist()}
 
 
 COMTE_METHODS = ("opt", "brute")
@@ -713,7 +721,6 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
                 )
 
     def _counterfactual(self, call):
-        name = self.info.qualified_name
         check_choice("search", self.search, COMTE_METHODS)
         check_positive_int(number_distractors=self.number_distractors,
                            max_attempts=self.max_attempts, max_iter=self.max_iter)
@@ -734,16 +741,8 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
             else:
                 search = tsi.BruteForceSearch(predict, X_tr, y_tr, silent=True, threads=1,
                                               num_distractors=int(self.number_distractors))
-        x = call.x.cpu().numpy()
-        c, t = x.shape[1:]
-        out = x.copy()
-        for i, seed in _instances(call, name):
-            with _seeded(seed), _quiet():
-                cf, _ = search.explain(x[i : i + 1].astype(np.float64),
-                                       to_maximize=int(call.target[i]))
-            if cf is not None:
-                out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
-        return torch.from_numpy(out), {}
+        cf, _ = self._per_instance(call, lambda i, xi: search.explain(xi, to_maximize=int(call.target[i]))[0])
+        return cf, {}
 
 
 #: TSEvo's mutations (TSInterpret's names).
@@ -784,17 +783,14 @@ class TSInterpretTSEvo(_TSInterpretCF, Seeded):
         check_positive_int(epochs=self.epochs)
         X_tr, y_tr = self._train_numpy()
         tsi = load_tsinterpret()
-        x = call.x.cpu().numpy()
-        c, t = x.shape[1:]
+        t = call.x.shape[2]
         if t < 4:
             raise ValueError(f"{name} needs series of at least 4 steps (its mutation windows); got {t}")
         predicted = call.predictions.argmax(1)
-        out = x.copy()
-        for i, seed in _instances(call, name):
-            with _seeded(seed), _quiet():
-                evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
-                                epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)
-                cf, _ = evo.explain(x[i : i + 1].astype(np.float64), int(predicted[i]),
-                                    target_y=int(call.target[i]))
-            out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
-        return torch.from_numpy(out), {}
+
+        def explain(i, xi):
+            evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
+                            epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)
+            return evo.explain(xi, int(predicted[i]), target_y=int(call.target[i]))[0]
+
+        return self._per_instance(call, explain)[0], {}

@@ -52,16 +52,14 @@ INNER_FAMILIES = ("gradient", "propagation")
 class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
     """TSR over a registered gradient-family explainer, batched over all masked copies.
 
-    The output is non-negative and unnormalised: ``d_time[t] * d_feat[i, t]``, both sums of
-    absolute differences of the inner map (the reference code min-max scales both scores and
-    gives non-relevant steps a feature score of 0.1; Algorithm 1, followed here, gives them
-    0). It carries no sign: it measures how much masking ``(i, t)`` changes the whole map,
-    not in which direction ``(i, t)`` moves the output.
+    The output ``d_time[t] * d_feat[i, t]`` is non-negative and unnormalised (the reference
+    code min-max scales both scores and gives non-relevant steps a feature score of 0.1;
+    Algorithm 1, followed here, gives 0): how much masking ``(i, t)`` changes the whole map,
+    not in which direction it moves the output.
 
-    The inner method's own baseline (e.g. integrated gradients' reference input) is drawn
-    once per instance and shared by the instance and all its masked copies (as in the
-    reference code), so the map differences come from the masking alone; with a random
-    inner baseline and ``n_baseline_samples`` draws, each map is the mean over those draws.
+    The inner method's own baseline (e.g. integrated gradients' reference) is drawn once per
+    instance and shared by its masked copies (as the reference code), so map differences come
+    from the masking alone; with ``n_baseline_samples`` random draws, maps are their mean.
 
     Parameters
     ----------
