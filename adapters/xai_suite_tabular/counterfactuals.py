@@ -126,11 +126,8 @@ def feature_scale(X: torch.Tensor, scale: str | None) -> torch.Tensor:
 def _target_margin(out: torch.Tensor, target: torch.Tensor, simplex: bool) -> torch.Tensor:
     """``log p_target - max_{k != target} log p_k`` per row of outputs ``out`` (n, K)."""
     logp = torch.log(out.clamp_min(1e-12)) if simplex else torch.log_softmax(out, 1)
-    rows = torch.arange(out.shape[0], device=out.device)
-    own = logp[rows, target]
-    other = logp.clone()
-    other[rows, target] = -torch.inf
-    return own - other.max(1).values
+    other = logp.scatter(1, target[:, None], -torch.inf).max(1).values
+    return logp.gather(1, target[:, None])[:, 0] - other
 
 
 def _valid(call: Call, cand: torch.Tensor, target: np.ndarray) -> np.ndarray:
@@ -159,9 +156,9 @@ class _TabularCounterfactual(CounterfactualExplainer):
         super()._fit(X, y)
         self.scale_ = feature_scale(X, self.scale)
 
-    def _start(self, call: Call) -> None:
-        """Check the parameters again at ``explain`` (they may have been set after ``fit``)."""
-        self._check_params(call.x.shape[1])
+    def _compute(self, call: Call):
+        self._check_params(call.x.shape[1])  # again: they may have been set after fit
+        return super()._compute(call)
 
 
 # -- nearest unlike neighbour -----------------------------------------------------------------
@@ -194,8 +191,7 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     model : torch.nn.Module, estimator or callable
     scale : {"std", None}
         ``"std"``: features divided by their training standard deviation (1 for a constant
-        feature) before measuring distance, so the neighbour does not depend on the units of
-        each feature; ``None``: raw units (for data already standardised or in one unit).
+        feature), so the neighbour does not depend on units; ``None``: raw units.
     immutable : None or sequence of int
         Indices of features the counterfactual keeps from ``x``.
     """
@@ -218,13 +214,11 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
         return (X.cpu().double() / self.scale_.double())[:, torch.from_numpy(self.mutable_)].numpy()
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x, target = call.x.cpu(), call.target
         n = x.shape[0]
         q = self._points(x)
         imm = torch.from_numpy(self.immutable_)
-        chosen = np.full(n, -1)
-        nearest = np.full(n, -1)
+        chosen, nearest = np.full(n, -1), np.full(n, -1)
         k_lo, k_hi, evaluated, calls = 0, 1, 0, 0
         while (chosen < 0).any():
             inst, cand = [], []
@@ -307,16 +301,14 @@ class Wachter(_TabularCounterfactual, Batched):
     ----------
     model : torch.nn.Module
     distance_weight : float
-        Weight on closeness relative to the prediction term's starting weight 1; larger
-        gives closer counterfactuals that need more rounds of ``lambda`` growth.
+        Weight on closeness relative to the prediction term's starting weight 1 (larger:
+        closer counterfactuals, more rounds of ``lambda`` growth).
     lambda_growth : float
-        Factor (> 1) by which the prediction term's weight grows after a round without a
-        valid counterfactual.
+        Factor (> 1) of the prediction term's weight after a round without a valid one.
     lambda_steps : int
         Most rounds.
     lr : float
-        Adam's step size, in units of the scaled features (about the largest move of a
-        feature per step).
+        Adam's step size in scaled units (about the largest move of a feature per step).
     max_iter : int
         Adam steps per round.
     margin : float
@@ -356,7 +348,6 @@ class Wachter(_TabularCounterfactual, Batched):
         self.range_ = (X.min(0).values, X.max(0).values)
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x, dev = call.x, call.x.device
         n, f = x.shape
         target = call.target_t
@@ -376,10 +367,8 @@ class Wachter(_TabularCounterfactual, Batched):
         z = torch.zeros_like(x)
         lam = torch.ones(n, device=dev)
         found = torch.zeros(n, dtype=torch.bool, device=dev)
-        best = torch.zeros_like(x)  # closest valid iterate (z) per instance
-        best_d = torch.full((n,), torch.inf, device=dev)
-        top = torch.zeros_like(x)  # largest-margin iterate, for instances never valid
-        top_m = torch.full((n,), -torch.inf, device=dev)
+        best, best_d = torch.zeros_like(x), torch.full((n,), torch.inf, device=dev)  # closest valid z
+        top, top_m = torch.zeros_like(x), torch.full((n,), -torch.inf, device=dev)  # largest margin
         rounds = passes = 0
 
         def margins(rows: torch.Tensor, zr: torch.Tensor):
@@ -481,17 +470,16 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     n_samples : int
         Points drawn per ball or layer and instance (the authors' package: 2000).
     first_radius : float
-        Radius of the first ball, in scaled units. The authors' package starts at 0.1; 0.5
-        needs 5 times fewer layers (model passes) for the same reach, and a radius too large
-        for an instance is halved anyway; the layer width, and so the resolution of the
-        distance found, is the final radius.
+        Radius of the first ball, in scaled units (the authors' package: 0.1; 0.5 needs 5
+        times fewer layers for the same reach, and one too large is halved anyway). The
+        final radius is the layer width, the resolution of the distance found.
     max_layers : int
         Most layers per instance.
     sparse : bool
         Run the feature-selection step.
     scale : {"std", None}
-        Divide features by their training standard deviation (1 for a constant feature), so
-        that the spheres are round in units of each feature's spread, or use raw units.
+        Divide features by their training standard deviation (1 for a constant feature):
+        spheres round in units of each feature's spread; or raw units.
     immutable : None or sequence of int
         Indices of features kept at ``x``'s values.
     """
@@ -511,7 +499,6 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
             raise TypeError(f"sparse must be True or False; got {self.sparse!r}")
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x = call.x.detach().cpu().double()
         target = call.target
         n = x.shape[0]
@@ -525,8 +512,7 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
         zooming = np.ones(n, dtype=bool)  # phase 1 (shrinking ball) or 2 (growing layers)
         count = np.zeros(n, dtype=np.int64)  # halvings (phase 1) or layers drawn (phase 2)
         result = x.clone()
-        done = np.zeros(n, dtype=bool)
-        found = np.zeros(n, dtype=bool)
+        done, found = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         calls = 0
         per_chunk = max(1, call.rows // k)
         while not done.all():

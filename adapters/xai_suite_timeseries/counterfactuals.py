@@ -135,10 +135,8 @@ def nearest_of_class(
         smallest class count among the targets)``.
     """
     check_choice("distance", distance, ("euclidean", "dtw"))
-    n, m = x.shape[0], X_ref.shape[0]
-    xc = x.detach().cpu().double()
-    rc = X_ref.detach().cpu().double()
-    d = np.full((n, m), np.inf)
+    xc, rc = (a.detach().cpu().double() for a in (x, X_ref))
+    d = np.full((x.shape[0], X_ref.shape[0]), np.inf)
     counts = []
     for c in np.unique(target):
         qi, ri = np.flatnonzero(target == c), np.flatnonzero(ref_class == c)
@@ -147,8 +145,7 @@ def nearest_of_class(
             d[np.ix_(qi, ri)] = torch.cdist(xc[qi].flatten(1), rc[ri].flatten(1)).numpy()
             continue
         pi, pj = (a.ravel() for a in np.meshgrid(qi, ri, indexing="ij"))
-        t = x.shape[-1]
-        step = max(1, _DTW_BYTES // (24 * t * t))
+        step = max(1, _DTW_BYTES // (24 * x.shape[-1] ** 2))
         for s in range(0, pi.size, step):
             a, b = pi[s : s + step], pj[s : s + step]
             d[a, b] = dtw_distance(xc[a].numpy(), rc[b].numpy())
@@ -498,11 +495,8 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
                 done[active[~ok]] = True
                 best[active[ok]], best_p[active[ok]] = cand[first[ok]], pc[first[ok]]
 
-        # 2. pruning
-        prune(np.flatnonzero(best_v))
-
-        # 3. random hill climbing from the pruned state (seeded, fixed draws per step),
-        # then pruning of the states it improved
+        prune(np.flatnonzero(best_v))  # 2. pruning
+        # 3. random hill climbing (seeded, fixed draws per step), then pruning what it improved
         best_count = (best > 0).sum(1)
         improved = np.zeros(n, dtype=bool)
         n_chains = self.n_restarts
@@ -616,17 +610,15 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
     (window-long blocks swapped per channel with probability 0.1); each child mutates with
     probability 0.6:
 
-    - ``authentic``: a random window of one random channel copied from a random training
-      instance of the target class (TSEvo's authentic opposing information);
-    - ``frequency``: one band of one channel's rFFT replaced by a random target-class
-      training instance's (TSEvo's frequency band mapping; bands of 1, 1, 4, 9, ... bins);
-    - ``gaussian``: a random window of one channel set to the target-class training data's
-      per-step mean plus ``z`` times its per-step standard deviation, one ``z ~ N(0, 1)`` per
-      mutation (smooth and plausible; TSEvo's mutate_mean redraws every point independently,
-      which within a window left 3 of 8 GunPoint instances invalid after 100 generations,
-      where this finds all 8 in 12);
-    - ``mixed``: each candidate keeps its own kind of the three, children taking their first
-      parent's (TSEvo's mutate_both).
+    - ``authentic``: a random window of one random channel copied from a random target-class
+      training instance (TSEvo's authentic opposing information);
+    - ``frequency``: one band of one channel's rFFT taken from a random target-class training
+      instance (TSEvo's frequency band mapping; bands of 1, 1, 4, 9, ... bins);
+    - ``gaussian``: a random window of one channel set to the target-class per-step mean plus
+      ``z ~ N(0, 1)`` (one per mutation) times the per-step standard deviation: smooth and
+      plausible (TSEvo's mutate_mean redraws every point independently, which within a window
+      left 3 of 8 GunPoint instances invalid after 100 generations; this finds all 8 in 12);
+    - ``mixed``: each candidate keeps its own kind, children their first parent's (mutate_both).
 
     The objectives, minimised, are ``1 - p(target)``, the mean absolute distance to the
     instance and the fraction of changed points. NSGA-II keeps the best ``population`` of
@@ -711,15 +703,12 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
                 _update_archive(ii, flat, -pt, vt, dist, best_cf, best_dist, top_cf, top_neg_p)
 
             # NSGA-II environmental selection over parents and children
-            all_obj = np.concatenate([obj, k_obj], 1)
-            all_valid = np.concatenate([valid, k_valid], 1)
+            all_obj, all_valid, all_win, all_kind = (np.concatenate(pair, 1) for pair in (
+                (obj, k_obj), (valid, k_valid), (win, k_win), (kind, k_kind)))
             rank = _nondominated_rank(all_obj, all_valid, size)
-            crowd = _crowding(all_obj, rank)
-            keep = np.lexsort((-crowd, rank), axis=-1)[:, :size]
+            keep = np.lexsort((-_crowding(all_obj, rank), rank), axis=-1)[:, :size]
             pop = take(torch.cat([pop, kids], 1), keep)
-            obj, valid = all_obj[rows, keep], all_valid[rows, keep]
-            win = np.concatenate([win, k_win], 1)[rows, keep]
-            kind = np.concatenate([kind, k_kind], 1)[rows, keep]
+            obj, valid, win, kind = (a[rows, keep] for a in (all_obj, all_valid, all_win, all_kind))
 
         found = np.isfinite(best_dist)
         cf = torch.where(torch.from_numpy(found).to(dev)[:, None, None], best_cf, top_cf)

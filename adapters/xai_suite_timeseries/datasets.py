@@ -167,9 +167,8 @@ def make_planted_timeseries(
 ):
     """Classification task with a planted, class-informative region (Ismail et al. 2020).
 
-    Every channel of every series carries a background ``signal``; inside one region (the
-    ``layout``) a class-dependent constant is added: ``shift[k]`` for class ``k``, evenly
-    spaced in ``[-amplitude, +amplitude]`` (``-amplitude`` / ``+amplitude`` for two classes).
+    Every channel carries a background ``signal``; inside one region (the ``layout``) the
+    class-dependent ``shift[k]``, evenly spaced in ``[-amplitude, +amplitude]``, is added.
     Outside the region the class does not change the distribution.
 
     Parameters
@@ -179,11 +178,10 @@ def make_planted_timeseries(
     n_channels, length : int
         ``C`` and ``T``.
     signal : {"box", "harmonic", "autoregressive"}
-        Background per channel: ``"box"`` white Gaussian noise ``noise * e_t``;
-        ``"harmonic"`` ``sin(2 pi f t / T + phi) + noise * e_t`` with 1 to 5 periods ``f``
-        and phase ``phi`` drawn uniformly per series and channel; ``"autoregressive"`` the
-        AR(1) process ``x_t = 0.9 x_{t-1} + noise * e_t`` started from its stationary law.
-        ``e_t`` is standard normal.
+        Background per channel, ``e_t`` standard normal: ``"box"`` ``noise * e_t``;
+        ``"harmonic"`` ``sin(2 pi f t / T + phi) + noise * e_t``, 1 to 5 periods ``f`` and
+        phase ``phi`` uniform per series and channel; ``"autoregressive"`` the AR(1) process
+        ``x_t = 0.9 x_{t-1} + noise * e_t`` started from its stationary law.
     layout : {"middle", "small_middle", "moving", "rare_time", "rare_feature"}
         Where the class signal lives (a box of channels x consecutive time steps):
         ``"middle"`` the central ``C // 2`` channels x ``T // 2`` steps; ``"small_middle"``

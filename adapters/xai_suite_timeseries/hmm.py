@@ -6,12 +6,8 @@ Crabbé & van der Schaar (2021, DynaMask, section 4.1) and time-interpret (Engue
 state's *important* feature, and the true saliency marks that feature at every step
 (:func:`make_hmm_timeseries`).
 
-The classifier (:class:`StateClassifier`, time-interpret's ``StateClassifier``) is a GRU whose
-last hidden state feeds batch-norm, ReLU, dropout and a linear head: fed the prefix
-``x[:, :, :t]`` it predicts the label of step ``t - 1``. Explainers are run the way
-time-interpret's ``TimeForwardTunnel`` runs them (:func:`time_forward_tunnel`): for each
-``t``, explain the model's predicted class on the prefix ``x[:, :, :t]`` and keep the
-attributions of its last step, ``t - 1``.
+The classifier is time-interpret's GRU (:class:`StateClassifier`), explained step by step as
+time-interpret's ``TimeForwardTunnel`` does (:func:`time_forward_tunnel`).
 """
 
 from __future__ import annotations

@@ -96,11 +96,8 @@ def target_outputs(
     n_masks: int,
     masks_for: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """Target outputs for every instance with each of ``n_masks`` masks applied.
-
-    Copy ``(i, m)`` is ``where(mask, baseline_i, x_i)`` with ``mask = masks_for(i, m)``.
-    The ``N * n_masks`` copies are built chunk by chunk, ``call.rows`` per model call
-    (:func:`~xai_suite.batching.pair_outputs`).
+    """Target outputs of copies ``(i, m) = where(masks_for(i, m), baseline_i, x_i)``, built
+    ``call.rows`` per model call (:func:`~xai_suite.batching.pair_outputs`).
 
     Parameters
     ----------
@@ -149,12 +146,6 @@ _COMMON_PARAMS = """baseline : str, float, callable or Baseline
     per_channel : bool
         Perturb each channel's segments separately (True) or all channels of a segment
         together (False).
-    batch_size : "auto" or int
-        Perturbed copies per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
     random_state : int, optional
         Seeds random baselines"""
 
@@ -274,11 +265,10 @@ class SegmentShapley(_Segments):
     __doc__ = """Shapley value sampling over time segments, all coalitions of all permutations batched.
 
     Each of ``n_samples`` random permutations of the ``G`` segments adds them one by one to
-    the baseline; a segment's value is its mean marginal gain. The permutations are drawn
-    once from ``random_state`` and shared by all instances, so an instance's values do not
-    depend on which instances are explained with it, nor on ``batch_size``. Per permutation
-    the gains sum to ``f(x) - f(baseline)`` exactly; each point carries its segment's value
-    divided by the segment's size, so the map sums to it too.
+    the baseline; a segment's value is its mean marginal gain. The permutations, drawn once
+    from ``random_state``, are shared by all instances (values depend neither on the other
+    instances nor on ``batch_size``). The gains sum to ``f(x) - f(baseline)``, and so does
+    the map: each point carries its segment's value divided by the segment's size.
 
     Parameters
     ----------

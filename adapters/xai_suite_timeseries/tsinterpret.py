@@ -317,13 +317,12 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
     Parameters
     ----------
     inner : str
-        TSInterpret's inner method (its ``method``; named ``inner`` here because ``method`` is
-        the registry name in ``xs.explain``): ``"GRAD"`` (its default; absolute gradients),
-        ``"IG"``, ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"`` (DeepLIFT SHAP), ``"SG"``
-        (SmoothGrad), ``"SVS"`` (Shapley value sampling), ``"FA"`` (feature ablation), ``"FO"`` (occlusion).
+        TSInterpret's ``method`` (``method`` is the registry name in ``xs.explain``): ``"GRAD"``
+        (its default; absolute gradients), ``"IG"``, ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"``
+        (DeepLIFT SHAP), ``"SG"`` (SmoothGrad), ``"SVS"`` (Shapley value sampling), ``"FA"``
+        (feature ablation), ``"FO"`` (occlusion).
     tsr : bool
-        Apply temporal saliency rescaling (default, as TSInterpret); ``False`` returns the inner
-        method's raw attributions.
+        Apply temporal saliency rescaling (as TSInterpret), or return the raw inner attributions.
     assignment : float, optional
         Value a masked time step is set to; ``None`` takes each instance's first value
         (``x[0, 0]``), TSInterpret's default.
@@ -362,14 +361,12 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
                                device="cpu", normalize=False, tsr=bool(self.tsr))
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
+        kwargs = {} if self.assignment is None else {"assignment": float(self.assignment)}
         for i, seed in _instances(call, name):
-            kwargs = {}
             if kind == "single":
                 kwargs["baseline_single"] = ref[0, i : i + 1].float()
             elif kind == "multiple":
                 kwargs["baseline_multiple"] = ref[:, i].float()
-            if self.assignment is not None:
-                kwargs["assignment"] = float(self.assignment)
             with _seeded(seed), _quiet():
                 a = saliency.explain(x[i : i + 1], labels=int(call.target[i]), TSR=bool(self.tsr),
                                      **kwargs)
@@ -526,9 +523,8 @@ class LeftistLime(_Leftist):
     def _segment_weights(self, leftist, raw, label):
         """TSInterpret returns the ridge coefficients sorted by value: read them in segment order.
 
-        The feature selection is deterministic given the neighbours, so running it again gives
-        the segments the fitted ridge model used; its coefficients sorted must equal what
-        TSInterpret returned.
+        The feature selection, deterministic given the neighbours, is run again for the segments
+        the ridge used; its coefficients sorted must equal what TSInterpret returned.
         """
         lp, nb = leftist.learning_process, leftist.neighbors
         n_features = nb.masks.shape[1]
@@ -610,11 +606,10 @@ class TSInterpretNativeGuide(_TSInterpretCF):
     Parameters
     ----------
     variant : str
-        TSInterpret's ``method``: ``"NUN_CF"`` (TSInterpret's default: swap in the nearest
-        unlike neighbour's subsequence of highest class activation, growing it until the
-        original class's probability falls to 0.5), ``"dtw_bary_center"`` (move a DTW
-        barycentre of the instance and the neighbour towards the neighbour) or
-        ``"native_guide"`` (the neighbour itself; ``"NG"`` in TSInterpret's code).
+        TSInterpret's ``method``: ``"NUN_CF"`` (its default: swap in the nearest unlike
+        neighbour's subsequence of highest class activation, growing it until the original
+        class's probability falls to 0.5), ``"dtw_bary_center"`` (move a DTW barycentre of the
+        instance and the neighbour towards the neighbour) or ``"native_guide"`` (the neighbour).
     distance : str
         tslearn metric of the neighbour search for ``dtw_bary_center`` and ``native_guide``;
         ``"dtw"``, TSInterpret's default (``NUN_CF`` always uses ``"euclidean"``).
