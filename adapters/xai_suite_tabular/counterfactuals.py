@@ -2,13 +2,12 @@
 
 - ``native:nearest_unlike_neighbor``: the nearest training instance the model assigns to the
   target class, found with one k-d tree per class (any model kind);
-- ``native:wachter`` (Wachter, Mittelstadt & Russell 2017): gradient descent (Adam) on
-  ``lambda * loss(f(x'), target) + distance_weight * ||x' - x||_{1, MAD}`` with the weight
-  on the prediction term raised until the counterfactual is valid; all instances optimised
-  at once (differentiable ``torch`` models);
-- ``native:growing_spheres`` (Laugel et al. 2018): random points in growing spherical
-  layers around the instance until one belongs to the target class, then a feature-selection
-  step that moves features back to the instance's values (any model kind).
+- ``native:wachter`` (Wachter, Mittelstadt & Russell 2017): Adam on ``lambda * loss(f(x'),
+  target) + distance_weight * ||x' - x||_{1, MAD}``, ``lambda`` raised until valid, all
+  instances at once (differentiable ``torch`` models);
+- ``native:growing_spheres`` (Laugel et al. 2018): random points in growing spherical layers
+  around the instance until one is of the target class, then features moved back to the
+  instance's values (any model kind).
 
 Distances are measured with each feature divided by its training standard deviation (median
 absolute deviation for Wachter), so that a feature in thousands (a tumour's area) does not
@@ -575,10 +574,8 @@ def _feature_selection(call: Call, x: torch.Tensor, cf: torch.Tensor, todo: np.n
                        s: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Move features of ``cf`` back to ``x`` while the model keeps the target class.
 
-    Passes over each instance's changed features, smallest scaled change first, keeping each
-    move that stays valid, until a pass moves none. All instances' candidates of one step go
-    through the model in one (chunked) call. Returns the new counterfactuals and the number
-    of model calls.
+    Step 3 of :class:`GrowingSpheres`, one (chunked) model call per step for all instances.
+    Returns the new counterfactuals and the number of model calls.
     """
     cf = cf.clone()
     n = x.shape[0]

@@ -5,12 +5,11 @@ rows (TSInterpret calls it once per candidate and instance):
 
 - ``native:native_guide`` (Delaney et al. 2021): copy the most salient window of the nearest
   unlike neighbour into the query, the shortest window that flips the class;
-- ``native:comte`` (Ates et al. 2021): substitute whole channels (or time segments of
-  channels) from a few nearest training instances of the target class, greedily, then prune
-  and hill-climb to as few substitutions as possible;
-- ``native:tsevo`` (Höllig et al. 2022): an NSGA-II search over candidates built by
-  TSEvo's mutations (authentic windows, frequency bands, Gaussian draws) and crossover, the
-  whole population of all instances evaluated in one batched call per generation.
+- ``native:comte`` (Ates et al. 2021): greedily substitute channels (or channel segments)
+  from a few nearest target-class training instances, then prune and hill-climb to as few
+  substitutions as possible;
+- ``native:tsevo`` (Höllig et al. 2022): NSGA-II over TSEvo's mutations (authentic windows,
+  frequency bands, Gaussian draws) and crossover, one batched call per generation.
 
 The data given to ``fit`` is the pool the searches draw from, each instance of the class the
 model predicts for it (see :class:`~xai_suite.base.CounterfactualExplainer`). Target-class
@@ -62,8 +61,7 @@ class _Scorer:
     Parameters
     ----------
     call : Call
-        The explain call; its outputs for the inputs decide whether the model returns
-        probabilities (kept) or logits (softmaxed).
+        The explain call; its outputs decide between probabilities (kept) and logits (softmaxed).
     """
 
     def __init__(self, call: Call):
@@ -359,7 +357,6 @@ def _probabilities(model, simplex: bool):
         return model
     if isinstance(model, nn.Module):  # in the model's mode: explaining must not change it
         return nn.Sequential(model, nn.Softmax(dim=1)).train(model.training)
-
     return lambda a: softmax(model(a))
 
 
@@ -872,10 +869,8 @@ def _crowding(obj: np.ndarray, rank: np.ndarray) -> np.ndarray:
         order = np.lexsort((obj[..., m], rank), axis=-1)
         f = np.take_along_axis(obj[..., m], order, 1)
         r = np.take_along_axis(rank, order, 1)
-        edge = np.zeros(r.shape, dtype=bool)
-        edge[:, 0] = edge[:, -1] = True
-        edge[:, 1:] |= r[:, 1:] != r[:, :-1]
-        edge[:, :-1] |= r[:, :-1] != r[:, 1:]
+        change, ends = r[:, 1:] != r[:, :-1], np.ones((len(r), 1), dtype=bool)  # fronts end at changes
+        edge = np.concatenate([ends, change], 1) | np.concatenate([change, ends], 1)
         gap = np.zeros(f.shape)
         gap[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / span[:, m : m + 1]
         gap[edge] = np.inf

@@ -60,12 +60,10 @@ def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
         Dataset name, e.g. ``"GunPoint"``, ``"BasicMotions"`` (see ``ucr_datasets()``).
     split : {"train", "test"}
     pad : {None, "zero", "edge", "archive"}
-        Unequal-length sets (JapaneseVowels, PickupGestureWiimoteZ) are refused unless
-        ``pad`` says what to do: ``"zero"`` / ``"edge"`` extend every series at its end to
-        the longest length of both splits (so train and test share one length) with zeros
-        or by repeating its last value; ``"archive"`` loads the equal-length version the
-        archive ships for that set (``<name>_eq_*.ts``, made by the archive's maintainers).
-        Equal-length sets ignore ``pad``.
+        Unequal-length sets (JapaneseVowels, PickupGestureWiimoteZ) need it: ``"zero"`` /
+        ``"edge"`` extend every series at its end to the longest of both splits (one length
+        for train and test) with zeros or its last value; ``"archive"`` loads the archive's
+        own equal-length version (``<name>_eq_*.ts``). Equal-length sets ignore ``pad``.
     return_classes : bool
         Also return the original class labels, ``classes[y]`` being each instance's label.
 

@@ -124,9 +124,8 @@ class StateClassifier(nn.Module):
     """time-interpret's HMM classifier: a GRU whose last hidden state feeds a small head.
 
     The head is ``BatchNorm1d -> ReLU -> Dropout(0.5) -> Linear`` (time-interpret's
-    ``regressor``). Takes channels-first ``(N, C, T)`` inputs of any length ``T`` and returns
-    the logits ``(N, K)`` of the label of the last step, so a prefix ``x[:, :, :t]`` gives
-    the prediction for step ``t - 1``.
+    ``regressor``). On ``(N, C, T)`` inputs of any length it returns the logits ``(N, K)`` of
+    the last step's label: a prefix ``x[:, :, :t]`` gives the prediction for step ``t - 1``.
 
     Parameters
     ----------

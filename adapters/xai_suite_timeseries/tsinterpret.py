@@ -158,12 +158,11 @@ def is_stand_in(obj) -> bool:
 def tsinterpret_import_guard() -> Iterator[tuple[str, ...]]:
     """Let TSInterpret's modules load without TensorFlow, ``tf_explain`` or an old sktime.
 
-    While the block runs, imports of those packages (the ones not really installed) get
-    stand-in modules; the global warning filters are restored afterwards (TSInterpret's
-    NativeGuide module turns every warning off when it loads). On exit the stand-ins leave
-    ``sys.modules`` and the import system, so ``importlib.util.find_spec("tensorflow")`` is
-    ``None`` again. Modules imported inside the block keep references to the stand-ins; calling
-    one raises ``ModuleNotFoundError``.
+    Inside the block, imports of those packages (where not installed) get stand-in modules
+    and the warning filters are restored afterwards (TSInterpret's NativeGuide turns every
+    warning off when it loads). On exit the stand-ins leave ``sys.modules`` and the import
+    system (``find_spec("tensorflow")`` is ``None`` again); modules imported inside keep their
+    references, and calling a stand-in raises ``ModuleNotFoundError``.
 
     Yields
     ------
@@ -254,12 +253,8 @@ def _quiet():
 
 
 def _probabilities(call: Call) -> Callable[[np.ndarray], np.ndarray]:
-    """The model as TSInterpret's wrappers call it: ``(n, C, T)`` array -> probabilities.
-
-    Torch outputs go through a softmax, as TSInterpret's ``PyTorchModel`` does; other kinds'
-    outputs (``predict_proba``) are used as they are. Rows go through in chunks of
-    ``call.rows``.
-    """
+    """The model as TSInterpret's wrappers call it: ``(n, C, T)`` array -> probabilities, in
+    chunks of ``call.rows`` (torch outputs softmaxed, as TSInterpret's ``PyTorchModel``)."""
 
     def predict(a: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -327,8 +322,8 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
         Value a masked time step is set to; ``None`` takes each instance's first value
         (``x[0, 0]``), TSInterpret's default.
     baseline : str, float, callable or Baseline, optional
-        Reference inputs of IG, DL, SVS and FO (one per instance) and GS, DLS (5 per instance);
-        ``None``: uniform noise in [0, 1), TSInterpret's default, seeded by ``random_state``.
+        References of IG, DL, SVS, FO (one per instance) and GS, DLS (5); ``None``: TSInterpret's
+        uniform noise in [0, 1), seeded by ``random_state``.
     """
 
     inner: str = "GRAD"
@@ -352,9 +347,8 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
             )
         if kind is None and baselines is not None:
             raise TypeError(f"{name} with inner={self.inner!r} takes no baselines")
-        ref = None
-        if kind is not None:
-            ref = self._baselines(call, baselines, TSR_MULTIPLE if kind == "multiple" else 1).cpu()
+        draws = TSR_MULTIPLE if kind == "multiple" else 1
+        ref = None if kind is None else self._baselines(call, baselines, draws).cpu()
         tsi = load_tsinterpret()
         with _quiet():
             saliency = tsi.TSR(call.model.model, t, c, method=self.inner, mode="feat",
@@ -509,9 +503,9 @@ class LeftistLime(_Leftist):
         Segments the surrogate may use (forward selection up to 6, highest weights beyond);
         1, TSInterpret's default; ``None``: all.
     transform : str
-        How a switched-off segment is replaced: ``"rand_background"`` (by a random background
-        series from ``fit``; TSInterpret's default), ``"mean"`` (the series mean) or
-        ``"straight_line"`` (a line between the segment's end points).
+        A switched-off segment becomes a random background series from ``fit``
+        (``"rand_background"``, TSInterpret's default), the series mean (``"mean"``) or a line
+        between its end points (``"straight_line"``).
     batch_size : "auto" or int
         Rows per model call.
     random_state : int, optional

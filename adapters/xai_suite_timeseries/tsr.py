@@ -70,8 +70,8 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
         Its hyper-parameters; ``batch_size``, ``max_memory``, ``device`` and
         ``random_state`` default to this explainer's.
     threshold : float or "mean"
-        Steps whose ``d_time`` exceeds this per-instance quantile of ``d_time`` (a float in
-        [0, 1)) or its mean get feature scores; 0.55, the reference code's quantile.
+        Steps whose ``d_time`` exceeds its per-instance quantile (a float in [0, 1); 0.55, the
+        reference code's) or mean get feature scores.
     baseline : str, float, callable or Baseline
         Values that mask a point (see :mod:`xai_suite.baselines`); ``"zeros"``, as Algorithm
         1. Explicit arrays go to ``explain(..., baselines=...)``.
@@ -128,11 +128,8 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
             inst, step = inst.to(x.device), step.to(x.device)
             rows = torch.arange(len(inst), device=x.device)
             z = x[inst].clone()
-            if ch is None:
-                z[rows, :, step] = mask_values[inst, :, step]
-            else:
-                ch = ch.to(x.device)
-                z[rows, ch, step] = mask_values[inst, ch, step]
+            ch = slice(None) if ch is None else ch.to(x.device)
+            z[rows, ch, step] = mask_values[inst, ch, step]
             return (maps(inst, z) - base[inst.cpu()]).abs().sum((1, 2))
 
         inst = torch.arange(n).repeat_interleave(t)
