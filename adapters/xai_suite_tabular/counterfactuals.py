@@ -2,25 +2,23 @@
 
 - ``native:nearest_unlike_neighbor``: the nearest training instance the model assigns to the
   target class, found with one k-d tree per class (any model kind);
-- ``native:wachter`` (Wachter, Mittelstadt & Russell 2017): gradient descent (Adam) on
-  ``lambda * loss(f(x'), target) + distance_weight * ||x' - x||_{1, MAD}`` with the weight
-  on the prediction term raised until the counterfactual is valid; all instances optimised
-  at once (differentiable ``torch`` models);
-- ``native:growing_spheres`` (Laugel et al. 2018): random points in growing spherical
-  layers around the instance until one belongs to the target class, then a feature-selection
-  step that moves features back to the instance's values (any model kind).
+- ``native:wachter`` (Wachter, Mittelstadt & Russell 2017): Adam on ``lambda * loss(f(x'),
+  target) + distance_weight * ||x' - x||_{1, MAD}``, ``lambda`` raised until valid, all
+  instances at once (differentiable ``torch`` models);
+- ``native:growing_spheres`` (Laugel et al. 2018): random points in growing spherical layers
+  around the instance until one is of the target class, then features moved back to the
+  instance's values (any model kind).
 
-Distances are measured in scaled feature space: each feature divided by its training
-standard deviation (or median absolute deviation for Wachter), so that a feature measured in
-thousands (a tumour's area) does not drown one measured in hundredths (its smoothness).
-Every method takes ``immutable`` feature indices that it never changes. The class of a
-training instance is the model's prediction for it (see
-:class:`~xai_suite.base.CounterfactualExplainer`); validity, proximity, sparsity and
-plausibility are measured centrally for every method.
+Distances are measured with each feature divided by its training standard deviation (median
+absolute deviation for Wachter), so that a feature in thousands (a tumour's area) does not
+drown one in hundredths (its smoothness). Every method takes ``immutable`` feature indices it
+never changes. A training instance's class is the model's prediction for it (see
+:class:`~xai_suite.base.CounterfactualExplainer`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -42,6 +40,7 @@ from xai_suite.plugin import (
 )
 
 TABULAR_KINDS = ("torch", "sklearn", "callable")
+_register = functools.partial(register_explainer, library="native", modalities=("tabular",), needs_fit=True)
 #: A counterfactual of the gradient search counts as valid when the target's log-probability
 #: exceeds every other class's by this much: a margin that float32 noise between batch sizes
 #: (about 1e-7) cannot flip.
@@ -113,25 +112,21 @@ def feature_scale(X: torch.Tensor, scale: str | None) -> torch.Tensor:
     -------
     torch.Tensor of float32, shape (F,)
     """
-    Xd = X.double()
     if scale is None:
         return torch.ones(X.shape[1])
-    std = Xd.std(0, unbiased=False)
-    out = std
+    Xd = X.double()
+    out = Xd.std(0, unbiased=False)
     if scale == "mad":
         mad = (Xd - Xd.median(0).values).abs().median(0).values
-        out = torch.where(mad > 0, mad, std)
+        out = torch.where(mad > 0, mad, out)
     return torch.where(out > 0, out, torch.ones_like(out)).float()
 
 
 def _target_margin(out: torch.Tensor, target: torch.Tensor, simplex: bool) -> torch.Tensor:
     """``log p_target - max_{k != target} log p_k`` per row of outputs ``out`` (n, K)."""
     logp = torch.log(out.clamp_min(1e-12)) if simplex else torch.log_softmax(out, 1)
-    rows = torch.arange(out.shape[0], device=out.device)
-    own = logp[rows, target]
-    other = logp.clone()
-    other[rows, target] = -torch.inf
-    return own - other.max(1).values
+    other = logp.scatter(1, target[:, None], -torch.inf).max(1).values
+    return logp.gather(1, target[:, None])[:, 0] - other
 
 
 def _valid(call: Call, cand: torch.Tensor, target: np.ndarray) -> np.ndarray:
@@ -160,15 +155,14 @@ class _TabularCounterfactual(CounterfactualExplainer):
         super()._fit(X, y)
         self.scale_ = feature_scale(X, self.scale)
 
-    def _start(self, call: Call) -> None:
-        """Check the parameters again at ``explain`` (they may have been set after ``fit``)."""
-        self._check_params(call.x.shape[1])
+    def _compute(self, call: Call):
+        self._check_params(call.x.shape[1])  # again: they may have been set after fit
+        return super()._compute(call)
 
 
 # -- nearest unlike neighbour -----------------------------------------------------------------
-@register_explainer(
-    "nearest_unlike_neighbor", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
-    needs_fit=True, stochastic=False, batch_invariant=True,
+@_register(
+    "nearest_unlike_neighbor", model_kinds=TABULAR_KINDS,
     summary="Nearest unlike neighbour: the nearest training instance of the target class "
     "(k-d tree per class on std-scaled features), immutable features copied from the query",
     reference="Wexler et al. (2019), The What-If Tool (nearest counterfactual datapoint); "
@@ -179,27 +173,24 @@ class _TabularCounterfactual(CounterfactualExplainer):
 class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     """The nearest training instance that the model assigns to the target class.
 
-    One k-d tree (:class:`scipy.spatial.cKDTree`) per class, built at ``fit`` on the
-    training instances the model assigns to that class, in scaled feature space. Without
-    immutable features the counterfactual of ``x`` is exactly its nearest such instance
-    (scaled Euclidean distance), valid by construction, plausible (a real data point) but
-    usually changing every feature.
+    One k-d tree (:class:`scipy.spatial.cKDTree`) per class, built at ``fit`` in scaled
+    feature space on the training instances the model assigns to that class. Without
+    immutable features the counterfactual is the nearest such instance: valid by
+    construction, plausible (a real data point), but usually changing every feature.
 
-    Immutable features are copied from ``x``: candidates are ranked by their distance to
-    ``x`` over the mutable features only, and the counterfactual is the nearest candidate
-    whose copy with ``x``'s immutable values the model still assigns to the target class
-    (neighbours are checked 1, 4, 16, ... at a time, all instances in one batched call per
-    round). This keeps a neighbour for every query; demanding equality on the immutable
-    features instead would leave none for a continuous one such as age. Where no candidate
-    stays valid the nearest one is returned (and reported invalid).
+    Immutable features are copied from ``x``: candidates are ranked by distance over the
+    mutable features only, and the nearest whose copy with ``x``'s immutable values stays in
+    the target class wins (neighbours checked 1, 4, 16, ... at a time, all instances in one
+    batched call per round). Demanding equal immutable features instead would leave no
+    neighbour for a continuous one such as age. Where none stays valid the nearest is
+    returned (reported invalid).
 
     Parameters
     ----------
     model : torch.nn.Module, estimator or callable
     scale : {"std", None}
         ``"std"``: features divided by their training standard deviation (1 for a constant
-        feature) before measuring distance, so the neighbour does not depend on the units of
-        each feature; ``None``: raw units (for data already standardised or in one unit).
+        feature), so the neighbour does not depend on units; ``None``: raw units.
     immutable : None or sequence of int
         Indices of features the counterfactual keeps from ``x``.
     """
@@ -222,13 +213,11 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
         return (X.cpu().double() / self.scale_.double())[:, torch.from_numpy(self.mutable_)].numpy()
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x, target = call.x.cpu(), call.target
         n = x.shape[0]
         q = self._points(x)
         imm = torch.from_numpy(self.immutable_)
-        chosen = np.full(n, -1)
-        nearest = np.full(n, -1)
+        chosen, nearest = np.full(n, -1), np.full(n, -1)
         k_lo, k_hi, evaluated, calls = 0, 1, 0, 0
         while (chosen < 0).any():
             inst, cand = [], []
@@ -260,9 +249,7 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
             warnings.warn(
                 f"native:nearest_unlike_neighbor: for {int(missing.sum())} instance(s) no training "
                 "instance of the target class stays in that class with the immutable features "
-                "copied from the query; returning the nearest one (invalid)",
-                UserWarning,
-                stacklevel=4,
+                "copied from the query; returning the nearest one (invalid)", UserWarning, stacklevel=4,
             )
         pick = np.where(missing, nearest, chosen)
         cf = self.X_train_[torch.from_numpy(pick)].clone()
@@ -271,9 +258,8 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
 
 
 # -- Wachter et al. ---------------------------------------------------------------------------
-@register_explainer(
-    "wachter", library="native", modalities=("tabular",), model_kinds=("torch",), needs_fit=True,
-    stochastic=False, batch_invariant=True,
+@_register(
+    "wachter", model_kinds=("torch",),
     summary="Wachter et al.: Adam on lambda * hinge(target log-odds) + distance_weight * "
     "MAD-scaled L1, lambda raised until valid; all instances optimised at once",
     reference="Wachter, Mittelstadt & Russell (2017), Counterfactual Explanations without "
@@ -289,47 +275,39 @@ class Wachter(_TabularCounterfactual, Batched):
         lambda * max(0, margin - (log p_t(x') - max_{k != t} log p_k(x')))
             + distance_weight * sum_j |z_j|
 
-    The prediction term is zero once the target class wins by ``margin`` (log-odds), like
-    Wachter et al.'s squared loss at the desired output, so that at the optimum the distance
-    term holds the counterfactual close to the decision boundary. The distance is the L1
-    norm scaled by each feature's median absolute deviation, as in the paper (``scale``).
-    ``log p`` is the log of the model's outputs where they are probabilities, their
-    log-softmax where they are logits.
+    The prediction term is zero once the target wins by ``margin`` (log-odds), like Wachter
+    et al.'s squared loss at the desired output, so the distance term (the paper's
+    MAD-scaled L1 norm, ``scale``) holds the optimum close to the decision boundary.
+    ``log p`` is the log of probability outputs, the log-softmax of logits.
 
-    Optimisation: Adam (``lr``, ``max_iter`` steps per round) from ``z = 0``. The L1 term is
+    Optimisation: Adam (``lr``, ``max_iter`` steps per round) from ``z = 0``, with the L1 term
     handled orthant-wise (Andrew & Gao 2007): a feature at its original value moves only
-    where the prediction term's gradient exceeds ``distance_weight``, and a step that would
-    cross the original value stops on it; so features that need not change stay exactly
-    unchanged (sparse counterfactuals). After each round, ``lambda`` (starting at 1) is
-    multiplied by ``lambda_growth`` for the instances that have no valid iterate yet, at
-    most ``lambda_steps`` rounds (the paper's schedule: raise the weight on the prediction
-    until the counterfactual reaches the target). Returned per instance: the closest valid
-    iterate (scaled L1; valid: the target's log-probability beats every other class's by
-    more than 1e-4, a margin float noise cannot flip) of the first round that found one;
-    where none was found, the iterate with the largest target margin. On a linear model
-    the defaults land within 1.09x of the exact L1 optimum (moving the single cheapest
-    feature); more ``max_iter`` gets closer still.
+    where the prediction gradient exceeds ``distance_weight``, and a step that would cross
+    the original value stops on it, so features that need not change stay exactly unchanged.
+    After each round, ``lambda`` (from 1) grows by ``lambda_growth`` for the instances
+    without a valid iterate, for at most ``lambda_steps`` rounds (the paper's schedule).
+    Returned per instance: the closest valid iterate (scaled L1; valid: the target's
+    log-probability beats every other class's by more than 1e-4, beyond float noise) of the
+    first round that found one, else the iterate of largest target margin. On a linear
+    model the defaults land within 1.09x of the exact L1 optimum.
 
-    Immutable features are held fixed exactly (zero gradient, reset every step). With
-    ``feature_range="data"`` every step is clipped to the training data's range of each
-    feature (widened to include ``x``'s own value). All active instances go through the
-    model together, in chunks of ``batch_size`` rows; each instance's update depends on its
-    own rows only.
+    Immutable features are held exactly (zero gradient, reset every step). With
+    ``feature_range="data"`` every step is clipped to each feature's training range (widened
+    to include ``x``'s value). All active instances go through the model together, in
+    chunks of ``batch_size`` rows; each instance's update depends on its own rows only.
 
     Parameters
     ----------
     model : torch.nn.Module
     distance_weight : float
-        Weight on closeness relative to the prediction term's starting weight 1; larger
-        gives closer counterfactuals that need more rounds of ``lambda`` growth.
+        Weight on closeness relative to the prediction term's starting weight 1 (larger:
+        closer counterfactuals, more rounds of ``lambda`` growth).
     lambda_growth : float
-        Factor (> 1) by which the prediction term's weight grows after a round without a
-        valid counterfactual.
+        Factor (> 1) of the prediction term's weight after a round without a valid one.
     lambda_steps : int
         Most rounds.
     lr : float
-        Adam's step size, in units of the scaled features (about the largest move of a
-        feature per step).
+        Adam's step size in scaled units (about the largest move of a feature per step).
     max_iter : int
         Adam steps per round.
     margin : float
@@ -369,7 +347,6 @@ class Wachter(_TabularCounterfactual, Batched):
         self.range_ = (X.min(0).values, X.max(0).values)
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x, dev = call.x, call.x.device
         n, f = x.shape
         target = call.target_t
@@ -389,10 +366,8 @@ class Wachter(_TabularCounterfactual, Batched):
         z = torch.zeros_like(x)
         lam = torch.ones(n, device=dev)
         found = torch.zeros(n, dtype=torch.bool, device=dev)
-        best = torch.zeros_like(x)  # closest valid iterate (z) per instance
-        best_d = torch.full((n,), torch.inf, device=dev)
-        top = torch.zeros_like(x)  # largest-margin iterate, for instances never valid
-        top_m = torch.full((n,), -torch.inf, device=dev)
+        best, best_d = torch.zeros_like(x), torch.full((n,), torch.inf, device=dev)  # closest valid z
+        top, top_m = torch.zeros_like(x), torch.full((n,), -torch.inf, device=dev)  # largest margin
         rounds = passes = 0
 
         def margins(rows: torch.Tensor, zr: torch.Tensor):
@@ -459,9 +434,8 @@ class Wachter(_TabularCounterfactual, Batched):
 
 
 # -- growing spheres --------------------------------------------------------------------------
-@register_explainer(
-    "growing_spheres", library="native", modalities=("tabular",), model_kinds=TABULAR_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=True,
+@_register(
+    "growing_spheres", model_kinds=TABULAR_KINDS, stochastic=True, batch_invariant=True,
     summary="Growing spheres: uniform samples in growing spherical layers around x until one "
     "is of the target class, then features moved back to x while it stays valid",
     reference="Laugel, Lesot, Marsala, Renard & Detyniecki (2018), Comparison-Based Inverse "
@@ -472,24 +446,22 @@ class Wachter(_TabularCounterfactual, Batched):
 class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     """Black-box counterfactuals by sampling in growing spherical layers (Laugel et al. 2018).
 
-    In scaled feature space (over the mutable features only; immutable ones keep ``x``'s
-    values), for each instance ``x`` with target class ``t``, as Laugel et al.'s Algorithm 1:
+    In scaled feature space over the mutable features (immutable ones keep ``x``'s values),
+    for each instance ``x`` with target class ``t``, as Laugel et al.'s Algorithm 1:
 
     1. draw ``n_samples`` points uniformly in the ball of radius ``eta = first_radius``;
        while one of them is of class ``t``, halve ``eta`` and draw again;
     2. draw ``n_samples`` points uniformly in the layer ``eta <= |z - x| <= 2 eta``, then
        ``2 eta .. 3 eta``, ... (at most ``max_layers`` layers) until one is of class ``t``;
        the closest such point (scaled Euclidean) is ``e``;
-    3. with ``sparse=True``, feature selection: features of ``e`` are moved back to ``x``'s
-       value one at a time, smallest scaled change first, keeping each move that leaves the
-       point in class ``t`` (as in the authors' package); passes repeat until none can be
-       moved, so every remaining change is necessary: undoing any single one of them loses
-       the target class.
+    3. with ``sparse=True``, move features of ``e`` back to ``x``'s value one at a time,
+       smallest scaled change first, keeping each move that stays in class ``t`` (as the
+       authors' package), in passes until none moves: undoing any single remaining change
+       loses the target class.
 
-    Every round draws the current ball or layer of all instances still searching, and all
-    those candidates go through the model together in chunks of ``batch_size`` rows; each
-    feature-selection step is one call for all instances. An instance with no target-class
-    point within ``max_layers`` layers keeps ``x`` itself (reported invalid, with a warning).
+    Each round's candidates of all instances still searching, and each feature-selection
+    step, go through the model together in chunks of ``batch_size`` rows. An instance with
+    no target-class point within ``max_layers`` layers keeps ``x`` (invalid, with a warning).
 
     Parameters
     ----------
@@ -497,17 +469,16 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     n_samples : int
         Points drawn per ball or layer and instance (the authors' package: 2000).
     first_radius : float
-        Radius of the first ball, in scaled units. The authors' package starts at 0.1; 0.5
-        needs 5 times fewer layers (model passes) for the same reach, and a radius too large
-        for an instance is halved anyway; the layer width, and so the resolution of the
-        distance found, is the final radius.
+        Radius of the first ball, in scaled units (the authors' package: 0.1; 0.5 needs 5
+        times fewer layers for the same reach, and one too large is halved anyway). The
+        final radius is the layer width, the resolution of the distance found.
     max_layers : int
         Most layers per instance.
     sparse : bool
         Run the feature-selection step.
     scale : {"std", None}
-        Divide features by their training standard deviation (1 for a constant feature), so
-        that the spheres are round in units of each feature's spread, or use raw units.
+        Divide features by their training standard deviation (1 for a constant feature):
+        spheres round in units of each feature's spread; or raw units.
     immutable : None or sequence of int
         Indices of features kept at ``x``'s values.
     """
@@ -527,7 +498,6 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
             raise TypeError(f"sparse must be True or False; got {self.sparse!r}")
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
-        self._start(call)
         x = call.x.detach().cpu().double()
         target = call.target
         n = x.shape[0]
@@ -541,8 +511,7 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
         zooming = np.ones(n, dtype=bool)  # phase 1 (shrinking ball) or 2 (growing layers)
         count = np.zeros(n, dtype=np.int64)  # halvings (phase 1) or layers drawn (phase 2)
         result = x.clone()
-        done = np.zeros(n, dtype=bool)
-        found = np.zeros(n, dtype=bool)
+        done, found = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         calls = 0
         per_chunk = max(1, call.rows // k)
         while not done.all():
@@ -560,28 +529,23 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
                 calls += 1
                 dist = torch.from_numpy(np.where(ok, z.norm(dim=-1).numpy(), np.inf))
                 for j, i in enumerate(inst):
-                    if zooming[i]:
-                        if ok[j].any() and count[i] < _MAX_HALVINGS:
-                            eta[i] /= 2
-                            count[i] += 1
-                            continue
-                        if not ok[j].any():  # empty ball: grow layers from eta
-                            zooming[i], count[i] = False, 0
-                            continue
-                    elif not ok[j].any():
+                    hit = ok[j].any()
+                    if zooming[i] and hit and count[i] < _MAX_HALVINGS:
+                        eta[i] /= 2
                         count[i] += 1
-                        if count[i] >= self.max_layers:
-                            done[i] = True
-                        continue
-                    result[i] = cand[j, int(dist[j].argmin())]
-                    done[i] = found[i] = True
+                    elif zooming[i] and not hit:  # empty ball: grow layers from eta
+                        zooming[i], count[i] = False, 0
+                    elif not hit:
+                        count[i] += 1
+                        done[i] = count[i] >= self.max_layers
+                    else:
+                        result[i] = cand[j, int(dist[j].argmin())]
+                        done[i] = found[i] = True
         if (~found).any():
             warnings.warn(
                 f"native:growing_spheres: no point of the target class within {self.max_layers} "
                 f"layers for {int((~found).sum())} instance(s); returning them unchanged "
-                "(invalid). Raise first_radius or max_layers.",
-                UserWarning,
-                stacklevel=4,
+                "(invalid). Raise first_radius or max_layers.", UserWarning, stacklevel=4,
             )
         result = result.float()
         if self.sparse:
@@ -610,10 +574,8 @@ def _feature_selection(call: Call, x: torch.Tensor, cf: torch.Tensor, todo: np.n
                        s: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Move features of ``cf`` back to ``x`` while the model keeps the target class.
 
-    Passes over each instance's changed features, smallest scaled change first, keeping each
-    move that stays valid, until a pass moves none. All instances' candidates of one step go
-    through the model in one (chunked) call. Returns the new counterfactuals and the number
-    of model calls.
+    Step 3 of :class:`GrowingSpheres`, one (chunked) model call per step for all instances.
+    Returns the new counterfactuals and the number of model calls.
     """
     cf = cf.clone()
     n = x.shape[0]

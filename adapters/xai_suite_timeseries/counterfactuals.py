@@ -1,34 +1,32 @@
-"""Native batched counterfactuals for time series: NativeGuide, COMTE and TSEvo.
+"""Native batched counterfactuals for ``(N, C, T)`` series, univariate or multivariate.
 
-All three explain ``(N, C, T)`` series, univariate or multivariate, and send every candidate
-of every instance through the model in large calls of at most ``batch_size`` rows, where
-TSInterpret calls the model once per candidate and instance:
+Every candidate of every instance goes through the model in calls of at most ``batch_size``
+rows (TSInterpret calls it once per candidate and instance):
 
 - ``native:native_guide`` (Delaney et al. 2021): copy the most salient window of the nearest
   unlike neighbour into the query, the shortest window that flips the class;
-- ``native:comte`` (Ates et al. 2021): substitute whole channels (or time segments of
-  channels) from a few nearest training instances of the target class, greedily, then prune
-  and hill-climb to as few substitutions as possible;
-- ``native:tsevo`` (Höllig et al. 2022): an NSGA-II search over candidates built by
-  TSEvo's mutations (authentic windows, frequency bands, Gaussian draws) and crossover, the
-  whole population of all instances evaluated in one batched call per generation.
+- ``native:comte`` (Ates et al. 2021): greedily substitute channels (or channel segments)
+  from a few nearest target-class training instances, then prune and hill-climb to as few
+  substitutions as possible;
+- ``native:tsevo`` (Höllig et al. 2022): NSGA-II over TSEvo's mutations (authentic windows,
+  frequency bands, Gaussian draws) and crossover, one batched call per generation.
 
-The training data given to ``fit`` is the pool the searches draw from; the class of a
-training instance is the model's prediction for it (see
-:class:`~xai_suite.base.CounterfactualExplainer`). Where a search compares target-class
-probabilities, these are the model's outputs when they lie on the simplex (``predict_proba``
-of scikit-learn and aeon models), and the softmax of the outputs (logits) otherwise; which of
-the two is decided once per call from the outputs for the inputs.
+The data given to ``fit`` is the pool the searches draw from, each instance of the class the
+model predicts for it (see :class:`~xai_suite.base.CounterfactualExplainer`). Target-class
+probabilities are the model's outputs where these lie on the simplex (``predict_proba``), their
+softmax (logits) otherwise, decided once per call from the outputs for the inputs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -48,6 +46,8 @@ from xai_suite.plugin import (
 )
 
 BLACK_BOX_KINDS = ("torch", "sklearn", "aeon", "callable")
+_register = functools.partial(register_explainer, library="native", modalities=("timeseries",),
+                              model_kinds=BLACK_BOX_KINDS, needs_fit=True)
 #: Tolerances of "changed" (as :func:`xai_suite.metrics.counterfactual.changed_points`).
 _RTOL, _ATOL = 1e-5, 1e-6
 #: Bytes of DTW cost matrices computed at once when ranking neighbours by DTW.
@@ -61,8 +61,7 @@ class _Scorer:
     Parameters
     ----------
     call : Call
-        The explain call; its outputs for the inputs decide whether the model returns
-        probabilities (kept) or logits (softmaxed).
+        The explain call; its outputs decide between probabilities (kept) and logits (softmaxed).
     """
 
     def __init__(self, call: Call):
@@ -134,10 +133,8 @@ def nearest_of_class(
         smallest class count among the targets)``.
     """
     check_choice("distance", distance, ("euclidean", "dtw"))
-    n, m = x.shape[0], X_ref.shape[0]
-    xc = x.detach().cpu().double()
-    rc = X_ref.detach().cpu().double()
-    d = np.full((n, m), np.inf)
+    xc, rc = (a.detach().cpu().double() for a in (x, X_ref))
+    d = np.full((x.shape[0], X_ref.shape[0]), np.inf)
     counts = []
     for c in np.unique(target):
         qi, ri = np.flatnonzero(target == c), np.flatnonzero(ref_class == c)
@@ -146,8 +143,7 @@ def nearest_of_class(
             d[np.ix_(qi, ri)] = torch.cdist(xc[qi].flatten(1), rc[ri].flatten(1)).numpy()
             continue
         pi, pj = (a.ravel() for a in np.meshgrid(qi, ri, indexing="ij"))
-        t = x.shape[-1]
-        step = max(1, _DTW_BYTES // (24 * t * t))
+        step = max(1, _DTW_BYTES // (24 * x.shape[-1] ** 2))
         for s in range(0, pi.size, step):
             a, b = pi[s : s + step], pj[s : s + step]
             d[a, b] = dtw_distance(xc[a].numpy(), rc[b].numpy())
@@ -185,9 +181,8 @@ SALIENCY_ENTRIES = {
 }
 
 
-@register_explainer(
-    "native_guide", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=False, batch_invariant=True,
+@_register(
+    "native_guide",
     summary="NativeGuide: the shortest salient window of the nearest unlike neighbour copied "
     "into the query; all instances and window lengths in batched model calls",
     reference="Delaney, Greene & Keane (2021), Instance-Based Counterfactual Explanations for "
@@ -198,26 +193,19 @@ SALIENCY_ENTRIES = {
 class NativeGuide(CounterfactualExplainer, Batched):
     """Nearest-unlike-neighbour window substitution guided by class activation.
 
-    For each instance ``x`` with target class ``t``:
+    For each instance ``x`` with target class ``t``: find the nearest unlike neighbour (NUN),
+    the training instance of class ``t`` nearest to ``x``; map its ``saliency`` for ``t``; for
+    each window length ``L`` (multiples of ``window_step * T``, up to ``T``) copy the NUN's
+    window of largest summed saliency into ``x``, keep the shortest length the model assigns
+    to ``t``, then refine it one step at a time down to the last length that failed. All
+    instances and lengths go through the model in two batched rounds (plus the saliency's).
 
-    1. the nearest unlike neighbour (NUN): the training instance of class ``t`` (the model's
-       class) nearest to ``x``;
-    2. a saliency map of the NUN for class ``t`` (``saliency``);
-    3. for each window length ``L`` (multiples of ``window_step * T``, up to ``T``), the
-       window of the NUN with the largest summed saliency is copied into ``x``; the shortest
-       length whose candidate the model assigns to ``t`` is kept, then refined one step at a
-       time between it and the last length that failed. All instances and lengths go through
-       the model in batched calls (two rounds, plus the saliency entry's own).
-
-    The candidate of length ``T`` over all channels is the NUN itself, which the model
-    assigns to ``t``: the result is valid by construction. With ``channels="each"``,
-    single-channel windows (each located by that channel's saliency where the map has
-    channels) compete with all-channel ones; the valid candidate changing the fewest points
-    wins (ties: the higher target probability).
-
-    As in Delaney et al.'s code, each length gets its own best window (windows of
-    successive lengths need not be nested). TSInterpret grows the window one step at a time
-    with one model call per step and fails on multivariate series; this version does not.
+    The length-``T`` all-channel candidate is the NUN itself: the result is valid by
+    construction. With ``channels="each"``, single-channel windows (located by that channel's
+    saliency where the map has channels) compete with all-channel ones; the valid candidate
+    changing the fewest points wins (ties: the higher target probability). As in Delaney et
+    al.'s code, each length gets its own best window (not nested); TSInterpret grows the
+    window with one model call per step and fails on multivariate series.
 
     Parameters
     ----------
@@ -227,17 +215,14 @@ class NativeGuide(CounterfactualExplainer, Batched):
     saliency : {"auto", "grad_cam", "gradient_x_input", "occlusion"}
         A registry entry run on the NUN for class ``t`` (:data:`SALIENCY_ENTRIES`).
         ``grad_cam``: ``captum:grad_cam`` on its default layer (the last module keeping the
-        series layout: the last convolutional block's activation, the feature maps a
-        global-average-pooling head reads, where Grad-CAM is CAM up to a positive factor, the
-        map Delaney et al. and TSInterpret use), signed (no ReLU on the map, so window sums
-        are penalised by regions that speak against ``t``), interpolated to ``T``.
-        ``gradient_x_input``: ``native:integrated_gradients`` with one step from the query to
-        the NUN, i.e. the gradient at the NUN times ``NUN - x`` (the first-order gain of
-        copying each point), per channel. ``occlusion``: ``native:segment_occlusion`` with
-        windows of ``ceil(window_step * T)`` steps across channels and the query as the
-        baseline: the drop in class-``t`` probability when a window of the NUN gets the
-        query's values; works for any model. ``auto``: Grad-CAM for torch models with a
-        ``Conv1d`` layer, gradient x input for other torch models, occlusion otherwise.
+        series layout, whose maps a global-average-pooling head reads: CAM up to a positive
+        factor, as Delaney et al. and TSInterpret use), signed (no ReLU, so regions against
+        ``t`` penalise window sums), interpolated to ``T``. ``gradient_x_input``:
+        ``native:integrated_gradients`` with one step from the query to the NUN (the gradient
+        at the NUN times ``NUN - x``), per channel. ``occlusion``: ``native:segment_occlusion``
+        with windows of ``ceil(window_step * T)`` steps across channels and the query as the
+        baseline (any model). ``auto``: Grad-CAM for torch models with a ``Conv1d`` layer,
+        gradient x input for other torch models, occlusion otherwise.
     window_step : float in (0, 1]
         Window lengths grow in steps of ``ceil(window_step * T)`` before the refinement.
     channels : {"all", "each"}
@@ -258,26 +243,25 @@ class NativeGuide(CounterfactualExplainer, Batched):
             raise ValueError(f"window_step must be a number in (0, 1]; got {step!r}")
 
     def _resolve_saliency(self, call: Call) -> str:
-        if self.saliency != "auto":
-            if self.saliency != "occlusion" and call.model.kind != "torch":
-                raise ValueError(
-                    f"saliency={self.saliency!r} needs gradients of a torch model; got a "
-                    f"{call.model.kind} model (use 'occlusion')"
-                )
-            return self.saliency
-        if call.model.kind != "torch":
-            return "occlusion"
-        has_conv = any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
-        return "grad_cam" if has_conv else "gradient_x_input"
+        is_torch = call.model.kind == "torch"
+        has_conv = is_torch and any(isinstance(m, nn.Conv1d) for m in call.model.model.modules())
+        if self.saliency == "auto":
+            return "occlusion" if not is_torch else "grad_cam" if has_conv else "gradient_x_input"
+        if self.saliency != "occlusion" and not is_torch:
+            raise ValueError(
+                f"saliency={self.saliency!r} needs gradients of a torch model; got a "
+                f"{call.model.kind} model (use 'occlusion')"
+            )
+        if self.saliency == "grad_cam" and not has_conv:
+            raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
+                             "'gradient_x_input' or 'occlusion'")
+        return self.saliency
 
     def _saliency(self, call: Call, method: str, nun: torch.Tensor, seg: int, simplex: bool
                   ) -> torch.Tensor:
         """The NUNs' saliency maps (N, C, T) for the targets, from the registry entry of ``method``."""
         name, params = SALIENCY_ENTRIES[method]
         model = self.model
-        if method == "grad_cam" and not any(isinstance(m, nn.Conv1d) for m in model.modules()):
-            raise ValueError("saliency='grad_cam' needs a torch model with a Conv1d layer; use "
-                             "'gradient_x_input' or 'occlusion'")
         if method == "occlusion":  # drops in the target's probability, per window of seg steps
             model = _probabilities(model, simplex)
             params = {**params, "window": seg, "stride": seg}
@@ -303,44 +287,38 @@ class NativeGuide(CounterfactualExplainer, Batched):
         starts = _best_starts(maps.double().cpu())  # (N, O, T): best start per length L
         opts_t = torch.tensor(opts)
 
+        def masks(inst, opt, length):  # int64 arrays (b,) -> the candidates' windows (b, C, T)
+            inst, opt, length = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (inst, opt, length))
+            st = starts[inst, opt, length - 1]
+            return _windows(*(a.to(x.device) for a in (st, length, opts_t[opt])), (c, t))
+
         def evaluate(inst, opt, length):
-            inst, opt, length = (np.asarray(a, dtype=np.int64) for a in (inst, opt, length))
-            st = starts[torch.from_numpy(inst), torch.from_numpy(opt), torch.from_numpy(length - 1)]
-            ch = opts_t[torch.from_numpy(opt)]
-            ln = torch.from_numpy(length)
-
             def build(sl):
-                m = _windows(st[sl].to(x.device), ln[sl].to(x.device), ch[sl].to(x.device), (c, t))
                 i = torch.from_numpy(inst[sl]).to(x.device)
-                return torch.where(m, nun[i], x[i])
+                return torch.where(masks(inst[sl], opt[sl], length[sl]), nun[i], x[i])
 
-            p, v = score(len(inst), build, target[inst])
-            cost = length * np.where(np.asarray(opts)[opt] < 0, c, 1)
-            return p, v, cost
+            return score(len(inst), build, target[inst])
 
         coarse = np.unique(np.minimum(t, seg * np.arange(1, math.ceil(t / seg) + 1)))
         inst, opt, li = (a.ravel() for a in np.meshgrid(
             np.arange(n), np.arange(len(opts)), np.arange(len(coarse)), indexing="ij"))
-        p, v, cost = evaluate(inst, opt, coarse[li])
+        p, v = evaluate(inst, opt, coarse[li])
+        cost = coarse[li] * np.where(np.asarray(opts)[opt] < 0, c, 1)
         k = len(opts) * len(coarse)
         best = _best_candidate(v.reshape(n, k), cost.reshape(n, k), p.reshape(n, k))
         b_opt, b_li = opt.reshape(n, k)[np.arange(n), best], li.reshape(n, k)[np.arange(n), best]
         b_len = coarse[b_li]
-        b_p, b_v = p.reshape(n, k)[np.arange(n), best], v.reshape(n, k)[np.arange(n), best]
 
         # refine: the lengths between the last coarse length that failed and the chosen one
         lo = np.where(b_li > 0, coarse[np.maximum(b_li - 1, 0)], 0)
-        extra = [(i, L) for i in np.flatnonzero(b_v) for L in range(lo[i] + 1, b_len[i])]
+        extra = [(i, L) for i in np.flatnonzero(v.reshape(n, k)[np.arange(n), best])
+                 for L in range(lo[i] + 1, b_len[i])]
         if extra:
             ri, rl = (np.array(a, dtype=np.int64) for a in zip(*extra, strict=True))
-            rp, rv, _ = evaluate(ri, b_opt[ri], rl)
-            for i, L, pi, vi in zip(ri, rl, rp, rv, strict=True):
-                if vi and L < b_len[i]:  # ascending lengths: the first valid one is the shortest
-                    b_len[i], b_p[i] = L, pi
-        st = starts[torch.arange(n), torch.from_numpy(b_opt), torch.from_numpy(b_len - 1)]
-        m = _windows(st.to(x.device), torch.from_numpy(b_len).to(x.device),
-                     opts_t[torch.from_numpy(b_opt)].to(x.device), (c, t))
-        cf = torch.where(m, nun, x)
+            _, rv = evaluate(ri, b_opt[ri], rl)
+            for i, L in zip(ri[rv], rl[rv], strict=True):
+                b_len[i] = min(b_len[i], L)  # the shortest valid length
+        cf = torch.where(masks(np.arange(n), b_opt, b_len), nun, x)
         return cf, {"saliency_used": method, "model_calls": score.calls}
 
 
@@ -379,14 +357,12 @@ def _probabilities(model, simplex: bool):
         return model
     if isinstance(model, nn.Module):  # in the model's mode: explaining must not change it
         return nn.Sequential(model, nn.Softmax(dim=1)).train(model.training)
-
     return lambda a: softmax(model(a))
 
 
 # -- COMTE -----------------------------------------------------------------------------------
-@register_explainer(
-    "comte", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=True,
+@_register(
+    "comte", stochastic=True, batch_invariant=True,
     summary="COMTE: channels (or channel segments) substituted from nearest target-class "
     "distractors, greedy then pruned and hill-climbed; every step batched over all instances",
     reference="Ates, Aksar, Leung & Coskun (2021), Counterfactual Explanations for "
@@ -397,31 +373,30 @@ def _probabilities(model, simplex: bool):
 class COMTE(CounterfactualExplainer, Batched, Seeded):
     """Counterfactuals that substitute whole channels, or segments of channels, from distractors.
 
-    The substitutable units are ``C x n_segments`` blocks: each channel cut into
-    ``n_segments`` equal time segments. With one segment per channel (the default for
-    multivariate series) this is Ates et al.'s COMTE; a univariate series would have a
-    single unit, the whole series (TSInterpret's COMTE then returns the nearest distractor
-    itself), so univariate series get 10 segments by default.
+    The units are ``C x n_segments`` blocks, each channel cut into ``n_segments`` equal time
+    segments. One segment per channel (the multivariate default) is Ates et al.'s COMTE; a
+    univariate series would be a single unit (TSInterpret's COMTE then returns the nearest
+    distractor), so univariate series get 10 segments by default.
 
-    For each instance, with the ``n_distractors`` training instances of the target class
-    nearest to it (Euclidean):
+    For each instance, with its ``n_distractors`` nearest target-class training instances
+    (Euclidean):
 
-    1. greedy (one search per distractor): add the unit whose substitution from that
-       distractor most increases the target probability, until the model predicts the
-       target (substituting every unit gives the distractor, which it does); the search
-       with the fewest units, then the highest probability, is kept;
-    2. pruning: remove the unit whose removal keeps the counterfactual valid with the
-       highest probability, while one does;
-    3. random hill climbing (``n_restarts`` chains, ``max_iter`` steps, seeded): each chain
-       proposes removing a unit, swapping a unit for an unused one (from a random
-       distractor), or taking a unit from another distractor, and moves if the result stays
+    1. greedy (one search per distractor): add the unit whose substitution most increases
+       the target probability until the model predicts the target (all units give the
+       distractor, which it does); keep the search with the fewest units, then the highest
+       probability;
+    2. pruning: while one does, remove the unit whose removal keeps the counterfactual
+       valid with the highest probability;
+    3. random hill climbing (``n_restarts`` chains, ``max_iter`` steps, seeded): a chain
+       proposes removing a unit, swapping one for an unused one (from a random
+       distractor) or taking one from another distractor, and moves if the result stays
        valid with no more units; the best state seen (fewest units, then highest
-       probability) is pruned again and returned. No single unit of the result can be
-       given back to the query without losing validity.
+       probability) is pruned again. No single unit of the result can go back to the query
+       without losing validity.
 
-    Each step evaluates the candidates of all instances and searches in one batched pass
-    (chunked by ``batch_size``). An instance whose greedy search ends invalid (only
-    possible when a distractor's own class is a near-tie) keeps its most probable attempt.
+    Each step evaluates the candidates of all instances and searches in one batched pass.
+    An instance whose greedy search ends invalid (only when a distractor's own class is a
+    near-tie) keeps its most probable attempt.
 
     Parameters
     ----------
@@ -468,13 +443,14 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
         stack = torch.cat([x[:, None], self.X_train_[torch.from_numpy(near)].to(x.device)], 1)
         score = _Scorer(call)
 
-        def evaluate(inst: np.ndarray, assign: np.ndarray):
-            def build(sl):
-                src = torch.from_numpy(assign[sl]).to(x.device)[:, unit_of]  # (b, C, T)
-                rows = stack[torch.from_numpy(inst[sl]).to(x.device)]
-                return torch.gather(rows, 1, src.unsqueeze(1)).squeeze(1)
+        def compose(inst: np.ndarray, assign: np.ndarray) -> torch.Tensor:
+            """Series (b, C, T): unit ``u`` of row ``j`` from source ``assign[j, u]`` of ``inst[j]``."""
+            src = torch.from_numpy(assign).to(x.device)[:, unit_of]  # (b, C, T)
+            rows = stack[torch.from_numpy(inst).to(x.device)]
+            return torch.gather(rows, 1, src.unsqueeze(1)).squeeze(1)
 
-            return score(len(inst), build, target[inst])
+        def evaluate(inst: np.ndarray, assign: np.ndarray):
+            return score(len(inst), lambda sl: compose(inst[sl], assign[sl]), target[inst])
 
         # 1. greedy, one search per (instance, distractor)
         s_inst = np.repeat(np.arange(n), n_dist)
@@ -516,11 +492,8 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
                 done[active[~ok]] = True
                 best[active[ok]], best_p[active[ok]] = cand[first[ok]], pc[first[ok]]
 
-        # 2. pruning
-        prune(np.flatnonzero(best_v))
-
-        # 3. random hill climbing from the pruned state (seeded, fixed draws per step),
-        # then pruning of the states it improved
+        prune(np.flatnonzero(best_v))  # 2. pruning
+        # 3. random hill climbing (seeded, fixed draws per step), then pruning what it improved
         best_count = (best > 0).sum(1)
         improved = np.zeros(n, dtype=bool)
         n_chains = self.n_restarts
@@ -553,9 +526,7 @@ class COMTE(CounterfactualExplainer, Batched, Seeded):
                     best[inst], best_count[inst], best_p[inst] = prop[moved[j]], new_count[acc][j], pc[acc][j]
                     improved[inst] = True
             prune(np.flatnonzero(improved))
-        src = torch.from_numpy(best).to(x.device)[:, unit_of]
-        cf = torch.gather(stack, 1, src.unsqueeze(1)).squeeze(1)
-        return cf, {"n_segments_used": n_seg, "n_distractors_used": n_dist,
+        return compose(np.arange(n), best), {"n_segments_used": n_seg, "n_distractors_used": n_dist,
                     "model_calls": score.calls}
 
 
@@ -615,9 +586,8 @@ def fft_bands(n_freq: int) -> np.ndarray:
     return np.array(bands, dtype=np.int64)
 
 
-@register_explainer(
-    "tsevo", library="native", modalities=("timeseries",), model_kinds=BLACK_BOX_KINDS,
-    needs_fit=True, stochastic=True, batch_invariant=False,
+@_register(
+    "tsevo", stochastic=True,
     summary="TSEvo: NSGA-II over authentic, frequency-band and Gaussian mutations; the "
     "population of all instances evaluated in one batched call per generation",
     reference="Höllig, Kulbach & Thoma (2022), TSEvo: Evolutionary Counterfactual "
@@ -630,37 +600,30 @@ def fft_bands(n_freq: int) -> np.ndarray:
 class TSEvo(CounterfactualExplainer, Batched, Seeded):
     """Evolutionary multi-objective counterfactuals (NSGA-II), batched over all instances.
 
-    Each instance evolves a population of ``population`` candidates, all starting as the
-    instance itself, each with its own window length (uniform in ``1..T // 2``, redrawn
-    with probability 0.5 whenever it mutates) and, with ``transformer="mixed"``, its own
-    mutation kind. Per generation, as TSEvo: binary tournaments pick parents; consecutive
-    pairs cross over with probability 0.9 (per channel, window-long blocks swapped with
-    probability 0.1); each child mutates with probability 0.6:
+    Each instance evolves ``population`` candidates, all starting as the instance, each with
+    its own window length (uniform in ``1..T // 2``, redrawn with probability 0.5 when it
+    mutates) and, with ``transformer="mixed"``, mutation kind. Per generation, as TSEvo:
+    binary tournaments pick parents; consecutive pairs cross over with probability 0.9
+    (window-long blocks swapped per channel with probability 0.1); each child mutates with
+    probability 0.6:
 
-    - ``authentic``: a random window of one random channel copied from a random training
-      instance of the target class (TSEvo's authentic opposing information);
-    - ``frequency``: one band of one channel's rFFT replaced by a random target-class
-      training instance's (TSEvo's frequency band mapping; bands of 1, 1, 4, 9, ... bins);
-    - ``gaussian``: a random window of one channel set to the target-class training data's
-      per-step mean plus ``z`` times its per-step standard deviation, one ``z ~ N(0, 1)`` per
-      mutation: a smooth, plausible target-class segment. TSEvo's mutate_mean redraws each
-      point of the whole series independently (probability 0.56); restricted to the window
-      with independent draws per point, the jagged result left 3 of 8 GunPoint instances
-      invalid after 100 generations (CNN1d), where this version finds all 8 in 12;
-    - ``mixed``: each candidate keeps its own kind of the three, children taking their first
-      parent's (TSEvo's mutate_both).
+    - ``authentic``: a random window of one random channel copied from a random target-class
+      training instance (TSEvo's authentic opposing information);
+    - ``frequency``: one band of one channel's rFFT taken from a random target-class training
+      instance (TSEvo's frequency band mapping; bands of 1, 1, 4, 9, ... bins);
+    - ``gaussian``: a random window of one channel set to the target-class per-step mean plus
+      ``z ~ N(0, 1)`` (one per mutation) times the per-step standard deviation: smooth and
+      plausible (TSEvo's mutate_mean redraws every point independently, which within a window
+      left 3 of 8 GunPoint instances invalid after 100 generations; this finds all 8 in 12);
+    - ``mixed``: each candidate keeps its own kind, children their first parent's (mutate_both).
 
     The objectives, minimised, are ``1 - p(target)``, the mean absolute distance to the
     instance and the fraction of changed points. NSGA-II keeps the best ``population`` of
-    parents and children by constrained non-domination (Deb et al. 2002): candidates the
-    model assigns to the target dominate the others, which are ranked by ``p(target)``;
-    then crowding distance (normalised by each objective's range over parents and
-    children). The children of all instances whose series changed go through the model in
-    one batched pass per generation (chunked by ``batch_size``); unchanged children keep
-    their parent's objectives.
-
-    Returned per instance: of all candidates seen, the valid one closest to the instance
-    (mean absolute distance), or the most probable one where none was valid.
+    parents and children by constrained non-domination (Deb et al. 2002; valid candidates
+    dominate, the others are ranked by ``p(target)``), then crowding distance (normalised by
+    each objective's range). The changed children of all instances go through the model in
+    one batched pass per generation; unchanged ones keep their parent's objectives. Returned
+    per instance: the valid candidate seen closest to it, else the most probable one.
 
     Parameters
     ----------
@@ -675,13 +638,10 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
 
     Notes
     -----
-    Memory: the parents and children of all instances are held at once, ``2 x N x
-    population x C x T`` floats.
-
-    The random draws per generation do not depend on ``batch_size`` or on the model's
-    outputs, but the selection compares float32 outputs whose last bits change with the
-    batch size; over many generations one flipped near-tie changes the rest of the run, so
-    results are repeatable for a fixed ``batch_size`` and ``random_state`` only.
+    Memory: ``2 x N x population x C x T`` floats (parents and children of all instances).
+    Repeatable for a fixed ``batch_size`` and ``random_state`` only: the draws do not depend
+    on the batch size, but float32 outputs change in their last bits with it, and one
+    flipped near-tie changes the rest of the run.
     """
 
     transformer: str = "authentic"
@@ -710,7 +670,7 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
         obj[..., 0] = 1 - p0[:, None]
         valid = np.zeros((n, size), dtype=bool)
         best_cf, best_dist = x.clone(), np.full(n, np.inf)  # closest valid candidate seen
-        top_cf, top_p = x.clone(), p0.copy()  # most probable candidate seen
+        top_cf, top_neg_p = x.clone(), -p0  # most probable candidate seen
 
         gens = tqdm(range(self.generations), desc="TSEvo generations", leave=False,
                     disable=None if n * size * self.generations > 200_000 else True)
@@ -737,18 +697,15 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
                 moved = (flat - xi).abs() > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
                 k_obj[ii, jj] = np.stack([1 - pt, dist, moved.flatten(1).double().mean(1).cpu().numpy()], 1)
                 k_valid[ii, jj] = vt
-                _update_archive(ii, flat, pt, vt, dist, best_cf, best_dist, top_cf, top_p)
+                _update_archive(ii, flat, -pt, vt, dist, best_cf, best_dist, top_cf, top_neg_p)
 
             # NSGA-II environmental selection over parents and children
-            all_obj = np.concatenate([obj, k_obj], 1)
-            all_valid = np.concatenate([valid, k_valid], 1)
+            all_obj, all_valid, all_win, all_kind = (np.concatenate(pair, 1) for pair in (
+                (obj, k_obj), (valid, k_valid), (win, k_win), (kind, k_kind)))
             rank = _nondominated_rank(all_obj, all_valid, size)
-            crowd = _crowding(all_obj, rank)
-            keep = np.lexsort((-crowd, rank), axis=-1)[:, :size]
+            keep = np.lexsort((-_crowding(all_obj, rank), rank), axis=-1)[:, :size]
             pop = take(torch.cat([pop, kids], 1), keep)
-            obj, valid = all_obj[rows, keep], all_valid[rows, keep]
-            win = np.concatenate([win, k_win], 1)[rows, keep]
-            kind = np.concatenate([kind, k_kind], 1)[rows, keep]
+            obj, valid, win, kind = (a[rows, keep] for a in (all_obj, all_valid, all_win, all_kind))
 
         found = np.isfinite(best_dist)
         cf = torch.where(torch.from_numpy(found).to(dev)[:, None, None], best_cf, top_cf)
@@ -847,22 +804,18 @@ def _mutate(kids: torch.Tensor, win: np.ndarray, kind: np.ndarray, ref: _Referen
     return out, win
 
 
-def _update_archive(inst, flat, p, valid, dist, best_cf, best_dist, top_cf, top_p) -> None:
+def _update_archive(inst, flat, neg_p, valid, dist, best_cf, best_dist, top_cf, top_neg_p) -> None:
     """Keep, per instance, the closest valid and the most probable candidate seen so far.
 
     ``inst`` (B,) names the instance of each candidate in ``flat`` (B, C, T); ``best_*`` and
     ``top_*`` (per instance) are updated in place.
     """
-    sel = np.flatnonzero(valid)
-    if sel.size:
-        j = sel[_group_best(inst[sel], dist[sel])]
-        j = j[dist[j] < best_dist[inst[j]]]
-        best_dist[inst[j]] = dist[j]
-        best_cf[torch.from_numpy(inst[j]).to(best_cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
-    j = _group_best(inst, -p)
-    j = j[p[j] > top_p[inst[j]]]
-    top_p[inst[j]] = p[j]
-    top_cf[torch.from_numpy(inst[j]).to(top_cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
+    for sel, key, cf, kept in ((np.flatnonzero(valid), dist, best_cf, best_dist),
+                               (np.arange(len(inst)), neg_p, top_cf, top_neg_p)):
+        j = sel[_group_best(inst[sel], key[sel])]
+        j = j[key[j] < kept[inst[j]]]
+        kept[inst[j]] = key[j]
+        cf[torch.from_numpy(inst[j]).to(cf.device)] = flat[torch.from_numpy(j).to(flat.device)]
 
 
 def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndarray:
@@ -895,12 +848,7 @@ def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndar
         r += 1
     rank[remaining] = r
     base = np.where(valid.any(1), np.where(valid, rank, -1).max(1) + 1, 0)
-    key = np.where(valid, np.inf, obj[..., 0])
-    order = np.argsort(key, axis=1, kind="stable")
-    srt = np.take_along_axis(key, order, 1)
-    dense = np.zeros(key.shape, dtype=np.int64)
-    np.put_along_axis(dense, order, np.concatenate(
-        [np.zeros((len(key), 1), dtype=np.int64), np.cumsum(srt[:, 1:] != srt[:, :-1], 1)], 1), 1)
+    dense = rankdata(np.where(valid, np.inf, obj[..., 0]), method="dense", axis=1).astype(np.int64) - 1
     return np.where(valid, rank, base[:, None] + dense)
 
 
@@ -921,10 +869,8 @@ def _crowding(obj: np.ndarray, rank: np.ndarray) -> np.ndarray:
         order = np.lexsort((obj[..., m], rank), axis=-1)
         f = np.take_along_axis(obj[..., m], order, 1)
         r = np.take_along_axis(rank, order, 1)
-        edge = np.zeros(r.shape, dtype=bool)
-        edge[:, 0] = edge[:, -1] = True
-        edge[:, 1:] |= r[:, 1:] != r[:, :-1]
-        edge[:, :-1] |= r[:, :-1] != r[:, 1:]
+        change, ends = r[:, 1:] != r[:, :-1], np.ones((len(r), 1), dtype=bool)  # fronts end at changes
+        edge = np.concatenate([ends, change], 1) | np.concatenate([change, ends], 1)
         gap = np.zeros(f.shape)
         gap[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / span[:, m : m + 1]
         gap[edge] = np.inf

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xai_suite.plugin import check_positive_int, close_matches, register_dataset
+from xai_suite.plugin import check_choice, check_positive_int, close_matches, register_dataset
 
 SPLITS = ("train", "test")
 PADS = (None, "zero", "edge", "archive")
@@ -60,12 +60,10 @@ def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
         Dataset name, e.g. ``"GunPoint"``, ``"BasicMotions"`` (see ``ucr_datasets()``).
     split : {"train", "test"}
     pad : {None, "zero", "edge", "archive"}
-        Unequal-length sets (JapaneseVowels, PickupGestureWiimoteZ) are refused unless
-        ``pad`` says what to do: ``"zero"`` / ``"edge"`` extend every series at its end to
-        the longest length of both splits (so train and test share one length) with zeros
-        or by repeating its last value; ``"archive"`` loads the equal-length version the
-        archive ships for that set (``<name>_eq_*.ts``, made by the archive's maintainers).
-        Equal-length sets ignore ``pad``.
+        Unequal-length sets (JapaneseVowels, PickupGestureWiimoteZ) need it: ``"zero"`` /
+        ``"edge"`` extend every series at its end to the longest of both splits (one length
+        for train and test) with zeros or its last value; ``"archive"`` loads the archive's
+        own equal-length version (``<name>_eq_*.ts``). Equal-length sets ignore ``pad``.
     return_classes : bool
         Also return the original class labels, ``classes[y]`` being each instance's label.
 
@@ -84,10 +82,8 @@ def load_ucr(name: str, split: str = "train", *, pad: str | None = None,
     if name not in known:
         raise ValueError(f"no shipped classification dataset {name!r}{close_matches(name, known)} "
                          f"Available offline: {', '.join(known)}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
-    if pad not in PADS:
-        raise ValueError(f"pad must be one of {', '.join(map(repr, PADS))}; got {pad!r}")
+    check_choice("split", split, SPLITS)
+    check_choice("pad", pad, PADS)
     path = str(_data_dir())
     X_all, y_all = load_classification(name, extract_path=path)
     X, y = load_classification(name, split=split, extract_path=path)
@@ -169,9 +165,8 @@ def make_planted_timeseries(
 ):
     """Classification task with a planted, class-informative region (Ismail et al. 2020).
 
-    Every channel of every series carries a background ``signal``; inside one region (the
-    ``layout``) a class-dependent constant is added: ``shift[k]`` for class ``k``, evenly
-    spaced in ``[-amplitude, +amplitude]`` (``-amplitude`` / ``+amplitude`` for two classes).
+    Every channel carries a background ``signal``; inside one region (the ``layout``) the
+    class-dependent ``shift[k]``, evenly spaced in ``[-amplitude, +amplitude]``, is added.
     Outside the region the class does not change the distribution.
 
     Parameters
@@ -181,11 +176,10 @@ def make_planted_timeseries(
     n_channels, length : int
         ``C`` and ``T``.
     signal : {"box", "harmonic", "autoregressive"}
-        Background per channel: ``"box"`` white Gaussian noise ``noise * e_t``;
-        ``"harmonic"`` ``sin(2 pi f t / T + phi) + noise * e_t`` with 1 to 5 periods ``f``
-        and phase ``phi`` drawn uniformly per series and channel; ``"autoregressive"`` the
-        AR(1) process ``x_t = 0.9 x_{t-1} + noise * e_t`` started from its stationary law.
-        ``e_t`` is standard normal.
+        Background per channel, ``e_t`` standard normal: ``"box"`` ``noise * e_t``;
+        ``"harmonic"`` ``sin(2 pi f t / T + phi) + noise * e_t``, 1 to 5 periods ``f`` and
+        phase ``phi`` uniform per series and channel; ``"autoregressive"`` the AR(1) process
+        ``x_t = 0.9 x_{t-1} + noise * e_t`` started from its stationary law.
     layout : {"middle", "small_middle", "moving", "rare_time", "rare_feature"}
         Where the class signal lives (a box of channels x consecutive time steps):
         ``"middle"`` the central ``C // 2`` channels x ``T // 2`` steps; ``"small_middle"``
@@ -214,10 +208,8 @@ def make_planted_timeseries(
     check_positive_int(n_samples=n_samples, n_channels=n_channels, length=length)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
         raise ValueError(f"n_classes must be an int >= 2; got {n_classes!r}")
-    if signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {', '.join(map(repr, SIGNALS))}; got {signal!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
+    check_choice("signal", signal, SIGNALS)
+    check_choice("layout", layout, LAYOUTS)
     if not (np.isfinite(amplitude) and amplitude > 0):
         raise ValueError(f"amplitude must be a finite number > 0; got {amplitude!r}")
     if not (np.isfinite(noise) and noise >= 0):

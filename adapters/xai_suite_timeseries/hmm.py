@@ -1,21 +1,13 @@
 """The 2-state HMM benchmark of DynaMask / time-interpret: data, classifier, time-forward tunnel.
 
 Crabbé & van der Schaar (2021, DynaMask, section 4.1) and time-interpret (Enguehard 2023,
-``tint.datasets.HMM`` and ``experiments/hmm``), after Tonekaboni et al. (2020, FIT):
+``tint.datasets.HMM`` and ``experiments/hmm``), after Tonekaboni et al. (2020, FIT): a hidden
+2-state Markov chain emits 3 Gaussian signals per step, a label per step depends on the
+state's *important* feature, and the true saliency marks that feature at every step
+(:func:`make_hmm_timeseries`).
 
-- a hidden state ``s_t`` in {0, 1} follows a Markov chain whose stay-in-state-1 probability
-  decays with the time already spent in the state;
-- each step emits 3 Gaussian signals whose means depend on the state; feature ``1 + s_t``
-  (feature 1 in state 0, feature 2 in state 1) is the *important* one;
-- the label of step ``t`` is ``Bernoulli(sigmoid(2 x_{t, 1 + s_t}))``: a label per time step;
-- the true saliency marks, at every step, exactly the important feature of that step's state.
-
-The classifier (:class:`StateClassifier`, time-interpret's ``StateClassifier``) is a GRU whose
-last hidden state feeds batch-norm, ReLU, dropout and a linear head: fed the prefix
-``x[:, :, :t]`` it predicts the label of step ``t - 1``. Explainers are run the way
-time-interpret's ``TimeForwardTunnel`` runs them (:func:`time_forward_tunnel`): for each
-``t``, explain the model's predicted class on the prefix ``x[:, :, :t]`` and keep the
-attributions of its last step, ``t - 1``.
+The classifier is time-interpret's GRU (:class:`StateClassifier`), explained step by step as
+time-interpret's ``TimeForwardTunnel`` does (:func:`time_forward_tunnel`).
 """
 
 from __future__ import annotations
@@ -64,21 +56,18 @@ def make_hmm_timeseries(
 ):
     """Series from time-interpret's 2-state HMM with a label and a true saliency per step.
 
-    The rule (``tint.datasets.HMM.download``; DynaMask section 4.1), for each series: draw
-    an initial state ``s_{-1} ~ Bernoulli(p0)`` (not part of the series) and set ``d = 0``;
-    then for ``t = 0 .. T-1``:
+    The rule (``tint.datasets.HMM.download``; DynaMask section 4.1), per series: draw an
+    initial state ``s_{-1} ~ Bernoulli(p0)`` (not part of the series), set ``d = 0``, then for
+    ``t = 0 .. T-1``:
 
-    - ``s_t ~ Bernoulli(q)`` with ``q = 0.95 - d / 500`` if ``s_{t-1} = 1`` else ``q = 0.05``
-      (clipped at 0 for series longer than 475 steps); ``d`` counts the steps since the last
-      change (``d + 1`` if ``s_t = s_{t-1}`` else 0);
-    - ``x_t ~ N(mu[s_t], Sigma[s_t])`` with ``mu`` = :data:`HMM_MEANS` and ``Sigma`` =
-      0.8 I + 1e-3 I with covariance 0.01 between feature 0 and the important feature;
+    - ``s_t ~ Bernoulli(q)``, ``q = 0.95 - d / 500`` (clipped at 0) if ``s_{t-1} = 1`` else
+      0.05; ``d`` counts the steps since the last change (``d + 1`` if ``s_t = s_{t-1}`` else 0);
+    - ``x_t ~ N(mu[s_t], Sigma[s_t])``, ``mu`` = :data:`HMM_MEANS`, ``Sigma`` = 0.8 I + 1e-3 I
+      with covariance 0.01 between feature 0 and the important feature;
     - ``y_t ~ Bernoulli(sigmoid(2 x_t[1 + s_t]))``;
-    - the true saliency of step ``t`` is feature ``1 + s_t`` (time-interpret's
-      ``true_saliency``: ``states + 1``), one element per step.
+    - the true saliency of step ``t`` is feature ``1 + s_t`` (time-interpret's ``states + 1``).
 
-    time-interpret draws from numpy's global generator, so the exact numbers cannot be
-    reproduced; the distribution is the same.
+    The distribution is time-interpret's; its numbers (numpy's global generator) are not.
 
     Parameters
     ----------
@@ -135,9 +124,8 @@ class StateClassifier(nn.Module):
     """time-interpret's HMM classifier: a GRU whose last hidden state feeds a small head.
 
     The head is ``BatchNorm1d -> ReLU -> Dropout(0.5) -> Linear`` (time-interpret's
-    ``regressor``). Takes channels-first ``(N, C, T)`` inputs of any length ``T`` and returns
-    the logits ``(N, K)`` of the label of the last step, so a prefix ``x[:, :, :t]`` gives
-    the prediction for step ``t - 1``.
+    ``regressor``). On ``(N, C, T)`` inputs of any length it returns the logits ``(N, K)`` of
+    the last step's label: a prefix ``x[:, :, :t]`` gives the prediction for step ``t - 1``.
 
     Parameters
     ----------
@@ -198,11 +186,10 @@ def fit_state_classifier(
 
     time-interpret trains on one random step per batch (``x[:, :t + 1]`` against ``y[:, t]``;
     Adam at a constant 1e-4, weight decay 1e-3, batch 32, 50 epochs): ``steps="random"``
-    with ``lr=1e-4, epochs=50`` does exactly that. A GRU's outputs at every step are those
-    of the prefixes, so ``steps="all"`` (the default) trains each batch on all ``T`` steps
-    at once (:meth:`StateClassifier.forward_steps`): the same task with ``T`` times the
-    labels per batch, which reaches the Bayes rate in a few CPU seconds, with a one-cycle
-    learning rate (warm-up over 30% of the steps, then annealing to nearly 0).
+    with ``lr=1e-4, epochs=50``. A GRU's outputs at every step are those of the prefixes, so
+    ``steps="all"`` trains each batch on all ``T`` steps at once
+    (:meth:`StateClassifier.forward_steps`), with a one-cycle learning rate (30% warm-up,
+    then annealing to nearly 0): the Bayes rate in a few CPU seconds.
 
     Parameters
     ----------
@@ -261,11 +248,10 @@ def step_accuracy(model: StateClassifier, X, y) -> float:
 def time_forward_tunnel(explainer, inputs, *, min_length: int = 1, progress: bool = False):
     """Explain a causal sequence model step by step, as time-interpret's ``TimeForwardTunnel``.
 
-    For each ``t`` in ``1 .. T``, ``explainer`` explains the model's predicted class (its
-    ``target=None``) on the prefix ``inputs[:, :, :t]``; the result keeps that explanation's
-    attributions of the prefix's last step, ``t - 1``. So every step is scored for the
-    prediction made at that step, without looking ahead. The model must accept inputs of
-    any length (e.g. :class:`StateClassifier`).
+    For each ``t`` in ``1 .. T``, ``explainer`` explains the model's predicted class on the
+    prefix ``inputs[:, :, :t]`` and the result keeps the attributions of its last step,
+    ``t - 1``: every step is scored for the prediction made there, without looking ahead. The
+    model must accept inputs of any length (e.g. :class:`StateClassifier`).
 
     Parameters
     ----------

@@ -1,12 +1,11 @@
 """``lime:timeseries``: LIME on ``(N, C, T)`` series, with time segments as its features.
 
-The interpretable features are contiguous time segments (:func:`~.perturbation.segment_mask`)
-or the groups of a ``feature_mask``; a perturbation switches segments off by replacing them
-with a baseline, and the ``lime`` package's ``LimeBase`` fits the locally weighted ridge
-regression. Seeding is that of every ``lime:`` entry (see :mod:`xai_suite.methods.lime`).
+See :class:`LimeTimeSeries`; seeding is that of every ``lime:`` entry (:mod:`xai_suite.methods.lime`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -76,15 +75,14 @@ def _kernel(d: np.ndarray, kernel_width: float) -> np.ndarray:
 class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
     """Segment-based LIME for ``(N, C, T)`` series.
 
-    The interpretable features are segments: each channel cut into ``n_segments`` equal
-    windows (``per_channel=True``), windows spanning all channels (``per_channel=False``), or
-    the groups of an explicit ``feature_mask`` (which then overrides both). A perturbation
-    keeps some segments and replaces the others by the baseline (:func:`sample_segment_masks`);
-    all perturbations of all instances go through the model in chunks of ``batch_size`` rows.
-    lime's ``LimeBase`` then fits, per instance, a ridge regression (alpha 1) of the target
-    output on the binary keep/replace indicators, weighted by lime's exponential kernel on the
-    ``distance`` of each indicator vector to all-ones. Every time step gets its segment's
-    coefficient: the output lost when that segment is replaced, in the surrogate's view.
+    The features are segments (:func:`~.perturbation.segment_mask`): ``n_segments`` equal
+    windows per channel (``per_channel``), windows spanning all channels, or the groups of an
+    explicit ``feature_mask``. A
+    perturbation replaces some segments by the baseline (:func:`sample_segment_masks`); all
+    perturbations of all instances go through the model in chunks of ``batch_size`` rows.
+    lime's ``LimeBase`` fits, per instance, a ridge regression (alpha 1) of the target output
+    on the keep/replace indicators, weighted by lime's kernel on their ``distance`` to
+    all-ones. Every time step gets its segment's coefficient.
 
     Parameters
     ----------
@@ -93,20 +91,15 @@ class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
     per_channel : bool
         Separate segments per channel (``C * n_segments`` features) or shared across channels.
     n_samples : int
-        Perturbations per instance, the instance itself included. 1000: lime has no
-        time-series default (its text explainer draws 5000); 1000 leaves 50 rows per unknown
-        of the ridge for the default 20 segments of a 2-channel series, and every row is a
-        full series through the model.
+        Perturbations per instance, the instance itself included (lime has no time-series
+        default; 1000 leaves 50 rows per unknown for 20 segments, each row a full series).
     kernel_width : float
-        Width of the kernel on distances in [0, 1] (0.25: lime's text explainer uses 25 on
-        cosine distances times 100).
+        Kernel width on distances in [0, 1] (lime's text explainer: 25 on cosine x 100).
     distance : {"cosine", "hamming"}
-        Distance between a perturbation's indicator vector and all-ones (lime's text explainer
-        uses cosine).
+        Distance of a perturbation's indicators to all-ones (lime's text explainer: cosine).
     baseline : str, float, callable or Baseline
-        What replaced segments become (``"zeros"``; ``"channel_mean"`` and the other
-        time-series baselines, ``"training_mean"`` after ``fit``, ...). Stochastic baselines are
-        drawn once per instance and call.
+        What replaced segments become (``"zeros"``, ``"channel_mean"``, ``"training_mean"``
+        after ``fit``, ...); stochastic ones are drawn once per instance and call.
     """
 
     n_segments: int = 10
@@ -146,13 +139,10 @@ class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
         b = self._baselines(call, baselines)[:1]  # (1, N, C, T): one draw per instance
         s = int(self.n_samples)
         # masks per instance, drawn once per distinct (seed, number of groups)
-        cache: dict[tuple[int, int], np.ndarray] = {}
+        draw = functools.cache(lambda seed, g: sample_segment_masks(g, s, seed))
         z = np.zeros((n, s, int(counts.max())))
         for i in range(n):
-            key = (int(seeds[i]), int(counts[i]))
-            if key not in cache:
-                cache[key] = sample_segment_masks(key[1], s, key[0])
-            z[i, :, : key[1]] = cache[key]
+            z[i, :, : counts[i]] = draw(int(seeds[i]), int(counts[i]))
         y = _masked_outputs(call, b[0], torch.from_numpy(z), torch.from_numpy(groups))
 
         import lime.lime_base
@@ -182,11 +172,8 @@ class LimeTimeSeries(SurrogateExplainer, Batched, Seeded):
 
 def _masked_outputs(call: Call, baselines: torch.Tensor, z: torch.Tensor,
                     groups: torch.Tensor) -> np.ndarray:
-    """Target outputs of every perturbation of every instance.
-
-    Row ``(i, k)`` is ``x_i`` with the points of every group ``g`` where ``z[i, k, g] == 0``
-    replaced by ``baselines[i]``; the ``N * S`` rows go through the model ``call.rows`` at a
-    time.
+    """Target outputs of rows ``(i, k)``: ``x_i`` with the points of every group ``g`` where
+    ``z[i, k, g] == 0`` replaced by ``baselines[i]``, ``call.rows`` per model call.
 
     Parameters
     ----------

@@ -77,10 +77,9 @@ class CNN1d(nn.Module):
 class FCN(CNN1d):
     """Fully convolutional network of Wang, Yan & Oates (2017), at a quarter of the width.
 
-    Three Conv1d-BatchNorm-ReLU blocks, global average pooling and a linear head. The
-    paper uses widths (128, 256, 128) and kernels (8, 5, 3); the defaults here, (32, 64, 32)
-    and (7, 5, 3) (about 17k parameters), train on GunPoint in seconds on a CPU, and an odd
-    first kernel keeps the ``"same"`` padding symmetric.
+    A :class:`CNN1d` with the paper's three blocks: widths (128, 256, 128) and kernels (8, 5, 3)
+    there, (32, 64, 32) and (7, 5, 3) here (about 17k parameters, seconds on GunPoint on a
+    CPU; an odd first kernel keeps the ``"same"`` padding symmetric).
 
     Parameters
     ----------
@@ -157,9 +156,8 @@ class ResNet1d(nn.Module):
 class LSTMClassifier(nn.Module):
     """An LSTM over time steps; its last hidden state feeds a linear head.
 
-    Takes (N, C, T) inputs like the other models and transposes them to (N, T, C) inside.
-    On CUDA in eval mode cuDNN's LSTM has no backward pass, so there the forward pass runs
-    without cuDNN and gradient explainers work.
+    Takes (N, C, T) inputs like the other models. On CUDA in eval mode, where cuDNN's LSTM
+    has no backward pass, it runs without cuDNN so that gradient explainers work.
 
     Parameters
     ----------

@@ -1,32 +1,21 @@
 """Segment perturbation methods for time series (tsCaptum-style), for any model kind.
 
-Three ``native:`` entries replace contiguous time segments of ``(N, C, T)`` series with a
-baseline and send all perturbed copies of all instances through the model together, in
-chunks of ``batch_size`` rows; torch models, scikit-learn and aeon classifiers and plain
-callables are all explained the same way.
+Three ``native:`` entries (``segment_occlusion``: sliding windows; ``segment_ablation``:
+equal segments or the groups of a ``feature_mask``; ``segment_shapley``: Shapley values of
+those segments) replace contiguous time segments of ``(N, C, T)`` series, per channel or
+across channels, with a baseline, and send all perturbed copies of all instances through the
+model together, in chunks of ``batch_size`` rows, whatever the model kind.
 
-- ``native:segment_occlusion``: a window of ``window`` steps slides with ``stride`` over each
-  channel (``per_channel=True``) or over all channels at once; equal to ``captum:occlusion``
-  with ``window=(1, w)`` or ``(C, w)``.
-- ``native:segment_ablation``: the series is cut into ``n_segments`` equal segments (per
-  channel or across channels) or into the groups of an explicit ``feature_mask``, each set to
-  the baseline in turn; equal to ``captum:feature_ablation`` with that mask.
-- ``native:segment_shapley``: Shapley values of the same segments, estimated from
-  ``n_samples`` random permutations shared by all instances.
-
-How a segment's value maps to its points:
-
-- occlusion and ablation measure the output drop when the *whole* segment is removed, so
-  every point of the segment carries the segment's full drop (Captum's convention; with
-  overlapping windows, the mean drop over the windows that cover the point);
-- Shapley values are an additive decomposition, so each point carries its segment's value
-  divided by the segment's size and the map sums to ``f(x) - f(baseline)`` (efficiency,
-  reported as ``convergence_delta``). Multiply by the segment size to compare with
-  ``captum:shapley_value_sampling``, which gives every point the whole value.
+Occlusion and ablation give every point of a segment the segment's full drop (Captum's
+convention; with overlapping windows, the mean over the windows covering the point). Shapley
+values are additive: each point carries its segment's value divided by the segment's size, so
+the map sums to ``f(x) - f(baseline)`` (``convergence_delta``); multiply by the segment size
+to compare with ``captum:shapley_value_sampling``, which gives every point the whole value.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +35,8 @@ from xai_suite.plugin import (
 )
 
 ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
+_register = functools.partial(register_explainer, library="native", modalities=("timeseries",),
+                              model_kinds=ANY_MODEL, needs_baseline=True)
 TSCAPTUM = ("Serramazza et al. (2024), Improving the Evaluation and Actionability of Explanation "
             "Methods for Multivariate Time Series Classification (tsCaptum)")
 
@@ -105,11 +96,8 @@ def target_outputs(
     n_masks: int,
     masks_for: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """Target outputs for every instance with each of ``n_masks`` masks applied.
-
-    Copy ``(i, m)`` is ``where(mask, baseline_i, x_i)`` with ``mask = masks_for(i, m)``.
-    The ``N * n_masks`` copies are built chunk by chunk, ``call.rows`` per model call
-    (:func:`~xai_suite.batching.pair_outputs`).
+    """Target outputs of copies ``(i, m) = where(masks_for(i, m), baseline_i, x_i)``, built
+    ``call.rows`` per model call (:func:`~xai_suite.batching.pair_outputs`).
 
     Parameters
     ----------
@@ -158,19 +146,12 @@ _COMMON_PARAMS = """baseline : str, float, callable or Baseline
     per_channel : bool
         Perturb each channel's segments separately (True) or all channels of a segment
         together (False).
-    batch_size : "auto" or int
-        Perturbed copies per model call.
-    max_memory : int or str, optional
-        Memory budget for ``batch_size="auto"``.
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (torch models).
     random_state : int, optional
         Seeds random baselines"""
 
 
-@register_explainer(
-    "segment_occlusion", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
-    needs_baseline=True,
+@_register(
+    "segment_occlusion",
     summary="Mean output drop over the sliding time windows, per channel or across channels, "
     "that cover each point",
     reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks; "
@@ -236,9 +217,8 @@ class SegmentOcclusion(_Segments):
                            {"window": int(window), "stride": int(stride)})
 
 
-@register_explainer(
-    "segment_ablation", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
-    needs_baseline=True, uses_feature_mask=True,
+@_register(
+    "segment_ablation", uses_feature_mask=True,
     summary="Output drop when each time segment (per channel or across channels) is set to "
     "the baseline",
     reference=TSCAPTUM,
@@ -273,9 +253,8 @@ class SegmentAblation(_Segments):
         return Attribution(values.float(), b, {"n_groups": g})
 
 
-@register_explainer(
-    "segment_shapley", library="native", modalities=("timeseries",), model_kinds=ANY_MODEL,
-    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+@_register(
+    "segment_shapley", uses_feature_mask=True, stochastic=True, batch_invariant=True,
     has_convergence_delta=True,
     summary="Shapley values of time segments from random permutations; each point carries "
     "its share, so the map sums to f(x) - f(baseline)",
@@ -286,11 +265,10 @@ class SegmentShapley(_Segments):
     __doc__ = """Shapley value sampling over time segments, all coalitions of all permutations batched.
 
     Each of ``n_samples`` random permutations of the ``G`` segments adds them one by one to
-    the baseline; a segment's value is its mean marginal gain. The permutations are drawn
-    once from ``random_state`` and shared by all instances, so an instance's values do not
-    depend on which instances are explained with it, nor on ``batch_size``. Per permutation
-    the gains sum to ``f(x) - f(baseline)`` exactly; each point carries its segment's value
-    divided by the segment's size, so the map sums to it too.
+    the baseline; a segment's value is its mean marginal gain. The permutations, drawn once
+    from ``random_state``, are shared by all instances (values depend neither on the other
+    instances nor on ``batch_size``). The gains sum to ``f(x) - f(baseline)``, and so does
+    the map: each point carries its segment's value divided by the segment's size.
 
     Parameters
     ----------

@@ -1,47 +1,39 @@
 """TSInterpret adapter (``tsinterpret:`` entries) and the import guard it is loaded under.
 
 TSInterpret 0.4.7 is installed with ``--no-deps`` (its pins clash with aeon, SHAP and
-scikit-learn). Every one of its modules imports TensorFlow and ``tf_explain`` at load time, and
-its SETS module an old sktime, although its PyTorch code paths never call them.
-:func:`tsinterpret_import_guard` satisfies those imports with stand-in modules only while
-TSInterpret loads, then removes every stand-in from ``sys.modules`` (a lasting fake
-``tensorflow`` breaks ``torch._dynamo``); TSInterpret's own modules keep their references to
-the stand-ins, which raise a clear error if a TensorFlow path is ever called.
+scikit-learn). All its modules import TensorFlow and ``tf_explain`` at load time, its SETS
+module an old sktime, although its PyTorch paths never call them.
+:func:`tsinterpret_import_guard` satisfies those imports with stand-ins only while TSInterpret
+loads, then removes them from ``sys.modules`` (a lasting fake ``tensorflow`` breaks
+``torch._dynamo``); TSInterpret keeps its references, which raise a clear error if called.
 
 What TSInterpret gets wrong, and what the entries do about it:
 
 - Layouts: it reinterprets ``(N, T, F)`` as ``(N, F, T)`` by reshaping in places. Every entry
-  hands it data in one pinned layout (TSR, NativeGuide, COMTE, TSEvo: ``mode="feat"``, i.e.
-  our ``(N, C, T)``; LEFTIST: ``mode="time"`` with our own transposes), so its reshapes are
-  no-ops; TSR's SVS and FO inner methods still group ``(T, C)`` wrongly on multivariate series
-  and are refused there.
-- TSR: an unseeded ``U[0, 1)`` baseline by default (ours is the same distribution, seeded,
-  and recorded); with ``tsr=False`` we ask for its raw, signed inner attributions
-  (``normalize=False``) instead of its absolute, min-max-scaled maps.
-- LEFTIST: it fails on multivariate series (refused); it sorts the LIME surrogate's
-  coefficients by value before painting them (``np.sort(coeff, axis=0)`` sorts both columns
-  independently), and paints segment ``k`` into steps ``[10 k, 10 k + 10)`` whatever the
-  segment length (the last third of a length-150 series is always zero). We read the
-  coefficients back in segment order from its fitted surrogate and paint each onto its own
-  segment; its SHAP learner calls ``np.int``, removed in NumPy 1.24, which we alias for the
-  duration of the call.
-- NativeGuide: it fails on multivariate series (refused); it strips every forward hook off the
-  model it is given and adds its own (it gets a copy); its ``"native_guide"`` method is
-  spelled ``"NG"`` in its code; its nearest unlike neighbour comes from any other class, ours
-  from the target class.
+  pins one layout (TSR, NativeGuide, COMTE, TSEvo: ``mode="feat"``, our ``(N, C, T)``;
+  LEFTIST: ``mode="time"`` with our own transposes), so its reshapes are no-ops; TSR's SVS
+  and FO still group ``(T, C)`` wrongly on multivariate series and are refused there.
+- TSR: an unseeded ``U[0, 1)`` baseline by default (ours: the same, seeded and recorded);
+  with ``tsr=False`` we ask for raw, signed inner attributions (``normalize=False``), not
+  its absolute, min-max-scaled maps.
+- LEFTIST: it fails on multivariate series (refused); it sorts the surrogate's coefficients
+  by value (``np.sort(coeff, axis=0)`` sorts both columns independently) and paints segment
+  ``k`` into steps ``[10 k, 10 k + 10)`` whatever the segment length. We read the
+  coefficients back in segment order and paint each onto its own segment; its SHAP learner
+  calls ``np.int`` (removed in NumPy 1.24), aliased for the duration of the call.
+- NativeGuide: it fails on multivariate series (refused); it strips every forward hook off
+  its model and adds its own (it gets a copy); its ``"native_guide"`` method is spelled
+  ``"NG"``; its nearest unlike neighbour comes from any other class, ours from the target.
 - COMTE: its ``OptimizedSearch`` drops its ``num_distractors``, ``threads`` and ``silent``
-  arguments (it and its brute-force fallback always use 2 distractors, and the fallback forks a
-  ``multiprocessing`` pool of ``cpu_count()`` processes around the model); we set them on both
-  searches (``number_distractors``, 1 thread).
+  arguments (always 2 distractors, and a brute-force fallback forking a ``cpu_count()``
+  process pool around the model); we set them on both searches (1 thread).
 - TSEvo: a target class that is not a Python ``int`` silently makes it search towards the
   original class; we pass ``int``.
 
-All of them draw from the global ``random``, NumPy and torch generators: each instance runs
-with all three seeded from ``random_state`` (restored afterwards), so results repeat.
-TSInterpret's PyTorch code calls ``.numpy()`` on model outputs, so these entries run the
-model on the CPU.
+All draw from the global ``random``, NumPy and torch generators: each instance runs with all
+three seeded from ``random_state`` (restored afterwards). TSInterpret calls ``.numpy()`` on
+model outputs, so these entries run the model on the CPU.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -93,7 +85,8 @@ _REAL_DEPENDENCIES = (
 #: Loading any TSInterpret module loads all of them, so every entry needs all of these.
 REQUIRES = ("TSInterpret", "captum", "shap", "torchcam", "tslearn", "deap", "pyts", "pymop",
             "skopt", "seaborn")
-TS = ("timeseries",)
+_register = functools.partial(register_explainer, library="tsinterpret", modalities=("timeseries",),
+                              requires=REQUIRES)
 ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
 
 
@@ -165,12 +158,11 @@ def is_stand_in(obj) -> bool:
 def tsinterpret_import_guard() -> Iterator[tuple[str, ...]]:
     """Let TSInterpret's modules load without TensorFlow, ``tf_explain`` or an old sktime.
 
-    While the block runs, imports of those packages (the ones not really installed) get
-    stand-in modules; the global warning filters are restored afterwards (TSInterpret's
-    NativeGuide module turns every warning off when it loads). On exit the stand-ins leave
-    ``sys.modules`` and the import system, so ``importlib.util.find_spec("tensorflow")`` is
-    ``None`` again. Modules imported inside the block keep references to the stand-ins; calling
-    one raises ``ModuleNotFoundError``.
+    Inside the block, imports of those packages (where not installed) get stand-in modules
+    and the warning filters are restored afterwards (TSInterpret's NativeGuide turns every
+    warning off when it loads). On exit the stand-ins leave ``sys.modules`` and the import
+    system (``find_spec("tensorflow")`` is ``None`` again); modules imported inside keep their
+    references, and calling a stand-in raises ``ModuleNotFoundError``.
 
     Yields
     ------
@@ -223,10 +215,11 @@ class _OnCPU:
     device: ClassVar[str] = "cpu"
 
 
-def _instance_seeds(call: Call, n: int) -> list[int]:
-    """One seed per instance, from ``random_state`` and the instance's position."""
+def _instances(call: Call, name: str) -> Iterator[tuple[int, int]]:
+    """Each instance's index and seed (from ``random_state`` and its position), with progress."""
     base = int(call.rng.integers(2**31 - 1))
-    return [int(np.random.SeedSequence([base, i]).generate_state(1)[0]) for i in range(n)]
+    for i in progress(call.x.shape[0], name, min_steps=0):
+        yield i, int(np.random.SeedSequence([base, i]).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -260,12 +253,8 @@ def _quiet():
 
 
 def _probabilities(call: Call) -> Callable[[np.ndarray], np.ndarray]:
-    """The model as TSInterpret's wrappers call it: ``(n, C, T)`` array -> probabilities.
-
-    Torch outputs go through a softmax, as TSInterpret's ``PyTorchModel`` does; other kinds'
-    outputs (``predict_proba``) are used as they are. Rows go through in chunks of
-    ``call.rows``.
-    """
+    """The model as TSInterpret's wrappers call it: ``(n, C, T)`` array -> probabilities, in
+    chunks of ``call.rows`` (torch outputs softmaxed, as TSInterpret's ``PyTorchModel``)."""
 
     def predict(a: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -303,9 +292,8 @@ TSR_MULTIPLE = 5
 _DEFAULT_TSR_BASELINE = Uniform(low=0.0, high=1.0)
 
 
-@register_explainer(
-    "tsr", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_baseline=True,
-    requires=REQUIRES,
+@_register(
+    "tsr", model_kinds=("torch",), needs_baseline=True,
     summary="TSInterpret's temporal saliency rescaling (TSR) over a Captum method, one instance "
     "and one masked time step at a time",
     reference="Ismail et al. (2020), Benchmarking Deep Learning Interpretability in Time Series "
@@ -324,19 +312,18 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
     Parameters
     ----------
     inner : str
-        TSInterpret's inner method (its ``method``; named ``inner`` here because ``method`` is
-        the registry name in ``xs.explain``): ``"GRAD"`` (its default; absolute gradients),
-        ``"IG"``, ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"`` (DeepLIFT SHAP), ``"SG"``
-        (SmoothGrad), ``"SVS"`` (Shapley value sampling), ``"FA"`` (feature ablation), ``"FO"`` (occlusion).
+        TSInterpret's ``method`` (``method`` is the registry name in ``xs.explain``): ``"GRAD"``
+        (its default; absolute gradients), ``"IG"``, ``"GS"`` (GradientSHAP), ``"DL"``, ``"DLS"``
+        (DeepLIFT SHAP), ``"SG"`` (SmoothGrad), ``"SVS"`` (Shapley value sampling), ``"FA"``
+        (feature ablation), ``"FO"`` (occlusion).
     tsr : bool
-        Apply temporal saliency rescaling (default, as TSInterpret); ``False`` returns the inner
-        method's raw attributions.
+        Apply temporal saliency rescaling (as TSInterpret), or return the raw inner attributions.
     assignment : float, optional
         Value a masked time step is set to; ``None`` takes each instance's first value
         (``x[0, 0]``), TSInterpret's default.
     baseline : str, float, callable or Baseline, optional
-        Reference inputs of IG, DL, SVS and FO (one per instance) and GS, DLS (5 per instance);
-        ``None``: uniform noise in [0, 1), TSInterpret's default, seeded by ``random_state``.
+        References of IG, DL, SVS, FO (one per instance) and GS, DLS (5); ``None``: TSInterpret's
+        uniform noise in [0, 1), seeded by ``random_state``.
     """
 
     inner: str = "GRAD"
@@ -351,7 +338,7 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
         name = self.info.qualified_name
         check_choice("inner", self.inner, tuple(TSR_METHODS))
         kind = TSR_METHODS[self.inner]
-        n, c, t = call.x.shape
+        c, t = call.x.shape[1:]
         if c > 1 and self.inner in ("SVS", "FO"):
             raise ValueError(
                 f"{name} with inner={self.inner!r} explains univariate series only: TSInterpret "
@@ -360,35 +347,29 @@ class TSInterpretTSR(_OnCPU, GradientExplainer, Seeded):
             )
         if kind is None and baselines is not None:
             raise TypeError(f"{name} with inner={self.inner!r} takes no baselines")
-        ref = None
-        if kind is not None:
-            ref = self._baselines(call, baselines, TSR_MULTIPLE if kind == "multiple" else 1).cpu()
+        draws = TSR_MULTIPLE if kind == "multiple" else 1
+        ref = None if kind is None else self._baselines(call, baselines, draws).cpu()
         tsi = load_tsinterpret()
         with _quiet():
             saliency = tsi.TSR(call.model.model, t, c, method=self.inner, mode="feat",
                                device="cpu", normalize=False, tsr=bool(self.tsr))
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
-            kwargs = {}
+        kwargs = {} if self.assignment is None else {"assignment": float(self.assignment)}
+        for i, seed in _instances(call, name):
             if kind == "single":
                 kwargs["baseline_single"] = ref[0, i : i + 1].float()
             elif kind == "multiple":
                 kwargs["baseline_multiple"] = ref[:, i].float()
-            if self.assignment is not None:
-                kwargs["assignment"] = float(self.assignment)
-            with _seeded(seeds[i]), _quiet():
+            with _seeded(seed), _quiet():
                 a = saliency.explain(x[i : i + 1], labels=int(call.target[i]), TSR=bool(self.tsr),
                                      **kwargs)
             a = np.asarray(a, dtype=np.float32)
             if a.shape != (c, t):
                 raise RuntimeError(f"TSInterpret's TSR returned a map of shape {a.shape}, not {(c, t)}")
             out[i] = a
-        resolved = {}
-        if kind is None:
-            resolved["baseline"] = {"name": "none", "reason": f"{self.inner} takes no reference"}
-        return Attribution(torch.from_numpy(out), baselines=ref, params=resolved)
+        resolved = {"baseline": {"name": "none", "reason": f"{self.inner} takes no reference"}}
+        return Attribution(torch.from_numpy(out), baselines=ref, params=resolved if kind is None else {})
 
 
 # -- LEFTIST --------------------------------------------------------------------------------
@@ -431,11 +412,8 @@ def paint_segments(weights: np.ndarray, intervals: np.ndarray, length: int) -> n
     -------
     numpy.ndarray, shape (length,)
     """
-    starts = [int(s) for s in np.asarray(intervals)[:, 0]] + [length]
-    out = np.empty(length, dtype=np.float64)
-    for k, w in enumerate(weights):
-        out[starts[k] : starts[k + 1]] = w
-    return out
+    starts = np.append(np.asarray(intervals)[:, 0].astype(np.int64), length)
+    return np.repeat(np.asarray(weights, dtype=np.float64), np.diff(starts))
 
 
 class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
@@ -468,7 +446,7 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
 
     def _attribute(self, call, *, baselines, feature_mask):
         name = self.info.qualified_name
-        n, c, t = call.x.shape
+        c, t = call.x.shape[1:]
         _check_univariate(c, name, self._WHY)
         self._check_params(t)
         tsi = load_tsinterpret()
@@ -487,13 +465,12 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
         leftist._shape_explanations = lambda explanations, series: explanations  # raw weights
         x = call.x.cpu().numpy()
         out = np.empty(x.shape, dtype=np.float32)
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
+        for i, seed in _instances(call, name):
             label = int(call.target[i])
             alias = (_numpy_int_alias(tsi.shap_neighbors_module) if self._learner == "SHAP"
                      else contextlib.nullcontext())
-            with _seeded(seeds[i]), _quiet(), alias:
-                raw = leftist.explain(x[i].T[None], idx_label=label, random_state=seeds[i])
+            with _seeded(seed), _quiet(), alias:
+                raw = leftist.explain(x[i].T[None], idx_label=label, random_state=seed)
             weights = self._segment_weights(leftist, raw[0], label)
             out[i, 0] = paint_segments(weights, leftist.transform.segments_interval, t)
         return Attribution(torch.from_numpy(out))
@@ -503,9 +480,8 @@ class _Leftist(_OnCPU, SurrogateExplainer, Seeded):
         return np.asarray(raw[0], dtype=np.float64)
 
 
-@register_explainer(
-    "leftist_lime", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "leftist_lime", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's LEFTIST with a LIME learner: a weighted ridge surrogate on uniform segments",
     reference="Guillemé et al. (2019), Agnostic Local Explanation for Time Series Classification",
     notes="Univariate series only (TSInterpret's LEFTIST fails on multivariate ones); fit(X) gives "
@@ -527,9 +503,9 @@ class LeftistLime(_Leftist):
         Segments the surrogate may use (forward selection up to 6, highest weights beyond);
         1, TSInterpret's default; ``None``: all.
     transform : str
-        How a switched-off segment is replaced: ``"rand_background"`` (by a random background
-        series from ``fit``; TSInterpret's default), ``"mean"`` (the series mean) or
-        ``"straight_line"`` (a line between the segment's end points).
+        A switched-off segment becomes a random background series from ``fit``
+        (``"rand_background"``, TSInterpret's default), the series mean (``"mean"``) or a line
+        between its end points (``"straight_line"``).
     batch_size : "auto" or int
         Rows per model call.
     random_state : int, optional
@@ -541,9 +517,8 @@ class LeftistLime(_Leftist):
     def _segment_weights(self, leftist, raw, label):
         """TSInterpret returns the ridge coefficients sorted by value: read them in segment order.
 
-        The feature selection is deterministic given the neighbours, so running it again gives
-        the segments the fitted ridge model used; its coefficients sorted must equal what
-        TSInterpret returned.
+        The feature selection, deterministic given the neighbours, is run again for the segments
+        the ridge used; its coefficients sorted must equal what TSInterpret returned.
         """
         lp, nb = leftist.learning_process, leftist.neighbors
         n_features = nb.masks.shape[1]
@@ -560,9 +535,8 @@ class LeftistLime(_Leftist):
         return weights
 
 
-@register_explainer(
-    "leftist_shap", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "leftist_shap", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's LEFTIST with a SHAP learner: Kernel-SHAP weights of uniform segments",
     reference="Guillemé et al. (2019), Agnostic Local Explanation for Time Series Classification",
     notes="Univariate series only (TSInterpret's LEFTIST fails on multivariate ones); fit(X) gives "
@@ -588,15 +562,27 @@ class _TSInterpretCF(_OnCPU, CounterfactualExplainer):
     def _train_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         return self.X_train_.numpy().astype(np.float64), self.train_class_.copy()
 
+    def _per_instance(self, call: Call, explain) -> tuple[torch.Tensor, np.ndarray]:
+        """Counterfactuals ``explain(i, x_i)`` (``x_i`` float64, (1, C, T)), each run seeded and
+        quiet; where it returns ``None`` the instance itself. Also returns which were found."""
+        x = call.x.cpu().numpy()
+        out, found = x.copy(), np.zeros(len(x), dtype=bool)
+        for i, seed in _instances(call, self.info.qualified_name):
+            with _seeded(seed), _quiet():
+                cf = explain(i, x[i : i + 1].astype(np.float64))
+            if cf is not None:
+                found[i] = True
+                out[i] = np.asarray(cf, dtype=np.float32).reshape(x.shape[1:])
+        return torch.from_numpy(out), found
+
 
 #: Our method names -> NativeGuideCF's.
 NATIVE_GUIDE_METHODS = {"NUN_CF": "NUN_CF", "dtw_bary_center": "dtw_bary_center", "native_guide": "NG"}
 NATIVE_GUIDE_DISTANCES = ("dtw", "softdtw", "euclidean", "sqeuclidean", "cityblock")
 
 
-@register_explainer(
-    "native_guide", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_fit=True,
-    requires=REQUIRES,
+@_register(
+    "native_guide", model_kinds=("torch",), needs_fit=True,
     summary="TSInterpret's Native Guide: the nearest unlike neighbour, CAM-guided subsequence swaps "
     "or a DTW barycentre",
     reference="Delaney, Greene & Keane (2021), Instance-Based Counterfactual Explanations for Time "
@@ -614,11 +600,10 @@ class TSInterpretNativeGuide(_TSInterpretCF):
     Parameters
     ----------
     variant : str
-        TSInterpret's ``method``: ``"NUN_CF"`` (TSInterpret's default: swap in the nearest
-        unlike neighbour's subsequence of highest class activation, growing it until the
-        original class's probability falls to 0.5), ``"dtw_bary_center"`` (move a DTW
-        barycentre of the instance and the neighbour towards the neighbour) or
-        ``"native_guide"`` (the neighbour itself; ``"NG"`` in TSInterpret's code).
+        TSInterpret's ``method``: ``"NUN_CF"`` (its default: swap in the nearest unlike
+        neighbour's subsequence of highest class activation, growing it until the original
+        class's probability falls to 0.5), ``"dtw_bary_center"`` (move a DTW barycentre of the
+        instance and the neighbour towards the neighbour) or ``"native_guide"`` (the neighbour).
     distance : str
         tslearn metric of the neighbour search for ``dtw_bary_center`` and ``native_guide``;
         ``"dtw"``, TSInterpret's default (``NUN_CF`` always uses ``"euclidean"``).
@@ -641,9 +626,7 @@ class TSInterpretNativeGuide(_TSInterpretCF):
         check_choice("variant", self.variant, tuple(NATIVE_GUIDE_METHODS))
         check_choice("distance", self.distance, NATIVE_GUIDE_DISTANCES)
         check_positive_int(max_iter=self.max_iter)
-        x = call.x.cpu().numpy()
-        n, c, t = x.shape
-        _check_univariate(c, name, self._WHY)
+        _check_univariate(call.x.shape[1], name, self._WHY)
         predicted = call.predictions.argmax(1)
         if self.variant == "dtw_bary_center":
             runner_up = np.argsort(call.predictions, axis=1)[:, -2]
@@ -660,28 +643,24 @@ class TSInterpretNativeGuide(_TSInterpretCF):
             guide = tsi.NativeGuideCF(model, (X_tr, y_tr), backend="PYT", mode="feat",
                                       method=NATIVE_GUIDE_METHODS[self.variant],
                                       distance_measure=self.distance, max_iter=int(self.max_iter))
-        out = x.copy()
-        found = np.zeros(n, dtype=bool)
+
+        def explain(i, xi):
+            keep = y_tr == call.target[i]
+            guide.data = (X_tr[keep], y_tr[keep])  # the unlike neighbour: from the target class
+            return guide.explain(xi, int(predicted[i]))[0]
+
         try:
-            for i in progress(n, name, min_steps=0):
-                keep = y_tr == call.target[i]
-                guide.data = (X_tr[keep], y_tr[keep])  # the unlike neighbour: from the target class
-                with _quiet():
-                    cf, _ = guide.explain(x[i : i + 1].astype(np.float64), int(predicted[i]))
-                if cf is not None:
-                    found[i] = True
-                    out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
+            cf, found = self._per_instance(call, explain)
         finally:
             guide.cam_extractor.remove_hooks()
-        return torch.from_numpy(out), {"found": found.tolist()}
+        return cf, {"found": found.tolist()}
 
 
 COMTE_METHODS = ("opt", "brute")
 
 
-@register_explainer(
-    "comte", library="tsinterpret", modalities=TS, model_kinds=ANY_MODEL, needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "comte", model_kinds=ANY_MODEL, needs_fit=True, stochastic=True,
     summary="TSInterpret's CoMTE: swap whole channels in from the nearest target-class training series",
     reference="Ates et al. (2021), Counterfactual Explanations for Multivariate Time Series",
     notes="Swaps whole channels, so on a univariate series the counterfactual is a target-class "
@@ -694,10 +673,7 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
     """TSInterpret's CoMTE (``OptimizedSearch`` / ``BruteForceSearch``), any model kind.
 
     Runs TSInterpret's searches as ``COMTECF.explain`` does, reusing the per-class KD-trees
-    across instances, with ``number_distractors`` and a thread count of 1 set on the optimised
-    search and its brute-force fallback (TSInterpret's ``OptimizedSearch`` drops both: 2
-    distractors whatever it is given, and a fallback that forks a process pool of
-    ``cpu_count()`` around the model).
+    across instances, with ``number_distractors`` and 1 thread set on both searches.
 
     Parameters
     ----------
@@ -734,7 +710,6 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
                 )
 
     def _counterfactual(self, call):
-        name = self.info.qualified_name
         check_choice("search", self.search, COMTE_METHODS)
         check_positive_int(number_distractors=self.number_distractors,
                            max_attempts=self.max_attempts, max_iter=self.max_iter)
@@ -749,24 +724,14 @@ class TSInterpretCOMTE(_TSInterpretCF, Seeded):
                     num_distractors=int(self.number_distractors),
                     max_attempts=int(self.max_attempts), maxiter=int(self.max_iter),
                 )
-                # it passes none of these three on: both searches keep the defaults
-                # (2 distractors, cpu_count() threads)
+                # it passes none of these three on (2 distractors, cpu_count() threads)
                 for s in (search, search.backup):
                     s.silent, s.threads, s.num_distractors = True, 1, int(self.number_distractors)
             else:
                 search = tsi.BruteForceSearch(predict, X_tr, y_tr, silent=True, threads=1,
                                               num_distractors=int(self.number_distractors))
-        x = call.x.cpu().numpy()
-        n, c, t = x.shape
-        out = x.copy()
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
-            with _seeded(seeds[i]), _quiet():
-                cf, _ = search.explain(x[i : i + 1].astype(np.float64),
-                                       to_maximize=int(call.target[i]))
-            if cf is not None:
-                out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
-        return torch.from_numpy(out), {}
+        cf, _ = self._per_instance(call, lambda i, xi: search.explain(xi, to_maximize=int(call.target[i]))[0])
+        return cf, {}
 
 
 #: TSEvo's mutations (TSInterpret's names).
@@ -774,9 +739,8 @@ TSEVO_TRANSFORMERS = ("authentic_opposing_information", "mutate_both", "mutate_m
                       "frequency_band_mapping")
 
 
-@register_explainer(
-    "tsevo", library="tsinterpret", modalities=TS, model_kinds=("torch",), needs_fit=True,
-    stochastic=True, requires=REQUIRES,
+@_register(
+    "tsevo", model_kinds=("torch",), needs_fit=True, stochastic=True,
     summary="TSInterpret's TSEvo: NSGA-II over validity, proximity and sparsity with "
     "time-series mutations",
     reference="Höllig, Kulbach & Thoma (2022), TSEvo: Evolutionary Counterfactual Explanations "
@@ -808,18 +772,14 @@ class TSInterpretTSEvo(_TSInterpretCF, Seeded):
         check_positive_int(epochs=self.epochs)
         X_tr, y_tr = self._train_numpy()
         tsi = load_tsinterpret()
-        x = call.x.cpu().numpy()
-        n, c, t = x.shape
+        t = call.x.shape[2]
         if t < 4:
             raise ValueError(f"{name} needs series of at least 4 steps (its mutation windows); got {t}")
         predicted = call.predictions.argmax(1)
-        out = x.copy()
-        seeds = _instance_seeds(call, n)
-        for i in progress(n, name, min_steps=0):
-            with _seeded(seeds[i]), _quiet():
-                evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
-                                epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)
-                cf, _ = evo.explain(x[i : i + 1].astype(np.float64), int(predicted[i]),
-                                    target_y=int(call.target[i]))
-            out[i] = np.asarray(cf, dtype=np.float32).reshape(c, t)
-        return torch.from_numpy(out), {}
+
+        def explain(i, xi):
+            evo = tsi.TSEvo(call.model.model, (X_tr, y_tr), transformer=self.transformer,
+                            epochs=int(self.epochs), mode="feat", backend="PYT", verbose=0)
+            return evo.explain(xi, int(predicted[i]), target_y=int(call.target[i]))[0]
+
+        return self._per_instance(call, explain)[0], {}

@@ -10,12 +10,10 @@ map changes when parts of the input are masked:
    get ``d_feat = 0``;
 3. ``R_TSR[i, t] = d_time[t] * d_feat[i, t]``.
 
-A univariate series has one channel, so masking ``(0, t)`` is masking step ``t`` and
-``d_feat[0, t] = d_time[t]`` (``R_TSR = d_time**2`` on relevant steps) at no extra cost.
-
-Unlike a loop over steps (TSInterpret runs the inner method once per step and instance), all
-masked copies of all instances go through the inner explainer in a few large, memory-bounded
-``explain`` calls.
+On a univariate series masking ``(0, t)`` is masking step ``t``, so ``d_feat[0, t] = d_time[t]``
+(``R_TSR = d_time**2`` on relevant steps) at no extra cost. All masked copies of all instances
+go through the inner explainer in a few large, memory-bounded ``explain`` calls (TSInterpret
+runs it once per step and instance).
 """
 
 from __future__ import annotations
@@ -54,16 +52,14 @@ INNER_FAMILIES = ("gradient", "propagation")
 class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
     """TSR over a registered gradient-family explainer, batched over all masked copies.
 
-    The output is non-negative and unnormalised: ``d_time[t] * d_feat[i, t]``, both sums of
-    absolute differences of the inner map (the reference code min-max scales both scores and
-    gives non-relevant steps a feature score of 0.1; Algorithm 1, followed here, gives them
-    0). It carries no sign: it measures how much masking ``(i, t)`` changes the whole map,
-    not in which direction ``(i, t)`` moves the output.
+    The output ``d_time[t] * d_feat[i, t]`` is non-negative and unnormalised (the reference
+    code min-max scales both scores and gives non-relevant steps a feature score of 0.1;
+    Algorithm 1, followed here, gives 0): how much masking ``(i, t)`` changes the whole map,
+    not in which direction it moves the output.
 
-    The inner method's own baseline (e.g. integrated gradients' reference input) is drawn
-    once per instance and shared by the instance and all its masked copies (as in the
-    reference code), so the map differences come from the masking alone; with a random
-    inner baseline and ``n_baseline_samples`` draws, each map is the mean over those draws.
+    The inner method's own baseline (e.g. integrated gradients' reference) is drawn once per
+    instance and shared by its masked copies (as the reference code), so map differences come
+    from the masking alone; with ``n_baseline_samples`` random draws, maps are their mean.
 
     Parameters
     ----------
@@ -74,8 +70,8 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
         Its hyper-parameters; ``batch_size``, ``max_memory``, ``device`` and
         ``random_state`` default to this explainer's.
     threshold : float or "mean"
-        Steps whose ``d_time`` exceeds this per-instance quantile of ``d_time`` (a float in
-        [0, 1)) or its mean get feature scores; 0.55, the reference code's quantile.
+        Steps whose ``d_time`` exceeds its per-instance quantile (a float in [0, 1); 0.55, the
+        reference code's) or mean get feature scores.
     baseline : str, float, callable or Baseline
         Values that mask a point (see :mod:`xai_suite.baselines`); ``"zeros"``, as Algorithm
         1. Explicit arrays go to ``explain(..., baselines=...)``.
@@ -132,11 +128,8 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
             inst, step = inst.to(x.device), step.to(x.device)
             rows = torch.arange(len(inst), device=x.device)
             z = x[inst].clone()
-            if ch is None:
-                z[rows, :, step] = mask_values[inst, :, step]
-            else:
-                ch = ch.to(x.device)
-                z[rows, ch, step] = mask_values[inst, ch, step]
+            ch = slice(None) if ch is None else ch.to(x.device)
+            z[rows, ch, step] = mask_values[inst, ch, step]
             return (maps(inst, z) - base[inst.cpu()]).abs().sum((1, 2))
 
         inst = torch.arange(n).repeat_interleave(t)
@@ -165,9 +158,7 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
 
 def _check_threshold(threshold) -> float | None:
     """The quantile as a float, or None for the mean."""
-    if isinstance(threshold, str):
-        if threshold != "mean":
-            raise ValueError(f"threshold must be a quantile in [0, 1) or 'mean'; got {threshold!r}")
+    if isinstance(threshold, str) and threshold == "mean":
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a quantile in [0, 1) or 'mean'; got {threshold!r}")
