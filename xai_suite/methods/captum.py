@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from typing import ClassVar
@@ -75,9 +76,7 @@ def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torc
 def _seeded(call: Call):
     """Seed torch and numpy's global generators from ``random_state``; restore them after.
 
-    Captum draws from both global generators (GradientSHAP from ``np.random``). Yields
-    ``reseed(i)``, which seeds both for instance ``i`` alone (loops of one Captum call per
-    instance call it first).
+    Captum draws from both global generators (GradientSHAP from ``np.random``).
     """
     seed = int(call.rng.integers(2**31 - 1))
     np_state = np.random.get_state()  # noqa: NPY002
@@ -85,13 +84,8 @@ def _seeded(call: Call):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002
-        def reseed(i: int) -> None:  # instance i's own seed: the same draws alone or in a batch
-            s = int(call.instance_rngs()[i].integers(2**31 - 1))
-            torch.manual_seed(s)
-            np.random.seed(s)  # noqa: NPY002
-
         try:
-            yield reseed
+            yield
         finally:
             np.random.set_state(np_state)  # noqa: NPY002
 
@@ -104,10 +98,6 @@ def _quiet():
         warnings.filterwarnings("ignore", message=".*non-linear.*")
         warnings.filterwarnings("ignore", message=".*requires_grad.*")
         yield
-
-
-def _module(call: Call) -> nn.Module:
-    return _Outputs2D(call.model.model)
 
 
 def _grad_input(x: torch.Tensor) -> torch.Tensor:
@@ -123,11 +113,14 @@ def _row_by_row(call: Call, algo, **kwargs) -> torch.Tensor:
 
 
 def _per_instance(call: Call, desc: str, fn: Callable[[int], torch.Tensor]) -> torch.Tensor:
-    """``fn(i)`` for every instance ``i``, each after seeding with the instance's own seed."""
+    """``fn(i)`` for every instance ``i``, each after seeding both generators with the instance's
+    own seed: the same draws alone or in a batch."""
     parts = []
-    with _seeded(call) as reseed:
+    with _seeded(call):
         for i in progress(len(call.x), desc, min_steps=20):
-            reseed(i)
+            s = int(call.instance_rngs()[i].integers(2**31 - 1))
+            torch.manual_seed(s)
+            np.random.seed(s)  # noqa: NPY002
             parts.append(fn(i))
     return torch.cat(parts)
 
@@ -143,7 +136,7 @@ class _SimpleGradient(GradientExplainer, Batched):
         return {}
 
     def _attribute(self, call, *, baselines, feature_mask):
-        fwd = _module(call) if self._needs_module else call.model.forward
+        fwd = _Outputs2D(call.model.model) if self._needs_module else call.model.forward
         return Attribution(_row_by_row(call, getattr(_attr(), self._captum_class)(fwd), **self._kwargs()))
 
 
@@ -286,8 +279,7 @@ _NT_DOC = """
     "smoothgrad", model_kinds=TORCH, stochastic=True,
     summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
     reference="Smilkov et al. (2017), SmoothGrad: removing noise by adding noise",
-    notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to "
-    "compare runs.",
+    notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to compare runs.",
 )
 class SmoothGrad(_NoiseTunnel):
     __doc__ = "SmoothGrad over signed saliency." + _NT_DOC
@@ -340,7 +332,7 @@ def _deeplift_pairs(call: Call, b: torch.Tensor) -> torch.Tensor:
     but with a baseline of its own per instance.
     """
     s, n = b.shape[:2]
-    algo = _attr().DeepLift(_module(call))
+    algo = _attr().DeepLift(_Outputs2D(call.model.model))
     x_rep = call.x.unsqueeze(0).expand_as(b).reshape(s * n, *call.x.shape[1:])
     b_flat = b.reshape(s * n, *call.x.shape[1:])
     tgt = call.target_t.repeat(s)
@@ -493,9 +485,8 @@ class GradCam(_CamBase):
 
     def _attribute(self, call, *, baselines, feature_mask):
         a = _attr()
-        module = _module(call)
         name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
-        algo = a.LayerGradCam(module, layer)
+        algo = a.LayerGradCam(_Outputs2D(call.model.model), layer)
         tgt = call.target_t
         size = tuple(call.x.shape[2:])
         mode = "linear" if len(size) == 1 else "bilinear"
@@ -533,7 +524,7 @@ class GuidedGradCam(_CamBase):
 
     def _attribute(self, call, *, baselines, feature_mask):
         name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
-        values = _row_by_row(call, _attr().GuidedGradCam(_module(call), layer))
+        values = _row_by_row(call, _attr().GuidedGradCam(_Outputs2D(call.model.model), layer))
         return Attribution(values, params={"layer": name})
 
 
@@ -650,9 +641,7 @@ class Occlusion(_Perturbation):
         window = tuple(self.window) if self.window is not None else self.default_window(shape)
         stride = tuple(self.stride) if self.stride is not None else window
         for what, v in (("window", window), ("stride", stride)):
-            if len(v) != len(shape) or any(int(w) < 1 for w in v) or any(
-                w > s for w, s in zip(v, shape, strict=True)
-            ):
+            if len(v) != len(shape) or not all(int(w) >= 1 and w <= s for w, s in zip(v, shape, strict=True)):
                 raise ValueError(
                     f"{what} must be {len(shape)} positive ints no larger than one instance's "
                     f"shape {shape}; got {v}"
@@ -660,8 +649,7 @@ class Occlusion(_Perturbation):
         b = self._baselines(call, baselines)
         algo = _attr().Occlusion(call.model.forward)
         tgt = call.target_t
-        n_windows = int(np.prod([(s - w) // st + 1 for s, w, st in zip(shape, window, stride,
-                                                                        strict=True)]))
+        n_windows = int(math.prod((s - w) // st + 1 for s, w, st in zip(shape, window, stride, strict=True)))
 
         def run(sl, inner):
             return algo.attribute(
@@ -678,8 +666,7 @@ class Occlusion(_Perturbation):
     "shapley_value_sampling", model_kinds=ANY_MODEL, needs_baseline=True, uses_feature_mask=True,
     stochastic=True,
     summary="Shapley values estimated from random feature permutations",
-    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value "
-    "based on sampling",
+    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value based on sampling",
     notes="Captum shares permutations within a chunk of instances, so results depend on "
     "batch_size; fix it to compare runs.",
 )
@@ -856,8 +843,7 @@ def _refuse_functional_sums(model: nn.Module, x: torch.Tensor) -> None:
 @_register(
     "lrp", modalities=("tabular", "image"), model_kinds=TORCH, has_convergence_delta=True,
     summary="Layer-wise relevance propagation with one rule for every layer (Captum)",
-    reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance "
-    "Propagation",
+    reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance Propagation",
     notes="Captum has no rule for Conv1d, BatchNorm1d, AdaptiveAvgPool1d or Flatten modules: "
     "1-D CNNs are refused with the list of unsupported layers. Relevance is conserved only "
     "without biases, so the delta measures what biases absorb.",
