@@ -280,11 +280,14 @@ class ConceptModel(nn.Module):
         return self.task_from_bottleneck(x, self.bottleneck(x))
 
     # -- numpy interface ----------------------------------------------------------------------
-    def _numpy(self, fn: Callable[[torch.Tensor], torch.Tensor], X) -> np.ndarray:
+    def _numpy(self, fn: Callable[..., torch.Tensor], X, *extra: torch.Tensor) -> np.ndarray:
+        """``fn`` on chunks of 8192 rows of ``X`` and of the ``extra`` tensors, on the model's
+        device, without gradients."""
         x = self._check_X(X)
         device = next(self.parameters()).device
         with torch.no_grad():
-            out = [fn(x[s : s + 8192].to(device)).float().cpu() for s in range(0, x.shape[0], 8192)]
+            out = [fn(*(t[s : s + 8192].to(device) for t in (x, *extra))).float().cpu()
+                   for s in range(0, x.shape[0], 8192)]
         return torch.cat(out).numpy()
 
     def predict_proba(self, X) -> np.ndarray:
