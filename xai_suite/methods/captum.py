@@ -460,14 +460,12 @@ class _CamBase(GradientExplainer, Batched):
     layer: str | None = None
 
 
-_CAM_NOTES = ("Grad-CAM has no channel resolution: its map, upsampled to the input's length "
-              "or size, is repeated across input channels.")
-
-
 @_register(
     "grad_cam", modalities=("timeseries", "image"), model_kinds=TORCH,
     summary="Grad-CAM: gradient-weighted class activation map of a conv layer, upsampled",
-    reference="Selvaraju et al. (2017), Grad-CAM", notes=_CAM_NOTES,
+    reference="Selvaraju et al. (2017), Grad-CAM",
+    notes="Grad-CAM has no channel resolution: its map, upsampled to the input's length or size, is "
+    "repeated across input channels.",
 )
 class GradCam(_CamBase):
     """Grad-CAM on a convolutional layer, upsampled to the input (linear/bilinear).

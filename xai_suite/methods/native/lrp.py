@@ -481,8 +481,7 @@ class _Pass:
     # hooks ----------------------------------------------------------------------------------
     def pre_hook(self, name: str, module: nn.Module, args):
         kind = type(module)
-        children = next(module.children(), None) is not None
-        if children:
+        if next(module.children(), None) is not None:
             if next(module.parameters(recurse=False), None) is not None:
                 raise TypeError(
                     f"native:lrp cannot propagate through module {name!r} "
