@@ -429,8 +429,7 @@ def _resolve_layer(model: nn.Module, layer, sample: torch.Tensor) -> tuple[str, 
             if isinstance(out, torch.Tensor) and out.ndim == sample.ndim and out.shape[2:].numel() > 1:
                 seen.append(names[mod])
 
-        leaves = [m for m in model.modules() if not list(m.children())]
-        handles = [m.register_forward_hook(hook) for m in leaves]
+        handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
         try:
             with torch.no_grad():
                 model(sample)

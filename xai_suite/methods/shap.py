@@ -365,12 +365,11 @@ class Partition(_Masked):
 class KernelShap(_ShapExplainer, SurrogateExplainer, Batched):
     """shap's ``KernelExplainer``, comparable with ``native:kernel_shap``.
 
-    Each instance is explained by one ``shap_values`` call after ``np.random.seed(seed)``
-    (NumPy's global generator; its state is saved before and restored after), so every
-    instance gets the same coalitions and weights, drawn as ``native:kernel_shap`` draws them
-    for the same seed. The seed is ``random_state``, or one fresh draw per call when it is
-    ``None``. shap leaves out of the regression the features whose value equals every
-    background row (their value is 0); only then do the coalitions of two instances differ.
+    Each instance is explained after ``np.random.seed(seed)`` (see the module docstring), the
+    seed being ``random_state`` or one fresh draw per call, so every instance gets the
+    coalitions and weights ``native:kernel_shap`` draws for that seed. Only features equal to
+    every background row, which shap leaves out of the regression (their value is 0), make
+    the coalitions of two instances differ.
 
     Parameters
     ----------
@@ -479,15 +478,13 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
     values of the margin and rescales them by ``(p(x) - p(r)) / (m(x) - m(r))``, which is
     additive in probability but not the Shapley values of ``predict_proba``. A binary
     gradient-boosted classifier, which shap explains as ``P(class 1)``, gives class 0 the
-    negated values. Split thresholds are rounded down to float32 before shap runs, because
-    shap's interventional algorithm stores them as float32 and otherwise sends inputs that
-    equal a split midpoint the wrong way (see ``_float32_thresholds``).
+    negated values. Split thresholds are rounded down to float32 first, so that shap routes
+    inputs equal to a split midpoint as scikit-learn does (see ``_float32_thresholds``).
 
     Supported: scikit-learn's DecisionTree, RandomForest and ExtraTrees classifiers and
     regressors, GradientBoosting and HistGradientBoosting regressors and binary classifiers
     (and the other ensembles shap's TreeExplainer reads). Any other model raises a
     ``TypeError`` naming shap:exact and shap:kernel.
-
     """
 
     def _wrapper(self, layout=None) -> ModelWrapper:
@@ -541,7 +538,6 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
 
     Models: fitted scikit-learn linear models (anything with ``coef_`` and ``intercept_``
     that shap reads); any other model raises a ``TypeError``.
-
     """
 
     def _wrapper(self, layout=None) -> ModelWrapper:

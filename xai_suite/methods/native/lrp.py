@@ -287,30 +287,29 @@ class _InputRule(Rule):
     """A first-layer rule: relevance computed on leaf tensors standing for the input."""
 
     input_layer_only = True
+    #: Flat and w-square: the transform of the weights, applied to a leaf of ones (no bias).
+    _weights: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
 
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
-    def _ones(self, x, leaves):
-        ones = torch.ones_like(x, requires_grad=True)
+    def propagate(self, layer, x, y, leaves):
+        ones = torch.ones_like(x.detach(), requires_grad=True)
         leaves.append((ones, ones.detach()))
-        return ones
+        z = layer(ones, self._weights, _no_bias)
+        return y.detach() + _share(z, y, self.stabilizer)
 
 
 class Flat(_InputRule):
     """Flat: relevance spread evenly over each output's receptive field (no bias)."""
 
-    def propagate(self, layer, x, y, leaves):
-        z = layer(self._ones(x.detach(), leaves), torch.ones_like, _no_bias)
-        return y.detach() + _share(z, y, self.stabilizer)
+    _weights = staticmethod(torch.ones_like)
 
 
 class WSquare(_InputRule):
     """w-square: ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (no bias)."""
 
-    def propagate(self, layer, x, y, leaves):
-        z = layer(self._ones(x.detach(), leaves), torch.square, _no_bias)
-        return y.detach() + _share(z, y, self.stabilizer)
+    _weights = staticmethod(torch.square)
 
 
 class ZBox(_InputRule):
@@ -682,10 +681,8 @@ def lrp(
         layer_relevances["output"] = selected.detach().squeeze(1)
     grads = torch.autograd.grad(selected.sum(), [leaf for leaf, _ in state.leaves],
                                 allow_unused=True)
-    attr = torch.zeros_like(x)
-    for (_, value), g in zip(state.leaves, grads, strict=True):
-        if g is not None:
-            attr = attr + value * g
+    attr = sum((value * g for (_, value), g in zip(state.leaves, grads, strict=True) if g is not None),
+               torch.zeros_like(x))
     return attr.detach(), state.used
 
 
