@@ -5,13 +5,7 @@ Each generator returns ``(X, C, y)``: features ``X`` (N, F) float32, binary conc
 reference code (``torch_explain.datasets``), drawn from a private
 ``numpy.random.RandomState(random_state)`` in the same order, so a seed gives the same data as
 the reference code seeded with it (where that code is seeded), and no global random state is
-touched.
-
-- XOR: x ~ U(0, 1)^2; concepts [x0 > 0.5, x1 > 0.5]; y = c0 XOR c1.
-- Trigonometry: a, b, z ~ N(0, 2^2); features [sin a + a, cos a + a, sin b + b, cos b + b,
-  sin z + z, cos z + z, a^2 + b^2 + z^2]; concepts [a > 0, b > 0, z > 0]; y = a + b + z > 1.
-- Dot: v1, v3 ~ 2 N(0, I_2), v2 = (1, 1), v4 = (-1, -1); features [v1 + v3, v1 - v3];
-  concepts [v1.v2 > 0, v3.v4 > 0]; y = v1.v3 > 0.
+touched. Each function's docstring gives its rules.
 
 Reference: Espinosa Zarlenga et al. (2022), Concept Embedding Models, NeurIPS.
 """

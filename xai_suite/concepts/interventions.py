@@ -52,17 +52,13 @@ def _concept_mask(concepts, n: int, n_concepts: int) -> torch.Tensor:
     return mask
 
 
-def _task_logits(model: ConceptModel, x: torch.Tensor, c: torch.Tensor | None,
-                 mask: torch.Tensor | None) -> torch.Tensor:
-    device = next(model.parameters()).device
-    outs = []
-    with torch.no_grad():
-        for s in range(0, x.shape[0], 8192):
-            xs = x[s : s + 8192].to(device)
-            cs = None if c is None else c[s : s + 8192].to(device)
-            ms = None if mask is None else mask[s : s + 8192].to(device)
-            outs.append(model.task_from_bottleneck(xs, model.bottleneck(xs, cs, ms)).float().cpu())
-    return torch.cat(outs)
+def _task_logits(model: ConceptModel, x: torch.Tensor, c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Task logits ``(N, K)`` with the concepts of ``mask`` set to ``c``."""
+
+    def logits(xs, cs, ms):
+        return model.task_from_bottleneck(xs, model.bottleneck(xs, cs, ms))
+
+    return torch.from_numpy(model._numpy(logits, x, c, mask))
 
 
 def intervene(model: ConceptModel, X, C_true, concepts=None) -> np.ndarray:
@@ -119,8 +115,7 @@ def intervention_masks(model: ConceptModel, X, k: int, order="random", random_st
     m = model.n_concepts_
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k <= m:
         raise ValueError(f"k must be an int in 0..{m} (the model's concepts); got {k!r}")
-    ranks = _orders(model, x, order, random_state)
-    return ranks < k
+    return _orders(model, x, order, random_state) < k
 
 
 def _orders(model: ConceptModel, x: torch.Tensor, order, random_state) -> np.ndarray:

@@ -115,6 +115,11 @@ class ConceptModel(nn.Module):
     def _param_names(cls) -> list[str]:
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
+    def _store(self, arguments: dict) -> None:
+        """Store the constructor's arguments (its ``locals()``) under their own names."""
+        for p in self._param_names():
+            setattr(self, p, arguments[p])
+
     def get_params(self, deep: bool = True) -> dict:
         """The hyper-parameters passed to the constructor, by name."""
         return {p: getattr(self, p) for p in self._param_names()}
@@ -275,11 +280,14 @@ class ConceptModel(nn.Module):
         return self.task_from_bottleneck(x, self.bottleneck(x))
 
     # -- numpy interface ----------------------------------------------------------------------
-    def _numpy(self, fn: Callable[[torch.Tensor], torch.Tensor], X) -> np.ndarray:
+    def _numpy(self, fn: Callable[..., torch.Tensor], X, *extra: torch.Tensor) -> np.ndarray:
+        """``fn`` on chunks of 8192 rows of ``X`` and of the ``extra`` tensors, on the model's
+        device, without gradients."""
         x = self._check_X(X)
         device = next(self.parameters()).device
         with torch.no_grad():
-            out = [fn(x[s : s + 8192].to(device)).float().cpu() for s in range(0, x.shape[0], 8192)]
+            out = [fn(*(t[s : s + 8192].to(device) for t in (x, *extra))).float().cpu()
+                   for s in range(0, x.shape[0], 8192)]
         return torch.cat(out).numpy()
 
     def predict_proba(self, X) -> np.ndarray:
@@ -359,17 +367,7 @@ class ConceptBottleneckModel(ConceptModel):
                  weight_decay: float = 0.01, batch_size: int | None = None,
                  n_threads: int | None = 1, random_state: int | None = None):
         super().__init__()
-        self.training_scheme = training_scheme
-        self.concept_activation = concept_activation
-        self.hidden_sizes = hidden_sizes
-        self.task_hidden_sizes = task_hidden_sizes
-        self.concept_loss_weight = concept_loss_weight
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.n_threads = n_threads
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_hyper_parameters(self) -> None:
         check_choice("training_scheme", self.training_scheme, TRAINING_SCHEMES)
@@ -382,18 +380,14 @@ class ConceptBottleneckModel(ConceptModel):
         self.concept_encoder = _mlp((n_features, *hidden, n_concepts), last_activation=False)
         self.task_head = _mlp((n_concepts, *task_hidden, n_classes), last_activation=False)
 
-    def _activation(self, logits):
+    def _activation(self, logits, straight_through: bool = False):
+        """Concept activations; in joint training (``straight_through``) hard ones pass
+        gradients straight through the threshold."""
         p = torch.sigmoid(logits)
-        if self.concept_activation == "hard":
-            return (p > 0.5).to(p.dtype)
-        return p
-
-    def _train_activation(self, logits):
-        """Activations during joint training: hard ones pass gradients straight through."""
-        p = torch.sigmoid(logits)
-        if self.concept_activation == "hard":
-            return (p > 0.5).to(p.dtype) + p - p.detach()
-        return p
+        if self.concept_activation != "hard":
+            return p
+        hard = (p > 0.5).to(p.dtype)
+        return hard + p - p.detach() if straight_through else hard
 
     def _train(self, x, c, y, gen):
         bce, ce = nn.functional.binary_cross_entropy_with_logits, nn.functional.cross_entropy
@@ -403,7 +397,7 @@ class ConceptBottleneckModel(ConceptModel):
 
             def joint(i):
                 logits = enc(x[i])
-                task = ce(head(self._train_activation(logits)), y[i])
+                task = ce(head(self._activation(logits, straight_through=True)), y[i])
                 return task + w * bce(logits, c[i])
 
             self._optimise(self.parameters(), joint, len(x), gen)
@@ -456,17 +450,7 @@ class ConceptEmbeddingModel(ConceptModel):
                  weight_decay: float = 0.01, batch_size: int | None = None,
                  n_threads: int | None = 1, random_state: int | None = None):
         super().__init__()
-        self.embedding_size = embedding_size
-        self.intervention_prob = intervention_prob
-        self.hidden_sizes = hidden_sizes
-        self.task_hidden_sizes = task_hidden_sizes
-        self.concept_loss_weight = concept_loss_weight
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.n_threads = n_threads
-        self.random_state = random_state
+        self._store(locals())
 
     def _check_hyper_parameters(self) -> None:
         check_positive_int(embedding_size=self.embedding_size)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import math
 import warnings
 from collections.abc import Callable
 from typing import ClassVar
@@ -37,6 +39,7 @@ from ..registry import register_explainer
 ALL = ("tabular", "timeseries", "image")
 TORCH = ("torch",)
 ANY_MODEL = ("torch", "sklearn", "aeon", "callable")
+_register = functools.partial(register_explainer, library="captum", requires=("captum",), modalities=ALL)
 CAPTUM = "Kokhlikyan et al. (2020), Captum: A unified and generic model interpretability library"
 
 
@@ -73,9 +76,7 @@ def _chunked(call: Call, rows_per_instance: int, fn: Callable[[slice, int], torc
 def _seeded(call: Call):
     """Seed torch and numpy's global generators from ``random_state``; restore them after.
 
-    Captum draws from both global generators (GradientSHAP from ``np.random``). Yields
-    ``reseed(i)``, which seeds both for instance ``i`` alone (loops of one Captum call per
-    instance call it first).
+    Captum draws from both global generators (GradientSHAP from ``np.random``).
     """
     seed = int(call.rng.integers(2**31 - 1))
     np_state = np.random.get_state()  # noqa: NPY002
@@ -83,13 +84,8 @@ def _seeded(call: Call):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002
-        def reseed(i: int) -> None:  # instance i's own seed: the same draws alone or in a batch
-            s = int(call.instance_rngs()[i].integers(2**31 - 1))
-            torch.manual_seed(s)
-            np.random.seed(s)  # noqa: NPY002
-
         try:
-            yield reseed
+            yield
         finally:
             np.random.set_state(np_state)  # noqa: NPY002
 
@@ -104,12 +100,29 @@ def _quiet():
         yield
 
 
-def _module(call: Call) -> nn.Module:
-    return _Outputs2D(call.model.model)
-
-
 def _grad_input(x: torch.Tensor) -> torch.Tensor:
     return x.clone().requires_grad_(True)
+
+
+def _row_by_row(call: Call, algo, **kwargs) -> torch.Tensor:
+    """``algo.attribute`` over chunks of ``call.rows`` instances (inputs requiring grad), quietly."""
+    tgt = call.target_t
+    with _quiet():
+        return _chunked(call, 1, lambda sl, _: algo.attribute(_grad_input(call.x[sl]), target=tgt[sl],
+                                                              **kwargs))
+
+
+def _per_instance(call: Call, desc: str, fn: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """``fn(i)`` for every instance ``i``, each after seeding both generators with the instance's
+    own seed: the same draws alone or in a batch."""
+    parts = []
+    with _seeded(call):
+        for i in progress(len(call.x), desc, min_steps=20):
+            s = int(call.instance_rngs()[i].integers(2**31 - 1))
+            torch.manual_seed(s)
+            np.random.seed(s)  # noqa: NPY002
+            parts.append(fn(i))
+    return torch.cat(parts)
 
 
 # -- gradient methods ----------------------------------------------------------------------
@@ -123,20 +136,12 @@ class _SimpleGradient(GradientExplainer, Batched):
         return {}
 
     def _attribute(self, call, *, baselines, feature_mask):
-        fwd = _module(call) if self._needs_module else call.model.forward
-        algo = getattr(_attr(), self._captum_class)(fwd)
-        tgt = call.target_t
-        with _quiet():
-            values = _chunked(
-                call,
-                1,
-                lambda sl, _: algo.attribute(_grad_input(call.x[sl]), target=tgt[sl], **self._kwargs()),
-            )
-        return Attribution(values)
+        fwd = _Outputs2D(call.model.model) if self._needs_module else call.model.forward
+        return Attribution(_row_by_row(call, getattr(_attr(), self._captum_class)(fwd), **self._kwargs()))
 
 
-@register_explainer(
-    "saliency", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH, requires=("captum",),
+@_register(
+    "saliency", multi_input=True, model_kinds=TORCH,
     summary="Gradient of the target output with respect to the input (signed by default)",
     reference="Simonyan, Vedaldi & Zisserman (2014), Deep Inside Convolutional Networks",
 )
@@ -157,9 +162,8 @@ class Saliency(_SimpleGradient):
         return {"abs": bool(self.abs)}
 
 
-@register_explainer(
-    "input_x_gradient", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH,
-    requires=("captum",),
+@_register(
+    "input_x_gradient", multi_input=True, model_kinds=TORCH,
     summary="Input times its gradient", reference="Shrikumar et al. (2016), Not Just a Black Box",
 )
 class InputXGradient(_SimpleGradient):
@@ -168,8 +172,8 @@ class InputXGradient(_SimpleGradient):
     _captum_class = "InputXGradient"
 
 
-@register_explainer(
-    "guided_backprop", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+@_register(
+    "guided_backprop", model_kinds=TORCH,
     summary="Gradient with negative gradients zeroed at every ReLU module",
     reference="Springenberg et al. (2015), Striving for Simplicity",
     notes="Only ReLUs that are nn.ReLU modules are overridden; functional relu calls are not.",
@@ -181,8 +185,8 @@ class GuidedBackprop(_SimpleGradient):
     _needs_module = True
 
 
-@register_explainer(
-    "deconvolution", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
+@_register(
+    "deconvolution", model_kinds=TORCH,
     summary="Deconvnet: gradient passed through ReLU modules by the sign of the gradient",
     reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",
     notes="Only ReLUs that are nn.ReLU modules are overridden; functional relu calls are not.",
@@ -194,9 +198,9 @@ class Deconvolution(_SimpleGradient):
     _needs_module = True
 
 
-@register_explainer(
-    "integrated_gradients", library="captum", multi_input=True, modalities=ALL, model_kinds=TORCH,
-    requires=("captum",), needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "integrated_gradients", multi_input=True, model_kinds=TORCH, needs_baseline=True,
+    has_convergence_delta=True,
     summary="Captum's integrated gradients (one baseline draw per instance)",
     reference="Sundararajan, Taly & Yan (2017), Axiomatic Attribution for Deep Networks",
 )
@@ -271,21 +275,19 @@ _NT_DOC = """
     """
 
 
-@register_explainer(
-    "smoothgrad", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    stochastic=True, summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
+@_register(
+    "smoothgrad", model_kinds=TORCH, stochastic=True,
+    summary="Mean saliency over noisy copies of the input (Captum NoiseTunnel)",
     reference="Smilkov et al. (2017), SmoothGrad: removing noise by adding noise",
-    notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to "
-    "compare runs.",
+    notes="Captum draws the noise per chunk, so results depend on batch_size; fix it to compare runs.",
 )
 class SmoothGrad(_NoiseTunnel):
     __doc__ = "SmoothGrad over signed saliency." + _NT_DOC
     _nt_type = "smoothgrad"
 
 
-@register_explainer(
-    "vargrad", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    stochastic=True,
+@_register(
+    "vargrad", model_kinds=TORCH, stochastic=True,
     summary="Variance of saliency over noisy copies of the input (non-negative by definition)",
     reference="Adebayo et al. (2018), Local explanation methods for deep neural networks lack "
     "sensitivity to parameter values",
@@ -298,9 +300,8 @@ class VarGrad(_NoiseTunnel):
     _nt_type = "vargrad"
 
 
-@register_explainer(
-    "deeplift", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "deeplift", model_kinds=TORCH, needs_baseline=True, has_convergence_delta=True,
     summary="DeepLIFT (rescale rule): contributions relative to a baseline; complete on ReLU nets",
     reference="Shrikumar, Greenside & Kundaje (2017), Learning Important Features Through "
     "Propagating Activation Differences",
@@ -331,7 +332,7 @@ def _deeplift_pairs(call: Call, b: torch.Tensor) -> torch.Tensor:
     but with a baseline of its own per instance.
     """
     s, n = b.shape[:2]
-    algo = _attr().DeepLift(_module(call))
+    algo = _attr().DeepLift(_Outputs2D(call.model.model))
     x_rep = call.x.unsqueeze(0).expand_as(b).reshape(s * n, *call.x.shape[1:])
     b_flat = b.reshape(s * n, *call.x.shape[1:])
     tgt = call.target_t.repeat(s)
@@ -345,9 +346,9 @@ def _deeplift_pairs(call: Call, b: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts).reshape(s, n, *call.x.shape[1:]).mean(0)
 
 
-@register_explainer(
-    "deeplift_shap", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    needs_baseline=True, has_convergence_delta=True, stochastic=True, batch_invariant=True,
+@_register(
+    "deeplift_shap", model_kinds=TORCH, needs_baseline=True, has_convergence_delta=True, stochastic=True,
+    batch_invariant=True,
     summary="DeepLIFT averaged over a distribution of baselines (SHAP approximation)",
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
     notes="Captum's max-pooling rule is not complete with non-zero baselines (captum#1276 and "
@@ -376,9 +377,8 @@ class DeepLiftShap(GradientExplainer, Batched, Seeded):
         return Attribution(_deeplift_pairs(call, b), b)
 
 
-@register_explainer(
-    "gradient_shap", library="captum", modalities=ALL, model_kinds=TORCH, requires=("captum",),
-    needs_baseline=True, stochastic=True, batch_invariant=True,
+@_register(
+    "gradient_shap", model_kinds=TORCH, needs_baseline=True, stochastic=True, batch_invariant=True,
     summary="Expected gradients x (input - baseline) at random points between baselines and input",
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
     notes="Complete only in expectation over its random draws, so no per-instance delta.",
@@ -408,15 +408,11 @@ class GradientShap(GradientExplainer, Batched, Seeded):
         b = self._baselines(call, baselines, self.n_baseline_samples)
         algo = _attr().GradientShap(call.model.forward)
         tgt = call.target_t
-        parts = []
-        with _seeded(call) as reseed:
-            for i in progress(len(call.x), "gradient shap", min_steps=20):
-                reseed(i)
-                parts.append(algo.attribute(
-                    call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples,
-                    stdevs=float(self.stdevs), target=tgt[i : i + 1],
-                ))
-        return Attribution(torch.cat(parts), b)
+        values = _per_instance(call, "gradient shap", lambda i: algo.attribute(
+            call.x[i : i + 1], baselines=b[:, i], n_samples=self.n_samples, stdevs=float(self.stdevs),
+            target=tgt[i : i + 1],
+        ))
+        return Attribution(values, b)
 
 
 # -- class activation maps -----------------------------------------------------------------
@@ -433,8 +429,7 @@ def _resolve_layer(model: nn.Module, layer, sample: torch.Tensor) -> tuple[str, 
             if isinstance(out, torch.Tensor) and out.ndim == sample.ndim and out.shape[2:].numel() > 1:
                 seen.append(names[mod])
 
-        leaves = [m for m in model.modules() if not list(m.children())]
-        handles = [m.register_forward_hook(hook) for m in leaves]
+        handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
         try:
             with torch.no_grad():
                 model(sample)
@@ -464,15 +459,12 @@ class _CamBase(GradientExplainer, Batched):
     layer: str | None = None
 
 
-_CAM_NOTES = ("Grad-CAM has no channel resolution: its map, upsampled to the input's length "
-              "or size, is repeated across input channels.")
-
-
-@register_explainer(
-    "grad_cam", library="captum", modalities=("timeseries", "image"), model_kinds=TORCH,
-    requires=("captum",),
+@_register(
+    "grad_cam", modalities=("timeseries", "image"), model_kinds=TORCH,
     summary="Grad-CAM: gradient-weighted class activation map of a conv layer, upsampled",
-    reference="Selvaraju et al. (2017), Grad-CAM", notes=_CAM_NOTES,
+    reference="Selvaraju et al. (2017), Grad-CAM",
+    notes="Grad-CAM has no channel resolution: its map, upsampled to the input's length or size, is "
+    "repeated across input channels.",
 )
 class GradCam(_CamBase):
     """Grad-CAM on a convolutional layer, upsampled to the input (linear/bilinear).
@@ -490,9 +482,8 @@ class GradCam(_CamBase):
 
     def _attribute(self, call, *, baselines, feature_mask):
         a = _attr()
-        module = _module(call)
         name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
-        algo = a.LayerGradCam(module, layer)
+        algo = a.LayerGradCam(_Outputs2D(call.model.model), layer)
         tgt = call.target_t
         size = tuple(call.x.shape[2:])
         mode = "linear" if len(size) == 1 else "bilinear"
@@ -513,9 +504,9 @@ class GradCam(_CamBase):
         return Attribution(values, params={"layer": name})
 
 
-@register_explainer(
-    "guided_grad_cam", library="captum", modalities=("timeseries", "image"), model_kinds=TORCH,
-    requires=("captum",), summary="Guided backprop multiplied by the upsampled Grad-CAM map",
+@_register(
+    "guided_grad_cam", modalities=("timeseries", "image"), model_kinds=TORCH,
+    summary="Guided backprop multiplied by the upsampled Grad-CAM map",
     reference="Selvaraju et al. (2017), Grad-CAM",
 )
 class GuidedGradCam(_CamBase):
@@ -529,13 +520,8 @@ class GuidedGradCam(_CamBase):
     """
 
     def _attribute(self, call, *, baselines, feature_mask):
-        module = _module(call)
         name, layer = _resolve_layer(call.model.model, self.layer, call.x[:1])
-        algo = _attr().GuidedGradCam(module, layer)
-        tgt = call.target_t
-        with _quiet():
-            values = _chunked(call, 1, lambda sl, _: algo.attribute(_grad_input(call.x[sl]),
-                                                                    target=tgt[sl]))
+        values = _row_by_row(call, _attr().GuidedGradCam(_Outputs2D(call.model.model), layer))
         return Attribution(values, params={"layer": name})
 
 
@@ -550,9 +536,25 @@ def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
     return mask if mask.shape[0] == 1 else mask[sl]
 
 
-@register_explainer(
-    "feature_ablation", library="captum", multi_input=True, modalities=ALL, model_kinds=ANY_MODEL,
-    requires=("captum",), needs_baseline=True, uses_feature_mask=True,
+def _by_feature(call: Call, algo, b: torch.Tensor, feature_mask: torch.Tensor | None, **kwargs
+                ) -> torch.Tensor:
+    """``algo.attribute`` (an ablation of features or ``feature_mask`` groups) over chunks of
+    instances, ``perturbations_per_eval`` at most the row budget and the number of features."""
+    n_features = int(feature_mask.max()) + 1 if feature_mask is not None else call.x[0].numel()
+    tgt = call.target_t
+
+    def run(sl, inner):
+        return algo.attribute(
+            call.x[sl], baselines=b[0, sl], target=tgt[sl], feature_mask=_mask_for(feature_mask, sl),
+            perturbations_per_eval=max(1, min(inner, n_features)), **kwargs,
+        )
+
+    with torch.no_grad():
+        return _chunked(call, max(1, min(call.rows, n_features)), run)
+
+
+@_register(
+    "feature_ablation", multi_input=True, model_kinds=ANY_MODEL, needs_baseline=True, uses_feature_mask=True,
     summary="Output drop when each feature (or feature_mask group) is set to the baseline",
     reference=CAPTUM,
 )
@@ -567,25 +569,11 @@ class FeatureAblation(_Perturbation):
 
     def _attribute(self, call, *, baselines, feature_mask):
         b = self._baselines(call, baselines)
-        algo = _attr().FeatureAblation(call.model.forward)
-        tgt = call.target_t
-        n_features = int(feature_mask.max()) + 1 if feature_mask is not None else call.x[0].numel()
-
-        def run(sl, inner):
-            return algo.attribute(
-                call.x[sl], baselines=b[0, sl], target=tgt[sl],
-                feature_mask=_mask_for(feature_mask, sl),
-                perturbations_per_eval=max(1, min(inner, n_features)),
-            )
-
-        with torch.no_grad():
-            values = _chunked(call, max(1, min(call.rows, n_features)), run)
-        return Attribution(values, b)
+        return Attribution(_by_feature(call, _attr().FeatureAblation(call.model.forward), b, feature_mask), b)
 
 
-@register_explainer(
-    "feature_permutation", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
-    requires=("captum",), uses_feature_mask=True, stochastic=True,
+@_register(
+    "feature_permutation", model_kinds=ANY_MODEL, uses_feature_mask=True, stochastic=True,
     summary="Output drop when a feature is shuffled across the explained batch",
     reference="Breiman (2001), Random Forests; " + CAPTUM,
     notes="A batch-level method: each instance's attribution depends on the other "
@@ -615,9 +603,8 @@ class FeaturePermutation(PerturbationExplainer, Batched, Seeded):
         return Attribution(values)
 
 
-@register_explainer(
-    "occlusion", library="captum", multi_input=True, modalities=ALL, model_kinds=ANY_MODEL,
-    requires=("captum",), needs_baseline=True,
+@_register(
+    "occlusion", multi_input=True, model_kinds=ANY_MODEL, needs_baseline=True,
     summary="Output drop when a sliding window of the input is set to the baseline",
     reference="Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks",
 )
@@ -651,9 +638,7 @@ class Occlusion(_Perturbation):
         window = tuple(self.window) if self.window is not None else self.default_window(shape)
         stride = tuple(self.stride) if self.stride is not None else window
         for what, v in (("window", window), ("stride", stride)):
-            if len(v) != len(shape) or any(int(w) < 1 for w in v) or any(
-                w > s for w, s in zip(v, shape, strict=True)
-            ):
+            if len(v) != len(shape) or not all(int(w) >= 1 and w <= s for w, s in zip(v, shape, strict=True)):
                 raise ValueError(
                     f"{what} must be {len(shape)} positive ints no larger than one instance's "
                     f"shape {shape}; got {v}"
@@ -661,8 +646,7 @@ class Occlusion(_Perturbation):
         b = self._baselines(call, baselines)
         algo = _attr().Occlusion(call.model.forward)
         tgt = call.target_t
-        n_windows = int(np.prod([(s - w) // st + 1 for s, w, st in zip(shape, window, stride,
-                                                                        strict=True)]))
+        n_windows = int(math.prod((s - w) // st + 1 for s, w, st in zip(shape, window, stride, strict=True)))
 
         def run(sl, inner):
             return algo.attribute(
@@ -675,12 +659,11 @@ class Occlusion(_Perturbation):
         return Attribution(values, b, {"window": window, "stride": stride})
 
 
-@register_explainer(
-    "shapley_value_sampling", library="captum", modalities=ALL, model_kinds=ANY_MODEL,
-    requires=("captum",), needs_baseline=True, uses_feature_mask=True, stochastic=True,
+@_register(
+    "shapley_value_sampling", model_kinds=ANY_MODEL, needs_baseline=True, uses_feature_mask=True,
+    stochastic=True,
     summary="Shapley values estimated from random feature permutations",
-    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value "
-    "based on sampling",
+    reference="Castro, Gomez & Tejada (2009), Polynomial calculation of the Shapley value based on sampling",
     notes="Captum shares permutations within a chunk of instances, so results depend on "
     "batch_size; fix it to compare runs.",
 )
@@ -701,18 +684,8 @@ class ShapleyValueSampling(_Perturbation):
         check_positive_int(n_samples=self.n_samples)
         b = self._baselines(call, baselines)
         algo = _attr().ShapleyValueSampling(call.model.forward)
-        tgt = call.target_t
-        n_features = int(feature_mask.max()) + 1 if feature_mask is not None else call.x[0].numel()
-
-        def run(sl, inner):
-            return algo.attribute(
-                call.x[sl], baselines=b[0, sl], target=tgt[sl],
-                feature_mask=_mask_for(feature_mask, sl), n_samples=self.n_samples,
-                perturbations_per_eval=max(1, min(inner, n_features)),
-            )
-
-        with _seeded(call), torch.no_grad():
-            values = _chunked(call, max(1, min(call.rows, n_features)), run)
+        with _seeded(call):
+            values = _by_feature(call, algo, b, feature_mask, n_samples=self.n_samples)
         return Attribution(values, b)
 
 
@@ -730,22 +703,19 @@ class _Surrogate(SurrogateExplainer, Batched, Seeded):
         algo = self._make(_attr(), call.model.forward)
         tgt = call.target_t
         ppe = max(1, min(call.rows, self.n_samples))
-        parts = []
-        with _seeded(call) as reseed, torch.no_grad():
-            for i in progress(len(call.x), self.info.name, min_steps=20):  # one surrogate per instance
-                reseed(i)
-                sl = slice(i, i + 1)
-                parts.append(algo.attribute(
-                    call.x[sl], baselines=b[0, sl], target=tgt[sl],
-                    feature_mask=_mask_for(feature_mask, sl), n_samples=self.n_samples,
-                    perturbations_per_eval=ppe,
-                ))
-        return Attribution(torch.cat(parts), b)
+
+        def one(i):  # one surrogate per instance
+            sl = slice(i, i + 1)
+            return algo.attribute(call.x[sl], baselines=b[0, sl], target=tgt[sl], n_samples=self.n_samples,
+                                  feature_mask=_mask_for(feature_mask, sl), perturbations_per_eval=ppe)
+
+        with torch.no_grad():
+            return Attribution(_per_instance(call, self.info.name, one), b)
 
 
-@register_explainer(
-    "kernel_shap", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
-    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+@_register(
+    "kernel_shap", model_kinds=ANY_MODEL, needs_baseline=True, uses_feature_mask=True, stochastic=True,
+    batch_invariant=True,
     summary="Kernel SHAP: Shapley-kernel weighted linear surrogate on sampled coalitions",
     reference="Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions",
 )
@@ -764,9 +734,9 @@ class KernelShap(_Surrogate):
         return a.KernelShap(forward)
 
 
-@register_explainer(
-    "lime", library="captum", modalities=ALL, model_kinds=ANY_MODEL, requires=("captum",),
-    needs_baseline=True, uses_feature_mask=True, stochastic=True, batch_invariant=True,
+@_register(
+    "lime", model_kinds=ANY_MODEL, needs_baseline=True, uses_feature_mask=True, stochastic=True,
+    batch_invariant=True,
     summary="LIME: locally weighted linear surrogate on sampled feature subsets",
     reference="Ribeiro, Singh & Guestrin (2016), Why Should I Trust You?",
 )
@@ -867,12 +837,10 @@ def _refuse_functional_sums(model: nn.Module, x: torch.Tensor) -> None:
         )
 
 
-@register_explainer(
-    "lrp", library="captum", modalities=("tabular", "image"), model_kinds=TORCH,
-    requires=("captum",), has_convergence_delta=True,
+@_register(
+    "lrp", modalities=("tabular", "image"), model_kinds=TORCH, has_convergence_delta=True,
     summary="Layer-wise relevance propagation with one rule for every layer (Captum)",
-    reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance "
-    "Propagation",
+    reference="Bach et al. (2015), On Pixel-Wise Explanations by Layer-Wise Relevance Propagation",
     notes="Captum has no rule for Conv1d, BatchNorm1d, AdaptiveAvgPool1d or Flatten modules: "
     "1-D CNNs are refused with the list of unsupported layers. Relevance is conserved only "
     "without biases, so the delta measures what biases absorb.",

@@ -22,7 +22,6 @@ everywhere in the suite.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,18 +34,6 @@ from ..registry import register_explainer
 RIBEIRO = ('Ribeiro, Singh & Guestrin (2016), "Why Should I Trust You?": Explaining the Predictions '
            "of Any Classifier")
 _MAX_SEED = 2**32 - 1  # numpy.random.RandomState takes seeds in [0, 2**32 - 1]
-
-
-def _lime_tabular():
-    import lime.lime_tabular
-
-    return lime.lime_tabular
-
-
-def _lime_base():
-    import lime.lime_base
-
-    return lime.lime_base
 
 
 def check_n_samples(n_samples) -> None:
@@ -129,7 +116,9 @@ class LimeTabular(SurrogateExplainer, Batched, Seeded):
 
     def _lime_explainer(self, seed: int):
         """lime's explainer for the fitted data, its random state seeded with ``seed``."""
-        return _lime_tabular().LimeTabularExplainer(
+        import lime.lime_tabular
+
+        return lime.lime_tabular.LimeTabularExplainer(
             self.X_train_, mode="classification", feature_selection="none",
             kernel_width=None if self.kernel_width is None else float(self.kernel_width),
             discretize_continuous=bool(self.discretize_continuous), discretizer=self.discretizer,
@@ -141,7 +130,10 @@ class LimeTabular(SurrogateExplainer, Batched, Seeded):
         seeds = instance_seeds(self.random_state, call)
         n, f = call.x.shape
         x = call.x.cpu().double().numpy()
-        predict_fn = _predict_fn(call)
+
+        def predict_fn(rows: np.ndarray) -> np.ndarray:  # float64 (S, F) -> (S, K), call.rows at a time
+            return call.model.predict(torch.from_numpy(np.asarray(rows, dtype=np.float32)), call.rows)
+
         explainer = self._lime_explainer(int(seeds[0]))
         rs = explainer.random_state
         # lime's explainer, discretizer and ridge share one RandomState: reseeding it in place
@@ -168,12 +160,3 @@ class LimeTabular(SurrogateExplainer, Batched, Seeded):
         resolved = {"kernel_width_used": float(width), "surrogate_r2": scores,
                     "instance_seeds": seeds.tolist()}
         return Attribution(torch.from_numpy(values).float(), params=resolved)
-
-
-def _predict_fn(call: Call) -> Callable[[np.ndarray], np.ndarray]:
-    """lime's ``predict_fn``: float64 rows (S, F) -> outputs (S, K), in chunks of ``call.rows``."""
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        return call.model.predict(torch.from_numpy(np.asarray(rows, dtype=np.float32)), call.rows)
-
-    return predict

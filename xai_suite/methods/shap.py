@@ -20,6 +20,7 @@ the seed only, not on the other instances explained with it or on ``batch_size``
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ TABULAR = ("tabular",)
 TORCH = ("torch",)
 SKLEARN = ("sklearn",)
 BLACK_BOX = ("torch", "sklearn", "callable")
+#: Every entry takes a background (its baseline); most explain tabular data.
+_register = functools.partial(register_explainer, library="shap", requires=("shap",), needs_baseline=True,
+                              modalities=TABULAR)
 SHAP = "Lundberg & Lee (2017), A Unified Approach to Interpreting Model Predictions"
 #: Entries that explain any differentiable model, named when DeepExplainer fails.
 DEEP_ALTERNATIVES = (
@@ -259,13 +263,11 @@ _REST_DOC = """    random_state : int, optional
     """
 
 
-@register_explainer(
-    "exact", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="perturbation", needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "exact", model_kinds=BLACK_BOX, has_convergence_delta=True,
     summary="Exact Shapley values over all 2^F coalitions, features absent = background values",
     reference=SHAP + "; shap.explainers.Exact",
-    notes="Cost 2^F masked evaluations x background rows per instance: for about 15 features "
-    "or fewer.",
+    notes="Cost 2^F masked evaluations x background rows per instance: for about 15 features or fewer.",
 )
 class Exact(_Masked):
     __doc__ = (
@@ -286,10 +288,8 @@ class Exact(_Masked):
         return shap.explainers.Exact(f, masker)
 
 
-@register_explainer(
-    "permutation", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX,
-    requires=("shap",), family="perturbation", needs_baseline=True,
-    has_convergence_delta=True, stochastic=True, batch_invariant=True,
+@_register(
+    "permutation", model_kinds=BLACK_BOX, has_convergence_delta=True, stochastic=True, batch_invariant=True,
     summary="Shapley values from random feature permutations, each walked forwards and backwards",
     reference=SHAP + "; shap.explainers.Permutation",
 )
@@ -311,12 +311,10 @@ class Permutation(_Masked):
         return shap.explainers.Permutation(f, masker)
 
 
-@register_explainer(
-    "partition", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="perturbation", needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "partition", model_kinds=BLACK_BOX, has_convergence_delta=True,
     summary="Owen values over a hierarchical clustering of the features (shap's Partition)",
-    reference=SHAP + "; Owen (1977), Values of games with a priori unions; "
-    "shap.explainers.Partition",
+    reference=SHAP + "; Owen (1977), Values of games with a priori unions; shap.explainers.Partition",
     notes="Owen values equal Shapley values only for additive models; they depend on the "
     "feature clustering learnt from the background.",
 )
@@ -357,10 +355,8 @@ class Partition(_Masked):
         return shap.explainers.Partition(f, masker)
 
 
-@register_explainer(
-    "kernel", library="shap", modalities=TABULAR, model_kinds=BLACK_BOX, requires=("shap",),
-    family="surrogate", needs_baseline=True, has_convergence_delta=True, stochastic=True,
-    batch_invariant=True,
+@_register(
+    "kernel", model_kinds=BLACK_BOX, has_convergence_delta=True, stochastic=True, batch_invariant=True,
     summary="shap's KernelExplainer: Shapley-kernel weighted regression on coalitions",
     reference=SHAP,
     notes="Random only while n_samples does not enumerate every coalition; every instance "
@@ -369,12 +365,11 @@ class Partition(_Masked):
 class KernelShap(_ShapExplainer, SurrogateExplainer, Batched):
     """shap's ``KernelExplainer``, comparable with ``native:kernel_shap``.
 
-    Each instance is explained by one ``shap_values`` call after ``np.random.seed(seed)``
-    (NumPy's global generator; its state is saved before and restored after), so every
-    instance gets the same coalitions and weights, drawn as ``native:kernel_shap`` draws them
-    for the same seed. The seed is ``random_state``, or one fresh draw per call when it is
-    ``None``. shap leaves out of the regression the features whose value equals every
-    background row (their value is 0); only then do the coalitions of two instances differ.
+    Each instance is explained after ``np.random.seed(seed)`` (see the module docstring), the
+    seed being ``random_state`` or one fresh draw per call, so every instance gets the
+    coalitions and weights ``native:kernel_shap`` draws for that seed. Only features equal to
+    every background row, which shap leaves out of the regression (their value is 0), make
+    the coalitions of two instances differ.
 
     Parameters
     ----------
@@ -464,9 +459,8 @@ def _float32_thresholds(ensemble) -> bool:
     return True
 
 
-@register_explainer(
-    "tree", library="shap", modalities=TABULAR, model_kinds=SKLEARN, requires=("shap",),
-    family="perturbation", needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "tree", model_kinds=SKLEARN, has_convergence_delta=True,
     summary="Interventional TreeSHAP: Shapley values of tree ensembles against a background",
     reference="Lundberg et al. (2020), From local explanations to global understanding with "
     "explainable AI for trees",
@@ -484,15 +478,13 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
     values of the margin and rescales them by ``(p(x) - p(r)) / (m(x) - m(r))``, which is
     additive in probability but not the Shapley values of ``predict_proba``. A binary
     gradient-boosted classifier, which shap explains as ``P(class 1)``, gives class 0 the
-    negated values. Split thresholds are rounded down to float32 before shap runs, because
-    shap's interventional algorithm stores them as float32 and otherwise sends inputs that
-    equal a split midpoint the wrong way (see ``_float32_thresholds``).
+    negated values. Split thresholds are rounded down to float32 first, so that shap routes
+    inputs equal to a split midpoint as scikit-learn does (see ``_float32_thresholds``).
 
     Supported: scikit-learn's DecisionTree, RandomForest and ExtraTrees classifiers and
     regressors, GradientBoosting and HistGradientBoosting regressors and binary classifiers
     (and the other ensembles shap's TreeExplainer reads). Any other model raises a
     ``TypeError`` naming shap:exact and shap:kernel.
-
     """
 
     def _wrapper(self, layout=None) -> ModelWrapper:
@@ -528,11 +520,9 @@ class TreeShap(_ShapExplainer, PerturbationExplainer):
                                            "thresholds_rounded_to_float32": rounded})
 
 
-@register_explainer(
-    "linear", library="shap", modalities=TABULAR, model_kinds=SKLEARN, requires=("shap",),
-    family="perturbation", needs_baseline=True,
-    summary="shap's LinearExplainer: coef * (x - background mean), in margin (decision "
-    "function) space",
+@_register(
+    "linear", model_kinds=SKLEARN,
+    summary="shap's LinearExplainer: coef * (x - background mean), in margin (decision function) space",
     reference=SHAP + "; shap.explainers.Linear",
     notes="Explains the margin (decision function), not predict_proba, so the completeness "
     "error against predict_proba does not apply.",
@@ -548,7 +538,6 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
 
     Models: fitted scikit-learn linear models (anything with ``coef_`` and ``intercept_``
     that shap reads); any other model raises a ``TypeError``.
-
     """
 
     def _wrapper(self, layout=None) -> ModelWrapper:
@@ -583,9 +572,8 @@ class LinearShap(_ShapExplainer, PerturbationExplainer):
 
 
 # -- differentiable models -----------------------------------------------------------------
-@register_explainer(
-    "gradient", library="shap", modalities=ALL, model_kinds=TORCH, requires=("shap",),
-    family="gradient", needs_baseline=True, stochastic=True, batch_invariant=True,
+@_register(
+    "gradient", modalities=ALL, model_kinds=TORCH, stochastic=True, batch_invariant=True,
     summary="Expected gradients: gradients at random points between background rows and input",
     reference="Erion et al. (2021), Improving performance of deep learning models with axiomatic "
     "attribution priors and expected gradients; shap.GradientExplainer",
@@ -650,9 +638,8 @@ def _restore_parameters(model: nn.Module) -> Iterator[None]:
                 del m._parameters[name]
 
 
-@register_explainer(
-    "deep", library="shap", modalities=ALL, model_kinds=TORCH, requires=("shap",),
-    family="gradient", needs_baseline=True, has_convergence_delta=True,
+@_register(
+    "deep", modalities=ALL, model_kinds=TORCH, has_convergence_delta=True,
     summary="DeepSHAP: DeepLIFT multipliers averaged over a background (shap's DeepExplainer)",
     reference=SHAP + "; Shrikumar, Greenside & Kundaje (2017), Learning Important Features "
     "Through Propagating Activation Differences",

@@ -44,6 +44,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ...base import Attribution, Batched, Call, PropagationExplainer
+from ...batching import chunks
 from ...modeling import _as_2d_output
 from ...registry import register_explainer
 
@@ -141,13 +142,9 @@ class _Layer:
         b = shift if module.bias is None else module.bias * scale + shift
         return cls(module, w, b)
 
-    @property
-    def weighted(self) -> bool:
-        return self.weight is not None
-
     def __call__(self, x, weight_fn: Callable | None = None, bias_fn: Callable | None = None):
         m = self.module
-        if not self.weighted:
+        if self.weight is None:
             if weight_fn is not None or bias_fn is not None:
                 raise RuntimeError(f"{type(m).__name__} has no parameters to modify")
             return m.forward(x)  # not m(x): that would run the hooks again
@@ -290,30 +287,29 @@ class _InputRule(Rule):
     """A first-layer rule: relevance computed on leaf tensors standing for the input."""
 
     input_layer_only = True
+    #: Flat and w-square: the transform of the weights, applied to a leaf of ones (no bias).
+    _weights: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
 
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
-    def _ones(self, x, leaves):
-        ones = torch.ones_like(x, requires_grad=True)
+    def propagate(self, layer, x, y, leaves):
+        ones = torch.ones_like(x.detach(), requires_grad=True)
         leaves.append((ones, ones.detach()))
-        return ones
+        z = layer(ones, self._weights, _no_bias)
+        return y.detach() + _share(z, y, self.stabilizer)
 
 
 class Flat(_InputRule):
     """Flat: relevance spread evenly over each output's receptive field (no bias)."""
 
-    def propagate(self, layer, x, y, leaves):
-        z = layer(self._ones(x.detach(), leaves), torch.ones_like, _no_bias)
-        return y.detach() + _share(z, y, self.stabilizer)
+    _weights = staticmethod(torch.ones_like)
 
 
 class WSquare(_InputRule):
     """w-square: ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (no bias)."""
 
-    def propagate(self, layer, x, y, leaves):
-        z = layer(self._ones(x.detach(), leaves), torch.square, _no_bias)
-        return y.detach() + _share(z, y, self.stabilizer)
+    _weights = staticmethod(torch.square)
 
 
 class ZBox(_InputRule):
@@ -340,8 +336,7 @@ class ZBox(_InputRule):
             except RuntimeError as exc:
                 raise ValueError(f"ZBox bounds must broadcast to one instance's shape "
                                  f"{tuple(x.shape[1:])}; got shape {tuple(t.shape)}") from exc
-        leaf = b.detach().clone().requires_grad_(True)
-        return leaf
+        return b.detach().clone().requires_grad_(True)
 
     def propagate(self, layer, x, y, leaves):
         low = self._bound(self.low, x.detach(), torch.amin)
@@ -450,13 +445,18 @@ class _Pass:
         self.stash: dict[int, list[torch.Tensor]] = {}
 
     # rule choice ----------------------------------------------------------------------------
+    def user_rule(self, name: str, module: nn.Module):
+        """The ``rules`` entry for this layer: by its name, else by its type; ``None`` if neither."""
+        spec = self.rules.get(name)
+        if spec is None:
+            spec = next((r for k, r in self.rules.items() if isinstance(k, type) and isinstance(module, k)),
+                        None)
+        return spec
+
     def rule_for(self, name: str, module: nn.Module, x: torch.Tensor) -> Rule:
         first = x is self.x
         self.input_layer_seen |= first
-        spec = self.rules.get(name)
-        if spec is None:
-            spec = next((r for k, r in self.rules.items()
-                         if isinstance(k, type) and isinstance(module, k)), None)
+        spec = self.user_rule(name, module)
         if spec is None:
             if first and self.composite.first:
                 spec = self.composite.first
@@ -470,11 +470,8 @@ class _Pass:
 
     def plain_rule(self, name: str, module: nn.Module) -> Rule:
         """Rule of a parameter-free layer: epsilon, or the user's epsilon-like rule."""
-        spec = self.rules.get(name)
-        if spec is None:
-            spec = next((r for k, r in self.rules.items()
-                         if isinstance(k, type) and isinstance(module, k)), "epsilon")
-        rule = ensure_rule(spec, self.settings)
+        spec = self.user_rule(name, module)
+        rule = ensure_rule("epsilon" if spec is None else spec, self.settings)
         if rule.needs_weights:
             raise ValueError(f"rule {rule!r} needs a Linear/Conv layer; {name!r} is a "
                              f"{type(module).__name__} (use an Epsilon rule)")
@@ -483,8 +480,7 @@ class _Pass:
     # hooks ----------------------------------------------------------------------------------
     def pre_hook(self, name: str, module: nn.Module, args):
         kind = type(module)
-        children = next(module.children(), None) is not None
-        if children:
+        if next(module.children(), None) is not None:
             if next(module.parameters(recurse=False), None) is not None:
                 raise TypeError(
                     f"native:lrp cannot propagate through module {name!r} "
@@ -679,17 +675,14 @@ def lrp(
         out = _as_2d_output(model(state.x), x.shape[0])
     if state.composite.first and not state.input_layer_seen:
         raise ValueError(f"composite {composite!r} puts {state.composite.first!r} on the "
-                         "Linear/Conv layer taking the model input, but no such layer takes it "
-                         "directly")
+                         "Linear/Conv layer taking the model input, but no such layer takes it directly")
     selected = out.gather(1, target.view(-1, 1).to(out.device))
     if layer_relevances is not None:
         layer_relevances["output"] = selected.detach().squeeze(1)
     grads = torch.autograd.grad(selected.sum(), [leaf for leaf, _ in state.leaves],
                                 allow_unused=True)
-    attr = torch.zeros_like(x)
-    for (_, value), g in zip(state.leaves, grads, strict=True):
-        if g is not None:
-            attr = attr + value * g
+    attr = sum((value * g for (_, value), g in zip(state.leaves, grads, strict=True) if g is not None),
+               torch.zeros_like(x))
     return attr.detach(), state.used
 
 
@@ -738,12 +731,10 @@ class LRP(PropagationExplainer, Batched):
     high: float | None = None
 
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
-        n, target = call.x.shape[0], call.target_t
-        chunks, used = [], {}
-        for start in range(0, n, call.rows):
-            sl = slice(start, min(start + call.rows, n))
+        target, parts, used = call.target_t, [], {}
+        for sl in chunks(call.x.shape[0], call.rows):
             attr, used = lrp(call.model.model, call.x[sl], target[sl], composite=self.composite,
                              rules=self.rules, epsilon=self.epsilon, gamma=self.gamma,
                              low=self.low, high=self.high)
-            chunks.append(attr)
-        return Attribution(torch.cat(chunks), params={"rules_used": used})
+            parts.append(attr)
+        return Attribution(torch.cat(parts), params={"rules_used": used})
