@@ -157,6 +157,12 @@ def register_assignment(assignment: Assignment) -> Assignment:
     return ASSIGNMENTS.add(assignment.name, assignment)
 
 
+def define_assignment(name: str, title: str, function: str, starter: str, reference: Callable,
+                      *checks: Check) -> Assignment:
+    """Register the :class:`Assignment` of these fields, the checks last (an assignment module's end)."""
+    return register_assignment(Assignment(name, title, function, starter, reference, checks))
+
+
 def list_assignments() -> list[Assignment]:
     """The course's assignments, in course order."""
     return ASSIGNMENTS.values()

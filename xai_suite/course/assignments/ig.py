@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
+from ..core import Check, CheckFailed, as_array, assert_close, define_assignment
 
 STARTER = '''"""Assignment: Integrated Gradients from scratch.
 
@@ -270,33 +270,27 @@ def _independent(fn, rng):
                               "attributions unchanged: the target must pick the logit explained")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="ig",
-    title="Integrated Gradients from scratch",
-    function="integrated_gradients",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
-              "work on x as it comes (any trailing dimensions); do not flatten or squeeze the result"),
-        Check("linear", "on a linear model equals (x - baseline) * w[target] exactly", _linear, 3,
-              "the gradient of a linear model is w everywhere, so any quadrature gives the same: "
-              "what remains is the factor (x - baseline) and picking row target of w"),
-        Check("completeness", "attributions sum to f_t(x) - f_t(baseline) within 2% (n_steps=200)",
-              _completeness, 2,
-              "completeness holds only when the gradients are taken along the whole path from the "
-              "baseline to x, averaged, and multiplied by (x - baseline); the gradient at x alone "
-              "does not have it"),
-        Check("agreement", "matches xai_suite's native:integrated_gradients on an MLP (n_steps=200)",
-              _agreement, 2,
-              "the alphas must cover [0, 1] evenly (alpha_k = (k + 0.5) / n_steps, or k / n_steps), "
-              "the points must be baseline + alpha (x - baseline), and the average must divide by "
-              "n_steps"),
-        Check("zero_path", "x == baseline gives all-zero attributions", _zero_path, 1,
-              "IG is (x - baseline) times an average gradient: zero when x equals the baseline"),
-        Check("independent", "a batch gives each row's own result, for each row's own target",
-              _independent, 1,
-              "select each row's logit with out.gather(1, target[:, None]) (or out[range(N), "
-              "target]); out[:, target] is an N x N block that mixes the rows' targets"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "ig", "Integrated Gradients from scratch", "integrated_gradients", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
+          "work on x as it comes (any trailing dimensions); do not flatten or squeeze the result"),
+    Check("linear", "on a linear model equals (x - baseline) * w[target] exactly", _linear, 3,
+          "the gradient of a linear model is w everywhere, so any quadrature gives the same: "
+          "what remains is the factor (x - baseline) and picking row target of w"),
+    Check("completeness", "attributions sum to f_t(x) - f_t(baseline) within 2% (n_steps=200)",
+          _completeness, 2,
+          "completeness holds only when the gradients are taken along the whole path from the "
+          "baseline to x, averaged, and multiplied by (x - baseline); the gradient at x alone "
+          "does not have it"),
+    Check("agreement", "matches xai_suite's native:integrated_gradients on an MLP (n_steps=200)",
+          _agreement, 2,
+          "the alphas must cover [0, 1] evenly (alpha_k = (k + 0.5) / n_steps, or k / n_steps), "
+          "the points must be baseline + alpha (x - baseline), and the average must divide by "
+          "n_steps"),
+    Check("zero_path", "x == baseline gives all-zero attributions", _zero_path, 1,
+          "IG is (x - baseline) times an average gradient: zero when x equals the baseline"),
+    Check("independent", "a batch gives each row's own result, for each row's own target",
+          _independent, 1,
+          "select each row's logit with out.gather(1, target[:, None]) (or out[range(N), "
+          "target]); out[:, target] is an N x N block that mixes the rows' targets"),
+)

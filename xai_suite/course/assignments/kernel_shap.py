@@ -7,7 +7,7 @@ from math import comb, factorial
 
 import numpy as np
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
+from ..core import Check, CheckFailed, as_array, assert_close, define_assignment
 
 STARTER = '''"""Assignment: KernelSHAP from scratch.
 
@@ -195,33 +195,27 @@ def _linear(fn, rng):
                  atol=1e-6, rtol=1e-6)
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="kernel_shap",
-    title="KernelSHAP from scratch",
-    function="kernel_shap",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("efficiency", "sum(phi) equals f(x) - mean f(background)", _efficiency, 2,
-              "the empty and full coalitions are constraints, not ordinary rows: impose "
-              "sum(phi) = v(all) - v(empty) exactly (eliminate one feature) or give those two "
-              "rows a huge weight; and fill absent features from the background rows, averaging "
-              "f over them, not with zeros"),
-        Check("agreement", "equals the exact Shapley values (brute force over all subsets) on "
-              "random tanh MLPs, F up to 10", _agreement, 3,
-              "the regression weight of a coalition of size s is (F-1) / (comb(F, s) s (F-s)): "
-              "uniform weights give a different (Banzhaf-like) answer; check that the coalition "
-              "values average f over the background rows, one background row per masked copy"),
-        Check("symmetry", "two features f treats alike, with equal values, get equal phi",
-              _symmetry, 1,
-              "symmetric players must be treated alike: enumerate all coalitions and weight "
-              "them by size only, never by which features they hold"),
-        Check("dummy", "a feature f ignores gets phi = 0", _dummy, 1,
-              "a feature that never changes f adds nothing to any coalition, so its Shapley value is "
-              "0; the Shapley kernel with both constraints gives exactly that, while other "
-              "weights or a free, unconstrained intercept generally do not"),
-        Check("linear", "for f(z) = w.z + b, phi = w * (x - mean(background))", _linear, 2,
-              "absent features take the background's values, so a linear model's phi is measured "
-              "from the background mean, not from zero"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "kernel_shap", "KernelSHAP from scratch", "kernel_shap", STARTER, reference,
+    Check("efficiency", "sum(phi) equals f(x) - mean f(background)", _efficiency, 2,
+          "the empty and full coalitions are constraints, not ordinary rows: impose "
+          "sum(phi) = v(all) - v(empty) exactly (eliminate one feature) or give those two "
+          "rows a huge weight; and fill absent features from the background rows, averaging "
+          "f over them, not with zeros"),
+    Check("agreement", "equals the exact Shapley values (brute force over all subsets) on "
+          "random tanh MLPs, F up to 10", _agreement, 3,
+          "the regression weight of a coalition of size s is (F-1) / (comb(F, s) s (F-s)): "
+          "uniform weights give a different (Banzhaf-like) answer; check that the coalition "
+          "values average f over the background rows, one background row per masked copy"),
+    Check("symmetry", "two features f treats alike, with equal values, get equal phi",
+          _symmetry, 1,
+          "symmetric players must be treated alike: enumerate all coalitions and weight "
+          "them by size only, never by which features they hold"),
+    Check("dummy", "a feature f ignores gets phi = 0", _dummy, 1,
+          "a feature that never changes f adds nothing to any coalition, so its Shapley value is "
+          "0; the Shapley kernel with both constraints gives exactly that, while other "
+          "weights or a free, unconstrained intercept generally do not"),
+    Check("linear", "for f(z) = w.z + b, phi = w * (x - mean(background))", _linear, 2,
+          "absent features take the background's values, so a linear model's phi is measured "
+          "from the background mean, not from zero"),
+)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 from .ig import attributions, check_tensor_result, gradient, mlp, target_logit, targets, tensor
 
 STARTER = '''"""Assignment: LRP-epsilon by hand.
@@ -236,27 +236,21 @@ def _gradient_x_input(fn, rng):
     assert_close(got, want, what=f"{lead}; yours", atol=1e-5 * np.abs(want).max(), rtol=1e-3)
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="lrp",
-    title="LRP-epsilon by hand",
-    function="lrp_epsilon",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape (N, F)", _shape, 1,
-              "the relevance at the end of the backward pass is the relevance of the model input"),
-        Check("agreement", "matches xai_suite's native:lrp (composite 'epsilon') on MLPs with biases",
-              _agreement, 3,
-              "the share of input i in output j is a_i w_ji / (z_j + epsilon sign(z_j)), z_j "
-              "including the bias; sign(z_j) keeps the stabiliser from pushing z_j across 0"),
-        Check("conservation", "without biases each row's relevance sums to f_t(x)", _conservation, 2,
-              "each layer hands on sum_j z_j/(z_j + eps sign z_j) R_j, which is all of it without "
-              "biases: losing relevance means the shares a_i w_ji / z_j do not sum to 1 over i"),
-        Check("target", "relevance starts from each row's own target logit", _target, 2,
-              "set R = 0 at every output, then R[n, target[n]] = f_target[n](x_n): one logit per row"),
-        Check("gradient_x_input", "without biases and with epsilon -> 0 it equals gradient x input",
-              _gradient_x_input, 2,
-              "LRP-0 on a ReLU network is x * gradient; a mismatch usually means a missing a_i, a "
-              "wrong sign in the stabiliser, or a ReLU that does not pass relevance through"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "lrp", "LRP-epsilon by hand", "lrp_epsilon", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape (N, F)", _shape, 1,
+          "the relevance at the end of the backward pass is the relevance of the model input"),
+    Check("agreement", "matches xai_suite's native:lrp (composite 'epsilon') on MLPs with biases",
+          _agreement, 3,
+          "the share of input i in output j is a_i w_ji / (z_j + epsilon sign(z_j)), z_j "
+          "including the bias; sign(z_j) keeps the stabiliser from pushing z_j across 0"),
+    Check("conservation", "without biases each row's relevance sums to f_t(x)", _conservation, 2,
+          "each layer hands on sum_j z_j/(z_j + eps sign z_j) R_j, which is all of it without "
+          "biases: losing relevance means the shares a_i w_ji / z_j do not sum to 1 over i"),
+    Check("target", "relevance starts from each row's own target logit", _target, 2,
+          "set R = 0 at every output, then R[n, target[n]] = f_target[n](x_n): one logit per row"),
+    Check("gradient_x_input", "without biases and with epsilon -> 0 it equals gradient x input",
+          _gradient_x_input, 2,
+          "LRP-0 on a ReLU network is x * gradient; a mismatch usually means a missing a_i, a "
+          "wrong sign in the stabiliser, or a ReLU that does not pass relevance through"),
+)

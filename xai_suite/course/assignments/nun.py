@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Assignment, Check, CheckFailed, as_array, register_assignment
+from ..core import Check, CheckFailed, as_array, define_assignment
 
 STARTER = '''"""Assignment: the nearest unlike neighbour (NUN).
 
@@ -256,30 +256,24 @@ def _prediction(fn, rng):
     _assert_nun(got, x, X_train, y_train, 1, "x misclassified by the model")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="nun",
-    title="The nearest unlike neighbour (NativeGuide's NUN)",
-    function="nearest_unlike_neighbour",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("validity", "the model predicts another class for the NUN than for x", _validity, 2,
-              "keep only the training rows whose label differs from predict(x[None])[0] before "
-              "looking for the nearest one; the nearest row of any class is usually x's own class"),
-        Check("row", "the NUN is a row of X_train, returned unchanged", _is_row, 1,
-              "return X_train[i] itself, not an average, a blend with x, or a flattened copy"),
-        Check("nearest_series", "it is the nearest unlike row for series (C, T), 2-3 classes",
-              _nearest_series, 2,
-              "the distance runs over all channels and time steps: flatten each (C, T) instance "
-              "(or sum over both axes), then take the argmin over the unlike rows only"),
-        Check("nearest_rows", "it is the nearest unlike row for tabular rows (F,)", _nearest_rows, 1,
-              "write the distance so that it works for any instance shape, e.g. reshape to (N, -1)"),
-        Check("euclidean", "distance is Euclidean: a row 2 away beats one 3 away even when the "
-              "first is 4 away in Manhattan distance", _euclidean, 2,
-              "sqrt(sum((a - b)**2)), not sum(|a - b|): the two metrics rank neighbours differently"),
-        Check("prediction", "the class left behind is the model's prediction for x, even when the "
-              "model misclassifies x", _prediction, 2,
-              "call predict(x[None])[0]; do not infer x's class from its neighbours' labels: a "
-              "counterfactual explains the model, not the data"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "nun", "The nearest unlike neighbour (NativeGuide's NUN)", "nearest_unlike_neighbour", STARTER, reference,
+    Check("validity", "the model predicts another class for the NUN than for x", _validity, 2,
+          "keep only the training rows whose label differs from predict(x[None])[0] before "
+          "looking for the nearest one; the nearest row of any class is usually x's own class"),
+    Check("row", "the NUN is a row of X_train, returned unchanged", _is_row, 1,
+          "return X_train[i] itself, not an average, a blend with x, or a flattened copy"),
+    Check("nearest_series", "it is the nearest unlike row for series (C, T), 2-3 classes",
+          _nearest_series, 2,
+          "the distance runs over all channels and time steps: flatten each (C, T) instance "
+          "(or sum over both axes), then take the argmin over the unlike rows only"),
+    Check("nearest_rows", "it is the nearest unlike row for tabular rows (F,)", _nearest_rows, 1,
+          "write the distance so that it works for any instance shape, e.g. reshape to (N, -1)"),
+    Check("euclidean", "distance is Euclidean: a row 2 away beats one 3 away even when the "
+          "first is 4 away in Manhattan distance", _euclidean, 2,
+          "sqrt(sum((a - b)**2)), not sum(|a - b|): the two metrics rank neighbours differently"),
+    Check("prediction", "the class left behind is the model's prediction for x, even when the "
+          "model misclassifies x", _prediction, 2,
+          "call predict(x[None])[0]; do not infer x's class from its neighbours' labels: a "
+          "counterfactual explains the model, not the data"),
+)

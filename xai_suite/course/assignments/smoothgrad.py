@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 from .ig import attributions, check_tensor_result, gradient, mlp, targets, tensor
 
 STARTER = '''"""Assignment: SmoothGrad from scratch.
@@ -245,32 +245,26 @@ def _statistics(fn, rng):
                           f"({z[i]:.0f} standard errors away)")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="smoothgrad",
-    title="SmoothGrad from scratch",
-    function="smoothgrad",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
-              "add noise of x's shape and return the gradient with respect to the noisy input, "
-              "averaged: no flattening, no absolute value"),
-        Check("linear", "on a linear model equals w[target] whatever the noise", _linear, 1,
-              "a linear model's gradient is the row target of its weight matrix at every point; "
-              "pick each row's logit with out.gather(1, target[:, None])"),
-        Check("sigma_zero", "sigma=0 gives the plain gradient", _sigma_zero, 1,
-              "the noise std is sigma * (max - min): zero when sigma is zero"),
-        Check("random_state", "the same random_state repeats the map; another seed changes it",
-              _random_state, 2,
-              "draw all noise from torch.Generator().manual_seed(random_state) (pass generator= to "
-              "torch.randn), never from the global random state"),
-        Check("noise_scale", "the noise std of each instance is sigma * (max(x_n) - min(x_n))",
-              _noise_scale, 3,
-              "compute max - min per instance (over all its elements), not over the batch and not "
-              "the standard deviation; average gradients taken at x + noise"),
-        Check("statistics", "the map is the mean noisy gradient, within its sampling error", _statistics,
-              2,
-              "each noisy copy needs its own fresh noise, and the map is the mean of their gradients "
-              "(divide by n_samples)"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "smoothgrad", "SmoothGrad from scratch", "smoothgrad", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
+          "add noise of x's shape and return the gradient with respect to the noisy input, "
+          "averaged: no flattening, no absolute value"),
+    Check("linear", "on a linear model equals w[target] whatever the noise", _linear, 1,
+          "a linear model's gradient is the row target of its weight matrix at every point; "
+          "pick each row's logit with out.gather(1, target[:, None])"),
+    Check("sigma_zero", "sigma=0 gives the plain gradient", _sigma_zero, 1,
+          "the noise std is sigma * (max - min): zero when sigma is zero"),
+    Check("random_state", "the same random_state repeats the map; another seed changes it",
+          _random_state, 2,
+          "draw all noise from torch.Generator().manual_seed(random_state) (pass generator= to "
+          "torch.randn), never from the global random state"),
+    Check("noise_scale", "the noise std of each instance is sigma * (max(x_n) - min(x_n))",
+          _noise_scale, 3,
+          "compute max - min per instance (over all its elements), not over the batch and not "
+          "the standard deviation; average gradients taken at x + noise"),
+    Check("statistics", "the map is the mean noisy gradient, within its sampling error", _statistics,
+          2,
+          "each noisy copy needs its own fresh noise, and the map is the mean of their gradients "
+          "(divide by n_samples)"),
+)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ...metrics.statistics import wilson_interval as _ours
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 
 STARTER = '''"""Assignment: the Wilson score interval.
 
@@ -103,21 +103,15 @@ def _shrinks(fn, rng):
                           f"({low99:.3f}, {high99:.3f}) vs ({low90:.3f}, {high90:.3f})")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="wilson",
-    title="The Wilson score interval",
-    function="wilson_interval",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("textbook", "8 of 10 successes give [0.490, 0.943]", _textbook, 2,
-              "centre (p + z^2/2n) / (1 + z^2/n), half-width z/(1 + z^2/n) * sqrt(p(1-p)/n + "
-              "z^2/4n^2); z = norm.ppf(0.5 + confidence/2)"),
-        Check("agreement", "equals xai_suite's interval on random counts and confidences", _agrees, 3,
-              "use the confidence argument for z; do not round"),
-        Check("edges", "0 and n successes give a non-empty interval inside [0, 1]", _edges, 2,
-              "this is where the normal (Wald) interval p +- z sqrt(p(1-p)/n) collapses to a point"),
-        Check("monotone", "more trials narrow it; higher confidence widens it", _shrinks, 1,
-              "the width must depend on n and on confidence"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "wilson", "The Wilson score interval", "wilson_interval", STARTER, reference,
+    Check("textbook", "8 of 10 successes give [0.490, 0.943]", _textbook, 2,
+          "centre (p + z^2/2n) / (1 + z^2/n), half-width z/(1 + z^2/n) * sqrt(p(1-p)/n + "
+          "z^2/4n^2); z = norm.ppf(0.5 + confidence/2)"),
+    Check("agreement", "equals xai_suite's interval on random counts and confidences", _agrees, 3,
+          "use the confidence argument for z; do not round"),
+    Check("edges", "0 and n successes give a non-empty interval inside [0, 1]", _edges, 2,
+          "this is where the normal (Wald) interval p +- z sqrt(p(1-p)/n) collapses to a point"),
+    Check("monotone", "more trials narrow it; higher confidence widens it", _shrinks, 1,
+          "the width must depend on n and on confidence"),
+)
