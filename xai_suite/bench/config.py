@@ -187,12 +187,42 @@ def _unknown(what: str, key: str, known) -> ConfigError:
                        f"{', '.join(known)}")
 
 
+def _check_known(names, known, what: str) -> None:
+    for key in names:
+        if key not in known:
+            raise _unknown(what, key, known)
+
+
+def _lookup(info, name: str):
+    """``info(name)``, its ``KeyError`` (which lists close matches) made a :class:`ConfigError`."""
+    try:
+        return info(name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+
+
 def _check_keys(table: dict, allowed, where: str) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table; got {type(table).__name__}")
-    for key in table:
-        if key not in allowed:
-            raise _unknown(f"key in {where}:", key, allowed)
+    _check_known(table, allowed, f"key in {where}:")
+
+
+def _entry(value, section: str, i: int, keys) -> tuple[str, dict]:
+    """Entry ``i`` of ``section`` as a checked table (a bare string is its name or loader)."""
+    where = f"{section}[{i}]"
+    if isinstance(value, str):
+        value = {keys[0]: value}
+    _check_keys(value, keys, where)
+    return where, value
+
+
+def _params(entry: dict, where: str, quick: bool) -> dict:
+    """The entry's ``params``, with its ``quick_params`` merged in under ``quick``."""
+    params = _table(entry.get("params"), f"{where}.params")
+    quick_params = _table(entry.get("quick_params"), f"{where}.quick_params")
+    if quick:
+        params.update(quick_params)
+    return params
 
 
 def _table(value, where: str) -> dict:
@@ -267,9 +297,7 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     _unique([m.label for m in models], "model")
     labels = [d.label for d in datasets]
     for m in models:
-        for d in m.datasets or ():
-            if d not in labels:
-                raise _unknown(f"dataset label in model {m.label!r} datasets:", d, labels)
+        _check_known(m.datasets or (), labels, f"dataset label in model {m.label!r} datasets:")
         if not any(d.modality == m.modality and (m.datasets is None or d.label in m.datasets)
                    for d in datasets):
             among = f" among its datasets {list(m.datasets)}" if m.datasets else ""
@@ -300,28 +328,20 @@ def _list(raw: dict, key: str) -> list:
 
 
 def _unique(labels, what: str) -> None:
-    seen = set()
-    for label in labels:
-        if label in seen:
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
             raise ConfigError(f"two {what}s are labelled {label!r}; give one a distinct label")
-        seen.add(label)
 
 
 def _check_params(fn, params: dict, where: str, skip=()) -> None:
     sig = inspect.signature(fn)
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return
-    known = [p for p in sig.parameters if p not in skip]
-    for key in params:
-        if key not in known:
-            raise _unknown(f"parameter of {where}:", key, known)
+    _check_known(params, [p for p in sig.parameters if p not in skip], f"parameter of {where}:")
 
 
 def _dataset(d, i: int, quick: bool) -> DatasetSpec:
-    where = f"datasets[{i}]"
-    if isinstance(d, str):
-        d = {"loader": d}
-    _check_keys(d, DATASET_KEYS, where)
+    where, d = _entry(d, "datasets", i, DATASET_KEYS)
     if "loader" not in d:
         raise ConfigError(f"{where} needs a loader (a function of xs.datasets, e.g. 'load_ucr')")
     from .. import datasets as xs_datasets
@@ -330,11 +350,8 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
     known = xs_datasets.list_datasets()
     if loader not in known:
         raise _unknown("dataset function", loader, known)
-    params = _table(d.get("params"), f"{where}.params")
-    if quick:
-        params.update(_table(d.get("quick_params"), f"{where}.quick_params"))
-    fn = getattr(xs_datasets, loader)
-    _check_params(fn, params, f"{loader} ({where})", skip=("split",))
+    params = _params(d, where, quick)
+    _check_params(getattr(xs_datasets, loader), params, f"{loader} ({where})", skip=("split",))
     modality = d.get("modality", xs_datasets.dataset_modality(loader))
     if modality not in MODALITIES:
         raise ConfigError(f"{where}: say modality = {' or '.join(map(repr, MODALITIES))} for loader "
@@ -348,19 +365,11 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
 
 
 def _model(m, i: int, quick: bool) -> ModelSpec:
-    where = f"models[{i}]"
-    if isinstance(m, str):
-        m = {"name": m}
-    _check_keys(m, MODEL_KEYS, where)
+    where, m = _entry(m, "models", i, MODEL_KEYS)
     if "name" not in m:
         raise ConfigError(f"{where} needs a name, one of the zoo's: {', '.join(zoo.list_models())}")
-    try:
-        zoo.model_info(m["name"])
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
-    params = _table(m.get("params"), f"{where}.params")
-    if quick:
-        params.update(_table(m.get("quick_params"), f"{where}.quick_params"))
+    _lookup(zoo.model_info, m["name"])
+    params = _params(m, where, quick)
     try:
         zoo.check_model_params(m["name"], params)
     except ValueError as exc:
@@ -386,26 +395,18 @@ def _check_baselines(spec, where: str) -> None:
         return
     if not isinstance(spec, list) or not all(isinstance(b, str) for b in spec):
         raise ConfigError(f"{where} must be \"all\" or a list of baseline names; got {spec!r}")
-    known = list_baselines()
-    for b in spec:
-        if b not in known:
-            raise _unknown("baseline", b, known)
+    _check_known(spec, list_baselines(), "baseline")
 
 
 def _explainer(e, i: int, quick: bool = False) -> dict:
     from ..registry import explainer_info
 
-    where = f"explainers[{i}]"
-    if isinstance(e, str):
-        e = {"name": e}
-    _check_keys(e, EXPLAINER_KEYS, where)
+    where, e = _entry(e, "explainers", i, EXPLAINER_KEYS)
     if ("name" in e) == ("select" in e):
         raise ConfigError(f"{where} needs exactly one of name (a registry name) or select (filters)")
     e = dict(e)
-    e["params"] = _table(e.get("params"), f"{where}.params")
-    quick_params = _table(e.pop("quick_params", None), f"{where}.quick_params")
-    if quick:
-        e["params"].update(quick_params)
+    e["params"] = _params(e, where, quick)
+    e.pop("quick_params", None)
     if "label" in e:
         if "select" in e:
             raise ConfigError(f"{where}: a select entry takes no label (its explainers keep their names); "
@@ -418,46 +419,27 @@ def _explainer(e, i: int, quick: bool = False) -> dict:
     if "baselines" in e:
         _check_baselines(e["baselines"], f"{where}.baselines")
     if "name" in e:
-        try:
-            info = explainer_info(e["name"])
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
+        info = _lookup(explainer_info, e["name"])
         e["name"] = info.qualified_name
-        _check_explainer_params(info, e["params"], where)
+        _check_known(e["params"], list(info.params), f"parameter of {info.qualified_name} ({where}):")
     else:
         select = _table(e["select"], f"{where}.select")
         _check_keys(select, SELECT_KEYS, f"{where}.select")
         exclude = e.setdefault("exclude", [])
         if not isinstance(exclude, list):
             raise ConfigError(f"{where}.exclude must be a list of explainer names; got {exclude!r}")
-        try:
-            e["exclude"] = [explainer_info(x).qualified_name for x in exclude]
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
+        e["exclude"] = [_lookup(explainer_info, x).qualified_name for x in exclude]
         e["select"] = select
     return e
-
-
-def _check_explainer_params(info, params: dict, where: str) -> None:
-    known = list(info.params)
-    for key in params:
-        if key not in known:
-            raise _unknown(f"parameter of {info.qualified_name} ({where}):", key, known)
 
 
 def _metric(m, i: int) -> MetricSpec:
     from ..metrics.registry import metric_info
 
-    where = f"metrics[{i}]"
-    if isinstance(m, str):
-        m = {"name": m}
-    _check_keys(m, METRIC_KEYS, where)
+    where, m = _entry(m, "metrics", i, METRIC_KEYS)
     if "name" not in m:
         raise ConfigError(f"{where} needs a name (see xai_suite.metrics.registry.list_metrics())")
-    try:
-        info = metric_info(m["name"])
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
+    info = _lookup(metric_info, m["name"])
     params = _table(m.get("params"), f"{where}.params")
     _check_params(info.fn, params, f"metric {m['name']} ({where})",
                   skip=("exp", "model", "mask", "explainer"))
