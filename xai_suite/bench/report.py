@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.statistics import bootstrap_interval, wilson_interval
+from ..registry import to_markdown
 from .store import ResultsStore
 
 RUNTIME = "seconds per instance"
@@ -133,12 +134,6 @@ def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    from ..registry import to_markdown
-
-    return to_markdown(df)
-
-
 def _direction(metrics_meta: dict, metric: str) -> str:
     hib = metrics_meta.get(metric, {}).get("higher_is_better")
     return " ↑" if hib is True else (" ↓" if hib is False else "")
@@ -201,7 +196,7 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         qt = qt[["dataset", "model", "accuracy", "n", "n_test", "seeds", "per_seed", "majority"]]
         lines += ["## Models", "", f"Test accuracy ({pct} Wilson interval over n predictions: test rows x "
                   "seeds); majority: accuracy of always predicting the commonest test class.", "",
-                  _md_table(qt), ""]
+                  to_markdown(qt), ""]
     for (dataset, model), grp in summary.groupby(["dataset", "model"], sort=True):
         metrics = [m for m in dict.fromkeys(grp.metric) if m != RUNTIME] + [RUNTIME]
         table = grp.assign(cell=[_cell(r) for r in grp.itertuples()]).pivot_table(
@@ -212,7 +207,7 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         q = quality[(quality.dataset == dataset) & (quality.model == model)]
         lines += [_model_line(q.iloc[0], min_accuracy, pct) if len(q) else
                   "Model test accuracy: not recorded (no unit of this model got as far as training it).", ""]
-        lines += [_md_table(table.reset_index()), ""]
+        lines += [to_markdown(table.reset_index()), ""]
         figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
         sel = curves[(curves.dataset == dataset) & (curves.model == model)]
         figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)
@@ -220,19 +215,19 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if n_err:
         errs = units[units.status == "error"][["dataset", "model", "seed", "explainer", "baseline", "error"]]
-        lines += ["## Failed units", "", _md_table(errs), ""]
+        lines += ["## Failed units", "", to_markdown(errs), ""]
     if len(log):
         lines += ["## Skipped and failed metrics", ""] + [f"- {m}" for m in log.message] + [""]
     if metrics_meta:
         mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()])
-        lines += ["## Metrics", "", _md_table(mt), ""]
+        lines += ["## Metrics", "", to_markdown(mt), ""]
     lines += ["## Config", ""]
     if meta.get("config_toml"):
         lines += ["```toml", meta["config_toml"].rstrip(), "```", ""]
     lines += ["Effective config (after `--quick` overrides):" if meta.get("quick") else "Parsed config:", "",
               "```json", json.dumps(meta.get("config"), indent=2, sort_keys=True), "```", ""]
     versions = meta.get("versions", {})
-    lines += ["## Package versions", "", _md_table(pd.DataFrame(
+    lines += ["## Package versions", "", to_markdown(pd.DataFrame(
         {"package": list(versions), "version": list(versions.values())})), ""]
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")

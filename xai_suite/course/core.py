@@ -196,21 +196,19 @@ def check_function(name: str, fn: Callable, *, seed: int | None = None) -> Repor
     report = Report(assignment, seed)
     streams = np.random.SeedSequence(seed).spawn(len(assignment.checks))
     for check, stream in zip(assignment.checks, streams, strict=True):
+        message = ""
         try:
             check.run(fn, np.random.default_rng(stream))
         except NotImplementedError:
-            report.results.append(CheckResult(check, False, f"{assignment.function} is not "
-                                              "implemented yet (it raises NotImplementedError)"))
+            message = f"{assignment.function} is not implemented yet (it raises NotImplementedError)"
         except AssertionError as exc:  # CheckFailed included
-            report.results.append(CheckResult(check, False, str(exc) or "assertion failed"))
+            message = str(exc) or "assertion failed"
         except Exception as exc:  # the student's code raised: show where
             tb = traceback.extract_tb(exc.__traceback__)
             where = next((f" (line {f.lineno} of {Path(f.filename).name})" for f in reversed(tb)
                           if "xai_suite" not in Path(f.filename).parts), "")
-            report.results.append(CheckResult(check, False, f"raised {type(exc).__name__}: "
-                                              f"{exc}{where}"))
-        else:
-            report.results.append(CheckResult(check, True))
+            message = f"raised {type(exc).__name__}: {exc}{where}"
+        report.results.append(CheckResult(check, not message, message))
     return report
 
 

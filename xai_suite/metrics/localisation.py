@@ -119,8 +119,7 @@ def threshold_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     s, y = scores[order], labels[order]
     last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each tie group
     tp = np.cumsum(y)[last].astype(np.float64)
-    selected = last + 1.0
-    return s[last], tp / selected, tp / tp[-1]
+    return s[last], tp / (last + 1.0), tp / tp[-1]
 
 
 def _auc_over_thresholds(scores: np.ndarray, labels: np.ndarray, which: int) -> np.ndarray:

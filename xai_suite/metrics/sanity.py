@@ -148,10 +148,8 @@ def spearman_rows(a, b) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rank correlation pairs arrays of one shape; got {a.shape} and {b.shape}")
-    ra = rankdata(a.reshape(len(a), -1), axis=1)
-    rb = rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
+    ra, rb = (rankdata(v.reshape(len(v), -1), axis=1) for v in (a, b))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
     den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
     num = (ra * rb).sum(1)
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)

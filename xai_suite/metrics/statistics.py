@@ -32,8 +32,7 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, floa
         if outcomes.dtype != bool or outcomes.ndim != 1:
             raise TypeError("with n=None, successes must be a 1-D boolean array of outcomes")
         successes, n = int(outcomes.sum()), outcomes.size
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1); got {confidence}")
+    _check_confidence(confidence)
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0; got {successes} of {n}")
     from scipy.stats import norm
