@@ -3,23 +3,20 @@
 Deletion and insertion curves and their areas, comprehensiveness and sufficiency (ERASER),
 infidelity and sensitivity-max (Yeh et al. 2019, as Captum computes them).
 
-The output followed is the model's output for the explained class ``exp.target``, exactly as
-the model returns it: probabilities for a scikit-learn ``predict_proba`` model, logits for a
-torch module that ends in a linear layer. ``softmax=True`` turns (N, K) outputs into
-probabilities first. Every model call is batched over instances and steps (``batch_size``
-rows per call). Before anything is measured, the model's outputs on ``exp.inputs`` are
-compared with ``exp.predictions``: passing another model than the explained one raises.
+The output followed is the model's output for the explained class ``exp.target`` as the
+model returns it (``predict_proba`` probabilities, a torch module's logits); ``softmax=True``
+turns (N, K) outputs into probabilities first. Model calls are batched over instances and
+steps (``batch_size`` rows each); a model whose outputs on ``exp.inputs`` differ from
+``exp.predictions`` (not the explained one) raises.
 
 Removing a feature means replacing it by a reference input (``replacement``):
 
 - ``"baseline"`` (default): each explanation's own baseline (the mean of ``exp.baselines``
   over its draws), or zeros when it has none;
-- any baseline (:mod:`xai_suite.baselines`), with the meaning it has for explainers, shared
-  by every explanation compared: a registered name (``"blur"``, ``"uniform"``, ...), a
-  number, a callable, a spec such as ``{"name": "blur", "sigma": 2.0}`` or a
-  :class:`~xai_suite.baselines.Baseline`, fitted where it learns from data. Random
-  baselines are drawn once per instance, seeded by ``random_state`` and the instance
-  itself, so batching does not change them.
+- any baseline (:mod:`xai_suite.baselines`: a name such as ``"blur"``, a number, a callable,
+  a spec such as ``{"name": "blur", "sigma": 2.0}`` or a :class:`~xai_suite.baselines.Baseline`,
+  fitted where it learns from data), shared by every explanation compared. Random baselines
+  are drawn once per instance, seeded by ``random_state`` and the instance, whatever the batch.
 
 Features are the input's elements, removed in decreasing order of attribution (signed by
 default: the most positive evidence first; ``absolute=True`` orders by ``|attribution|``);
@@ -52,10 +49,10 @@ ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 @contextlib.contextmanager
 def target_outputs(model, *, batch_size: int = 256, device="auto", softmax: bool = False
                    ) -> Iterator[Callable[[torch.Tensor, np.ndarray], np.ndarray]]:
-    """A function ``f(x (M, ...), target (M,)) -> (M,)`` of the model's output for ``target``.
+    """``f(x (M, ...), target (M,)) -> (M,)``: the model's float64 output for ``target``.
 
-    The model is in eval mode on ``device`` while the context is open; calls are chunked in
-    ``batch_size`` rows; values are float64 (softmax probabilities with ``softmax=True``).
+    The model is in eval mode on ``device`` while the context is open; calls take
+    ``batch_size`` rows; ``softmax=True`` gives probabilities.
     """
     check_positive_int(batch_size=batch_size)
     wrapper = ModelWrapper(model, device=device)
@@ -220,10 +217,9 @@ def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softm
 def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
                    softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
                    device="auto") -> tuple[np.ndarray, np.ndarray]:
-    """The model's output as the most important elements are removed, fraction by fraction.
+    """The output as the top ``round(f D)`` of the ``D`` elements are replaced, per fraction ``f``.
 
-    At fraction ``f`` the ``round(f D)`` highest-ranked of the ``D`` elements are replaced
-    (see the module docstring). A faithful attribution makes the output drop fast.
+    See the module docstring. A faithful attribution makes the output drop fast.
 
     Parameters
     ----------
@@ -258,11 +254,10 @@ def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", abs
 def insertion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
                     softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
                     device="auto") -> tuple[np.ndarray, np.ndarray]:
-    """The model's output as the most important elements are put back into the replacement.
+    """The output as only the top ``round(f D)`` elements keep their values, per fraction ``f``.
 
-    At fraction ``f`` only the ``round(f D)`` highest-ranked elements keep their input values;
-    the rest are replaced. A faithful attribution makes the output rise fast. Parameters and
-    returns as :func:`deletion_curve`.
+    A faithful attribution makes the output rise fast. Parameters and returns as
+    :func:`deletion_curve`.
     """
     return _curve(exp, model, insertion=True, n_steps=n_steps, replacement=replacement, absolute=absolute,
                   softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
@@ -327,8 +322,8 @@ def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="ba
                       batch_size: int = 256, device="auto") -> np.ndarray:
     """ERASER comprehensiveness (DeYoung et al. 2020): ``f(x) - f(x without its top k%)``.
 
-    Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one, are
-    replaced). Higher is better: removing what the attribution ranks first hurts the output.
+    Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one).
+    Higher is better.
 
     Parameters
     ----------
@@ -355,8 +350,7 @@ def sufficiency(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline
                 device="auto") -> np.ndarray:
     """ERASER sufficiency (DeYoung et al. 2020): ``f(x) - f(only the top k% of x)``.
 
-    Averaged over ``k`` in ``fractions``; every other element is replaced. Lower is better:
-    what the attribution ranks first suffices to keep the output. Parameters as
+    Averaged over ``k`` in ``fractions``. Lower is better. Parameters as
     :func:`comprehensiveness`.
 
     Returns
@@ -389,8 +383,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
                random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
     """Infidelity (Yeh et al. 2019): ``E_I[(I . attr - (f(x) - f(x - I)))^2]``, per instance.
 
-    Computed as ``captum.metrics.infidelity`` does (the same numbers for the same
-    perturbations), batched over instances and perturbations.
+    ``captum.metrics.infidelity``'s numbers for the same perturbations, batched.
 
     Parameters
     ----------
@@ -477,11 +470,10 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
                     ) -> np.ndarray:
     """Sensitivity-max (Yeh et al. 2019): ``max_I ||attr(x + I) - attr(x)|| / ||attr(x)||``.
 
-    The explainer explains all ``N x n_perturb_samples`` perturbed inputs in one call (for the
-    same targets); the result is Captum's ``sensitivity_max`` for the same perturbations,
-    with ``attr(x)`` taken from ``exp`` (a zero norm counts as 1, as in Captum). Explicit
-    baselines recorded in ``exp`` are passed again; a stochastic explainer adds its own
-    sampling noise to the value (fix its ``random_state``).
+    Captum's ``sensitivity_max`` for the same perturbations, with ``attr(x)`` from ``exp`` (a
+    zero norm counts as 1). The explainer explains all ``N x n_perturb_samples`` perturbed
+    inputs in one call, with ``exp``'s targets and explicit baselines; a stochastic explainer
+    adds its own sampling noise (fix its ``random_state``).
 
     Parameters
     ----------

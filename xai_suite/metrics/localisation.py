@@ -1,8 +1,7 @@
 """Localisation against a ground-truth mask: AUROC, AUPRC, AUP, AUR, top-k precision.
 
-Each metric scores every explained instance on its own: the attributions of instance ``i``
-(flattened) are scores, its mask (flattened) the labels. Scores are ``|attribution|`` by
-default (``absolute=True``): a feature is important whichever way it pushes the output.
+Each metric scores every instance on its own: its flattened attributions are scores, its
+flattened mask the labels. Scores are ``|attribution|`` by default (``absolute=True``).
 
 Definitions follow time-interpret (Enguehard 2023, ``tint.metrics.white_box``), with the AUP
 and AUR of Crabbé & van der Schaar (2021, Dynamask) as used on the benchmarks of Ismail et al.
@@ -19,9 +18,8 @@ and AUR of Crabbé & van der Schaar (2021, Dynamask) as used on the benchmarks o
 - ``auprc``: average precision, ``sum_k (R_k - R_{k-1}) P_k`` (``average_precision_score``);
 - ``auroc``: the area under the ROC curve (ties count one half; ``roc_auc_score``).
 
-time-interpret pools all instances into one curve; :func:`pooled_localisation` gives that
-number (the published AUP/AUR/AUROC figures are pooled), the registered metrics one value per
-instance.
+time-interpret pools all instances into one curve (as do the published figures):
+:func:`pooled_localisation` gives that number, the registered metrics one per instance.
 
 Undefined cases raise a ``ValueError`` naming the instances: a mask with no True element (no
 metric is defined), and for ``auroc`` a mask with no False element. Constant scores give an
@@ -65,9 +63,8 @@ def check_mask(mask, inputs: np.ndarray) -> np.ndarray:
 def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
     """time-interpret's per-instance normalisation, ``(a - min a) / (max a - min a + 1e-5)``.
 
-    As ``tint.metrics.white_box`` 0.2-0.3 computes it (checked against time-interpret 0.3.0;
-    its 0.1 release divided by ``max a + 1e-5``, nearly the same for ``|a|``, whose minimum is
-    near 0).
+    As ``tint.metrics.white_box`` 0.2-0.3 computes it (checked against 0.3.0; 0.1 divided by
+    ``max a + 1e-5``, nearly the same for ``|a|``).
 
     Parameters
     ----------
@@ -214,8 +211,7 @@ def auprc(exp, *, mask, absolute: bool = True) -> np.ndarray:
 def aup(exp, *, mask, absolute: bool = True) -> np.ndarray:
     """Area under precision(τ) over the normalised-score thresholds τ, per instance.
 
-    See the module docstring for the normalisation and the thresholds. High when the
-    elements given high scores are in the mask (few false positives).
+    High when the elements given high scores are in the mask (few false positives).
 
     Parameters
     ----------
@@ -298,11 +294,10 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
 
 
 def pooled_localisation(attributions, mask, *, absolute: bool = True) -> dict[str, float]:
-    """time-interpret's numbers: one curve over all instances pooled.
+    """time-interpret's numbers (``tint.metrics.white_box.aup`` etc.): all instances pooled.
 
-    Scores are normalised per instance (as in the metrics), then every element of every
-    instance enters one ranking: this is what ``tint.metrics.white_box.aup`` and friends
-    return, and what the published benchmark figures report.
+    Scores are normalised per instance, then every element of every instance enters one
+    ranking, as in the published benchmark figures.
 
     Parameters
     ----------

@@ -22,11 +22,9 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
                        device="auto") -> np.ndarray:
     """Completeness error ``|sum(attr) - (f(x) - f(baseline))|``, per instance.
 
-    Read from ``exp.convergence_delta`` when the method records one (no model call);
-    for a text explanation, ``f(x) - f(baseline)`` is its score minus the baseline prompt's
-    (``exp.output_gap()``); otherwise computed with the model: ``f(baseline)`` is the target
-    output averaged over the draws of ``exp.baselines``, or 0 when the explanation has none
-    (the method's reference output is 0).
+    Read from ``exp.convergence_delta`` when the method records one; otherwise ``f(baseline)``
+    is the target output averaged over the draws of ``exp.baselines`` (0 without baselines),
+    and for a text explanation ``f(x) - f(baseline)`` is ``exp.output_gap()``.
 
     Parameters
     ----------
@@ -87,12 +85,10 @@ def parameterised_layers(model: nn.Module) -> list[str]:
 def randomised_copy(model: nn.Module, layers: int | None = None, random_state: int = 0) -> nn.Module:
     """A deep copy of ``model`` with the weights of its top ``layers`` layers re-initialised.
 
-    Layers are :func:`parameterised_layers`; cascading randomisation (Adebayo et al. 2018)
-    re-initialises them from the output end: ``layers=1`` the last, ``layers=2`` the last two,
-    ..., ``None`` all of them, ``0`` none. A layer is re-initialised by its own
-    ``reset_parameters`` (PyTorch's default initialisation; batch-norm layers also forget
-    their running statistics); parameters of a module without one are re-drawn from
-    ``N(0, 0.02^2)``.
+    Layers are :func:`parameterised_layers`, counted from the output end as in cascading
+    randomisation (Adebayo et al. 2018): ``layers=1`` the last, ..., ``None`` all, ``0`` none.
+    A layer is re-initialised by its ``reset_parameters`` (batch-norm layers also forget their
+    running statistics); a module without one gets parameters drawn from ``N(0, 0.02^2)``.
 
     Parameters
     ----------
@@ -205,11 +201,10 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
                               fit_data=None, random_state: int = 0) -> np.ndarray:
     """Model-parameter randomisation test (Adebayo et al. 2018), per instance.
 
-    A copy of the (torch) model gets its top ``layers`` layers re-initialised
-    (:func:`randomised_copy`); a clone of the explainer (same hyper-parameters, via
-    :func:`xai_suite.clone`) explains ``exp.inputs`` for the same targets on it; the value is
-    the Spearman rank correlation between the trained and the randomised attributions.
-    A method that depends on what the model learned scores near 0; lower is better.
+    A clone of the explainer (:func:`xai_suite.clone`) explains ``exp.inputs`` for the same
+    targets on :func:`randomised_copy` of the model; the value is the Spearman rank correlation
+    of the trained and the randomised attributions. A method that depends on what the model
+    learned scores near 0; lower is better.
 
     Parameters
     ----------

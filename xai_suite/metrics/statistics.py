@@ -66,9 +66,8 @@ def _check_confidence(confidence: float) -> None:
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values``: ``mean -+ t_{n-1} s / sqrt(n)``.
 
-    Suits a handful of repeated runs (seeds): it assumes roughly normal values and, unlike a
-    bootstrap, widens properly when ``n`` is small. Identical values give an empty-width
-    interval.
+    Suits a handful of roughly normal values (seeds): unlike a bootstrap it widens properly
+    when ``n`` is small. Identical values give an empty-width interval.
 
     Parameters
     ----------
@@ -181,8 +180,8 @@ def paired_test(a, b, confidence: float = 0.95, n_resamples: int = 10_000,
 def instance_generators(inputs, random_state=None, *salt: int) -> list[np.random.Generator]:
     """One random generator per instance, seeded by ``random_state`` and the instance itself.
 
-    The seed combines ``random_state``, a hash of the instance's float32 values and ``salt``,
-    so an instance gets the same numbers whatever batch, chunk or position it comes in.
+    The seed mixes ``random_state``, a hash of the instance's float32 values and ``salt``: an
+    instance gets the same numbers whatever batch, chunk or position it comes in.
 
     Parameters
     ----------
