@@ -43,24 +43,18 @@ them (datasets x matching models x seeds x explainers x baselines) into units. E
     n_instances = 4
 
 Splits: a loader with a ``split`` argument (``load_ucr``, ``load_tabular``) is called for
-``"train"`` and ``"test"``; any other loader is called once and its output split by
-``sklearn.model_selection.train_test_split`` (``test_size``, stratified, seeded by the unit's
-seed). A loader returning ``(X, y, mask)`` gives a localisation ground truth; ``(X, C, y)``
-(the concept sets) is read as data, concepts, labels. The seed fills any ``random_state``
-argument of the loader that ``params`` leave out. Every other random choice (initial weights,
-training order, the explained test instances, stochastic explainers and metrics) is seeded by
-the unit's seed too.
+``"train"`` and ``"test"``; any other is called once and split by ``train_test_split``
+(``test_size``, stratified). A loader returning ``(X, y, mask)`` gives a localisation ground
+truth; ``(X, C, y)`` (the concept sets) is read as data, concepts, labels. The unit's seed
+fills a ``random_state`` the loader's ``params`` leave out, and seeds every other random
+choice (split, weights, training order, explained instances, stochastic explainers, metrics).
 
-Labels: ``label`` names a dataset, model, explainer or metric in the results (defaulting to
-its name), so one registry explainer or metric can appear twice with different ``params``.
-Explainer entries that share a label (the default: the same name) are merged, their params
-and baselines pooled; a ``select`` entry takes no label (its explainers keep their names).
-Explainer entries take ``quick_params`` as datasets and models do (merged under ``--quick``).
-A model's ``datasets`` restricts it to those dataset labels (e.g. a deeper network only on a
-set a small one cannot learn).
-
-Deletion and insertion areas (``deletion_auc``, ``insertion_auc``) also store their curves
-(see :mod:`xai_suite.bench.store`).
+Labels: ``label`` names a dataset, model, explainer or metric in the results (default: its
+name), so one registry explainer or metric can appear twice with different ``params``.
+Explainer entries sharing a label (by default, a name) merge, their params and baselines
+pooled; a ``select`` entry takes no label. Explainers take ``quick_params`` as datasets and
+models do. A model's ``datasets`` restricts it to those dataset labels. ``deletion_auc`` and
+``insertion_auc`` also store their curves (see :mod:`xai_suite.bench.store`).
 """
 
 from __future__ import annotations
@@ -130,10 +124,9 @@ class MetricSpec:
 class Unit:
     """One work unit: a trained model explained by one explainer with one baseline.
 
-    ``explainer`` is the entry's label (its registry name unless the config gives a label);
-    ``name`` the registry name (``None``: the label is the name). ``explainer_params`` holds
-    the configured hyper-parameters (``baseline`` and ``random_state`` are added when the
-    unit runs).
+    ``explainer`` is the entry's label; ``name`` the registry name (``None``: the label is the
+    name); ``explainer_params`` the configured hyper-parameters (the runner adds ``baseline``
+    and ``random_state``).
     """
 
     dataset: str
@@ -457,14 +450,12 @@ def _resolve_baselines(spec, modality: str) -> list[str]:
 def expand_units(suite: Suite) -> list[Unit]:
     """Every work unit of ``suite``, in a fixed order.
 
-    Datasets x models of the dataset's modality (and, where a model lists ``datasets``,
-    only those) x seeds x explainers x baselines. A named explainer joins the datasets of
-    the modalities it explains (a model it refuses gives a unit whose error the runner
-    records); a ``select`` entry takes the registry's explainers for the dataset's modality
-    and the model's kind. Entries are keyed by label (default: the registry name); entries
-    sharing a label merge. Explainers that need a
-    baseline get one unit per baseline (the entry's list, else the suite's, keeping those of
-    the dataset's modality; none given: the explainer's default, labelled ``"default"``);
+    Datasets x models of their modality (and of the model's ``datasets``) x seeds x explainers
+    x baselines. A named explainer joins the datasets of the modalities it explains (a model
+    it refuses gives a unit whose error the runner records); a ``select`` entry takes the
+    registry's explainers for the dataset's modality and the model's kind; entries sharing a
+    label merge. An explainer that needs a baseline gets one unit per baseline of the
+    dataset's modality (the entry's list, else the suite's; none: ``"default"``, its own);
     others get one unit with baseline ``"-"``.
     """
     from ..registry import explainer_info, list_explainers
@@ -517,8 +508,7 @@ _IMPORTED: dict[str, object] = {}
 def import_plugins(imports, base_dir: str) -> None:
     """Import modules (dotted names) or ``.py`` files (relative to ``base_dir``) once per process.
 
-    They register the suite's own datasets, zoo models, explainers or metrics; the runner
-    imports them again in every worker process.
+    They register the suite's own entries; the runner imports them in every worker too.
     """
     import importlib
     import importlib.util

@@ -1,19 +1,16 @@
 """Markdown reports of a results store: tables with intervals, PNG plots, config, versions.
 
-Every mean in a report carries a 95% interval over the explained instances (seeds pooled):
-a percentile bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000
-resamples, seed 0) for metrics with continuous values, a Wilson score interval
-(:func:`~xai_suite.metrics.statistics.wilson_interval`) for metrics whose values are all 0 or 1
-(counterfactual validity, attack success). Each dataset / model section opens with the
-trained model's test accuracy (seeds pooled) and its Wilson interval, flagged when below
-``min_accuracy``: attributions of a model that has not learned the task measure nothing.
+Every mean carries a 95% interval over the explained instances (seeds pooled): a percentile
+bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000 resamples, seed
+0), or a Wilson score interval (:func:`~xai_suite.metrics.statistics.wilson_interval`) for
+metrics whose values are all 0 or 1 (counterfactual validity, attack success). Each dataset /
+model section opens with the trained model's test accuracy and its Wilson interval, flagged
+below ``min_accuracy``.
 
-Plots, per dataset and model: an explainer x metric heat map; where an explainer ran with
-several baselines, bars per baseline with the intervals as error bars; where the suite
-asked for ``deletion_auc`` / ``insertion_auc``, the mean deletion / insertion curve of
-every explainer and baseline with a 95% pointwise band (percentile bootstrap over
-instances, 2,000 resamples, seed 0). Matplotlib is imported when plotting, with the Agg
-backend.
+Plots, per dataset and model: an explainer x metric heat map; bars per baseline (intervals
+as error bars) for explainers run with several; the mean deletion / insertion curve of every
+explainer and baseline with a 95% pointwise bootstrap band (2,000 resamples, seed 0).
+Matplotlib is imported when plotting, with the Agg backend.
 """
 
 from __future__ import annotations

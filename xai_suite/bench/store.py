@@ -17,11 +17,10 @@ Tables
              explained instances, seconds, finish time.
 ``log``      why a metric was skipped or failed; each message once.
 
-Each unit's rows, curves, model row and its ``units`` record are written in one transaction
-(the model row by the first unit of that model to finish), so a run killed
-at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run skips exactly
-the units recorded. The UNIQUE key makes a second copy of a measurement an error, never a
-silent duplicate.
+Each unit's rows, curves, model row and ``units`` record are written in one transaction, so
+a run killed at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run
+skips exactly the units recorded. The UNIQUE keys make a second copy of a measurement an
+error, never a silent duplicate.
 """
 
 from __future__ import annotations
@@ -72,10 +71,9 @@ CREATE TABLE IF NOT EXISTS log (
 class UnitResult:
     """What a worker returns for one unit; the parent process writes it.
 
-    ``rows`` holds ``(metric, instance, value, seconds)`` tuples; ``curves`` holds
-    ``(metric, instance, step, fraction, value)`` tuples; ``model_quality`` the trained
-    model's test accuracy (see :func:`xai_suite.bench.runner.model_quality`), or ``None``
-    when the unit failed before its model was trained.
+    ``rows``: ``(metric, instance, value, seconds)`` tuples; ``curves``: ``(metric, instance,
+    step, fraction, value)`` tuples; ``model_quality``: see
+    :func:`xai_suite.bench.runner.model_quality` (``None`` if the unit failed before training).
     """
 
     key: str
