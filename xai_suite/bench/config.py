@@ -440,11 +440,12 @@ def _metric(m, i: int) -> MetricSpec:
 
 
 def _resolve_baselines(spec, modality: str) -> list[str]:
+    """The baselines of ``modality`` that ``spec`` names; none: the explainer's default."""
     from ..baselines import baseline_info, list_baselines
 
     if spec == "all":
-        return list_baselines(modality)
-    return [b for b in spec if modality in baseline_info(b).modalities]
+        return list_baselines(modality) or [DEFAULT_BASELINE]
+    return [b for b in spec if modality in baseline_info(b).modalities] or [DEFAULT_BASELINE]
 
 
 def expand_units(suite: Suite) -> list[Unit]:
@@ -475,17 +476,14 @@ def expand_units(suite: Suite) -> list[Unit]:
                     names = [(n, n) for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
                 for label, n in names:
                     info = explainer_info(n)
-                    params = {k: v for k, v in e["params"].items() if k in info.params}
+                    bases = [NO_BASELINE]
                     if info.tags.needs_baseline:
-                        spec = e.get("baselines", suite.baselines)
-                        bases = _resolve_baselines(spec, d.modality) or [DEFAULT_BASELINE]
-                    else:
-                        bases = [NO_BASELINE]
+                        bases = _resolve_baselines(e.get("baselines", suite.baselines), d.modality)
                     entry = chosen.setdefault(label, {"name": n, "params": {}, "baselines": []})
                     if entry["name"] != n:
                         raise ConfigError(f"the label {label!r} names two explainers, {entry['name']} and "
                                           f"{n}; give one a distinct label")
-                    entry["params"].update(params)
+                    entry["params"].update({k: v for k, v in e["params"].items() if k in info.params})
                     entry["baselines"] += [b for b in bases if b not in entry["baselines"]]
             for seed in suite.seeds:
                 for label, entry in chosen.items():

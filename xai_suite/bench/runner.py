@@ -118,9 +118,8 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
             todo = todo[:max_units]
         with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
                   disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
-            parent = os.getpid()
             results = Parallel(return_as="generator_unordered")(
-                delayed(run_unit)(suite, u, parent=parent) for u in todo)
+                delayed(run_unit)(suite, u, parent=os.getpid()) for u in todo)
             for result in results:
                 store.write_unit(suite.name, result)
                 bar.update()

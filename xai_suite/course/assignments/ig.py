@@ -109,10 +109,8 @@ def attributions(fn: Callable, name: str, x: torch.Tensor, *args, **kwargs) -> n
 
     ``args[0]`` is the model; tensors are cloned so the student's code cannot change ours.
     """
-    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-    model, rest = args[0], args[1:]
-    out = fn(model, x.clone(), *rest, **kwargs)
-    got = as_array(out, f"{name}'s result")
+    model, *rest = (a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    got = as_array(fn(model, x.clone(), *rest, **kwargs), f"{name}'s result")
     if got.shape != tuple(x.shape):
         raise CheckFailed(f"{name} returned shape {got.shape}; attributions must have the inputs' "
                           f"shape {tuple(x.shape)}")
