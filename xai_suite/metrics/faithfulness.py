@@ -181,16 +181,15 @@ def _n_elements(exp) -> int:
     return int(np.asarray(exp.attributions).reshape(len(exp), -1).shape[1])
 
 
-def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replacement, absolute: bool,
-                      softmax: bool, random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, absolute: bool, batch_size,
+                      **view_opts) -> tuple[np.ndarray, np.ndarray]:
     """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
 
     Returns ``f(x)`` (N,) and the outputs (N, S), each row of instances x counts batched.
     """
     ranks = torch.from_numpy(removal_ranks(exp.attributions, absolute))
     c = torch.as_tensor(np.asarray(counts, dtype=np.int64))
-    with _view(exp, model, replacement=replacement, softmax=softmax, random_state=random_state,
-               batch_size=batch_size, device=device) as view:
+    with _view(exp, model, batch_size=batch_size, **view_opts) as view:
         n, s = view.n, len(c)
         values = np.empty(n * s)
         for sl in chunks(n * s, batch_size, "removal curves"):
@@ -201,16 +200,11 @@ def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replace
         return np.asarray(view.fx, dtype=np.float64), values.reshape(n, s)
 
 
-def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, random_state,
-           batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+def _curve(exp, model, *, insertion: bool, n_steps, **opts) -> tuple[np.ndarray, np.ndarray]:
     check_positive_int(n_steps=n_steps)
-    d = _n_elements(exp)
     fractions = np.arange(n_steps + 1) / n_steps
-    counts = np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
-    _, values = _replaced_outputs(
-        exp, model, counts, keep_top=insertion, replacement=replacement, absolute=absolute,
-        softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
-    return fractions, values
+    counts = np.floor(fractions * _n_elements(exp) + 0.5).astype(np.int64)  # rounded half up
+    return fractions, _replaced_outputs(exp, model, counts, keep_top=insertion, **opts)[1]
 
 
 # -- deletion and insertion ----------------------------------------------------------------
@@ -302,16 +296,12 @@ def insertion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", abso
 
 
 # -- comprehensiveness and sufficiency (ERASER) ------------------------------------------------
-def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, softmax,
-            random_state, batch_size, device) -> np.ndarray:
+def _eraser(exp, model, *, keep_top: bool, fractions, **opts) -> np.ndarray:
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
-    d = _n_elements(exp)
-    counts = np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
-    fx, values = _replaced_outputs(
-        exp, model, counts, keep_top=keep_top, replacement=replacement, absolute=absolute, softmax=softmax,
-        random_state=random_state, batch_size=batch_size, device=device)
+    counts = np.maximum(1, np.ceil(fr * _n_elements(exp) - 1e-9)).astype(np.int64)
+    fx, values = _replaced_outputs(exp, model, counts, keep_top=keep_top, **opts)
     return (fx[:, None] - values).mean(1)
 
 
@@ -501,8 +491,7 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
     if perturb_fn is None:
         check_positive_number(perturb_radius=perturb_radius)
         r = float(perturb_radius)
-        noise = _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
-        x_pert = x_rep + noise
+        x_pert = x_rep + _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
     else:
         x_pert = torch.as_tensor(perturb_fn(x_rep)).float().cpu()
         if x_pert.shape != x_rep.shape:
