@@ -1,14 +1,10 @@
 """Self-grading assignments: a starter file, a reference solution, and checks with hints.
 
-An :class:`Assignment` names the function a student writes, gives the starter file's text
-and our reference solution, and lists :class:`Check` s. Each check calls the student's
-function on fresh random inputs (drawn from a seeded generator, a new seed per ``check``
-unless one is given) and compares it with our implementation or tests a property the
-method must have (completeness, symmetry, validity). A failed check says which property
-broke, with what numbers, and gives a hint; the :class:`Report` adds up the points.
-
-Assignments register themselves in modules of :mod:`xai_suite.course.assignments`
-(:data:`ASSIGNMENT_MODULES`), imported when first listed.
+An :class:`Assignment` names the function a student writes, its starter file and our
+reference solution, and lists :class:`Check` s: each calls the student's function on fresh
+seeded random inputs and compares it with ours or tests a property the method must have; a
+failed check says what broke, with what numbers, and gives a hint. The modules of
+:data:`ASSIGNMENT_MODULES` register the assignments, imported when first listed.
 """
 
 from __future__ import annotations

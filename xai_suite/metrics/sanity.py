@@ -50,8 +50,7 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
         idx, target = np.arange(n), np.asarray(exp.target)
         fx = np.asarray(exp.predictions, dtype=np.float64)[idx, target]
     fb = np.zeros(n)
-    need_fb = relative or exp.convergence_delta is None
-    if need_fb and output_gap is None and exp.baselines is not None:
+    if (relative or exp.convergence_delta is None) and output_gap is None and exp.baselines is not None:
         b = np.asarray(exp.baselines, dtype=np.float32)
         if b.ndim != exp.inputs.ndim + 1 or b.shape[1:] != exp.inputs.shape:
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape); got {b.shape}")
