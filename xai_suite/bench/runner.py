@@ -150,8 +150,7 @@ def _exclusive(path: Path):
             holder = f.read().strip() or "another process"
             raise StoreLockedError(f"another runner ({holder}) is writing to {str(path)!r}; wait for it "
                                    "to finish, or give this run another output directory") from None
-        f.seek(0)
-        f.truncate()
+        f.truncate(0)  # append mode: the write lands at the start of the now empty file
         f.write(f"pid {os.getpid()}")
         f.flush()
         try:

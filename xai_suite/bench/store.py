@@ -35,20 +35,13 @@ import pandas as pd
 
 STORE_NAME = "results.sqlite"
 ID_COLUMNS = ("suite", "dataset", "model", "seed", "explainer", "baseline", "metric", "instance")
-SCHEMA = """
+_ID_DEFS = ", ".join(f"{c} {'INTEGER' if c in ('seed', 'instance') else 'TEXT'} NOT NULL" for c in ID_COLUMNS)
+_ID_KEY = ", ".join(ID_COLUMNS)
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS results (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
-    value REAL, seconds REAL NOT NULL,
-    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance)
-);
-CREATE TABLE IF NOT EXISTS curves (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
-    step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
-    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance, step)
-);
+CREATE TABLE IF NOT EXISTS results ({_ID_DEFS}, value REAL, seconds REAL NOT NULL, UNIQUE ({_ID_KEY}));
+CREATE TABLE IF NOT EXISTS curves ({_ID_DEFS}, step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
+    UNIQUE ({_ID_KEY}, step));
 CREATE TABLE IF NOT EXISTS models (
     suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
     n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
@@ -222,12 +215,11 @@ class ResultsStore:
     # -- reading -------------------------------------------------------------------------------
     def results(self) -> pd.DataFrame:
         """Every measurement, one row each (columns of the ``results`` table)."""
-        return pd.read_sql_query("SELECT * FROM results ORDER BY " + ", ".join(ID_COLUMNS), self.conn)
+        return pd.read_sql_query(f"SELECT * FROM results ORDER BY {_ID_KEY}", self.conn)
 
     def curves(self) -> pd.DataFrame:
         """Every stored curve point, one row each (columns of the ``curves`` table)."""
-        return pd.read_sql_query("SELECT * FROM curves ORDER BY " + ", ".join(ID_COLUMNS) + ", step",
-                                 self.conn)
+        return pd.read_sql_query(f"SELECT * FROM curves ORDER BY {_ID_KEY}, step", self.conn)
 
     def models(self) -> pd.DataFrame:
         """Test accuracy of every trained model, one row per dataset, model and seed."""

@@ -1,8 +1,4 @@
-"""Assignment ``ig``: Integrated Gradients from scratch.
-
-Also holds the small helpers the gradient assignments share (seeded MLPs, calling the
-student's function on copies of the inputs and checking what it returns).
-"""
+"""Assignment ``ig``: Integrated Gradients from scratch, and the gradient assignments' helpers."""
 
 from __future__ import annotations
 
@@ -74,11 +70,10 @@ def reference(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target:
 # -- helpers shared by the gradient assignments ---------------------------------------------
 def mlp(rng: np.random.Generator, sizes: tuple[int, ...], activation: type[nn.Module] = nn.Tanh,
         bias: bool = True, flatten: bool = False, gain: float = 1.5) -> nn.Sequential:
-    """A float32 MLP with weights drawn from ``rng`` (no training), in eval mode.
+    """An untrained float32 MLP ``sizes = (F, H1, ..., K)`` drawn from ``rng``, in eval mode.
 
-    ``sizes = (F, H1, ..., K)``; ``activation`` between the Linear layers; ``flatten``
-    puts an ``nn.Flatten`` first so the model takes inputs (N, ...) with F elements; weights
-    have standard deviation ``gain / sqrt(fan_in)``.
+    ``activation`` between the Linear layers, an ``nn.Flatten`` first with ``flatten`` (inputs
+    (N, ...) of F elements); weights of standard deviation ``gain / sqrt(fan_in)``.
     """
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
@@ -105,10 +100,7 @@ def targets(rng: np.random.Generator, n: int, k: int) -> torch.Tensor:
 
 
 def attributions(fn: Callable, name: str, x: torch.Tensor, *args, **kwargs) -> np.ndarray:
-    """Call ``fn(model, x, ...)`` on copies of the tensors; its result as an array of x's shape.
-
-    ``args[0]`` is the model; tensors are cloned so the student's code cannot change ours.
-    """
+    """``fn(model, x, ...)`` (``args[0]`` the model) on clones of the tensors, as an array of x's shape."""
     model, *rest = (a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     got = as_array(fn(model, x.clone(), *rest, **kwargs), f"{name}'s result")
     if got.shape != tuple(x.shape):

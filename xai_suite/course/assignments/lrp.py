@@ -81,11 +81,9 @@ def reference(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
 
 def _variant(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor, epsilon: float, *,
              denominator: str = "signed", start: str = "target", activations: bool = True) -> np.ndarray:
-    """LRP with one classic mistake, to recognise it in a student's result.
-
-    ``denominator``: ``signed`` (z + eps sign z), ``plus`` (z + eps), ``abs`` (|z| + eps);
-    ``start``: ``target`` or ``all`` (every logit); ``activations=False``: weights only.
-    """
+    """LRP with one classic mistake: ``denominator`` ``signed`` (z + eps sign z), ``plus`` (z + eps)
+    or ``abs`` (|z| + eps); ``start`` ``target`` or ``all`` (every logit); ``activations=False``:
+    weights only."""
     layers, inputs = list(model), [x]
     with torch.no_grad():
         for layer in layers:

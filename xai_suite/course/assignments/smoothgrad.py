@@ -1,10 +1,8 @@
 """Assignment ``smoothgrad``: SmoothGrad (Smilkov et al., 2017) from scratch.
 
-Noise definition (stated in the starter): instance ``n`` gets Gaussian noise of standard
-deviation ``sigma * (max(x[n]) - min(x[n]))``, the paper's noise level relative to the
-input's range. Captum's ``stdevs`` (and so ``captum:smoothgrad``'s) is the absolute standard
-deviation instead: Captum with ``stdevs = sigma * (max - min)`` of one instance computes
-the same expectation, which the tests show.
+Instance ``n`` gets Gaussian noise of standard deviation ``sigma * (max(x[n]) - min(x[n]))``,
+the paper's level relative to the input's range; Captum's ``stdevs`` is absolute (with
+``stdevs = sigma * (max - min)`` of one instance it has the same expectation, as tests show).
 """
 
 from __future__ import annotations
