@@ -200,11 +200,10 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
             index=["explainer", "baseline"], columns="metric", values="cell", aggfunc="first")
         table = table.reindex(columns=metrics).fillna("not computed")
         table.columns = [m + _direction(metrics_meta, m) for m in metrics]
-        lines += [f"## {dataset} / {model}", ""]
         q = quality[(quality.dataset == dataset) & (quality.model == model)]
-        lines += [_model_line(q.iloc[0], min_accuracy, pct) if len(q) else
-                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", ""]
-        lines += [to_markdown(table.reset_index()), ""]
+        lines += [f"## {dataset} / {model}", "", _model_line(q.iloc[0], min_accuracy, pct) if len(q) else
+                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", "",
+                  to_markdown(table.reset_index()), ""]
         figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
         sel = curves[(curves.dataset == dataset) & (curves.model == model)]
         figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)

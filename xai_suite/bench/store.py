@@ -149,11 +149,9 @@ class ResultsStore:
         if meta:
             same = json.dumps(meta.get("config"), sort_keys=True) == config_json
             if meta.get("suite") != suite_name or not same:
-                raise ValueError(
-                    f"{self.path} holds results of suite {meta.get('suite')!r} with another config "
-                    f"(quick={meta.get('quick')}); resume only with the same config, or give another "
-                    "output directory"
-                )
+                raise ValueError(f"{self.path} holds results of suite {meta.get('suite')!r} with another "
+                                 f"config (quick={meta.get('quick')}); resume only with the same config, or "
+                                 "give another output directory")
             with self.conn:
                 self._put("versions_resumed", versions)
             return
@@ -192,13 +190,11 @@ class ResultsStore:
             self.conn.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*ident, metric, int(inst), None if value != value else float(value), float(sec))
-                 for metric, inst, value, sec in r.rows],
-            )
+                 for metric, inst, value, sec in r.rows])
             self.conn.executemany(
                 "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*ident, metric, int(inst), int(step), float(frac), None if v != v else float(v))
-                 for metric, inst, step, frac, v in r.curves],
-            )
+                 for metric, inst, step, frac, v in r.curves])
             if r.model_quality is not None:
                 q = r.model_quality
                 self.conn.execute(
@@ -207,10 +203,8 @@ class ResultsStore:
                      float(q["accuracy"]), int(q["n_classes"]), float(q["majority"])))
             self.conn.executemany("INSERT OR IGNORE INTO log (unit, message) VALUES (?, ?)",
                                   [(r.key, m) for m in r.logs])
-            self.conn.execute(
-                "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.key, *ident, r.status, r.error, r.n_instances, r.seconds, time.time()),
-            )
+            self.conn.execute("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (r.key, *ident, r.status, r.error, r.n_instances, r.seconds, time.time()))
 
     # -- reading -------------------------------------------------------------------------------
     def results(self) -> pd.DataFrame:

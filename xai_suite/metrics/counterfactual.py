@@ -109,14 +109,8 @@ def _knn_mean(q: torch.Tensor, ref: torch.Tensor, k: int, leave_one_out: np.ndar
     return torch.cat(out)
 
 
-def counterfactual_metrics(
-    x: np.ndarray,
-    cf: np.ndarray,
-    cf_predictions: np.ndarray,
-    target: np.ndarray,
-    X_ref: np.ndarray,
-    ref_class: np.ndarray,
-) -> dict[str, np.ndarray]:
+def counterfactual_metrics(x: np.ndarray, cf: np.ndarray, cf_predictions: np.ndarray, target: np.ndarray,
+                           X_ref: np.ndarray, ref_class: np.ndarray) -> dict[str, np.ndarray]:
     """Per-instance quality of counterfactuals.
 
     Parameters
@@ -142,12 +136,8 @@ def counterfactual_metrics(
     diff = (cf - x).reshape(n, -1).astype(np.float64)
     changed = changed_points(x, cf).reshape(n, -1)
     new_class = cf_predictions.argmax(1)
-    out = {
-        "valid": new_class == target,
-        "new_class": new_class,
-        "l1": np.abs(diff).sum(1),
-        "l2": np.sqrt((diff**2).sum(1)),
-    }
+    out = {"valid": new_class == target, "new_class": new_class, "l1": np.abs(diff).sum(1),
+           "l2": np.sqrt((diff**2).sum(1))}
     if x.ndim == 3:
         out["dtw"] = dtw_distance(x, cf)
     out["changed"] = changed.sum(1)

@@ -193,9 +193,8 @@ def auprc(exp, *, mask, absolute: bool = True) -> np.ndarray:
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -215,9 +214,8 @@ def aup(exp, *, mask, absolute: bool = True) -> np.ndarray:
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -237,9 +235,8 @@ def aur(exp, *, mask, absolute: bool = True) -> np.ndarray:
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -261,12 +258,11 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
+    exp, mask, absolute
+        As for :func:`auroc`.
     k : int, optional
         Elements taken per instance; default the number of True mask elements of each
         instance (then the value is also the recall at ``k``).
-    absolute : bool
 
     Returns
     -------

@@ -1,9 +1,8 @@
 """The metric registry: every metric with what it needs and which direction is better.
 
-A metric is a function ``fn(exp, *, model=None, mask=None, explainer=None, **params)``
-returning a numpy array with one value per explained instance, shape ``(N,)`` (the benchmark runner stores
-one row per instance and puts intervals on the means). Register one with
-:func:`register_metric`; :func:`compute_metric` checks that what it needs is given.
+A metric ``fn(exp, *, model=None, mask=None, explainer=None, **params)`` returns one value
+per explained instance, shape ``(N,)``. Register one with :func:`register_metric`;
+:func:`compute_metric` checks that what it needs is given.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, floa
     """Wilson score interval for a proportion ``successes / n``.
 
     Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or ``n``
-    successes, so it suits validity rates of a few dozen counterfactuals.
+    successes (validity rates of a few dozen counterfactuals).
 
     Parameters
     ----------
