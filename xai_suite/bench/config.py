@@ -301,12 +301,10 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     explainers = tuple(_explainer(e, i, quick) for i, e in enumerate(_list(raw, "explainers")))
     metrics = tuple(_metric(m, i) for i, m in enumerate(raw.setdefault("metrics", [])))
     _unique([m.label for m in metrics], "metric")
-    suite = Suite(
-        name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
-        n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
-        explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
-        config=raw, source=source, base_dir=base_dir,
-    )
+    suite = Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
+                  n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
+                  explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
+                  config=raw, source=source, base_dir=base_dir)
     if not expand_units(suite):
         raise ConfigError(f"suite {name!r} expands to no work unit: no explainer fits its datasets and "
                           "models")

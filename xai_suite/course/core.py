@@ -23,15 +23,8 @@ import numpy as np
 from ..catalog import Registry
 
 #: Modules that register the shipped assignments, in course order.
-ASSIGNMENT_MODULES = (
-    "xai_suite.course.assignments.ig",
-    "xai_suite.course.assignments.smoothgrad",
-    "xai_suite.course.assignments.lrp",
-    "xai_suite.course.assignments.kernel_shap",
-    "xai_suite.course.assignments.nun",
-    "xai_suite.course.assignments.dot",
-    "xai_suite.course.assignments.wilson",
-)
+ASSIGNMENT_MODULES = tuple(f"xai_suite.course.assignments.{name}" for name in
+                           ("ig", "smoothgrad", "lrp", "kernel_shap", "nun", "dot", "wilson"))
 
 ASSIGNMENTS: Registry[Assignment] = Registry("assignment", builtins=ASSIGNMENT_MODULES, plugins=False)
 
@@ -253,6 +246,19 @@ def init_assignment(name: str, directory) -> Path:
 
 
 # -- helpers for writing checks ------------------------------------------------------------
+def batched(fn: Callable, shape: tuple[int, ...], name: str, one: str) -> Callable:
+    """``fn`` (of (M, D) rows) as the student's ``name``, which takes only batches (M, *shape)."""
+
+    def guarded(X):
+        X = np.asarray(X, dtype=float)
+        if X.ndim != len(shape) + 1 or X.shape[1:] != tuple(shape):
+            raise ValueError(f"{name} takes a batch of shape (M, {', '.join(map(str, shape))}); got shape "
+                             f"{X.shape} (call {name}(x[None]) for {one})")
+        return fn(X.reshape(len(X), int(np.prod(shape))))
+
+    return guarded
+
+
 def as_array(value, what: str) -> np.ndarray:
     """``value`` (array, tensor, list, number) as a float64 array, or CheckFailed saying why not."""
     if hasattr(value, "detach"):

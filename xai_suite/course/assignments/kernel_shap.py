@@ -7,7 +7,7 @@ from math import comb, factorial
 
 import numpy as np
 
-from ..core import Check, CheckFailed, as_array, assert_close, define_assignment
+from ..core import Check, CheckFailed, as_array, assert_close, batched, define_assignment
 
 STARTER = '''"""Assignment: KernelSHAP from scratch.
 
@@ -83,19 +83,6 @@ def reference(f, x, background):
 
 
 # -- the games the checks play -----------------------------------------------------------------
-def _batched(fn, n_features: int):
-    """``fn`` behind a guard that insists on (M, F) batches and returns (M,)."""
-
-    def f(Z):
-        Z = np.asarray(Z, dtype=float)
-        if Z.ndim != 2 or Z.shape[1] != n_features:
-            raise ValueError(f"f takes a batch of shape (M, {n_features}); got shape {Z.shape} "
-                             "(call f(x[None]) for one row)")
-        return fn(Z)
-
-    return f
-
-
 def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
     """A random 2-layer tanh MLP (M, F) -> (M,); ``dummy`` ignores one input, ``tied`` ties two."""
     W1 = rng.normal(0, 1, (n_features, hidden))
@@ -105,7 +92,7 @@ def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
         W1[dummy] = 0.0
     if tied is not None:
         W1[tied[1]] = W1[tied[0]]
-    return _batched(lambda Z: np.tanh(Z @ W1 + b1) @ w2 + b2, n_features)
+    return batched(lambda Z: np.tanh(Z @ W1 + b1) @ w2 + b2, (n_features,), "f", "one row")
 
 
 def _instance(rng, n_features: int, n_baseline_samples: int):
@@ -188,7 +175,7 @@ def _dummy(fn, rng):
 def _linear(fn, rng):
     n, nb = int(rng.integers(3, 9)), int(rng.integers(3, 10))
     w, b0 = rng.normal(0, 1, n), rng.normal()
-    f = _batched(lambda Z: Z @ w + b0, n)
+    f = batched(lambda Z: Z @ w + b0, (n,), "f", "one row")
     x, bg = _instance(rng, n, nb)
     assert_close(_phi(fn, f, x, bg), w * (x - bg.mean(axis=0)),
                  what="phi of a linear f(z) = w.z + b (expected w * (x - mean(background)))",

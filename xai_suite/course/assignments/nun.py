@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Check, CheckFailed, as_array, define_assignment
+from ..core import Check, CheckFailed, as_array, batched, define_assignment
 
 STARTER = '''"""Assignment: the nearest unlike neighbour (NUN).
 
@@ -62,23 +62,10 @@ def reference(predict, x, X_train, y_train):
 
 
 # -- models and data the checks use ----------------------------------------------------------
-def _guarded(fn, shape):
-    """``fn`` behind a guard that insists on batches (M, *shape) and returns labels (M,)."""
-
-    def predict(X):
-        X = np.asarray(X, dtype=float)
-        if X.shape[1:] != tuple(shape) or X.ndim != len(shape) + 1:
-            raise ValueError(f"predict takes a batch of shape (M, {', '.join(map(str, shape))}); got "
-                             f"shape {X.shape} (call predict(x[None]) for one instance)")
-        return fn(X.reshape(len(X), -1))
-
-    return predict
-
-
 def _linear_model(rng, shape, n_classes: int):
     d = int(np.prod(shape))
     W, b = rng.normal(0, 1, (d, n_classes)), rng.normal(0, 0.3, n_classes)
-    return _guarded(lambda Z: np.argmax(Z @ W + b, axis=1), shape)
+    return batched(lambda Z: np.argmax(Z @ W + b, axis=1), shape, "predict", "one instance")
 
 
 def _one_nn_model(X_train, y_train):
@@ -88,7 +75,7 @@ def _one_nn_model(X_train, y_train):
         d = ((Z[:, None, :] - flat[None]) ** 2).sum(-1)
         return labels[np.argmin(d, axis=1)]
 
-    return _guarded(fn, X_train.shape[1:])
+    return batched(fn, X_train.shape[1:], "predict", "one instance")
 
 
 def _task(rng, shape, n_classes: int, n_train: int):
@@ -245,7 +232,7 @@ def _prediction(fn, rng):
         out[np.linalg.norm(Z - x, axis=1) < radius] = 1
         return out
 
-    predict = _guarded(fn_model, (F,))
+    predict = batched(fn_model, (F,), "predict", "one instance")
     got = _call(fn, predict, x, X_train, y_train)
     i = _row_index(got, X_train)
     if i is not None and y_train[i] == 1:
