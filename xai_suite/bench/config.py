@@ -338,9 +338,7 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
     from .. import datasets as xs_datasets
 
     loader = d["loader"]
-    known = xs_datasets.list_datasets()
-    if loader not in known:
-        raise _unknown("dataset function", loader, known)
+    _check_known([loader], xs_datasets.list_datasets(), "dataset function")
     params = _params(d, where, quick)
     _check_params(getattr(xs_datasets, loader), params, f"{loader} ({where})", skip=("split",))
     modality = d.get("modality", xs_datasets.dataset_modality(loader))
@@ -414,13 +412,12 @@ def _explainer(e, i: int, quick: bool = False) -> dict:
         e["name"] = info.qualified_name
         _check_known(e["params"], list(info.params), f"parameter of {info.qualified_name} ({where}):")
     else:
-        select = _table(e["select"], f"{where}.select")
-        _check_keys(select, SELECT_KEYS, f"{where}.select")
+        e["select"] = _table(e["select"], f"{where}.select")
+        _check_keys(e["select"], SELECT_KEYS, f"{where}.select")
         exclude = e.setdefault("exclude", [])
         if not isinstance(exclude, list):
             raise ConfigError(f"{where}.exclude must be a list of explainer names; got {exclude!r}")
         e["exclude"] = [_lookup(explainer_info, x).qualified_name for x in exclude]
-        e["select"] = select
     return e
 
 

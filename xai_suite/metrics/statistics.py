@@ -168,12 +168,9 @@ def paired_test(a, b, confidence: float = 0.95, n_resamples: int = 10_000,
         raise ValueError(f"a and b must pair values one to one; got shapes {a.shape} and {b.shape}")
     d = a - b
     low, high = bootstrap_interval(d, confidence, n_resamples, random_state)
-    if not d.any():
-        p = 1.0
-    else:
-        from scipy.stats import wilcoxon
+    from scipy.stats import wilcoxon
 
-        p = float(wilcoxon(d).pvalue)
+    p = float(wilcoxon(d).pvalue) if d.any() else 1.0
     return PairedTest(float(d.mean()), low, high, p, int(d.size), float(confidence))
 
 

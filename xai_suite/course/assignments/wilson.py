@@ -61,8 +61,7 @@ def _pair(fn, k: int, n: int, confidence: float = 0.95) -> np.ndarray:
 
 
 def _textbook(fn, rng):
-    got = _pair(fn, 8, 10)
-    assert_close(got, [0.4902, 0.9433], what="wilson_interval(8, 10)", atol=5e-4, rtol=0)
+    assert_close(_pair(fn, 8, 10), [0.4902, 0.9433], what="wilson_interval(8, 10)", atol=5e-4, rtol=0)
 
 
 def _agrees(fn, rng):
