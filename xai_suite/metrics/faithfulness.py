@@ -114,9 +114,8 @@ def replacement_values(exp, replacement="baseline", *, random_state: int | None 
     xt, target = torch.from_numpy(np.ascontiguousarray(x)), np.asarray(exp.target)
     if not ref.stochastic:
         return ref.sample(xt, target, 1, np.random.default_rng(0))[0].numpy()
-    gens = instance_generators(x, random_state)
     return np.concatenate([ref.sample(xt[i : i + 1], target[i : i + 1], 1, g)[0].numpy()
-                           for i, g in enumerate(gens)])
+                           for i, g in enumerate(instance_generators(x, random_state))])
 
 
 def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
@@ -138,10 +137,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
         raise ValueError("attributions contain NaN or infinite values")
     if absolute:
         a = np.abs(a)
-    order = np.argsort(-a, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(a.shape[1])[None, :].repeat(a.shape[0], 0), axis=1)
-    return ranks
+    return np.argsort(np.argsort(-a, axis=1, kind="stable"), axis=1)  # the order's inverse permutation
 
 
 class _ArrayView:
@@ -435,9 +431,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
 
 
 def _norm(v: torch.Tensor, norm_ord) -> torch.Tensor:
-    if norm_ord == "fro":
-        norm_ord = 2
-    return torch.linalg.vector_norm(v, ord=norm_ord, dim=1)
+    return torch.linalg.vector_norm(v, ord=2 if norm_ord == "fro" else norm_ord, dim=1)
 
 
 def _re_explain(explainer, inputs: torch.Tensor, target: np.ndarray, exp, repeats: int):

@@ -87,15 +87,10 @@ def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
 
 
 def _require_positives(labels: np.ndarray, metric: str, negatives: bool = False) -> None:
-    bad = np.flatnonzero(~labels.any(1))
-    if bad.size:
-        raise ValueError(f"{metric} is undefined for instance(s) {bad[:10].tolist()}: their mask "
-                         "marks no element as important")
-    if negatives:
-        bad = np.flatnonzero(labels.all(1))
-        if bad.size:
-            raise ValueError(f"{metric} is undefined for instance(s) {bad[:10].tolist()}: their mask "
-                             "marks every element as important")
+    for bad, marks in ((~labels.any(1), "no element"), (labels.all(1) & negatives, "every element")):
+        if bad.any():
+            raise ValueError(f"{metric} is undefined for instance(s) {np.flatnonzero(bad)[:10].tolist()}: "
+                             f"their mask marks {marks} as important")
 
 
 def threshold_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -95,8 +95,7 @@ def tensor(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> torch.T
 
 def targets(rng: np.random.Generator, n: int, k: int) -> torch.Tensor:
     """``n`` class indices in 0..k-1 that use every class (when n >= k)."""
-    t = np.arange(n) % k
-    return torch.as_tensor(rng.permutation(t), dtype=torch.int64)
+    return torch.as_tensor(rng.permutation(np.arange(n) % k), dtype=torch.int64)
 
 
 def attributions(fn: Callable, name: str, x: torch.Tensor, *args, **kwargs) -> np.ndarray:

@@ -110,10 +110,6 @@ def _variant(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor, epsilo
     return relevance.numpy()
 
 
-def _relu_mlp(rng, sizes, bias: bool) -> nn.Sequential:
-    return mlp(rng, sizes, activation=nn.ReLU, bias=bias)
-
-
 def _mixed_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Alternately each row's lowest and highest logit: negative and positive z at the top."""
     with torch.no_grad():
@@ -147,7 +143,7 @@ def _diagnose(got: np.ndarray, model, x, t, epsilon: float) -> str | None:
 
 # -- checks ----------------------------------------------------------------------------------
 def _shape(fn, rng):
-    model = _relu_mlp(rng, (7, 9, 3), bias=True)
+    model = mlp(rng, (7, 9, 3), activation=nn.ReLU, bias=True)
     x = tensor(rng, 5, 7)
     out = fn(model, x.clone(), targets(rng, 5, 3), epsilon=1e-6)
     check_tensor_result(out, x, "lrp_epsilon", "the relevance", " (one value per input feature)")
@@ -155,7 +151,7 @@ def _shape(fn, rng):
 def _agreement(fn, rng):
     from ...registry import create_explainer
 
-    model = _relu_mlp(rng, (6, 10, 8, 3), bias=True)
+    model = mlp(rng, (6, 10, 8, 3), activation=nn.ReLU, bias=True)
     x = tensor(rng, 6, 6)
     t = _mixed_targets(model, x)
     epsilon = float(rng.choice([0.1, 0.3, 1.0]))
@@ -199,14 +195,14 @@ def _sums(fn, model, x, t, check: str) -> None:
 
 
 def _conservation(fn, rng):
-    model = _relu_mlp(rng, (8, 16, 12, 10, 4), bias=False)
+    model = mlp(rng, (8, 16, 12, 10, 4), activation=nn.ReLU, bias=False)
     x = tensor(rng, 6, 8)
     t = torch.full((6,), int(rng.integers(4)), dtype=torch.int64)
     _sums(fn, model, x, t, "conservation")
 
 
 def _target(fn, rng):
-    model = _relu_mlp(rng, (6, 12, 4), bias=False)
+    model = mlp(rng, (6, 12, 4), activation=nn.ReLU, bias=False)
     x = tensor(rng, 8, 6)
     t = targets(rng, 8, 4)
     _sums(fn, model, x, t, "target")
@@ -219,7 +215,7 @@ def _target(fn, rng):
 
 
 def _gradient_x_input(fn, rng):
-    model = _relu_mlp(rng, (6, 12, 10, 3), bias=False)
+    model = mlp(rng, (6, 12, 10, 3), activation=nn.ReLU, bias=False)
     x = tensor(rng, 6, 6)
     t = _mixed_targets(model, x)
     got = attributions(fn, "lrp_epsilon", x, model, t, epsilon=1e-9)
