@@ -53,8 +53,7 @@ class ZooModel:
     @property
     def params(self) -> dict:
         """Hyper-parameters of the factory and their defaults."""
-        sig = inspect.signature(self.factory)
-        return {p.name: p.default for p in sig.parameters.values()
+        return {p.name: p.default for p in inspect.signature(self.factory).parameters.values()
                 if p.kind == p.KEYWORD_ONLY and p.name != "random_state"}
 
 

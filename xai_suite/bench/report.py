@@ -256,10 +256,9 @@ def _plots(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict, out: Path,
     ax.set_xticks(range(len(metrics)), [m + _direction(metrics_meta, m) for m in metrics],
                   rotation=30, ha="right")
     ax.set_yticks(range(len(means)), means.index)
-    for i in range(means.shape[0]):
-        for j in range(means.shape[1]):
-            ax.text(j, i, _fmt(means.iat[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if score.iat[i, j] < 0.5 else "black")
+    for i, j in np.ndindex(means.shape):
+        ax.text(j, i, _fmt(means.iat[i, j]), ha="center", va="center", fontsize=7,
+                color="white" if score.iat[i, j] < 0.5 else "black")
     ax.set_title(f"{dataset} / {model}\nmean; colour per metric, best = yellow", fontsize=9)
     files.append(out / f"heatmap_{_slug(dataset, model)}.png")
     fig.savefig(files[-1], dpi=110)

@@ -96,8 +96,7 @@ def compute_metric(name: str, exp, *, model=None, mask=None, explainer=None, **p
     if missing:
         raise ValueError(f"metric {name!r} needs {' and '.join(missing)}; pass "
                          + ", ".join(f"{m}=" for m in missing))
-    kwargs = {n: given[n] for n in info.needs}
-    out = np.asarray(info.fn(exp, **kwargs, **params), dtype=np.float64)
+    out = np.asarray(info.fn(exp, **{n: given[n] for n in info.needs}, **params), dtype=np.float64)
     if out.shape != (len(exp),):
         raise RuntimeError(f"metric {name!r} returned shape {out.shape}; expected ({len(exp)},)")
     return out

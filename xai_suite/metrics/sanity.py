@@ -104,8 +104,7 @@ def randomised_copy(model: nn.Module, layers: int | None = None, random_state: i
     if not isinstance(model, nn.Module):
         raise TypeError(f"model-parameter randomisation needs a torch.nn.Module; got {type(model).__name__}")
     names = parameterised_layers(model)
-    if layers is None:
-        layers = len(names)
+    layers = len(names) if layers is None else layers
     if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or not 0 <= layers <= len(names):
         raise ValueError(f"layers must be None or an int in 0..{len(names)} (the model's parameterised "
                          f"layers); got {layers!r}")
@@ -159,8 +158,7 @@ def _explainer_for(explainer, model: nn.Module, fit_data):
         if explainer._fit_shape is None:
             raise ValueError(f"{explainer.info.qualified_name} must be fitted: pass a fitted explainer "
                              "or fit_data=(X, y)")
-        # what attribution explainers learn in fit (backgrounds, baseline statistics) comes
-        # from the data alone, so the fitted state carries over to another model
+        # what explainers learn in fit (backgrounds, baseline statistics) holds for any model
         return copy.deepcopy(explainer, memo={id(explainer.model): model})
     e = clone(explainer, model=model)
     if fit_data is not None:
@@ -218,8 +216,8 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
     absolute : bool
         Compare ``|attributions|`` (Adebayo et al.'s choice) or the signed values.
     fit_data : tuple (X, y) or array, optional
-        Fit the clone on this data. Without it, a fitted explainer is copied with its fitted
-        state (backgrounds and baseline statistics come from the data alone, not the model).
+        Fit the clone on this data; without it, a fitted explainer is copied with its fitted
+        state (learnt from the data alone, not the model).
     random_state : int
         Seeds the new weights.
 
@@ -227,11 +225,9 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
     -------
     numpy.ndarray, shape (N,)
     """
-    twin = randomised_copy(model, layers, random_state)
-    e = _explainer_for(explainer, twin, fit_data)
-    again = _re_explain(e, torch.from_numpy(np.ascontiguousarray(exp.inputs)), np.asarray(exp.target),
-                        exp, 1).attributions
-    a, b = np.asarray(exp.attributions), again
+    e = _explainer_for(explainer, randomised_copy(model, layers, random_state), fit_data)
+    b = _re_explain(e, torch.from_numpy(np.ascontiguousarray(exp.inputs)), np.asarray(exp.target), exp, 1)
+    a, b = np.asarray(exp.attributions), b.attributions
     if absolute:
         a, b = np.abs(a), np.abs(b)
     return spearman_rows(a, b)

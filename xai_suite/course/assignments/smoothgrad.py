@@ -203,15 +203,14 @@ def _noise_scale(fn, rng):
            f"exp(-{omega**2:g} s^2 / 2); your maps shrink it by {fmt(f'{r:.3f}' for r in ratio)} (rows "
            f"0..{n - 1}); noise std sigma * (max - min) = {fmt(f'{v:.2f}' for v in s)} shrinks it by "
            f"{fmt(f'{v:.3f}' for v in shrink)}")
-    flat = x.double().numpy()
     mistakes = (  # (noise std, draws averaged, what it means)
         (s / np.sqrt(samples), 1, "Your maps are one gradient at x + the average noise: average the "
          "gradients of the noisy copies, not the noisy copies (their mean is just x)"),
         (np.full(n, sigma), samples, f"Your noise std is sigma = {sigma} itself: scale it by each instance's "
          "max - min"),
-        (np.full(n, sigma * (flat.max() - flat.min())), samples, "Your noise std uses the max - min "
+        (np.full(n, sigma * (xd.max() - xd.min())), samples, "Your noise std uses the max - min "
          "of the whole batch: take it per instance"),
-        (sigma * flat.std(1), samples, "Your noise std is sigma times the instance's standard "
+        (sigma * xd.std(1), samples, "Your noise std is sigma times the instance's standard "
          "deviation: use its max - min"),
     )
     # name the mistake that explains the shrink factors best, if one explains them at all
