@@ -201,9 +201,7 @@ def _memo(cache: dict, key, make):
 
 
 def _as_array(a, dtype) -> np.ndarray:
-    if hasattr(a, "to_numpy"):
-        a = a.to_numpy()
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.ascontiguousarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=dtype)
 
 
 def load_data(suite: Suite, label: str, seed: int) -> dict:
@@ -346,14 +344,13 @@ def _exit_with(parent: int) -> None:
     ppid = os.getppid()
 
     def watch():
-        while True:
+        while os.getppid() == ppid:  # else re-parented: the process that started this worker died
             time.sleep(1.0)
             try:
                 os.kill(parent, 0)
             except ProcessLookupError:
-                os._exit(1)
-            if os.getppid() != ppid:  # re-parented: the process that started this worker died
-                os._exit(1)
+                break
+        os._exit(1)
 
     _WATCHED.add(parent)
     threading.Thread(target=watch, name="xai-suite-parent-watch", daemon=True).start()

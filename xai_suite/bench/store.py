@@ -42,21 +42,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results ({_ID_DEFS}, value REAL, seconds REAL NOT NULL, UNIQUE ({_ID_KEY}));
 CREATE TABLE IF NOT EXISTS curves ({_ID_DEFS}, step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
     UNIQUE ({_ID_KEY}, step));
-CREATE TABLE IF NOT EXISTS models (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
-    n_classes INTEGER NOT NULL, majority REAL NOT NULL,
-    PRIMARY KEY (suite, dataset, model, seed)
-);
-CREATE TABLE IF NOT EXISTS units (
-    unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
-    seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('done', 'error')), error TEXT,
-    n_instances INTEGER, seconds REAL NOT NULL, finished REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-    id INTEGER PRIMARY KEY, unit TEXT NOT NULL, message TEXT NOT NULL UNIQUE
-);
+CREATE TABLE IF NOT EXISTS models (suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
+    seed INTEGER NOT NULL, n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
+    n_classes INTEGER NOT NULL, majority REAL NOT NULL, PRIMARY KEY (suite, dataset, model, seed));
+CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL,
+    model TEXT NOT NULL, seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'error')), error TEXT, n_instances INTEGER,
+    seconds REAL NOT NULL, finished REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, unit TEXT NOT NULL, message TEXT NOT NULL UNIQUE);
 """
 
 

@@ -269,12 +269,9 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
     if absolute:
         scores = np.abs(scores)
     d = labels.shape[1]
-    if k is None:
-        ks = labels.sum(1)
-    else:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= d:
-            raise ValueError(f"k must be an int in 1..{d} (elements per instance); got {k!r}")
-        ks = np.full(labels.shape[0], int(k))
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= d):
+        raise ValueError(f"k must be an int in 1..{d} (elements per instance); got {k!r}")
+    ks = labels.sum(1) if k is None else np.full(labels.shape[0], int(k))
     out = np.empty(labels.shape[0])
     for i, (s, y, ki) in enumerate(zip(scores, labels, ks, strict=True)):
         tau = np.sort(s)[::-1][ki - 1]
