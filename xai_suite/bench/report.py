@@ -308,9 +308,8 @@ def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     for keys, grp in curves.groupby([*GROUP, "metric", "step"], sort=True):
         vals = grp.value.to_numpy(dtype=np.float64)
         vals = vals[np.isfinite(vals)]
-        low = high = np.nan
-        if vals.size >= 2:
-            low, high = bootstrap_interval(vals, confidence, n_resamples=BAND_RESAMPLES, random_state=0)
+        low, high = (bootstrap_interval(vals, confidence, n_resamples=BAND_RESAMPLES, random_state=0)
+                     if vals.size >= 2 else (np.nan, np.nan))
         rows.append({**dict(zip([*GROUP, "metric", "step"], keys, strict=True)),
                      "fraction": float(grp.fraction.iloc[0]), "n": vals.size,
                      "mean": float(vals.mean()) if vals.size else np.nan, "low": low, "high": high})

@@ -380,9 +380,8 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
     noise_std : float
         Default perturbations: ``I ~ N(0, noise_std^2)`` i.i.d. per element, seeded per instance.
     perturb_fn : callable, optional
-        Captum's convention: ``perturb_fn(x) -> (I, x - I)`` for ``x`` the inputs repeated
-        ``n_perturb_samples`` times each (``repeat_interleave``, shape (N S, ...)), torch
-        tensors. Called once on all of them.
+        Captum's convention, called once: ``perturb_fn(x) -> (I, x - I)``, torch tensors, for
+        ``x`` the inputs repeated ``n_perturb_samples`` times each (``repeat_interleave``, (N S, ...)).
     normalize : bool
         Scale the attributions by the least-squares ``beta`` first (Captum's ``normalize``).
     softmax : bool
@@ -404,8 +403,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
         pert = _seeded_draws(exp, s, random_state, lambda g, sh: g.normal(0.0, noise_std, sh))
         x_pert = x_rep - pert
     else:
-        pert, x_pert = perturb_fn(x_rep)
-        pert, x_pert = torch.as_tensor(pert).float().cpu(), torch.as_tensor(x_pert).float().cpu()
+        pert, x_pert = (torch.as_tensor(v).float().cpu() for v in perturb_fn(x_rep))
         if pert.shape != x_rep.shape or x_pert.shape != x_rep.shape:
             raise ValueError(f"perturb_fn must return (perturbations, perturbed inputs) of shape "
                              f"{tuple(x_rep.shape)}; got {tuple(pert.shape)} and {tuple(x_pert.shape)}")

@@ -76,11 +76,9 @@ def metric_info(name: str) -> MetricInfo:
 
 def list_metrics(kind: str | None = None) -> pd.DataFrame:
     """One row per metric: name, kind, needs, higher_is_better, summary."""
-    rows = [
-        {"name": m.name, "kind": m.kind, "needs": ", ".join(m.needs),
-         "higher_is_better": m.higher_is_better, "summary": m.summary}
-        for m in METRICS.values() if kind is None or m.kind == kind
-    ]
+    rows = [{"name": m.name, "kind": m.kind, "needs": ", ".join(m.needs),
+             "higher_is_better": m.higher_is_better, "summary": m.summary}
+            for m in METRICS.values() if kind is None or m.kind == kind]
     return pd.DataFrame(rows, columns=["name", "kind", "needs", "higher_is_better", "summary"])
 
 

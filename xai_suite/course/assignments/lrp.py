@@ -114,8 +114,7 @@ def _mixed_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Alternately each row's lowest and highest logit: negative and positive z at the top."""
     with torch.no_grad():
         out = model(x)
-    low, high = out.argmin(1), out.argmax(1)
-    return torch.where(torch.arange(len(x)) % 2 == 0, low, high)
+    return torch.where(torch.arange(len(x)) % 2 == 0, out.argmin(1), out.argmax(1))
 
 
 def _diagnose(got: np.ndarray, model, x, t, epsilon: float) -> str | None:

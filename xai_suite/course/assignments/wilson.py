@@ -88,10 +88,7 @@ def _edges(fn, rng):
 
 def _shrinks(fn, rng):
     p = float(rng.uniform(0.2, 0.8))
-    widths = []
-    for n in (20, 80, 320):
-        low, high = _pair(fn, round(p * n), n)
-        widths.append(high - low)
+    widths = [np.diff(_pair(fn, round(p * n), n))[0] for n in (20, 80, 320)]  # high - low
     if not widths[0] > widths[1] > widths[2]:
         raise CheckFailed(f"interval widths for n = 20, 80, 320 at p ~ {p:.2f} are "
                           f"{', '.join(f'{w:.3f}' for w in widths)}: more trials must narrow it")
