@@ -97,8 +97,7 @@ def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
 
 def _instance(rng, n_features: int, n_baseline_samples: int):
     x = rng.normal(0, 1.5, n_features)
-    background = rng.normal(0, 1, (n_baseline_samples, n_features)) + rng.normal(0, 0.5, n_features)
-    return x, background
+    return x, rng.normal(0, 1, (n_baseline_samples, n_features)) + rng.normal(0, 0.5, n_features)
 
 
 def _exact_shapley(f, x, background) -> np.ndarray:

@@ -85,8 +85,7 @@ def _task(rng, shape, n_classes: int, n_train: int):
         X_train = rng.normal(0, 1, (n_train, *shape))
         y_train = predict(X_train)
         if len(np.unique(y_train)) == n_classes:
-            x = rng.normal(0, 1, shape)
-            return predict, x, X_train, y_train
+            return predict, rng.normal(0, 1, shape), X_train, y_train
 
 
 def _call(fn, predict, x, X_train, y_train) -> np.ndarray:
