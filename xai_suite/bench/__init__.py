@@ -5,11 +5,8 @@
 >>> write_report(store, "results/quick-demo/report")                                   # doctest: +SKIP
 
 The command line does the same: ``xai-suite bench quick-demo --quick`` then
-``xai-suite report results/quick-demo``. The store also keeps each trained model's test
-accuracy (shown with a Wilson interval at the head of every report section) and the
-deletion / insertion curves behind ``deletion_auc`` / ``insertion_auc`` (drawn as mean
-curves with bootstrap bands). ``xai-suite bench counterfactuals|concepts|perf`` runs the
-adapters' benchmark scripts instead (see ``xai-suite bench --help``).
+``xai-suite report results/quick-demo``; ``xai-suite bench counterfactuals|concepts|perf``
+runs the adapters' benchmark scripts instead (see ``xai-suite bench --help``).
 """
 
 from .config import ConfigError, Suite, Unit, expand_units, load_suite

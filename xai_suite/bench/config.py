@@ -43,24 +43,18 @@ them (datasets x matching models x seeds x explainers x baselines) into units. E
     n_instances = 4
 
 Splits: a loader with a ``split`` argument (``load_ucr``, ``load_tabular``) is called for
-``"train"`` and ``"test"``; any other loader is called once and its output split by
-``sklearn.model_selection.train_test_split`` (``test_size``, stratified, seeded by the unit's
-seed). A loader returning ``(X, y, mask)`` gives a localisation ground truth; ``(X, C, y)``
-(the concept sets) is read as data, concepts, labels. The seed fills any ``random_state``
-argument of the loader that ``params`` leave out. Every other random choice (initial weights,
-training order, the explained test instances, stochastic explainers and metrics) is seeded by
-the unit's seed too.
+``"train"`` and ``"test"``; any other is called once and split by ``train_test_split``
+(``test_size``, stratified). A loader returning ``(X, y, mask)`` gives a localisation ground
+truth; ``(X, C, y)`` (the concept sets) is read as data, concepts, labels. The unit's seed
+fills a ``random_state`` the loader's ``params`` leave out, and seeds every other random
+choice (split, weights, training order, explained instances, stochastic explainers, metrics).
 
-Labels: ``label`` names a dataset, model, explainer or metric in the results (defaulting to
-its name), so one registry explainer or metric can appear twice with different ``params``.
-Explainer entries that share a label (the default: the same name) are merged, their params
-and baselines pooled; a ``select`` entry takes no label (its explainers keep their names).
-Explainer entries take ``quick_params`` as datasets and models do (merged under ``--quick``).
-A model's ``datasets`` restricts it to those dataset labels (e.g. a deeper network only on a
-set a small one cannot learn).
-
-Deletion and insertion areas (``deletion_auc``, ``insertion_auc``) also store their curves
-(see :mod:`xai_suite.bench.store`).
+Labels: ``label`` names a dataset, model, explainer or metric in the results (default: its
+name), so one registry explainer or metric can appear twice with different ``params``.
+Explainer entries sharing a label (by default, a name) merge, their params and baselines
+pooled; a ``select`` entry takes no label. Explainers take ``quick_params`` as datasets and
+models do. A model's ``datasets`` restricts it to those dataset labels. ``deletion_auc`` and
+``insertion_auc`` also store their curves (see :mod:`xai_suite.bench.store`).
 """
 
 from __future__ import annotations
@@ -130,10 +124,9 @@ class MetricSpec:
 class Unit:
     """One work unit: a trained model explained by one explainer with one baseline.
 
-    ``explainer`` is the entry's label (its registry name unless the config gives a label);
-    ``name`` the registry name (``None``: the label is the name). ``explainer_params`` holds
-    the configured hyper-parameters (``baseline`` and ``random_state`` are added when the
-    unit runs).
+    ``explainer`` is the entry's label; ``name`` the registry name (``None``: the label is the
+    name); ``explainer_params`` the configured hyper-parameters (the runner adds ``baseline``
+    and ``random_state``).
     """
 
     dataset: str
@@ -187,12 +180,42 @@ def _unknown(what: str, key: str, known) -> ConfigError:
                        f"{', '.join(known)}")
 
 
+def _check_known(names, known, what: str) -> None:
+    for key in names:
+        if key not in known:
+            raise _unknown(what, key, known)
+
+
+def _lookup(info, name: str):
+    """``info(name)``, its ``KeyError`` (which lists close matches) made a :class:`ConfigError`."""
+    try:
+        return info(name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+
+
 def _check_keys(table: dict, allowed, where: str) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table; got {type(table).__name__}")
-    for key in table:
-        if key not in allowed:
-            raise _unknown(f"key in {where}:", key, allowed)
+    _check_known(table, allowed, f"key in {where}:")
+
+
+def _entry(value, section: str, i: int, keys) -> tuple[str, dict]:
+    """Entry ``i`` of ``section`` as a checked table (a bare string is its name or loader)."""
+    where = f"{section}[{i}]"
+    if isinstance(value, str):
+        value = {keys[0]: value}
+    _check_keys(value, keys, where)
+    return where, value
+
+
+def _params(entry: dict, where: str, quick: bool) -> dict:
+    """The entry's ``params``, with its ``quick_params`` merged in under ``quick``."""
+    params = _table(entry.get("params"), f"{where}.params")
+    quick_params = _table(entry.get("quick_params"), f"{where}.quick_params")
+    if quick:
+        params.update(quick_params)
+    return params
 
 
 def _table(value, where: str) -> dict:
@@ -267,9 +290,7 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     _unique([m.label for m in models], "model")
     labels = [d.label for d in datasets]
     for m in models:
-        for d in m.datasets or ():
-            if d not in labels:
-                raise _unknown(f"dataset label in model {m.label!r} datasets:", d, labels)
+        _check_known(m.datasets or (), labels, f"dataset label in model {m.label!r} datasets:")
         if not any(d.modality == m.modality and (m.datasets is None or d.label in m.datasets)
                    for d in datasets):
             among = f" among its datasets {list(m.datasets)}" if m.datasets else ""
@@ -280,12 +301,10 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     explainers = tuple(_explainer(e, i, quick) for i, e in enumerate(_list(raw, "explainers")))
     metrics = tuple(_metric(m, i) for i, m in enumerate(raw.setdefault("metrics", [])))
     _unique([m.label for m in metrics], "metric")
-    suite = Suite(
-        name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
-        n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
-        explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
-        config=raw, source=source, base_dir=base_dir,
-    )
+    suite = Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
+                  n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
+                  explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
+                  config=raw, source=source, base_dir=base_dir)
     if not expand_units(suite):
         raise ConfigError(f"suite {name!r} expands to no work unit: no explainer fits its datasets and "
                           "models")
@@ -300,41 +319,28 @@ def _list(raw: dict, key: str) -> list:
 
 
 def _unique(labels, what: str) -> None:
-    seen = set()
-    for label in labels:
-        if label in seen:
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
             raise ConfigError(f"two {what}s are labelled {label!r}; give one a distinct label")
-        seen.add(label)
 
 
 def _check_params(fn, params: dict, where: str, skip=()) -> None:
     sig = inspect.signature(fn)
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return
-    known = [p for p in sig.parameters if p not in skip]
-    for key in params:
-        if key not in known:
-            raise _unknown(f"parameter of {where}:", key, known)
+    _check_known(params, [p for p in sig.parameters if p not in skip], f"parameter of {where}:")
 
 
 def _dataset(d, i: int, quick: bool) -> DatasetSpec:
-    where = f"datasets[{i}]"
-    if isinstance(d, str):
-        d = {"loader": d}
-    _check_keys(d, DATASET_KEYS, where)
+    where, d = _entry(d, "datasets", i, DATASET_KEYS)
     if "loader" not in d:
         raise ConfigError(f"{where} needs a loader (a function of xs.datasets, e.g. 'load_ucr')")
     from .. import datasets as xs_datasets
 
     loader = d["loader"]
-    known = xs_datasets.list_datasets()
-    if loader not in known:
-        raise _unknown("dataset function", loader, known)
-    params = _table(d.get("params"), f"{where}.params")
-    if quick:
-        params.update(_table(d.get("quick_params"), f"{where}.quick_params"))
-    fn = getattr(xs_datasets, loader)
-    _check_params(fn, params, f"{loader} ({where})", skip=("split",))
+    _check_known([loader], xs_datasets.list_datasets(), "dataset function")
+    params = _params(d, where, quick)
+    _check_params(getattr(xs_datasets, loader), params, f"{loader} ({where})", skip=("split",))
     modality = d.get("modality", xs_datasets.dataset_modality(loader))
     if modality not in MODALITIES:
         raise ConfigError(f"{where}: say modality = {' or '.join(map(repr, MODALITIES))} for loader "
@@ -348,19 +354,11 @@ def _dataset(d, i: int, quick: bool) -> DatasetSpec:
 
 
 def _model(m, i: int, quick: bool) -> ModelSpec:
-    where = f"models[{i}]"
-    if isinstance(m, str):
-        m = {"name": m}
-    _check_keys(m, MODEL_KEYS, where)
+    where, m = _entry(m, "models", i, MODEL_KEYS)
     if "name" not in m:
         raise ConfigError(f"{where} needs a name, one of the zoo's: {', '.join(zoo.list_models())}")
-    try:
-        zoo.model_info(m["name"])
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
-    params = _table(m.get("params"), f"{where}.params")
-    if quick:
-        params.update(_table(m.get("quick_params"), f"{where}.quick_params"))
+    _lookup(zoo.model_info, m["name"])
+    params = _params(m, where, quick)
     try:
         zoo.check_model_params(m["name"], params)
     except ValueError as exc:
@@ -386,26 +384,18 @@ def _check_baselines(spec, where: str) -> None:
         return
     if not isinstance(spec, list) or not all(isinstance(b, str) for b in spec):
         raise ConfigError(f"{where} must be \"all\" or a list of baseline names; got {spec!r}")
-    known = list_baselines()
-    for b in spec:
-        if b not in known:
-            raise _unknown("baseline", b, known)
+    _check_known(spec, list_baselines(), "baseline")
 
 
 def _explainer(e, i: int, quick: bool = False) -> dict:
     from ..registry import explainer_info
 
-    where = f"explainers[{i}]"
-    if isinstance(e, str):
-        e = {"name": e}
-    _check_keys(e, EXPLAINER_KEYS, where)
+    where, e = _entry(e, "explainers", i, EXPLAINER_KEYS)
     if ("name" in e) == ("select" in e):
         raise ConfigError(f"{where} needs exactly one of name (a registry name) or select (filters)")
     e = dict(e)
-    e["params"] = _table(e.get("params"), f"{where}.params")
-    quick_params = _table(e.pop("quick_params", None), f"{where}.quick_params")
-    if quick:
-        e["params"].update(quick_params)
+    e["params"] = _params(e, where, quick)
+    e.pop("quick_params", None)
     if "label" in e:
         if "select" in e:
             raise ConfigError(f"{where}: a select entry takes no label (its explainers keep their names); "
@@ -418,46 +408,26 @@ def _explainer(e, i: int, quick: bool = False) -> dict:
     if "baselines" in e:
         _check_baselines(e["baselines"], f"{where}.baselines")
     if "name" in e:
-        try:
-            info = explainer_info(e["name"])
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
+        info = _lookup(explainer_info, e["name"])
         e["name"] = info.qualified_name
-        _check_explainer_params(info, e["params"], where)
+        _check_known(e["params"], list(info.params), f"parameter of {info.qualified_name} ({where}):")
     else:
-        select = _table(e["select"], f"{where}.select")
-        _check_keys(select, SELECT_KEYS, f"{where}.select")
+        e["select"] = _table(e["select"], f"{where}.select")
+        _check_keys(e["select"], SELECT_KEYS, f"{where}.select")
         exclude = e.setdefault("exclude", [])
         if not isinstance(exclude, list):
             raise ConfigError(f"{where}.exclude must be a list of explainer names; got {exclude!r}")
-        try:
-            e["exclude"] = [explainer_info(x).qualified_name for x in exclude]
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
-        e["select"] = select
+        e["exclude"] = [_lookup(explainer_info, x).qualified_name for x in exclude]
     return e
-
-
-def _check_explainer_params(info, params: dict, where: str) -> None:
-    known = list(info.params)
-    for key in params:
-        if key not in known:
-            raise _unknown(f"parameter of {info.qualified_name} ({where}):", key, known)
 
 
 def _metric(m, i: int) -> MetricSpec:
     from ..metrics.registry import metric_info
 
-    where = f"metrics[{i}]"
-    if isinstance(m, str):
-        m = {"name": m}
-    _check_keys(m, METRIC_KEYS, where)
+    where, m = _entry(m, "metrics", i, METRIC_KEYS)
     if "name" not in m:
         raise ConfigError(f"{where} needs a name (see xai_suite.metrics.registry.list_metrics())")
-    try:
-        info = metric_info(m["name"])
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
+    info = _lookup(metric_info, m["name"])
     params = _table(m.get("params"), f"{where}.params")
     _check_params(info.fn, params, f"metric {m['name']} ({where})",
                   skip=("exp", "model", "mask", "explainer"))
@@ -465,24 +435,23 @@ def _metric(m, i: int) -> MetricSpec:
 
 
 def _resolve_baselines(spec, modality: str) -> list[str]:
+    """The baselines of ``modality`` that ``spec`` names; none: the explainer's default."""
     from ..baselines import baseline_info, list_baselines
 
     if spec == "all":
-        return list_baselines(modality)
-    return [b for b in spec if modality in baseline_info(b).modalities]
+        return list_baselines(modality) or [DEFAULT_BASELINE]
+    return [b for b in spec if modality in baseline_info(b).modalities] or [DEFAULT_BASELINE]
 
 
 def expand_units(suite: Suite) -> list[Unit]:
     """Every work unit of ``suite``, in a fixed order.
 
-    Datasets x models of the dataset's modality (and, where a model lists ``datasets``,
-    only those) x seeds x explainers x baselines. A named explainer joins the datasets of
-    the modalities it explains (a model it refuses gives a unit whose error the runner
-    records); a ``select`` entry takes the registry's explainers for the dataset's modality
-    and the model's kind. Entries are keyed by label (default: the registry name); entries
-    sharing a label merge. Explainers that need a
-    baseline get one unit per baseline (the entry's list, else the suite's, keeping those of
-    the dataset's modality; none given: the explainer's default, labelled ``"default"``);
+    Datasets x models of their modality (and of the model's ``datasets``) x seeds x explainers
+    x baselines. A named explainer joins the datasets of the modalities it explains (a model
+    it refuses gives a unit whose error the runner records); a ``select`` entry takes the
+    registry's explainers for the dataset's modality and the model's kind; entries sharing a
+    label merge. An explainer that needs a baseline gets one unit per baseline of the
+    dataset's modality (the entry's list, else the suite's; none: ``"default"``, its own);
     others get one unit with baseline ``"-"``.
     """
     from ..registry import explainer_info, list_explainers
@@ -502,17 +471,14 @@ def expand_units(suite: Suite) -> list[Unit]:
                     names = [(n, n) for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
                 for label, n in names:
                     info = explainer_info(n)
-                    params = {k: v for k, v in e["params"].items() if k in info.params}
+                    bases = [NO_BASELINE]
                     if info.tags.needs_baseline:
-                        spec = e.get("baselines", suite.baselines)
-                        bases = _resolve_baselines(spec, d.modality) or [DEFAULT_BASELINE]
-                    else:
-                        bases = [NO_BASELINE]
+                        bases = _resolve_baselines(e.get("baselines", suite.baselines), d.modality)
                     entry = chosen.setdefault(label, {"name": n, "params": {}, "baselines": []})
                     if entry["name"] != n:
                         raise ConfigError(f"the label {label!r} names two explainers, {entry['name']} and "
                                           f"{n}; give one a distinct label")
-                    entry["params"].update(params)
+                    entry["params"].update({k: v for k, v in e["params"].items() if k in info.params})
                     entry["baselines"] += [b for b in bases if b not in entry["baselines"]]
             for seed in suite.seeds:
                 for label, entry in chosen.items():
@@ -535,8 +501,7 @@ _IMPORTED: dict[str, object] = {}
 def import_plugins(imports, base_dir: str) -> None:
     """Import modules (dotted names) or ``.py`` files (relative to ``base_dir``) once per process.
 
-    They register the suite's own datasets, zoo models, explainers or metrics; the runner
-    imports them again in every worker process.
+    They register the suite's own entries; the runner imports them in every worker too.
     """
     import importlib
     import importlib.util

@@ -1,11 +1,10 @@
 """The benchmark model zoo: small, seeded, quickly trained classifiers by name.
 
 A zoo entry is a factory ``factory(X, y, *, random_state, **params) -> model`` that builds
-and trains a model on ``(X, y)``; ``random_state`` (the suite seed) fixes the initial weights
-and the training order, so a seed fully determines the trained model. PyTorch models are
-trained through :func:`train_torch`, whose weight cache (under ``$XAI_SUITE_CACHE/models`` or
-``~/.cache/xai_suite/models``) lets resumed runs and parallel workers reload a model instead
-of training it again.
+and trains a model on ``(X, y)``, fully determined by ``random_state`` (the suite seed).
+PyTorch models train through :func:`train_torch`, whose weight cache (under
+``$XAI_SUITE_CACHE/models`` or ``~/.cache/xai_suite/models``) lets resumed runs and parallel
+workers reload a model instead of training it again.
 
 The core registers the scikit-learn entries (``logreg``, ``random_forest``); the modality
 adapters register their PyTorch models (``cnn1d``, ``fcn``, ``resnet1d``; ``cnn2d``; ``mlp``).
@@ -54,8 +53,7 @@ class ZooModel:
     @property
     def params(self) -> dict:
         """Hyper-parameters of the factory and their defaults."""
-        sig = inspect.signature(self.factory)
-        return {p.name: p.default for p in sig.parameters.values()
+        return {p.name: p.default for p in inspect.signature(self.factory).parameters.values()
                 if p.kind == p.KEYWORD_ONLY and p.name != "random_state"}
 
 
@@ -112,9 +110,8 @@ def build_model(name: str, X: np.ndarray, y: np.ndarray, *, random_state: int, *
 def train_torch(make: Callable[[], torch.nn.Module], X, y, *, random_state: int, **fit_params):
     """Build ``make()`` under torch seed ``random_state`` (global RNG restored) and train it.
 
-    Training goes through :func:`~xai_suite.modeling.fit_cached` with ``fit_params`` (its
-    weight cache makes a resumed run or a parallel worker reload the model); zoo factories of
-    torch models call this.
+    Zoo factories of torch models call this; training goes through
+    :func:`~xai_suite.modeling.fit_cached` (and its weight cache) with ``fit_params``.
     """
     from ..modeling import fit_cached
 

@@ -1,19 +1,16 @@
 """Markdown reports of a results store: tables with intervals, PNG plots, config, versions.
 
-Every mean in a report carries a 95% interval over the explained instances (seeds pooled):
-a percentile bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000
-resamples, seed 0) for metrics with continuous values, a Wilson score interval
-(:func:`~xai_suite.metrics.statistics.wilson_interval`) for metrics whose values are all 0 or 1
-(counterfactual validity, attack success). Each dataset / model section opens with the
-trained model's test accuracy (seeds pooled) and its Wilson interval, flagged when below
-``min_accuracy``: attributions of a model that has not learned the task measure nothing.
+Every mean carries a 95% interval over the explained instances (seeds pooled): a percentile
+bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000 resamples, seed
+0), or a Wilson score interval (:func:`~xai_suite.metrics.statistics.wilson_interval`) for
+metrics whose values are all 0 or 1 (counterfactual validity, attack success). Each dataset /
+model section opens with the trained model's test accuracy and its Wilson interval, flagged
+below ``min_accuracy``.
 
-Plots, per dataset and model: an explainer x metric heat map; where an explainer ran with
-several baselines, bars per baseline with the intervals as error bars; where the suite
-asked for ``deletion_auc`` / ``insertion_auc``, the mean deletion / insertion curve of
-every explainer and baseline with a 95% pointwise band (percentile bootstrap over
-instances, 2,000 resamples, seed 0). Matplotlib is imported when plotting, with the Agg
-backend.
+Plots, per dataset and model: an explainer x metric heat map; bars per baseline (intervals
+as error bars) for explainers run with several; the mean deletion / insertion curve of every
+explainer and baseline with a 95% pointwise bootstrap band (2,000 resamples, seed 0).
+Matplotlib is imported when plotting, with the Agg backend.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.statistics import bootstrap_interval, wilson_interval
+from ..registry import to_markdown
 from .store import ResultsStore
 
 RUNTIME = "seconds per instance"
@@ -133,12 +131,6 @@ def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    from ..registry import to_markdown
-
-    return to_markdown(df)
-
-
 def _direction(metrics_meta: dict, metric: str) -> str:
     hib = metrics_meta.get(metric, {}).get("higher_is_better")
     return " ↑" if hib is True else (" ↓" if hib is False else "")
@@ -201,18 +193,17 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         qt = qt[["dataset", "model", "accuracy", "n", "n_test", "seeds", "per_seed", "majority"]]
         lines += ["## Models", "", f"Test accuracy ({pct} Wilson interval over n predictions: test rows x "
                   "seeds); majority: accuracy of always predicting the commonest test class.", "",
-                  _md_table(qt), ""]
+                  to_markdown(qt), ""]
     for (dataset, model), grp in summary.groupby(["dataset", "model"], sort=True):
         metrics = [m for m in dict.fromkeys(grp.metric) if m != RUNTIME] + [RUNTIME]
         table = grp.assign(cell=[_cell(r) for r in grp.itertuples()]).pivot_table(
             index=["explainer", "baseline"], columns="metric", values="cell", aggfunc="first")
         table = table.reindex(columns=metrics).fillna("not computed")
         table.columns = [m + _direction(metrics_meta, m) for m in metrics]
-        lines += [f"## {dataset} / {model}", ""]
         q = quality[(quality.dataset == dataset) & (quality.model == model)]
-        lines += [_model_line(q.iloc[0], min_accuracy, pct) if len(q) else
-                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", ""]
-        lines += [_md_table(table.reset_index()), ""]
+        lines += [f"## {dataset} / {model}", "", _model_line(q.iloc[0], min_accuracy, pct) if len(q) else
+                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", "",
+                  to_markdown(table.reset_index()), ""]
         figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
         sel = curves[(curves.dataset == dataset) & (curves.model == model)]
         figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)
@@ -220,19 +211,19 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if n_err:
         errs = units[units.status == "error"][["dataset", "model", "seed", "explainer", "baseline", "error"]]
-        lines += ["## Failed units", "", _md_table(errs), ""]
+        lines += ["## Failed units", "", to_markdown(errs), ""]
     if len(log):
         lines += ["## Skipped and failed metrics", ""] + [f"- {m}" for m in log.message] + [""]
     if metrics_meta:
         mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()])
-        lines += ["## Metrics", "", _md_table(mt), ""]
+        lines += ["## Metrics", "", to_markdown(mt), ""]
     lines += ["## Config", ""]
     if meta.get("config_toml"):
         lines += ["```toml", meta["config_toml"].rstrip(), "```", ""]
     lines += ["Effective config (after `--quick` overrides):" if meta.get("quick") else "Parsed config:", "",
               "```json", json.dumps(meta.get("config"), indent=2, sort_keys=True), "```", ""]
     versions = meta.get("versions", {})
-    lines += ["## Package versions", "", _md_table(pd.DataFrame(
+    lines += ["## Package versions", "", to_markdown(pd.DataFrame(
         {"package": list(versions), "version": list(versions.values())})), ""]
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
@@ -265,11 +256,9 @@ def _plots(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict, out: Path,
     ax.set_xticks(range(len(metrics)), [m + _direction(metrics_meta, m) for m in metrics],
                   rotation=30, ha="right")
     ax.set_yticks(range(len(means)), means.index)
-    for i in range(means.shape[0]):
-        for j in range(means.shape[1]):
-            v = means.iat[i, j]
-            ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=7,
-                    color="white" if score.iat[i, j] < 0.5 else "black")
+    for i, j in np.ndindex(means.shape):
+        ax.text(j, i, _fmt(means.iat[i, j]), ha="center", va="center", fontsize=7,
+                color="white" if score.iat[i, j] < 0.5 else "black")
     ax.set_title(f"{dataset} / {model}\nmean; colour per metric, best = yellow", fontsize=9)
     files.append(out / f"heatmap_{_slug(dataset, model)}.png")
     fig.savefig(files[-1], dpi=110)
@@ -319,9 +308,8 @@ def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     for keys, grp in curves.groupby([*GROUP, "metric", "step"], sort=True):
         vals = grp.value.to_numpy(dtype=np.float64)
         vals = vals[np.isfinite(vals)]
-        low = high = np.nan
-        if vals.size >= 2:
-            low, high = bootstrap_interval(vals, confidence, n_resamples=BAND_RESAMPLES, random_state=0)
+        low, high = (bootstrap_interval(vals, confidence, n_resamples=BAND_RESAMPLES, random_state=0)
+                     if vals.size >= 2 else (np.nan, np.nan))
         rows.append({**dict(zip([*GROUP, "metric", "step"], keys, strict=True)),
                      "fraction": float(grp.fraction.iloc[0]), "n": vals.size,
                      "mean": float(vals.mean()) if vals.size else np.nan, "low": low, "high": high})

@@ -4,25 +4,17 @@
 :mod:`xai_suite.bench.store`). Each unit trains (or reloads) its model, explains
 ``n_instances`` seeded test instances (timed, after an untimed one-instance warm-up the first
 time an explainer runs in a process, so that imports are not counted), computes every
-applicable metric and returns its rows; the parent process writes each unit in one
-transaction as it arrives. A second call with the
-same config and ``out_dir`` resumes: recorded units are skipped, so nothing is lost or
-counted twice after Ctrl-C or ``kill -9``.
+applicable metric and returns its rows; the parent process, the single writer SQLite wants
+(cluster workers may not even share its file system), writes each unit in one transaction as
+it arrives. A second call with the same config and ``out_dir`` resumes: recorded units are
+skipped, so nothing is lost or counted twice after Ctrl-C or ``kill -9``.
 
-Model quality: every unit also reports its trained model's accuracy on the whole test split
-(computed once per process for each dataset, model and seed); the store keeps one row per
-model, and the report prints it with a Wilson interval next to each section, because an
-attribution of a model that has not learned the task measures nothing.
-
-Curves: the metrics ``deletion_auc`` and ``insertion_auc`` are computed through
-:func:`~xai_suite.metrics.faithfulness.deletion_curve` /
-:func:`~xai_suite.metrics.faithfulness.insertion_curve` with the metric's params; the unit
-stores every instance's curve and its trapezoid area (the metric's own definition), so the
-stored area is exactly the area of the stored curve.
-
-Why the parent writes: SQLite allows one writer at a time, and on a cluster the workers may
-not even share the run directory's file system; returning rows to the parent keeps a single
-writer and works unchanged with every joblib backend.
+Every unit also reports its trained model's accuracy on the whole test split (once per
+process for each dataset, model and seed), which the report prints with a Wilson interval:
+an attribution of a model that has not learned the task measures nothing. ``deletion_auc``
+and ``insertion_auc`` are computed through :func:`~xai_suite.metrics.faithfulness.deletion_curve`
+/ :func:`~xai_suite.metrics.faithfulness.insertion_curve`; the unit stores every instance's
+curve and its trapezoid area, so the stored area is exactly that of the stored curve.
 
 Parallelism goes through joblib: ``n_jobs`` worker processes with the default ``loky``
 backend. Each unit runs torch with one thread (restored afterwards), so results do not
@@ -126,9 +118,8 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
             todo = todo[:max_units]
         with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
                   disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
-            parent = os.getpid()
             results = Parallel(return_as="generator_unordered")(
-                delayed(run_unit)(suite, u, parent=parent) for u in todo)
+                delayed(run_unit)(suite, u, parent=os.getpid()) for u in todo)
             for result in results:
                 store.write_unit(suite.name, result)
                 bar.update()
@@ -159,8 +150,7 @@ def _exclusive(path: Path):
             holder = f.read().strip() or "another process"
             raise StoreLockedError(f"another runner ({holder}) is writing to {str(path)!r}; wait for it "
                                    "to finish, or give this run another output directory") from None
-        f.seek(0)
-        f.truncate()
+        f.truncate(0)  # append mode: the write lands at the start of the now empty file
         f.write(f"pid {os.getpid()}")
         f.flush()
         try:
@@ -211,9 +201,7 @@ def _memo(cache: dict, key, make):
 
 
 def _as_array(a, dtype) -> np.ndarray:
-    if hasattr(a, "to_numpy"):
-        a = a.to_numpy()
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.ascontiguousarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=dtype)
 
 
 def load_data(suite: Suite, label: str, seed: int) -> dict:
@@ -242,10 +230,8 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
             train, test = (_parse(fn(split=s, **params), s, spec.modality) for s in ("train", "test"))
         else:
             X, y, mask = _parse(fn(**params), "all", spec.modality)
-            idx = np.arange(len(X))
-            tr, te = train_test_split(idx, test_size=spec.test_size, random_state=seed, stratify=y)
-            train = (X[tr], y[tr], None if mask is None else mask[tr])
-            test = (X[te], y[te], None if mask is None else mask[te])
+            idx = train_test_split(np.arange(len(X)), test_size=spec.test_size, random_state=seed, stratify=y)
+            train, test = ((X[i], y[i], None if mask is None else mask[i]) for i in idx)
         return {"X_train": train[0], "y_train": train[1], "X_test": test[0], "y_test": test[1],
                 "mask_test": test[2]}
 
@@ -327,9 +313,7 @@ def model_quality(suite: Suite, dataset: str, model: str, seed: int) -> dict:
 
 def instances(n_test: int, n_instances: int, seed: int) -> np.ndarray:
     """The test rows a unit explains: ``n_instances`` drawn without replacement, sorted."""
-    rng = np.random.default_rng(seed)
-    n = min(n_instances, n_test)
-    return np.sort(rng.choice(n_test, size=n, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(n_test, size=min(n_instances, n_test), replace=False))
 
 
 @contextlib.contextmanager
@@ -360,14 +344,13 @@ def _exit_with(parent: int) -> None:
     ppid = os.getppid()
 
     def watch():
-        while True:
+        while os.getppid() == ppid:  # else re-parented: the process that started this worker died
             time.sleep(1.0)
             try:
                 os.kill(parent, 0)
             except ProcessLookupError:
-                os._exit(1)
-            if os.getppid() != ppid:  # re-parented: the process that started this worker died
-                os._exit(1)
+                break
+        os._exit(1)
 
     _WATCHED.add(parent)
     threading.Thread(target=watch, name="xai-suite-parent-watch", daemon=True).start()
@@ -433,9 +416,8 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
     result.n_instances = len(rows)
     if isinstance(exps[0], CounterfactualExplanation):
         for key, values in exps[0].metrics.items():
-            vals = np.asarray(values, dtype=np.float64)
             result.rows += [(f"counterfactual.{key}", r, v, per_instance)
-                            for r, v in zip(rows, vals, strict=True)]
+                            for r, v in zip(rows, np.asarray(values, dtype=np.float64), strict=True)]
         if suite.metrics:
             result.logs.append(f"{unit.explainer} gives counterfactuals: attribution metrics skipped for it")
         return

@@ -17,11 +17,10 @@ Tables
              explained instances, seconds, finish time.
 ``log``      why a metric was skipped or failed; each message once.
 
-Each unit's rows, curves, model row and its ``units`` record are written in one transaction
-(the model row by the first unit of that model to finish), so a run killed
-at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run skips exactly
-the units recorded. The UNIQUE key makes a second copy of a measurement an error, never a
-silent duplicate.
+Each unit's rows, curves, model row and ``units`` record are written in one transaction, so
+a run killed at any point (Ctrl-C, ``kill -9``) leaves whole units only, and a resumed run
+skips exactly the units recorded. The UNIQUE keys make a second copy of a measurement an
+error, never a silent duplicate.
 """
 
 from __future__ import annotations
@@ -36,35 +35,21 @@ import pandas as pd
 
 STORE_NAME = "results.sqlite"
 ID_COLUMNS = ("suite", "dataset", "model", "seed", "explainer", "baseline", "metric", "instance")
-SCHEMA = """
+_ID_DEFS = ", ".join(f"{c} {'INTEGER' if c in ('seed', 'instance') else 'TEXT'} NOT NULL" for c in ID_COLUMNS)
+_ID_KEY = ", ".join(ID_COLUMNS)
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS results (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
-    value REAL, seconds REAL NOT NULL,
-    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance)
-);
-CREATE TABLE IF NOT EXISTS curves (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    explainer TEXT NOT NULL, baseline TEXT NOT NULL, metric TEXT NOT NULL, instance INTEGER NOT NULL,
-    step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
-    UNIQUE (suite, dataset, model, seed, explainer, baseline, metric, instance, step)
-);
-CREATE TABLE IF NOT EXISTS models (
-    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER NOT NULL,
-    n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
-    n_classes INTEGER NOT NULL, majority REAL NOT NULL,
-    PRIMARY KEY (suite, dataset, model, seed)
-);
-CREATE TABLE IF NOT EXISTS units (
-    unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
-    seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('done', 'error')), error TEXT,
-    n_instances INTEGER, seconds REAL NOT NULL, finished REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-    id INTEGER PRIMARY KEY, unit TEXT NOT NULL, message TEXT NOT NULL UNIQUE
-);
+CREATE TABLE IF NOT EXISTS results ({_ID_DEFS}, value REAL, seconds REAL NOT NULL, UNIQUE ({_ID_KEY}));
+CREATE TABLE IF NOT EXISTS curves ({_ID_DEFS}, step INTEGER NOT NULL, fraction REAL NOT NULL, value REAL,
+    UNIQUE ({_ID_KEY}, step));
+CREATE TABLE IF NOT EXISTS models (suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
+    seed INTEGER NOT NULL, n_test INTEGER NOT NULL, n_correct INTEGER NOT NULL, accuracy REAL NOT NULL,
+    n_classes INTEGER NOT NULL, majority REAL NOT NULL, PRIMARY KEY (suite, dataset, model, seed));
+CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, suite TEXT NOT NULL, dataset TEXT NOT NULL,
+    model TEXT NOT NULL, seed INTEGER NOT NULL, explainer TEXT NOT NULL, baseline TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'error')), error TEXT, n_instances INTEGER,
+    seconds REAL NOT NULL, finished REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, unit TEXT NOT NULL, message TEXT NOT NULL UNIQUE);
 """
 
 
@@ -72,10 +57,9 @@ CREATE TABLE IF NOT EXISTS log (
 class UnitResult:
     """What a worker returns for one unit; the parent process writes it.
 
-    ``rows`` holds ``(metric, instance, value, seconds)`` tuples; ``curves`` holds
-    ``(metric, instance, step, fraction, value)`` tuples; ``model_quality`` the trained
-    model's test accuracy (see :func:`xai_suite.bench.runner.model_quality`), or ``None``
-    when the unit failed before its model was trained.
+    ``rows``: ``(metric, instance, value, seconds)`` tuples; ``curves``: ``(metric, instance,
+    step, fraction, value)`` tuples; ``model_quality``: see
+    :func:`xai_suite.bench.runner.model_quality` (``None`` if the unit failed before training).
     """
 
     key: str
@@ -158,11 +142,9 @@ class ResultsStore:
         if meta:
             same = json.dumps(meta.get("config"), sort_keys=True) == config_json
             if meta.get("suite") != suite_name or not same:
-                raise ValueError(
-                    f"{self.path} holds results of suite {meta.get('suite')!r} with another config "
-                    f"(quick={meta.get('quick')}); resume only with the same config, or give another "
-                    "output directory"
-                )
+                raise ValueError(f"{self.path} holds results of suite {meta.get('suite')!r} with another "
+                                 f"config (quick={meta.get('quick')}); resume only with the same config, or "
+                                 "give another output directory")
             with self.conn:
                 self._put("versions_resumed", versions)
             return
@@ -201,13 +183,11 @@ class ResultsStore:
             self.conn.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*ident, metric, int(inst), None if value != value else float(value), float(sec))
-                 for metric, inst, value, sec in r.rows],
-            )
+                 for metric, inst, value, sec in r.rows])
             self.conn.executemany(
                 "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*ident, metric, int(inst), int(step), float(frac), None if v != v else float(v))
-                 for metric, inst, step, frac, v in r.curves],
-            )
+                 for metric, inst, step, frac, v in r.curves])
             if r.model_quality is not None:
                 q = r.model_quality
                 self.conn.execute(
@@ -216,20 +196,17 @@ class ResultsStore:
                      float(q["accuracy"]), int(q["n_classes"]), float(q["majority"])))
             self.conn.executemany("INSERT OR IGNORE INTO log (unit, message) VALUES (?, ?)",
                                   [(r.key, m) for m in r.logs])
-            self.conn.execute(
-                "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.key, *ident, r.status, r.error, r.n_instances, r.seconds, time.time()),
-            )
+            self.conn.execute("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (r.key, *ident, r.status, r.error, r.n_instances, r.seconds, time.time()))
 
     # -- reading -------------------------------------------------------------------------------
     def results(self) -> pd.DataFrame:
         """Every measurement, one row each (columns of the ``results`` table)."""
-        return pd.read_sql_query("SELECT * FROM results ORDER BY " + ", ".join(ID_COLUMNS), self.conn)
+        return pd.read_sql_query(f"SELECT * FROM results ORDER BY {_ID_KEY}", self.conn)
 
     def curves(self) -> pd.DataFrame:
         """Every stored curve point, one row each (columns of the ``curves`` table)."""
-        return pd.read_sql_query("SELECT * FROM curves ORDER BY " + ", ".join(ID_COLUMNS) + ", step",
-                                 self.conn)
+        return pd.read_sql_query(f"SELECT * FROM curves ORDER BY {_ID_KEY}, step", self.conn)
 
     def models(self) -> pd.DataFrame:
         """Test accuracy of every trained model, one row per dataset, model and seed."""

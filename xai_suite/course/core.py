@@ -1,14 +1,10 @@
 """Self-grading assignments: a starter file, a reference solution, and checks with hints.
 
-An :class:`Assignment` names the function a student writes, gives the starter file's text
-and our reference solution, and lists :class:`Check` s. Each check calls the student's
-function on fresh random inputs (drawn from a seeded generator, a new seed per ``check``
-unless one is given) and compares it with our implementation or tests a property the
-method must have (completeness, symmetry, validity). A failed check says which property
-broke, with what numbers, and gives a hint; the :class:`Report` adds up the points.
-
-Assignments register themselves in modules of :mod:`xai_suite.course.assignments`
-(:data:`ASSIGNMENT_MODULES`), imported when first listed.
+An :class:`Assignment` names the function a student writes, its starter file and our
+reference solution, and lists :class:`Check` s: each calls the student's function on fresh
+seeded random inputs and compares it with ours or tests a property the method must have; a
+failed check says what broke, with what numbers, and gives a hint. The modules of
+:data:`ASSIGNMENT_MODULES` register the assignments, imported when first listed.
 """
 
 from __future__ import annotations
@@ -27,15 +23,8 @@ import numpy as np
 from ..catalog import Registry
 
 #: Modules that register the shipped assignments, in course order.
-ASSIGNMENT_MODULES = (
-    "xai_suite.course.assignments.ig",
-    "xai_suite.course.assignments.smoothgrad",
-    "xai_suite.course.assignments.lrp",
-    "xai_suite.course.assignments.kernel_shap",
-    "xai_suite.course.assignments.nun",
-    "xai_suite.course.assignments.dot",
-    "xai_suite.course.assignments.wilson",
-)
+ASSIGNMENT_MODULES = tuple(f"xai_suite.course.assignments.{name}" for name in
+                           ("ig", "smoothgrad", "lrp", "kernel_shap", "nun", "dot", "wilson"))
 
 ASSIGNMENTS: Registry[Assignment] = Registry("assignment", builtins=ASSIGNMENT_MODULES, plugins=False)
 
@@ -157,6 +146,12 @@ def register_assignment(assignment: Assignment) -> Assignment:
     return ASSIGNMENTS.add(assignment.name, assignment)
 
 
+def define_assignment(name: str, title: str, function: str, starter: str, reference: Callable,
+                      *checks: Check) -> Assignment:
+    """Register the :class:`Assignment` of these fields, the checks last (an assignment module's end)."""
+    return register_assignment(Assignment(name, title, function, starter, reference, checks))
+
+
 def list_assignments() -> list[Assignment]:
     """The course's assignments, in course order."""
     return ASSIGNMENTS.values()
@@ -190,21 +185,19 @@ def check_function(name: str, fn: Callable, *, seed: int | None = None) -> Repor
     report = Report(assignment, seed)
     streams = np.random.SeedSequence(seed).spawn(len(assignment.checks))
     for check, stream in zip(assignment.checks, streams, strict=True):
+        message = ""
         try:
             check.run(fn, np.random.default_rng(stream))
         except NotImplementedError:
-            report.results.append(CheckResult(check, False, f"{assignment.function} is not "
-                                              "implemented yet (it raises NotImplementedError)"))
+            message = f"{assignment.function} is not implemented yet (it raises NotImplementedError)"
         except AssertionError as exc:  # CheckFailed included
-            report.results.append(CheckResult(check, False, str(exc) or "assertion failed"))
+            message = str(exc) or "assertion failed"
         except Exception as exc:  # the student's code raised: show where
             tb = traceback.extract_tb(exc.__traceback__)
             where = next((f" (line {f.lineno} of {Path(f.filename).name})" for f in reversed(tb)
                           if "xai_suite" not in Path(f.filename).parts), "")
-            report.results.append(CheckResult(check, False, f"raised {type(exc).__name__}: "
-                                              f"{exc}{where}"))
-        else:
-            report.results.append(CheckResult(check, True))
+            message = f"raised {type(exc).__name__}: {exc}{where}"
+        report.results.append(CheckResult(check, not message, message))
     return report
 
 
@@ -253,6 +246,19 @@ def init_assignment(name: str, directory) -> Path:
 
 
 # -- helpers for writing checks ------------------------------------------------------------
+def batched(fn: Callable, shape: tuple[int, ...], name: str, one: str) -> Callable:
+    """``fn`` (of (M, D) rows) as the student's ``name``, which takes only batches (M, *shape)."""
+
+    def guarded(X):
+        X = np.asarray(X, dtype=float)
+        if X.ndim != len(shape) + 1 or X.shape[1:] != tuple(shape):
+            raise ValueError(f"{name} takes a batch of shape (M, {', '.join(map(str, shape))}); got shape "
+                             f"{X.shape} (call {name}(x[None]) for {one})")
+        return fn(X.reshape(len(X), int(np.prod(shape))))
+
+    return guarded
+
+
 def as_array(value, what: str) -> np.ndarray:
     """``value`` (array, tensor, list, number) as a float64 array, or CheckFailed saying why not."""
     if hasattr(value, "detach"):

@@ -27,10 +27,9 @@ def changed_points(x: np.ndarray, cf: np.ndarray, *, rtol: float = 1e-5, atol: f
 def dtw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dynamic time warping distance between paired series, batched.
 
-    Multivariate series are aligned jointly (dependent DTW), the local cost being the squared
-    Euclidean distance between the channel vectors; no window. Memory is O(N C T): two
-    anti-diagonals of the cost matrix at a time, never the (N, T, T) matrix. The result is the cost summed
-    along the optimal path (aeon's ``dtw_distance`` convention: no square root).
+    Dependent DTW: channels aligned jointly, local cost the squared Euclidean distance of the
+    channel vectors, no window; the cost summed along the optimal path, no square root (aeon's
+    ``dtw_distance``). Memory O(N C T): two anti-diagonals of the cost matrix at a time.
 
     Parameters
     ----------
@@ -44,8 +43,7 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"dtw_distance pairs series of one shape (N, C, T); got {a.shape}, {b.shape}")
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     n, _, t = a64.shape
-    # cells (i, j) with i + j = k depend only on the anti-diagonals k - 1 and k - 2: keep those
-    # two, indexed by i, and the cost of diagonal k only (O(N C T) memory, not O(N T^2))
+    # cells (i, j) with i + j = k depend only on the anti-diagonals k - 1 and k - 2, indexed by i
     before = np.full((n, t + 1), np.inf)  # diagonal k - 2
     before[:, 0] = 0.0
     last = np.full((n, t + 1), np.inf)  # diagonal k - 1
@@ -68,12 +66,10 @@ def plausibility(cf: np.ndarray, X_ref: np.ndarray, k: int = 5) -> np.ndarray:
     """Outlier score of each counterfactual against reference data (a k-NN distance ratio).
 
     The mean Euclidean distance from a counterfactual to its ``k`` nearest reference
-    instances, divided by the same quantity for the reference instances themselves
-    (leave-one-out, median over the reference set). About 1 for a counterfactual as typical
-    as the data; much larger for one far from it. Distances are computed in blocks of about
-    64 MiB, so memory does not grow with the square of the reference set, and the typical
-    distance is the median over at most 2,000 evenly spaced reference instances (all of them
-    below that), so time grows linearly with it.
+    instances, divided by the median of the same (leave-one-out) over at most
+    :data:`TYPICAL_ROWS` evenly spaced reference instances: about 1 for a counterfactual as
+    typical as the data, much larger for one far from it. Distances are computed in blocks of
+    about 64 MiB, so memory and time grow linearly with the reference set.
 
     Parameters
     ----------
@@ -99,9 +95,9 @@ def plausibility(cf: np.ndarray, X_ref: np.ndarray, k: int = 5) -> np.ndarray:
 
 def _knn_mean(q: torch.Tensor, ref: torch.Tensor, k: int, leave_one_out: np.ndarray | None = None,
               budget: int = 2**26) -> torch.Tensor:
-    """Mean distance (N,) from each row of ``q`` to its ``k`` nearest rows of ``ref``, with the
-    distances computed ``budget`` bytes of them at a time (not the whole (N, M) matrix);
-    ``leave_one_out`` (N,): the row of ``ref`` each row of ``q`` is, not its own neighbour."""
+    """Mean distance (N,) from each row of ``q`` to its ``k`` nearest rows of ``ref``, ``budget``
+    bytes of distances at a time; ``leave_one_out`` (N,): the row of ``ref`` each row of ``q``
+    is, not its own neighbour."""
     step = max(1, budget // (8 * ref.shape[0]))
     out = []
     for start in range(0, q.shape[0], step):
@@ -113,14 +109,8 @@ def _knn_mean(q: torch.Tensor, ref: torch.Tensor, k: int, leave_one_out: np.ndar
     return torch.cat(out)
 
 
-def counterfactual_metrics(
-    x: np.ndarray,
-    cf: np.ndarray,
-    cf_predictions: np.ndarray,
-    target: np.ndarray,
-    X_ref: np.ndarray,
-    ref_class: np.ndarray,
-) -> dict[str, np.ndarray]:
+def counterfactual_metrics(x: np.ndarray, cf: np.ndarray, cf_predictions: np.ndarray, target: np.ndarray,
+                           X_ref: np.ndarray, ref_class: np.ndarray) -> dict[str, np.ndarray]:
     """Per-instance quality of counterfactuals.
 
     Parameters
@@ -146,12 +136,8 @@ def counterfactual_metrics(
     diff = (cf - x).reshape(n, -1).astype(np.float64)
     changed = changed_points(x, cf).reshape(n, -1)
     new_class = cf_predictions.argmax(1)
-    out = {
-        "valid": new_class == target,
-        "new_class": new_class,
-        "l1": np.abs(diff).sum(1),
-        "l2": np.sqrt((diff**2).sum(1)),
-    }
+    out = {"valid": new_class == target, "new_class": new_class, "l1": np.abs(diff).sum(1),
+           "l2": np.sqrt((diff**2).sum(1))}
     if x.ndim == 3:
         out["dtw"] = dtw_distance(x, cf)
     out["changed"] = changed.sum(1)

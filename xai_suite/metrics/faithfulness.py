@@ -3,23 +3,20 @@
 Deletion and insertion curves and their areas, comprehensiveness and sufficiency (ERASER),
 infidelity and sensitivity-max (Yeh et al. 2019, as Captum computes them).
 
-The output followed is the model's output for the explained class ``exp.target``, exactly as
-the model returns it: probabilities for a scikit-learn ``predict_proba`` model, logits for a
-torch module that ends in a linear layer. ``softmax=True`` turns (N, K) outputs into
-probabilities first. Every model call is batched over instances and steps (``batch_size``
-rows per call). Before anything is measured, the model's outputs on ``exp.inputs`` are
-compared with ``exp.predictions``: passing another model than the explained one raises.
+The output followed is the model's output for the explained class ``exp.target`` as the
+model returns it (``predict_proba`` probabilities, a torch module's logits); ``softmax=True``
+turns (N, K) outputs into probabilities first. Model calls are batched over instances and
+steps (``batch_size`` rows each); a model whose outputs on ``exp.inputs`` differ from
+``exp.predictions`` (not the explained one) raises.
 
 Removing a feature means replacing it by a reference input (``replacement``):
 
 - ``"baseline"`` (default): each explanation's own baseline (the mean of ``exp.baselines``
   over its draws), or zeros when it has none;
-- any baseline (:mod:`xai_suite.baselines`), with the meaning it has for explainers, shared
-  by every explanation compared: a registered name (``"blur"``, ``"uniform"``, ...), a
-  number, a callable, a spec such as ``{"name": "blur", "sigma": 2.0}`` or a
-  :class:`~xai_suite.baselines.Baseline`, fitted where it learns from data. Random
-  baselines are drawn once per instance, seeded by ``random_state`` and the instance
-  itself, so batching does not change them.
+- any baseline (:mod:`xai_suite.baselines`: a name such as ``"blur"``, a number, a callable,
+  a spec such as ``{"name": "blur", "sigma": 2.0}`` or a :class:`~xai_suite.baselines.Baseline`,
+  fitted where it learns from data), shared by every explanation compared. Random baselines
+  are drawn once per instance, seeded by ``random_state`` and the instance, whatever the batch.
 
 Features are the input's elements, removed in decreasing order of attribution (signed by
 default: the most positive evidence first; ``absolute=True`` orders by ``|attribution|``);
@@ -52,10 +49,10 @@ ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 @contextlib.contextmanager
 def target_outputs(model, *, batch_size: int = 256, device="auto", softmax: bool = False
                    ) -> Iterator[Callable[[torch.Tensor, np.ndarray], np.ndarray]]:
-    """A function ``f(x (M, ...), target (M,)) -> (M,)`` of the model's output for ``target``.
+    """``f(x (M, ...), target (M,)) -> (M,)``: the model's float64 output for ``target``.
 
-    The model is in eval mode on ``device`` while the context is open; calls are chunked in
-    ``batch_size`` rows; values are float64 (softmax probabilities with ``softmax=True``).
+    The model is in eval mode on ``device`` while the context is open; calls take
+    ``batch_size`` rows; ``softmax=True`` gives probabilities.
     """
     check_positive_int(batch_size=batch_size)
     wrapper = ModelWrapper(model, device=device)
@@ -117,9 +114,8 @@ def replacement_values(exp, replacement="baseline", *, random_state: int | None 
     xt, target = torch.from_numpy(np.ascontiguousarray(x)), np.asarray(exp.target)
     if not ref.stochastic:
         return ref.sample(xt, target, 1, np.random.default_rng(0))[0].numpy()
-    gens = instance_generators(x, random_state)
     return np.concatenate([ref.sample(xt[i : i + 1], target[i : i + 1], 1, g)[0].numpy()
-                           for i, g in enumerate(gens)])
+                           for i, g in enumerate(instance_generators(x, random_state))])
 
 
 def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
@@ -141,10 +137,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
         raise ValueError("attributions contain NaN or infinite values")
     if absolute:
         a = np.abs(a)
-    order = np.argsort(-a, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(a.shape[1])[None, :].repeat(a.shape[0], 0), axis=1)
-    return ranks
+    return np.argsort(np.argsort(-a, axis=1, kind="stable"), axis=1)  # the order's inverse permutation
 
 
 class _ArrayView:
@@ -184,16 +177,15 @@ def _n_elements(exp) -> int:
     return int(np.asarray(exp.attributions).reshape(len(exp), -1).shape[1])
 
 
-def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replacement, absolute: bool,
-                      softmax: bool, random_state, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, absolute: bool, batch_size,
+                      **view_opts) -> tuple[np.ndarray, np.ndarray]:
     """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
 
     Returns ``f(x)`` (N,) and the outputs (N, S), each row of instances x counts batched.
     """
     ranks = torch.from_numpy(removal_ranks(exp.attributions, absolute))
     c = torch.as_tensor(np.asarray(counts, dtype=np.int64))
-    with _view(exp, model, replacement=replacement, softmax=softmax, random_state=random_state,
-               batch_size=batch_size, device=device) as view:
+    with _view(exp, model, batch_size=batch_size, **view_opts) as view:
         n, s = view.n, len(c)
         values = np.empty(n * s)
         for sl in chunks(n * s, batch_size, "removal curves"):
@@ -204,26 +196,20 @@ def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, replace
         return np.asarray(view.fx, dtype=np.float64), values.reshape(n, s)
 
 
-def _curve(exp, model, *, insertion: bool, n_steps, replacement, absolute, softmax, random_state,
-           batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+def _curve(exp, model, *, insertion: bool, n_steps, **opts) -> tuple[np.ndarray, np.ndarray]:
     check_positive_int(n_steps=n_steps)
-    d = _n_elements(exp)
     fractions = np.arange(n_steps + 1) / n_steps
-    counts = np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
-    _, values = _replaced_outputs(
-        exp, model, counts, keep_top=insertion, replacement=replacement, absolute=absolute,
-        softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
-    return fractions, values
+    counts = np.floor(fractions * _n_elements(exp) + 0.5).astype(np.int64)  # rounded half up
+    return fractions, _replaced_outputs(exp, model, counts, keep_top=insertion, **opts)[1]
 
 
 # -- deletion and insertion ----------------------------------------------------------------
 def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
                    softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
                    device="auto") -> tuple[np.ndarray, np.ndarray]:
-    """The model's output as the most important elements are removed, fraction by fraction.
+    """The output as the top ``round(f D)`` of the ``D`` elements are replaced, per fraction ``f``.
 
-    At fraction ``f`` the ``round(f D)`` highest-ranked of the ``D`` elements are replaced
-    (see the module docstring). A faithful attribution makes the output drop fast.
+    See the module docstring. A faithful attribution makes the output drop fast.
 
     Parameters
     ----------
@@ -258,11 +244,10 @@ def deletion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", abs
 def insertion_curve(exp, model, *, n_steps: int = 20, replacement="baseline", absolute: bool = False,
                     softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
                     device="auto") -> tuple[np.ndarray, np.ndarray]:
-    """The model's output as the most important elements are put back into the replacement.
+    """The output as only the top ``round(f D)`` elements keep their values, per fraction ``f``.
 
-    At fraction ``f`` only the ``round(f D)`` highest-ranked elements keep their input values;
-    the rest are replaced. A faithful attribution makes the output rise fast. Parameters and
-    returns as :func:`deletion_curve`.
+    A faithful attribution makes the output rise fast. Parameters and returns as
+    :func:`deletion_curve`.
     """
     return _curve(exp, model, insertion=True, n_steps=n_steps, replacement=replacement, absolute=absolute,
                   softmax=softmax, random_state=random_state, batch_size=batch_size, device=device)
@@ -307,16 +292,12 @@ def insertion_auc(exp, *, model, n_steps: int = 20, replacement="baseline", abso
 
 
 # -- comprehensiveness and sufficiency (ERASER) ------------------------------------------------
-def _eraser(exp, model, *, keep_top: bool, fractions, replacement, absolute, softmax,
-            random_state, batch_size, device) -> np.ndarray:
+def _eraser(exp, model, *, keep_top: bool, fractions, **opts) -> np.ndarray:
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
-    d = _n_elements(exp)
-    counts = np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
-    fx, values = _replaced_outputs(
-        exp, model, counts, keep_top=keep_top, replacement=replacement, absolute=absolute, softmax=softmax,
-        random_state=random_state, batch_size=batch_size, device=device)
+    counts = np.maximum(1, np.ceil(fr * _n_elements(exp) - 1e-9)).astype(np.int64)
+    fx, values = _replaced_outputs(exp, model, counts, keep_top=keep_top, **opts)
     return (fx[:, None] - values).mean(1)
 
 
@@ -327,8 +308,8 @@ def comprehensiveness(exp, *, model, fractions=ERASER_FRACTIONS, replacement="ba
                       batch_size: int = 256, device="auto") -> np.ndarray:
     """ERASER comprehensiveness (DeYoung et al. 2020): ``f(x) - f(x without its top k%)``.
 
-    Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one, are
-    replaced). Higher is better: removing what the attribution ranks first hurts the output.
+    Averaged over ``k`` in ``fractions`` (the top ``ceil(k D)`` elements, at least one).
+    Higher is better.
 
     Parameters
     ----------
@@ -355,8 +336,7 @@ def sufficiency(exp, *, model, fractions=ERASER_FRACTIONS, replacement="baseline
                 device="auto") -> np.ndarray:
     """ERASER sufficiency (DeYoung et al. 2020): ``f(x) - f(only the top k% of x)``.
 
-    Averaged over ``k`` in ``fractions``; every other element is replaced. Lower is better:
-    what the attribution ranks first suffices to keep the output. Parameters as
+    Averaged over ``k`` in ``fractions``. Lower is better. Parameters as
     :func:`comprehensiveness`.
 
     Returns
@@ -389,8 +369,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
                random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
     """Infidelity (Yeh et al. 2019): ``E_I[(I . attr - (f(x) - f(x - I)))^2]``, per instance.
 
-    Computed as ``captum.metrics.infidelity`` does (the same numbers for the same
-    perturbations), batched over instances and perturbations.
+    ``captum.metrics.infidelity``'s numbers for the same perturbations, batched.
 
     Parameters
     ----------
@@ -401,9 +380,8 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
     noise_std : float
         Default perturbations: ``I ~ N(0, noise_std^2)`` i.i.d. per element, seeded per instance.
     perturb_fn : callable, optional
-        Captum's convention: ``perturb_fn(x) -> (I, x - I)`` for ``x`` the inputs repeated
-        ``n_perturb_samples`` times each (``repeat_interleave``, shape (N S, ...)), torch
-        tensors. Called once on all of them.
+        Captum's convention, called once: ``perturb_fn(x) -> (I, x - I)``, torch tensors, for
+        ``x`` the inputs repeated ``n_perturb_samples`` times each (``repeat_interleave``, (N S, ...)).
     normalize : bool
         Scale the attributions by the least-squares ``beta`` first (Captum's ``normalize``).
     softmax : bool
@@ -425,8 +403,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
         pert = _seeded_draws(exp, s, random_state, lambda g, sh: g.normal(0.0, noise_std, sh))
         x_pert = x_rep - pert
     else:
-        pert, x_pert = perturb_fn(x_rep)
-        pert, x_pert = torch.as_tensor(pert).float().cpu(), torch.as_tensor(x_pert).float().cpu()
+        pert, x_pert = (torch.as_tensor(v).float().cpu() for v in perturb_fn(x_rep))
         if pert.shape != x_rep.shape or x_pert.shape != x_rep.shape:
             raise ValueError(f"perturb_fn must return (perturbations, perturbed inputs) of shape "
                              f"{tuple(x_rep.shape)}; got {tuple(pert.shape)} and {tuple(x_pert.shape)}")
@@ -452,9 +429,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
 
 
 def _norm(v: torch.Tensor, norm_ord) -> torch.Tensor:
-    if norm_ord == "fro":
-        norm_ord = 2
-    return torch.linalg.vector_norm(v, ord=norm_ord, dim=1)
+    return torch.linalg.vector_norm(v, ord=2 if norm_ord == "fro" else norm_ord, dim=1)
 
 
 def _re_explain(explainer, inputs: torch.Tensor, target: np.ndarray, exp, repeats: int):
@@ -477,11 +452,10 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
                     ) -> np.ndarray:
     """Sensitivity-max (Yeh et al. 2019): ``max_I ||attr(x + I) - attr(x)|| / ||attr(x)||``.
 
-    The explainer explains all ``N x n_perturb_samples`` perturbed inputs in one call (for the
-    same targets); the result is Captum's ``sensitivity_max`` for the same perturbations,
-    with ``attr(x)`` taken from ``exp`` (a zero norm counts as 1, as in Captum). Explicit
-    baselines recorded in ``exp`` are passed again; a stochastic explainer adds its own
-    sampling noise to the value (fix its ``random_state``).
+    Captum's ``sensitivity_max`` for the same perturbations, with ``attr(x)`` from ``exp`` (a
+    zero norm counts as 1). The explainer explains all ``N x n_perturb_samples`` perturbed
+    inputs in one call, with ``exp``'s targets and explicit baselines; a stochastic explainer
+    adds its own sampling noise (fix its ``random_state``).
 
     Parameters
     ----------
@@ -509,8 +483,7 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
     if perturb_fn is None:
         check_positive_number(perturb_radius=perturb_radius)
         r = float(perturb_radius)
-        noise = _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
-        x_pert = x_rep + noise
+        x_pert = x_rep + _seeded_draws(exp, s, random_state, lambda g, sh: g.uniform(-r, r, sh))
     else:
         x_pert = torch.as_tensor(perturb_fn(x_rep)).float().cpu()
         if x_pert.shape != x_rep.shape:

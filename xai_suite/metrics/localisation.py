@@ -1,8 +1,7 @@
 """Localisation against a ground-truth mask: AUROC, AUPRC, AUP, AUR, top-k precision.
 
-Each metric scores every explained instance on its own: the attributions of instance ``i``
-(flattened) are scores, its mask (flattened) the labels. Scores are ``|attribution|`` by
-default (``absolute=True``): a feature is important whichever way it pushes the output.
+Each metric scores every instance on its own: its flattened attributions are scores, its
+flattened mask the labels. Scores are ``|attribution|`` by default (``absolute=True``).
 
 Definitions follow time-interpret (Enguehard 2023, ``tint.metrics.white_box``), with the AUP
 and AUR of Crabbé & van der Schaar (2021, Dynamask) as used on the benchmarks of Ismail et al.
@@ -19,9 +18,8 @@ and AUR of Crabbé & van der Schaar (2021, Dynamask) as used on the benchmarks o
 - ``auprc``: average precision, ``sum_k (R_k - R_{k-1}) P_k`` (``average_precision_score``);
 - ``auroc``: the area under the ROC curve (ties count one half; ``roc_auc_score``).
 
-time-interpret pools all instances into one curve; :func:`pooled_localisation` gives that
-number (the published AUP/AUR/AUROC figures are pooled), the registered metrics one value per
-instance.
+time-interpret pools all instances into one curve (as do the published figures):
+:func:`pooled_localisation` gives that number, the registered metrics one per instance.
 
 Undefined cases raise a ``ValueError`` naming the instances: a mask with no True element (no
 metric is defined), and for ``auroc`` a mask with no False element. Constant scores give an
@@ -65,9 +63,8 @@ def check_mask(mask, inputs: np.ndarray) -> np.ndarray:
 def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
     """time-interpret's per-instance normalisation, ``(a - min a) / (max a - min a + 1e-5)``.
 
-    As ``tint.metrics.white_box`` 0.2-0.3 computes it (checked against time-interpret 0.3.0;
-    its 0.1 release divided by ``max a + 1e-5``, nearly the same for ``|a|``, whose minimum is
-    near 0).
+    As ``tint.metrics.white_box`` 0.2-0.3 computes it (checked against 0.3.0; 0.1 divided by
+    ``max a + 1e-5``, nearly the same for ``|a|``).
 
     Parameters
     ----------
@@ -90,15 +87,10 @@ def normalise_scores(attributions, absolute: bool = True) -> np.ndarray:
 
 
 def _require_positives(labels: np.ndarray, metric: str, negatives: bool = False) -> None:
-    bad = np.flatnonzero(~labels.any(1))
-    if bad.size:
-        raise ValueError(f"{metric} is undefined for instance(s) {bad[:10].tolist()}: their mask "
-                         "marks no element as important")
-    if negatives:
-        bad = np.flatnonzero(labels.all(1))
-        if bad.size:
-            raise ValueError(f"{metric} is undefined for instance(s) {bad[:10].tolist()}: their mask "
-                             "marks every element as important")
+    for bad, marks in ((~labels.any(1), "no element"), (labels.all(1) & negatives, "every element")):
+        if bad.any():
+            raise ValueError(f"{metric} is undefined for instance(s) {np.flatnonzero(bad)[:10].tolist()}: "
+                             f"their mask marks {marks} as important")
 
 
 def threshold_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,8 +111,7 @@ def threshold_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     s, y = scores[order], labels[order]
     last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each tie group
     tp = np.cumsum(y)[last].astype(np.float64)
-    selected = last + 1.0
-    return s[last], tp / selected, tp / tp[-1]
+    return s[last], tp / (last + 1.0), tp / tp[-1]
 
 
 def _auc_over_thresholds(scores: np.ndarray, labels: np.ndarray, which: int) -> np.ndarray:
@@ -197,9 +188,8 @@ def auprc(exp, *, mask, absolute: bool = True) -> np.ndarray:
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -215,14 +205,12 @@ def auprc(exp, *, mask, absolute: bool = True) -> np.ndarray:
 def aup(exp, *, mask, absolute: bool = True) -> np.ndarray:
     """Area under precision(τ) over the normalised-score thresholds τ, per instance.
 
-    See the module docstring for the normalisation and the thresholds. High when the
-    elements given high scores are in the mask (few false positives).
+    High when the elements given high scores are in the mask (few false positives).
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -242,9 +230,8 @@ def aur(exp, *, mask, absolute: bool = True) -> np.ndarray:
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
-    absolute : bool
+    exp, mask, absolute
+        As for :func:`auroc`.
 
     Returns
     -------
@@ -266,12 +253,11 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
 
     Parameters
     ----------
-    exp : Explanation
-    mask : array-like of bool, shape (N, ...)
+    exp, mask, absolute
+        As for :func:`auroc`.
     k : int, optional
         Elements taken per instance; default the number of True mask elements of each
         instance (then the value is also the recall at ``k``).
-    absolute : bool
 
     Returns
     -------
@@ -283,12 +269,9 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
     if absolute:
         scores = np.abs(scores)
     d = labels.shape[1]
-    if k is None:
-        ks = labels.sum(1)
-    else:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= d:
-            raise ValueError(f"k must be an int in 1..{d} (elements per instance); got {k!r}")
-        ks = np.full(labels.shape[0], int(k))
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= d):
+        raise ValueError(f"k must be an int in 1..{d} (elements per instance); got {k!r}")
+    ks = labels.sum(1) if k is None else np.full(labels.shape[0], int(k))
     out = np.empty(labels.shape[0])
     for i, (s, y, ki) in enumerate(zip(scores, labels, ks, strict=True)):
         tau = np.sort(s)[::-1][ki - 1]
@@ -299,11 +282,10 @@ def top_k_precision(exp, *, mask, k: int | None = None, absolute: bool = True) -
 
 
 def pooled_localisation(attributions, mask, *, absolute: bool = True) -> dict[str, float]:
-    """time-interpret's numbers: one curve over all instances pooled.
+    """time-interpret's numbers (``tint.metrics.white_box.aup`` etc.): all instances pooled.
 
-    Scores are normalised per instance (as in the metrics), then every element of every
-    instance enters one ranking: this is what ``tint.metrics.white_box.aup`` and friends
-    return, and what the published benchmark figures report.
+    Scores are normalised per instance, then every element of every instance enters one
+    ranking, as in the published benchmark figures.
 
     Parameters
     ----------

@@ -1,9 +1,8 @@
 """The metric registry: every metric with what it needs and which direction is better.
 
-A metric is a function ``fn(exp, *, model=None, mask=None, explainer=None, **params)``
-returning a numpy array with one value per explained instance, shape ``(N,)`` (the benchmark runner stores
-one row per instance and puts intervals on the means). Register one with
-:func:`register_metric`; :func:`compute_metric` checks that what it needs is given.
+A metric ``fn(exp, *, model=None, mask=None, explainer=None, **params)`` returns one value
+per explained instance, shape ``(N,)``. Register one with :func:`register_metric`;
+:func:`compute_metric` checks that what it needs is given.
 """
 
 from __future__ import annotations
@@ -77,11 +76,9 @@ def metric_info(name: str) -> MetricInfo:
 
 def list_metrics(kind: str | None = None) -> pd.DataFrame:
     """One row per metric: name, kind, needs, higher_is_better, summary."""
-    rows = [
-        {"name": m.name, "kind": m.kind, "needs": ", ".join(m.needs),
-         "higher_is_better": m.higher_is_better, "summary": m.summary}
-        for m in METRICS.values() if kind is None or m.kind == kind
-    ]
+    rows = [{"name": m.name, "kind": m.kind, "needs": ", ".join(m.needs),
+             "higher_is_better": m.higher_is_better, "summary": m.summary}
+            for m in METRICS.values() if kind is None or m.kind == kind]
     return pd.DataFrame(rows, columns=["name", "kind", "needs", "higher_is_better", "summary"])
 
 
@@ -97,8 +94,7 @@ def compute_metric(name: str, exp, *, model=None, mask=None, explainer=None, **p
     if missing:
         raise ValueError(f"metric {name!r} needs {' and '.join(missing)}; pass "
                          + ", ".join(f"{m}=" for m in missing))
-    kwargs = {n: given[n] for n in info.needs}
-    out = np.asarray(info.fn(exp, **kwargs, **params), dtype=np.float64)
+    out = np.asarray(info.fn(exp, **{n: given[n] for n in info.needs}, **params), dtype=np.float64)
     if out.shape != (len(exp),):
         raise RuntimeError(f"metric {name!r} returned shape {out.shape}; expected ({len(exp)},)")
     return out

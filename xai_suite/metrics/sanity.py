@@ -22,11 +22,9 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
                        device="auto") -> np.ndarray:
     """Completeness error ``|sum(attr) - (f(x) - f(baseline))|``, per instance.
 
-    Read from ``exp.convergence_delta`` when the method records one (no model call);
-    for a text explanation, ``f(x) - f(baseline)`` is its score minus the baseline prompt's
-    (``exp.output_gap()``); otherwise computed with the model: ``f(baseline)`` is the target
-    output averaged over the draws of ``exp.baselines``, or 0 when the explanation has none
-    (the method's reference output is 0).
+    Read from ``exp.convergence_delta`` when the method records one; otherwise ``f(baseline)``
+    is the target output averaged over the draws of ``exp.baselines`` (0 without baselines),
+    and for a text explanation ``f(x) - f(baseline)`` is ``exp.output_gap()``.
 
     Parameters
     ----------
@@ -52,8 +50,7 @@ def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6,
         idx, target = np.arange(n), np.asarray(exp.target)
         fx = np.asarray(exp.predictions, dtype=np.float64)[idx, target]
     fb = np.zeros(n)
-    need_fb = relative or exp.convergence_delta is None
-    if need_fb and output_gap is None and exp.baselines is not None:
+    if (relative or exp.convergence_delta is None) and output_gap is None and exp.baselines is not None:
         b = np.asarray(exp.baselines, dtype=np.float32)
         if b.ndim != exp.inputs.ndim + 1 or b.shape[1:] != exp.inputs.shape:
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape); got {b.shape}")
@@ -87,12 +84,10 @@ def parameterised_layers(model: nn.Module) -> list[str]:
 def randomised_copy(model: nn.Module, layers: int | None = None, random_state: int = 0) -> nn.Module:
     """A deep copy of ``model`` with the weights of its top ``layers`` layers re-initialised.
 
-    Layers are :func:`parameterised_layers`; cascading randomisation (Adebayo et al. 2018)
-    re-initialises them from the output end: ``layers=1`` the last, ``layers=2`` the last two,
-    ..., ``None`` all of them, ``0`` none. A layer is re-initialised by its own
-    ``reset_parameters`` (PyTorch's default initialisation; batch-norm layers also forget
-    their running statistics); parameters of a module without one are re-drawn from
-    ``N(0, 0.02^2)``.
+    Layers are :func:`parameterised_layers`, counted from the output end as in cascading
+    randomisation (Adebayo et al. 2018): ``layers=1`` the last, ..., ``None`` all, ``0`` none.
+    A layer is re-initialised by its ``reset_parameters`` (batch-norm layers also forget their
+    running statistics); a module without one gets parameters drawn from ``N(0, 0.02^2)``.
 
     Parameters
     ----------
@@ -109,8 +104,7 @@ def randomised_copy(model: nn.Module, layers: int | None = None, random_state: i
     if not isinstance(model, nn.Module):
         raise TypeError(f"model-parameter randomisation needs a torch.nn.Module; got {type(model).__name__}")
     names = parameterised_layers(model)
-    if layers is None:
-        layers = len(names)
+    layers = len(names) if layers is None else layers
     if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or not 0 <= layers <= len(names):
         raise ValueError(f"layers must be None or an int in 0..{len(names)} (the model's parameterised "
                          f"layers); got {layers!r}")
@@ -148,10 +142,8 @@ def spearman_rows(a, b) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rank correlation pairs arrays of one shape; got {a.shape} and {b.shape}")
-    ra = rankdata(a.reshape(len(a), -1), axis=1)
-    rb = rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
+    ra, rb = (rankdata(v.reshape(len(v), -1), axis=1) for v in (a, b))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
     den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
     num = (ra * rb).sum(1)
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
@@ -166,8 +158,7 @@ def _explainer_for(explainer, model: nn.Module, fit_data):
         if explainer._fit_shape is None:
             raise ValueError(f"{explainer.info.qualified_name} must be fitted: pass a fitted explainer "
                              "or fit_data=(X, y)")
-        # what attribution explainers learn in fit (backgrounds, baseline statistics) comes
-        # from the data alone, so the fitted state carries over to another model
+        # what explainers learn in fit (backgrounds, baseline statistics) holds for any model
         return copy.deepcopy(explainer, memo={id(explainer.model): model})
     e = clone(explainer, model=model)
     if fit_data is not None:
@@ -207,11 +198,10 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
                               fit_data=None, random_state: int = 0) -> np.ndarray:
     """Model-parameter randomisation test (Adebayo et al. 2018), per instance.
 
-    A copy of the (torch) model gets its top ``layers`` layers re-initialised
-    (:func:`randomised_copy`); a clone of the explainer (same hyper-parameters, via
-    :func:`xai_suite.clone`) explains ``exp.inputs`` for the same targets on it; the value is
-    the Spearman rank correlation between the trained and the randomised attributions.
-    A method that depends on what the model learned scores near 0; lower is better.
+    A clone of the explainer (:func:`xai_suite.clone`) explains ``exp.inputs`` for the same
+    targets on :func:`randomised_copy` of the model; the value is the Spearman rank correlation
+    of the trained and the randomised attributions. A method that depends on what the model
+    learned scores near 0; lower is better.
 
     Parameters
     ----------
@@ -226,8 +216,8 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
     absolute : bool
         Compare ``|attributions|`` (Adebayo et al.'s choice) or the signed values.
     fit_data : tuple (X, y) or array, optional
-        Fit the clone on this data. Without it, a fitted explainer is copied with its fitted
-        state (backgrounds and baseline statistics come from the data alone, not the model).
+        Fit the clone on this data; without it, a fitted explainer is copied with its fitted
+        state (learnt from the data alone, not the model).
     random_state : int
         Seeds the new weights.
 
@@ -235,11 +225,9 @@ def randomisation_correlation(exp, *, model, explainer, layers: int | None = Non
     -------
     numpy.ndarray, shape (N,)
     """
-    twin = randomised_copy(model, layers, random_state)
-    e = _explainer_for(explainer, twin, fit_data)
-    again = _re_explain(e, torch.from_numpy(np.ascontiguousarray(exp.inputs)), np.asarray(exp.target),
-                        exp, 1).attributions
-    a, b = np.asarray(exp.attributions), again
+    e = _explainer_for(explainer, randomised_copy(model, layers, random_state), fit_data)
+    b = _re_explain(e, torch.from_numpy(np.ascontiguousarray(exp.inputs)), np.asarray(exp.target), exp, 1)
+    a, b = np.asarray(exp.attributions), b.attributions
     if absolute:
         a, b = np.abs(a), np.abs(b)
     return spearman_rows(a, b)

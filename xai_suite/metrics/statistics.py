@@ -14,7 +14,7 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, floa
     """Wilson score interval for a proportion ``successes / n``.
 
     Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or ``n``
-    successes, so it suits validity rates of a few dozen counterfactuals.
+    successes (validity rates of a few dozen counterfactuals).
 
     Parameters
     ----------
@@ -32,8 +32,7 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[float, floa
         if outcomes.dtype != bool or outcomes.ndim != 1:
             raise TypeError("with n=None, successes must be a 1-D boolean array of outcomes")
         successes, n = int(outcomes.sum()), outcomes.size
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1); got {confidence}")
+    _check_confidence(confidence)
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0; got {successes} of {n}")
     from scipy.stats import norm
@@ -67,9 +66,8 @@ def _check_confidence(confidence: float) -> None:
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values``: ``mean -+ t_{n-1} s / sqrt(n)``.
 
-    Suits a handful of repeated runs (seeds): it assumes roughly normal values and, unlike a
-    bootstrap, widens properly when ``n`` is small. Identical values give an empty-width
-    interval.
+    Suits a handful of roughly normal values (seeds): unlike a bootstrap it widens properly
+    when ``n`` is small. Identical values give an empty-width interval.
 
     Parameters
     ----------
@@ -170,20 +168,17 @@ def paired_test(a, b, confidence: float = 0.95, n_resamples: int = 10_000,
         raise ValueError(f"a and b must pair values one to one; got shapes {a.shape} and {b.shape}")
     d = a - b
     low, high = bootstrap_interval(d, confidence, n_resamples, random_state)
-    if not d.any():
-        p = 1.0
-    else:
-        from scipy.stats import wilcoxon
+    from scipy.stats import wilcoxon
 
-        p = float(wilcoxon(d).pvalue)
+    p = float(wilcoxon(d).pvalue) if d.any() else 1.0
     return PairedTest(float(d.mean()), low, high, p, int(d.size), float(confidence))
 
 
 def instance_generators(inputs, random_state=None, *salt: int) -> list[np.random.Generator]:
     """One random generator per instance, seeded by ``random_state`` and the instance itself.
 
-    The seed combines ``random_state``, a hash of the instance's float32 values and ``salt``,
-    so an instance gets the same numbers whatever batch, chunk or position it comes in.
+    The seed mixes ``random_state``, a hash of the instance's float32 values and ``salt``: an
+    instance gets the same numbers whatever batch, chunk or position it comes in.
 
     Parameters
     ----------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ..core import Assignment, Check, CheckFailed, register_assignment
+from ..core import Check, CheckFailed, define_assignment
 
 STARTER = '''"""Assignment: the Dot concept dataset.
 
@@ -162,29 +162,23 @@ def _balance(fn, rng):
             raise CheckFailed(f"{what} is 1 for {rate:.1%} of {n} samples; by symmetry about half must be 1")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="dot",
-    title="The Dot concept dataset",
-    function="make_dot",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shapes", "X (n, 4) floats, C (n, 2) and y (n,) of 0/1, for any n_samples", _shapes, 1,
-              "stack with np.hstack / np.stack(axis=1); cast booleans with .astype(int)"),
-        Check("rule", "C and y follow from v1 = (X[:, :2] + X[:, 2:]) / 2 and v3 = (X[:, :2] - X[:, 2:]) "
-              "/ 2 by the rule", _rule, 3,
-              "concept 1 uses v4 = (-1, -1) with v3 (it is 1 when v3 points away from (1, 1)); the "
-              "label is the sign of v1.v3, a product of the two hidden vectors, not v1.v2; and the "
-              "features are [v1 + v3, v1 - v3] in that order"),
-        Check("distribution", "v1 and v3 have independent N(0, 2^2) components (4000 samples)",
-              _distribution, 2,
-              "2 * N(0, I_2) means standard normals times 2 (std 2, variance 4); draw v1 and v3 "
-              "separately, two columns each"),
-        Check("seeded", "the same seed gives the same data, another seed other data", _seeded, 1,
-              "make one generator from the seed, np.random.default_rng(random_state), and draw "
-              "everything from it; never use np.random's global state"),
-        Check("balance", "each concept and the label are 1 for about half the samples", _balance, 1,
-              "the rule is symmetric under v -> -v: a rate far from 50% means a wrong comparison or "
-              "a shifted distribution"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "dot", "The Dot concept dataset", "make_dot", STARTER, reference,
+    Check("shapes", "X (n, 4) floats, C (n, 2) and y (n,) of 0/1, for any n_samples", _shapes, 1,
+          "stack with np.hstack / np.stack(axis=1); cast booleans with .astype(int)"),
+    Check("rule", "C and y follow from v1 = (X[:, :2] + X[:, 2:]) / 2 and v3 = (X[:, :2] - X[:, 2:]) "
+          "/ 2 by the rule", _rule, 3,
+          "concept 1 uses v4 = (-1, -1) with v3 (it is 1 when v3 points away from (1, 1)); the "
+          "label is the sign of v1.v3, a product of the two hidden vectors, not v1.v2; and the "
+          "features are [v1 + v3, v1 - v3] in that order"),
+    Check("distribution", "v1 and v3 have independent N(0, 2^2) components (4000 samples)",
+          _distribution, 2,
+          "2 * N(0, I_2) means standard normals times 2 (std 2, variance 4); draw v1 and v3 "
+          "separately, two columns each"),
+    Check("seeded", "the same seed gives the same data, another seed other data", _seeded, 1,
+          "make one generator from the seed, np.random.default_rng(random_state), and draw "
+          "everything from it; never use np.random's global state"),
+    Check("balance", "each concept and the label are 1 for about half the samples", _balance, 1,
+          "the rule is symmetric under v -> -v: a rate far from 50% means a wrong comparison or "
+          "a shifted distribution"),
+)

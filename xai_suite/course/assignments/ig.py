@@ -1,8 +1,4 @@
-"""Assignment ``ig``: Integrated Gradients from scratch.
-
-Also holds the small helpers the gradient assignments share (seeded MLPs, calling the
-student's function on copies of the inputs and checking what it returns).
-"""
+"""Assignment ``ig``: Integrated Gradients from scratch, and the gradient assignments' helpers."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
+from ..core import Check, CheckFailed, as_array, assert_close, define_assignment
 
 STARTER = '''"""Assignment: Integrated Gradients from scratch.
 
@@ -74,11 +70,10 @@ def reference(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target:
 # -- helpers shared by the gradient assignments ---------------------------------------------
 def mlp(rng: np.random.Generator, sizes: tuple[int, ...], activation: type[nn.Module] = nn.Tanh,
         bias: bool = True, flatten: bool = False, gain: float = 1.5) -> nn.Sequential:
-    """A float32 MLP with weights drawn from ``rng`` (no training), in eval mode.
+    """An untrained float32 MLP ``sizes = (F, H1, ..., K)`` drawn from ``rng``, in eval mode.
 
-    ``sizes = (F, H1, ..., K)``; ``activation`` between the Linear layers; ``flatten``
-    puts an ``nn.Flatten`` first so the model takes inputs (N, ...) with F elements; weights
-    have standard deviation ``gain / sqrt(fan_in)``.
+    ``activation`` between the Linear layers, an ``nn.Flatten`` first with ``flatten`` (inputs
+    (N, ...) of F elements); weights of standard deviation ``gain / sqrt(fan_in)``.
     """
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
@@ -100,19 +95,13 @@ def tensor(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> torch.T
 
 def targets(rng: np.random.Generator, n: int, k: int) -> torch.Tensor:
     """``n`` class indices in 0..k-1 that use every class (when n >= k)."""
-    t = np.arange(n) % k
-    return torch.as_tensor(rng.permutation(t), dtype=torch.int64)
+    return torch.as_tensor(rng.permutation(np.arange(n) % k), dtype=torch.int64)
 
 
 def attributions(fn: Callable, name: str, x: torch.Tensor, *args, **kwargs) -> np.ndarray:
-    """Call ``fn(model, x, ...)`` on copies of the tensors; its result as an array of x's shape.
-
-    ``args[0]`` is the model; tensors are cloned so the student's code cannot change ours.
-    """
-    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-    model, rest = args[0], args[1:]
-    out = fn(model, x.clone(), *rest, **kwargs)
-    got = as_array(out, f"{name}'s result")
+    """``fn(model, x, ...)`` (``args[0]`` the model) on clones of the tensors, as an array of x's shape."""
+    model, *rest = (a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    got = as_array(fn(model, x.clone(), *rest, **kwargs), f"{name}'s result")
     if got.shape != tuple(x.shape):
         raise CheckFailed(f"{name} returned shape {got.shape}; attributions must have the inputs' "
                           f"shape {tuple(x.shape)}")
@@ -270,33 +259,27 @@ def _independent(fn, rng):
                               "attributions unchanged: the target must pick the logit explained")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="ig",
-    title="Integrated Gradients from scratch",
-    function="integrated_gradients",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
-              "work on x as it comes (any trailing dimensions); do not flatten or squeeze the result"),
-        Check("linear", "on a linear model equals (x - baseline) * w[target] exactly", _linear, 3,
-              "the gradient of a linear model is w everywhere, so any quadrature gives the same: "
-              "what remains is the factor (x - baseline) and picking row target of w"),
-        Check("completeness", "attributions sum to f_t(x) - f_t(baseline) within 2% (n_steps=200)",
-              _completeness, 2,
-              "completeness holds only when the gradients are taken along the whole path from the "
-              "baseline to x, averaged, and multiplied by (x - baseline); the gradient at x alone "
-              "does not have it"),
-        Check("agreement", "matches xai_suite's native:integrated_gradients on an MLP (n_steps=200)",
-              _agreement, 2,
-              "the alphas must cover [0, 1] evenly (alpha_k = (k + 0.5) / n_steps, or k / n_steps), "
-              "the points must be baseline + alpha (x - baseline), and the average must divide by "
-              "n_steps"),
-        Check("zero_path", "x == baseline gives all-zero attributions", _zero_path, 1,
-              "IG is (x - baseline) times an average gradient: zero when x equals the baseline"),
-        Check("independent", "a batch gives each row's own result, for each row's own target",
-              _independent, 1,
-              "select each row's logit with out.gather(1, target[:, None]) (or out[range(N), "
-              "target]); out[:, target] is an N x N block that mixes the rows' targets"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "ig", "Integrated Gradients from scratch", "integrated_gradients", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
+          "work on x as it comes (any trailing dimensions); do not flatten or squeeze the result"),
+    Check("linear", "on a linear model equals (x - baseline) * w[target] exactly", _linear, 3,
+          "the gradient of a linear model is w everywhere, so any quadrature gives the same: "
+          "what remains is the factor (x - baseline) and picking row target of w"),
+    Check("completeness", "attributions sum to f_t(x) - f_t(baseline) within 2% (n_steps=200)",
+          _completeness, 2,
+          "completeness holds only when the gradients are taken along the whole path from the "
+          "baseline to x, averaged, and multiplied by (x - baseline); the gradient at x alone "
+          "does not have it"),
+    Check("agreement", "matches xai_suite's native:integrated_gradients on an MLP (n_steps=200)",
+          _agreement, 2,
+          "the alphas must cover [0, 1] evenly (alpha_k = (k + 0.5) / n_steps, or k / n_steps), "
+          "the points must be baseline + alpha (x - baseline), and the average must divide by "
+          "n_steps"),
+    Check("zero_path", "x == baseline gives all-zero attributions", _zero_path, 1,
+          "IG is (x - baseline) times an average gradient: zero when x equals the baseline"),
+    Check("independent", "a batch gives each row's own result, for each row's own target",
+          _independent, 1,
+          "select each row's logit with out.gather(1, target[:, None]) (or out[range(N), "
+          "target]); out[:, target] is an N x N block that mixes the rows' targets"),
+)

@@ -7,7 +7,7 @@ from math import comb, factorial
 
 import numpy as np
 
-from ..core import Assignment, Check, CheckFailed, as_array, assert_close, register_assignment
+from ..core import Check, CheckFailed, as_array, assert_close, batched, define_assignment
 
 STARTER = '''"""Assignment: KernelSHAP from scratch.
 
@@ -83,19 +83,6 @@ def reference(f, x, background):
 
 
 # -- the games the checks play -----------------------------------------------------------------
-def _batched(fn, n_features: int):
-    """``fn`` behind a guard that insists on (M, F) batches and returns (M,)."""
-
-    def f(Z):
-        Z = np.asarray(Z, dtype=float)
-        if Z.ndim != 2 or Z.shape[1] != n_features:
-            raise ValueError(f"f takes a batch of shape (M, {n_features}); got shape {Z.shape} "
-                             "(call f(x[None]) for one row)")
-        return fn(Z)
-
-    return f
-
-
 def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
     """A random 2-layer tanh MLP (M, F) -> (M,); ``dummy`` ignores one input, ``tied`` ties two."""
     W1 = rng.normal(0, 1, (n_features, hidden))
@@ -105,13 +92,12 @@ def _mlp(rng, n_features: int, hidden: int = 8, dummy=None, tied=None):
         W1[dummy] = 0.0
     if tied is not None:
         W1[tied[1]] = W1[tied[0]]
-    return _batched(lambda Z: np.tanh(Z @ W1 + b1) @ w2 + b2, n_features)
+    return batched(lambda Z: np.tanh(Z @ W1 + b1) @ w2 + b2, (n_features,), "f", "one row")
 
 
 def _instance(rng, n_features: int, n_baseline_samples: int):
     x = rng.normal(0, 1.5, n_features)
-    background = rng.normal(0, 1, (n_baseline_samples, n_features)) + rng.normal(0, 0.5, n_features)
-    return x, background
+    return x, rng.normal(0, 1, (n_baseline_samples, n_features)) + rng.normal(0, 0.5, n_features)
 
 
 def _exact_shapley(f, x, background) -> np.ndarray:
@@ -188,40 +174,34 @@ def _dummy(fn, rng):
 def _linear(fn, rng):
     n, nb = int(rng.integers(3, 9)), int(rng.integers(3, 10))
     w, b0 = rng.normal(0, 1, n), rng.normal()
-    f = _batched(lambda Z: Z @ w + b0, n)
+    f = batched(lambda Z: Z @ w + b0, (n,), "f", "one row")
     x, bg = _instance(rng, n, nb)
     assert_close(_phi(fn, f, x, bg), w * (x - bg.mean(axis=0)),
                  what="phi of a linear f(z) = w.z + b (expected w * (x - mean(background)))",
                  atol=1e-6, rtol=1e-6)
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="kernel_shap",
-    title="KernelSHAP from scratch",
-    function="kernel_shap",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("efficiency", "sum(phi) equals f(x) - mean f(background)", _efficiency, 2,
-              "the empty and full coalitions are constraints, not ordinary rows: impose "
-              "sum(phi) = v(all) - v(empty) exactly (eliminate one feature) or give those two "
-              "rows a huge weight; and fill absent features from the background rows, averaging "
-              "f over them, not with zeros"),
-        Check("agreement", "equals the exact Shapley values (brute force over all subsets) on "
-              "random tanh MLPs, F up to 10", _agreement, 3,
-              "the regression weight of a coalition of size s is (F-1) / (comb(F, s) s (F-s)): "
-              "uniform weights give a different (Banzhaf-like) answer; check that the coalition "
-              "values average f over the background rows, one background row per masked copy"),
-        Check("symmetry", "two features f treats alike, with equal values, get equal phi",
-              _symmetry, 1,
-              "symmetric players must be treated alike: enumerate all coalitions and weight "
-              "them by size only, never by which features they hold"),
-        Check("dummy", "a feature f ignores gets phi = 0", _dummy, 1,
-              "a feature that never changes f adds nothing to any coalition, so its Shapley value is "
-              "0; the Shapley kernel with both constraints gives exactly that, while other "
-              "weights or a free, unconstrained intercept generally do not"),
-        Check("linear", "for f(z) = w.z + b, phi = w * (x - mean(background))", _linear, 2,
-              "absent features take the background's values, so a linear model's phi is measured "
-              "from the background mean, not from zero"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "kernel_shap", "KernelSHAP from scratch", "kernel_shap", STARTER, reference,
+    Check("efficiency", "sum(phi) equals f(x) - mean f(background)", _efficiency, 2,
+          "the empty and full coalitions are constraints, not ordinary rows: impose "
+          "sum(phi) = v(all) - v(empty) exactly (eliminate one feature) or give those two "
+          "rows a huge weight; and fill absent features from the background rows, averaging "
+          "f over them, not with zeros"),
+    Check("agreement", "equals the exact Shapley values (brute force over all subsets) on "
+          "random tanh MLPs, F up to 10", _agreement, 3,
+          "the regression weight of a coalition of size s is (F-1) / (comb(F, s) s (F-s)): "
+          "uniform weights give a different (Banzhaf-like) answer; check that the coalition "
+          "values average f over the background rows, one background row per masked copy"),
+    Check("symmetry", "two features f treats alike, with equal values, get equal phi",
+          _symmetry, 1,
+          "symmetric players must be treated alike: enumerate all coalitions and weight "
+          "them by size only, never by which features they hold"),
+    Check("dummy", "a feature f ignores gets phi = 0", _dummy, 1,
+          "a feature that never changes f adds nothing to any coalition, so its Shapley value is "
+          "0; the Shapley kernel with both constraints gives exactly that, while other "
+          "weights or a free, unconstrained intercept generally do not"),
+    Check("linear", "for f(z) = w.z + b, phi = w * (x - mean(background))", _linear, 2,
+          "absent features take the background's values, so a linear model's phi is measured "
+          "from the background mean, not from zero"),
+)

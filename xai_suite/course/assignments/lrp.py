@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 from .ig import attributions, check_tensor_result, gradient, mlp, target_logit, targets, tensor
 
 STARTER = '''"""Assignment: LRP-epsilon by hand.
@@ -81,11 +81,9 @@ def reference(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
 
 def _variant(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor, epsilon: float, *,
              denominator: str = "signed", start: str = "target", activations: bool = True) -> np.ndarray:
-    """LRP with one classic mistake, to recognise it in a student's result.
-
-    ``denominator``: ``signed`` (z + eps sign z), ``plus`` (z + eps), ``abs`` (|z| + eps);
-    ``start``: ``target`` or ``all`` (every logit); ``activations=False``: weights only.
-    """
+    """LRP with one classic mistake: ``denominator`` ``signed`` (z + eps sign z), ``plus`` (z + eps)
+    or ``abs`` (|z| + eps); ``start`` ``target`` or ``all`` (every logit); ``activations=False``:
+    weights only."""
     layers, inputs = list(model), [x]
     with torch.no_grad():
         for layer in layers:
@@ -112,16 +110,11 @@ def _variant(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor, epsilo
     return relevance.numpy()
 
 
-def _relu_mlp(rng, sizes, bias: bool) -> nn.Sequential:
-    return mlp(rng, sizes, activation=nn.ReLU, bias=bias)
-
-
 def _mixed_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Alternately each row's lowest and highest logit: negative and positive z at the top."""
     with torch.no_grad():
         out = model(x)
-    low, high = out.argmin(1), out.argmax(1)
-    return torch.where(torch.arange(len(x)) % 2 == 0, low, high)
+    return torch.where(torch.arange(len(x)) % 2 == 0, out.argmin(1), out.argmax(1))
 
 
 def _diagnose(got: np.ndarray, model, x, t, epsilon: float) -> str | None:
@@ -149,7 +142,7 @@ def _diagnose(got: np.ndarray, model, x, t, epsilon: float) -> str | None:
 
 # -- checks ----------------------------------------------------------------------------------
 def _shape(fn, rng):
-    model = _relu_mlp(rng, (7, 9, 3), bias=True)
+    model = mlp(rng, (7, 9, 3), activation=nn.ReLU, bias=True)
     x = tensor(rng, 5, 7)
     out = fn(model, x.clone(), targets(rng, 5, 3), epsilon=1e-6)
     check_tensor_result(out, x, "lrp_epsilon", "the relevance", " (one value per input feature)")
@@ -157,7 +150,7 @@ def _shape(fn, rng):
 def _agreement(fn, rng):
     from ...registry import create_explainer
 
-    model = _relu_mlp(rng, (6, 10, 8, 3), bias=True)
+    model = mlp(rng, (6, 10, 8, 3), activation=nn.ReLU, bias=True)
     x = tensor(rng, 6, 6)
     t = _mixed_targets(model, x)
     epsilon = float(rng.choice([0.1, 0.3, 1.0]))
@@ -201,14 +194,14 @@ def _sums(fn, model, x, t, check: str) -> None:
 
 
 def _conservation(fn, rng):
-    model = _relu_mlp(rng, (8, 16, 12, 10, 4), bias=False)
+    model = mlp(rng, (8, 16, 12, 10, 4), activation=nn.ReLU, bias=False)
     x = tensor(rng, 6, 8)
     t = torch.full((6,), int(rng.integers(4)), dtype=torch.int64)
     _sums(fn, model, x, t, "conservation")
 
 
 def _target(fn, rng):
-    model = _relu_mlp(rng, (6, 12, 4), bias=False)
+    model = mlp(rng, (6, 12, 4), activation=nn.ReLU, bias=False)
     x = tensor(rng, 8, 6)
     t = targets(rng, 8, 4)
     _sums(fn, model, x, t, "target")
@@ -221,7 +214,7 @@ def _target(fn, rng):
 
 
 def _gradient_x_input(fn, rng):
-    model = _relu_mlp(rng, (6, 12, 10, 3), bias=False)
+    model = mlp(rng, (6, 12, 10, 3), activation=nn.ReLU, bias=False)
     x = tensor(rng, 6, 6)
     t = _mixed_targets(model, x)
     got = attributions(fn, "lrp_epsilon", x, model, t, epsilon=1e-9)
@@ -236,27 +229,21 @@ def _gradient_x_input(fn, rng):
     assert_close(got, want, what=f"{lead}; yours", atol=1e-5 * np.abs(want).max(), rtol=1e-3)
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="lrp",
-    title="LRP-epsilon by hand",
-    function="lrp_epsilon",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape (N, F)", _shape, 1,
-              "the relevance at the end of the backward pass is the relevance of the model input"),
-        Check("agreement", "matches xai_suite's native:lrp (composite 'epsilon') on MLPs with biases",
-              _agreement, 3,
-              "the share of input i in output j is a_i w_ji / (z_j + epsilon sign(z_j)), z_j "
-              "including the bias; sign(z_j) keeps the stabiliser from pushing z_j across 0"),
-        Check("conservation", "without biases each row's relevance sums to f_t(x)", _conservation, 2,
-              "each layer hands on sum_j z_j/(z_j + eps sign z_j) R_j, which is all of it without "
-              "biases: losing relevance means the shares a_i w_ji / z_j do not sum to 1 over i"),
-        Check("target", "relevance starts from each row's own target logit", _target, 2,
-              "set R = 0 at every output, then R[n, target[n]] = f_target[n](x_n): one logit per row"),
-        Check("gradient_x_input", "without biases and with epsilon -> 0 it equals gradient x input",
-              _gradient_x_input, 2,
-              "LRP-0 on a ReLU network is x * gradient; a mismatch usually means a missing a_i, a "
-              "wrong sign in the stabiliser, or a ReLU that does not pass relevance through"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "lrp", "LRP-epsilon by hand", "lrp_epsilon", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape (N, F)", _shape, 1,
+          "the relevance at the end of the backward pass is the relevance of the model input"),
+    Check("agreement", "matches xai_suite's native:lrp (composite 'epsilon') on MLPs with biases",
+          _agreement, 3,
+          "the share of input i in output j is a_i w_ji / (z_j + epsilon sign(z_j)), z_j "
+          "including the bias; sign(z_j) keeps the stabiliser from pushing z_j across 0"),
+    Check("conservation", "without biases each row's relevance sums to f_t(x)", _conservation, 2,
+          "each layer hands on sum_j z_j/(z_j + eps sign z_j) R_j, which is all of it without "
+          "biases: losing relevance means the shares a_i w_ji / z_j do not sum to 1 over i"),
+    Check("target", "relevance starts from each row's own target logit", _target, 2,
+          "set R = 0 at every output, then R[n, target[n]] = f_target[n](x_n): one logit per row"),
+    Check("gradient_x_input", "without biases and with epsilon -> 0 it equals gradient x input",
+          _gradient_x_input, 2,
+          "LRP-0 on a ReLU network is x * gradient; a mismatch usually means a missing a_i, a "
+          "wrong sign in the stabiliser, or a ReLU that does not pass relevance through"),
+)

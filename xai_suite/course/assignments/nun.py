@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Assignment, Check, CheckFailed, as_array, register_assignment
+from ..core import Check, CheckFailed, as_array, batched, define_assignment
 
 STARTER = '''"""Assignment: the nearest unlike neighbour (NUN).
 
@@ -62,23 +62,10 @@ def reference(predict, x, X_train, y_train):
 
 
 # -- models and data the checks use ----------------------------------------------------------
-def _guarded(fn, shape):
-    """``fn`` behind a guard that insists on batches (M, *shape) and returns labels (M,)."""
-
-    def predict(X):
-        X = np.asarray(X, dtype=float)
-        if X.shape[1:] != tuple(shape) or X.ndim != len(shape) + 1:
-            raise ValueError(f"predict takes a batch of shape (M, {', '.join(map(str, shape))}); got "
-                             f"shape {X.shape} (call predict(x[None]) for one instance)")
-        return fn(X.reshape(len(X), -1))
-
-    return predict
-
-
 def _linear_model(rng, shape, n_classes: int):
     d = int(np.prod(shape))
     W, b = rng.normal(0, 1, (d, n_classes)), rng.normal(0, 0.3, n_classes)
-    return _guarded(lambda Z: np.argmax(Z @ W + b, axis=1), shape)
+    return batched(lambda Z: np.argmax(Z @ W + b, axis=1), shape, "predict", "one instance")
 
 
 def _one_nn_model(X_train, y_train):
@@ -88,7 +75,7 @@ def _one_nn_model(X_train, y_train):
         d = ((Z[:, None, :] - flat[None]) ** 2).sum(-1)
         return labels[np.argmin(d, axis=1)]
 
-    return _guarded(fn, X_train.shape[1:])
+    return batched(fn, X_train.shape[1:], "predict", "one instance")
 
 
 def _task(rng, shape, n_classes: int, n_train: int):
@@ -98,8 +85,7 @@ def _task(rng, shape, n_classes: int, n_train: int):
         X_train = rng.normal(0, 1, (n_train, *shape))
         y_train = predict(X_train)
         if len(np.unique(y_train)) == n_classes:
-            x = rng.normal(0, 1, shape)
-            return predict, x, X_train, y_train
+            return predict, rng.normal(0, 1, shape), X_train, y_train
 
 
 def _call(fn, predict, x, X_train, y_train) -> np.ndarray:
@@ -245,7 +231,7 @@ def _prediction(fn, rng):
         out[np.linalg.norm(Z - x, axis=1) < radius] = 1
         return out
 
-    predict = _guarded(fn_model, (F,))
+    predict = batched(fn_model, (F,), "predict", "one instance")
     got = _call(fn, predict, x, X_train, y_train)
     i = _row_index(got, X_train)
     if i is not None and y_train[i] == 1:
@@ -256,30 +242,24 @@ def _prediction(fn, rng):
     _assert_nun(got, x, X_train, y_train, 1, "x misclassified by the model")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="nun",
-    title="The nearest unlike neighbour (NativeGuide's NUN)",
-    function="nearest_unlike_neighbour",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("validity", "the model predicts another class for the NUN than for x", _validity, 2,
-              "keep only the training rows whose label differs from predict(x[None])[0] before "
-              "looking for the nearest one; the nearest row of any class is usually x's own class"),
-        Check("row", "the NUN is a row of X_train, returned unchanged", _is_row, 1,
-              "return X_train[i] itself, not an average, a blend with x, or a flattened copy"),
-        Check("nearest_series", "it is the nearest unlike row for series (C, T), 2-3 classes",
-              _nearest_series, 2,
-              "the distance runs over all channels and time steps: flatten each (C, T) instance "
-              "(or sum over both axes), then take the argmin over the unlike rows only"),
-        Check("nearest_rows", "it is the nearest unlike row for tabular rows (F,)", _nearest_rows, 1,
-              "write the distance so that it works for any instance shape, e.g. reshape to (N, -1)"),
-        Check("euclidean", "distance is Euclidean: a row 2 away beats one 3 away even when the "
-              "first is 4 away in Manhattan distance", _euclidean, 2,
-              "sqrt(sum((a - b)**2)), not sum(|a - b|): the two metrics rank neighbours differently"),
-        Check("prediction", "the class left behind is the model's prediction for x, even when the "
-              "model misclassifies x", _prediction, 2,
-              "call predict(x[None])[0]; do not infer x's class from its neighbours' labels: a "
-              "counterfactual explains the model, not the data"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "nun", "The nearest unlike neighbour (NativeGuide's NUN)", "nearest_unlike_neighbour", STARTER, reference,
+    Check("validity", "the model predicts another class for the NUN than for x", _validity, 2,
+          "keep only the training rows whose label differs from predict(x[None])[0] before "
+          "looking for the nearest one; the nearest row of any class is usually x's own class"),
+    Check("row", "the NUN is a row of X_train, returned unchanged", _is_row, 1,
+          "return X_train[i] itself, not an average, a blend with x, or a flattened copy"),
+    Check("nearest_series", "it is the nearest unlike row for series (C, T), 2-3 classes",
+          _nearest_series, 2,
+          "the distance runs over all channels and time steps: flatten each (C, T) instance "
+          "(or sum over both axes), then take the argmin over the unlike rows only"),
+    Check("nearest_rows", "it is the nearest unlike row for tabular rows (F,)", _nearest_rows, 1,
+          "write the distance so that it works for any instance shape, e.g. reshape to (N, -1)"),
+    Check("euclidean", "distance is Euclidean: a row 2 away beats one 3 away even when the "
+          "first is 4 away in Manhattan distance", _euclidean, 2,
+          "sqrt(sum((a - b)**2)), not sum(|a - b|): the two metrics rank neighbours differently"),
+    Check("prediction", "the class left behind is the model's prediction for x, even when the "
+          "model misclassifies x", _prediction, 2,
+          "call predict(x[None])[0]; do not infer x's class from its neighbours' labels: a "
+          "counterfactual explains the model, not the data"),
+)

@@ -1,10 +1,8 @@
 """Assignment ``smoothgrad``: SmoothGrad (Smilkov et al., 2017) from scratch.
 
-Noise definition (stated in the starter): instance ``n`` gets Gaussian noise of standard
-deviation ``sigma * (max(x[n]) - min(x[n]))``, the paper's noise level relative to the
-input's range. Captum's ``stdevs`` (and so ``captum:smoothgrad``'s) is the absolute standard
-deviation instead: Captum with ``stdevs = sigma * (max - min)`` of one instance computes
-the same expectation, which the tests show.
+Instance ``n`` gets Gaussian noise of standard deviation ``sigma * (max(x[n]) - min(x[n]))``,
+the paper's level relative to the input's range; Captum's ``stdevs`` is absolute (with
+``stdevs = sigma * (max - min)`` of one instance it has the same expectation, as tests show).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 from .ig import attributions, check_tensor_result, gradient, mlp, targets, tensor
 
 STARTER = '''"""Assignment: SmoothGrad from scratch.
@@ -205,15 +203,14 @@ def _noise_scale(fn, rng):
            f"exp(-{omega**2:g} s^2 / 2); your maps shrink it by {fmt(f'{r:.3f}' for r in ratio)} (rows "
            f"0..{n - 1}); noise std sigma * (max - min) = {fmt(f'{v:.2f}' for v in s)} shrinks it by "
            f"{fmt(f'{v:.3f}' for v in shrink)}")
-    flat = x.double().numpy()
     mistakes = (  # (noise std, draws averaged, what it means)
         (s / np.sqrt(samples), 1, "Your maps are one gradient at x + the average noise: average the "
          "gradients of the noisy copies, not the noisy copies (their mean is just x)"),
         (np.full(n, sigma), samples, f"Your noise std is sigma = {sigma} itself: scale it by each instance's "
          "max - min"),
-        (np.full(n, sigma * (flat.max() - flat.min())), samples, "Your noise std uses the max - min "
+        (np.full(n, sigma * (xd.max() - xd.min())), samples, "Your noise std uses the max - min "
          "of the whole batch: take it per instance"),
-        (sigma * flat.std(1), samples, "Your noise std is sigma times the instance's standard "
+        (sigma * xd.std(1), samples, "Your noise std is sigma times the instance's standard "
          "deviation: use its max - min"),
     )
     # name the mistake that explains the shrink factors best, if one explains them at all
@@ -245,32 +242,26 @@ def _statistics(fn, rng):
                           f"({z[i]:.0f} standard errors away)")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="smoothgrad",
-    title="SmoothGrad from scratch",
-    function="smoothgrad",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
-              "add noise of x's shape and return the gradient with respect to the noisy input, "
-              "averaged: no flattening, no absolute value"),
-        Check("linear", "on a linear model equals w[target] whatever the noise", _linear, 1,
-              "a linear model's gradient is the row target of its weight matrix at every point; "
-              "pick each row's logit with out.gather(1, target[:, None])"),
-        Check("sigma_zero", "sigma=0 gives the plain gradient", _sigma_zero, 1,
-              "the noise std is sigma * (max - min): zero when sigma is zero"),
-        Check("random_state", "the same random_state repeats the map; another seed changes it",
-              _random_state, 2,
-              "draw all noise from torch.Generator().manual_seed(random_state) (pass generator= to "
-              "torch.randn), never from the global random state"),
-        Check("noise_scale", "the noise std of each instance is sigma * (max(x_n) - min(x_n))",
-              _noise_scale, 3,
-              "compute max - min per instance (over all its elements), not over the batch and not "
-              "the standard deviation; average gradients taken at x + noise"),
-        Check("statistics", "the map is the mean noisy gradient, within its sampling error", _statistics,
-              2,
-              "each noisy copy needs its own fresh noise, and the map is the mean of their gradients "
-              "(divide by n_samples)"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "smoothgrad", "SmoothGrad from scratch", "smoothgrad", STARTER, reference,
+    Check("shape", "returns a floating tensor of x's shape, for x of shape (N, C, T) too", _shape, 1,
+          "add noise of x's shape and return the gradient with respect to the noisy input, "
+          "averaged: no flattening, no absolute value"),
+    Check("linear", "on a linear model equals w[target] whatever the noise", _linear, 1,
+          "a linear model's gradient is the row target of its weight matrix at every point; "
+          "pick each row's logit with out.gather(1, target[:, None])"),
+    Check("sigma_zero", "sigma=0 gives the plain gradient", _sigma_zero, 1,
+          "the noise std is sigma * (max - min): zero when sigma is zero"),
+    Check("random_state", "the same random_state repeats the map; another seed changes it",
+          _random_state, 2,
+          "draw all noise from torch.Generator().manual_seed(random_state) (pass generator= to "
+          "torch.randn), never from the global random state"),
+    Check("noise_scale", "the noise std of each instance is sigma * (max(x_n) - min(x_n))",
+          _noise_scale, 3,
+          "compute max - min per instance (over all its elements), not over the batch and not "
+          "the standard deviation; average gradients taken at x + noise"),
+    Check("statistics", "the map is the mean noisy gradient, within its sampling error", _statistics,
+          2,
+          "each noisy copy needs its own fresh noise, and the map is the mean of their gradients "
+          "(divide by n_samples)"),
+)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ...metrics.statistics import wilson_interval as _ours
-from ..core import Assignment, Check, CheckFailed, assert_close, register_assignment
+from ..core import Check, CheckFailed, assert_close, define_assignment
 
 STARTER = '''"""Assignment: the Wilson score interval.
 
@@ -61,8 +61,7 @@ def _pair(fn, k: int, n: int, confidence: float = 0.95) -> np.ndarray:
 
 
 def _textbook(fn, rng):
-    got = _pair(fn, 8, 10)
-    assert_close(got, [0.4902, 0.9433], what="wilson_interval(8, 10)", atol=5e-4, rtol=0)
+    assert_close(_pair(fn, 8, 10), [0.4902, 0.9433], what="wilson_interval(8, 10)", atol=5e-4, rtol=0)
 
 
 def _agrees(fn, rng):
@@ -89,10 +88,7 @@ def _edges(fn, rng):
 
 def _shrinks(fn, rng):
     p = float(rng.uniform(0.2, 0.8))
-    widths = []
-    for n in (20, 80, 320):
-        low, high = _pair(fn, round(p * n), n)
-        widths.append(high - low)
+    widths = [np.diff(_pair(fn, round(p * n), n))[0] for n in (20, 80, 320)]  # high - low
     if not widths[0] > widths[1] > widths[2]:
         raise CheckFailed(f"interval widths for n = 20, 80, 320 at p ~ {p:.2f} are "
                           f"{', '.join(f'{w:.3f}' for w in widths)}: more trials must narrow it")
@@ -103,21 +99,15 @@ def _shrinks(fn, rng):
                           f"({low99:.3f}, {high99:.3f}) vs ({low90:.3f}, {high90:.3f})")
 
 
-ASSIGNMENT = register_assignment(Assignment(
-    name="wilson",
-    title="The Wilson score interval",
-    function="wilson_interval",
-    starter=STARTER,
-    reference=reference,
-    checks=(
-        Check("textbook", "8 of 10 successes give [0.490, 0.943]", _textbook, 2,
-              "centre (p + z^2/2n) / (1 + z^2/n), half-width z/(1 + z^2/n) * sqrt(p(1-p)/n + "
-              "z^2/4n^2); z = norm.ppf(0.5 + confidence/2)"),
-        Check("agreement", "equals xai_suite's interval on random counts and confidences", _agrees, 3,
-              "use the confidence argument for z; do not round"),
-        Check("edges", "0 and n successes give a non-empty interval inside [0, 1]", _edges, 2,
-              "this is where the normal (Wald) interval p +- z sqrt(p(1-p)/n) collapses to a point"),
-        Check("monotone", "more trials narrow it; higher confidence widens it", _shrinks, 1,
-              "the width must depend on n and on confidence"),
-    ),
-))
+ASSIGNMENT = define_assignment(
+    "wilson", "The Wilson score interval", "wilson_interval", STARTER, reference,
+    Check("textbook", "8 of 10 successes give [0.490, 0.943]", _textbook, 2,
+          "centre (p + z^2/2n) / (1 + z^2/n), half-width z/(1 + z^2/n) * sqrt(p(1-p)/n + "
+          "z^2/4n^2); z = norm.ppf(0.5 + confidence/2)"),
+    Check("agreement", "equals xai_suite's interval on random counts and confidences", _agrees, 3,
+          "use the confidence argument for z; do not round"),
+    Check("edges", "0 and n successes give a non-empty interval inside [0, 1]", _edges, 2,
+          "this is where the normal (Wald) interval p +- z sqrt(p(1-p)/n) collapses to a point"),
+    Check("monotone", "more trials narrow it; higher confidence widens it", _shrinks, 1,
+          "the width must depend on n and on confidence"),
+)
