@@ -283,8 +283,7 @@ class Explainer:
     def _param_names(cls) -> list[str]:
         """The constructor's hyper-parameters, the shared ones (:data:`SHARED_PARAMS`) last."""
         names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
-        return sorted(names, key=lambda p: (p in SHARED_PARAMS, list(SHARED_PARAMS).index(p)
-                                            if p in SHARED_PARAMS else 0))
+        return [p for p in names if p not in SHARED_PARAMS] + [p for p in SHARED_PARAMS if p in names]
 
     def get_params(self) -> dict:
         """The hyper-parameters passed to the constructor, by name."""
@@ -494,12 +493,8 @@ class Explainer:
             row = 4 * x[0].numel() * x.element_size()
             return auto_rows(ActivationProbe(total=row, largest=row), wrapper.device,
                              parse_bytes(self._shared("max_memory")))
-        try:
+        with _model_errors(x):
             return self._chunk_rows(wrapper.model, x, wrapper.device)
-        except NonFiniteOutputError:
-            raise
-        except (RuntimeError, ValueError) as exc:
-            raise _model_error(x, exc) from exc
 
 
 class AttributionExplainer(Explainer):
@@ -561,7 +556,6 @@ class AttributionExplainer(Explainer):
         params = self._recorded_params(call.rows, result.params)
         if "baseline" in params and call.data["baselines"] is not None:
             params["baseline"] = {"name": "explicit"}
-        b = None if result.baselines is None else result.baselines.cpu()
         unpack = _unpacker(call.layout)
         return Explanation(
             attributions=unpack(values),
@@ -571,7 +565,7 @@ class AttributionExplainer(Explainer):
             method=name,
             params=params,
             convergence_delta=delta,
-            baselines=None if b is None else unpack(b),
+            baselines=None if result.baselines is None else unpack(result.baselines.cpu()),
             feature_names=call.feature_names,
         )
 
@@ -681,20 +675,22 @@ def _unpacker(layout: Layout | None):
     return lambda t: tuple(p.numpy() for p in layout.unpack(t))
 
 
-def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
-    return ValueError(
-        f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
-        f"channels/features and the layout the model expects: {exc}"
-    )
-
-
-def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
+@contextlib.contextmanager
+def _model_errors(x: torch.Tensor) -> Iterator[None]:
+    """Re-raise the model's own failures on ``x`` as a ``ValueError`` naming its shape (non-finite
+    outputs pass through as they are)."""
     try:
-        return wrapper.predict(x, rows)
+        yield
     except NonFiniteOutputError:
         raise
     except (RuntimeError, ValueError) as exc:
-        raise _model_error(x, exc) from exc
+        raise ValueError(f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
+                         f"channels/features and the layout the model expects: {exc}") from exc
+
+
+def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
+    with _model_errors(x):
+        return wrapper.predict(x, rows)
 
 
 class GradientExplainer(AttributionExplainer):

@@ -65,6 +65,9 @@ class Baseline:
 
     _fit_shape: tuple[int, ...] | None = None
 
+    def __init__(self):
+        """No parameters (subclasses that take some store them keyword-only)."""
+
     def get_params(self) -> dict:
         """The constructor's parameters and their current values."""
         sig = inspect.signature(type(self).__init__)
@@ -267,9 +270,6 @@ class FunctionBaseline(Baseline):
 class Zeros(Baseline):
     """All-zero input (Captum's default; black for images scaled to [0, 1])."""
 
-    def __init__(self):
-        pass
-
     def _draw(self, x, target, rng):
         return torch.zeros_like(x)
 
@@ -288,9 +288,6 @@ class Constant(Baseline):
 @register_baseline("opposite", modalities=("concept",))
 class Opposite(Baseline):
     """Each concept's other truth value, ``1 - round(a)`` (concept activations in [0, 1])."""
-
-    def __init__(self):
-        pass
 
     def _draw(self, x, target, rng):
         return 1.0 - (x > 0.5).to(x.dtype)
@@ -354,9 +351,6 @@ class _TrainingStatistic(Baseline):
     _reduce: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
     value_: torch.Tensor
 
-    def __init__(self):
-        pass
-
     def _fit(self, X, y):
         self.value_ = type(self)._reduce(X)
 
@@ -385,9 +379,6 @@ class TrainingSample(Baseline):
     stochastic = True
     needs_fit = True
 
-    def __init__(self):
-        pass
-
     def _fit(self, X, y):
         self.X_ = X
 
@@ -412,9 +403,6 @@ class NearestUnlike(Baseline):
 
     needs_fit = True
     needs_labels = True
-
-    def __init__(self):
-        pass
 
     def _fit(self, X, y):
         if np.unique(y).size < 2:

@@ -36,14 +36,8 @@ CORE_MODULES = (
 #: Optional modules and the extra that installs them.
 EXTRA_FOR_MODULE = {
     "transformers": "llm",
-    "TSInterpret": "tsinterpret",
-    "tslearn": "tsinterpret",
-    "deap": "tsinterpret",
-    "skopt": "tsinterpret",
-    "pyts": "tsinterpret",
-    "pymop": "tsinterpret",
-    "torchcam": "tsinterpret",
     "skimage": "image",
+    **dict.fromkeys(("TSInterpret", "tslearn", "deap", "skopt", "pyts", "pymop", "torchcam"), "tsinterpret"),
 }
 
 

@@ -66,13 +66,11 @@ class Result:
         arrays: dict[str, np.ndarray] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                arrays[f.name] = value
-            elif isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
+            if isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
                 value = {str(i): v for i, v in enumerate(value)}  # one array per model input
                 meta.setdefault("array_tuples", []).append(f.name)
-                meta.setdefault("array_dicts", {})[f.name] = list(value)
-                arrays.update({f"{f.name}/{k}": v for k, v in value.items()})
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
             elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray)
                                                            for v in value.values()):
                 meta.setdefault("array_dicts", {})[f.name] = list(value)
@@ -289,16 +287,11 @@ class Explanation(Result):
         return NDIM_TO_MODALITY.get(self.inputs.ndim, f"{self.inputs.ndim}-D")
 
     def __repr__(self) -> str:
-        delta = (
-            ""
-            if self.convergence_delta is None
-            else f", max |delta|={np.abs(self.convergence_delta).max():.3g}"
-        )
+        d = self.convergence_delta
+        delta = "" if d is None else f", max |delta|={np.abs(d).max():.3g}"
         shapes = [x.shape[1:] for x in self.inputs] if self.n_inputs > 1 else self.inputs.shape[1:]
-        return (
-            f"Explanation(method={self.method!r}, n={len(self)}, "
-            f"shape={shapes}, modality={self.modality!r}{delta})"
-        )
+        return (f"Explanation(method={self.method!r}, n={len(self)}, shape={shapes}, "
+                f"modality={self.modality!r}{delta})")
 
     def to_frame(self, wide: bool = False) -> pd.DataFrame:
         """The attributions as a table.
@@ -431,20 +424,13 @@ class CounterfactualExplanation(Result):
         return self.metrics["valid"]
 
     def __repr__(self) -> str:
-        return (
-            f"CounterfactualExplanation(method={self.method!r}, n={len(self)}, "
-            f"valid={int(self.valid.sum())}/{len(self)})"
-        )
+        return (f"CounterfactualExplanation(method={self.method!r}, n={len(self)}, "
+                f"valid={int(self.valid.sum())}/{len(self)})")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per instance: original and target class, then every metric."""
-        data = {
-            "instance": np.arange(len(self)),
-            "original_class": self.predictions.argmax(1),
-            "target": self.target,
-            **self.metrics,
-        }
-        return pd.DataFrame(data)
+        return pd.DataFrame({"instance": np.arange(len(self)), "original_class": self.predictions.argmax(1),
+                             "target": self.target, **self.metrics})
 
     def summary(self, confidence: float = 0.95) -> pd.Series:
         """Validity with a Wilson interval and the mean of every other metric.

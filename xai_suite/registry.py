@@ -181,17 +181,13 @@ def register_explainer(
     return decorator
 
 
-def _resolve(name: str) -> ExplainerInfo:
+def explainer_info(name: str) -> ExplainerInfo:
+    """The registry entry for ``name`` (qualified ``library:method`` or a bare alias)."""
     EXPLAINERS.load()
     qname = _ALIASES.get(name, name)
     if qname in EXPLAINERS:
         return EXPLAINERS.get(qname)
     raise EXPLAINERS.unknown(name, known=set(EXPLAINERS.names()) | set(_ALIASES))
-
-
-def explainer_info(name: str) -> ExplainerInfo:
-    """The registry entry for ``name`` (qualified ``library:method`` or a bare alias)."""
-    return _resolve(name)
 
 
 def list_explainers(
@@ -209,15 +205,12 @@ def list_explainers(
         Columns: name, qualified_name, library, family, modalities, model_kinds,
         needs_baseline, stochastic, recommended, available, summary, reference.
     """
-    if modality is not None:
-        check_choice("modality", modality, MODALITIES)
-    if family is not None:
-        check_choice("family", family, FAMILIES)
-    if model_kind is not None:
-        check_choice("model kind", model_kind, MODEL_KINDS)
+    for what, value, allowed in (("modality", modality, MODALITIES), ("family", family, FAMILIES),
+                                 ("model kind", model_kind, MODEL_KINDS)):
+        if value is not None:
+            check_choice(what, value, allowed)
     rows = []
     for info in EXPLAINERS.values():
-        qname = info.qualified_name
         t = info.tags
         if (
             (modality and modality not in t.modalities)
@@ -227,22 +220,10 @@ def list_explainers(
             or (available_only and not info.available)
         ):
             continue
-        rows.append(
-            {
-                "name": info.name,
-                "qualified_name": qname,
-                "library": info.library,
-                "family": t.family,
-                "modalities": ", ".join(t.modalities),
-                "model_kinds": ", ".join(t.model_kinds),
-                "needs_baseline": t.needs_baseline,
-                "stochastic": t.stochastic,
-                "recommended": _ALIASES.get(info.name) == qname,
-                "available": info.available,
-                "summary": info.summary,
-                "reference": info.reference,
-            }
-        )
+        rows.append((info.name, info.qualified_name, info.library, t.family, ", ".join(t.modalities),
+                     ", ".join(t.model_kinds), t.needs_baseline, t.stochastic,
+                     _ALIASES.get(info.name) == info.qualified_name, info.available, info.summary,
+                     info.reference))
     cols = ["name", "qualified_name", "library", "family", "modalities", "model_kinds",
             "needs_baseline", "stochastic", "recommended", "available", "summary", "reference"]
     df = pd.DataFrame(rows, columns=cols)
@@ -262,15 +243,10 @@ def navigation_table(**filters) -> pd.DataFrame:
     df = list_explainers(**filters)
     if df.empty:
         return pd.DataFrame()
-    df = df.assign(
-        cell=[
-            ", ".join(_SHORT[m] for m in mods.split(", ")) + ("*" if rec else "")
-            for mods, rec in zip(df.modalities, df.recommended, strict=True)
-        ]
-    )
-    table = df.pivot_table(
-        index=["family", "name"], columns="library", values="cell", aggfunc="first"
-    ).fillna("")
+    df["cell"] = [", ".join(_SHORT[m] for m in mods.split(", ")) + ("*" if rec else "")
+                  for mods, rec in zip(df.modalities, df.recommended, strict=True)]
+    table = df.pivot_table(index=["family", "name"], columns="library", values="cell",
+                           aggfunc="first").fillna("")
     table.columns.name = None
     return table.reset_index()
 
@@ -290,7 +266,7 @@ def create_explainer(name: str, model, **params) -> Explainer:
     Unknown names and parameters raise errors listing close matches; an entry whose
     optional dependency is missing raises an ``ImportError`` naming the extra to install.
     """
-    info = _resolve(name)
+    info = explainer_info(name)
     if not info.available:
         raise ImportError(f"{info.qualified_name} {_missing_message(info)}")
     check_param_names(info.cls, params)

@@ -287,10 +287,7 @@ class ArrayProblem(Problem):
 
     def bad_calls(self, ctx):
         e, x = ctx.make(), self.inputs
-        n_out = ctx.result.predictions.shape[1]
-        calls = _bad_array_calls(e, x, n_out, fitted=self.fit_data is not None)
-        calls.append(("target shape", ValueError,
-                      lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))))
+        calls = _bad_array_calls(ctx, e, fitted=self.fit_data is not None)
         if ctx.info.tags.needs_baseline:
             wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
             calls.append(("baselines that do not broadcast", ValueError,
@@ -298,10 +295,6 @@ class ArrayProblem(Problem):
         else:
             calls.append(("baselines given to a method without", TypeError,
                           lambda: e.explain(x, baselines=x)))
-        if e.requires_fit:
-            calls.append(("explain before fit", NotFittedError,
-                          lambda: create_explainer(ctx.info.qualified_name, self.model,
-                                                   **ctx.params).explain(x)))
         return calls
 
 
@@ -322,15 +315,10 @@ class CounterfactualProblem(ArrayProblem):
         np.testing.assert_array_equal(result.valid, fresh.argmax(1) == result.target)
 
     def bad_calls(self, ctx):
-        e, x = ctx.make(), self.inputs
-        calls = _bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True)
-        calls += [
-            ("target equal to the predicted class", ValueError,
-             lambda: e.explain(x, target=ctx.result.predictions.argmax(1))),
-            ("explain before fit", NotFittedError,
-             lambda: create_explainer(ctx.info.qualified_name, self.model, **ctx.params).explain(x)),
-        ]
-        return calls
+        e = ctx.make()
+        return [*_bad_array_calls(ctx, e, fitted=True),
+                ("target equal to the predicted class", ValueError,
+                 lambda: e.explain(self.inputs, target=ctx.result.predictions.argmax(1)))]
 
 
 def _problem_class(info: ExplainerInfo) -> type[ArrayProblem]:
@@ -344,19 +332,26 @@ def _check_array(values: np.ndarray, x: np.ndarray, what: str) -> None:
     assert values.dtype == x.dtype and np.isfinite(values).all(), f"{what} must be finite {x.dtype}"
 
 
-def _bad_array_calls(e, x: np.ndarray, n_outputs: int, *, fitted: bool) -> list:
-    """NaN, a missing batch axis, a target out of range and (fitted) another instance shape
-    than ``fit``'s each raise ``ValueError``."""
+def _bad_array_calls(ctx: Context, e, *, fitted: bool) -> list:
+    """NaN, a missing batch axis, a target out of range or of the wrong shape and (fitted)
+    another instance shape than ``fit``'s each raise ``ValueError`` from explainer ``e``; an
+    entry that needs ``fit`` raises ``NotFittedError`` without it."""
+    x, n_outputs = ctx.problem.inputs, ctx.result.predictions.shape[1]
     bad = x.copy()
     bad.reshape(-1)[0] = np.nan
     calls = [
         ("NaN inputs", ValueError, lambda: e.explain(bad)),
         ("inputs without a batch axis", ValueError, lambda: e.explain(x[0])),
         ("target out of range", ValueError, lambda: e.explain(x, target=n_outputs)),
+        ("target shape", ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))),
     ]
     if fitted:
         extra = np.concatenate([x, x[..., :1]], axis=-1)
         calls.append(("inputs of another shape than fit's", ValueError, lambda: e.explain(extra)))
+    if e.requires_fit:
+        calls.append(("explain before fit", NotFittedError,
+                      lambda: create_explainer(ctx.info.qualified_name, ctx.problem.model,
+                                               **ctx.params).explain(x)))
     return calls
 
 
@@ -396,8 +391,7 @@ class ConceptProblem(ArrayProblem):
     def bad_calls(self, ctx):
         e, x, name = ctx.make(), self.inputs, ctx.info.qualified_name
         unfitted = type(self.model)(**self.model.get_params())
-        return [*_bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True),
-                ("target shape", ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))),
+        return [*_bad_array_calls(ctx, e, fitted=True),
                 ("baselines given to a concept method", TypeError, lambda: e.explain(x, baselines=x)),
                 ("a model that is not a concept model", TypeError,
                  lambda: create_explainer(name, _MLP(x.shape[1]), **ctx.params).explain(x)),
