@@ -1,11 +1,8 @@
 """Explainer base classes and their tags.
 
-Every explainer is a class whose constructor takes the model and keyword-only
-hyper-parameters and only stores them (so ``get_params``/``set_params``/:func:`clone` work
-by introspection). :meth:`AttributionExplainer.explain` is a template method: it validates
-the inputs, prepares the model, computes predictions and targets, calls the subclass's
-``_attribute`` and wraps the result, computing the completeness error centrally for every
-method that has one.
+A constructor only stores the model and keyword-only hyper-parameters (so ``get_params``,
+``set_params`` and :func:`clone` work by introspection); ``explain`` is a template method
+around the subclass's ``_attribute`` that computes the completeness error for every method.
 """
 
 from __future__ import annotations
@@ -328,9 +325,8 @@ class Explainer:
     @property
     def requires_fit(self) -> bool:
         """Whether ``fit`` must be called before ``explain`` with the current parameters."""
-        if self.info.tags.needs_fit:
-            return True
-        return self.info.tags.needs_baseline and self._baseline().needs_fit
+        tags = self.info.tags
+        return tags.needs_fit or (tags.needs_baseline and self._baseline().needs_fit)
 
     def _baseline(self) -> Baseline:
         """The ``baseline`` parameter as a :class:`Baseline` (cached while it is unchanged)."""
@@ -396,13 +392,9 @@ class Explainer:
 
     # -- the one explain template: validate -> per-call state -> compute -> result ----------
     def _explain(self, *args, **kwargs):
-        """What every family's ``explain`` runs.
-
-        The family's input adapter, the context manager :meth:`_begin`, validates what
-        ``explain`` was given (arrays, tuples of arrays, a concept model's inputs, prompts)
-        and yields the call's state with the model ready; :meth:`_compute` computes on it;
-        :meth:`_finish` builds the result from the state and what was computed.
-        """
+        """What every family's ``explain`` runs: :meth:`_begin` validates the arguments and
+        yields the call's state with the model ready, :meth:`_compute` computes on it and
+        :meth:`_finish` builds the result."""
         with self._begin(*args, **kwargs) as call:
             raw = self._compute(call)
         return self._finish(call, raw)
@@ -655,13 +647,11 @@ class AttributionExplainer(Explainer):
 
     def _convergence_delta(self, call: Call, result: Attribution) -> np.ndarray:
         """``sum(attr) - (f(x)[t] - mean_s f(b_s)[t])`` per instance."""
-        n = call.x.shape[0]
+        n, b = call.x.shape[0], result.baselines
         idx = np.arange(n)
         fx = call.predictions[idx, call.target].astype(np.float64)
-        if result.baselines is None:
-            fb = np.zeros(n)
-        else:
-            b = result.baselines
+        fb = np.zeros(n)
+        if b is not None:
             out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
             fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
         total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
@@ -785,9 +775,6 @@ class CounterfactualExplainer(Explainer):
     def _finish(self, call: Call, raw: tuple[torch.Tensor, np.ndarray, dict]) -> CounterfactualExplanation:
         cf, cf_pred, resolved = raw
         x, cf = call.x.cpu().numpy(), cf.to("cpu", call.x.dtype).numpy()
-        metrics = counterfactual_metrics(
-            x, cf, cf_pred, call.target, self.X_train_.numpy(), self.train_class_
-        )
         return CounterfactualExplanation(
             inputs=x,
             counterfactuals=cf,
@@ -796,7 +783,8 @@ class CounterfactualExplainer(Explainer):
             cf_predictions=cf_pred,
             method=self.info.qualified_name,
             params=self._recorded_params(call.rows, resolved),
-            metrics=metrics,
+            metrics=counterfactual_metrics(x, cf, cf_pred, call.target, self.X_train_.numpy(),
+                                           self.train_class_),
             feature_names=call.feature_names,
         )
 

@@ -1,13 +1,9 @@
-"""Registries and plugin loading: one :class:`Registry` type for every kind of named entry.
+"""Registries and plugin loading: one :class:`Registry` type for every kind of named entry
+(explainers, baselines, datasets, metrics, zoo models, assignments, result formats).
 
-Explainers, baselines, datasets, metrics, zoo models, assignments and result formats are
-each a :class:`Registry`. A registry fills lazily: its first lookup imports the modules
-that register its built-in entries, then :func:`load_plugins` imports the core's methods
-and every plugin announced in the ``xai_suite.adapters`` and ``xai_suite.explainers``
-entry-point groups (once per process). Adding a taken name raises; an unknown name raises
-a ``KeyError`` that lists close matches and the plugins that failed to load.
-
-This module imports nothing else of xai-suite, so any module may use it without a cycle.
+A registry fills on its first lookup: its built-in modules, then (:func:`load_plugins`, once
+per process) the core's methods and the plugins of the :data:`ENTRY_POINT_GROUPS`. This
+module imports nothing else of xai-suite, so any module may use it without a cycle.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(args.out, n_explain=args.n, random_state=args.seed)
         elif args.command == "bench":
-            from .bench import load_suite, run_suite
+            from .bench import ResultsStore, load_suite, run_suite
 
             config = _suite_path(args.name)
             if config is None:
@@ -220,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
             store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
             print(f"results: {store}\nreport: xai-suite report {store.parent}")
-            from .bench import ResultsStore
-
             with ResultsStore(store) as results:
                 units = results.units()
             failed = units[units.status != "done"]

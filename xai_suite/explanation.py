@@ -1,11 +1,8 @@
-"""Result types returned by explainers, and the protocol they share.
+"""Result types returned by explainers, and the protocol they share (:class:`Result`).
 
-Every result is a dataclass deriving from :class:`Result`: it has ``method`` and ``params``,
-``to_frame()``, ``plot()`` and ``save(path)``, and :func:`load` reads any of them back.
-A file is a ``.npz`` archive (no pickle): every array field is an array of the archive (a
-dict of arrays, one array per key), every other field is JSON in its ``meta`` entry, next
-to the class's ``format`` string, through which :func:`load` finds the class (the
-``FORMATS`` registry, filled as result classes are defined, plugins' included).
+A saved result is a ``.npz`` archive (no pickle): array fields (and dicts or tuples of
+arrays) as arrays, every other field as JSON in its ``meta`` entry next to the class's
+``format``, by which :func:`load` finds the class in ``FORMATS``.
 """
 
 from __future__ import annotations
@@ -37,10 +34,9 @@ FORMATS: Registry[type] = Registry("result format")
 class Result:
     """The protocol of every result type: ``method``, ``params``, ``to_frame``, ``plot``, ``save``.
 
-    Subclasses are dataclasses with a ``method`` (the qualified explainer name) and a
-    ``params`` (JSON-ready dict) field and a class attribute ``format``
-    (``"xai-suite-<kind>/<version>"``), which registers them for :func:`load`. Their
-    ``__post_init__`` checks a loaded file's fields as it checks an explainer's output.
+    Subclasses are dataclasses with fields ``method`` (qualified explainer name) and ``params``
+    (JSON-ready) and a class attribute ``format`` (``"xai-suite-<kind>/<version>"``) that
+    registers them for :func:`load`; ``__post_init__`` checks loaded and computed fields alike.
     """
 
     format: ClassVar[str]
@@ -378,11 +374,10 @@ class CounterfactualExplanation(Result):
     params : dict
         Every hyper-parameter in effect (JSON-ready).
     metrics : dict of numpy.ndarray, each of shape (N,)
-        ``valid`` (the model predicts the target class), ``new_class``, proximity ``l1``,
-        ``l2`` and (time series) ``dtw``, sparsity ``changed`` (number of changed elements)
-        and ``changed_fraction``, and ``plausibility`` (k-NN distance ratio to the training
-        instances of the target class: about 1 is typical, larger is an outlier; NaN where
-        fewer than 2 such instances exist). See :mod:`xai_suite.metrics.counterfactual`.
+        ``valid``, ``new_class``, proximity ``l1``, ``l2`` (and ``dtw`` for time series),
+        sparsity ``changed`` and ``changed_fraction``, and ``plausibility`` (k-NN distance
+        ratio to the target class's training instances: about 1 is typical; NaN with fewer
+        than 2 of them). See :mod:`xai_suite.metrics.counterfactual`.
     feature_names : tuple of str, or None
         Tabular data: the column names, one per feature.
     """

@@ -1,11 +1,7 @@
-"""The explainer registry: register, list, describe, create; plugins; the navigation table.
+"""The explainer registry: register, list, describe, create; the navigation table.
 
 Every entry has a qualified name ``library:method``; the bare ``method`` is an alias for
-the recommended implementation. Built-in entries live in :mod:`xai_suite.methods`;
-modality adapters announce themselves in the ``xai_suite.adapters`` entry-point group and
-third-party explainers in ``xai_suite.explainers``. Importing a plugin registers its
-entries (:mod:`xai_suite.catalog` loads them); a plugin that fails to import gives a
-warning, and asking for a name it would have provided names the extra to install.
+the recommended implementation. Plugins register theirs on import (:mod:`xai_suite.catalog`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Conformance checks every explainer passes (like scikit-learn's ``check_estimator``).
 
-Each check is a named function (:data:`CHECKS`) run on a :class:`Problem`: a model, the
-inputs to explain and how to read the result. :func:`check_explainer` runs every check
-that applies to an entry; :func:`explainer_checks` lists them, one ``(id, callable)`` per
-check, for a pytest parametrisation with one test id per entry and check (as
-``parametrize_with_checks``). Which checks apply follows the entry's tags: batch-size
-invariance for ``batch_invariant`` entries, a second seed for ``stochastic`` ones,
-completeness for those with a convergence delta.
-
-Problems come from a registry (:func:`register_problem`) looked up by the entry's
-qualified name, then ``family/modality``, then modality. The core registers problems for
-tabular, time-series and image attribution and counterfactual entries and for concept
-entries; the LLM adapter registers the text and mechanistic ones.
+Each check (:data:`CHECKS`) runs on a :class:`Problem`: a model, the inputs and how to read
+the result; the entry's tags decide which apply. :func:`check_explainer` runs them;
+:func:`explainer_checks` lists them for a pytest parametrisation (as
+``parametrize_with_checks``). Problems are registered (:func:`register_problem`) by
+qualified name, ``family/modality`` or modality; the LLM adapter registers the text ones.
 """
 
 from __future__ import annotations
@@ -169,8 +162,8 @@ def raises(exc_type, fn, what: str) -> None:
 class Problem:
     """What the checks run an entry on: a model, the inputs, and how to read the result.
 
-    Subclasses set the attributes in ``__init__`` and override the hooks; the defaults fit
-    explainers whose ``explain(inputs, target=None)`` returns ``attributions``.
+    Subclasses set the attributes and override the hooks; the defaults fit an ``explain``
+    that returns ``attributions``.
 
     Attributes
     ----------

@@ -10,24 +10,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .image import plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
+from .image import CMAP, _limit, plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
 from .text import render_text_html  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ..explanation import CounterfactualExplanation, Explanation
-
-CMAP = "RdBu_r"
 
 
 def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _limit(a: np.ndarray) -> float:
-    m = float(np.abs(a).max())
-    return m if m > 0 else 1.0
 
 
 def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names=None,
@@ -206,8 +199,7 @@ def _image(x, a, title):
     im = ax1.imshow(heat, cmap=CMAP, vmin=-lim, vmax=lim)
     ax1.set_title("attribution (summed over channels)", fontsize=9)
     for ax in (ax0, ax1):
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.colorbar(im, ax=ax1, fraction=0.046)
     fig.suptitle(title, fontsize=9)
     return ax1

@@ -1,12 +1,9 @@
-"""HTML views of text attributions: each unit of a prompt shaded by its signed attribution.
+"""HTML views of text attributions: each unit of a prompt shaded by its signed attribution
+(red positive, blue negative, the strongest at full colour).
 
-Everything that comes from the user (the text, the title, the values' labels) is escaped
-with :func:`html.escape`, so a prompt holding markup renders as text, never as markup; and
-invisible format characters (bidi overrides and isolates such as U+202E, zero-width
-characters such as U+200B: Unicode category Cf) are shown as visible ``<U+202E>`` escapes, so
-what is displayed is what the model read, in its order.
-Colours are symmetric around zero: red for positive, blue for negative attributions, the
-strongest unit at full colour; only the picture is scaled, never the attributions.
+Everything from the user is escaped (:func:`html.escape`), and invisible format characters
+(Unicode category Cf: bidi overrides such as U+202E, zero-width ones such as U+200B) are
+shown as visible ``<U+202E>`` escapes, so what is displayed is what the model read.
 """
 
 from __future__ import annotations
