@@ -385,10 +385,8 @@ class Explainer:
 
     def _check_fitted(self) -> None:
         if self.requires_fit and self._fit_shape is None:
-            raise NotFittedError(
-                f"{self.info.qualified_name} with these parameters learns from data: call "
-                f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)"
-            )
+            raise NotFittedError(f"{self.info.qualified_name} with these parameters learns from data: call "
+                                 f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)")
 
     # -- the one explain template: validate -> per-call state -> compute -> result ----------
     def _explain(self, *args, **kwargs):
@@ -419,10 +417,8 @@ class Explainer:
         wrapper = ModelWrapper(model, device=self._shared("device"))
         kinds = self.info.tags.model_kinds
         if wrapper.kind not in kinds:
-            raise TypeError(
-                f"{self.info.qualified_name} explains models of kind {', '.join(kinds)}; got a "
-                f"{wrapper.kind} model ({type(self.model).__name__})"
-            )
+            raise TypeError(f"{self.info.qualified_name} explains models of kind {', '.join(kinds)}; got a "
+                            f"{wrapper.kind} model ({type(self.model).__name__})")
         return wrapper
 
     @contextlib.contextmanager
@@ -466,10 +462,8 @@ class Explainer:
     def _feature_names(self, names, x: torch.Tensor, modality: str) -> tuple[str, ...] | None:
         """Column names of tabular inputs: the frame's, else the model's, else ``fit``'s."""
         if names is not None and self._fit_names is not None and names != self._fit_names:
-            raise ValueError(
-                f"inputs have columns {list(names)} but {self.info.qualified_name}.fit saw "
-                f"{list(self._fit_names)}; give the columns in the same order"
-            )
+            raise ValueError(f"inputs have columns {list(names)} but {self.info.qualified_name}.fit saw "
+                             f"{list(self._fit_names)}; give the columns in the same order")
         if modality != "tabular":
             return None
         model_names = getattr(self.model, "feature_names_in_", None)
@@ -639,10 +633,8 @@ class AttributionExplainer(Explainer):
         if tuple(m.shape) == tuple(x.shape[1:]):
             m = m.unsqueeze(0)
         elif tuple(m.shape) != tuple(x.shape):
-            raise ValueError(
-                f"feature_mask must have one instance's shape {tuple(x.shape[1:])} or the "
-                f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}"
-            )
+            raise ValueError(f"feature_mask must have one instance's shape {tuple(x.shape[1:])} or the "
+                             f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}")
         return m.long().to(x.device)
 
     def _convergence_delta(self, call: Call, result: Attribution) -> np.ndarray:
@@ -730,10 +722,8 @@ class CounterfactualExplainer(Explainer):
             x = X.to(wrapper.device, wrapper.dtype(X))
             pred = _predict(wrapper, x, self._rows(wrapper, x)).argmax(1)
         if np.unique(pred).size < 2:
-            raise ValueError(
-                f"{self.info.qualified_name} needs training data that the model assigns to at "
-                "least 2 classes"
-            )
+            raise ValueError(f"{self.info.qualified_name} needs training data that the model assigns to at "
+                             "least 2 classes")
         self.X_train_ = X
         self.train_class_ = pred.astype(np.int64)
 
@@ -807,10 +797,8 @@ def check_param_names(cls: type[Explainer], params: dict) -> None:
         for p in unknown:
             close = [RENAMED[p]] if RENAMED.get(p) in known else difflib.get_close_matches(p, known, n=3)
             msgs.append(f"{p!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
-        raise TypeError(
-            f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "
-            f"{', '.join(known)}"
-        )
+        raise TypeError(f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "
+                        f"{', '.join(known)}")
 
 
 def clone(explainer: Explainer, model=None) -> Explainer:

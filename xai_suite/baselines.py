@@ -126,21 +126,16 @@ class Baseline:
         """
         modality = modality or NDIM_TO_MODALITY.get(x.ndim)
         if modality not in self.modalities:
-            raise ValueError(
-                f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
-                f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)} (the "
-                f"baselines for {modality}: {', '.join(list_baselines(modality)) or 'none'})"
-            )
+            raise ValueError(f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
+                             f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)} (the "
+                             f"baselines for {modality}: {', '.join(list_baselines(modality)) or 'none'})")
         if not self.is_fitted:
-            raise NotFittedError(
-                f"baseline {self.name!r} learns from training data: call the explainer's "
-                "fit(X, y) first"
-            )
+            raise NotFittedError(f"baseline {self.name!r} learns from training data: call the explainer's "
+                                 "fit(X, y) first")
         if self.needs_fit:
             check_instance_shape(x, self._fit_shape, f"baseline {self.name!r}.fit")
         draws = n_samples if self.stochastic else 1
-        out = torch.stack([self._draw(x, target, rng) for _ in range(draws)])
-        return out.to(x.dtype)
+        return torch.stack([self._draw(x, target, rng) for _ in range(draws)]).to(x.dtype)
 
     def reference_set(
         self, x: torch.Tensor, target: np.ndarray, n_samples: int, rng: np.random.Generator
@@ -228,16 +223,12 @@ def ensure_baseline(spec) -> Baseline:
     if isinstance(spec, int | float | np.number):
         return Constant(value=float(spec))
     if isinstance(spec, np.ndarray | torch.Tensor | list):
-        raise TypeError(
-            "explicit baseline arrays are data: pass them to explain(inputs, baselines=array)"
-        )
+        raise TypeError("explicit baseline arrays are data: pass them to explain(inputs, baselines=array)")
     if callable(spec):
         return FunctionBaseline(spec)
-    raise TypeError(
-        f"baseline must be a registered name ({', '.join(list_baselines())}), a number, a "
-        f"callable, a spec {{'name': ..., **parameters}} or a Baseline instance; got "
-        f"{type(spec).__name__}"
-    )
+    raise TypeError(f"baseline must be a registered name ({', '.join(list_baselines())}), a number, a "
+                    f"callable, a spec {{'name': ..., **parameters}} or a Baseline instance; got "
+                    f"{type(spec).__name__}")
 
 
 class FunctionBaseline(Baseline):
@@ -259,10 +250,8 @@ class FunctionBaseline(Baseline):
     def _draw(self, x, target, rng):
         out = as_float_tensor(self.function(x.numpy()), f"baseline function {self.name!r} output")
         if out.shape != x.shape:
-            raise ValueError(
-                f"baseline function {self.name!r} must return an array of the inputs' shape "
-                f"{tuple(x.shape)}; got {tuple(out.shape)}"
-            )
+            raise ValueError(f"baseline function {self.name!r} must return an array of the inputs' shape "
+                             f"{tuple(x.shape)}; got {tuple(out.shape)}")
         return out
 
 
@@ -415,10 +404,8 @@ class NearestUnlike(Baseline):
         same = self.y_.unsqueeze(0) == torch.as_tensor(target).unsqueeze(1)
         d = d.masked_fill(same, float("inf"))
         if torch.isinf(d).all(1).any():
-            raise ValueError(
-                "baseline 'nearest_unlike' found no training input of another class than the "
-                "explained one; fit it on data with labels of at least 2 classes"
-            )
+            raise ValueError("baseline 'nearest_unlike' found no training input of another class than the "
+                             "explained one; fit it on data with labels of at least 2 classes")
         return self.X_[d.argmin(1)]
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .catalog import MODALITIES
+
 FORMATS = ("markdown", "csv", "table")
 
 #: Suites gathered from the adapters' benchmark scripts (in ``benchmarks/``): NAME -> scripts,
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_list = sub.add_parser("list", help="the navigation table: which library offers which "
                             "method for which data type")
-    p_list.add_argument("--modality", choices=("tabular", "timeseries", "image", "text"))
+    p_list.add_argument("--modality", choices=MODALITIES)
     p_list.add_argument("--library")
     p_list.add_argument("--family")
     p_list.add_argument("--model-kind", dest="model_kind")
@@ -134,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p_list.add_argument("--all", action="store_true",
                         help="include entries whose optional dependency is missing")
 
-    p_info = sub.add_parser("info", help="an entry's tags, parameters and defaults")
-    p_info.add_argument("name")
-
-    p_base = sub.add_parser("baselines", help="registered baselines")
-    p_base.add_argument("--modality", choices=("tabular", "timeseries", "image", "text"))
+    sub.add_parser("info", help="an entry's tags, parameters and defaults").add_argument("name")
+    sub.add_parser("baselines", help="registered baselines").add_argument("--modality", choices=MODALITIES)
 
     p_demo = sub.add_parser("demo", help="explain a GunPoint CNN with several methods and "
                             "baselines; print a table, write a plot")

@@ -243,10 +243,8 @@ class Explanation(Result):
         n = ins[0].shape[0]
         if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n \
                 or any(x.shape[0] != n for x in ins):
-            raise ValueError(
-                f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
-                f"{self.target.shape} and {self.predictions.shape}"
-            )
+            raise ValueError(f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
+                             f"{self.target.shape} and {self.predictions.shape}")
         _check_target(self.target, self.predictions.shape[1])
         if self.convergence_delta is not None and np.shape(self.convergence_delta) != (n,):
             raise ValueError(f"convergence_delta must have shape ({n},); got "
@@ -321,8 +319,7 @@ class Explanation(Result):
             return pd.DataFrame(self.attributions, columns=list(names))
         axes = _AXES.get(self.modality, tuple(f"axis{i}" for i in range(1, self.inputs.ndim)))
         idx = np.indices(self.inputs.shape).reshape(self.inputs.ndim, -1)
-        data = {"instance": idx[0]}
-        data.update({name: idx[i + 1] for i, name in enumerate(axes)})
+        data = {"instance": idx[0], **{name: idx[i + 1] for i, name in enumerate(axes)}}
         if self.feature_names is not None:
             data["feature"] = np.asarray(self.feature_names, dtype=object)[idx[1]]
         data["input"] = self.inputs.ravel()
@@ -348,10 +345,8 @@ def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
         return None
     names = tuple(str(n) for n in names)
     if inputs.ndim != 2 or len(names) != inputs.shape[1]:
-        raise ValueError(
-            f"feature_names must name each of the {inputs.shape[-1]} features of tabular (N, F) "
-            f"inputs; got {len(names)} names for inputs of shape {inputs.shape}"
-        )
+        raise ValueError(f"feature_names must name each of the {inputs.shape[-1]} features of tabular (N, F) "
+                         f"inputs; got {len(names)} names for inputs of shape {inputs.shape}")
     return names
 
 
@@ -395,10 +390,8 @@ class CounterfactualExplanation(Result):
 
     def __post_init__(self):
         if self.counterfactuals.shape != self.inputs.shape:
-            raise ValueError(
-                f"counterfactuals shape {self.counterfactuals.shape} differs from inputs shape "
-                f"{self.inputs.shape}"
-            )
+            raise ValueError(f"counterfactuals shape {self.counterfactuals.shape} differs from inputs shape "
+                             f"{self.inputs.shape}")
         n = self.inputs.shape[0]
         for key, arr in {"target": self.target, **self.metrics}.items():
             if np.shape(arr) != (n,):

@@ -50,10 +50,8 @@ def model_kind(model) -> str:
         return "sklearn"
     if callable(model):
         return "callable"
-    raise TypeError(
-        "model must be a torch.nn.Module, a fitted estimator with predict_proba/predict, "
-        f"or a callable f(np.ndarray) -> np.ndarray; got {type(model).__name__}"
-    )
+    raise TypeError("model must be a torch.nn.Module, a fitted estimator with predict_proba/predict, "
+                    f"or a callable f(np.ndarray) -> np.ndarray; got {type(model).__name__}")
 
 
 def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
@@ -66,10 +64,8 @@ def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
     if out.ndim == 1 and out.shape[0] == n:
         return out.unsqueeze(1)  # one output per instance: a single "class" 0
     if out.ndim != 2 or out.shape[0] != n:
-        raise ValueError(
-            f"the model must return outputs of shape (N, K) or (N,) for N={n} inputs; "
-            f"got shape {tuple(out.shape)}"
-        )
+        raise ValueError(f"the model must return outputs of shape (N, K) or (N,) for N={n} inputs; "
+                         f"got shape {tuple(out.shape)}")
     return out
 
 

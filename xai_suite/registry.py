@@ -110,22 +110,19 @@ def register_explainer(
     library : str
         Who computes it: ``captum``, ``shap``, ``native``, your package's name, ...
     modalities, model_kinds : sequence of str
-        What it explains (see :class:`~xai_suite.base.Tags`).
+    needs_baseline, uses_feature_mask, needs_fit, stochastic, has_convergence_delta, multi_input : bool
+    notes : str
+        The entry's :class:`~xai_suite.base.Tags` (see there).
     family : str, optional
         Defaults to the base class's family (``GradientExplainer`` -> ``gradient``).
     batch_invariant : bool, optional
         Defaults to ``not stochastic``.
-    multi_input : bool
-        Explains torch models of several inputs (a tuple of arrays); tested for agreement
-        with the library's own multi-input results where it has them.
     summary : str, optional
         One line; defaults to the first line of the class docstring.
     requires : sequence of str
         Modules that must be importable (the entry is unavailable otherwise).
     recommended : bool
         Make the bare ``name`` an alias of this entry.
-    notes : str
-        Why a conformance point does not apply, where one does not.
     """
     modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
     model_kinds = (model_kinds,) if isinstance(model_kinds, str) else tuple(model_kinds)
@@ -144,10 +141,8 @@ def register_explainer(
         qname = f"{library}:{name}"
         clash = [p for p in cls._param_names() if p in RESERVED_PARAMS]
         if clash:
-            raise ValueError(
-                f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
-                f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them"
-            )
+            raise ValueError(f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
+                             f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them")
         if recommended and name in _RECOMMENDED:
             raise ValueError(f"{_ALIASES[name]!r} is already the recommended {name!r}")
         tags = Tags(

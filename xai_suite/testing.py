@@ -412,11 +412,8 @@ def _concept_problems(info, modality, kind):
     """Both reference concept models: a CBM and a CEM."""
     from .concepts._reference import REFERENCE_CONCEPT_MODELS, reference_concept_problem
 
-    out = []
-    for name in REFERENCE_CONCEPT_MODELS:
-        model, *_, x = reference_concept_problem(name)
-        out.append(ConceptProblem(model, x))
-    return out
+    problems = [reference_concept_problem(name) for name in REFERENCE_CONCEPT_MODELS]
+    return [ConceptProblem(model, x) for model, *_, x in problems]
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -589,19 +586,10 @@ def check_multi_input(ctx: Context) -> None:
             "the completeness delta of two inputs must sum over both")
 
 
-#: Every check, by name, in the order they run.
-CHECKS: dict[str, Callable[[Context], None]] = {
-    "result_and_metadata": check_result_and_metadata,
-    "params": check_params,
-    "repeatable": check_repeatable,
-    "input_types": check_input_types,
-    "batch_invariance": check_batch_invariance,
-    "completeness": check_completeness,
-    "bad_input": check_bad_input,
-    "training_mode": check_training_mode,
-    "multi_input": check_multi_input,
-    "save_load": check_save_load,
-}
+#: Every check, by name (its function's, without ``check_``), in the order they run.
+CHECKS: dict[str, Callable[[Context], None]] = {f.__name__.removeprefix("check_"): f for f in (
+    check_result_and_metadata, check_params, check_repeatable, check_input_types, check_batch_invariance,
+    check_completeness, check_bad_input, check_training_mode, check_multi_input, check_save_load)}
 
 
 def _applies(check: str, info: ExplainerInfo, problem: Problem) -> bool:
@@ -643,8 +631,7 @@ def explainer_checks(name: str, model=None, inputs=None, *, fit_data=None, modal
                 raise ValueError("pass inputs= together with model=")
             problems = [_problem_class(info)(model, inputs, fit_data)]
         else:
-            modality = modality or info.tags.modalities[0]
-            problems = problems_for(info, modality, kind)
+            problems = problems_for(info, modality or info.tags.modalities[0], kind)
     contexts = [Context(info, p, params, rtol, completeness_rtol) for p in problems]
     for check, fn in CHECKS.items():
         applicable = [c for c in contexts if _applies(check, info, c.problem)]

@@ -109,12 +109,11 @@ def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = No
     fig, axes = _channel_axes(c, ax)
     lim = _limit(a)
     for i, axi in enumerate(axes):
-        xs = np.arange(t)
         lo, hi = float(x[i].min()), float(x[i].max())
         pad = 0.1 * (hi - lo or 1.0)
         axi.imshow(a[i][None, :], aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, alpha=0.35,
                    extent=(-0.5, t - 0.5, lo - pad, hi + pad), origin="lower")
-        pts = np.stack([xs, x[i]], 1)
+        pts = np.stack([np.arange(t), x[i]], 1)
         segs = np.stack([pts[:-1], pts[1:]], 1)
         lc = LineCollection(segs, cmap=CMAP, norm=plt.Normalize(-lim, lim), linewidths=2)
         lc.set_array((a[i][:-1] + a[i][1:]) / 2)

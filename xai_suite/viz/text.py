@@ -77,12 +77,8 @@ def render_text_html(text: str, spans: Sequence[tuple[int, int]], attributions, 
     parts.append('<p style="white-space: pre-wrap;">')
     pos = 0
     for (s, e), v in zip(spans, values, strict=True):
-        parts.append(_escape(text[pos:s]))
-        parts.append(
-            f'<span style="background-color: {_colour(v, limit)}; border-radius: 3px;" '
-            f'title="{v:.6g}">{_escape(text[s:e])}</span>'
-        )
+        parts += [_escape(text[pos:s]), f'<span style="background-color: {_colour(v, limit)}; '
+                  f'border-radius: 3px;" title="{v:.6g}">{_escape(text[s:e])}</span>']
         pos = e
-    parts.append(_escape(text[pos:]))
-    parts.append("</p></div>")
+    parts += [_escape(text[pos:]), "</p></div>"]
     return "".join(parts)
