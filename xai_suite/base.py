@@ -214,12 +214,14 @@ class Seeded:
     random_state: int | None = None
 
 
+#: The header of a numpydoc section after another ("Returns", "See Also", ...).
+_NEXT_SECTION = re.compile(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n")
+
+
 def _param_entries(doc: str) -> list[tuple[str, str]]:
     """``(name, entry)`` for each parameter of a numpydoc docstring's Parameters section."""
-    doc = inspect.cleandoc(doc)
-    section = doc.split("Parameters\n----------\n", 1)[-1]
-    section = re.split(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", section)[0]
-    entries = re.split(r"\n(?=\S)", section.strip("\n"))
+    section = inspect.cleandoc(doc).split("Parameters\n----------\n", 1)[-1]
+    entries = re.split(r"\n(?=\S)", _NEXT_SECTION.split(section)[0].strip("\n"))
     return [(re.split(r"[ ,:]", e, maxsplit=1)[0], e) for e in entries]
 
 
@@ -242,8 +244,8 @@ def _with_mixin_params(cls) -> str | None:
     if not extra:
         return doc.removesuffix("\n\nParameters\n----------\n")
     start = doc.index("Parameters\n") + 21
-    header = re.search(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", doc[start:])
-    end = len(doc) if header is None else start + header.start()
+    header = _NEXT_SECTION.search(doc, start)
+    end = len(doc) if header is None else header.start()
     return doc[:end].rstrip("\n") + "\n" + "\n".join(extra.values()) + doc[end:]
 
 

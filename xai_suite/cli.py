@@ -97,10 +97,9 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
     failed = []
     with open(out / f"{name}.txt", "w", encoding="utf-8") as log:
         def emit(text: str) -> None:
-            stream.write(text)
-            stream.flush()
-            log.write(text)
-            log.flush()
+            for f in (stream, log):
+                f.write(text)
+                f.flush()
 
         for script, quick_args, takes_out in scripts:
             cmd = [sys.executable, "-u", str(script), *(quick_args if quick else ()),

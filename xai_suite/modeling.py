@@ -9,9 +9,7 @@ Model kinds (``ExplainerInfo.model_kinds``):
 - ``callable``: any ``f(np.ndarray) -> np.ndarray`` black box.
 
 An estimator fitted on a DataFrame (it has ``feature_names_in_``) is called on a DataFrame
-with those columns, so pipelines that select columns by name work. :func:`fit_classifier`
-trains any torch classifier on the CPU; :func:`fit_cached` trains it once and reloads its
-weights afterwards.
+with those columns, so pipelines that select columns by name work.
 """
 
 from __future__ import annotations
@@ -298,12 +296,9 @@ _CACHE_VERSION = 1
 
 
 def model_cache_dir(cache_dir=None) -> Path:
-    """Where :func:`fit_cached` keeps weights.
-
-    ``cache_dir`` if given; else ``$XAI_SUITE_CACHE/models`` when the environment variable
-    ``XAI_SUITE_CACHE`` (the root of xai-suite's cache) is set; else
-    ``~/.cache/xai_suite/models``.
-    """
+    """Where :func:`fit_cached` keeps weights: ``cache_dir`` if given, else
+    ``$XAI_SUITE_CACHE/models`` where that variable (xai-suite's cache root) is set, else
+    ``~/.cache/xai_suite/models``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     root = os.environ.get("XAI_SUITE_CACHE")

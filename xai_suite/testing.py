@@ -154,8 +154,8 @@ def raises(exc_type, fn, what: str) -> None:
     except exc_type:
         return
     except Exception as exc:
-        got = f"{type(exc).__name__}: {exc}"
-        raise AssertionError(f"{what}: expected {exc_type.__name__}, got {got}") from exc
+        raise AssertionError(f"{what}: expected {exc_type.__name__}, got "
+                             f"{type(exc).__name__}: {exc}") from exc
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
@@ -263,11 +263,8 @@ class ArrayProblem(Problem):
         d = result.convergence_delta
         assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
         idx = np.arange(n)
-        fx = result.predictions[idx, result.target]
-        if result.baselines is None:
-            fb = np.zeros(n)
-        else:
-            b = result.baselines
+        fx, b, fb = result.predictions[idx, result.target], result.baselines, np.zeros(n)
+        if b is not None:
             flat = torch.from_numpy(b.reshape(-1, *b.shape[2:]))
             fb_all = ModelWrapper(self.model, device="cpu").predict(flat, rows=256)
             fb = fb_all.reshape(b.shape[0], n, -1)[:, idx, result.target].mean(0)

@@ -61,9 +61,7 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
             raise ValueError(f"kind must be 'lines' or 'heatmap' for time series; got {kind!r}")
         return plot_series(x, a, ax=ax, title=title)
     if exp.modality == "image":
-        if ax is not None:
-            return plot_image_attribution(x, a, ax=ax, title=title)
-        return _image(x, a, title)
+        return _image(x, a, title) if ax is None else plot_image_attribution(x, a, ax=ax, title=title)
     raise ValueError(f"no plot for {exp.inputs.ndim}-D inputs")
 
 
