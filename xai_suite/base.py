@@ -81,9 +81,8 @@ class Tags:
     has_convergence_delta : bool
         Completeness holds: attributions sum to ``f(x) - f(baseline)``.
     batch_invariant : bool
-        Results depend neither on ``batch_size`` nor on the other instances explained with
-        one: an instance alone gets what it gets in any batch (random draws are seeded per
-        instance, :meth:`Call.instance_rngs`).
+        Results depend neither on ``batch_size`` nor on the other instances of the batch
+        (random draws are seeded per instance, :meth:`Call.instance_rngs`).
     multi_input : bool
         Explains torch models of several inputs, given as a tuple of arrays (through the
         packed view of :mod:`xai_suite.packing`); attributions come back as a tuple.
@@ -184,8 +183,7 @@ class Batched:
     Parameters
     ----------
     batch_size : "auto" or int
-        Rows per model call (``"auto"``: sized from a probe of the model, within
-        ``max_memory``).
+        Rows per model call (``"auto"``: sized from a probe of the model, within ``max_memory``).
     max_memory : int or str, optional
         Memory budget of ``batch_size="auto"`` (bytes, or ``"2GB"``, ...).
     device : str
@@ -356,8 +354,7 @@ class Explainer:
         X, layout, names = self._input_tensor(X, "X")
         if layout is None:
             infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
-        if y is not None:
-            y = np.asarray(y)
+        y = None if y is None else np.asarray(y)
         if self.info.tags.needs_baseline:
             self._baseline().fit(X, y)
         self._fit(X, y)
@@ -704,12 +701,10 @@ class PropagationExplainer(AttributionExplainer):
 class CounterfactualExplainer(Explainer):
     """Inputs changed so that the model predicts another class.
 
-    ``fit(X, y=None)`` gives the training data the search draws from (nearest unlike
-    neighbours, distractors, plausibility). A counterfactual is about the model, so the class
-    of a training instance is the model's prediction for it; labels ``y`` are not needed
-    (methods that use them say so). Subclasses implement
-    ``_counterfactual(call) -> (counterfactuals, params)``; validity, proximity, sparsity and
-    plausibility are measured here, once for every method.
+    ``fit(X, y=None)`` gives the training data the search draws from; a training instance's
+    class is the model's prediction for it (labels ``y`` only for methods that say so).
+    Subclasses implement ``_counterfactual(call) -> (counterfactuals, params)``; validity,
+    proximity, sparsity and plausibility are measured here, once for every method.
     """
 
     family = "counterfactual"
@@ -750,10 +745,9 @@ class CounterfactualExplainer(Explainer):
         with self._calling(inputs, target, resolve_counterfactual_target) as call:
             missing = sorted(set(call.target.tolist()) - set(self.train_class_.tolist()))
             if missing:
-                raise ValueError(
-                    f"{self.info.qualified_name}: the fitted training data holds no instance of "
-                    f"target class(es) {missing}; fit it on data the model assigns to those classes"
-                )
+                raise ValueError(f"{self.info.qualified_name}: the fitted training data holds no instance of "
+                                 f"target class(es) {missing}; fit it on data the model assigns to those "
+                                 "classes")
             yield call
 
     def _compute(self, call: Call) -> tuple[torch.Tensor, np.ndarray, dict]:
@@ -805,8 +799,6 @@ def check_param_names(cls: type[Explainer], params: dict) -> None:
 
 def clone(explainer: Explainer, model=None) -> Explainer:
     """A new, unfitted explainer with the same hyper-parameters (and optionally another model)."""
-    params = {
-        k: v.clone() if isinstance(v, Baseline) else copy.deepcopy(v)
-        for k, v in explainer.get_params().items()
-    }
+    params = {k: v.clone() if isinstance(v, Baseline) else copy.deepcopy(v)
+              for k, v in explainer.get_params().items()}
     return type(explainer)(explainer.model if model is None else model, **params)

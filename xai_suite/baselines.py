@@ -284,8 +284,7 @@ class Opposite(Baseline):
 
 def _per_instance(x: torch.Tensor, fn) -> torch.Tensor:
     """Apply a reduction over all non-batch axes; result broadcastable to ``x``."""
-    flat = x.reshape(x.shape[0], -1)
-    return fn(flat).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+    return fn(x.reshape(x.shape[0], -1)).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
 
 
 @register_baseline("uniform")
@@ -372,8 +371,7 @@ class TrainingSample(Baseline):
         self.X_ = X
 
     def _draw(self, x, target, rng):
-        idx = rng.integers(0, self.X_.shape[0], size=x.shape[0])
-        return self.X_[torch.from_numpy(idx)]
+        return self.X_[torch.from_numpy(rng.integers(0, self.X_.shape[0], size=x.shape[0]))]
 
     def reference_set(self, x, target, n_samples, rng):
         """SHAP's background: ``n_samples`` training rows drawn once, without replacement, in
@@ -382,8 +380,7 @@ class TrainingSample(Baseline):
         self.sample(x[:1], target[:1], 1, np.random.default_rng(0))  # its checks; rng untouched
         m = self.X_.shape[0]
         rows = np.arange(m) if m <= n_samples else np.sort(rng.choice(m, int(n_samples), replace=False))
-        bg = self.X_[torch.from_numpy(rows)].to(x.dtype)
-        return bg.unsqueeze(1).expand(len(rows), *x.shape)
+        return self.X_[torch.from_numpy(rows)].to(x.dtype).unsqueeze(1).expand(len(rows), *x.shape)
 
 
 @register_baseline("nearest_unlike")

@@ -65,8 +65,7 @@ def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: i
     Xe = Xt[:n_explain]
     rows, exps = [], []
     for label, name, params in RUNS:
-        info = xs.explainer_info(name)
-        if "random_state" in info.params:
+        if "random_state" in xs.explainer_info(name).params:
             params = {**params, "random_state": random_state}
         explainer = xs.create_explainer(name, model, **params).fit(X, y)
         t = time.perf_counter()

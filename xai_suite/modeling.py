@@ -236,9 +236,8 @@ def fit_classifier(
     y = torch.from_numpy(np.array(y, dtype=np.int64))
     if y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
-    loss_fn = nn.CrossEntropyLoss()
-    return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: loss_fn(m(xb), yb), epochs=epochs,
-                      lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+    return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: nn.functional.cross_entropy(m(xb), yb),
+                      epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                       random_state=random_state)
 
 

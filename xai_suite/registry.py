@@ -217,8 +217,7 @@ def list_explainers(
                      info.reference))
     cols = ["name", "qualified_name", "library", "family", "modalities", "model_kinds",
             "needs_baseline", "stochastic", "recommended", "available", "summary", "reference"]
-    df = pd.DataFrame(rows, columns=cols)
-    return df.sort_values(["family", "name", "library"], ignore_index=True)
+    return pd.DataFrame(rows, columns=cols).sort_values(["family", "name", "library"], ignore_index=True)
 
 
 _SHORT = {"tabular": "tab", "timeseries": "ts", "image": "img", "text": "text"}

@@ -138,10 +138,9 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
     if not 0 <= index < len(exps[0]):
         raise ValueError(f"index must lie in 0..{len(exps[0]) - 1}; got {index}")
     img, t = exps[0].inputs[index], int(exps[0].target[index])
-    for e in exps[1:]:
-        if e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img) \
-                or int(e.target[index]) != t:
-            raise ValueError("the explanations must explain the same images for the same targets")
+    if any(e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img)
+           or int(e.target[index]) != t for e in exps[1:]):
+        raise ValueError("the explanations must explain the same images for the same targets")
     wrapper = None if model is None else ModelWrapper(model, device="cpu")
 
     def prob(batch: np.ndarray | None) -> str:

@@ -17,8 +17,7 @@ import numpy as np
 
 def _escape(text: str) -> str:
     """``html.escape``, with every format character (category Cf) as a visible ``<U+XXXX>``."""
-    shown = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in text)
-    return html.escape(shown)
+    return html.escape("".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in text))
 
 
 def _colour(value: float, limit: float) -> str:
