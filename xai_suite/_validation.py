@@ -132,10 +132,8 @@ def resolve_counterfactual_target(target, predictions: np.ndarray) -> np.ndarray
 
 
 def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines") -> torch.Tensor:
-    """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``.
-
-    Anything else raises; nothing is broadcast along other axes.
-    """
+    """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``
+    (anything else raises; nothing is broadcast along other axes)."""
     if tuple(b.shape) == tuple(x.shape):
         return b
     if tuple(b.shape) == tuple(x.shape[1:]):
@@ -233,10 +231,8 @@ def split_frame(inputs, model, name: str = "inputs"):
 
 
 def check_random_state(value) -> None:
-    """Check a seed: ``None`` or an int in [0, 2**32 - 1] (what every NumPy generator takes).
-
-    Raises ``TypeError`` for other types, ``ValueError`` out of range.
-    """
+    """Check a seed: ``None`` or an int in [0, 2**32 - 1], what every NumPy generator takes
+    (``TypeError`` for other types, ``ValueError`` out of range)."""
     if value is None:
         return
     msg = f"random_state must be None or an int in [0, 2**32 - 1]; got {value!r}"

@@ -593,9 +593,8 @@ class AttributionExplainer(Explainer):
             Item ``k`` explains output ``k`` for every instance (its ``target`` is all ``k``).
         """
         first = self.explain(inputs, 0, baselines=baselines, feature_mask=feature_mask)
-        rest = [self.explain(inputs, k, baselines=baselines, feature_mask=feature_mask)
-                for k in range(1, first.predictions.shape[1])]
-        return [first, *rest]
+        return [first, *(self.explain(inputs, k, baselines=baselines, feature_mask=feature_mask)
+                         for k in range(1, first.predictions.shape[1]))]
 
     # -- hooks and helpers for subclasses --------------------------------------------------
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:

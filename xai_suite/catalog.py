@@ -80,9 +80,7 @@ def reload_plugins() -> None:
 
 def failed_plugins_note() -> str:
     """``". Plugins that failed to load: ..."``, or ``""`` when every plugin loaded."""
-    if not _FAILED_PLUGINS:
-        return ""
-    return ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values())
+    return ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values()) if _FAILED_PLUGINS else ""
 
 
 @cache

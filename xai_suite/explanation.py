@@ -431,9 +431,8 @@ class CounterfactualExplanation(Result):
         valid = self.valid.astype(bool)
         lo, hi = wilson_interval(valid, None, confidence)
         out = {"n": len(self), "validity": valid.mean(), "validity_low": lo, "validity_high": hi}
-        for key, arr in self.metrics.items():
-            if key not in ("valid", "new_class"):
-                out[key] = float(np.nanmean(arr[valid])) if valid.any() else float("nan")
+        out.update({key: float(np.nanmean(arr[valid])) if valid.any() else float("nan")
+                    for key, arr in self.metrics.items() if key not in ("valid", "new_class")})
         return pd.Series(out, name=self.method)
 
     def plot(self, index: int = 0, ax=None, **kwargs):

@@ -59,13 +59,9 @@ class ExplainerInfo:
             f"several inputs: {t.multi_input}",
             "  parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.params.items()),
         ]
-        if self.reference:
-            lines.append(f"  reference: {self.reference}")
-        if t.notes:
-            lines.append(f"  notes: {t.notes}")
-        if not self.available:
-            lines.append(f"  unavailable: {_missing_message(self)}")
-        return "\n".join(lines)
+        extra = (("reference", self.reference), ("notes", t.notes),
+                 ("unavailable", "" if self.available else _missing_message(self)))
+        return "\n".join(lines + [f"  {k}: {v}" for k, v in extra if v])
 
 
 #: Every explainer by qualified name ``library:method``.

@@ -61,8 +61,7 @@ def plot_image_attribution(image, attribution, ax=None, *, alpha: float = 0.8, c
     """
     import matplotlib.pyplot as plt
 
-    img = _as_array(image, "image")
-    a = _as_array(attribution, "attribution")
+    img, a = _as_array(image, "image"), _as_array(attribution, "attribution")
     if img.ndim not in (2, 3):
         raise ValueError(f"image must be one image (C, H, W) or (H, W); got shape {img.shape}")
     if a.shape != img.shape and a.shape != img.shape[-2:]:
