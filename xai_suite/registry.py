@@ -241,8 +241,8 @@ def to_markdown(df: pd.DataFrame) -> str:
     """Render a DataFrame as a GitHub Markdown table."""
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+              for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
