@@ -295,8 +295,7 @@ class Explainer:
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _shared(self, name: str):
         """A shared hyper-parameter (:data:`SHARED_PARAMS`): this explainer's, else the default."""

@@ -151,8 +151,7 @@ class Baseline:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
 #: What ``baseline=`` takes: a registered name, a number, a spec dict, a callable or a Baseline.
