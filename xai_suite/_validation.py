@@ -45,9 +45,7 @@ def as_float_tensor(x, name: str = "inputs") -> torch.Tensor:
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name} must be a numeric numpy array or torch tensor: {exc}") from exc
         if arr.dtype.kind not in "biuf":
-            raise TypeError(
-                f"{name} must be a numeric numpy array or torch tensor, got dtype {arr.dtype}"
-            )
+            raise TypeError(f"{name} must be a numeric numpy array or torch tensor, got dtype {arr.dtype}")
         arr = np.ascontiguousarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32)
         t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if not torch.isfinite(t).all():
@@ -61,9 +59,7 @@ def infer_modality(x: torch.Tensor, allowed: Sequence[str], who: str) -> str:
     modality = NDIM_TO_MODALITY.get(x.ndim)
     if modality is None or modality not in allowed:
         layouts = " or ".join(f"{m} {MODALITY_LAYOUT[m]}" for m in allowed)
-        got = f"a {x.ndim}-D array of shape {tuple(x.shape)}"
-        if modality is not None:
-            got += f" ({modality})"
+        got = f"a {x.ndim}-D array of shape {tuple(x.shape)}" + (f" ({modality})" if modality else "")
         raise ValueError(f"{who} explains {layouts} inputs; got {got}")
     if x.shape[0] == 0:
         raise ValueError(f"inputs must hold at least one instance; got shape {tuple(x.shape)}")
@@ -73,10 +69,8 @@ def infer_modality(x: torch.Tensor, allowed: Sequence[str], who: str) -> str:
 def check_instance_shape(x: torch.Tensor, expected: tuple[int, ...] | None, where: str) -> None:
     """Check that ``x`` has per-instance shape ``expected`` (the shape seen by ``fit``)."""
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-        raise ValueError(
-            f"inputs have per-instance shape {tuple(x.shape[1:])} but {where} saw "
-            f"{tuple(expected)}; expected inputs of shape (N, {', '.join(map(str, expected))})"
-        )
+        raise ValueError(f"inputs have per-instance shape {tuple(x.shape[1:])} but {where} saw "
+                         f"{tuple(expected)}; expected inputs of shape (N, {', '.join(map(str, expected))})")
 
 
 def resolve_target(target, predictions: np.ndarray) -> np.ndarray:
@@ -106,10 +100,8 @@ def resolve_target(target, predictions: np.ndarray) -> np.ndarray:
     elif arr.shape != (n,):
         raise ValueError(f"target must be an int or an array of shape ({n},); got shape {arr.shape}")
     if arr.min() < 0 or arr.max() >= k:
-        raise ValueError(
-            f"target must lie in 0..{k - 1} (the model has {k} output(s)); "
-            f"got values in {int(arr.min())}..{int(arr.max())}"
-        )
+        raise ValueError(f"target must lie in 0..{k - 1} (the model has {k} output(s)); "
+                         f"got values in {int(arr.min())}..{int(arr.max())}")
     return arr.astype(np.int64)
 
 
@@ -134,26 +126,20 @@ def resolve_counterfactual_target(target, predictions: np.ndarray) -> np.ndarray
     out = resolve_target(target, predictions)
     same = np.flatnonzero(out == predicted)
     if same.size:
-        raise ValueError(
-            f"target must differ from the predicted class; instance(s) {same[:10].tolist()} "
-            f"are already predicted as their target {out[same[:10]].tolist()}"
-        )
+        raise ValueError(f"target must differ from the predicted class; instance(s) {same[:10].tolist()} "
+                         f"are already predicted as their target {out[same[:10]].tolist()}")
     return out
 
 
 def broadcast_baseline(b: torch.Tensor, x: torch.Tensor, name: str = "baselines") -> torch.Tensor:
-    """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``.
-
-    Anything else raises; nothing is broadcast along other axes.
-    """
+    """Match an explicit baseline to ``x``: shape ``x.shape`` or one instance ``x.shape[1:]``
+    (anything else raises; nothing is broadcast along other axes)."""
     if tuple(b.shape) == tuple(x.shape):
         return b
     if tuple(b.shape) == tuple(x.shape[1:]):
         return b.unsqueeze(0).expand_as(x)
-    raise ValueError(
-        f"{name} must have the inputs' shape {tuple(x.shape)} or one instance's shape "
-        f"{tuple(x.shape[1:])}; got {tuple(b.shape)}"
-    )
+    raise ValueError(f"{name} must have the inputs' shape {tuple(x.shape)} or one instance's shape "
+                     f"{tuple(x.shape[1:])}; got {tuple(b.shape)}")
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -231,28 +217,22 @@ def split_frame(inputs, model, name: str = "inputs"):
         missing = [c for c in expected if c not in names]
         extra = [c for c in names if c not in expected]
         detail = (f"missing {missing}" if missing else "") + (f" unexpected {extra}" if extra else "")
-        raise ValueError(
-            f"{name} must have the columns the model was fitted on, in order: {list(expected)}; "
-            f"got {list(names)} ({detail.strip() or 'another order'})"
-        )
+        raise ValueError(f"{name} must have the columns the model was fitted on, in order: {list(expected)}; "
+                         f"got {list(names)} ({detail.strip() or 'another order'})")
     encode = getattr(model, "encode", None)
     if callable(encode):
         return encode(inputs), names
     bad = [str(c) for c, dtype in inputs.dtypes.items()
            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))]
     if bad:
-        raise TypeError(
-            f"{name} has non-numeric column(s) {bad}; to explain categorical columns wrap the "
-            "model: xai_suite_tabular.TabularModel(model, X_train)"
-        )
+        raise TypeError(f"{name} has non-numeric column(s) {bad}; to explain categorical columns wrap the "
+                        "model: xai_suite_tabular.TabularModel(model, X_train)")
     return inputs.to_numpy(dtype=np.float32, copy=True), names
 
 
 def check_random_state(value) -> None:
-    """Check a seed: ``None`` or an int in [0, 2**32 - 1] (what every NumPy generator takes).
-
-    Raises ``TypeError`` for other types, ``ValueError`` out of range.
-    """
+    """Check a seed: ``None`` or an int in [0, 2**32 - 1], what every NumPy generator takes
+    (``TypeError`` for other types, ``ValueError`` out of range)."""
     if value is None:
         return
     msg = f"random_state must be None or an int in [0, 2**32 - 1]; got {value!r}"

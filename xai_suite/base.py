@@ -1,11 +1,8 @@
 """Explainer base classes and their tags.
 
-Every explainer is a class whose constructor takes the model and keyword-only
-hyper-parameters and only stores them (so ``get_params``/``set_params``/:func:`clone` work
-by introspection). :meth:`AttributionExplainer.explain` is a template method: it validates
-the inputs, prepares the model, computes predictions and targets, calls the subclass's
-``_attribute`` and wraps the result, computing the completeness error centrally for every
-method that has one.
+A constructor only stores the model and keyword-only hyper-parameters (so ``get_params``,
+``set_params`` and :func:`clone` work by introspection); ``explain`` is a template method
+around the subclass's ``_attribute`` that computes the completeness error for every method.
 """
 
 from __future__ import annotations
@@ -84,9 +81,8 @@ class Tags:
     has_convergence_delta : bool
         Completeness holds: attributions sum to ``f(x) - f(baseline)``.
     batch_invariant : bool
-        Results depend neither on ``batch_size`` nor on the other instances explained with
-        one: an instance alone gets what it gets in any batch (random draws are seeded per
-        instance, :meth:`Call.instance_rngs`).
+        Results depend neither on ``batch_size`` nor on the other instances of the batch
+        (random draws are seeded per instance, :meth:`Call.instance_rngs`).
     multi_input : bool
         Explains torch models of several inputs, given as a tuple of arrays (through the
         packed view of :mod:`xai_suite.packing`); attributions come back as a tuple.
@@ -187,8 +183,7 @@ class Batched:
     Parameters
     ----------
     batch_size : "auto" or int
-        Rows per model call (``"auto"``: sized from a probe of the model, within
-        ``max_memory``).
+        Rows per model call (``"auto"``: sized from a probe of the model, within ``max_memory``).
     max_memory : int or str, optional
         Memory budget of ``batch_size="auto"`` (bytes, or ``"2GB"``, ...).
     device : str
@@ -217,12 +212,14 @@ class Seeded:
     random_state: int | None = None
 
 
+#: The header of a numpydoc section after another ("Returns", "See Also", ...).
+_NEXT_SECTION = re.compile(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n")
+
+
 def _param_entries(doc: str) -> list[tuple[str, str]]:
     """``(name, entry)`` for each parameter of a numpydoc docstring's Parameters section."""
-    doc = inspect.cleandoc(doc)
-    section = doc.split("Parameters\n----------\n", 1)[-1]
-    section = re.split(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", section)[0]
-    entries = re.split(r"\n(?=\S)", section.strip("\n"))
+    section = inspect.cleandoc(doc).split("Parameters\n----------\n", 1)[-1]
+    entries = re.split(r"\n(?=\S)", _NEXT_SECTION.split(section)[0].strip("\n"))
     return [(re.split(r"[ ,:]", e, maxsplit=1)[0], e) for e in entries]
 
 
@@ -245,8 +242,8 @@ def _with_mixin_params(cls) -> str | None:
     if not extra:
         return doc.removesuffix("\n\nParameters\n----------\n")
     start = doc.index("Parameters\n") + 21
-    header = re.search(r"\n\n[A-Z][a-z]+( [A-Z][a-z]+)?\n-{3,}\n", doc[start:])
-    end = len(doc) if header is None else start + header.start()
+    header = _NEXT_SECTION.search(doc, start)
+    end = len(doc) if header is None else header.start()
     return doc[:end].rstrip("\n") + "\n" + "\n".join(extra.values()) + doc[end:]
 
 
@@ -283,8 +280,7 @@ class Explainer:
     def _param_names(cls) -> list[str]:
         """The constructor's hyper-parameters, the shared ones (:data:`SHARED_PARAMS`) last."""
         names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
-        return sorted(names, key=lambda p: (p in SHARED_PARAMS, list(SHARED_PARAMS).index(p)
-                                            if p in SHARED_PARAMS else 0))
+        return [p for p in names if p not in SHARED_PARAMS] + [p for p in SHARED_PARAMS if p in names]
 
     def get_params(self) -> dict:
         """The hyper-parameters passed to the constructor, by name."""
@@ -299,8 +295,7 @@ class Explainer:
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _shared(self, name: str):
         """A shared hyper-parameter (:data:`SHARED_PARAMS`): this explainer's, else the default."""
@@ -329,9 +324,8 @@ class Explainer:
     @property
     def requires_fit(self) -> bool:
         """Whether ``fit`` must be called before ``explain`` with the current parameters."""
-        if self.info.tags.needs_fit:
-            return True
-        return self.info.tags.needs_baseline and self._baseline().needs_fit
+        tags = self.info.tags
+        return tags.needs_fit or (tags.needs_baseline and self._baseline().needs_fit)
 
     def _baseline(self) -> Baseline:
         """The ``baseline`` parameter as a :class:`Baseline` (cached while it is unchanged)."""
@@ -359,8 +353,7 @@ class Explainer:
         X, layout, names = self._input_tensor(X, "X")
         if layout is None:
             infer_modality(X, self.info.tags.modalities, self.info.qualified_name)
-        if y is not None:
-            y = np.asarray(y)
+        y = None if y is None else np.asarray(y)
         if self.info.tags.needs_baseline:
             self._baseline().fit(X, y)
         self._fit(X, y)
@@ -390,20 +383,14 @@ class Explainer:
 
     def _check_fitted(self) -> None:
         if self.requires_fit and self._fit_shape is None:
-            raise NotFittedError(
-                f"{self.info.qualified_name} with these parameters learns from data: call "
-                f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)"
-            )
+            raise NotFittedError(f"{self.info.qualified_name} with these parameters learns from data: call "
+                                 f"fit(X, y) before explain (or pass fit_data=(X, y) to xs.explain)")
 
     # -- the one explain template: validate -> per-call state -> compute -> result ----------
     def _explain(self, *args, **kwargs):
-        """What every family's ``explain`` runs.
-
-        The family's input adapter, the context manager :meth:`_begin`, validates what
-        ``explain`` was given (arrays, tuples of arrays, a concept model's inputs, prompts)
-        and yields the call's state with the model ready; :meth:`_compute` computes on it;
-        :meth:`_finish` builds the result from the state and what was computed.
-        """
+        """What every family's ``explain`` runs: :meth:`_begin` validates the arguments and
+        yields the call's state with the model ready, :meth:`_compute` computes on it and
+        :meth:`_finish` builds the result."""
         with self._begin(*args, **kwargs) as call:
             raw = self._compute(call)
         return self._finish(call, raw)
@@ -428,10 +415,8 @@ class Explainer:
         wrapper = ModelWrapper(model, device=self._shared("device"))
         kinds = self.info.tags.model_kinds
         if wrapper.kind not in kinds:
-            raise TypeError(
-                f"{self.info.qualified_name} explains models of kind {', '.join(kinds)}; got a "
-                f"{wrapper.kind} model ({type(self.model).__name__})"
-            )
+            raise TypeError(f"{self.info.qualified_name} explains models of kind {', '.join(kinds)}; got a "
+                            f"{wrapper.kind} model ({type(self.model).__name__})")
         return wrapper
 
     @contextlib.contextmanager
@@ -475,10 +460,8 @@ class Explainer:
     def _feature_names(self, names, x: torch.Tensor, modality: str) -> tuple[str, ...] | None:
         """Column names of tabular inputs: the frame's, else the model's, else ``fit``'s."""
         if names is not None and self._fit_names is not None and names != self._fit_names:
-            raise ValueError(
-                f"inputs have columns {list(names)} but {self.info.qualified_name}.fit saw "
-                f"{list(self._fit_names)}; give the columns in the same order"
-            )
+            raise ValueError(f"inputs have columns {list(names)} but {self.info.qualified_name}.fit saw "
+                             f"{list(self._fit_names)}; give the columns in the same order")
         if modality != "tabular":
             return None
         model_names = getattr(self.model, "feature_names_in_", None)
@@ -494,12 +477,8 @@ class Explainer:
             row = 4 * x[0].numel() * x.element_size()
             return auto_rows(ActivationProbe(total=row, largest=row), wrapper.device,
                              parse_bytes(self._shared("max_memory")))
-        try:
+        with _model_errors(x):
             return self._chunk_rows(wrapper.model, x, wrapper.device)
-        except NonFiniteOutputError:
-            raise
-        except (RuntimeError, ValueError) as exc:
-            raise _model_error(x, exc) from exc
 
 
 class AttributionExplainer(Explainer):
@@ -561,7 +540,6 @@ class AttributionExplainer(Explainer):
         params = self._recorded_params(call.rows, result.params)
         if "baseline" in params and call.data["baselines"] is not None:
             params["baseline"] = {"name": "explicit"}
-        b = None if result.baselines is None else result.baselines.cpu()
         unpack = _unpacker(call.layout)
         return Explanation(
             attributions=unpack(values),
@@ -571,7 +549,7 @@ class AttributionExplainer(Explainer):
             method=name,
             params=params,
             convergence_delta=delta,
-            baselines=None if b is None else unpack(b),
+            baselines=None if result.baselines is None else unpack(result.baselines.cpu()),
             feature_names=call.feature_names,
         )
 
@@ -614,9 +592,8 @@ class AttributionExplainer(Explainer):
             Item ``k`` explains output ``k`` for every instance (its ``target`` is all ``k``).
         """
         first = self.explain(inputs, 0, baselines=baselines, feature_mask=feature_mask)
-        rest = [self.explain(inputs, k, baselines=baselines, feature_mask=feature_mask)
-                for k in range(1, first.predictions.shape[1])]
-        return [first, *rest]
+        return [first, *(self.explain(inputs, k, baselines=baselines, feature_mask=feature_mask)
+                         for k in range(1, first.predictions.shape[1]))]
 
     # -- hooks and helpers for subclasses --------------------------------------------------
     def _attribute(self, call: Call, *, baselines, feature_mask) -> Attribution:
@@ -653,21 +630,17 @@ class AttributionExplainer(Explainer):
         if tuple(m.shape) == tuple(x.shape[1:]):
             m = m.unsqueeze(0)
         elif tuple(m.shape) != tuple(x.shape):
-            raise ValueError(
-                f"feature_mask must have one instance's shape {tuple(x.shape[1:])} or the "
-                f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}"
-            )
+            raise ValueError(f"feature_mask must have one instance's shape {tuple(x.shape[1:])} or the "
+                             f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}")
         return m.long().to(x.device)
 
     def _convergence_delta(self, call: Call, result: Attribution) -> np.ndarray:
         """``sum(attr) - (f(x)[t] - mean_s f(b_s)[t])`` per instance."""
-        n = call.x.shape[0]
+        n, b = call.x.shape[0], result.baselines
         idx = np.arange(n)
         fx = call.predictions[idx, call.target].astype(np.float64)
-        if result.baselines is None:
-            fb = np.zeros(n)
-        else:
-            b = result.baselines
+        fb = np.zeros(n)
+        if b is not None:
             out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
             fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
         total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
@@ -681,20 +654,22 @@ def _unpacker(layout: Layout | None):
     return lambda t: tuple(p.numpy() for p in layout.unpack(t))
 
 
-def _model_error(x: torch.Tensor, exc: Exception) -> ValueError:
-    return ValueError(
-        f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
-        f"channels/features and the layout the model expects: {exc}"
-    )
-
-
-def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
+@contextlib.contextmanager
+def _model_errors(x: torch.Tensor) -> Iterator[None]:
+    """Re-raise the model's own failures on ``x`` as a ``ValueError`` naming its shape (non-finite
+    outputs pass through as they are)."""
     try:
-        return wrapper.predict(x, rows)
+        yield
     except NonFiniteOutputError:
         raise
     except (RuntimeError, ValueError) as exc:
-        raise _model_error(x, exc) from exc
+        raise ValueError(f"the model failed on inputs of shape {tuple(x.shape)}; check the number of "
+                         f"channels/features and the layout the model expects: {exc}") from exc
+
+
+def _predict(wrapper: ModelWrapper, x: torch.Tensor, rows: int) -> np.ndarray:
+    with _model_errors(x):
+        return wrapper.predict(x, rows)
 
 
 class GradientExplainer(AttributionExplainer):
@@ -724,12 +699,10 @@ class PropagationExplainer(AttributionExplainer):
 class CounterfactualExplainer(Explainer):
     """Inputs changed so that the model predicts another class.
 
-    ``fit(X, y=None)`` gives the training data the search draws from (nearest unlike
-    neighbours, distractors, plausibility). A counterfactual is about the model, so the class
-    of a training instance is the model's prediction for it; labels ``y`` are not needed
-    (methods that use them say so). Subclasses implement
-    ``_counterfactual(call) -> (counterfactuals, params)``; validity, proximity, sparsity and
-    plausibility are measured here, once for every method.
+    ``fit(X, y=None)`` gives the training data the search draws from; a training instance's
+    class is the model's prediction for it (labels ``y`` only for methods that say so).
+    Subclasses implement ``_counterfactual(call) -> (counterfactuals, params)``; validity,
+    proximity, sparsity and plausibility are measured here, once for every method.
     """
 
     family = "counterfactual"
@@ -744,10 +717,8 @@ class CounterfactualExplainer(Explainer):
             x = X.to(wrapper.device, wrapper.dtype(X))
             pred = _predict(wrapper, x, self._rows(wrapper, x)).argmax(1)
         if np.unique(pred).size < 2:
-            raise ValueError(
-                f"{self.info.qualified_name} needs training data that the model assigns to at "
-                "least 2 classes"
-            )
+            raise ValueError(f"{self.info.qualified_name} needs training data that the model assigns to at "
+                             "least 2 classes")
         self.X_train_ = X
         self.train_class_ = pred.astype(np.int64)
 
@@ -772,10 +743,9 @@ class CounterfactualExplainer(Explainer):
         with self._calling(inputs, target, resolve_counterfactual_target) as call:
             missing = sorted(set(call.target.tolist()) - set(self.train_class_.tolist()))
             if missing:
-                raise ValueError(
-                    f"{self.info.qualified_name}: the fitted training data holds no instance of "
-                    f"target class(es) {missing}; fit it on data the model assigns to those classes"
-                )
+                raise ValueError(f"{self.info.qualified_name}: the fitted training data holds no instance of "
+                                 f"target class(es) {missing}; fit it on data the model assigns to those "
+                                 "classes")
             yield call
 
     def _compute(self, call: Call) -> tuple[torch.Tensor, np.ndarray, dict]:
@@ -789,9 +759,6 @@ class CounterfactualExplainer(Explainer):
     def _finish(self, call: Call, raw: tuple[torch.Tensor, np.ndarray, dict]) -> CounterfactualExplanation:
         cf, cf_pred, resolved = raw
         x, cf = call.x.cpu().numpy(), cf.to("cpu", call.x.dtype).numpy()
-        metrics = counterfactual_metrics(
-            x, cf, cf_pred, call.target, self.X_train_.numpy(), self.train_class_
-        )
         return CounterfactualExplanation(
             inputs=x,
             counterfactuals=cf,
@@ -800,7 +767,8 @@ class CounterfactualExplainer(Explainer):
             cf_predictions=cf_pred,
             method=self.info.qualified_name,
             params=self._recorded_params(call.rows, resolved),
-            metrics=metrics,
+            metrics=counterfactual_metrics(x, cf, cf_pred, call.target, self.X_train_.numpy(),
+                                           self.train_class_),
             feature_names=call.feature_names,
         )
 
@@ -823,16 +791,12 @@ def check_param_names(cls: type[Explainer], params: dict) -> None:
         for p in unknown:
             close = [RENAMED[p]] if RENAMED.get(p) in known else difflib.get_close_matches(p, known, n=3)
             msgs.append(f"{p!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
-        raise TypeError(
-            f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "
-            f"{', '.join(known)}"
-        )
+        raise TypeError(f"{cls.info.qualified_name} got unknown parameter(s) {', '.join(msgs)}; it takes "
+                        f"{', '.join(known)}")
 
 
 def clone(explainer: Explainer, model=None) -> Explainer:
     """A new, unfitted explainer with the same hyper-parameters (and optionally another model)."""
-    params = {
-        k: v.clone() if isinstance(v, Baseline) else copy.deepcopy(v)
-        for k, v in explainer.get_params().items()
-    }
+    params = {k: v.clone() if isinstance(v, Baseline) else copy.deepcopy(v)
+              for k, v in explainer.get_params().items()}
     return type(explainer)(explainer.model if model is None else model, **params)

@@ -65,6 +65,9 @@ class Baseline:
 
     _fit_shape: tuple[int, ...] | None = None
 
+    def __init__(self):
+        """No parameters (subclasses that take some store them keyword-only)."""
+
     def get_params(self) -> dict:
         """The constructor's parameters and their current values."""
         sig = inspect.signature(type(self).__init__)
@@ -123,21 +126,16 @@ class Baseline:
         """
         modality = modality or NDIM_TO_MODALITY.get(x.ndim)
         if modality not in self.modalities:
-            raise ValueError(
-                f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
-                f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)} (the "
-                f"baselines for {modality}: {', '.join(list_baselines(modality)) or 'none'})"
-            )
+            raise ValueError(f"baseline {self.name!r} applies to {', '.join(self.modalities)} inputs; "
+                             f"got {modality or f'{x.ndim}-D'} inputs of shape {tuple(x.shape)} (the "
+                             f"baselines for {modality}: {', '.join(list_baselines(modality)) or 'none'})")
         if not self.is_fitted:
-            raise NotFittedError(
-                f"baseline {self.name!r} learns from training data: call the explainer's "
-                "fit(X, y) first"
-            )
+            raise NotFittedError(f"baseline {self.name!r} learns from training data: call the explainer's "
+                                 "fit(X, y) first")
         if self.needs_fit:
             check_instance_shape(x, self._fit_shape, f"baseline {self.name!r}.fit")
         draws = n_samples if self.stochastic else 1
-        out = torch.stack([self._draw(x, target, rng) for _ in range(draws)])
-        return out.to(x.dtype)
+        return torch.stack([self._draw(x, target, rng) for _ in range(draws)]).to(x.dtype)
 
     def reference_set(
         self, x: torch.Tensor, target: np.ndarray, n_samples: int, rng: np.random.Generator
@@ -153,8 +151,7 @@ class Baseline:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
 #: What ``baseline=`` takes: a registered name, a number, a spec dict, a callable or a Baseline.
@@ -225,16 +222,12 @@ def ensure_baseline(spec) -> Baseline:
     if isinstance(spec, int | float | np.number):
         return Constant(value=float(spec))
     if isinstance(spec, np.ndarray | torch.Tensor | list):
-        raise TypeError(
-            "explicit baseline arrays are data: pass them to explain(inputs, baselines=array)"
-        )
+        raise TypeError("explicit baseline arrays are data: pass them to explain(inputs, baselines=array)")
     if callable(spec):
         return FunctionBaseline(spec)
-    raise TypeError(
-        f"baseline must be a registered name ({', '.join(list_baselines())}), a number, a "
-        f"callable, a spec {{'name': ..., **parameters}} or a Baseline instance; got "
-        f"{type(spec).__name__}"
-    )
+    raise TypeError(f"baseline must be a registered name ({', '.join(list_baselines())}), a number, a "
+                    f"callable, a spec {{'name': ..., **parameters}} or a Baseline instance; got "
+                    f"{type(spec).__name__}")
 
 
 class FunctionBaseline(Baseline):
@@ -256,19 +249,14 @@ class FunctionBaseline(Baseline):
     def _draw(self, x, target, rng):
         out = as_float_tensor(self.function(x.numpy()), f"baseline function {self.name!r} output")
         if out.shape != x.shape:
-            raise ValueError(
-                f"baseline function {self.name!r} must return an array of the inputs' shape "
-                f"{tuple(x.shape)}; got {tuple(out.shape)}"
-            )
+            raise ValueError(f"baseline function {self.name!r} must return an array of the inputs' shape "
+                             f"{tuple(x.shape)}; got {tuple(out.shape)}")
         return out
 
 
 @register_baseline("zeros", modalities=(*ALL_MODALITIES, "concept"))
 class Zeros(Baseline):
     """All-zero input (Captum's default; black for images scaled to [0, 1])."""
-
-    def __init__(self):
-        pass
 
     def _draw(self, x, target, rng):
         return torch.zeros_like(x)
@@ -289,17 +277,13 @@ class Constant(Baseline):
 class Opposite(Baseline):
     """Each concept's other truth value, ``1 - round(a)`` (concept activations in [0, 1])."""
 
-    def __init__(self):
-        pass
-
     def _draw(self, x, target, rng):
         return 1.0 - (x > 0.5).to(x.dtype)
 
 
 def _per_instance(x: torch.Tensor, fn) -> torch.Tensor:
     """Apply a reduction over all non-batch axes; result broadcastable to ``x``."""
-    flat = x.reshape(x.shape[0], -1)
-    return fn(flat).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+    return fn(x.reshape(x.shape[0], -1)).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
 
 
 @register_baseline("uniform")
@@ -354,9 +338,6 @@ class _TrainingStatistic(Baseline):
     _reduce: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
     value_: torch.Tensor
 
-    def __init__(self):
-        pass
-
     def _fit(self, X, y):
         self.value_ = type(self)._reduce(X)
 
@@ -385,15 +366,11 @@ class TrainingSample(Baseline):
     stochastic = True
     needs_fit = True
 
-    def __init__(self):
-        pass
-
     def _fit(self, X, y):
         self.X_ = X
 
     def _draw(self, x, target, rng):
-        idx = rng.integers(0, self.X_.shape[0], size=x.shape[0])
-        return self.X_[torch.from_numpy(idx)]
+        return self.X_[torch.from_numpy(rng.integers(0, self.X_.shape[0], size=x.shape[0]))]
 
     def reference_set(self, x, target, n_samples, rng):
         """SHAP's background: ``n_samples`` training rows drawn once, without replacement, in
@@ -402,8 +379,7 @@ class TrainingSample(Baseline):
         self.sample(x[:1], target[:1], 1, np.random.default_rng(0))  # its checks; rng untouched
         m = self.X_.shape[0]
         rows = np.arange(m) if m <= n_samples else np.sort(rng.choice(m, int(n_samples), replace=False))
-        bg = self.X_[torch.from_numpy(rows)].to(x.dtype)
-        return bg.unsqueeze(1).expand(len(rows), *x.shape)
+        return self.X_[torch.from_numpy(rows)].to(x.dtype).unsqueeze(1).expand(len(rows), *x.shape)
 
 
 @register_baseline("nearest_unlike")
@@ -412,9 +388,6 @@ class NearestUnlike(Baseline):
 
     needs_fit = True
     needs_labels = True
-
-    def __init__(self):
-        pass
 
     def _fit(self, X, y):
         if np.unique(y).size < 2:
@@ -427,10 +400,8 @@ class NearestUnlike(Baseline):
         same = self.y_.unsqueeze(0) == torch.as_tensor(target).unsqueeze(1)
         d = d.masked_fill(same, float("inf"))
         if torch.isinf(d).all(1).any():
-            raise ValueError(
-                "baseline 'nearest_unlike' found no training input of another class than the "
-                "explained one; fit it on data with labels of at least 2 classes"
-            )
+            raise ValueError("baseline 'nearest_unlike' found no training input of another class than the "
+                             "explained one; fit it on data with labels of at least 2 classes")
         return self.X_[d.argmin(1)]
 
 

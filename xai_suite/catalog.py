@@ -1,13 +1,9 @@
-"""Registries and plugin loading: one :class:`Registry` type for every kind of named entry.
+"""Registries and plugin loading: one :class:`Registry` type for every kind of named entry
+(explainers, baselines, datasets, metrics, zoo models, assignments, result formats).
 
-Explainers, baselines, datasets, metrics, zoo models, assignments and result formats are
-each a :class:`Registry`. A registry fills lazily: its first lookup imports the modules
-that register its built-in entries, then :func:`load_plugins` imports the core's methods
-and every plugin announced in the ``xai_suite.adapters`` and ``xai_suite.explainers``
-entry-point groups (once per process). Adding a taken name raises; an unknown name raises
-a ``KeyError`` that lists close matches and the plugins that failed to load.
-
-This module imports nothing else of xai-suite, so any module may use it without a cycle.
+A registry fills on its first lookup: its built-in modules, then (:func:`load_plugins`, once
+per process) the core's methods and the plugins of the :data:`ENTRY_POINT_GROUPS`. This
+module imports nothing else of xai-suite, so any module may use it without a cycle.
 """
 
 from __future__ import annotations
@@ -36,14 +32,8 @@ CORE_MODULES = (
 #: Optional modules and the extra that installs them.
 EXTRA_FOR_MODULE = {
     "transformers": "llm",
-    "TSInterpret": "tsinterpret",
-    "tslearn": "tsinterpret",
-    "deap": "tsinterpret",
-    "skopt": "tsinterpret",
-    "pyts": "tsinterpret",
-    "pymop": "tsinterpret",
-    "torchcam": "tsinterpret",
     "skimage": "image",
+    **dict.fromkeys(("TSInterpret", "tslearn", "deap", "skopt", "pyts", "pymop", "torchcam"), "tsinterpret"),
 }
 
 
@@ -90,9 +80,7 @@ def reload_plugins() -> None:
 
 def failed_plugins_note() -> str:
     """``". Plugins that failed to load: ..."``, or ``""`` when every plugin loaded."""
-    if not _FAILED_PLUGINS:
-        return ""
-    return ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values())
+    return ". Plugins that failed to load: " + "; ".join(_FAILED_PLUGINS.values()) if _FAILED_PLUGINS else ""
 
 
 @cache

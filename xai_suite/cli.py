@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .catalog import MODALITIES
+
 FORMATS = ("markdown", "csv", "table")
 
 #: Suites gathered from the adapters' benchmark scripts (in ``benchmarks/``): NAME -> scripts,
@@ -95,10 +97,9 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
     failed = []
     with open(out / f"{name}.txt", "w", encoding="utf-8") as log:
         def emit(text: str) -> None:
-            stream.write(text)
-            stream.flush()
-            log.write(text)
-            log.flush()
+            for f in (stream, log):
+                f.write(text)
+                f.flush()
 
         for script, quick_args, takes_out in scripts:
             cmd = [sys.executable, "-u", str(script), *(quick_args if quick else ()),
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_list = sub.add_parser("list", help="the navigation table: which library offers which "
                             "method for which data type")
-    p_list.add_argument("--modality", choices=("tabular", "timeseries", "image", "text"))
+    p_list.add_argument("--modality", choices=MODALITIES)
     p_list.add_argument("--library")
     p_list.add_argument("--family")
     p_list.add_argument("--model-kind", dest="model_kind")
@@ -134,11 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p_list.add_argument("--all", action="store_true",
                         help="include entries whose optional dependency is missing")
 
-    p_info = sub.add_parser("info", help="an entry's tags, parameters and defaults")
-    p_info.add_argument("name")
-
-    p_base = sub.add_parser("baselines", help="registered baselines")
-    p_base.add_argument("--modality", choices=("tabular", "timeseries", "image", "text"))
+    sub.add_parser("info", help="an entry's tags, parameters and defaults").add_argument("name")
+    sub.add_parser("baselines", help="registered baselines").add_argument("--modality", choices=MODALITIES)
 
     p_demo = sub.add_parser("demo", help="explain a GunPoint CNN with several methods and "
                             "baselines; print a table, write a plot")
@@ -208,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(args.out, n_explain=args.n, random_state=args.seed)
         elif args.command == "bench":
-            from .bench import load_suite, run_suite
+            from .bench import ResultsStore, load_suite, run_suite
 
             config = _suite_path(args.name)
             if config is None:
@@ -220,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
             store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
             print(f"results: {store}\nreport: xai-suite report {store.parent}")
-            from .bench import ResultsStore
-
             with ResultsStore(store) as results:
                 units = results.units()
             failed = units[units.status != "done"]

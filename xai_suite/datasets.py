@@ -21,7 +21,6 @@ def register_dataset(modality: str):
     ``modality`` (``tabular``, ``timeseries``, ``image``, ``text``) tells the benchmark runner
     what the inputs are.
     """
-
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r} (decorate "
                          "with @register_dataset(\"tabular\"), not a bare @register_dataset)")

@@ -27,9 +27,7 @@ RUNS = (
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = a.argsort().argsort().astype(float)
-    rb = b.argsort().argsort().astype(float)
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(a.argsort().argsort(), b.argsort().argsort())[0, 1])  # of the ranks
 
 
 def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: int = 60,
@@ -65,8 +63,7 @@ def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: i
     Xe = Xt[:n_explain]
     rows, exps = [], []
     for label, name, params in RUNS:
-        info = xs.explainer_info(name)
-        if "random_state" in info.params:
+        if "random_state" in xs.explainer_info(name).params:
             params = {**params, "random_state": random_state}
         explainer = xs.create_explainer(name, model, **params).fit(X, y)
         t = time.perf_counter()

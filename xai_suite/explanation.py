@@ -1,11 +1,8 @@
-"""Result types returned by explainers, and the protocol they share.
+"""Result types returned by explainers, and the protocol they share (:class:`Result`).
 
-Every result is a dataclass deriving from :class:`Result`: it has ``method`` and ``params``,
-``to_frame()``, ``plot()`` and ``save(path)``, and :func:`load` reads any of them back.
-A file is a ``.npz`` archive (no pickle): every array field is an array of the archive (a
-dict of arrays, one array per key), every other field is JSON in its ``meta`` entry, next
-to the class's ``format`` string, through which :func:`load` finds the class (the
-``FORMATS`` registry, filled as result classes are defined, plugins' included).
+A saved result is a ``.npz`` archive (no pickle): array fields (and dicts or tuples of
+arrays) as arrays, every other field as JSON in its ``meta`` entry next to the class's
+``format``, by which :func:`load` finds the class in ``FORMATS``.
 """
 
 from __future__ import annotations
@@ -37,10 +34,9 @@ FORMATS: Registry[type] = Registry("result format")
 class Result:
     """The protocol of every result type: ``method``, ``params``, ``to_frame``, ``plot``, ``save``.
 
-    Subclasses are dataclasses with a ``method`` (the qualified explainer name) and a
-    ``params`` (JSON-ready dict) field and a class attribute ``format``
-    (``"xai-suite-<kind>/<version>"``), which registers them for :func:`load`. Their
-    ``__post_init__`` checks a loaded file's fields as it checks an explainer's output.
+    Subclasses are dataclasses with fields ``method`` (qualified explainer name) and ``params``
+    (JSON-ready) and a class attribute ``format`` (``"xai-suite-<kind>/<version>"``) that
+    registers them for :func:`load`; ``__post_init__`` checks loaded and computed fields alike.
     """
 
     format: ClassVar[str]
@@ -66,13 +62,11 @@ class Result:
         arrays: dict[str, np.ndarray] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                arrays[f.name] = value
-            elif isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
+            if isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
                 value = {str(i): v for i, v in enumerate(value)}  # one array per model input
                 meta.setdefault("array_tuples", []).append(f.name)
-                meta.setdefault("array_dicts", {})[f.name] = list(value)
-                arrays.update({f"{f.name}/{k}": v for k, v in value.items()})
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
             elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray)
                                                            for v in value.values()):
                 meta.setdefault("array_dicts", {})[f.name] = list(value)
@@ -249,10 +243,8 @@ class Explanation(Result):
         n = ins[0].shape[0]
         if self.target.shape != (n,) or self.predictions.ndim != 2 or len(self.predictions) != n \
                 or any(x.shape[0] != n for x in ins):
-            raise ValueError(
-                f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
-                f"{self.target.shape} and {self.predictions.shape}"
-            )
+            raise ValueError(f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
+                             f"{self.target.shape} and {self.predictions.shape}")
         _check_target(self.target, self.predictions.shape[1])
         if self.convergence_delta is not None and np.shape(self.convergence_delta) != (n,):
             raise ValueError(f"convergence_delta must have shape ({n},); got "
@@ -289,16 +281,11 @@ class Explanation(Result):
         return NDIM_TO_MODALITY.get(self.inputs.ndim, f"{self.inputs.ndim}-D")
 
     def __repr__(self) -> str:
-        delta = (
-            ""
-            if self.convergence_delta is None
-            else f", max |delta|={np.abs(self.convergence_delta).max():.3g}"
-        )
+        d = self.convergence_delta
+        delta = "" if d is None else f", max |delta|={np.abs(d).max():.3g}"
         shapes = [x.shape[1:] for x in self.inputs] if self.n_inputs > 1 else self.inputs.shape[1:]
-        return (
-            f"Explanation(method={self.method!r}, n={len(self)}, "
-            f"shape={shapes}, modality={self.modality!r}{delta})"
-        )
+        return (f"Explanation(method={self.method!r}, n={len(self)}, shape={shapes}, "
+                f"modality={self.modality!r}{delta})")
 
     def to_frame(self, wide: bool = False) -> pd.DataFrame:
         """The attributions as a table.
@@ -332,8 +319,7 @@ class Explanation(Result):
             return pd.DataFrame(self.attributions, columns=list(names))
         axes = _AXES.get(self.modality, tuple(f"axis{i}" for i in range(1, self.inputs.ndim)))
         idx = np.indices(self.inputs.shape).reshape(self.inputs.ndim, -1)
-        data = {"instance": idx[0]}
-        data.update({name: idx[i + 1] for i, name in enumerate(axes)})
+        data = {"instance": idx[0], **{name: idx[i + 1] for i, name in enumerate(axes)}}
         if self.feature_names is not None:
             data["feature"] = np.asarray(self.feature_names, dtype=object)[idx[1]]
         data["input"] = self.inputs.ravel()
@@ -359,10 +345,8 @@ def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
         return None
     names = tuple(str(n) for n in names)
     if inputs.ndim != 2 or len(names) != inputs.shape[1]:
-        raise ValueError(
-            f"feature_names must name each of the {inputs.shape[-1]} features of tabular (N, F) "
-            f"inputs; got {len(names)} names for inputs of shape {inputs.shape}"
-        )
+        raise ValueError(f"feature_names must name each of the {inputs.shape[-1]} features of tabular (N, F) "
+                         f"inputs; got {len(names)} names for inputs of shape {inputs.shape}")
     return names
 
 
@@ -385,11 +369,10 @@ class CounterfactualExplanation(Result):
     params : dict
         Every hyper-parameter in effect (JSON-ready).
     metrics : dict of numpy.ndarray, each of shape (N,)
-        ``valid`` (the model predicts the target class), ``new_class``, proximity ``l1``,
-        ``l2`` and (time series) ``dtw``, sparsity ``changed`` (number of changed elements)
-        and ``changed_fraction``, and ``plausibility`` (k-NN distance ratio to the training
-        instances of the target class: about 1 is typical, larger is an outlier; NaN where
-        fewer than 2 such instances exist). See :mod:`xai_suite.metrics.counterfactual`.
+        ``valid``, ``new_class``, proximity ``l1``, ``l2`` (and ``dtw`` for time series),
+        sparsity ``changed`` and ``changed_fraction``, and ``plausibility`` (k-NN distance
+        ratio to the target class's training instances: about 1 is typical; NaN with fewer
+        than 2 of them). See :mod:`xai_suite.metrics.counterfactual`.
     feature_names : tuple of str, or None
         Tabular data: the column names, one per feature.
     """
@@ -407,10 +390,8 @@ class CounterfactualExplanation(Result):
 
     def __post_init__(self):
         if self.counterfactuals.shape != self.inputs.shape:
-            raise ValueError(
-                f"counterfactuals shape {self.counterfactuals.shape} differs from inputs shape "
-                f"{self.inputs.shape}"
-            )
+            raise ValueError(f"counterfactuals shape {self.counterfactuals.shape} differs from inputs shape "
+                             f"{self.inputs.shape}")
         n = self.inputs.shape[0]
         for key, arr in {"target": self.target, **self.metrics}.items():
             if np.shape(arr) != (n,):
@@ -431,20 +412,13 @@ class CounterfactualExplanation(Result):
         return self.metrics["valid"]
 
     def __repr__(self) -> str:
-        return (
-            f"CounterfactualExplanation(method={self.method!r}, n={len(self)}, "
-            f"valid={int(self.valid.sum())}/{len(self)})"
-        )
+        return (f"CounterfactualExplanation(method={self.method!r}, n={len(self)}, "
+                f"valid={int(self.valid.sum())}/{len(self)})")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per instance: original and target class, then every metric."""
-        data = {
-            "instance": np.arange(len(self)),
-            "original_class": self.predictions.argmax(1),
-            "target": self.target,
-            **self.metrics,
-        }
-        return pd.DataFrame(data)
+        return pd.DataFrame({"instance": np.arange(len(self)), "original_class": self.predictions.argmax(1),
+                             "target": self.target, **self.metrics})
 
     def summary(self, confidence: float = 0.95) -> pd.Series:
         """Validity with a Wilson interval and the mean of every other metric.
@@ -457,9 +431,8 @@ class CounterfactualExplanation(Result):
         valid = self.valid.astype(bool)
         lo, hi = wilson_interval(valid, None, confidence)
         out = {"n": len(self), "validity": valid.mean(), "validity_low": lo, "validity_high": hi}
-        for key, arr in self.metrics.items():
-            if key not in ("valid", "new_class"):
-                out[key] = float(np.nanmean(arr[valid])) if valid.any() else float("nan")
+        out.update({key: float(np.nanmean(arr[valid])) if valid.any() else float("nan")
+                    for key, arr in self.metrics.items() if key not in ("valid", "new_class")})
         return pd.Series(out, name=self.method)
 
     def plot(self, index: int = 0, ax=None, **kwargs):

@@ -9,9 +9,7 @@ Model kinds (``ExplainerInfo.model_kinds``):
 - ``callable``: any ``f(np.ndarray) -> np.ndarray`` black box.
 
 An estimator fitted on a DataFrame (it has ``feature_names_in_``) is called on a DataFrame
-with those columns, so pipelines that select columns by name work. :func:`fit_classifier`
-trains any torch classifier on the CPU; :func:`fit_cached` trains it once and reloads its
-weights afterwards.
+with those columns, so pipelines that select columns by name work.
 """
 
 from __future__ import annotations
@@ -40,22 +38,18 @@ def model_kind(model) -> str:
     declared = getattr(type(model), "xai_suite_model_kind", None)  # e.g. xai_suite_llm.LanguageModel
     if declared is not None:
         return declared
-    if isinstance(model, torch.nn.Module):
-        cls_mod = type(model).__module__
-        if cls_mod.startswith("transformers.") and hasattr(model, "generate"):
-            return "hf_causal_lm"
-        return "torch"
     module = type(model).__module__
+    if isinstance(model, torch.nn.Module):
+        hf = module.startswith("transformers.") and hasattr(model, "generate")
+        return "hf_causal_lm" if hf else "torch"
     if module.startswith(("aeon.", "sktime.")) and hasattr(model, "predict_proba"):
         return "aeon"
     if hasattr(model, "predict_proba") or (hasattr(model, "predict") and hasattr(model, "fit")):
         return "sklearn"
     if callable(model):
         return "callable"
-    raise TypeError(
-        "model must be a torch.nn.Module, a fitted estimator with predict_proba/predict, "
-        f"or a callable f(np.ndarray) -> np.ndarray; got {type(model).__name__}"
-    )
+    raise TypeError("model must be a torch.nn.Module, a fitted estimator with predict_proba/predict, "
+                    f"or a callable f(np.ndarray) -> np.ndarray; got {type(model).__name__}")
 
 
 def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
@@ -68,10 +62,8 @@ def _as_2d_output(out: torch.Tensor, n: int) -> torch.Tensor:
     if out.ndim == 1 and out.shape[0] == n:
         return out.unsqueeze(1)  # one output per instance: a single "class" 0
     if out.ndim != 2 or out.shape[0] != n:
-        raise ValueError(
-            f"the model must return outputs of shape (N, K) or (N,) for N={n} inputs; "
-            f"got shape {tuple(out.shape)}"
-        )
+        raise ValueError(f"the model must return outputs of shape (N, K) or (N,) for N={n} inputs; "
+                         f"got shape {tuple(out.shape)}")
     return out
 
 
@@ -93,16 +85,13 @@ class ModelWrapper:
         self.kind = model_kind(model)
         if self.kind in ("sklearn", "aeon"):
             from sklearn.exceptions import NotFittedError
+            from sklearn.utils.validation import check_is_fitted
 
             try:
-                from sklearn.utils.validation import check_is_fitted
-
                 check_is_fitted(model)
             except NotFittedError as exc:
-                raise NotFittedError(
-                    f"the {type(model).__name__} model is not fitted; call its fit() before "
-                    "explaining it"
-                ) from exc
+                raise NotFittedError(f"the {type(model).__name__} model is not fitted; call its fit() "
+                                     "before explaining it") from exc
             except TypeError:
                 pass  # not a scikit-learn estimator: aeon models check themselves when called
         self.device = resolve_device(device) if self.kind == "torch" else torch.device("cpu")
@@ -127,12 +116,9 @@ class ModelWrapper:
         m = self.model
         was_training = m.training
         if was_training:
-            warnings.warn(
-                f"{type(m).__name__} is in training mode; explaining it in eval mode "
-                "(dropout off, batch-norm running statistics) and restoring training mode after",
-                UserWarning,
-                stacklevel=4,
-            )
+            warnings.warn(f"{type(m).__name__} is in training mode; explaining it in eval mode (dropout "
+                          "off, batch-norm running statistics) and restoring training mode after",
+                          stacklevel=4)
         params = next(iter(m.parameters()), None)
         old_device = params.device if params is not None else self.device
         m.eval()
@@ -222,11 +208,9 @@ def fit_classifier(
 ) -> nn.Module:
     """Train ``model`` with Adam, a one-cycle learning rate and cross-entropy on the CPU.
 
-    The learning rate warms up to ``lr`` over the first 30% of the steps and anneals to
-    nearly 0 (``torch.optim.lr_scheduler.OneCycleLR``). With a constant rate the small
-    time-series models of ``xai_suite_timeseries`` often stall on GunPoint (test accuracy
-    0.57-0.92 over seeds, CNN1d, 60 epochs at 1e-2); with this schedule they reach
-    0.97-0.99 in 60 epochs.
+    The one-cycle schedule (:func:`train_loop`) matters: at a constant 1e-2 the CNN1d of
+    ``xai_suite_timeseries`` stalls on GunPoint (test accuracy 0.57-0.92 over seeds, 60
+    epochs); with it, 0.97-0.99.
 
     Parameters
     ----------
@@ -252,9 +236,8 @@ def fit_classifier(
     y = torch.from_numpy(np.array(y, dtype=np.int64))
     if y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
-    loss_fn = nn.CrossEntropyLoss()
-    return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: loss_fn(m(xb), yb), epochs=epochs,
-                      lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+    return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: nn.functional.cross_entropy(m(xb), yb),
+                      epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                       random_state=random_state)
 
 
@@ -312,12 +295,9 @@ _CACHE_VERSION = 1
 
 
 def model_cache_dir(cache_dir=None) -> Path:
-    """Where :func:`fit_cached` keeps weights.
-
-    ``cache_dir`` if given; else ``$XAI_SUITE_CACHE/models`` when the environment variable
-    ``XAI_SUITE_CACHE`` (the root of xai-suite's cache) is set; else
-    ``~/.cache/xai_suite/models``.
-    """
+    """Where :func:`fit_cached` keeps weights: ``cache_dir`` if given, else
+    ``$XAI_SUITE_CACHE/models`` where that variable (xai-suite's cache root) is set, else
+    ``~/.cache/xai_suite/models``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     root = os.environ.get("XAI_SUITE_CACHE")
@@ -344,13 +324,10 @@ def _cache_key(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_params: dict)
 def fit_cached(model: nn.Module, X, y, *, cache_dir=None, **fit_params) -> nn.Module:
     """:func:`fit_classifier` with a weight cache: train once, reload afterwards.
 
-    The cache key is a SHA-256 hash of the model's class, its structure (``repr``), its
-    initial weights (so seed torch before building the model), the training settings
-    (``fit_params`` with :func:`fit_classifier`'s defaults filled in) and the training data.
-    Weights are saved as a state dict with ``torch.save``, written to a temporary file and
-    moved into place with ``os.replace`` (an interrupted run leaves no partial file), and
-    read with ``torch.load(weights_only=True)``. A cache file that cannot be read or does
-    not fit the model gives a warning and is retrained and overwritten.
+    The key hashes the model's class, ``repr`` and initial weights (seed torch before building
+    it), the settings (defaults filled in) and the data. The state dict is written atomically
+    and read with ``torch.load(weights_only=True)``; an unreadable or unfitting file warns and
+    is retrained and overwritten.
 
     Parameters
     ----------
@@ -383,17 +360,13 @@ def fit_cached(model: nn.Module, X, y, *, cache_dir=None, **fit_params) -> nn.Mo
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     if path.exists():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             model.cache_path_ = path
             return model.eval()
         except Exception as exc:  # corrupt, truncated or foreign file
-            warnings.warn(
-                f"cached weights {path} could not be loaded into {type(model).__name__} "
-                f"({type(exc).__name__}: {str(exc)[:200]}); retraining and overwriting them",
-                UserWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"cached weights {path} could not be loaded into {type(model).__name__} "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); retraining and overwriting them",
+                          stacklevel=2)
             model.load_state_dict(initial)  # a failed load may have copied some tensors
     fit_classifier(model, X, y, **settings)
     atomic_write(path, lambda fh: torch.save(model.state_dict(), fh))

@@ -1,12 +1,10 @@
 """Models with several inputs (a tuple of tensors, as Captum takes them), packed into one.
 
-An explainer of one input array explains a model ``f(x_1, ..., x_k)`` through its packed
-view: each instance's inputs flattened and concatenated into one vector ``z`` of length
-``D = sum_i size(x_i)``, and the model called as ``f(*unpack(z))``. Every array of the call
-(inputs, baselines, feature masks, attributions) is packed and unpacked with the same
-:class:`Layout`, so attributions come back as a tuple of the inputs' shapes and the
-completeness delta sums over all inputs. Feature-mask labels are shared across inputs, as
-in Captum: equal labels in two inputs are one group.
+An explainer of one input array explains ``f(x_1, ..., x_k)`` through its packed view: each
+instance's inputs flattened into one vector ``z`` of length ``D = sum_i size(x_i)``, the model
+called as ``f(*unpack(z))``. Every array of the call is packed and unpacked with the same
+:class:`Layout`, so attributions come back as a tuple and the completeness delta sums over
+all inputs. Feature-mask labels are shared across inputs, as in Captum.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""The explainer registry: register, list, describe, create; plugins; the navigation table.
+"""The explainer registry: register, list, describe, create; the navigation table.
 
 Every entry has a qualified name ``library:method``; the bare ``method`` is an alias for
-the recommended implementation. Built-in entries live in :mod:`xai_suite.methods`;
-modality adapters announce themselves in the ``xai_suite.adapters`` entry-point group and
-third-party explainers in ``xai_suite.explainers``. Importing a plugin registers its
-entries (:mod:`xai_suite.catalog` loads them); a plugin that fails to import gives a
-warning, and asking for a name it would have provided names the extra to install.
+the recommended implementation. Plugins register theirs on import (:mod:`xai_suite.catalog`).
 """
 
 from __future__ import annotations
@@ -63,13 +59,9 @@ class ExplainerInfo:
             f"several inputs: {t.multi_input}",
             "  parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.params.items()),
         ]
-        if self.reference:
-            lines.append(f"  reference: {self.reference}")
-        if t.notes:
-            lines.append(f"  notes: {t.notes}")
-        if not self.available:
-            lines.append(f"  unavailable: {_missing_message(self)}")
-        return "\n".join(lines)
+        extra = (("reference", self.reference), ("notes", t.notes),
+                 ("unavailable", "" if self.available else _missing_message(self)))
+        return "\n".join(lines + [f"  {k}: {v}" for k, v in extra if v])
 
 
 #: Every explainer by qualified name ``library:method``.
@@ -114,22 +106,19 @@ def register_explainer(
     library : str
         Who computes it: ``captum``, ``shap``, ``native``, your package's name, ...
     modalities, model_kinds : sequence of str
-        What it explains (see :class:`~xai_suite.base.Tags`).
+    needs_baseline, uses_feature_mask, needs_fit, stochastic, has_convergence_delta, multi_input : bool
+    notes : str
+        The entry's :class:`~xai_suite.base.Tags` (see there).
     family : str, optional
         Defaults to the base class's family (``GradientExplainer`` -> ``gradient``).
     batch_invariant : bool, optional
         Defaults to ``not stochastic``.
-    multi_input : bool
-        Explains torch models of several inputs (a tuple of arrays); tested for agreement
-        with the library's own multi-input results where it has them.
     summary : str, optional
         One line; defaults to the first line of the class docstring.
     requires : sequence of str
         Modules that must be importable (the entry is unavailable otherwise).
     recommended : bool
         Make the bare ``name`` an alias of this entry.
-    notes : str
-        Why a conformance point does not apply, where one does not.
     """
     modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
     model_kinds = (model_kinds,) if isinstance(model_kinds, str) else tuple(model_kinds)
@@ -148,10 +137,8 @@ def register_explainer(
         qname = f"{library}:{name}"
         clash = [p for p in cls._param_names() if p in RESERVED_PARAMS]
         if clash:
-            raise ValueError(
-                f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
-                f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them"
-            )
+            raise ValueError(f"{qname}: hyper-parameter(s) {', '.join(map(repr, clash))} clash with the "
+                             f"arguments of xs.explain ({', '.join(RESERVED_PARAMS)}); rename them")
         if recommended and name in _RECOMMENDED:
             raise ValueError(f"{_ALIASES[name]!r} is already the recommended {name!r}")
         tags = Tags(
@@ -181,17 +168,13 @@ def register_explainer(
     return decorator
 
 
-def _resolve(name: str) -> ExplainerInfo:
+def explainer_info(name: str) -> ExplainerInfo:
+    """The registry entry for ``name`` (qualified ``library:method`` or a bare alias)."""
     EXPLAINERS.load()
     qname = _ALIASES.get(name, name)
     if qname in EXPLAINERS:
         return EXPLAINERS.get(qname)
     raise EXPLAINERS.unknown(name, known=set(EXPLAINERS.names()) | set(_ALIASES))
-
-
-def explainer_info(name: str) -> ExplainerInfo:
-    """The registry entry for ``name`` (qualified ``library:method`` or a bare alias)."""
-    return _resolve(name)
 
 
 def list_explainers(
@@ -209,15 +192,12 @@ def list_explainers(
         Columns: name, qualified_name, library, family, modalities, model_kinds,
         needs_baseline, stochastic, recommended, available, summary, reference.
     """
-    if modality is not None:
-        check_choice("modality", modality, MODALITIES)
-    if family is not None:
-        check_choice("family", family, FAMILIES)
-    if model_kind is not None:
-        check_choice("model kind", model_kind, MODEL_KINDS)
+    for what, value, allowed in (("modality", modality, MODALITIES), ("family", family, FAMILIES),
+                                 ("model kind", model_kind, MODEL_KINDS)):
+        if value is not None:
+            check_choice(what, value, allowed)
     rows = []
     for info in EXPLAINERS.values():
-        qname = info.qualified_name
         t = info.tags
         if (
             (modality and modality not in t.modalities)
@@ -227,26 +207,13 @@ def list_explainers(
             or (available_only and not info.available)
         ):
             continue
-        rows.append(
-            {
-                "name": info.name,
-                "qualified_name": qname,
-                "library": info.library,
-                "family": t.family,
-                "modalities": ", ".join(t.modalities),
-                "model_kinds": ", ".join(t.model_kinds),
-                "needs_baseline": t.needs_baseline,
-                "stochastic": t.stochastic,
-                "recommended": _ALIASES.get(info.name) == qname,
-                "available": info.available,
-                "summary": info.summary,
-                "reference": info.reference,
-            }
-        )
+        rows.append((info.name, info.qualified_name, info.library, t.family, ", ".join(t.modalities),
+                     ", ".join(t.model_kinds), t.needs_baseline, t.stochastic,
+                     _ALIASES.get(info.name) == info.qualified_name, info.available, info.summary,
+                     info.reference))
     cols = ["name", "qualified_name", "library", "family", "modalities", "model_kinds",
             "needs_baseline", "stochastic", "recommended", "available", "summary", "reference"]
-    df = pd.DataFrame(rows, columns=cols)
-    return df.sort_values(["family", "name", "library"], ignore_index=True)
+    return pd.DataFrame(rows, columns=cols).sort_values(["family", "name", "library"], ignore_index=True)
 
 
 _SHORT = {"tabular": "tab", "timeseries": "ts", "image": "img", "text": "text"}
@@ -262,15 +229,10 @@ def navigation_table(**filters) -> pd.DataFrame:
     df = list_explainers(**filters)
     if df.empty:
         return pd.DataFrame()
-    df = df.assign(
-        cell=[
-            ", ".join(_SHORT[m] for m in mods.split(", ")) + ("*" if rec else "")
-            for mods, rec in zip(df.modalities, df.recommended, strict=True)
-        ]
-    )
-    table = df.pivot_table(
-        index=["family", "name"], columns="library", values="cell", aggfunc="first"
-    ).fillna("")
+    df["cell"] = [", ".join(_SHORT[m] for m in mods.split(", ")) + ("*" if rec else "")
+                  for mods, rec in zip(df.modalities, df.recommended, strict=True)]
+    table = df.pivot_table(index=["family", "name"], columns="library", values="cell",
+                           aggfunc="first").fillna("")
     table.columns.name = None
     return table.reset_index()
 
@@ -279,8 +241,8 @@ def to_markdown(df: pd.DataFrame) -> str:
     """Render a DataFrame as a GitHub Markdown table."""
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+              for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -290,7 +252,7 @@ def create_explainer(name: str, model, **params) -> Explainer:
     Unknown names and parameters raise errors listing close matches; an entry whose
     optional dependency is missing raises an ``ImportError`` naming the extra to install.
     """
-    info = _resolve(name)
+    info = explainer_info(name)
     if not info.available:
         raise ImportError(f"{info.qualified_name} {_missing_message(info)}")
     check_param_names(info.cls, params)

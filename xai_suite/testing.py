@@ -1,17 +1,10 @@
 """Conformance checks every explainer passes (like scikit-learn's ``check_estimator``).
 
-Each check is a named function (:data:`CHECKS`) run on a :class:`Problem`: a model, the
-inputs to explain and how to read the result. :func:`check_explainer` runs every check
-that applies to an entry; :func:`explainer_checks` lists them, one ``(id, callable)`` per
-check, for a pytest parametrisation with one test id per entry and check (as
-``parametrize_with_checks``). Which checks apply follows the entry's tags: batch-size
-invariance for ``batch_invariant`` entries, a second seed for ``stochastic`` ones,
-completeness for those with a convergence delta.
-
-Problems come from a registry (:func:`register_problem`) looked up by the entry's
-qualified name, then ``family/modality``, then modality. The core registers problems for
-tabular, time-series and image attribution and counterfactual entries and for concept
-entries; the LLM adapter registers the text and mechanistic ones.
+Each check (:data:`CHECKS`) runs on a :class:`Problem`: a model, the inputs and how to read
+the result; the entry's tags decide which apply. :func:`check_explainer` runs them;
+:func:`explainer_checks` lists them for a pytest parametrisation (as
+``parametrize_with_checks``). Problems are registered (:func:`register_problem`) by
+qualified name, ``family/modality`` or modality; the LLM adapter registers the text ones.
 """
 
 from __future__ import annotations
@@ -161,16 +154,16 @@ def raises(exc_type, fn, what: str) -> None:
     except exc_type:
         return
     except Exception as exc:
-        got = f"{type(exc).__name__}: {exc}"
-        raise AssertionError(f"{what}: expected {exc_type.__name__}, got {got}") from exc
+        raise AssertionError(f"{what}: expected {exc_type.__name__}, got "
+                             f"{type(exc).__name__}: {exc}") from exc
     raise AssertionError(f"{what}: expected {exc_type.__name__}, nothing was raised")
 
 
 class Problem:
     """What the checks run an entry on: a model, the inputs, and how to read the result.
 
-    Subclasses set the attributes in ``__init__`` and override the hooks; the defaults fit
-    explainers whose ``explain(inputs, target=None)`` returns ``attributions``.
+    Subclasses set the attributes and override the hooks; the defaults fit an ``explain``
+    that returns ``attributions``.
 
     Attributes
     ----------
@@ -270,11 +263,8 @@ class ArrayProblem(Problem):
         d = result.convergence_delta
         assert d is not None and d.shape == (n,), "convergence_delta must have shape (N,)"
         idx = np.arange(n)
-        fx = result.predictions[idx, result.target]
-        if result.baselines is None:
-            fb = np.zeros(n)
-        else:
-            b = result.baselines
+        fx, b, fb = result.predictions[idx, result.target], result.baselines, np.zeros(n)
+        if b is not None:
             flat = torch.from_numpy(b.reshape(-1, *b.shape[2:]))
             fb_all = ModelWrapper(self.model, device="cpu").predict(flat, rows=256)
             fb = fb_all.reshape(b.shape[0], n, -1)[:, idx, result.target].mean(0)
@@ -287,10 +277,7 @@ class ArrayProblem(Problem):
 
     def bad_calls(self, ctx):
         e, x = ctx.make(), self.inputs
-        n_out = ctx.result.predictions.shape[1]
-        calls = _bad_array_calls(e, x, n_out, fitted=self.fit_data is not None)
-        calls.append(("target shape", ValueError,
-                      lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))))
+        calls = _bad_array_calls(ctx, e, fitted=self.fit_data is not None)
         if ctx.info.tags.needs_baseline:
             wrong = np.zeros((*x.shape[1:-1], x.shape[-1] + 1), dtype=np.float32)
             calls.append(("baselines that do not broadcast", ValueError,
@@ -298,10 +285,6 @@ class ArrayProblem(Problem):
         else:
             calls.append(("baselines given to a method without", TypeError,
                           lambda: e.explain(x, baselines=x)))
-        if e.requires_fit:
-            calls.append(("explain before fit", NotFittedError,
-                          lambda: create_explainer(ctx.info.qualified_name, self.model,
-                                                   **ctx.params).explain(x)))
         return calls
 
 
@@ -322,15 +305,10 @@ class CounterfactualProblem(ArrayProblem):
         np.testing.assert_array_equal(result.valid, fresh.argmax(1) == result.target)
 
     def bad_calls(self, ctx):
-        e, x = ctx.make(), self.inputs
-        calls = _bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True)
-        calls += [
-            ("target equal to the predicted class", ValueError,
-             lambda: e.explain(x, target=ctx.result.predictions.argmax(1))),
-            ("explain before fit", NotFittedError,
-             lambda: create_explainer(ctx.info.qualified_name, self.model, **ctx.params).explain(x)),
-        ]
-        return calls
+        e = ctx.make()
+        return [*_bad_array_calls(ctx, e, fitted=True),
+                ("target equal to the predicted class", ValueError,
+                 lambda: e.explain(self.inputs, target=ctx.result.predictions.argmax(1)))]
 
 
 def _problem_class(info: ExplainerInfo) -> type[ArrayProblem]:
@@ -344,19 +322,26 @@ def _check_array(values: np.ndarray, x: np.ndarray, what: str) -> None:
     assert values.dtype == x.dtype and np.isfinite(values).all(), f"{what} must be finite {x.dtype}"
 
 
-def _bad_array_calls(e, x: np.ndarray, n_outputs: int, *, fitted: bool) -> list:
-    """NaN, a missing batch axis, a target out of range and (fitted) another instance shape
-    than ``fit``'s each raise ``ValueError``."""
+def _bad_array_calls(ctx: Context, e, *, fitted: bool) -> list:
+    """NaN, a missing batch axis, a target out of range or of the wrong shape and (fitted)
+    another instance shape than ``fit``'s each raise ``ValueError`` from explainer ``e``; an
+    entry that needs ``fit`` raises ``NotFittedError`` without it."""
+    x, n_outputs = ctx.problem.inputs, ctx.result.predictions.shape[1]
     bad = x.copy()
     bad.reshape(-1)[0] = np.nan
     calls = [
         ("NaN inputs", ValueError, lambda: e.explain(bad)),
         ("inputs without a batch axis", ValueError, lambda: e.explain(x[0])),
         ("target out of range", ValueError, lambda: e.explain(x, target=n_outputs)),
+        ("target shape", ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))),
     ]
     if fitted:
         extra = np.concatenate([x, x[..., :1]], axis=-1)
         calls.append(("inputs of another shape than fit's", ValueError, lambda: e.explain(extra)))
+    if e.requires_fit:
+        calls.append(("explain before fit", NotFittedError,
+                      lambda: create_explainer(ctx.info.qualified_name, ctx.problem.model,
+                                               **ctx.params).explain(x)))
     return calls
 
 
@@ -396,8 +381,7 @@ class ConceptProblem(ArrayProblem):
     def bad_calls(self, ctx):
         e, x, name = ctx.make(), self.inputs, ctx.info.qualified_name
         unfitted = type(self.model)(**self.model.get_params())
-        return [*_bad_array_calls(e, x, ctx.result.predictions.shape[1], fitted=True),
-                ("target shape", ValueError, lambda: e.explain(x, target=np.zeros(len(x) + 1, dtype=int))),
+        return [*_bad_array_calls(ctx, e, fitted=True),
                 ("baselines given to a concept method", TypeError, lambda: e.explain(x, baselines=x)),
                 ("a model that is not a concept model", TypeError,
                  lambda: create_explainer(name, _MLP(x.shape[1]), **ctx.params).explain(x)),
@@ -425,11 +409,8 @@ def _concept_problems(info, modality, kind):
     """Both reference concept models: a CBM and a CEM."""
     from .concepts._reference import REFERENCE_CONCEPT_MODELS, reference_concept_problem
 
-    out = []
-    for name in REFERENCE_CONCEPT_MODELS:
-        model, *_, x = reference_concept_problem(name)
-        out.append(ConceptProblem(model, x))
-    return out
+    problems = [reference_concept_problem(name) for name in REFERENCE_CONCEPT_MODELS]
+    return [ConceptProblem(model, x) for model, *_, x in problems]
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -602,19 +583,10 @@ def check_multi_input(ctx: Context) -> None:
             "the completeness delta of two inputs must sum over both")
 
 
-#: Every check, by name, in the order they run.
-CHECKS: dict[str, Callable[[Context], None]] = {
-    "result_and_metadata": check_result_and_metadata,
-    "params": check_params,
-    "repeatable": check_repeatable,
-    "input_types": check_input_types,
-    "batch_invariance": check_batch_invariance,
-    "completeness": check_completeness,
-    "bad_input": check_bad_input,
-    "training_mode": check_training_mode,
-    "multi_input": check_multi_input,
-    "save_load": check_save_load,
-}
+#: Every check, by name (its function's, without ``check_``), in the order they run.
+CHECKS: dict[str, Callable[[Context], None]] = {f.__name__.removeprefix("check_"): f for f in (
+    check_result_and_metadata, check_params, check_repeatable, check_input_types, check_batch_invariance,
+    check_completeness, check_bad_input, check_training_mode, check_multi_input, check_save_load)}
 
 
 def _applies(check: str, info: ExplainerInfo, problem: Problem) -> bool:
@@ -656,8 +628,7 @@ def explainer_checks(name: str, model=None, inputs=None, *, fit_data=None, modal
                 raise ValueError("pass inputs= together with model=")
             problems = [_problem_class(info)(model, inputs, fit_data)]
         else:
-            modality = modality or info.tags.modalities[0]
-            problems = problems_for(info, modality, kind)
+            problems = problems_for(info, modality or info.tags.modalities[0], kind)
     contexts = [Context(info, p, params, rtol, completeness_rtol) for p in problems]
     for check, fn in CHECKS.items():
         applicable = [c for c in contexts if _applies(check, info, c.problem)]

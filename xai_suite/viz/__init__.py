@@ -10,24 +10,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .image import plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
+from .image import CMAP, _limit, plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
 from .text import render_text_html  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ..explanation import CounterfactualExplanation, Explanation
-
-CMAP = "RdBu_r"
 
 
 def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _limit(a: np.ndarray) -> float:
-    m = float(np.abs(a).max())
-    return m if m > 0 else 1.0
 
 
 def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names=None,
@@ -68,9 +61,7 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
             raise ValueError(f"kind must be 'lines' or 'heatmap' for time series; got {kind!r}")
         return plot_series(x, a, ax=ax, title=title)
     if exp.modality == "image":
-        if ax is not None:
-            return plot_image_attribution(x, a, ax=ax, title=title)
-        return _image(x, a, title)
+        return _image(x, a, title) if ax is None else plot_image_attribution(x, a, ax=ax, title=title)
     raise ValueError(f"no plot for {exp.inputs.ndim}-D inputs")
 
 
@@ -116,18 +107,16 @@ def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = No
     fig, axes = _channel_axes(c, ax)
     lim = _limit(a)
     for i, axi in enumerate(axes):
-        xs = np.arange(t)
         lo, hi = float(x[i].min()), float(x[i].max())
         pad = 0.1 * (hi - lo or 1.0)
         axi.imshow(a[i][None, :], aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, alpha=0.35,
                    extent=(-0.5, t - 0.5, lo - pad, hi + pad), origin="lower")
-        pts = np.stack([xs, x[i]], 1)
+        pts = np.stack([np.arange(t), x[i]], 1)
         segs = np.stack([pts[:-1], pts[1:]], 1)
         lc = LineCollection(segs, cmap=CMAP, norm=plt.Normalize(-lim, lim), linewidths=2)
         lc.set_array((a[i][:-1] + a[i][1:]) / 2)
         axi.add_collection(lc)
-        axi.set_xlim(-0.5, t - 0.5)
-        axi.set_ylim(lo - pad, hi + pad)
+        axi.set(xlim=(-0.5, t - 0.5), ylim=(lo - pad, hi + pad))
         axi.set_ylabel(names[i], fontsize=8)
     axes[-1].set_xlabel("time")
     fig.colorbar(lc, ax=list(axes), label="attribution", fraction=0.03, pad=0.01)
@@ -206,8 +195,7 @@ def _image(x, a, title):
     im = ax1.imshow(heat, cmap=CMAP, vmin=-lim, vmax=lim)
     ax1.set_title("attribution (summed over channels)", fontsize=9)
     for ax in (ax0, ax1):
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.colorbar(im, ax=ax1, fraction=0.046)
     fig.suptitle(title, fontsize=9)
     return ax1

@@ -1,9 +1,5 @@
-"""Image plots: an attribution overlaid on its image, and "one image, every baseline".
-
-Matplotlib is imported inside the functions; nothing here calls ``show``. Colours are
-symmetric around zero (red positive, blue negative) and scaled per panel: only the picture
-is normalised, never the attributions.
-"""
+"""Image plots: an attribution overlaid on its image, and "one image, every baseline"
+(colours as in :mod:`xai_suite.viz`, scaled per panel)."""
 
 from __future__ import annotations
 
@@ -23,6 +19,12 @@ def _as_array(a, name: str) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _limit(a: np.ndarray) -> float:
+    """The symmetric colour limit ``max |a|`` (1 where ``a`` is all zero)."""
+    m = float(np.abs(a).max())
+    return m if m > 0 else 1.0
+
+
 def _gray(image: np.ndarray) -> np.ndarray:
     """(C, H, W) or (H, W) -> (H, W) in [0, 1]: channel mean, min-max scaled for display."""
     g = image.mean(0) if image.ndim == 3 else image
@@ -32,12 +34,10 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 def plot_image_attribution(image, attribution, ax=None, *, alpha: float = 0.8, cmap: str = CMAP,
                            title: str | None = None, colorbar: bool = True):
-    """One attribution map drawn over its image.
+    """One attribution map drawn over its image (gray: channel mean, min-max scaled).
 
-    The image is shown in gray (channel mean, min-max scaled); on top, the attribution summed
-    over channels in a signed colormap with symmetric limits ``[-m, m]``, ``m = max |a|``,
-    each pixel's opacity growing with ``|a|`` (``alpha * |a| / m``), so the image shows
-    through where the attribution is small.
+    The attribution, summed over channels, is drawn with limits ``[-m, m]``, ``m = max |a|``,
+    and opacity ``alpha * |a| / m``, so the image shows through where it is small.
 
     Parameters
     ----------
@@ -61,8 +61,7 @@ def plot_image_attribution(image, attribution, ax=None, *, alpha: float = 0.8, c
     """
     import matplotlib.pyplot as plt
 
-    img = _as_array(image, "image")
-    a = _as_array(attribution, "attribution")
+    img, a = _as_array(image, "image"), _as_array(attribution, "attribution")
     if img.ndim not in (2, 3):
         raise ValueError(f"image must be one image (C, H, W) or (H, W); got shape {img.shape}")
     if a.shape != img.shape and a.shape != img.shape[-2:]:
@@ -71,15 +70,13 @@ def plot_image_attribution(image, attribution, ax=None, *, alpha: float = 0.8, c
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
     heat = a.sum(0) if a.ndim == 3 else a
-    m = float(np.abs(heat).max())
-    lim = m if m > 0 else 1.0
+    lim = _limit(heat)
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.2), layout="constrained")
     ax.imshow(_gray(img), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     opacity = float(alpha) * np.abs(heat) / lim  # the image shows through where |a| is small
     im = ax.imshow(heat, cmap=cmap, vmin=-lim, vmax=lim, alpha=opacity, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="attribution")
     if title:
@@ -96,12 +93,11 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
                        alpha: float = 0.8):
     """One image, every baseline: how an attribution changes with its baseline.
 
-    The first panel is the image (titled with the explained class, and its probability when
-    ``model`` is given); each further panel overlays one explanation's attribution, titled
-    with its baseline's name, the completeness error ``sum(a) - (f_t(x) - f_t(b))`` (where
-    the method has one) and, with ``model``, the target's probability at the baseline
-    ``p_t(b)`` (softmax of a torch model's outputs; the output itself for other models; the
-    mean over draws for random baselines). Each panel has its own symmetric colour scale.
+    The first panel is the image and its class; each further panel one explanation's
+    attribution, titled with its baseline, the completeness error ``sum(a) - (f_t(x) - f_t(b))``
+    (where the method has one) and, with ``model``, the target's probability ``p_t`` at the
+    input and at the baseline (softmax of a torch model's outputs, else the outputs themselves;
+    averaged over the draws of random baselines).
 
     Parameters
     ----------
@@ -129,6 +125,7 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
     import matplotlib.pyplot as plt
     import torch
 
+    from .._validation import check_positive_int
     from ..modeling import ModelWrapper
 
     exps = list(explanations)
@@ -136,15 +133,13 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
         raise ValueError("explanations must hold at least one explanation")
     if any(getattr(e, "modality", None) != "image" for e in exps):
         raise ValueError("plot_baseline_grid draws explanations of images (N, C, H, W)")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int; got {ncols!r}")
+    check_positive_int(ncols=ncols)
     if not 0 <= index < len(exps[0]):
         raise ValueError(f"index must lie in 0..{len(exps[0]) - 1}; got {index}")
     img, t = exps[0].inputs[index], int(exps[0].target[index])
-    for e in exps[1:]:
-        if e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img) \
-                or int(e.target[index]) != t:
-            raise ValueError("the explanations must explain the same images for the same targets")
+    if any(e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img)
+           or int(e.target[index]) != t for e in exps[1:]):
+        raise ValueError("the explanations must explain the same images for the same targets")
     wrapper = None if model is None else ModelWrapper(model, device="cpu")
 
     def prob(batch: np.ndarray | None) -> str:
@@ -166,8 +161,7 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
         extra.remove()
     ax0 = flat[0]
     ax0.imshow(_gray(img), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax0.set_xticks([])
-    ax0.set_yticks([])
+    ax0.set(xticks=[], yticks=[])
     ax0.set_title(f"input\nclass {t}" + ("" if wrapper is None else f", p={prob(img[None])}"),
                   fontsize=8)
     for e, ax in zip(exps, flat[1:n], strict=True):

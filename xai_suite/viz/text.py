@@ -1,12 +1,9 @@
-"""HTML views of text attributions: each unit of a prompt shaded by its signed attribution.
+"""HTML views of text attributions: each unit of a prompt shaded by its signed attribution
+(red positive, blue negative, the strongest at full colour).
 
-Everything that comes from the user (the text, the title, the values' labels) is escaped
-with :func:`html.escape`, so a prompt holding markup renders as text, never as markup; and
-invisible format characters (bidi overrides and isolates such as U+202E, zero-width
-characters such as U+200B: Unicode category Cf) are shown as visible ``<U+202E>`` escapes, so
-what is displayed is what the model read, in its order.
-Colours are symmetric around zero: red for positive, blue for negative attributions, the
-strongest unit at full colour; only the picture is scaled, never the attributions.
+Everything from the user is escaped (:func:`html.escape`), and invisible format characters
+(Unicode category Cf: bidi overrides such as U+202E, zero-width ones such as U+200B) are
+shown as visible ``<U+202E>`` escapes, so what is displayed is what the model read.
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ import numpy as np
 
 def _escape(text: str) -> str:
     """``html.escape``, with every format character (category Cf) as a visible ``<U+XXXX>``."""
-    shown = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in text)
-    return html.escape(shown)
+    return html.escape("".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in text))
 
 
 def _colour(value: float, limit: float) -> str:
@@ -80,12 +76,8 @@ def render_text_html(text: str, spans: Sequence[tuple[int, int]], attributions, 
     parts.append('<p style="white-space: pre-wrap;">')
     pos = 0
     for (s, e), v in zip(spans, values, strict=True):
-        parts.append(_escape(text[pos:s]))
-        parts.append(
-            f'<span style="background-color: {_colour(v, limit)}; border-radius: 3px;" '
-            f'title="{v:.6g}">{_escape(text[s:e])}</span>'
-        )
+        parts += [_escape(text[pos:s]), f'<span style="background-color: {_colour(v, limit)}; '
+                  f'border-radius: 3px;" title="{v:.6g}">{_escape(text[s:e])}</span>']
         pos = e
-    parts.append(_escape(text[pos:]))
-    parts.append("</p></div>")
+    parts += [_escape(text[pos:]), "</p></div>"]
     return "".join(parts)
