@@ -14,12 +14,12 @@ tokens.
 
 Perturbation explainers replace units of the prompt by a baseline token: their ``baseline``, a
 text baseline (:mod:`xai_suite_llm.baselines`; default ``"pad_token"``, the tokenizer's pad
-token, else its unk token). Every perturbed prompt
-of a call is a row of one id matrix, run through the model in chunks of ``batch_size`` rows
-(identical rows are run once); ``params["model_rows"]`` records how many rows went through
-the model. Gradient explainers integrate (or take) gradients with respect to the prompt's
-token embeddings, the continuation's embeddings kept as they are; a token's attribution is the
-sum over the embedding dimension, a unit's the sum over its tokens.
+token, else its unk token). Every perturbed prompt of a call is a row of one id matrix, run
+through the model in chunks of ``batch_size`` rows (identical rows are run once);
+``params["model_rows"]`` records how many rows went through the model. Gradient explainers
+integrate (or take) gradients with respect to the prompt's token embeddings, the
+continuation's embeddings kept as they are; a token's attribution is the sum over the
+embedding dimension, a unit's the sum over its tokens.
 
 :meth:`TextPerturbationExplainer.explain_hierarchical` attributes coarse units first (say
 sentences) and refines only the most important ones (into words, then tokens), so long
@@ -48,6 +48,7 @@ from xai_suite.plugin import (
     Result,
     Seeded,
     check_batch_size,
+    check_choice,
     check_positive_int,
     check_random_state,
     kernel_coalitions,
@@ -60,7 +61,7 @@ from xai_suite.plugin import (
 )
 
 from .baselines import PadToken, TextBaseline
-from .models import Encoding, LanguageModel
+from .models import Encoding, LanguageModel, check_language_model
 from .segments import LEVELS, Unit, check_level, refine, segment
 
 SCALARISERS = ("logprob", "prob", "contrastive")
@@ -96,8 +97,7 @@ class TextExplanation(Result):
         Qualified explainer name, e.g. ``"native:text_ablation"``.
     params : dict
         Every hyper-parameter (the baseline as a spec), plus settings resolved in the call
-        (the baseline token id,
-        ``model_rows``, the batch size used, ...).
+        (the baseline token id, ``model_rows``, the batch size used, ...).
     convergence_delta : float or None
         Completeness error ``sum(attributions) - (score - score of the baseline prompt)``
         where the method has one.
@@ -260,11 +260,8 @@ class _KeptLogits(nn.Module):
                   "attention_mask": torch.ones(x.shape[:2], dtype=torch.long, device=x.device)}
         if _takes_logits_to_keep(type(self.model)):
             kwargs["logits_to_keep"] = self.keep
-        if x.is_floating_point():
-            out = self.model(inputs_embeds=x, **kwargs).logits
-        else:
-            out = self.model(input_ids=x, **kwargs).logits
-        return out[:, -self.keep:]
+        key = "inputs_embeds" if x.is_floating_point() else "input_ids"
+        return self.model(**{key: x}, **kwargs).logits[:, -self.keep:]
 
 
 def _continuation_logprob(kept: torch.Tensor, conts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -349,13 +346,6 @@ class TextExplainer(Explainer):
                         "explain(prompt, target) without fit")
 
     # -- preparation ----------------------------------------------------------------------
-    def _lm(self) -> LanguageModel:
-        if not isinstance(self.model, LanguageModel):
-            raise TypeError(f"{self.info.qualified_name} explains an xai_suite_llm.LanguageModel "
-                            f"(model kind hf_causal_lm); got {type(self.model).__name__}. Wrap a "
-                            "Hugging Face model: LanguageModel(model, tokenizer)")
-        return self.model
-
     def _baseline_id(self, lm: LanguageModel) -> int | None:
         """The baseline token's id (``None``: zero embeddings); ``pad_token`` without a baseline."""
         if not self.info.tags.needs_baseline:
@@ -387,10 +377,8 @@ class TextExplainer(Explainer):
                         f"{type(value).__name__}")
 
     def _prepare(self, prompt, target, contrast) -> _Prepared:
-        lm = self._lm()
-        if self.scalariser not in SCALARISERS:
-            raise ValueError(f"scalariser must be one of {', '.join(map(repr, SCALARISERS))}; "
-                             f"got {self.scalariser!r}")
+        lm = check_language_model(self.model, self.info.qualified_name)
+        check_choice("scalariser", self.scalariser, SCALARISERS)
         check_level(self.level)
         check_positive_int(max_new_tokens=self.max_new_tokens)
         check_batch_size(self.batch_size)
@@ -423,9 +411,7 @@ class TextExplainer(Explainer):
         if max_pos is not None and len(enc.ids) + lmax > max_pos:
             raise ValueError(f"the prompt ({len(enc.ids)} tokens) and its continuation ({lmax}) "
                              f"exceed the model's {max_pos} positions")
-        padded = torch.zeros((len(conts), lmax), dtype=torch.long)  # right padding is never read
-        for i, c in enumerate(conts):
-            padded[i, : len(c)] = c
+        padded = nn.utils.rnn.pad_sequence(conts, batch_first=True)  # right padding is never read
         dev = lm.device
         return _Prepared(
             lm=lm, enc=enc, ids=enc.ids.to(dev), target_ids=target_ids,
@@ -523,7 +509,11 @@ class _UnitView:
         self.unit_of = np.empty(n_tokens, dtype=np.int64)
         for i, tokens in enumerate(unit_tokens):
             self.unit_of[list(tokens)] = i
-        self.fx = evaluator(np.ones((1, n_tokens), dtype=bool))
+
+    @functools.cached_property
+    def fx(self) -> np.ndarray:
+        """The unperturbed prompt's value (1,)."""
+        return self.evaluator(np.ones((1, len(self.unit_of)), dtype=bool))
 
     def outputs(self, inst, present) -> np.ndarray:
         """Values (M,) for unit-presence rows ``present`` (M, U) of instance 0."""
@@ -553,15 +543,7 @@ class TextPerturbationExplainer(TextExplainer):
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
-        t = len(prep.ids)
-        unit_of = np.empty(t, dtype=np.int64)
-        for i, u in enumerate(units):
-            unit_of[list(u.tokens)] = i
-
-        def game(masks: np.ndarray) -> np.ndarray:
-            masks = np.asarray(masks, dtype=bool)
-            return ev(masks[:, unit_of])
-
+        game = functools.partial(_UnitView(ev, [u.tokens for u in units], len(prep.ids)).outputs, 0)
         full_null = game(np.array([[True] * len(units), [False] * len(units)]))
         score, null = float(full_null[0]), float(full_null[1])
         values, resolved = self._attribute_units(game, len(units), score, null)
@@ -891,15 +873,11 @@ class TextIntegratedGradients(TextGradientExplainer):
     baseline: BaselineSpec = "pad_token"
 
     def _token_attributions(self, prep):
-        if self.quadrature not in QUADRATURES:
-            raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}; got {self.quadrature!r}")
+        check_choice("quadrature", self.quadrature, QUADRATURES)
         alphas, weights = quadrature(self.quadrature, self.n_steps)
         e, cont_emb = self._embeddings(prep)
-        if prep.baseline_id is not None:
-            with torch.no_grad():
-                b = prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach()
-        else:
-            b = torch.zeros_like(e)
+        b = torch.zeros_like(e) if prep.baseline_id is None else (
+            prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach())
         per_call = self._path_rows(prep, e, cont_emb)
         a_t = torch.as_tensor(alphas, dtype=e.dtype, device=e.device)
         w_t = torch.as_tensor(weights, dtype=e.dtype, device=e.device)

@@ -22,15 +22,7 @@ import torch
 
 from xai_suite.plugin import Explainer, Result, check_positive_int, register_explainer
 
-from .models import LanguageModel
-
-
-def check_language_model(model, who: str) -> LanguageModel:
-    """Return ``model`` if it is a :class:`~xai_suite_llm.LanguageModel`, else raise a TypeError."""
-    if not isinstance(model, LanguageModel):
-        raise TypeError(f"{who} explains a xai_suite_llm.LanguageModel (model kind hf_causal_lm); "
-                        f"got {type(model).__name__}: wrap a causal LM as LanguageModel(model, tokenizer)")
-    return model
+from .models import LanguageModel, check_language_model, layer_hooks
 
 
 def first_token(lm: LanguageModel, continuation: str, what: str) -> int:
@@ -185,13 +177,6 @@ class LogitLens(Explainer):
             raise TypeError(f"include_embeddings must be a bool; got {self.include_embeddings!r}")
         return lm
 
-    def _hooks(self, lm: LanguageModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        layers = [str(layer) for layer in range(lm.n_layers)]
-        hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(lm.n_layers)]
-        if self.include_embeddings:
-            layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
-        return tuple(layers), tuple(hooks)
-
     @staticmethod
     def _decode(lm: LanguageModel, resid: torch.Tensor) -> torch.Tensor:
         """Probabilities (T, V), float32, from one layer's residual stream (T, d_model)."""
@@ -217,16 +202,14 @@ class LogitLens(Explainer):
     @contextlib.contextmanager
     def _begin(self, prompt: str, target: str | None) -> Iterator[dict]:
         lm = self._check()
-        yield {"lm": lm, "enc": lm.encode(prompt), "target": target, "layers_hooks": self._hooks(lm)}
+        yield {"lm": lm, "enc": lm.encode(prompt), "target": target,
+               "layers_hooks": layer_hooks(lm, "resid_post", self.include_embeddings)}
 
     def _compute(self, call: dict) -> tuple:
         lm, enc, target = call["lm"], call["enc"], call["target"]
         _, hooks = call["layers_hooks"]
         logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks)
-        if target is None:
-            target_id = int(logits[0, -1].argmax())
-        else:
-            target_id = first_token(lm, target, "target")
+        target_id = int(logits[0, -1].argmax()) if target is None else first_token(lm, target, "target")
         n_pos, k = enc.ids.shape[0], self.top_k
         top_ids = np.empty((len(hooks), n_pos, k), dtype=np.int64)
         top_probs = np.empty((len(hooks), n_pos, k), dtype=np.float32)
@@ -266,7 +249,7 @@ class LogitLens(Explainer):
             Rows sum to 1; at the last layer, the model's own output softmax.
         """
         lm = self._check()
-        layers, hooks = self._hooks(lm)
+        layers, hooks = layer_hooks(lm, "resid_post", self.include_embeddings)
         key = str(layer)
         if key not in layers:
             raise ValueError(f"layer must be one of {', '.join(layers)}; got {layer!r}")

@@ -27,15 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import (
-    Explainer,
-    Result,
-    check_batch_size,
-    register_explainer,
-)
+from xai_suite.plugin import Explainer, Result, check_batch_size, register_explainer
 
-from .lens import check_language_model, first_token
-from .models import SITES, LanguageModel
+from .lens import first_token
+from .models import SITES, LanguageModel, check_language_model
 
 #: Clean and corrupted logit differences closer than this (relative to their size) leave the
 #: normalised effect undefined: :meth:`ActivationPatching.explain` raises instead of dividing.
@@ -255,8 +250,7 @@ class ActivationPatching(Explainer):
 
     @contextlib.contextmanager
     def _begin(self, clean: str, corrupted: str, answer: str, wrong: str) -> Iterator[dict]:
-        name = self.info.qualified_name
-        lm = check_language_model(self.model, name)
+        lm = check_language_model(self.model, self.info.qualified_name)
         sites = self._check_sites()
         check_batch_size(self.batch_size)
         enc_c, enc_k = lm.encode(clean), lm.encode(corrupted)

@@ -27,14 +27,15 @@ from xai_suite.plugin import (
     Result,
     Seeded,
     check_batch_size,
+    check_choice,
+    check_positive_number,
     check_random_state,
     jsonable,
     register_explainer,
     wilson_interval,
 )
 
-from .lens import check_language_model
-from .models import SITES, LanguageModel
+from .models import SITES, LanguageModel, check_language_model, layer_hooks
 
 CONTROLS = ("permutation", None)
 
@@ -179,22 +180,15 @@ class LinearProbe(Explainer, Seeded):
             raise TypeError(f"position must be an int; got {self.position!r}")
         if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
             raise ValueError(f"cv must be an int >= 2 (folds); got {self.cv!r}")
-        if self.control not in CONTROLS:
-            raise ValueError(f"control must be 'permutation' or None; got {self.control!r}")
-        if isinstance(self.C, bool) or not isinstance(self.C, int | float) or not np.isfinite(self.C) \
-                or self.C <= 0:
-            raise ValueError(f"C must be a positive finite number; got {self.C!r}")
+        check_choice("control", self.control, CONTROLS)
+        check_positive_number(C=self.C)
         check_batch_size(self.batch_size)
         check_random_state(self.random_state)
         return lm
 
     def hook_names(self, lm: LanguageModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(layer labels, hook points) probed for this ``site``."""
-        layers = [str(layer) for layer in range(lm.n_layers)]
-        hooks = [f"blocks.{layer}.hook_{self.site}" for layer in range(lm.n_layers)]
-        if self.site == "resid_post":
-            layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
-        return tuple(layers), tuple(hooks)
+        return layer_hooks(lm, self.site, self.site == "resid_post")
 
     def features(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
         """Hidden states at ``position`` for each probed hook point.
