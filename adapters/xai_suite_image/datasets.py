@@ -57,12 +57,6 @@ def load_digits_images(split: str = "train", *, test_size: float = 0.25, random_
     return np.ascontiguousarray(X[keep]), y[keep]
 
 
-def _check_unit_float(name: str, value, *, upper: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not 0 <= value <= upper:
-        raise ValueError(f"{name} must be a float in [0, {upper}]; got {value!r}")
-    return float(value)
-
-
 @register_dataset("image")
 def make_planted_patch_images(
     n_samples: int = 400,
@@ -116,10 +110,11 @@ def make_planted_patch_images(
     if size < 2 * patch_size:
         raise ValueError(f"size must be at least 2 * patch_size = {2 * patch_size} so that the target "
                          f"and the distractor fit side by side; got size={size}")
-    noise = _check_unit_float("noise", noise, upper=0.5)
+    if isinstance(noise, bool) or not isinstance(noise, int | float | np.floating) or not 0 <= noise <= 0.5:
+        raise ValueError(f"noise must be a float in [0, 0.5]; got {noise!r}")
     check_random_state(random_state)
     rng = np.random.default_rng(random_state)
-    n, p, c = int(n_samples), int(patch_size), int(n_channels)
+    n, p, c, noise = int(n_samples), int(patch_size), int(n_channels), float(noise)
     y = rng.permutation(np.arange(n) % 2).astype(np.int64)
     X = noise * rng.random((n, c, size, size))
     mask = np.zeros((n, c, size, size), dtype=bool)
