@@ -20,6 +20,9 @@ from xai_suite.plugin import Baseline, register_baseline
 class TextBaseline(Baseline):
     """A text baseline: :meth:`token_id` resolves it against a language model's tokenizer."""
 
+    def __init__(self):
+        pass
+
     def token_id(self, lm) -> int | None:
         """The replacing token's id in ``lm``'s vocabulary; ``None`` for zero embeddings."""
         raise NotImplementedError
@@ -46,9 +49,6 @@ def _vocabulary_id(lm, token, what: str) -> int:
 class PadToken(TextBaseline):
     """The tokenizer's pad token, else its unk token."""
 
-    def __init__(self):
-        pass
-
     def token_id(self, lm) -> int:
         for tid in (lm.tokenizer.pad_token_id, lm.tokenizer.unk_token_id):
             if tid is not None:
@@ -60,9 +60,6 @@ class PadToken(TextBaseline):
 @register_baseline("unk_token", modalities="text")
 class UnkToken(TextBaseline):
     """The tokenizer's unk (unknown) token."""
-
-    def __init__(self):
-        pass
 
     def token_id(self, lm) -> int:
         if lm.tokenizer.unk_token_id is None:
@@ -85,9 +82,6 @@ class Token(TextBaseline):
 @register_baseline("zero_embedding", modalities="text")
 class ZeroEmbedding(TextBaseline):
     """Zero vectors in place of the token embeddings (integrated gradients only)."""
-
-    def __init__(self):
-        pass
 
     def token_id(self, lm) -> None:
         return None

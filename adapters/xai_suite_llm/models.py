@@ -16,7 +16,7 @@ and for overwriting (:meth:`LanguageModel.run_with_hooks`):
 ========================== ==============================================================
 
 Each is a ``(B, T, d_model)`` tensor. Supported architectures: GPT-2 (and GPT-J/GPT-Neo
-style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/Phi-3 and Phi-1/2 (``model.layers``) and
+style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/OLMo/Phi-3 and Phi-1/2 (``model.layers``) and
 GPT-NeoX/Pythia (``gpt_neox.layers``). Others are refused at construction with the reason
 (:data:`REFUSED`: BLOOM and Falcon, whose sub-layers fold the residual stream into their
 outputs), or naming the part that is not where a layout keeps it.
@@ -35,9 +35,8 @@ from torch import nn
 
 from xai_suite.plugin import resolve_device
 
-#: (blocks path, attention attrs, mlp attrs, final norm paths, embedding paths) per layout:
-#: GPT-2 and GPT-J (transformer.h), LLaMA, Mistral, Qwen, Gemma, OLMo and Phi (model.layers),
-#: GPT-NeoX (gpt_neox.layers); the first name found of each alternative is used.
+#: (blocks path, attention attrs, mlp attrs, final norm paths, embedding paths) per layout (see
+#: the module doc); the first name found of each alternative is used.
 _LAYOUTS = (
     ("transformer.h", ("attn",), ("mlp",), ("transformer.ln_f",), ("transformer.wte",)),
     ("model.layers", ("self_attn",), ("mlp",), ("model.norm", "model.final_layernorm"),

@@ -292,9 +292,7 @@ class ActivationPatching(Explainer):
                 fns = {}
                 for layer in np.unique(layer_of[sl]):
                     b = np.flatnonzero(layer_of[sl] == layer)
-                    src = cache[hooks[site][layer]][0]
-                    fns[hooks[site][layer]] = _patcher(torch.as_tensor(b, device=src.device),
-                                                       torch.as_tensor(pos_of[sl][b], device=src.device), src)
+                    fns[hooks[site][layer]] = _patcher(b, pos_of[sl][b], cache[hooks[site][layer]][0])
                 logits = lm.run_with_hooks(corrupted_ids.expand(sl.stop - sl.start, -1), fns)
                 out[sl] = _logit_diff(logits, a, w).double().cpu().numpy()
             patched[site] = out.reshape(n_layers, n_pos)
@@ -317,8 +315,11 @@ def _logit_diff(logits: torch.Tensor, a: int, w: int) -> torch.Tensor:
     return last[:, a] - last[:, w]
 
 
-def _patcher(rows: torch.Tensor, positions: torch.Tensor, source: torch.Tensor):
+def _patcher(rows: np.ndarray, positions: np.ndarray, source: torch.Tensor):
     """Hook function: row ``rows[i]`` gets ``source[positions[i]]`` at position ``positions[i]``."""
+    dev = source.device
+    rows, positions = torch.as_tensor(rows, device=dev), torch.as_tensor(positions, device=dev)
+
     def fn(act: torch.Tensor) -> torch.Tensor:
         new = act.clone()
         new[rows, positions] = source[positions].to(act.dtype)

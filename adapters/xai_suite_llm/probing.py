@@ -112,13 +112,12 @@ class ProbingResult(Result):
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.layers) + 2), 3.2))
         x = np.arange(len(self.layers))
-        ax.errorbar(x, self.accuracy, yerr=[self.accuracy - self.low, self.high - self.accuracy],
-                    marker="o", capsize=3, label="probe")
+        series = [("probe", "o", self.accuracy, self.low, self.high)]
         if self.control_accuracy is not None:
-            ax.errorbar(x, self.control_accuracy,
-                        yerr=[self.control_accuracy - self.control_low,
-                              self.control_high - self.control_accuracy],
-                        marker="s", capsize=3, label="control (permuted labels)")
+            series.append(("control (permuted labels)", "s", self.control_accuracy, self.control_low,
+                           self.control_high))
+        for label, marker, a, lo, hi in series:
+            ax.errorbar(x, a, yerr=[a - lo, hi - a], marker=marker, capsize=3, label=label)
         ax.axhline(self.chance, color="gray", linestyle=":", label="chance (majority)")
         ax.set_xticks(x, self.layers)
         ax.set_ylim(0, 1.02)
@@ -254,12 +253,8 @@ class LinearProbe(Explainer, Seeded):
         folds = StratifiedKFold(n_splits=int(self.cv), shuffle=True,
                                 random_state=int(rng.integers(2**31 - 1)))
         y_control = rng.permutation(y) if self.control == "permutation" else None
-        acc, ctl = [], []
-        for h in hooks:
-            acc.append(self._cv_correct(feats[h], y, folds))
-            if y_control is not None:
-                ctl.append(self._cv_correct(feats[h], y_control, folds))
-        return acc, ctl
+        acc = [self._cv_correct(feats[h], y, folds) for h in hooks]
+        return acc, [] if y_control is None else [self._cv_correct(feats[h], y_control, folds) for h in hooks]
 
     def _finish(self, call: dict, raw: tuple[list, list]) -> ProbingResult:
         (acc, ctl), y = raw, call["y"]

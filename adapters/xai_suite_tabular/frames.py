@@ -64,11 +64,8 @@ class FrameEncoder:
             values = reference[col]
             if values.isna().any():
                 raise ValueError(f"categorical column {col!r} holds missing values; fill them first")
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                cats = values.cat.categories
-            else:
-                cats = pd.Index(sorted(values.unique().tolist()))
-            self.categories_[col] = cats
+            self.categories_[col] = (values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype)
+                                     else pd.Index(sorted(values.unique().tolist())))
         numeric = [c for c in self.columns if c not in self.categories_]
         bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(reference[c].dtype)]
         if bad:
