@@ -205,8 +205,8 @@ class TextExplanation(Result):
         ax.set_yticks(y, [repr(u)[1:-1] for u in self.units])
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel(f"attribution ({self.params.get('scalariser', 'score')})")
-        ax.set_title(f"{self.method}: {self.target!r}")
+        ax.set(xlabel=f"attribution ({self.params.get('scalariser', 'score')})",
+               title=f"{self.method}: {self.target!r}")
         return ax
 
 
@@ -474,9 +474,7 @@ class _Evaluator:
         keys = [np.packbits(row).tobytes() + bytes([len(row) % 8]) for row in uniq]
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         if todo:
-            vals = self._run(uniq[todo])
-            for i, v in zip(todo, vals, strict=True):
-                self.cache[keys[i]] = float(v)
+            self.cache.update(zip([keys[i] for i in todo], self._run(uniq[todo]).tolist(), strict=True))
         return np.array([self.cache[k] for k in keys], dtype=np.float64)[inv.reshape(-1)]
 
     def _run(self, presence: np.ndarray) -> np.ndarray:
@@ -544,8 +542,7 @@ class TextPerturbationExplainer(TextExplainer):
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
         game = functools.partial(_UnitView(ev, [u.tokens for u in units], len(prep.ids)).outputs, 0)
-        full_null = game(np.array([[True] * len(units), [False] * len(units)]))
-        score, null = float(full_null[0]), float(full_null[1])
+        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1)).tolist()
         values, resolved = self._attribute_units(game, len(units), score, null)
         delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
         resolved = {**resolved, **extra, "baseline_score": null,
@@ -584,9 +581,7 @@ class TextPerturbationExplainer(TextExplainer):
         levels = tuple(levels)
         if not levels:
             raise ValueError("levels must name at least one level")
-        for lev in levels:
-            check_level(lev)
-        order = [LEVELS.index(lev) for lev in levels]
+        order = [LEVELS.index(check_level(lev)) for lev in levels]
         if any(a <= b for a, b in itertools.pairwise(order)):
             raise ValueError(f"levels must go from coarse to fine without repeats (sentence, word, "
                              f"token); got {levels}")

@@ -129,16 +129,14 @@ class LogitLensResult(Result):
         im = ax.imshow(self.target_probs, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
                        interpolation="nearest")
         if annotate:
-            for i in range(n_layers):
-                for j in range(n_pos):
-                    p = self.target_probs[i, j]
-                    ax.text(j, i, self.top_tokens[i, j, 0].strip() or repr(self.top_tokens[i, j, 0]),
-                            ha="center", va="center", fontsize=7, color="black" if p > 0.6 else "white")
+            for (i, j), p in np.ndenumerate(self.target_probs):
+                top = self.top_tokens[i, j, 0]
+                ax.text(j, i, top.strip() or repr(top), ha="center", va="center", fontsize=7,
+                        color="black" if p > 0.6 else "white")
         ax.set_xticks(range(n_pos), [t.strip() or repr(t) for t in self.tokens], rotation=90)
         ax.set_yticks(range(n_layers), self.layers)
-        ax.set_xlabel("position (input token)")
-        ax.set_ylabel("layer")
-        ax.set_title(f"logit lens: P({self.target.strip() or repr(self.target)}) and top-1 token")
+        ax.set(xlabel="position (input token)", ylabel="layer",
+               title=f"logit lens: P({self.target.strip() or repr(self.target)}) and top-1 token")
         ax.figure.colorbar(im, ax=ax, label="target probability")
         return ax
 

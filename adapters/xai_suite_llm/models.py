@@ -219,10 +219,8 @@ class LanguageModel:
     # -- hook points --------------------------------------------------------------------
     def hook_names(self) -> list[str]:
         """Every hook point, in execution order."""
-        names = ["hook_embed"]
-        for layer in range(self.n_layers):
-            names += [f"blocks.{layer}.hook_{s}" for s in SITES]
-        return [*names, "ln_final.hook_normalized"]
+        return ["hook_embed", *(f"blocks.{layer}.hook_{s}" for layer in range(self.n_layers) for s in SITES),
+                "ln_final.hook_normalized"]
 
     def _site(self, name: str) -> tuple[nn.Module, str]:
         """(module, how) for a hook name: how is 'in' (the module's input) or 'out'."""
@@ -298,7 +296,5 @@ def _post(fn, name):
     def hook(module, args, out):
         first = out[0] if isinstance(out, tuple) else out
         new = _checked(name, first, fn(first))
-        if new is None:
-            return None
-        return (new, *out[1:]) if isinstance(out, tuple) else new
+        return (new, *out[1:]) if new is not None and isinstance(out, tuple) else new
     return hook

@@ -177,9 +177,7 @@ class PatchingResult(Result):
                            interpolation="nearest")
             ax.set_xticks(range(n_pos), labels, rotation=90)
             ax.set_yticks(range(self.n_layers), [str(i) for i in range(self.n_layers)])
-            ax.set_xlabel("position (clean/corrupted token)")
-            ax.set_ylabel("layer")
-            ax.set_title(f"hook_{site}")
+            ax.set(xlabel="position (clean/corrupted token)", ylabel="layer", title=f"hook_{site}")
             ax.figure.colorbar(im, ax=ax, label="normalised effect")
         fig = axes[0].figure
         fig.suptitle(f"patching clean into corrupted: logit({self.answer.strip()}) - "

@@ -120,10 +120,9 @@ class ProbingResult(Result):
             ax.errorbar(x, a, yerr=[a - lo, hi - a], marker=marker, capsize=3, label=label)
         ax.axhline(self.chance, color="gray", linestyle=":", label="chance (majority)")
         ax.set_xticks(x, self.layers)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel(f"layer ({self.params.get('site', '')})")
-        ax.set_ylabel("cross-validated accuracy")
-        ax.set_title(f"linear probe at position {self.params.get('position', '')}")
+        ax.set(ylim=(0, 1.02), xlabel=f"layer ({self.params.get('site', '')})",
+               ylabel="cross-validated accuracy",
+               title=f"linear probe at position {self.params.get('position', '')}")
         ax.legend(loc="best", fontsize=8)
         return ax
 

@@ -151,11 +151,9 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
 
 def answers_greedy(lm: LanguageModel, prompts, answers) -> np.ndarray:
     """Whether each answer is the model's greedy continuation of its prompt (bool, shape (N,))."""
-    out = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        ids = lm.token_ids(str(answer))
-        out.append(torch.equal(lm.generate(lm.encode(str(prompt)).ids, len(ids)).cpu(), ids.cpu()))
-    return np.array(out, dtype=bool)
+    answers = [lm.token_ids(str(a)) for a in answers]
+    return np.array([torch.equal(lm.generate(lm.encode(str(p)).ids, len(ids)), ids)  # both on the CPU
+                     for p, ids in zip(prompts, answers, strict=True)], dtype=bool)
 
 
 @register_model("key_gpt2", modality="text", kind="hf_causal_lm", correct=answers_greedy)

@@ -63,8 +63,7 @@ def load_tabular(name: str, split: str = "train", *, as_frame: bool = True, stan
     loader, task = _SETS[name]
     bunch = getattr(sklearn.datasets, loader)(as_frame=True)
     X = bunch.data.astype(np.float32)
-    y = bunch.target.to_numpy()
-    y = y.astype(np.int64) if task == "classification" else y.astype(np.float32)
+    y = bunch.target.to_numpy().astype(np.int64 if task == "classification" else np.float32)
     rows = np.arange(len(X))
     train, test = train_test_split(rows, test_size=test_size, random_state=random_state,
                                    stratify=y if task == "classification" else None)
