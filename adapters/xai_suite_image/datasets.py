@@ -1,8 +1,5 @@
-"""Image datasets: scikit-learn's 8x8 digits and a synthetic planted-patch set with known masks.
-
-Registered under ``xs.datasets``: ``load_digits_images(split)`` (ships offline with
-scikit-learn) and ``make_planted_patch_images(n_samples, ...)`` (generated, fully seeded).
-"""
+"""Image datasets (``xs.datasets``): scikit-learn's 8x8 digits (offline) and a synthetic,
+seeded planted-patch set with known masks."""
 
 from __future__ import annotations
 

@@ -176,17 +176,13 @@ class TextExplanation(Result):
     def top(self, k: int = 5, *, absolute: bool = False) -> pd.DataFrame:
         """The ``k`` units with the largest attribution (or absolute attribution), largest first."""
         check_positive_int(k=k)
-        df = self.to_frame()
-        key = df["attribution"].abs() if absolute else df["attribution"]
-        order = np.argsort(-key.to_numpy(), kind="stable")[:k]
-        return df.iloc[order]
+        key = np.abs(self.attributions) if absolute else self.attributions
+        return self.to_frame().iloc[np.argsort(-key, kind="stable")[:k]]
 
     def to_html(self, title: str | None = None) -> str:
         """The prompt with each unit shaded by its attribution (see :mod:`xai_suite.viz.text`)."""
-        sub = f"target: {self.target!r}"
-        if self.contrast is not None:
-            sub += f" vs {self.contrast!r}"
-        sub += f"; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
+        vs = "" if self.contrast is None else f" vs {self.contrast!r}"
+        sub = f"target: {self.target!r}{vs}; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
         return render_text_html(self.prompt, self.spans, self.attributions,
                                 title=title or f"{self.method} ({self.level})", subtitle=sub)
 
@@ -200,8 +196,7 @@ class TextExplanation(Result):
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 0.3 * len(self.units) + 1))
         y = np.arange(len(self.units))
-        colours = ["tab:red" if v > 0 else "tab:blue" for v in self.attributions]
-        ax.barh(y, self.attributions, color=colours)
+        ax.barh(y, self.attributions, color=["tab:red" if v > 0 else "tab:blue" for v in self.attributions])
         ax.set_yticks(y, [repr(u)[1:-1] for u in self.units])
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
@@ -433,19 +428,11 @@ class TextExplainer(Explainer):
             "scalariser": prep.scalariser, "baseline_token_id": prep.baseline_id,
             "n_units": len(units), "unit_levels": [u.level for u in units], **resolved})
         return TextExplanation(
-            prompt=prep.enc.text,
-            target=prep.target,
-            target_ids=prep.target_ids.cpu().numpy().astype(np.int64),
-            units=[u.text for u in units],
-            spans=[(u.start, u.end) for u in units],
-            level=level,
-            attributions=np.asarray(values, dtype=np.float64),
-            score=float(score),
-            method=self.info.qualified_name,
-            params=params,
-            convergence_delta=None if delta is None else float(delta),
-            contrast=prep.contrast,
-            unit_tokens=[u.tokens for u in units],
+            prompt=prep.enc.text, target=prep.target, contrast=prep.contrast,
+            target_ids=prep.target_ids.cpu().numpy().astype(np.int64), units=[u.text for u in units],
+            spans=[(u.start, u.end) for u in units], unit_tokens=[u.tokens for u in units], level=level,
+            attributions=np.asarray(values, dtype=np.float64), score=float(score), params=params,
+            method=self.info.qualified_name, convergence_delta=None if delta is None else float(delta),
         )
 
     def _explain_units(self, prep: _Prepared, units: list[Unit], level: str, evaluator,

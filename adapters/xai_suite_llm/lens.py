@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import Explainer, Result, check_positive_int, register_explainer
+from xai_suite.plugin import Explainer, Result, check_bool, check_positive_int, register_explainer
 
 from .models import LanguageModel, check_language_model, layer_hooks
 
@@ -79,13 +79,11 @@ class LogitLensResult(Result):
         self.top_tokens = np.asarray(self.top_tokens, dtype=str)  # savable without pickle
         n_layers, n_pos = len(self.layers), len(self.tokens)
         k = self.top_ids.shape[-1] if self.top_ids.ndim == 3 else 0
-        for name in ("top_tokens", "top_ids", "top_probs"):
-            if getattr(self, name).shape != (n_layers, n_pos, k):
-                raise ValueError(f"{name} must have shape (layers, positions, k) = "
-                                 f"{(n_layers, n_pos, k)}; got {getattr(self, name).shape}")
-        if self.target_probs.shape != (n_layers, n_pos):
-            raise ValueError(f"target_probs must have shape {(n_layers, n_pos)}; got "
-                             f"{self.target_probs.shape}")
+        for name, shape in (("top_tokens", (n_layers, n_pos, k)), ("top_ids", (n_layers, n_pos, k)),
+                            ("top_probs", (n_layers, n_pos, k)), ("target_probs", (n_layers, n_pos))):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape (layers, positions{', k' * (len(shape) == 3)}) = "
+                                 f"{shape}; got {getattr(self, name).shape}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer and position.
@@ -171,8 +169,7 @@ class LogitLens(Explainer):
         check_positive_int(top_k=self.top_k)
         if self.top_k > lm.vocab_size:
             raise ValueError(f"top_k must be at most the vocabulary size {lm.vocab_size}; got {self.top_k}")
-        if not isinstance(self.include_embeddings, bool):
-            raise TypeError(f"include_embeddings must be a bool; got {self.include_embeddings!r}")
+        check_bool(include_embeddings=self.include_embeddings)
         return lm
 
     @staticmethod

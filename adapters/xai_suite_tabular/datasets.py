@@ -1,7 +1,5 @@
-"""Tabular datasets that ship offline: scikit-learn's toy sets and a planted mixed-type set.
-
-Registered under ``xs.datasets``: ``load_tabular(name, split)`` and ``make_mixed_tabular``.
-"""
+"""Tabular datasets that ship offline (``xs.datasets``): scikit-learn's toy sets
+(:func:`load_tabular`) and a planted mixed-type set (:func:`make_mixed_tabular`)."""
 
 from __future__ import annotations
 
