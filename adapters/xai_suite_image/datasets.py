@@ -8,8 +8,6 @@ import numpy as np
 from xai_suite.plugin import check_positive_int, check_random_state, register_dataset
 
 _SPLITS = ("train", "test", "all")
-#: Largest pixel value of scikit-learn's digits (4x4 blocks of a 32x32 bitmap, 0..16 ink counts).
-_DIGITS_MAX = 16.0
 
 
 @register_dataset("image")
@@ -44,7 +42,7 @@ def load_digits_images(split: str = "train", *, test_size: float = 0.25, random_
     if isinstance(test_size, bool) or not isinstance(test_size, int | float) or not 0 < test_size < 1:
         raise ValueError(f"test_size must be a float in (0, 1); got {test_size!r}")
     bunch = sklearn.datasets.load_digits()
-    X = (bunch.images.astype(np.float32) / np.float32(_DIGITS_MAX))[:, None, :, :]
+    X = (bunch.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]  # ink counts 0..16
     y = bunch.target.astype(np.int64)
     rows = np.arange(len(X))
     if split == "all":

@@ -8,8 +8,6 @@ every image) or the inputs' shape ``(N, C, H, W)`` (groups per image).
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import torch
 
@@ -66,15 +64,6 @@ def patch_mask(shape, patch_size, *, per_channel: bool = False) -> np.ndarray:
     return np.broadcast_to(grid, shape).astype(np.int64)
 
 
-def _slic():
-    try:
-        return importlib.import_module("skimage.segmentation").slic
-    except ImportError as exc:
-        raise ImportError(
-            'superpixel masks need scikit-image: pip install "xai-suite[image]"'
-        ) from exc
-
-
 def _check_image(image, name: str) -> np.ndarray:
     a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if a.dtype.kind not in "biuf":
@@ -112,7 +101,10 @@ def superpixel_mask(image, *, n_segments: int = 50, compactness: float = 0.2,
     numpy.ndarray of int64, shape (C, H, W)
         The same labels in every channel (a superpixel spans all channels).
     """
-    slic = _slic()
+    try:
+        from skimage.segmentation import slic
+    except ImportError as exc:
+        raise ImportError('superpixel masks need scikit-image: pip install "xai-suite[image]"') from exc
     a = _check_image(image, "image")
     if a.ndim != 3:
         raise ValueError(f"image must be one (C, H, W) image; got shape {a.shape} (use "

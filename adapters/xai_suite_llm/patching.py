@@ -43,8 +43,7 @@ def _as_ids(lm: LanguageModel, ids, what: str) -> torch.Tensor:
     t = torch.as_tensor(ids)
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise TypeError(f"{what} must be a string or integer token ids; got dtype {t.dtype}")
-    if t.ndim == 1:
-        t = t.unsqueeze(0)
+    t = t.unsqueeze(0) if t.ndim == 1 else t
     if t.ndim != 2 or t.shape[1] == 0:
         raise ValueError(f"{what} ids must have shape (T,) or (B, T) with T >= 1; got {tuple(t.shape)}")
     return t.long()

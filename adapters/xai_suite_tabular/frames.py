@@ -25,10 +25,6 @@ def _check_frame(frame, name: str) -> pd.DataFrame:
     return frame
 
 
-def _is_categorical(dtype) -> bool:
-    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-
-
 class FrameEncoder:
     """Numeric columns as they are, categorical columns as integer codes 0..k-1.
 
@@ -54,7 +50,8 @@ class FrameEncoder:
         if len(set(self.columns)) != len(self.columns):
             raise ValueError(f"reference has duplicate column names: {list(self.columns)}")
         if categorical is None:
-            categorical = [str(c) for c, d in reference.dtypes.items() if _is_categorical(d)]
+            categorical = [str(c) for c, d in reference.dtypes.items()
+                           if not pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d)]
         unknown = [c for c in categorical if c not in self.columns]
         if unknown:
             raise ValueError(f"categorical column(s) {unknown} are not in the reference's columns "
