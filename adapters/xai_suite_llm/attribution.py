@@ -398,9 +398,7 @@ class TextExplainer(Explainer):
             target_ids = lm.generate(enc.ids, self.max_new_tokens)
         else:
             target_ids = self._continuation(lm, target, "target")
-        conts = [target_ids]
-        if contrast is not None:
-            conts.append(self._continuation(lm, contrast, "contrast"))
+        conts = [target_ids, *([] if contrast is None else [self._continuation(lm, contrast, "contrast")])]
         lengths = [len(c) for c in conts]
         lmax = max(lengths)
         if max_pos is not None and len(enc.ids) + lmax > max_pos:
@@ -467,8 +465,7 @@ class _Evaluator:
     def _run(self, presence: np.ndarray) -> np.ndarray:
         p = self.prep
         dev = p.ids.device
-        pres = torch.as_tensor(presence, device=dev)
-        ids = torch.where(pres, p.ids[None, :], torch.full_like(p.ids, p.baseline_id)[None, :])
+        ids = torch.where(torch.as_tensor(presence, device=dev), p.ids, p.baseline_id)  # (P, T)
         n_cont = p.conts.shape[0]
         lengths = torch.as_tensor(p.lengths, device=dev)
         if p.rows == 0:  # resolved on the first rows of the call
@@ -651,8 +648,7 @@ class TextShapleySampling(TextPerturbationExplainer, Seeded):
         rng = np.random.default_rng(self.random_state)
         perms = np.stack([rng.permutation(n_units) for _ in range(self.n_samples)])  # (n, U)
         rank = np.argsort(perms, axis=1)  # rank[p, u]: position of unit u in permutation p
-        k = np.arange(n_units + 1)
-        masks = rank[:, None, :] < k[None, :, None]  # (n, U + 1, U): first k units present
+        masks = rank[:, None, :] < np.arange(n_units + 1)[None, :, None]  # (n, U + 1, U): first k present
         v = game(masks.reshape(-1, n_units)).reshape(self.n_samples, n_units + 1)
         gains = np.diff(v, axis=1)  # (n, U): gain of adding perms[p, j]
         values = np.zeros(n_units)
@@ -692,8 +688,7 @@ class TextKernelShap(TextPerturbationExplainer, Seeded):
         if n_units == 1:
             return np.array([score - null]), {"n_samples_used": 0, "exact": True}
         c = kernel_coalitions(n_units, self.n_samples, self.random_state)
-        v = game(c.masks > 0.5)
-        values = solve_kernel_shap(c, v[None, :], np.array([score]), np.array([null]))[0]
+        values = solve_kernel_shap(c, game(c.masks > 0.5)[None, :], np.array([score]), np.array([null]))[0]
         return values, {"n_samples_used": len(c.weights), "exact": bool(c.exact)}
 
 
@@ -742,11 +737,9 @@ class TextLime(TextPerturbationExplainer, Seeded):
         sizes = rng.integers(1, n_units + 1, size=self.n_samples - 1)
         for i, k in enumerate(sizes, start=1):
             masks[i, rng.choice(n_units, size=k, replace=False)] = False
-        y = game(masks)
-        present = masks.sum(1)
-        distance = (1.0 - np.sqrt(present / n_units)) * 100.0  # cosine distance to all-ones
+        distance = (1.0 - np.sqrt(masks.sum(1) / n_units)) * 100.0  # cosine distance to all-ones
         w = np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
-        coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), y, w, self.alpha)
+        coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), game(masks), w, self.alpha)
         return coef, {"intercept": intercept, "surrogate_r2": r2}
 
 

@@ -205,16 +205,12 @@ class LogitLens(Explainer):
         _, hooks = call["layers_hooks"]
         logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks)
         target_id = int(logits[0, -1].argmax()) if target is None else first_token(lm, target, "target")
-        n_pos, k = enc.ids.shape[0], self.top_k
-        top_ids = np.empty((len(hooks), n_pos, k), dtype=np.int64)
-        top_probs = np.empty((len(hooks), n_pos, k), dtype=np.float32)
-        target_probs = np.empty((len(hooks), n_pos), dtype=np.float32)
-        for i, name in enumerate(hooks):  # one layer's (T, V) at a time
+        per_layer = []
+        for name in hooks:  # one layer's (T, V) at a time
             probs = self._decode(lm, cache.pop(name)[0])
-            p, idx = probs.topk(k, dim=-1)
-            top_ids[i], top_probs[i] = idx.cpu().numpy(), p.cpu().numpy()
-            target_probs[i] = probs[:, target_id].cpu().numpy()
-        return target_id, top_ids, top_probs, target_probs
+            p, idx = probs.topk(self.top_k, dim=-1)
+            per_layer.append((idx.cpu().numpy(), p.cpu().numpy(), probs[:, target_id].cpu().numpy()))
+        return target_id, *(np.stack(a) for a in zip(*per_layer, strict=True))  # top ids, probs, target probs
 
     def _finish(self, call: dict, raw: tuple) -> LogitLensResult:
         (target_id, top_ids, top_probs, target_probs), lm = raw, call["lm"]

@@ -8,9 +8,8 @@ the normalised effect of a patch is::
     effect = (patched - corrupted) / (clean - corrupted)
 
 1 means the patch restores the clean logit difference, 0 that it changes nothing. Hook
-points are named as in TransformerLens (``blocks.{l}.hook_resid_pre``, ``..hook_attn_out``,
-``..hook_mlp_out``, ``..hook_resid_post``). All layers x positions of one site are rows of
-one batch (chunked by ``batch_size``): each row patches its own (layer, position).
+points are TransformerLens's (:mod:`xai_suite_llm.models`). All layers x positions of one
+site are rows of one batch (chunked by ``batch_size``): each row patches its own.
 
 References: Meng et al. (2022), Locating and Editing Factual Associations in GPT (causal
 tracing); Wang et al. (2023), Interpretability in the Wild (logit difference, path patching);
@@ -32,8 +31,7 @@ from xai_suite.plugin import Explainer, Result, check_batch_size, register_expla
 from .lens import first_token
 from .models import SITES, LanguageModel, check_language_model
 
-#: Clean and corrupted logit differences closer than this (relative to their size) leave the
-#: normalised effect undefined: :meth:`ActivationPatching.explain` raises instead of dividing.
+#: Clean and corrupted logit differences this close (relative to their size) make explain raise.
 EQUAL_DIFF_RTOL = 1e-6
 
 
@@ -268,9 +266,8 @@ class ActivationPatching(Explainer):
         hooks = {s: [f"blocks.{layer}.hook_{s}" for layer in range(n_layers)] for s in sites}
         clean_ids, corrupted_ids = enc_c.ids.unsqueeze(0), enc_k.ids.unsqueeze(0)
         clean_logits, cache = lm.run_with_cache(clean_ids, [h for hs in hooks.values() for h in hs])
-        corrupted_logits = lm.run_with_hooks(corrupted_ids, {})
         clean_diff = _logit_diff(clean_logits, a, w).item()
-        corrupted_diff = _logit_diff(corrupted_logits, a, w).item()
+        corrupted_diff = _logit_diff(lm.run_with_hooks(corrupted_ids, {}), a, w).item()
         span = clean_diff - corrupted_diff
         if abs(span) <= EQUAL_DIFF_RTOL * max(1.0, abs(clean_diff), abs(corrupted_diff)):
             raise ValueError(

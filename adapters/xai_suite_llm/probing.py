@@ -246,23 +246,21 @@ class LinearProbe(Explainer, Seeded):
     def _compute(self, call: dict) -> tuple[list, list]:
         from sklearn.model_selection import StratifiedKFold
 
-        y, feats = call["y"], self.features(call["prompts"])
-        _, hooks = self.hook_names(call["lm"])
+        y, feats = call["y"], list(self.features(call["prompts"]).values())  # per hook point, in order
         rng = np.random.default_rng(self.random_state)
         folds = StratifiedKFold(n_splits=int(self.cv), shuffle=True,
                                 random_state=int(rng.integers(2**31 - 1)))
         y_control = rng.permutation(y) if self.control == "permutation" else None
-        acc = [self._cv_correct(feats[h], y, folds) for h in hooks]
-        return acc, [] if y_control is None else [self._cv_correct(feats[h], y_control, folds) for h in hooks]
+        acc = [self._cv_correct(X, y, folds) for X in feats]
+        return acc, [] if y_control is None else [self._cv_correct(X, y_control, folds) for X in feats]
 
     def _finish(self, call: dict, raw: tuple[list, list]) -> ProbingResult:
         (acc, ctl), y = raw, call["y"]
         layers, hooks = self.hook_names(call["lm"])
 
-        def summary(correct):
-            a = np.array([c.mean() for c in correct])
-            lo, hi = np.array([wilson_interval(c, None) for c in correct]).T
-            return a, lo, hi
+        def summary(correct):  # accuracy, low, high
+            intervals = np.array([wilson_interval(c, None) for c in correct])
+            return np.array([c.mean() for c in correct]), *intervals.T
 
         accuracy, low, high = summary(acc)
         c_acc, c_low, c_high = summary(ctl) if ctl else (None, None, None)

@@ -104,11 +104,10 @@ def _group(enc: Encoding, spans: list[tuple[int, int]], level: str) -> list[Unit
     units = []
     for g in sorted(members):
         idx = [i for i, gi in enumerate(group_of) if gi == g]
-        s, e = spans[idx[0]][0], spans[idx[-1]][1]
         toks = tuple(members[g])  # ascending: appended in token order
         # a whitespace-only token outside the span extends it (keeps spans covering tokens)
-        s = min([s] + [cores[t][0] for t in toks if cores[t][1] > cores[t][0]])
-        e = max([e] + [cores[t][1] for t in toks])
+        s = min([spans[idx[0]][0]] + [cores[t][0] for t in toks if cores[t][1] > cores[t][0]])
+        e = max([spans[idx[-1]][1]] + [cores[t][1] for t in toks])
         units.append(Unit(enc.text[s:e], s, e, toks, level))
     return units
 
@@ -134,9 +133,8 @@ def segment(enc: Encoding, level: str) -> list[Unit]:
         units, prev_end = [], 0
         for t, (s, e) in enumerate(enc.offsets):
             s = max(s, prev_end)
-            e = max(e, s)
+            prev_end = e = max(e, s)
             units.append(Unit(enc.text[s:e], s, e, (t,), "token"))
-            prev_end = e
         return units
     spans = [m.span() for m in _WORD.finditer(enc.text)] if level == "word" else _sentence_spans(enc.text)
     return _group(enc, spans, level)
