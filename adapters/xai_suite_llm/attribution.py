@@ -854,8 +854,7 @@ class TextIntegratedGradients(TextGradientExplainer):
         b = torch.zeros_like(e) if prep.baseline_id is None else (
             prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach())
         per_call = self._path_rows(prep, e, cont_emb)
-        a_t = torch.as_tensor(alphas, dtype=e.dtype, device=e.device)
-        w_t = torch.as_tensor(weights, dtype=e.dtype, device=e.device)
+        a_t, w_t = (torch.as_tensor(v, dtype=e.dtype, device=e.device) for v in (alphas, weights))
         acc = torch.zeros_like(e, dtype=torch.float64)
         for s in range(0, len(alphas), per_call):
             a = a_t[s : s + per_call].view(-1, 1, 1)
