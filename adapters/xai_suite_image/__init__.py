@@ -4,22 +4,14 @@ Announced through the ``xai_suite.adapters`` entry point; importing it registers
 
 - datasets under ``xs.datasets``: ``load_digits_images`` (scikit-learn's 8x8 digits) and
   ``make_planted_patch_images`` (a textured patch decides the class; its mask is known);
-- baselines for images (``xs.list_baselines("image")``), by name:
-
-  ====================================  ==================================================
-  black / white / gray                  ``black``, ``white``, ``gray`` (this adapter;
-                                        pixel range ``low=0``, ``high=1``)
-  zeros, any constant                   ``zeros``, ``constant(value=)`` (core)
-  uniform noise                         ``uniform`` (in ``[low, high]``, default each
-                                        image's own min and max)
-  Gaussian noise                        ``gaussian`` (the image plus noise of ``sigma``
-                                        times its standard deviation)
-  Gaussian blur                         ``blur`` (``sigma`` in pixels)
-  the training distribution             ``training_sample`` (a training image per draw;
-                                        averaged over draws with IG: expected gradients),
-                                        ``training_mean``, ``training_median``
-  nearest image of another class        ``nearest_unlike``
-  ====================================  ==================================================
+- baselines for images (``xs.list_baselines("image")``), by name: ``black``, ``white``,
+  ``gray`` (this adapter; pixel range ``low=0``, ``high=1``); from the core ``zeros``,
+  ``constant(value=)``, uniform noise ``uniform`` (in ``[low, high]``, default each image's
+  own min and max), Gaussian noise ``gaussian`` (the image plus noise of ``sigma`` times its
+  standard deviation), Gaussian blur ``blur`` (``sigma`` in pixels), the training
+  distribution ``training_sample`` (a training image per draw; averaged over draws with IG:
+  expected gradients), ``training_mean``, ``training_median``, and the nearest image of
+  another class ``nearest_unlike``.
 
 Feature masks for group perturbations: :func:`patch_mask` (a grid of patches) and, with
 scikit-image installed (``pip install "xai-suite[image]"``), :func:`superpixel_mask` /

@@ -1,9 +1,5 @@
-"""Image baselines (registered with modality ``image``): black, white and gray.
-
-Each maps images ``(N, C, H, W)`` to a constant image of the same shape, set by the pixel
-range ``[low, high]`` the images live in (``[0, 1]`` by default): ``black`` is ``low``,
-``white`` is ``high`` and ``gray`` the midpoint ``(low + high) / 2``. The core's baselines
-cover the rest of the classic image set (see :mod:`xai_suite_image`).
+"""Image baselines (modality ``image``): black, white and gray, constant images of the inputs'
+shape ``(N, C, H, W)`` at a point of the pixel range ``[low, high]`` (``[0, 1]`` by default).
 """
 
 from __future__ import annotations

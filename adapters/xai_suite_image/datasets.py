@@ -1,8 +1,5 @@
-"""Image datasets: scikit-learn's 8x8 digits and a synthetic planted-patch set with known masks.
-
-Registered under ``xs.datasets``: ``load_digits_images(split)`` (ships offline with
-scikit-learn) and ``make_planted_patch_images(n_samples, ...)`` (generated, fully seeded).
-"""
+"""Image datasets (``xs.datasets``): scikit-learn's 8x8 digits (offline) and a synthetic,
+seeded planted-patch set with known masks."""
 
 from __future__ import annotations
 
@@ -11,8 +8,6 @@ import numpy as np
 from xai_suite.plugin import check_positive_int, check_random_state, register_dataset
 
 _SPLITS = ("train", "test", "all")
-#: Largest pixel value of scikit-learn's digits (4x4 blocks of a 32x32 bitmap, 0..16 ink counts).
-_DIGITS_MAX = 16.0
 
 
 @register_dataset("image")
@@ -47,7 +42,7 @@ def load_digits_images(split: str = "train", *, test_size: float = 0.25, random_
     if isinstance(test_size, bool) or not isinstance(test_size, int | float) or not 0 < test_size < 1:
         raise ValueError(f"test_size must be a float in (0, 1); got {test_size!r}")
     bunch = sklearn.datasets.load_digits()
-    X = (bunch.images.astype(np.float32) / np.float32(_DIGITS_MAX))[:, None, :, :]
+    X = (bunch.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]  # ink counts 0..16
     y = bunch.target.astype(np.int64)
     rows = np.arange(len(X))
     if split == "all":
@@ -55,12 +50,6 @@ def load_digits_images(split: str = "train", *, test_size: float = 0.25, random_
     train, test = train_test_split(rows, test_size=test_size, random_state=random_state, stratify=y)
     keep = np.sort(train if split == "train" else test)
     return np.ascontiguousarray(X[keep]), y[keep]
-
-
-def _check_unit_float(name: str, value, *, upper: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not 0 <= value <= upper:
-        raise ValueError(f"{name} must be a float in [0, {upper}]; got {value!r}")
-    return float(value)
 
 
 @register_dataset("image")
@@ -116,10 +105,11 @@ def make_planted_patch_images(
     if size < 2 * patch_size:
         raise ValueError(f"size must be at least 2 * patch_size = {2 * patch_size} so that the target "
                          f"and the distractor fit side by side; got size={size}")
-    noise = _check_unit_float("noise", noise, upper=0.5)
+    if isinstance(noise, bool) or not isinstance(noise, int | float | np.floating) or not 0 <= noise <= 0.5:
+        raise ValueError(f"noise must be a float in [0, 0.5]; got {noise!r}")
     check_random_state(random_state)
     rng = np.random.default_rng(random_state)
-    n, p, c = int(n_samples), int(patch_size), int(n_channels)
+    n, p, c, noise = int(n_samples), int(patch_size), int(n_channels), float(noise)
     y = rng.permutation(np.arange(n) % 2).astype(np.int64)
     X = noise * rng.random((n, c, size, size))
     mask = np.zeros((n, c, size, size), dtype=bool)

@@ -8,8 +8,6 @@ every image) or the inputs' shape ``(N, C, H, W)`` (groups per image).
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import torch
 
@@ -17,14 +15,11 @@ from xai_suite.plugin import check_positive_int
 
 
 def _pair(patch_size) -> tuple[int, int]:
-    if isinstance(patch_size, tuple | list) and len(patch_size) == 2:
-        ph, pw = patch_size
-    elif isinstance(patch_size, tuple | list):
+    pair = tuple(patch_size) if isinstance(patch_size, tuple | list) else (patch_size, patch_size)
+    if len(pair) != 2:
         raise ValueError(f"patch_size must be an int or a pair (height, width); got {patch_size!r}")
-    else:
-        ph = pw = patch_size
-    check_positive_int(patch_height=ph, patch_width=pw)
-    return int(ph), int(pw)
+    check_positive_int(patch_height=pair[0], patch_width=pair[1])
+    return int(pair[0]), int(pair[1])
 
 
 def patch_mask(shape, patch_size, *, per_channel: bool = False) -> np.ndarray:
@@ -69,15 +64,6 @@ def patch_mask(shape, patch_size, *, per_channel: bool = False) -> np.ndarray:
     return np.broadcast_to(grid, shape).astype(np.int64)
 
 
-def _slic():
-    try:
-        return importlib.import_module("skimage.segmentation").slic
-    except ImportError as exc:
-        raise ImportError(
-            'superpixel masks need scikit-image: pip install "xai-suite[image]"'
-        ) from exc
-
-
 def _check_image(image, name: str) -> np.ndarray:
     a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if a.dtype.kind not in "biuf":
@@ -115,7 +101,10 @@ def superpixel_mask(image, *, n_segments: int = 50, compactness: float = 0.2,
     numpy.ndarray of int64, shape (C, H, W)
         The same labels in every channel (a superpixel spans all channels).
     """
-    slic = _slic()
+    try:
+        from skimage.segmentation import slic
+    except ImportError as exc:
+        raise ImportError('superpixel masks need scikit-image: pip install "xai-suite[image]"') from exc
     a = _check_image(image, "image")
     if a.ndim != 3:
         raise ValueError(f"image must be one (C, H, W) image; got shape {a.shape} (use "
@@ -125,17 +114,12 @@ def superpixel_mask(image, *, n_segments: int = 50, compactness: float = 0.2,
         if isinstance(v, bool) or not isinstance(v, int | float) or not (v >= 0 if low_ok else v > 0):
             raise ValueError(f"{what} must be a {'non-negative' if low_ok else 'positive'} number; "
                              f"got {v!r}")
-    if a.shape[0] == 1:
-        labels = slic(a[0], n_segments=int(n_segments), compactness=float(compactness),
-                      sigma=float(sigma), start_label=0, channel_axis=None)
-    else:
-        labels = slic(np.moveaxis(a, 0, -1), n_segments=int(n_segments),
-                      compactness=float(compactness), sigma=float(sigma), start_label=0,
-                      channel_axis=-1, convert2lab=False)
+    one = a.shape[0] == 1
+    labels = slic(a[0] if one else np.moveaxis(a, 0, -1), n_segments=int(n_segments),
+                  compactness=float(compactness), sigma=float(sigma), start_label=0,
+                  channel_axis=None if one else -1, convert2lab=False)
     _, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
-    rank = np.empty_like(first)
-    rank[np.argsort(first)] = np.arange(first.size)  # number segments by first appearance
-    labels = rank[inverse].reshape(labels.shape)
+    labels = np.argsort(np.argsort(first))[inverse].reshape(labels.shape)  # numbered by first appearance
     return np.broadcast_to(labels, a.shape).astype(np.int64)
 
 

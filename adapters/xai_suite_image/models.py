@@ -15,14 +15,12 @@ from xai_suite.plugin import check_positive_int, register_model, train_torch
 class CNN2d(nn.Module):
     """Conv2d-ReLU-MaxPool blocks, global average pooling and a linear head.
 
-    Each block is a 3x3 convolution (padding 1, so it keeps the height and width), a ReLU
-    and a 2x2 max-pooling (which halves them, rounding down); global average pooling makes
-    the head independent of the image size. With the default widths (16, 32) the model has
-    about 5k parameters and trains on scikit-learn's 8x8 digits to about 0.98 test accuracy
-    in a few seconds on one CPU thread. Every ReLU is its own module and the blocks are
-    exposed as ``features`` (``features[3 * i]`` is the ``i``-th convolution), so hook-based
-    methods (Grad-CAM on a chosen conv layer, LRP, guided backprop) find them; the forward
-    pass uses no functional non-linearity.
+    Each block is a 3x3 convolution (padding 1: same height and width), a ReLU and a 2x2
+    max-pooling (halving them, rounding down); global average pooling makes the head
+    independent of the image size. The default widths (16, 32) give about 5k parameters, 0.98
+    test accuracy on scikit-learn's 8x8 digits after seconds on one CPU thread. Every ReLU is
+    a module and ``features[3 * i]`` is the ``i``-th convolution, so hook-based methods
+    (Grad-CAM on a conv layer, LRP, guided backprop) find them (no functional non-linearity).
 
     Parameters
     ----------

@@ -14,12 +14,12 @@ tokens.
 
 Perturbation explainers replace units of the prompt by a baseline token: their ``baseline``, a
 text baseline (:mod:`xai_suite_llm.baselines`; default ``"pad_token"``, the tokenizer's pad
-token, else its unk token). Every perturbed prompt
-of a call is a row of one id matrix, run through the model in chunks of ``batch_size`` rows
-(identical rows are run once); ``params["model_rows"]`` records how many rows went through
-the model. Gradient explainers integrate (or take) gradients with respect to the prompt's
-token embeddings, the continuation's embeddings kept as they are; a token's attribution is the
-sum over the embedding dimension, a unit's the sum over its tokens.
+token, else its unk token). Every perturbed prompt of a call is a row of one id matrix, run
+through the model in chunks of ``batch_size`` rows (identical rows are run once);
+``params["model_rows"]`` records how many rows went through the model. Gradient explainers
+integrate (or take) gradients with respect to the prompt's token embeddings, the
+continuation's embeddings kept as they are; a token's attribution is the sum over the
+embedding dimension, a unit's the sum over its tokens.
 
 :meth:`TextPerturbationExplainer.explain_hierarchical` attributes coarse units first (say
 sentences) and refines only the most important ones (into words, then tokens), so long
@@ -48,6 +48,7 @@ from xai_suite.plugin import (
     Result,
     Seeded,
     check_batch_size,
+    check_choice,
     check_positive_int,
     check_random_state,
     kernel_coalitions,
@@ -60,7 +61,7 @@ from xai_suite.plugin import (
 )
 
 from .baselines import PadToken, TextBaseline
-from .models import Encoding, LanguageModel
+from .models import Encoding, LanguageModel, check_language_model
 from .segments import LEVELS, Unit, check_level, refine, segment
 
 SCALARISERS = ("logprob", "prob", "contrastive")
@@ -96,8 +97,7 @@ class TextExplanation(Result):
         Qualified explainer name, e.g. ``"native:text_ablation"``.
     params : dict
         Every hyper-parameter (the baseline as a spec), plus settings resolved in the call
-        (the baseline token id,
-        ``model_rows``, the batch size used, ...).
+        (the baseline token id, ``model_rows``, the batch size used, ...).
     convergence_delta : float or None
         Completeness error ``sum(attributions) - (score - score of the baseline prompt)``
         where the method has one.
@@ -176,17 +176,13 @@ class TextExplanation(Result):
     def top(self, k: int = 5, *, absolute: bool = False) -> pd.DataFrame:
         """The ``k`` units with the largest attribution (or absolute attribution), largest first."""
         check_positive_int(k=k)
-        df = self.to_frame()
-        key = df["attribution"].abs() if absolute else df["attribution"]
-        order = np.argsort(-key.to_numpy(), kind="stable")[:k]
-        return df.iloc[order]
+        key = np.abs(self.attributions) if absolute else self.attributions
+        return self.to_frame().iloc[np.argsort(-key, kind="stable")[:k]]
 
     def to_html(self, title: str | None = None) -> str:
         """The prompt with each unit shaded by its attribution (see :mod:`xai_suite.viz.text`)."""
-        sub = f"target: {self.target!r}"
-        if self.contrast is not None:
-            sub += f" vs {self.contrast!r}"
-        sub += f"; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
+        vs = "" if self.contrast is None else f" vs {self.contrast!r}"
+        sub = f"target: {self.target!r}{vs}; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
         return render_text_html(self.prompt, self.spans, self.attributions,
                                 title=title or f"{self.method} ({self.level})", subtitle=sub)
 
@@ -200,13 +196,12 @@ class TextExplanation(Result):
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 0.3 * len(self.units) + 1))
         y = np.arange(len(self.units))
-        colours = ["tab:red" if v > 0 else "tab:blue" for v in self.attributions]
-        ax.barh(y, self.attributions, color=colours)
+        ax.barh(y, self.attributions, color=["tab:red" if v > 0 else "tab:blue" for v in self.attributions])
         ax.set_yticks(y, [repr(u)[1:-1] for u in self.units])
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel(f"attribution ({self.params.get('scalariser', 'score')})")
-        ax.set_title(f"{self.method}: {self.target!r}")
+        ax.set(xlabel=f"attribution ({self.params.get('scalariser', 'score')})",
+               title=f"{self.method}: {self.target!r}")
         return ax
 
 
@@ -260,11 +255,8 @@ class _KeptLogits(nn.Module):
                   "attention_mask": torch.ones(x.shape[:2], dtype=torch.long, device=x.device)}
         if _takes_logits_to_keep(type(self.model)):
             kwargs["logits_to_keep"] = self.keep
-        if x.is_floating_point():
-            out = self.model(inputs_embeds=x, **kwargs).logits
-        else:
-            out = self.model(input_ids=x, **kwargs).logits
-        return out[:, -self.keep:]
+        key = "inputs_embeds" if x.is_floating_point() else "input_ids"
+        return self.model(**{key: x}, **kwargs).logits[:, -self.keep:]
 
 
 def _continuation_logprob(kept: torch.Tensor, conts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -349,13 +341,6 @@ class TextExplainer(Explainer):
                         "explain(prompt, target) without fit")
 
     # -- preparation ----------------------------------------------------------------------
-    def _lm(self) -> LanguageModel:
-        if not isinstance(self.model, LanguageModel):
-            raise TypeError(f"{self.info.qualified_name} explains an xai_suite_llm.LanguageModel "
-                            f"(model kind hf_causal_lm); got {type(self.model).__name__}. Wrap a "
-                            "Hugging Face model: LanguageModel(model, tokenizer)")
-        return self.model
-
     def _baseline_id(self, lm: LanguageModel) -> int | None:
         """The baseline token's id (``None``: zero embeddings); ``pad_token`` without a baseline."""
         if not self.info.tags.needs_baseline:
@@ -387,10 +372,8 @@ class TextExplainer(Explainer):
                         f"{type(value).__name__}")
 
     def _prepare(self, prompt, target, contrast) -> _Prepared:
-        lm = self._lm()
-        if self.scalariser not in SCALARISERS:
-            raise ValueError(f"scalariser must be one of {', '.join(map(repr, SCALARISERS))}; "
-                             f"got {self.scalariser!r}")
+        lm = check_language_model(self.model, self.info.qualified_name)
+        check_choice("scalariser", self.scalariser, SCALARISERS)
         check_level(self.level)
         check_positive_int(max_new_tokens=self.max_new_tokens)
         check_batch_size(self.batch_size)
@@ -415,17 +398,13 @@ class TextExplainer(Explainer):
             target_ids = lm.generate(enc.ids, self.max_new_tokens)
         else:
             target_ids = self._continuation(lm, target, "target")
-        conts = [target_ids]
-        if contrast is not None:
-            conts.append(self._continuation(lm, contrast, "contrast"))
+        conts = [target_ids, *([] if contrast is None else [self._continuation(lm, contrast, "contrast")])]
         lengths = [len(c) for c in conts]
         lmax = max(lengths)
         if max_pos is not None and len(enc.ids) + lmax > max_pos:
             raise ValueError(f"the prompt ({len(enc.ids)} tokens) and its continuation ({lmax}) "
                              f"exceed the model's {max_pos} positions")
-        padded = torch.zeros((len(conts), lmax), dtype=torch.long)  # right padding is never read
-        for i, c in enumerate(conts):
-            padded[i, : len(c)] = c
+        padded = nn.utils.rnn.pad_sequence(conts, batch_first=True)  # right padding is never read
         dev = lm.device
         return _Prepared(
             lm=lm, enc=enc, ids=enc.ids.to(dev), target_ids=target_ids,
@@ -447,19 +426,11 @@ class TextExplainer(Explainer):
             "scalariser": prep.scalariser, "baseline_token_id": prep.baseline_id,
             "n_units": len(units), "unit_levels": [u.level for u in units], **resolved})
         return TextExplanation(
-            prompt=prep.enc.text,
-            target=prep.target,
-            target_ids=prep.target_ids.cpu().numpy().astype(np.int64),
-            units=[u.text for u in units],
-            spans=[(u.start, u.end) for u in units],
-            level=level,
-            attributions=np.asarray(values, dtype=np.float64),
-            score=float(score),
-            method=self.info.qualified_name,
-            params=params,
-            convergence_delta=None if delta is None else float(delta),
-            contrast=prep.contrast,
-            unit_tokens=[u.tokens for u in units],
+            prompt=prep.enc.text, target=prep.target, contrast=prep.contrast,
+            target_ids=prep.target_ids.cpu().numpy().astype(np.int64), units=[u.text for u in units],
+            spans=[(u.start, u.end) for u in units], unit_tokens=[u.tokens for u in units], level=level,
+            attributions=np.asarray(values, dtype=np.float64), score=float(score), params=params,
+            method=self.info.qualified_name, convergence_delta=None if delta is None else float(delta),
         )
 
     def _explain_units(self, prep: _Prepared, units: list[Unit], level: str, evaluator,
@@ -488,16 +459,13 @@ class _Evaluator:
         keys = [np.packbits(row).tobytes() + bytes([len(row) % 8]) for row in uniq]
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         if todo:
-            vals = self._run(uniq[todo])
-            for i, v in zip(todo, vals, strict=True):
-                self.cache[keys[i]] = float(v)
+            self.cache.update(zip([keys[i] for i in todo], self._run(uniq[todo]).tolist(), strict=True))
         return np.array([self.cache[k] for k in keys], dtype=np.float64)[inv.reshape(-1)]
 
     def _run(self, presence: np.ndarray) -> np.ndarray:
         p = self.prep
         dev = p.ids.device
-        pres = torch.as_tensor(presence, device=dev)
-        ids = torch.where(pres, p.ids[None, :], torch.full_like(p.ids, p.baseline_id)[None, :])
+        ids = torch.where(torch.as_tensor(presence, device=dev), p.ids, p.baseline_id)  # (P, T)
         n_cont = p.conts.shape[0]
         lengths = torch.as_tensor(p.lengths, device=dev)
         if p.rows == 0:  # resolved on the first rows of the call
@@ -523,7 +491,11 @@ class _UnitView:
         self.unit_of = np.empty(n_tokens, dtype=np.int64)
         for i, tokens in enumerate(unit_tokens):
             self.unit_of[list(tokens)] = i
-        self.fx = evaluator(np.ones((1, n_tokens), dtype=bool))
+
+    @functools.cached_property
+    def fx(self) -> np.ndarray:
+        """The unperturbed prompt's value (1,)."""
+        return self.evaluator(np.ones((1, len(self.unit_of)), dtype=bool))
 
     def outputs(self, inst, present) -> np.ndarray:
         """Values (M,) for unit-presence rows ``present`` (M, U) of instance 0."""
@@ -553,17 +525,8 @@ class TextPerturbationExplainer(TextExplainer):
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
-        t = len(prep.ids)
-        unit_of = np.empty(t, dtype=np.int64)
-        for i, u in enumerate(units):
-            unit_of[list(u.tokens)] = i
-
-        def game(masks: np.ndarray) -> np.ndarray:
-            masks = np.asarray(masks, dtype=bool)
-            return ev(masks[:, unit_of])
-
-        full_null = game(np.array([[True] * len(units), [False] * len(units)]))
-        score, null = float(full_null[0]), float(full_null[1])
+        game = functools.partial(_UnitView(ev, [u.tokens for u in units], len(prep.ids)).outputs, 0)
+        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1)).tolist()
         values, resolved = self._attribute_units(game, len(units), score, null)
         delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
         resolved = {**resolved, **extra, "baseline_score": null,
@@ -602,9 +565,7 @@ class TextPerturbationExplainer(TextExplainer):
         levels = tuple(levels)
         if not levels:
             raise ValueError("levels must name at least one level")
-        for lev in levels:
-            check_level(lev)
-        order = [LEVELS.index(lev) for lev in levels]
+        order = [LEVELS.index(check_level(lev)) for lev in levels]
         if any(a <= b for a, b in itertools.pairwise(order)):
             raise ValueError(f"levels must go from coarse to fine without repeats (sentence, word, "
                              f"token); got {levels}")
@@ -687,8 +648,7 @@ class TextShapleySampling(TextPerturbationExplainer, Seeded):
         rng = np.random.default_rng(self.random_state)
         perms = np.stack([rng.permutation(n_units) for _ in range(self.n_samples)])  # (n, U)
         rank = np.argsort(perms, axis=1)  # rank[p, u]: position of unit u in permutation p
-        k = np.arange(n_units + 1)
-        masks = rank[:, None, :] < k[None, :, None]  # (n, U + 1, U): first k units present
+        masks = rank[:, None, :] < np.arange(n_units + 1)[None, :, None]  # (n, U + 1, U): first k present
         v = game(masks.reshape(-1, n_units)).reshape(self.n_samples, n_units + 1)
         gains = np.diff(v, axis=1)  # (n, U): gain of adding perms[p, j]
         values = np.zeros(n_units)
@@ -728,8 +688,7 @@ class TextKernelShap(TextPerturbationExplainer, Seeded):
         if n_units == 1:
             return np.array([score - null]), {"n_samples_used": 0, "exact": True}
         c = kernel_coalitions(n_units, self.n_samples, self.random_state)
-        v = game(c.masks > 0.5)
-        values = solve_kernel_shap(c, v[None, :], np.array([score]), np.array([null]))[0]
+        values = solve_kernel_shap(c, game(c.masks > 0.5)[None, :], np.array([score]), np.array([null]))[0]
         return values, {"n_samples_used": len(c.weights), "exact": bool(c.exact)}
 
 
@@ -778,11 +737,9 @@ class TextLime(TextPerturbationExplainer, Seeded):
         sizes = rng.integers(1, n_units + 1, size=self.n_samples - 1)
         for i, k in enumerate(sizes, start=1):
             masks[i, rng.choice(n_units, size=k, replace=False)] = False
-        y = game(masks)
-        present = masks.sum(1)
-        distance = (1.0 - np.sqrt(present / n_units)) * 100.0  # cosine distance to all-ones
+        distance = (1.0 - np.sqrt(masks.sum(1) / n_units)) * 100.0  # cosine distance to all-ones
         w = np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
-        coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), y, w, self.alpha)
+        coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), game(masks), w, self.alpha)
         return coef, {"intercept": intercept, "surrogate_r2": r2}
 
 
@@ -891,18 +848,13 @@ class TextIntegratedGradients(TextGradientExplainer):
     baseline: BaselineSpec = "pad_token"
 
     def _token_attributions(self, prep):
-        if self.quadrature not in QUADRATURES:
-            raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}; got {self.quadrature!r}")
+        check_choice("quadrature", self.quadrature, QUADRATURES)
         alphas, weights = quadrature(self.quadrature, self.n_steps)
         e, cont_emb = self._embeddings(prep)
-        if prep.baseline_id is not None:
-            with torch.no_grad():
-                b = prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach()
-        else:
-            b = torch.zeros_like(e)
+        b = torch.zeros_like(e) if prep.baseline_id is None else (
+            prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach())
         per_call = self._path_rows(prep, e, cont_emb)
-        a_t = torch.as_tensor(alphas, dtype=e.dtype, device=e.device)
-        w_t = torch.as_tensor(weights, dtype=e.dtype, device=e.device)
+        a_t, w_t = (torch.as_tensor(v, dtype=e.dtype, device=e.device) for v in (alphas, weights))
         acc = torch.zeros_like(e, dtype=torch.float64)
         for s in range(0, len(alphas), per_call):
             a = a_t[s : s + per_call].view(-1, 1, 1)

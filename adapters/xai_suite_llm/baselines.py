@@ -20,6 +20,9 @@ from xai_suite.plugin import Baseline, register_baseline
 class TextBaseline(Baseline):
     """A text baseline: :meth:`token_id` resolves it against a language model's tokenizer."""
 
+    def __init__(self):
+        pass
+
     def token_id(self, lm) -> int | None:
         """The replacing token's id in ``lm``'s vocabulary; ``None`` for zero embeddings."""
         raise NotImplementedError
@@ -29,25 +32,9 @@ class TextBaseline(Baseline):
                         "not reference arrays")
 
 
-def _vocabulary_id(lm, token, what: str) -> int:
-    tok = lm.tokenizer
-    if isinstance(token, str):
-        tid = tok.convert_tokens_to_ids(token)
-        if tid is None or (tid == tok.unk_token_id and token != tok.unk_token):
-            raise ValueError(f"{what} {token!r} is not a token of the tokenizer's vocabulary")
-        return int(tid)
-    if isinstance(token, bool) or not isinstance(token, int | np.integer) or not 0 <= token < lm.vocab_size:
-        raise ValueError(f"{what} must be a token string or a token id in [0, {lm.vocab_size}); got "
-                         f"{token!r}")
-    return int(token)
-
-
 @register_baseline("pad_token", modalities="text")
 class PadToken(TextBaseline):
     """The tokenizer's pad token, else its unk token."""
-
-    def __init__(self):
-        pass
 
     def token_id(self, lm) -> int:
         for tid in (lm.tokenizer.pad_token_id, lm.tokenizer.unk_token_id):
@@ -60,9 +47,6 @@ class PadToken(TextBaseline):
 @register_baseline("unk_token", modalities="text")
 class UnkToken(TextBaseline):
     """The tokenizer's unk (unknown) token."""
-
-    def __init__(self):
-        pass
 
     def token_id(self, lm) -> int:
         if lm.tokenizer.unk_token_id is None:
@@ -79,15 +63,20 @@ class Token(TextBaseline):
         self.token = token
 
     def token_id(self, lm) -> int:
-        return _vocabulary_id(lm, self.token, "token")
+        token, tok, n = self.token, lm.tokenizer, lm.vocab_size
+        if isinstance(token, str):
+            tid = tok.convert_tokens_to_ids(token)
+            if tid is None or (tid == tok.unk_token_id and token != tok.unk_token):
+                raise ValueError(f"token {token!r} is not a token of the tokenizer's vocabulary")
+            return int(tid)
+        if isinstance(token, bool) or not isinstance(token, int | np.integer) or not 0 <= token < n:
+            raise ValueError(f"token must be a token string or a token id in [0, {n}); got {token!r}")
+        return int(token)
 
 
 @register_baseline("zero_embedding", modalities="text")
 class ZeroEmbedding(TextBaseline):
     """Zero vectors in place of the token embeddings (integrated gradients only)."""
-
-    def __init__(self):
-        pass
 
     def token_id(self, lm) -> None:
         return None

@@ -20,17 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import Explainer, Result, check_positive_int, register_explainer
+from xai_suite.plugin import Explainer, Result, check_bool, check_positive_int, register_explainer
 
-from .models import LanguageModel
-
-
-def check_language_model(model, who: str) -> LanguageModel:
-    """Return ``model`` if it is a :class:`~xai_suite_llm.LanguageModel`, else raise a TypeError."""
-    if not isinstance(model, LanguageModel):
-        raise TypeError(f"{who} explains a xai_suite_llm.LanguageModel (model kind hf_causal_lm); "
-                        f"got {type(model).__name__}: wrap a causal LM as LanguageModel(model, tokenizer)")
-    return model
+from .models import LanguageModel, check_language_model, layer_hooks
 
 
 def first_token(lm: LanguageModel, continuation: str, what: str) -> int:
@@ -87,13 +79,11 @@ class LogitLensResult(Result):
         self.top_tokens = np.asarray(self.top_tokens, dtype=str)  # savable without pickle
         n_layers, n_pos = len(self.layers), len(self.tokens)
         k = self.top_ids.shape[-1] if self.top_ids.ndim == 3 else 0
-        for name in ("top_tokens", "top_ids", "top_probs"):
-            if getattr(self, name).shape != (n_layers, n_pos, k):
-                raise ValueError(f"{name} must have shape (layers, positions, k) = "
-                                 f"{(n_layers, n_pos, k)}; got {getattr(self, name).shape}")
-        if self.target_probs.shape != (n_layers, n_pos):
-            raise ValueError(f"target_probs must have shape {(n_layers, n_pos)}; got "
-                             f"{self.target_probs.shape}")
+        for name, shape in (("top_tokens", (n_layers, n_pos, k)), ("top_ids", (n_layers, n_pos, k)),
+                            ("top_probs", (n_layers, n_pos, k)), ("target_probs", (n_layers, n_pos))):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape (layers, positions{', k' * (len(shape) == 3)}) = "
+                                 f"{shape}; got {getattr(self, name).shape}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer and position.
@@ -137,16 +127,14 @@ class LogitLensResult(Result):
         im = ax.imshow(self.target_probs, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
                        interpolation="nearest")
         if annotate:
-            for i in range(n_layers):
-                for j in range(n_pos):
-                    p = self.target_probs[i, j]
-                    ax.text(j, i, self.top_tokens[i, j, 0].strip() or repr(self.top_tokens[i, j, 0]),
-                            ha="center", va="center", fontsize=7, color="black" if p > 0.6 else "white")
+            for (i, j), p in np.ndenumerate(self.target_probs):
+                top = self.top_tokens[i, j, 0]
+                ax.text(j, i, top.strip() or repr(top), ha="center", va="center", fontsize=7,
+                        color="black" if p > 0.6 else "white")
         ax.set_xticks(range(n_pos), [t.strip() or repr(t) for t in self.tokens], rotation=90)
         ax.set_yticks(range(n_layers), self.layers)
-        ax.set_xlabel("position (input token)")
-        ax.set_ylabel("layer")
-        ax.set_title(f"logit lens: P({self.target.strip() or repr(self.target)}) and top-1 token")
+        ax.set(xlabel="position (input token)", ylabel="layer",
+               title=f"logit lens: P({self.target.strip() or repr(self.target)}) and top-1 token")
         ax.figure.colorbar(im, ax=ax, label="target probability")
         return ax
 
@@ -181,16 +169,8 @@ class LogitLens(Explainer):
         check_positive_int(top_k=self.top_k)
         if self.top_k > lm.vocab_size:
             raise ValueError(f"top_k must be at most the vocabulary size {lm.vocab_size}; got {self.top_k}")
-        if not isinstance(self.include_embeddings, bool):
-            raise TypeError(f"include_embeddings must be a bool; got {self.include_embeddings!r}")
+        check_bool(include_embeddings=self.include_embeddings)
         return lm
-
-    def _hooks(self, lm: LanguageModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        layers = [str(layer) for layer in range(lm.n_layers)]
-        hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(lm.n_layers)]
-        if self.include_embeddings:
-            layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
-        return tuple(layers), tuple(hooks)
 
     @staticmethod
     def _decode(lm: LanguageModel, resid: torch.Tensor) -> torch.Tensor:
@@ -217,26 +197,20 @@ class LogitLens(Explainer):
     @contextlib.contextmanager
     def _begin(self, prompt: str, target: str | None) -> Iterator[dict]:
         lm = self._check()
-        yield {"lm": lm, "enc": lm.encode(prompt), "target": target, "layers_hooks": self._hooks(lm)}
+        yield {"lm": lm, "enc": lm.encode(prompt), "target": target,
+               "layers_hooks": layer_hooks(lm, "resid_post", self.include_embeddings)}
 
     def _compute(self, call: dict) -> tuple:
         lm, enc, target = call["lm"], call["enc"], call["target"]
         _, hooks = call["layers_hooks"]
         logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks)
-        if target is None:
-            target_id = int(logits[0, -1].argmax())
-        else:
-            target_id = first_token(lm, target, "target")
-        n_pos, k = enc.ids.shape[0], self.top_k
-        top_ids = np.empty((len(hooks), n_pos, k), dtype=np.int64)
-        top_probs = np.empty((len(hooks), n_pos, k), dtype=np.float32)
-        target_probs = np.empty((len(hooks), n_pos), dtype=np.float32)
-        for i, name in enumerate(hooks):  # one layer's (T, V) at a time
+        target_id = int(logits[0, -1].argmax()) if target is None else first_token(lm, target, "target")
+        per_layer = []
+        for name in hooks:  # one layer's (T, V) at a time
             probs = self._decode(lm, cache.pop(name)[0])
-            p, idx = probs.topk(k, dim=-1)
-            top_ids[i], top_probs[i] = idx.cpu().numpy(), p.cpu().numpy()
-            target_probs[i] = probs[:, target_id].cpu().numpy()
-        return target_id, top_ids, top_probs, target_probs
+            p, idx = probs.topk(self.top_k, dim=-1)
+            per_layer.append((idx.cpu().numpy(), p.cpu().numpy(), probs[:, target_id].cpu().numpy()))
+        return target_id, *(np.stack(a) for a in zip(*per_layer, strict=True))  # top ids, probs, target probs
 
     def _finish(self, call: dict, raw: tuple) -> LogitLensResult:
         (target_id, top_ids, top_probs, target_probs), lm = raw, call["lm"]
@@ -266,7 +240,7 @@ class LogitLens(Explainer):
             Rows sum to 1; at the last layer, the model's own output softmax.
         """
         lm = self._check()
-        layers, hooks = self._hooks(lm)
+        layers, hooks = layer_hooks(lm, "resid_post", self.include_embeddings)
         key = str(layer)
         if key not in layers:
             raise ValueError(f"layer must be one of {', '.join(layers)}; got {layer!r}")

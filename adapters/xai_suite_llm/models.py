@@ -16,7 +16,7 @@ and for overwriting (:meth:`LanguageModel.run_with_hooks`):
 ========================== ==============================================================
 
 Each is a ``(B, T, d_model)`` tensor. Supported architectures: GPT-2 (and GPT-J/GPT-Neo
-style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/Phi-3 and Phi-1/2 (``model.layers``) and
+style ``transformer.h``), LLaMA/Mistral/Qwen/Gemma/OLMo/Phi-3 and Phi-1/2 (``model.layers``) and
 GPT-NeoX/Pythia (``gpt_neox.layers``). Others are refused at construction with the reason
 (:data:`REFUSED`: BLOOM and Falcon, whose sub-layers fold the residual stream into their
 outputs), or naming the part that is not where a layout keeps it.
@@ -25,6 +25,7 @@ outputs), or naming the part that is not where a layout keeps it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,8 @@ from torch import nn
 
 from xai_suite.plugin import resolve_device
 
-#: (blocks path, attention attrs, mlp attrs, final norm paths, embedding paths) per layout:
-#: GPT-2 and GPT-J (transformer.h), LLaMA, Mistral, Qwen, Gemma, OLMo and Phi (model.layers),
-#: GPT-NeoX (gpt_neox.layers); the first name found of each alternative is used.
+#: (blocks path, attention attrs, mlp attrs, final norm paths, embedding paths) per layout (see
+#: the module doc); the first name found of each alternative is used.
 _LAYOUTS = (
     ("transformer.h", ("attn",), ("mlp",), ("transformer.ln_f",), ("transformer.wte",)),
     ("model.layers", ("self_attn",), ("mlp",), ("model.norm", "model.final_layernorm"),
@@ -55,12 +55,25 @@ SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")
 
 
 def _get(root: nn.Module, path: str) -> nn.Module | None:
-    obj = root
-    for part in path.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+    return functools.reduce(lambda obj, part: getattr(obj, part, None), path.split("."), root)
+
+
+def check_language_model(model, who: str) -> LanguageModel:
+    """Return ``model`` if it is a :class:`LanguageModel`, else raise a ``TypeError``."""
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"{who} explains a xai_suite_llm.LanguageModel (model kind hf_causal_lm); "
+                        f"got {type(model).__name__}: wrap a causal LM as LanguageModel(model, tokenizer)")
+    return model
+
+
+def layer_hooks(lm: LanguageModel, site: str, embed: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Layer labels ``"0"``, ``"1"``, ... and their hook points ``blocks.{l}.hook_{site}``;
+    with ``embed``, the embeddings (``blocks.0.hook_resid_pre``) first, as layer ``"embed"``."""
+    layers = [str(layer) for layer in range(lm.n_layers)]
+    hooks = [f"blocks.{layer}.hook_{site}" for layer in layers]
+    if embed:
+        layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
+    return tuple(layers), tuple(hooks)
 
 
 @dataclass(frozen=True)
@@ -187,15 +200,12 @@ class LanguageModel:
     # -- running ------------------------------------------------------------------------
     def logits(self, ids: torch.Tensor, *, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits, shape (B, T, V), for ids (B, T) (or embeddings (B, T, d_model))."""
-        # every position is attended to, pad-token baselines included (an explicit all-ones mask)
-        if inputs_embeds is not None:
-            mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device)
-            return self.model(inputs_embeds=inputs_embeds.to(self.device), attention_mask=mask,
-                              use_cache=False).logits
-        if ids.ndim != 2:
+        if inputs_embeds is None and ids.ndim != 2:
             raise ValueError(f"ids must have shape (B, T); got {tuple(ids.shape)}")
-        ids = ids.to(self.device)
-        return self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+        key, x = ("input_ids", ids) if inputs_embeds is None else ("inputs_embeds", inputs_embeds)
+        # every position is attended to, pad-token baselines included (an explicit all-ones mask)
+        mask = torch.ones(x.shape[:2], dtype=torch.long, device=self.device)
+        return self.model(**{key: x.to(self.device)}, attention_mask=mask, use_cache=False).logits
 
     def generate(self, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy continuation of one prompt ``ids`` (T,): the new ids, shape (max_new_tokens,)."""
@@ -209,10 +219,8 @@ class LanguageModel:
     # -- hook points --------------------------------------------------------------------
     def hook_names(self) -> list[str]:
         """Every hook point, in execution order."""
-        names = ["hook_embed"]
-        for layer in range(self.n_layers):
-            names += [f"blocks.{layer}.hook_{s}" for s in SITES]
-        return [*names, "ln_final.hook_normalized"]
+        return ["hook_embed", *(f"blocks.{layer}.hook_{s}" for layer in range(self.n_layers) for s in SITES),
+                "ln_final.hook_normalized"]
 
     def _site(self, name: str) -> tuple[nn.Module, str]:
         """(module, how) for a hook name: how is 'in' (the module's input) or 'out'."""
@@ -252,13 +260,9 @@ class LanguageModel:
         """Logits (B, T, V) and the activations at ``names`` (default all), detached."""
         cache: dict[str, torch.Tensor] = {}
         names = self.hook_names() if names is None else list(names)
-
-        def keep(name):
-            def fn(act):
-                cache[name] = act.detach()
-            return fn
-
-        with torch.no_grad(), self.hooks({n: keep(n) for n in names}):
+        # each hook stores its activation and returns None (keeps it)
+        with torch.no_grad(), self.hooks({n: lambda act, n=n: cache.__setitem__(n, act.detach())
+                                          for n in names}):
             logits = self.logits(ids)
         return logits, cache
 
@@ -292,7 +296,5 @@ def _post(fn, name):
     def hook(module, args, out):
         first = out[0] if isinstance(out, tuple) else out
         new = _checked(name, first, fn(first))
-        if new is None:
-            return None
-        return (new, *out[1:]) if isinstance(out, tuple) else new
+        return (new, *out[1:]) if new is not None and isinstance(out, tuple) else new
     return hook

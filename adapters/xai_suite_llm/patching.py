@@ -8,9 +8,8 @@ the normalised effect of a patch is::
     effect = (patched - corrupted) / (clean - corrupted)
 
 1 means the patch restores the clean logit difference, 0 that it changes nothing. Hook
-points are named as in TransformerLens (``blocks.{l}.hook_resid_pre``, ``..hook_attn_out``,
-``..hook_mlp_out``, ``..hook_resid_post``). All layers x positions of one site are rows of
-one batch (chunked by ``batch_size``): each row patches its own (layer, position).
+points are TransformerLens's (:mod:`xai_suite_llm.models`). All layers x positions of one
+site are rows of one batch (chunked by ``batch_size``): each row patches its own.
 
 References: Meng et al. (2022), Locating and Editing Factual Associations in GPT (causal
 tracing); Wang et al. (2023), Interpretability in the Wild (logit difference, path patching);
@@ -27,18 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import (
-    Explainer,
-    Result,
-    check_batch_size,
-    register_explainer,
-)
+from xai_suite.plugin import Explainer, Result, check_batch_size, register_explainer
 
-from .lens import check_language_model, first_token
-from .models import SITES, LanguageModel
+from .lens import first_token
+from .models import SITES, LanguageModel, check_language_model
 
-#: Clean and corrupted logit differences closer than this (relative to their size) leave the
-#: normalised effect undefined: :meth:`ActivationPatching.explain` raises instead of dividing.
+#: Clean and corrupted logit differences this close (relative to their size) make explain raise.
 EQUAL_DIFF_RTOL = 1e-6
 
 
@@ -48,8 +41,7 @@ def _as_ids(lm: LanguageModel, ids, what: str) -> torch.Tensor:
     t = torch.as_tensor(ids)
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise TypeError(f"{what} must be a string or integer token ids; got dtype {t.dtype}")
-    if t.ndim == 1:
-        t = t.unsqueeze(0)
+    t = t.unsqueeze(0) if t.ndim == 1 else t
     if t.ndim != 2 or t.shape[1] == 0:
         raise ValueError(f"{what} ids must have shape (T,) or (B, T) with T >= 1; got {tuple(t.shape)}")
     return t.long()
@@ -182,9 +174,7 @@ class PatchingResult(Result):
                            interpolation="nearest")
             ax.set_xticks(range(n_pos), labels, rotation=90)
             ax.set_yticks(range(self.n_layers), [str(i) for i in range(self.n_layers)])
-            ax.set_xlabel("position (clean/corrupted token)")
-            ax.set_ylabel("layer")
-            ax.set_title(f"hook_{site}")
+            ax.set(xlabel="position (clean/corrupted token)", ylabel="layer", title=f"hook_{site}")
             ax.figure.colorbar(im, ax=ax, label="normalised effect")
         fig = axes[0].figure
         fig.suptitle(f"patching clean into corrupted: logit({self.answer.strip()}) - "
@@ -255,8 +245,7 @@ class ActivationPatching(Explainer):
 
     @contextlib.contextmanager
     def _begin(self, clean: str, corrupted: str, answer: str, wrong: str) -> Iterator[dict]:
-        name = self.info.qualified_name
-        lm = check_language_model(self.model, name)
+        lm = check_language_model(self.model, self.info.qualified_name)
         sites = self._check_sites()
         check_batch_size(self.batch_size)
         enc_c, enc_k = lm.encode(clean), lm.encode(corrupted)
@@ -277,9 +266,8 @@ class ActivationPatching(Explainer):
         hooks = {s: [f"blocks.{layer}.hook_{s}" for layer in range(n_layers)] for s in sites}
         clean_ids, corrupted_ids = enc_c.ids.unsqueeze(0), enc_k.ids.unsqueeze(0)
         clean_logits, cache = lm.run_with_cache(clean_ids, [h for hs in hooks.values() for h in hs])
-        corrupted_logits = lm.run_with_hooks(corrupted_ids, {})
         clean_diff = _logit_diff(clean_logits, a, w).item()
-        corrupted_diff = _logit_diff(corrupted_logits, a, w).item()
+        corrupted_diff = _logit_diff(lm.run_with_hooks(corrupted_ids, {}), a, w).item()
         span = clean_diff - corrupted_diff
         if abs(span) <= EQUAL_DIFF_RTOL * max(1.0, abs(clean_diff), abs(corrupted_diff)):
             raise ValueError(
@@ -298,9 +286,7 @@ class ActivationPatching(Explainer):
                 fns = {}
                 for layer in np.unique(layer_of[sl]):
                     b = np.flatnonzero(layer_of[sl] == layer)
-                    src = cache[hooks[site][layer]][0]
-                    fns[hooks[site][layer]] = _patcher(torch.as_tensor(b, device=src.device),
-                                                       torch.as_tensor(pos_of[sl][b], device=src.device), src)
+                    fns[hooks[site][layer]] = _patcher(b, pos_of[sl][b], cache[hooks[site][layer]][0])
                 logits = lm.run_with_hooks(corrupted_ids.expand(sl.stop - sl.start, -1), fns)
                 out[sl] = _logit_diff(logits, a, w).double().cpu().numpy()
             patched[site] = out.reshape(n_layers, n_pos)
@@ -323,8 +309,11 @@ def _logit_diff(logits: torch.Tensor, a: int, w: int) -> torch.Tensor:
     return last[:, a] - last[:, w]
 
 
-def _patcher(rows: torch.Tensor, positions: torch.Tensor, source: torch.Tensor):
+def _patcher(rows: np.ndarray, positions: np.ndarray, source: torch.Tensor):
     """Hook function: row ``rows[i]`` gets ``source[positions[i]]`` at position ``positions[i]``."""
+    dev = source.device
+    rows, positions = torch.as_tensor(rows, device=dev), torch.as_tensor(positions, device=dev)
+
     def fn(act: torch.Tensor) -> torch.Tensor:
         new = act.clone()
         new[rows, positions] = source[positions].to(act.dtype)

@@ -27,14 +27,15 @@ from xai_suite.plugin import (
     Result,
     Seeded,
     check_batch_size,
+    check_choice,
+    check_positive_number,
     check_random_state,
     jsonable,
     register_explainer,
     wilson_interval,
 )
 
-from .lens import check_language_model
-from .models import SITES, LanguageModel
+from .models import SITES, LanguageModel, check_language_model, layer_hooks
 
 CONTROLS = ("permutation", None)
 
@@ -111,19 +112,17 @@ class ProbingResult(Result):
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(self.layers) + 2), 3.2))
         x = np.arange(len(self.layers))
-        ax.errorbar(x, self.accuracy, yerr=[self.accuracy - self.low, self.high - self.accuracy],
-                    marker="o", capsize=3, label="probe")
+        series = [("probe", "o", self.accuracy, self.low, self.high)]
         if self.control_accuracy is not None:
-            ax.errorbar(x, self.control_accuracy,
-                        yerr=[self.control_accuracy - self.control_low,
-                              self.control_high - self.control_accuracy],
-                        marker="s", capsize=3, label="control (permuted labels)")
+            series.append(("control (permuted labels)", "s", self.control_accuracy, self.control_low,
+                           self.control_high))
+        for label, marker, a, lo, hi in series:
+            ax.errorbar(x, a, yerr=[a - lo, hi - a], marker=marker, capsize=3, label=label)
         ax.axhline(self.chance, color="gray", linestyle=":", label="chance (majority)")
         ax.set_xticks(x, self.layers)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel(f"layer ({self.params.get('site', '')})")
-        ax.set_ylabel("cross-validated accuracy")
-        ax.set_title(f"linear probe at position {self.params.get('position', '')}")
+        ax.set(ylim=(0, 1.02), xlabel=f"layer ({self.params.get('site', '')})",
+               ylabel="cross-validated accuracy",
+               title=f"linear probe at position {self.params.get('position', '')}")
         ax.legend(loc="best", fontsize=8)
         return ax
 
@@ -179,22 +178,15 @@ class LinearProbe(Explainer, Seeded):
             raise TypeError(f"position must be an int; got {self.position!r}")
         if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
             raise ValueError(f"cv must be an int >= 2 (folds); got {self.cv!r}")
-        if self.control not in CONTROLS:
-            raise ValueError(f"control must be 'permutation' or None; got {self.control!r}")
-        if isinstance(self.C, bool) or not isinstance(self.C, int | float) or not np.isfinite(self.C) \
-                or self.C <= 0:
-            raise ValueError(f"C must be a positive finite number; got {self.C!r}")
+        check_choice("control", self.control, CONTROLS)
+        check_positive_number(C=self.C)
         check_batch_size(self.batch_size)
         check_random_state(self.random_state)
         return lm
 
     def hook_names(self, lm: LanguageModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(layer labels, hook points) probed for this ``site``."""
-        layers = [str(layer) for layer in range(lm.n_layers)]
-        hooks = [f"blocks.{layer}.hook_{self.site}" for layer in range(lm.n_layers)]
-        if self.site == "resid_post":
-            layers, hooks = ["embed", *layers], ["blocks.0.hook_resid_pre", *hooks]
-        return tuple(layers), tuple(hooks)
+        return layer_hooks(lm, self.site, self.site == "resid_post")
 
     def features(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
         """Hidden states at ``position`` for each probed hook point.
@@ -254,27 +246,21 @@ class LinearProbe(Explainer, Seeded):
     def _compute(self, call: dict) -> tuple[list, list]:
         from sklearn.model_selection import StratifiedKFold
 
-        y, feats = call["y"], self.features(call["prompts"])
-        _, hooks = self.hook_names(call["lm"])
+        y, feats = call["y"], list(self.features(call["prompts"]).values())  # per hook point, in order
         rng = np.random.default_rng(self.random_state)
         folds = StratifiedKFold(n_splits=int(self.cv), shuffle=True,
                                 random_state=int(rng.integers(2**31 - 1)))
         y_control = rng.permutation(y) if self.control == "permutation" else None
-        acc, ctl = [], []
-        for h in hooks:
-            acc.append(self._cv_correct(feats[h], y, folds))
-            if y_control is not None:
-                ctl.append(self._cv_correct(feats[h], y_control, folds))
-        return acc, ctl
+        acc = [self._cv_correct(X, y, folds) for X in feats]
+        return acc, [] if y_control is None else [self._cv_correct(X, y_control, folds) for X in feats]
 
     def _finish(self, call: dict, raw: tuple[list, list]) -> ProbingResult:
         (acc, ctl), y = raw, call["y"]
         layers, hooks = self.hook_names(call["lm"])
 
-        def summary(correct):
-            a = np.array([c.mean() for c in correct])
-            lo, hi = np.array([wilson_interval(c, None) for c in correct]).T
-            return a, lo, hi
+        def summary(correct):  # accuracy, low, high
+            intervals = np.array([wilson_interval(c, None) for c in correct])
+            return np.array([c.mean() for c in correct]), *intervals.T
 
         accuracy, low, high = summary(acc)
         c_acc, c_low, c_high = summary(ctl) if ctl else (None, None, None)

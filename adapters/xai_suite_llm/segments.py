@@ -20,6 +20,8 @@ split a token.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,37 +63,22 @@ def check_level(level: str) -> str:
     return level
 
 
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    """The span ``(s, e)`` of ``text`` without its surrounding whitespace (empty: both ``e``)."""
+    s2 = s + len(text[s:e]) - len(text[s:e].lstrip())
+    return s2, s2 + len(text[s:e].strip())
+
+
 def _token_cores(enc: Encoding) -> list[tuple[int, int]]:
     """Each token's span without surrounding whitespace ((s, s) when it is only whitespace)."""
-    cores = []
-    for s, e in enc.offsets:
-        piece = enc.text[s:e]
-        stripped = piece.lstrip()
-        s2 = s + len(piece) - len(stripped)
-        e2 = s2 + len(stripped.rstrip())
-        cores.append((s2, e2) if e2 > s2 else (s, s))
-    return cores
-
-
-def _word_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _WORD.finditer(text)]
+    cores = [(s, *_strip(enc.text, s, e)) for s, e in enc.offsets]
+    return [(a, b) if b > a else (s, s) for s, a, b in cores]
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        spans.append((start, m.end()))
-        start = m.end()
-    spans.append((start, len(text)))
-    out = []
-    for s, e in spans:  # strip the whitespace around each sentence; drop empty ones
-        piece = text[s:e]
-        stripped = piece.lstrip()
-        s2 = s + len(piece) - len(stripped)
-        e2 = s2 + len(stripped.rstrip())
-        if e2 > s2:
-            out.append((s2, e2))
-    return out
+    """Sentences without their surrounding whitespace; empty ones dropped."""
+    ends = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
+    return [(a, b) for a, b in (_strip(text, s, e) for s, e in itertools.pairwise(ends)) if b > a]
 
 
 def _group(enc: Encoding, spans: list[tuple[int, int]], level: str) -> list[Unit]:
@@ -99,28 +86,13 @@ def _group(enc: Encoding, spans: list[tuple[int, int]], level: str) -> list[Unit
     if not spans:
         return []
     cores = _token_cores(enc)
-    starts = [s for s, _ in spans]
-
-    def span_of(pos: int, *, whitespace: bool) -> int:
-        # the span holding pos, or (whitespace tokens) the next span after pos
-        for i, (s, e) in enumerate(spans):
-            if pos < e if whitespace else s <= pos < e:
-                return i
-        if whitespace:
-            return len(spans) - 1
-        # a non-space character outside every span cannot happen for spans from the text;
-        # fall back to the span starting last at or before pos
-        return max(0, sum(1 for s in starts if s <= pos) - 1)
-
-    first, last = [], []
-    for s, e in cores:
-        if e == s:
-            i = span_of(s, whitespace=True)
-            first.append(i)
-            last.append(i)
-        else:
-            first.append(span_of(s, whitespace=False))
-            last.append(max(first[-1], span_of(e - 1, whitespace=False)))
+    starts, ends = [s for s, _ in spans], [e for _, e in spans]
+    # a token's first and last span: those holding its first and last non-space character
+    # (the last starting at or before it); a whitespace token's is the next span (the last)
+    first = [min(bisect.bisect_right(ends, s), len(spans) - 1) if e == s
+             else max(0, bisect.bisect_right(starts, s) - 1) for s, e in cores]
+    last = [f if e == s else max(f, bisect.bisect_right(starts, e - 1) - 1)
+            for f, (s, e) in zip(first, cores, strict=True)]
     # merge span ranges bridged by a token into groups of consecutive spans
     group_of = list(range(len(spans)))
     for a, b in zip(first, last, strict=True):
@@ -132,11 +104,10 @@ def _group(enc: Encoding, spans: list[tuple[int, int]], level: str) -> list[Unit
     units = []
     for g in sorted(members):
         idx = [i for i, gi in enumerate(group_of) if gi == g]
-        s, e = spans[idx[0]][0], spans[idx[-1]][1]
-        toks = tuple(sorted(members[g]))
+        toks = tuple(members[g])  # ascending: appended in token order
         # a whitespace-only token outside the span extends it (keeps spans covering tokens)
-        s = min([s] + [cores[t][0] for t in toks if cores[t][1] > cores[t][0]])
-        e = max([e] + [cores[t][1] for t in toks])
+        s = min([spans[idx[0]][0]] + [cores[t][0] for t in toks if cores[t][1] > cores[t][0]])
+        e = max([spans[idx[-1]][1]] + [cores[t][1] for t in toks])
         units.append(Unit(enc.text[s:e], s, e, toks, level))
     return units
 
@@ -162,11 +133,10 @@ def segment(enc: Encoding, level: str) -> list[Unit]:
         units, prev_end = [], 0
         for t, (s, e) in enumerate(enc.offsets):
             s = max(s, prev_end)
-            e = max(e, s)
+            prev_end = e = max(e, s)
             units.append(Unit(enc.text[s:e], s, e, (t,), "token"))
-            prev_end = e
         return units
-    spans = _word_spans(enc.text) if level == "word" else _sentence_spans(enc.text)
+    spans = [m.span() for m in _WORD.finditer(enc.text)] if level == "word" else _sentence_spans(enc.text)
     return _group(enc, spans, level)
 
 
@@ -188,7 +158,7 @@ def refine(units: Sequence[Unit], which: Sequence[int], finer: Sequence[Unit]) -
         ``units`` with each chosen unit replaced by the finer units whose tokens it holds
         (kept whole when those do not cover exactly its tokens, so no token is lost).
     """
-    chosen = set(int(i) for i in which)
+    chosen = {int(i) for i in which}
     out: list[Unit] = []
     for i, u in enumerate(units):
         if i not in chosen:

@@ -92,12 +92,10 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
     """A tiny GPT-2 trained on the key task (next-token loss on the answer only).
 
     About 10-15 s on one CPU thread with the defaults; test accuracy 1.0, answer probability
-    about 0.998. Training corrupts the prompts: in each, every non-key token is replaced, with
-    a probability drawn per prompt from ``[0, corrupt)``, by ``[PAD]`` or a random token. So
-    the answer depends on the key token alone, and perturbation explainers can find it: a
-    model trained on the clean template only (``corrupt=0``) learns it so rigidly that
-    replacing the last prompt token ("is") by ``[PAD]`` costs 7.7 nats of the answer's
-    log-probability, more than replacing the key (0.7-4.3).
+    about 0.998. Each non-key token of a prompt is replaced by ``[PAD]`` or a random token with
+    a probability drawn per prompt from ``[0, corrupt)``, so the answer depends on the key
+    alone and perturbation explainers find it (trained with ``corrupt=0``, replacing the last
+    token "is" by ``[PAD]`` costs 7.7 nats of the answer's log-probability, the key 0.7-4.3).
 
     Parameters
     ----------
@@ -151,11 +149,9 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
 
 def answers_greedy(lm: LanguageModel, prompts, answers) -> np.ndarray:
     """Whether each answer is the model's greedy continuation of its prompt (bool, shape (N,))."""
-    out = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        ids = lm.token_ids(str(answer))
-        out.append(torch.equal(lm.generate(lm.encode(str(prompt)).ids, len(ids)).cpu(), ids.cpu()))
-    return np.array(out, dtype=bool)
+    answers = [lm.token_ids(str(a)) for a in answers]
+    return np.array([torch.equal(lm.generate(lm.encode(str(p)).ids, len(ids)), ids)  # both on the CPU
+                     for p, ids in zip(prompts, answers, strict=True)], dtype=bool)
 
 
 @register_model("key_gpt2", modality="text", kind="hf_causal_lm", correct=answers_greedy)

@@ -1,7 +1,5 @@
-"""Tabular datasets that ship offline: scikit-learn's toy sets and a planted mixed-type set.
-
-Registered under ``xs.datasets``: ``load_tabular(name, split)`` and ``make_mixed_tabular``.
-"""
+"""Tabular datasets that ship offline (``xs.datasets``): scikit-learn's toy sets
+(:func:`load_tabular`) and a planted mixed-type set (:func:`make_mixed_tabular`)."""
 
 from __future__ import annotations
 
@@ -63,8 +61,7 @@ def load_tabular(name: str, split: str = "train", *, as_frame: bool = True, stan
     loader, task = _SETS[name]
     bunch = getattr(sklearn.datasets, loader)(as_frame=True)
     X = bunch.data.astype(np.float32)
-    y = bunch.target.to_numpy()
-    y = y.astype(np.int64) if task == "classification" else y.astype(np.float32)
+    y = bunch.target.to_numpy().astype(np.int64 if task == "classification" else np.float32)
     rows = np.arange(len(X))
     train, test = train_test_split(rows, test_size=test_size, random_state=random_state,
                                    stratify=y if task == "classification" else None)

@@ -25,10 +25,6 @@ def _check_frame(frame, name: str) -> pd.DataFrame:
     return frame
 
 
-def _is_categorical(dtype) -> bool:
-    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-
-
 class FrameEncoder:
     """Numeric columns as they are, categorical columns as integer codes 0..k-1.
 
@@ -54,7 +50,8 @@ class FrameEncoder:
         if len(set(self.columns)) != len(self.columns):
             raise ValueError(f"reference has duplicate column names: {list(self.columns)}")
         if categorical is None:
-            categorical = [str(c) for c, d in reference.dtypes.items() if _is_categorical(d)]
+            categorical = [str(c) for c, d in reference.dtypes.items()
+                           if not pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d)]
         unknown = [c for c in categorical if c not in self.columns]
         if unknown:
             raise ValueError(f"categorical column(s) {unknown} are not in the reference's columns "
@@ -64,11 +61,8 @@ class FrameEncoder:
             values = reference[col]
             if values.isna().any():
                 raise ValueError(f"categorical column {col!r} holds missing values; fill them first")
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                cats = values.cat.categories
-            else:
-                cats = pd.Index(sorted(values.unique().tolist()))
-            self.categories_[col] = cats
+            self.categories_[col] = (values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype)
+                                     else pd.Index(sorted(values.unique().tolist())))
         numeric = [c for c in self.columns if c not in self.categories_]
         bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(reference[c].dtype)]
         if bad:
