@@ -8,12 +8,17 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-# torch first, pinned to the CPU build (a plain `torch` pulls several GB of CUDA packages);
+# The exact torch pin lives here alone (pyproject.toml declares a range): the CPU build, installed
+# first and held by a constraints file, since a plain `torch` pulls several GB of CUDA packages.
 # TSInterpret with --no-deps: its own pins clash with aeon, SHAP and scikit-learn.
+TORCH_PIN := torch==2.13.0
+CONSTRAINTS := $(VENV)/constraints.txt
+
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	echo "$(TORCH_PIN)" > $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) torch
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
 	$(BIN)/python -m pip install --quiet --no-deps TSInterpret==0.4.7
 	touch $(STAMP)
 

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from xai_suite.bench import ResultsStore
+from xai_suite.bench import SUITES_DIR, ResultsStore
 from xai_suite.bench import config as bench_config
 from xai_suite.bench.report import RUNTIME, summarise
 from xai_suite.cli import main
@@ -205,11 +205,10 @@ def test_bench_exits_non_zero_and_names_failed_units(tmp_path, monkeypatch, caps
 
 
 def test_quick_demo_suite_parses():
-    from pathlib import Path
 
     from xai_suite.bench import expand_units, load_suite
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quick-demo.toml"
+    path = SUITES_DIR / "quick-demo.toml"
     full, quick = load_suite(path), load_suite(path, quick=True)
     units = expand_units(quick)
     assert len(expand_units(full)) == 3 * len(units)
@@ -305,11 +304,10 @@ def test_bench_help_documents_script_suites(capsys):
 
 
 def _shipped(name: str):
-    from pathlib import Path
 
     from xai_suite.bench import expand_units, load_suite
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.toml"
+    path = SUITES_DIR / f"{name}.toml"
     return expand_units(load_suite(path)), expand_units(load_suite(path, quick=True))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xai_suite.bench import ConfigError, ResultsStore, expand_units, load_suite, run_suite
+from xai_suite.bench import SUITES_DIR, ConfigError, ResultsStore, expand_units, load_suite, run_suite
 from xai_suite.bench import config as bench_config
 from xai_suite.bench.store import ID_COLUMNS
 from xai_suite.metrics import registry as metric_registry
@@ -527,12 +527,11 @@ def test_model_restricted_to_datasets_and_explainer_quick_params(suite_dir):
 
 
 def test_shared_baseline_suite_sweeps_one_baseline_across_three_libraries(tmp_path):
-    """benchmarks/shared-baseline.toml: one baseline name means the same reference for Captum's
+    """The shipped suite shared-baseline.toml: one baseline name means the same reference for Captum's
     IG and both KernelSHAPs (their background), and deletion runs towards each explanation's own
     baseline and towards one shared, fitted replacement."""
-    from pathlib import Path
 
-    suite_path = Path(__file__).resolve().parents[1] / "benchmarks" / "shared-baseline.toml"
+    suite_path = SUITES_DIR / "shared-baseline.toml"
     units = expand_units(load_suite(suite_path, quick=True))
     assert {(u.explainer, u.baseline) for u in units} == {
         (e, b) for e in ("captum:integrated_gradients", "shap:kernel", "native:kernel_shap")
@@ -554,12 +553,11 @@ def test_shared_baseline_suite_sweeps_one_baseline_across_three_libraries(tmp_pa
 
 
 def test_text_suite_scores_text_explanations_over_units(tmp_path):
-    """benchmarks/text.toml expands over the text baselines, and a run of it (cut down here)
+    """The shipped suite text.toml expands over the text baselines, and a run of it (cut down here)
     explains one prompt per instance: its removal metrics follow each explanation's own
     baseline token or one shared one, and the complete methods' completeness error is ~0."""
-    from pathlib import Path
 
-    suite_path = Path(__file__).resolve().parents[1] / "benchmarks" / "text.toml"
+    suite_path = SUITES_DIR / "text.toml"
     units = expand_units(load_suite(suite_path, quick=True))
     assert len(units) == 7 * 2 + 1  # GxA takes no baseline
     assert {u.baseline for u in units} == {"pad_token", "unk_token", "-"}

@@ -29,6 +29,8 @@ CORE_MODULES = (
     "xai_suite.methods.native",
     "xai_suite.concepts",
 )
+#: The TSInterpret release the adapter is written against (installed with ``--no-deps``).
+TSINTERPRET_PIN = "TSInterpret==0.4.7"
 #: Optional modules and the extra that installs them.
 EXTRA_FOR_MODULE = {
     "transformers": "llm",
@@ -93,10 +95,15 @@ def importable(module: str) -> bool:
 
 
 def extra_hint(module: str) -> str:
-    """How to install ``module``: the xai-suite extra that brings it, else its pip name."""
+    """How to install ``module``: the xai-suite extra that brings it, else its pip name.
+
+    TSInterpret itself is no dependency of any extra (its pins clash with aeon, SHAP and
+    scikit-learn): the extra brings what it uses, then TSInterpret goes in with ``--no-deps``.
+    """
     top = module.split(".")[0]
     extra = EXTRA_FOR_MODULE.get(top)
-    return f"pip install 'xai-suite[{extra}]'" if extra else f"pip install {top}"
+    hint = f"pip install 'xai-suite[{extra}]'" if extra else f"pip install {top}"
+    return hint + f" && pip install --no-deps {TSINTERPRET_PIN}" if top == "TSInterpret" else hint
 
 
 def close_matches(name: str, known: Iterable[str], n: int = 4) -> str:

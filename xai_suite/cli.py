@@ -24,7 +24,8 @@ SCRIPT_SUITES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
 }
 
 BENCH_EPILOG = """\
-NAME is a suite config: a .toml path, or benchmarks/NAME.toml under the current directory.
+NAME is a suite config: a .toml path, benchmarks/NAME.toml under the current directory, or
+a suite that ships with xai-suite ({shipped}).
 Its rows go to OUT/results.sqlite; rerun the same command to resume after an interruption,
 then `xai-suite report OUT` writes the Markdown report.
 
@@ -48,21 +49,26 @@ def _render(df, fmt: str) -> str:
 
 
 def _suite_path(name: str) -> Path | None:
-    """A .toml path as given, else ``benchmarks/NAME.toml`` under the current directory.
+    """A .toml path as given, else ``benchmarks/NAME.toml`` under the current directory, else
+    the suite NAME that ships inside the package.
 
     Returns ``None`` for a script suite (a name of :data:`SCRIPT_SUITES` without a config).
     """
+    from .bench import SUITES_DIR, shipped_suites
+
     path = Path(name)
     if path.suffix == ".toml" or path.is_file():
         return path
-    candidate = Path("benchmarks") / f"{name}.toml"
-    if candidate.is_file():
-        return candidate
+    for candidate in (Path("benchmarks") / f"{name}.toml", SUITES_DIR / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
     if name in SCRIPT_SUITES:
         return None
-    known = sorted(p.stem for p in Path("benchmarks").glob("*.toml")) + sorted(SCRIPT_SUITES)
-    raise FileNotFoundError(f"no suite {name!r}: neither a file nor {candidate} nor a script suite"
-                            + (f"; suites here: {', '.join(known)}" if known else ""))
+    local = sorted(p.stem for p in Path("benchmarks").glob("*.toml"))
+    raise FileNotFoundError(f"no suite {name!r}: neither a file nor benchmarks/{name}.toml nor a suite "
+                            f"that ships with xai-suite ({', '.join(shipped_suites())}) nor a script "
+                            f"suite ({', '.join(SCRIPT_SUITES)})"
+                            + (f"; suites in ./benchmarks: {', '.join(local)}" if local else ""))
 
 
 def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) -> int:
@@ -120,7 +126,11 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xai-suite`` command; returns the exit status."""
+    from . import __version__
+    from .bench import shipped_suites
+
     parser = argparse.ArgumentParser(prog="xai-suite", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_list = sub.add_parser("list", help="the navigation table: which library offers which "
@@ -145,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
 
     p_bench = sub.add_parser("bench", help="run (or resume) a benchmark suite; rows go to "
-                             "OUT/results.sqlite", epilog=BENCH_EPILOG,
+                             "OUT/results.sqlite",
+                             epilog=BENCH_EPILOG.format(shipped=", ".join(shipped_suites())),
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p_bench.add_argument("name", help="a suite config (.toml path), NAME for benchmarks/NAME.toml, or a "
+    p_bench.add_argument("name", help="a suite config (.toml path), NAME for benchmarks/NAME.toml or "
+                         "for a suite that ships with xai-suite, or a "
                          f"script suite ({', '.join(SCRIPT_SUITES)}; see below)")
     p_bench.add_argument("--quick", action="store_true", help="apply the suite's [quick] overrides "
                          "(script suites: the scripts' quick settings)")

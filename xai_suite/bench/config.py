@@ -69,6 +69,14 @@ from pathlib import Path
 from ..catalog import MODALITIES, close_matches
 from . import models as zoo
 
+#: The suites that ship inside the package: ``xai-suite bench NAME`` for ``suites/NAME.toml``.
+SUITES_DIR = Path(__file__).with_name("suites")
+
+
+def shipped_suites() -> list[str]:
+    """The names of the suites that ship inside the package."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
 TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
             "explainers", "baselines", "metrics", "quick")
 DATASET_KEYS = ("loader", "label", "params", "test_size", "modality", "quick_params")
