@@ -105,3 +105,23 @@ def test_bad_inner_and_threshold():
     for bad in (1.0, -0.1, "median", True):
         with pytest.raises(ValueError, match="threshold"):
             xs.explain(model, X[:1], "native:tsr", threshold=bad, inner_params={"n_steps": 2})
+
+
+def test_both_stages_report_progress(monkeypatch):
+    """TSR shows a progress bar over each stage's blocks, however few (one series can take
+    half a minute), and the blocks still cover every masked copy."""
+    from xai_suite_timeseries import tsr
+
+    seen = []
+
+    def recording(steps, desc, **kwargs):
+        seen.append((desc, len(steps)))
+        return steps
+
+    monkeypatch.setattr(tsr, "progress", recording)
+    model, X, _, _ = reference_problem("timeseries")
+    x = X[:2, :, :12].copy()
+    exp = xs.explain(model, x, "native:tsr", inner_params={"n_steps": 4})
+    assert [d for d, _ in seen] == ["tsr: time relevance", "tsr: feature relevance"]
+    assert all(n >= 1 for _, n in seen)
+    assert np.isfinite(exp.attributions).all()

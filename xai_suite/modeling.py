@@ -231,11 +231,8 @@ def fit_classifier(
     model
         The same module, trained, in eval mode.
     """
-    check_positive_int(epochs=epochs, batch_size=batch_size)
-    X = torch.from_numpy(np.array(X, dtype=np.float32))
-    y = torch.from_numpy(np.array(y, dtype=np.int64))
-    if y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
+    if np.ndim(y) != 1 or len(X) != len(y):
+        raise ValueError(f"y must have shape ({len(X)},) to match X; got {np.shape(y)}")
     return train_loop(model, X, y, loss=lambda m, xb, yb, _gen: nn.functional.cross_entropy(m(xb), yb),
                       epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                       random_state=random_state)
@@ -249,8 +246,9 @@ def train_loop(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss, epoc
     Parameters
     ----------
     model : torch.nn.Module
-    X, y : torch.Tensor, shape (N, ...)
-        Inputs and labels, on the device the model trains on.
+        Trains on the device its parameters are on.
+    X, y : array-like or torch.Tensor, shape (N, ...)
+        Inputs (as float32) and integer labels.
     loss : callable
         ``loss(model, X_batch, y_batch, generator) -> scalar tensor``; ``generator`` is the
         seeded ``torch.Generator`` that also shuffles, for losses that draw (say, a step).
@@ -268,6 +266,10 @@ def train_loop(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss, epoc
     model
         Trained, in eval mode. A last batch of one row is skipped where batch-norm is.
     """
+    check_positive_int(epochs=epochs, batch_size=batch_size)
+    dev = next(model.parameters()).device
+    X, y = (torch.as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v), dtype=dtype, device=dev)
+            for v, dtype in ((X, torch.float32), (y, torch.int64)))
     n = X.shape[0]
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     starts = [s for s in range(0, n, batch_size) if not (has_bn and n - s < 2)]

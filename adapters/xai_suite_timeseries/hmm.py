@@ -197,29 +197,23 @@ def fit_state_classifier(
     X : array-like, shape (N, C, T)
     y : array-like of int, shape (N, T)
         The label of every step, 0..K-1.
-    epochs, batch_size : int
-    lr, weight_decay : float
-        Adam's (peak, with ``steps="all"``) learning rate and weight decay.
+    epochs, batch_size, lr, weight_decay, random_state
+        As for :func:`xai_suite.plugin.fit_classifier` (``lr`` is the peak only with
+        ``steps="all"``); the seed also draws the steps.
     steps : {"all", "random"}
         Train on every step's label with a one-cycle schedule, or on one step drawn per
         batch with a constant rate (time-interpret's loop).
     device : str
         Where to train (``"cpu"``, ``"cuda"``); the model stays there.
-    random_state : int
-        Seeds the shuffling and the drawn steps (seed torch before building the model for
-        repeatable weights).
 
     Returns
     -------
     StateClassifier
         The same model, trained, in eval mode.
     """
-    check_positive_int(epochs=epochs, batch_size=batch_size)
-    X = torch.from_numpy(np.array(X, dtype=np.float32))
-    y = torch.from_numpy(np.array(y, dtype=np.int64))
-    if X.ndim != 3 or y.shape != (X.shape[0], X.shape[2]):
-        raise ValueError(f"expected X of shape (N, C, T) and y of shape (N, T); got {tuple(X.shape)} "
-                         f"and {tuple(y.shape)}")
+    if np.ndim(X) != 3 or np.shape(y) != (len(X), np.shape(X)[2]):
+        raise ValueError(f"expected X of shape (N, C, T) and y of shape (N, T); got {np.shape(X)} "
+                         f"and {np.shape(y)}")
     check_choice("steps", steps, ("all", "random"))
     ce = nn.CrossEntropyLoss()
 
@@ -231,7 +225,7 @@ def fit_state_classifier(
         return ce(m(xb[:, :, : t + 1]), yb[:, t])
 
     model.to(device)
-    return train_loop(model, X.to(device), y.to(device), loss=loss, epochs=epochs, lr=lr,
+    return train_loop(model, X, y, loss=loss, epochs=epochs, lr=lr,
                       batch_size=batch_size, weight_decay=weight_decay, random_state=random_state,
                       one_cycle=steps == "all")
 

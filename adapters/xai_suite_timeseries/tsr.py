@@ -30,6 +30,7 @@ from xai_suite.plugin import (
     Seeded,
     create_explainer,
     explainer_info,
+    progress,
     register_explainer,
 )
 
@@ -134,7 +135,8 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
 
         inst = torch.arange(n).repeat_interleave(t)
         step = torch.arange(t).repeat(n)
-        d_time = maps.blocks(inst, lambda i, s: masked_scores(inst[i:s], None, step[i:s])).view(n, t)
+        d_time = maps.blocks(inst, lambda i, s: masked_scores(inst[i:s], None, step[i:s]),
+                             "tsr: time relevance").view(n, t)
 
         cut = d_time.mean(1) if q is None else torch.quantile(d_time, q, dim=1)
         relevant = d_time > cut[:, None]  # (N, T)
@@ -148,7 +150,7 @@ class TemporalSaliencyRescaling(GradientExplainer, Batched, Seeded):
             d_feat = torch.zeros(n, c, t, dtype=d_time.dtype)
             if len(inst):
                 d_feat[inst, ch, step] = maps.blocks(
-                    inst, lambda i, s: masked_scores(inst[i:s], ch[i:s], step[i:s]))
+                    inst, lambda i, s: masked_scores(inst[i:s], ch[i:s], step[i:s]), "tsr: feature relevance")
         values = d_time.unsqueeze(1) * d_feat
         return Attribution(values.float(), mask_values.unsqueeze(0), {
             "inner_method": inner.info.qualified_name,
@@ -199,7 +201,9 @@ class _InnerMaps:
                                  baselines=self.baselines[:, inst].reshape(zs.shape))
         return torch.from_numpy(exp.attributions).double().view(s, *z.shape).mean(0)
 
-    def blocks(self, inst: torch.Tensor, fn) -> torch.Tensor:
-        """``fn(start, stop)`` over blocks of at most ``per_call`` copies, concatenated."""
+    def blocks(self, inst: torch.Tensor, fn, desc: str | None = None) -> torch.Tensor:
+        """``fn(start, stop)`` over blocks of at most ``per_call`` copies, concatenated; with
+        ``desc``, a progress bar follows the blocks however few they are."""
+        starts = range(0, len(inst), self.per_call)
         return torch.cat([fn(i, min(i + self.per_call, len(inst)))
-                          for i in range(0, len(inst), self.per_call)])
+                          for i in (progress(starts, desc, min_steps=0) if desc else starts)])

@@ -33,6 +33,7 @@ from torch import nn
 from .._validation import check_random_state
 from ..base import Attribution, Batched, Call, GradientExplainer, PerturbationExplainer, SurrogateExplainer
 from ..baselines import BaselineSpec, background_groups
+from ..batching import progress
 from ..modeling import ModelWrapper, _as_2d_output
 from ..registry import register_explainer
 
@@ -230,7 +231,7 @@ class _Masked(_ShapExplainer, PerturbationExplainer, Batched):
                 kwargs = {"max_evals": int(self.max_evals), "silent": True,
                           "batch_size": self._shap_batch_size(call, len(bg))}
                 explainer = self._make(shap, _numpy_model(call, shape), self._masker(shap, bg))
-                for i in idx:  # each instance from the same seed
+                for i in progress(idx, self.info.qualified_name, min_steps=1):  # each from one seed
                     np.random.seed(seed)  # noqa: NPY002
                     try:
                         parts.append(_per_output(explainer(x[i : i + 1], **kwargs), 1, shape))
@@ -421,7 +422,7 @@ class KernelShap(_ShapExplainer, SurrogateExplainer, Batched):
             for idx, background in groups:
                 bg = background.numpy().astype(np.float64)
                 explainer = shap.KernelExplainer(_numpy_model(call, shape), bg, link="identity")
-                for i in idx:  # the same coalitions for every instance
+                for i in progress(idx, self.info.qualified_name, min_steps=1):  # the same coalitions
                     np.random.seed(seed)  # noqa: NPY002
                     v = explainer.shap_values(x[i : i + 1], nsamples=wanted, l1_reg=self.l1_reg,
                                               silent=True)
