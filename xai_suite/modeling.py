@@ -268,8 +268,9 @@ def train_loop(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss, epoc
     """
     check_positive_int(epochs=epochs, batch_size=batch_size)
     dev = next(model.parameters()).device
-    X, y = (torch.as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v), dtype=dtype, device=dev)
-            for v, dtype in ((X, torch.float32), (y, torch.int64)))
+    X, y = (v.to(dev, getattr(torch, dtype)) if isinstance(v, torch.Tensor)
+            else torch.from_numpy(np.array(v, dtype=dtype)).to(dev)  # a contiguous copy
+            for v, dtype in ((X, "float32"), (y, "int64")))
     n = X.shape[0]
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     starts = [s for s in range(0, n, batch_size) if not (has_bn and n - s < 2)]
