@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench tutorials lint clean
+.PHONY: install demo test bench tutorials docs lint clean
 
 install: $(STAMP)
 
@@ -49,8 +49,14 @@ tutorials: install
 		echo "$$t: $$(( $$(date +%s) - start )) s"; \
 	done
 
+# the documentation site, into site/, warnings as errors; every tutorial is executed for its page
+docs: install
+	mkdir -p tutorial_output
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true XAI_SUITE_DOCS_EXECUTE=true XAI_SUITE_TUTORIAL_FAST=1 \
+		XAI_SUITE_TUTORIAL_OUT=$(CURDIR)/tutorial_output MPLBACKEND=Agg $(BIN)/mkdocs build --strict -d site
+
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) demo_output tutorial_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output tutorial_output site .pytest_cache .ruff_cache

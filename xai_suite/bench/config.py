@@ -94,6 +94,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A suite's dataset entry: its label, its registered loader with params, the test split."""
+
     label: str
     loader: str
     params: dict
@@ -103,6 +105,8 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A suite's model entry: a zoo model with params, and the dataset labels it is for."""
+
     label: str
     name: str
     params: dict
@@ -119,6 +123,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A suite's metric entry: a registered metric, its params and its label in the report."""
+
     name: str
     params: dict
     label: str = ""

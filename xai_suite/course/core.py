@@ -90,6 +90,8 @@ class Assignment:
 
 @dataclass
 class CheckResult:
+    """One check's outcome on a student's function: passed or not, and why."""
+
     check: Check
     passed: bool
     message: str = ""

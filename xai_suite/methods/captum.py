@@ -585,6 +585,7 @@ class FeaturePermutation(PerturbationExplainer, Batched, Seeded):
 
     Parameters
     ----------
+    model : torch.nn.Module, fitted estimator or callable
     """
 
     def _attribute(self, call, *, baselines, feature_mask):
