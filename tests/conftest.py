@@ -66,3 +66,20 @@ def key_lm():
         return train_key_model(random_state=0)
     finally:
         torch.set_num_threads(prev)
+
+
+@pytest.fixture
+def record_progress(monkeypatch):
+    """``record_progress(module)`` replaces ``module.progress`` by a recorder and returns the list
+    of ``(desc, number of steps)`` it is called with."""
+    calls = []
+
+    def recording(steps, desc, **kwargs):
+        calls.append((desc, len(steps)))
+        return steps
+
+    def patch(module):
+        monkeypatch.setattr(module, "progress", recording)
+        return calls
+
+    return patch

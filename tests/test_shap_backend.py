@@ -451,17 +451,11 @@ def test_import_does_not_load_shap():
 
 
 @pytest.mark.parametrize("name", ["shap:permutation", "shap:kernel"])
-def test_per_instance_loops_report_progress(monkeypatch, name):
+def test_per_instance_loops_report_progress(record_progress, name):
     """shap's own bars are silenced (one per instance); ours follows the instances instead."""
     from xai_suite.methods import shap as shap_backend
 
-    seen = []
-
-    def recording(steps, desc, **kwargs):
-        seen.append((desc, len(steps)))
-        return steps
-
-    monkeypatch.setattr(shap_backend, "progress", recording)
+    seen = record_progress(shap_backend)
     model, X, _, _ = reference_problem("tabular")
     params = {"max_evals": 50} if name == "shap:permutation" else {"n_samples": 50}
     exp = xs.explain(model, X[:3], name, fit_data=(X, None), random_state=0, **params)

@@ -107,18 +107,12 @@ def test_bad_inner_and_threshold():
             xs.explain(model, X[:1], "native:tsr", threshold=bad, inner_params={"n_steps": 2})
 
 
-def test_both_stages_report_progress(monkeypatch):
+def test_both_stages_report_progress(record_progress):
     """TSR shows a progress bar over each stage's blocks, however few (one series can take
-    half a minute), and the blocks still cover every masked copy."""
+    half a minute)."""
     from xai_suite_timeseries import tsr
 
-    seen = []
-
-    def recording(steps, desc, **kwargs):
-        seen.append((desc, len(steps)))
-        return steps
-
-    monkeypatch.setattr(tsr, "progress", recording)
+    seen = record_progress(tsr)
     model, X, _, _ = reference_problem("timeseries")
     x = X[:2, :, :12].copy()
     exp = xs.explain(model, x, "native:tsr", inner_params={"n_steps": 4})
