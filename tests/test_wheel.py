@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Installed distributions of this project in the test environment: kept out of the fresh one.
-OURS = ("xai_suite", "__editable__", "_xai_suite")
+OURS = ("xai_suite", "__editable__")
 
 
 def _run(*cmd, **kwargs) -> str:

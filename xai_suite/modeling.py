@@ -267,7 +267,7 @@ def train_loop(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss, epoc
         Trained, in eval mode. A last batch of one row is skipped where batch-norm is.
     """
     check_positive_int(epochs=epochs, batch_size=batch_size)
-    dev = next(model.parameters()).device
+    dev = next(model.parameters(), torch.empty(0)).device  # no parameters: Adam says so below
     X, y = (v.to(dev, getattr(torch, dtype)) if isinstance(v, torch.Tensor)
             else torch.from_numpy(np.array(v, dtype=dtype)).to(dev)  # a contiguous copy
             for v, dtype in ((X, "float32"), (y, "int64")))
