@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 
 import xai_suite as xs
+from xai_suite.explanation import decoded_frame
 from xai_suite.modeling import fit_classifier
 from xai_suite_tabular import MLP, FrameEncoder, TabularModel, column_groups, group_attributions
 
@@ -209,6 +210,17 @@ def test_tabular_model_explains_original_columns(mixed):
     mean_abs = pd.Series(np.abs(exp.attributions).mean(0), index=exp.feature_names)
     # the planted columns carry the attribution; income and noise (irrelevant) next to none
     assert mean_abs[["income", "noise"]].max() < 0.1 * mean_abs[["color", "size", "age"]].min()
+    # the explanation carries the categories, and shows (and saves) the inputs by their labels
+    assert exp.categories == {"color": ("blue", "green", "red"), "size": ("S", "M", "L")}
+    shown = decoded_frame(exp.inputs, exp.feature_names, exp.categories)
+    labels = Xt.iloc[:40][["color", "size"]].astype(str).to_numpy()
+    assert (shown[["color", "size"]].to_numpy() == labels).all()
+    np.testing.assert_allclose(shown.age, Xt.age.iloc[:40], rtol=1e-6)
+    with pytest.raises(ValueError, match="'size' holds code 3"):
+        decoded_frame(np.c_[exp.inputs[:1, :3], [[3.0, 0.0]]], exp.feature_names, exp.categories)
+    with pytest.raises(ValueError, match="not among feature_names"):
+        xs.Explanation(exp.attributions, exp.inputs, exp.target, exp.predictions, exp.method,
+                       feature_names=exp.feature_names, categories={"colour": ("a",)})
     with pytest.raises(ValueError, match="integer codes"):
         xs.explain(model, Xt.iloc[:2], method="captum:feature_ablation", baseline="training_mean",
                    fit_data=X)

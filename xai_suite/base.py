@@ -469,6 +469,11 @@ class Explainer:
             names = tuple(str(c) for c in model_names)
         return names or self._fit_names
 
+    def _categories(self, call: Call) -> dict | None:
+        """The model's coded categorical columns (``feature_categories_``) where it has them."""
+        categories = getattr(self.model, "feature_categories_", None)
+        return categories if categories and call.feature_names is not None else None
+
     def _rows(self, wrapper: ModelWrapper, x: torch.Tensor) -> int:
         if wrapper.kind != "torch" and self._shared("batch_size") == "auto":
             # black boxes: their own copies are invisible (scikit-learn converts to float64 and
@@ -551,6 +556,7 @@ class AttributionExplainer(Explainer):
             convergence_delta=delta,
             baselines=None if result.baselines is None else unpack(result.baselines.cpu()),
             feature_names=call.feature_names,
+            categories=self._categories(call),
         )
 
     def _explicit_baselines(self, baselines, call: Call) -> torch.Tensor:
@@ -770,6 +776,7 @@ class CounterfactualExplainer(Explainer):
             metrics=counterfactual_metrics(x, cf, cf_pred, call.target, self.X_train_.numpy(),
                                            self.train_class_),
             feature_names=call.feature_names,
+            categories=self._categories(call),
         )
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:

@@ -212,6 +212,10 @@ class Explanation(Result):
     feature_names : tuple of str, or None
         Tabular data: the column names (from a DataFrame or the model's
         ``feature_names_in_``), one per feature.
+    categories : dict of str to tuple of str, or None
+        Tabular data with coded categorical columns (a :class:`TabularModel`'s
+        ``feature_categories_``): column name -> the label of each code ``0..k-1``.
+        :func:`decoded_frame` shows inputs with these labels.
 
     A model of several inputs gets tuples: ``inputs``, ``attributions`` and ``baselines``
     hold one array per input (``convergence_delta`` sums over all of them); :meth:`part`
@@ -228,6 +232,7 @@ class Explanation(Result):
     convergence_delta: np.ndarray | None = None
     baselines: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
+    categories: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self):
         multi = isinstance(self.inputs, tuple | list)
@@ -250,6 +255,7 @@ class Explanation(Result):
             raise ValueError(f"convergence_delta must have shape ({n},); got "
                              f"{np.shape(self.convergence_delta)}")
         self.feature_names = None if multi else _check_names(self.feature_names, self.inputs)
+        self.categories = _check_categories(self.categories, self.feature_names)
 
     @property
     def n_inputs(self) -> int:
@@ -350,6 +356,52 @@ def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:
     return names
 
 
+def _check_categories(categories, names) -> dict[str, tuple[str, ...]] | None:
+    """``categories`` as column name -> tuple of labels, each name one of ``names``."""
+    if not categories:
+        return None
+    if not isinstance(categories, dict):
+        raise TypeError(f"categories must be a dict of column name -> labels; got "
+                        f"{type(categories).__name__}")
+    unknown = sorted(set(categories) - set(names or ()))
+    if unknown:
+        raise ValueError(f"categories name columns {unknown} that are not among feature_names "
+                         f"{list(names) if names else None}")
+    return {str(k): tuple(str(v) for v in labels) for k, labels in categories.items()}
+
+
+def decoded_frame(values, feature_names, categories=None) -> pd.DataFrame:
+    """Tabular values as the user knows them: coded categorical columns shown by their labels.
+
+    Parameters
+    ----------
+    values : array-like, shape (N, F)
+        Inputs (or counterfactuals) as the model saw them.
+    feature_names : sequence of str, or None
+        Column names (``x0, x1, ...`` where None).
+    categories : dict of str to sequence of str, optional
+        Column name -> the label of each code (``Explanation.categories``).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (N, F)
+        Numeric columns as float, categorical ones as their labels (object dtype).
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"values must be tabular (N, F); got shape {arr.shape}")
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(arr.shape[1])]
+    frame = pd.DataFrame(arr, columns=names)
+    for col, labels in (categories or {}).items():
+        codes = frame[col].to_numpy()
+        ok = (codes == np.round(codes)) & (codes >= 0) & (codes < len(labels))
+        if not ok.all():
+            raise ValueError(f"column {col!r} holds code {codes[~ok][0]:.4g}, but its categories are codes "
+                             f"0..{len(labels) - 1}")
+        frame[col] = np.asarray(labels, dtype=object)[codes.astype(np.int64)]
+    return frame
+
+
 @dataclass
 class CounterfactualExplanation(Result):
     """Counterfactuals of a batch of instances and how good they are.
@@ -375,6 +427,9 @@ class CounterfactualExplanation(Result):
         than 2 of them). See :mod:`xai_suite.metrics.counterfactual`.
     feature_names : tuple of str, or None
         Tabular data: the column names, one per feature.
+    categories : dict of str to tuple of str, or None
+        Coded categorical columns: name -> the label of each code (as for
+        :class:`Explanation`).
     """
 
     format = "xai-suite-counterfactual/2"
@@ -387,6 +442,7 @@ class CounterfactualExplanation(Result):
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     feature_names: tuple[str, ...] | None = None
+    categories: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self):
         if self.counterfactuals.shape != self.inputs.shape:
@@ -398,6 +454,7 @@ class CounterfactualExplanation(Result):
                 raise ValueError(f"{key} must have shape ({n},); got {np.shape(arr)}")
         _check_target(self.target, self.predictions.shape[1])
         self.feature_names = _check_names(self.feature_names, self.inputs)
+        self.categories = _check_categories(self.categories, self.feature_names)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

@@ -157,6 +157,9 @@ class TabularModel:
     Attributes
     ----------
     feature_names_in_ : numpy.ndarray of str
+    feature_categories_ : dict of str to tuple of str
+        Each coded column's labels, code ``i`` first at position ``i``; explanations carry
+        it as ``categories`` to show labels instead of codes.
     encoder : FrameEncoder
     """
 
@@ -171,6 +174,8 @@ class TabularModel:
         self.model = model
         self.encoder = FrameEncoder(reference, categorical=categorical)
         self.feature_names_in_ = np.asarray(self.encoder.columns, dtype=object)
+        self.feature_categories_ = {col: tuple(str(v) for v in cats)
+                                    for col, cats in self.encoder.categories_.items()}
         self._fn = fn
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
