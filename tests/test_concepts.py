@@ -1,8 +1,10 @@
 """Concept datasets, CBM/CEM models, interventions and concept attribution."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_rgba
 from scipy.optimize import brentq
 
 import xai_suite as xs
@@ -20,7 +22,7 @@ from xai_suite.concepts import (
     make_xor,
     plot_intervention_curve,
 )
-from xai_suite.metrics.statistics import bootstrap_interval, t_interval
+from xai_suite.metrics.statistics import bootstrap_interval, t_interval, wilson_interval
 
 CONCEPT_METHODS = ("native:concept_intervention", "native:concept_shapley", "native:concept_gradient")
 
@@ -291,8 +293,31 @@ def test_cem_interventions_use_the_true_concept_embeddings(trig):
 def test_plot_intervention_curve(hard_cbm, trig):
     *_, Xt, Ct, yt = trig
     curve = intervention_curve(hard_cbm, Xt, Ct, yt, random_state=0)
+    assert (curve.n == len(yt)).all()
     ax = plot_intervention_curve({"CBM": curve, "CBM again": curve})
     assert len(ax.lines) == 2 and ax.get_xlabel().startswith("concepts intervened")
+    assert ax.get_title() == ("task accuracy after setting k concepts to their true values\n"
+                              "(shaded: 95% Wilson intervals)")
+    assert len(ax.collections) == 2  # one band per curve, in its colour
+    for line, band in zip(ax.lines, ax.collections, strict=True):
+        assert band.get_facecolor()[0][:3] == pytest.approx(to_rgba(line.get_color())[:3])
+        path = band.get_paths()[0].vertices  # the polygon: the upper edge, then the lower
+        for k, acc in zip(curve.k, curve.task_accuracy, strict=True):
+            ys = path[np.isclose(path[:, 0], k), 1]
+            lo, hi = wilson_interval(round(acc * len(yt)), len(yt))
+            assert ys.min() == pytest.approx(lo) and ys.max() == pytest.approx(hi)
+            assert lo <= acc <= hi  # the band holds the curve
+    plt.close(ax.figure)
+    ax = plot_intervention_curve(curve, metric="concept_accuracy", title="t")
+    assert ax.get_title() == "t" and not ax.collections  # no band for concept accuracy
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="pass confidence=None"):
+        plot_intervention_curve(curve.drop(columns="n"))
+    ax = plot_intervention_curve(curve.drop(columns="n"), confidence=None)
+    assert not ax.collections and "Wilson" not in ax.get_title()
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="metric"):
+        plot_intervention_curve(curve, metric="accuracy")
 
 
 # -- concept attribution ----------------------------------------------------------------------

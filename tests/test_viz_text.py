@@ -14,6 +14,7 @@ SCRIPT = 'Say <script>alert(1)</script> & "quote" it.'
 def _visible(fragment: str) -> str:
     """The text a browser shows in the fragment's paragraph: tags stripped, entities unescaped."""
     body = re.search(r'<p style="white-space: pre-wrap;">(.*)</p></div>$', fragment, re.S).group(1)
+    body = re.sub(r'<sup class="xai-value"[^>]*>[^<]*</sup>', "", body)  # the values shown
     return html.unescape(re.sub(r"<[^>]*>", "", body))
 
 
@@ -32,14 +33,39 @@ def test_script_is_escaped_and_text_kept():
 
 
 def test_colours_are_signed_and_symmetric():
-    text = "aa bb cc dd"
-    out = render_text_html(text, _word_spans(text), [2.0, -2.0, 1.0, 0.0])
+    text = "aa bb cc dd ee"
+    out = render_text_html(text, _word_spans(text), [2.0, -2.0, 1.0, 0.0, -0.5])
     colours = re.findall(r"background-color: rgba\(([^)]*)\)", out)
     assert colours[0] == "220, 38, 38, 1.000"  # largest positive: full red
     assert colours[1] == "37, 99, 235, 1.000"  # as large negative: full blue
-    assert colours[2] == "220, 38, 38, 0.500"
-    assert colours[3].endswith("0.000")
-    assert re.findall(r'title="([^"]*)"', out) == ["2", "-2", "1", "0"]
+    assert colours[2] == "220, 38, 38, 0.707"  # opacity sqrt(|a| / max |a|): half the top ...
+    assert colours[3].endswith(", 0.000")  # zero: no colour
+    assert colours[4] == "37, 99, 235, 0.500"  # ... and a quarter of it still at half strength
+    assert re.findall(r'title="([^"]*)"', out) == ["2", "-2", "1", "0", "-0.5"]
+
+
+def test_values_are_shown_without_hovering():
+    text = "aa bb cc dd"
+    values = [0.123456, -2.5, 0.0, 3e-5]
+    out = render_text_html(text, _word_spans(text), values)
+    shown = re.findall(r'<span [^>]*>(\w+)<sup class="xai-value"[^>]*>([^<]*)</sup></span>', out)
+    assert shown == [("aa", "+0.12"), ("bb", "-2.5"), ("cc", "0"), ("dd", "+3e-05")]
+    hidden = render_text_html(text, _word_spans(text), values, show_values=False)
+    assert "xai-value" not in hidden and _visible(hidden) == _visible(out) == text
+    with pytest.raises(TypeError, match="show_values must be True or False"):
+        render_text_html(text, _word_spans(text), values, show_values=1)
+
+
+def test_colour_key_spans_minus_to_plus_the_limit():
+    text = "aa bb cc"
+    out = render_text_html(text, _word_spans(text), [0.5, -4.0, 1.0])
+    key = out[out.index('<div class="xai-key"'):out.index("white-space: pre-wrap")]  # above the text
+    assert re.findall(r'<div [^>]*>([^<]+)</div>', key) == ["-4", "+4"]  # limit = max |a|
+    stops = re.findall(r"rgba\(([^)]*)\)", re.search(r"linear-gradient\((.*?)\);", key).group(1))
+    assert stops[0] == "37, 99, 235, 1.000" and stops[-1] == "220, 38, 38, 1.000"
+    assert stops[len(stops) // 2].endswith(", 0.000")  # white in the middle: zero
+    zeros = render_text_html(text, _word_spans(text), [0.0, 0.0, 0.0])
+    assert "all units are 0" in zeros and "rgba(220, 38, 38, 0.000)" not in zeros
 
 
 def test_units_not_covering_the_text_and_empty_spans():

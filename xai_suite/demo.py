@@ -25,6 +25,10 @@ RUNS = (
     ("Grad-CAM", "captum:grad_cam", {}),
 )
 
+#: GunPoint's classes, labels 1 and 2 in the archive (0 and 1 from ``load_ucr``), as named in
+#: the header of the ``GunPoint_TRAIN.ts`` that aeon ships.
+GUNPOINT_CLASSES = ("Gun-Draw", "Point")
+
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.argsort().argsort(), b.argsort().argsort())[0, 1])  # of the ranks
@@ -89,7 +93,7 @@ def run_demo(out_dir: str | Path = "demo_output", n_explain: int = 50, epochs: i
     table = pd.DataFrame(rows)
     table.to_csv(out / "gunpoint_methods.csv", index=False)
     fig = plot_comparison(exps, index=0, path=out / "gunpoint_attributions.png",
-                          titles=[r[0] for r in RUNS])
+                          titles=[r[0] for r in RUNS], class_names=GUNPOINT_CLASSES)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

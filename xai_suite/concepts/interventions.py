@@ -159,8 +159,8 @@ def intervention_curve(model: ConceptModel, X, C, y, *, order: str | Sequence[in
     Returns
     -------
     pandas.DataFrame
-        One row per k with columns ``k``, ``task_accuracy`` and ``concept_accuracy`` (of the
-        concept layer after the intervention, thresholded at 0.5).
+        One row per k with columns ``k``, ``task_accuracy``, ``concept_accuracy`` (of the
+        concept layer after the intervention, thresholded at 0.5) and ``n`` (instances).
     """
     model = _check_model(model)
     x = model._check_X(X)
@@ -178,5 +178,6 @@ def intervention_curve(model: ConceptModel, X, C, y, *, order: str | Sequence[in
         pred = _task_logits(model, x, c, mask).argmax(1).numpy()
         after = torch.where(mask, c > 0.5, predicted)
         rows.append({"k": k, "task_accuracy": float((pred == labels).mean()),
-                     "concept_accuracy": float((after == (c > 0.5)).float().mean())})
+                     "concept_accuracy": float((after == (c > 0.5)).float().mean()),
+                     "n": x.shape[0]})
     return pd.DataFrame(rows)

@@ -1,7 +1,9 @@
 """Matplotlib plots of explanations (imported on first use; nothing here calls ``show``).
 
-Colours are symmetric around zero (red positive, blue negative) and scaled per plot: only
-the picture is normalised, never the attributions.
+Colours are symmetric around zero (red positive, blue negative, white at zero) and scaled
+per plot, or shared across the panels of :func:`plot_comparison`: only the picture is
+normalised, never the attributions. Time series are drawn as a dark line over their
+attribution, so no part of a series fades into the background.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def _plt():
 
 
 def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names=None,
-                     max_features: int = 20, title: str | None = None, kind: str = "lines"):
+                     max_features: int = 20, title: str | None = None, kind: str = "lines",
+                     class_names=None):
     """Plot the attributions of instance ``index`` of ``exp``; returns the Axes.
 
     Parameters
@@ -41,17 +44,23 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     max_features : int
         Tabular only: the largest-magnitude features shown.
     title : str, optional
-        Default: method, target and prediction.
+        Default: method, explained class (``class <name>``), its output, and the predicted
+        class where it differs (tabular without ``class_names``: the target index).
     kind : {"lines", "heatmap"}
-        Time series only: each channel drawn as a line coloured by attribution, or one
-        channel x time heat map (better for many channels).
+        Time series only: each channel drawn as a dark line over its attribution (see
+        :func:`plot_series`), or one channel x time heat map (better for many channels).
+    class_names : sequence of str, optional
+        One name per model output, for the title (default ``class 0``, ``class 1``, ...).
     """
     n = len(exp)
     if not -n <= index < n:
         raise IndexError(f"index {index} out of range for an explanation of {n} instances")
     a, x = exp.attributions[index], exp.inputs[index]
     t = int(exp.target[index])
-    title = title or f"{exp.method}  (target {t}, output {exp.predictions[index, t]:.3g})"
+    if exp.modality == "tabular" and class_names is None:  # regressors have no classes
+        title = title or f"{exp.method}  (target {t}, output {exp.predictions[index, t]:.3g})"
+    else:
+        title = title or _class_title(exp, index, class_names)
     if exp.modality == "tabular":
         return _bars(a, x, ax, feature_names or exp.feature_names, max_features, title)
     if exp.modality == "timeseries":
@@ -63,6 +72,26 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     if exp.modality == "image":
         return _image(x, a, title) if ax is None else plot_image_attribution(x, a, ax=ax, title=title)
     raise ValueError(f"no plot for {exp.inputs.ndim}-D inputs")
+
+
+def _class_names(class_names, n_outputs: int) -> list[str]:
+    """``class_names`` as a list of ``n_outputs`` str (default ``"0"``, ``"1"``, ...)."""
+    if class_names is None:
+        return [str(k) for k in range(n_outputs)]
+    names = [str(c) for c in class_names]
+    if len(names) != n_outputs:
+        raise ValueError(f"class_names must name each of the model's {n_outputs} outputs; got "
+                         f"{len(names)} names")
+    return names
+
+
+def _class_title(exp: Explanation, index: int, class_names) -> str:
+    """``"<method>: class <name> (output v)"``, and the predicted class where it differs."""
+    p = exp.predictions[index]
+    names = _class_names(class_names, p.size)
+    t, k = int(exp.target[index]), int(p.argmax())
+    title = f"{exp.method}: class {names[t]} (output {p[t]:.3g})"
+    return title if k == t else f"{title}, predicted class {names[k]}"
 
 
 def _bars(a, x, ax, names, max_features, title):
@@ -92,46 +121,80 @@ def _channel_axes(c: int, ax):
     return ax.figure, [ax]
 
 
+#: The colour of a plotted series: neutral, readable over any attribution colour.
+SERIES_COLOR = "0.1"
+#: Opacity of the attribution shading behind a series (the colour bar shows it too).
+SHADE_ALPHA = 0.6
+
+
+def _check_limit(limit) -> float | None:
+    ok = isinstance(limit, int | float | np.integer | np.floating) and not isinstance(limit, bool)
+    if limit is not None and not (ok and np.isfinite(limit) and limit > 0):
+        raise ValueError(f"limit must be a positive finite number (the colour scale's max |a|); "
+                         f"got {limit!r}")
+    return None if limit is None else float(limit)
+
+
 def plot_series(x: np.ndarray, a: np.ndarray, ax=None, *, title: str | None = None,
-                channel_names=None):
-    """One time series (C, T) drawn as lines coloured by attribution, with a heat strip.
+                channel_names=None, limit: float | None = None, colorbar: bool = True):
+    """One time series (C, T) drawn as a dark line over shading by its attribution.
 
-    Returns the Axes (a new figure with one row per channel when ``ax`` is omitted and
-    ``C > 1``: then the first row's Axes).
+    Each channel's series is one neutral line (:data:`SERIES_COLOR`); behind it every time
+    step is shaded by its attribution on a diverging map, symmetric around zero (white at
+    zero), with a colour bar labelled ``attribution``.
+
+    Parameters
+    ----------
+    x, a : numpy.ndarray, shape (C, T)
+        The series and its attributions.
+    ax : matplotlib.axes.Axes, optional
+        Only for ``C == 1``; otherwise a new figure with one row per channel.
+    title : str, optional
+    channel_names : sequence of str, optional
+        Row labels (default ``channel 0``, ``channel 1``, ...).
+    limit : float, optional
+        The colour scale's limits ``[-limit, limit]`` (default ``max |a|``); pass one limit
+        to several plots to compare them on one scale.
+    colorbar : bool
+        Add the colour bar.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The first row's Axes; ``ax.lines[0]`` is the series, ``ax.images[0]`` the shading.
     """
-    plt = _plt()
-    from matplotlib.collections import LineCollection
-
     c, t = x.shape
     names = channel_names or [f"channel {i}" for i in range(c)]
     fig, axes = _channel_axes(c, ax)
-    lim = _limit(a)
+    lim = _check_limit(limit) or _limit(a)
     for i, axi in enumerate(axes):
         lo, hi = float(x[i].min()), float(x[i].max())
         pad = 0.1 * (hi - lo or 1.0)
-        axi.imshow(a[i][None, :], aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, alpha=0.35,
-                   extent=(-0.5, t - 0.5, lo - pad, hi + pad), origin="lower")
-        pts = np.stack([np.arange(t), x[i]], 1)
-        segs = np.stack([pts[:-1], pts[1:]], 1)
-        lc = LineCollection(segs, cmap=CMAP, norm=plt.Normalize(-lim, lim), linewidths=2)
-        lc.set_array((a[i][:-1] + a[i][1:]) / 2)
-        axi.add_collection(lc)
+        im = axi.imshow(a[i][None, :], aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim,
+                        alpha=SHADE_ALPHA, interpolation="nearest",
+                        extent=(-0.5, t - 0.5, lo - pad, hi + pad), origin="lower")
+        axi.plot(np.arange(t), x[i], color=SERIES_COLOR, lw=1.6)
         axi.set(xlim=(-0.5, t - 0.5), ylim=(lo - pad, hi + pad))
         axi.set_ylabel(names[i], fontsize=8)
     axes[-1].set_xlabel("time")
-    fig.colorbar(lc, ax=list(axes), label="attribution", fraction=0.03, pad=0.01)
+    if colorbar:
+        fig.colorbar(im, ax=list(axes), label="attribution", fraction=0.03, pad=0.01)
     if title:
         axes[0].set_title(title, fontsize=9)
     return axes[0]
 
 
-def plot_heatmap(a: np.ndarray, ax=None, *, title: str | None = None, channel_names=None):
-    """Attributions of one time series (C, T) as a channel x time heat map; returns the Axes."""
+def plot_heatmap(a: np.ndarray, ax=None, *, title: str | None = None, channel_names=None,
+                 limit: float | None = None):
+    """Attributions of one time series (C, T) as a channel x time heat map; returns the Axes.
+
+    The colour scale is ``[-limit, limit]`` (default ``limit = max |a|``).
+    """
     plt = _plt()
     c = a.shape[0]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.35 * c + 1.4), layout="constrained")
-    lim = _limit(a)
+    lim = _check_limit(limit) or _limit(a)
     im = ax.imshow(a, aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
     ax.set_yticks(range(c), channel_names or [f"channel {i}" for i in range(c)], fontsize=8)
     ax.set_xlabel("time")
@@ -201,27 +264,60 @@ def _image(x, a, title):
     return ax1
 
 
-def plot_comparison(explanations, index: int = 0, path=None, *, titles=None):
-    """Attributions of one time series by several explanations, one row each.
+def plot_comparison(explanations, index: int = 0, path=None, *, titles=None, class_names=None):
+    """Attributions of one time series by several explanations, one row each, on one scale.
+
+    Every row shares the colour limits ``[-m, m]``, ``m`` the largest ``|a|`` of instance
+    ``index`` over all the explanations, and the figure has one colour bar.
 
     Parameters
     ----------
     explanations : sequence of Explanation
-        Of the same univariate inputs.
+        Of the same univariate inputs (N, 1, T).
     index : int
     path : str or Path, optional
         Where to save the figure (PNG); the figure is returned either way.
     titles : sequence of str, optional
+        One per explanation (default: the method names).
+    class_names : sequence of str, optional
+        One name per model output: the figure's title names the explained class
+        (``class <name>``; each row's title where the explanations explain different ones).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     plt = _plt()
     exps = list(explanations)
+    if not exps:
+        raise ValueError("plot_comparison needs at least one explanation")
     if any(e.modality != "timeseries" or e.inputs.shape[1] != 1 for e in exps):
         raise ValueError("plot_comparison draws univariate time-series explanations (N, 1, T)")
-    fig, axes = plt.subplots(len(exps), 1, figsize=(8, 1.6 * len(exps) + 0.5), sharex=True,
+    n = min(len(e) for e in exps)
+    if not -n <= index < n:
+        raise IndexError(f"index {index} out of range for explanations of {n} instances")
+    x = exps[0].inputs[index]
+    if any(e.inputs[index].shape != x.shape or not np.allclose(e.inputs[index], x) for e in exps):
+        raise ValueError(f"plot_comparison compares explanations of one series: instance {index} "
+                         "differs between the explanations")
+    titles = list(titles) if titles is not None else [e.method for e in exps]
+    if len(titles) != len(exps):
+        raise ValueError(f"titles has {len(titles)} entries for {len(exps)} explanations")
+    names = [_class_names(class_names, e.predictions.shape[1]) for e in exps]
+    classes = [nm[int(e.target[index])] for nm, e in zip(names, exps, strict=True)]
+    one_class = len(set(classes)) == 1
+    lim = _limit(np.stack([e.attributions[index] for e in exps]))
+    fig, axes = plt.subplots(len(exps), 1, figsize=(8, 1.6 * len(exps) + 0.7), sharex=True,
                              squeeze=False, layout="constrained")
-    for i, (e, ax) in enumerate(zip(exps, axes[:, 0], strict=True)):
-        plot_series(e.inputs[index], e.attributions[index], ax=ax,
-                    title=titles[i] if titles else e.method)
+    for e, ax, label, cls in zip(exps, axes[:, 0], titles, classes, strict=True):
+        plot_series(e.inputs[index], e.attributions[index], ax=ax, limit=lim, colorbar=False,
+                    title=label if one_class else f"{label}: class {cls}")
+        ax.set_xlabel("")
+    axes[-1, 0].set_xlabel("time")
+    fig.colorbar(axes[0, 0].images[0], ax=list(axes[:, 0]), label="attribution", fraction=0.03,
+                 pad=0.01)
+    if one_class:
+        fig.suptitle(f"instance {index}: attributions for class {classes[0]}", fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
