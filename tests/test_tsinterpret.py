@@ -423,3 +423,17 @@ def test_bad_choices_name_the_allowed_values(univariate, name, params, allowed):
     with pytest.raises(ValueError, match=f"{next(iter(params))} must be one of") as err:
         e.explain(x[:1])
     assert all(repr(a) in str(err.value) for a in allowed), str(err.value)
+
+
+@pytest.mark.parametrize(("name", "params"), [("tsinterpret:tsr", {"inner": "IG"}),
+                                              ("tsinterpret:leftist_lime", {"n_neighbors": 20})])
+def test_per_instance_loops_report_progress(record_progress, univariate, name, params):
+    """Every entry explains one instance at a time (``_instances``); a bar follows them, even
+    for a single instance (one can take tens of seconds)."""
+    from xai_suite_timeseries import tsinterpret
+
+    seen = record_progress(tsinterpret)
+    model, X, y, x = univariate
+    e = xs.create_explainer(name, model, random_state=0, **params).fit(X, y)
+    assert np.isfinite(e.explain(x[:2]).attributions).all()
+    assert seen == [(name, 2)]

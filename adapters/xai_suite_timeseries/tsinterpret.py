@@ -218,7 +218,7 @@ class _OnCPU:
 def _instances(call: Call, name: str) -> Iterator[tuple[int, int]]:
     """Each instance's index and seed (from ``random_state`` and its position), with progress."""
     base = int(call.rng.integers(2**31 - 1))
-    for i in progress(call.x.shape[0], name, min_steps=0):
+    for i in progress(range(call.x.shape[0]), name, min_steps=0):
         yield i, int(np.random.SeedSequence([base, i]).generate_state(1)[0])
 
 
