@@ -26,8 +26,9 @@ Run time of the defaults: 30 fits of about a second each on one thread (a few mi
 a busy 2-core machine). ``--quick`` runs 2 seeds of 200 samples for 100 epochs (seconds); its
 numbers do not test the published picture.
 
-Run: ``python benchmarks/concepts.py [--seeds 5] [--n-samples 500] [--quick] [--task-hidden 16]
-[--out DIR]``
+Run: ``python -m xai_suite.bench.scripts.concepts [--seeds 5] [--n-samples 500] [--quick]
+[--task-hidden 16] [--out DIR]``. ``xai-suite bench concepts [--quick]`` runs it and saves its output
+to ``OUT/concepts.txt``. In a checkout, ``python benchmarks/concepts.py`` is the same.
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ by TSInterpret's COMTE (about 6-9 s per instance) and TSEvo (about 3 s per insta
 epochs): about 16 minutes on a 2-core machine with ``--threads 1``. ``--quick`` runs 5
 GunPoint instances with TSInterpret's TSEvo at 5 epochs (about a minute).
 
-Run: ``python benchmarks/counterfactuals_ts.py [--n 50] [--datasets GunPoint BasicMotions]
-[--tsevo-epochs 20] [--quick] [--threads 1] [--out DIR]``
+Run: ``python -m xai_suite.bench.scripts.counterfactuals_ts [--n 50] [--datasets GunPoint
+BasicMotions] [--tsevo-epochs 20] [--quick] [--threads 1] [--out DIR]``. ``xai-suite bench
+counterfactuals [--quick]`` runs it and saves its output to ``OUT/counterfactuals.txt``. In a
+checkout, ``python benchmarks/counterfactuals_ts.py`` is the same.
 """
 
 from __future__ import annotations

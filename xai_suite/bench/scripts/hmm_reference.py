@@ -92,10 +92,10 @@ version cannot explain it either: older ``precision_recall_curve`` dropped the t
 below the first one reaching full recall (see :mod:`xai_suite.metrics.localisation`), which
 can only *lower* AUR.
 
-Run: ``python benchmarks/hmm_reference.py [--quick] [--seeds 0 1 2] [--captum 5]``. ``--quick``
-(about 35 s here) uses 400 training series, 10 test series and a GRU of width 32, and its
-figures are only indicative; the defaults (3 seeds, Captum on 5 series) take about 6-9 minutes
-on one CPU thread.
+Run: ``python -m xai_suite.bench.scripts.hmm_reference [--quick] [--seeds 0 1 2] [--captum 5]``.
+``--quick`` (about 35 s here) uses 400 training series, 10 test series and a GRU of width 32, and
+its figures are only indicative; the defaults (3 seeds, Captum on 5 series) take about 6-9 minutes
+on one CPU thread. In a checkout, ``python benchmarks/hmm_reference.py`` is the same.
 """
 
 from __future__ import annotations

@@ -50,12 +50,12 @@ difference, Wilcoxon p). The headline metric is AUROC where a ground-truth mask 
 ``grid_digits.png`` ("one image, every baseline", :func:`xai_suite.viz.image.plot_baseline_grid`,
 the first seed's model) in ``--out``, with ``runs.csv`` (per image) and ``summary.csv``.
 
-Run: ``python benchmarks/image_baselines.py [--seeds 0 1 2] [--n 64] [--steps 50]
-[--samples 8] [--curve-steps 64] [--datasets planted digits] [--baselines ...] [--quick]
-[--out bench_results/image_baselines]``. ``--quick``: seed 0, 12 images, 16 steps, 4 draws
-(about 20 s with the two trainings).
+Run: ``python -m xai_suite.bench.scripts.image_baselines [--seeds 0 1 2] [--n 64] [--steps 50]
+[--samples 8] [--curve-steps 64] [--datasets planted digits] [--baselines ...] [--quick] [--out
+bench_results/image_baselines]``. ``--quick``: seed 0, 12 images, 16 steps, 4 draws (about 20 s with
+the two trainings). In a checkout, ``python benchmarks/image_baselines.py`` is the same.
 
-Measured with the defaults (``python benchmarks/image_baselines.py``: 3 seeds x 64 images = 192
+Measured with the defaults (``python -m xai_suite.bench.scripts.image_baselines``: 3 seeds x 64 images = 192
 (image, seed) pairs per cell; 113 s on the shared 2-core machine, one torch thread). Model test
 accuracy: planted 1.000 [0.992, 1.000], digits 0.987 [0.979, 0.992] (Wilson, over the seeds).
 Means [95% bootstrap interval]; relative completeness error < 2% for every IG row.

@@ -13,8 +13,10 @@ the rewrite (issue 14) and the target:
 - ``native:segment_occlusion`` at T=20000, stride 1: a dense (C T / stride) x (C T) float64
   window matrix (2.8 GB at T=8000); now masks built chunk by chunk and a difference array.
 
-Run: ``python benchmarks/memory.py [--quick]`` (``--quick``: the same cases at a quarter of the
-sizes, with the old figures scaled as the old code scaled, quadratically).
+Run: ``python -m xai_suite.bench.scripts.memory [--quick]`` (``--quick``: the same cases at a
+quarter of the sizes, with the old figures scaled as the old code scaled, quadratically).
+``xai-suite bench memory [--quick]`` runs it and saves its output to ``OUT/memory.txt``. In a
+checkout, ``python benchmarks/memory.py`` is the same.
 """
 
 from __future__ import annotations

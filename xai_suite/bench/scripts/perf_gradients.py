@@ -19,7 +19,9 @@ interleaved calls compare fairly); the table gives medians. Peak memory: one fre
 per method, its peak RSS (or peak CUDA memory) over a warm-up and one call, above what it
 held before.
 
-Run: ``python benchmarks/perf_gradients.py [--n 100] [--repeats 7] [--device auto]``
+Run: ``python -m xai_suite.bench.scripts.perf_gradients [--n 100] [--repeats 7] [--device auto]``.
+``xai-suite bench perf [--quick]`` runs it (with the suite's other scripts) and saves its output to
+``OUT/perf.txt``. In a checkout, ``python benchmarks/perf_gradients.py`` is the same.
 """
 
 from __future__ import annotations
@@ -181,8 +183,9 @@ def train(weights: Path, seed: int) -> float:
 
 def spawn(args_list: list[str], env_extra: dict) -> dict:
     env = {**os.environ, **env_extra}
-    res = subprocess.run([sys.executable, __file__, *args_list], env=env, capture_output=True,
-                         text=True, check=False)
+    # by module name, not file path: the same command from a checkout or an installed wheel
+    res = subprocess.run([sys.executable, "-m", "xai_suite.bench.scripts.perf_gradients", *args_list],
+                         env=env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"worker {args_list[:2]} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

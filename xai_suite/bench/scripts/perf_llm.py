@@ -56,7 +56,7 @@ Threads: ``--threads 1`` (default) pins torch's and the BLAS library's threads (
 GPU and synchronises before and after each timed call.
 
 Measured on this machine (shared 2-core CPU, 1 torch thread, torch 2.13, captum 0.9,
-transformers 5.23) with the defaults, ``python benchmarks/perf_llm.py`` (1 min 42 s; 4 min 40 s
+transformers 5.23) with the defaults, ``python -m xai_suite.bench.scripts.perf_llm`` (1 min 42 s; 4 min 40 s
 earlier under a load average of 5 from other jobs)::
 
   LLM attribution timings on cpu, 1 torch thread(s); ours vs Captum's LLM attribution vs the floor
@@ -109,12 +109,13 @@ Captum samples every coalition, duplicates included). ``--model small --quick`` 
 this CPU took 4 min of CPU (ablation and IG agreed to 1.9e-6 and 1.8e-7); its timings, one
 repeat of one prompt, are not figures to quote: run it on a GPU.
 
-Run: ``python benchmarks/perf_llm.py [--model tiny|small] [--device cpu|cuda|auto]
+Run: ``python -m xai_suite.bench.scripts.perf_llm [--model tiny|small] [--device cpu|cuda|auto]
 [--prompts 3] [--repeats 3] [--shapley-samples 25] [--kernel-samples 500] [--n-steps 50]
-[--target-len 1] [--threads 1] [--untrained] [--quick]`` (``--quick``: a smoke run; tiny:
-untrained, 1 prompt, 1 repeat, 10 permutations, 260 coalitions (ours' KernelSHAP then
-enumerates the 8-token exact prompt), 2 exact seeds, about 20 s of CPU; small: 1 prompt, 2
-permutations, 40 coalitions, 8 IG steps, a 6-token exact prompt, 1 seed; about 4 min of CPU here).
+[--target-len 1] [--threads 1] [--untrained] [--quick]`` (``--quick``: a smoke run; tiny: untrained,
+1 prompt, 1 repeat, 10 permutations, 260 coalitions (ours' KernelSHAP then enumerates the 8-token
+exact prompt), 2 exact seeds, about 20 s of CPU; small: 1 prompt, 2 permutations, 40 coalitions, 8
+IG steps, a 6-token exact prompt, 1 seed; about 4 min of CPU here). In a checkout, ``python
+benchmarks/perf_llm.py`` is the same.
 """
 
 from __future__ import annotations

@@ -43,10 +43,12 @@ shared 2-core machine OpenBLAS's threads spin while they wait: measured here, a 
 hit shap (three such products per instance) far more than ours (one per call). ``--threads 0``
 keeps the libraries' defaults.
 
-Run: ``python benchmarks/perf_tabular.py [--n 200] [--n-shap 100] [--background 10 50 100]
-[--repeats 3] [--model logreg|mlp] [--threads 1] [--no-memory] [--quick]`` (the default took
-1 min 50 s on a quiet machine and about 3.5 minutes on a shared 2-core one; ``--quick``, one
-B = 10 pass on 20 instances without memory workers, about 10 s).
+Run: ``python -m xai_suite.bench.scripts.perf_tabular [--n 200] [--n-shap 100] [--background 10 50
+100] [--repeats 3] [--model logreg|mlp] [--threads 1] [--no-memory] [--quick]`` (the default took 1
+min 50 s on a quiet machine and about 3.5 minutes on a shared 2-core one; ``--quick``, one B = 10
+pass on 20 instances without memory workers, about 10 s). ``xai-suite bench perf [--quick]`` runs it
+(with the suite's other scripts) and saves its output to ``OUT/perf.txt``. In a checkout, ``python
+benchmarks/perf_tabular.py`` is the same.
 """
 
 from __future__ import annotations
@@ -210,9 +212,10 @@ def memory_worker(method: str, model_name: str, n: int, n_baseline_samples: int,
 
 
 def spawn_memory(method: str, n_baseline_samples: int, args) -> float | None:
-    cmd = [sys.executable, __file__, "--worker", method, "--model", args.model, "--n",
-           str(args.n if method == "ours" else 3), "--background", str(n_baseline_samples),
-           "--threads", str(args.threads)]
+    # by module name, not file path: the same command from a checkout or an installed wheel
+    cmd = [sys.executable, "-m", "xai_suite.bench.scripts.perf_tabular", "--worker", method,
+           "--model", args.model, "--n", str(args.n if method == "ours" else 3),
+           "--background", str(n_baseline_samples), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=dict(os.environ))
     if res.returncode != 0:
         print(f"memory worker {method} failed: {res.stderr[-2000:]}", file=sys.stderr)

@@ -68,10 +68,12 @@ GPU and back through autograd: every Captum call then runs its forward and backw
 the GPU, the way TSInterpret would if it moved its inputs. CUDA is synchronised before and
 after every timed call.
 
-Run: ``python benchmarks/perf_timeseries.py [--n 20] [--n-multivariate 8] [--repeats 3]
-[--threads 1] [--device cpu] [--quick]`` (defaults take about 15-25 minutes: TSInterpret alone needs about
-3 s per GunPoint instance on an idle core). Models are trained once and cached
-(``$XAI_SUITE_CACHE`` or ``~/.cache/xai_suite``).
+Run: ``python -m xai_suite.bench.scripts.perf_timeseries [--n 20] [--n-multivariate 8] [--repeats 3]
+[--threads 1] [--device cpu] [--quick]`` (defaults take about 15-25 minutes: TSInterpret alone needs
+about 3 s per GunPoint instance on an idle core). Models are trained once and cached
+(``$XAI_SUITE_CACHE`` or ``~/.cache/xai_suite``). ``xai-suite bench perf [--quick]`` runs it (with
+the suite's other scripts) and saves its output to ``OUT/perf.txt``. In a checkout, ``python
+benchmarks/perf_timeseries.py`` is the same.
 """
 
 from __future__ import annotations
