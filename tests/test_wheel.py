@@ -59,7 +59,7 @@ def test_wheel_holds_the_package_data(fresh_env):
     assert "xai_suite/bench/suites/quick-demo.toml" in names
     # the benchmark scripts behind the script suites ship as modules
     scripts = {n.rsplit("/", 1)[1] for n in names if n.startswith("xai_suite/bench/scripts/")}
-    assert {"__init__.py", *(p.name for p in (ROOT / "benchmarks").glob("*.py"))} == scripts
+    assert {"__init__.py", *(p.name for p in (ROOT / "benchmarks").glob("*.py"))} <= scripts
     assert {f"{p}/py.typed" for p in ("xai_suite", "xai_suite_timeseries", "xai_suite_tabular",
                                       "xai_suite_image", "xai_suite_llm")} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)

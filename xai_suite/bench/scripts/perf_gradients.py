@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._proc import reset_peak, rss_bytes
+
 STEPS = 50
 MALLOC_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30),
@@ -57,19 +59,6 @@ LABELS = {
 
 
 # -- worker side ---------------------------------------------------------------------------
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-
-
 def build(method: str, weights: str, n: int, device: str):
     """Model, inputs and a zero-argument callable running ``method`` once over ``n`` instances."""
     import torch
@@ -153,15 +142,15 @@ def memory_worker(method: str, weights: str, n: int, device: str) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
         before = torch.cuda.memory_allocated(dev)
     else:
-        before = _rss_bytes("VmRSS")
-        _reset_peak()
+        before = rss_bytes("VmRSS")
+        reset_peak()
     run()
     run()
     _sync(dev)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) - before
     else:
-        peak = _rss_bytes("VmHWM") - before
+        peak = rss_bytes("VmHWM") - before
     return {"peak_extra": peak}
 
 

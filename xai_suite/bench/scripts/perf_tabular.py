@@ -63,6 +63,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._proc import reset_peak, rss_bytes
+
 SEED = 0
 AGREEMENT_TOL = 1e-4
 TARGET_RATIO = 5.0
@@ -182,14 +184,6 @@ def time_floor(forward, explainer, x: np.ndarray, chunk: int, dtype) -> float:
 
 
 # -- memory worker -------------------------------------------------------------------------
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
 def memory_worker(method: str, model_name: str, n: int, n_baseline_samples: int, threads: int) -> dict:
     """Peak RSS above what was held before one call of ``method`` on ``n`` instances."""
     import shap
@@ -201,14 +195,13 @@ def memory_worker(method: str, model_name: str, n: int, n_baseline_samples: int,
     kernel = shap.KernelExplainer(s.f, background_of(ours, x).astype(np.float64))
     pred = s.f(x).argmax(1)
     run_shap(kernel, x[:1], pred)
-    before = _rss_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
-        fh.write("5")
+    before = rss_bytes("VmRSS")
+    reset_peak()
     if method == "ours":
         run_ours(ours, x)
     else:
         run_shap(kernel, x, pred)
-    return {"peak_extra": _rss_bytes("VmHWM") - before}
+    return {"peak_extra": rss_bytes("VmHWM") - before}
 
 
 def spawn_memory(method: str, n_baseline_samples: int, args) -> float | None:
