@@ -15,6 +15,9 @@ import xai_suite as xs
 
 PACKAGES = ["xai_suite", "xai_suite_timeseries", "xai_suite_tabular", "xai_suite_image", "xai_suite_llm"]
 YES_NO = {True: "yes", False: "no"}
+#: Packages that ship but are not API: the benchmark scripts (their command lines are documented
+#: by ``python -m xai_suite.bench.scripts.NAME --help`` and ``xai-suite bench --help``).
+NOT_API = ("xai_suite.bench.scripts",)
 
 
 def markdown(rst: str) -> str:
@@ -41,13 +44,14 @@ def class_doc(cls, defaults: dict) -> str:
 
 
 def public_modules() -> list[str]:
-    """Every module of the packages whose dotted name has no private part."""
+    """Every module of the packages whose dotted name has no private part, less :data:`NOT_API`."""
     names = []
     for package in PACKAGES:
         names.append(package)
         path = importlib.import_module(package).__path__
         for info in pkgutil.walk_packages(path, prefix=package + "."):
-            if not any(part.startswith("_") for part in info.name.split(".")):
+            private = any(part.startswith("_") for part in info.name.split("."))
+            if not private and not info.name.startswith(NOT_API):
                 names.append(info.name)
     return sorted(names)
 

@@ -1,15 +1,15 @@
-"""Smoke test of benchmarks/concepts.py: the whole script at its ``--quick`` settings."""
+"""Smoke test of ``python -m xai_suite.bench.scripts.concepts``: the whole script at its ``--quick``
+settings."""
 
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "concepts.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.concepts"]
 CELL = r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]"
 
 
@@ -17,7 +17,7 @@ CELL = r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]"
 def run(tmp_path_factory):
     """Run the script once (12 fits of 100 epochs: a few seconds)."""
     out = tmp_path_factory.mktemp("bench_concepts")
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+    res = subprocess.run([sys.executable, *SCRIPT, "--quick", "--out", str(out)],
                          capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     return res.stdout, out

@@ -1,17 +1,17 @@
-"""Smoke test of benchmarks/counterfactuals_ts.py: the whole script at its tiniest settings."""
+"""Smoke test of ``python -m xai_suite.bench.scripts.counterfactuals_ts``: the whole script at its
+tiniest settings."""
 
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import xai_suite as xs
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "counterfactuals_ts.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.counterfactuals_ts"]
 TINY = [
     "--n", "2", "--datasets", "GunPoint", "BasicMotions", "--model-epochs", "20",
     "--tsevo-epochs", "1", "--tsevo-generations", "3",
@@ -26,7 +26,7 @@ def run(tmp_path_factory):
         pytest.skip("TSInterpret (the tsinterpret extra) is not installed")
     tmp = tmp_path_factory.mktemp("bench_cf")
     env = {**os.environ, "XAI_SUITE_CACHE": str(tmp / "cache")}
-    res = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--out", str(tmp / "out")],
+    res = subprocess.run([sys.executable, *SCRIPT, *TINY, "--out", str(tmp / "out")],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     return res.stdout, tmp

@@ -1,39 +1,27 @@
-"""Smoke test of benchmarks/image_baselines.py: the whole script at its ``--quick`` settings.
+"""Smoke test of ``python -m xai_suite.bench.scripts.image_baselines``: the whole script at its
+``--quick`` settings.
 
 One seed, 12 images per dataset, IG with 16 steps: about 20 s in a subprocess (two CNN2d
 trainings of about 3 s each on one thread).
 """
 
-import importlib.util
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "image_baselines.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.image_baselines"]
 NUM = r"[-+]?\d+\.\d+(?:e[-+]\d+)?"
 CELL = re.compile(rf"n/a|({NUM}) \[({NUM}), ({NUM})\]")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_image_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_image_baselines")
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+    res = subprocess.run([sys.executable, *SCRIPT, "--quick", "--out", str(out)],
                          capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     return res.stdout, out
@@ -120,7 +108,8 @@ def test_csv_agrees_with_the_table_and_figures_are_written(run):
 
 
 def test_duplicate_baselines_are_detected_by_their_images():
-    bench = _load_script()
+    from xai_suite.bench.scripts import image_baselines as bench
+
     rng = np.random.default_rng(0)
     x = rng.random((3, 1, 8, 8)).astype(np.float32)
     kept, dropped = bench.choose_baselines(x, np.zeros(3, dtype=np.int64))

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/perf_llm.py: it runs, prints its table, and ours agrees with Captum.
+"""Smoke test of ``python -m xai_suite.bench.scripts.perf_llm``: it runs, prints its table, and ours
+agrees with Captum.
 
 Timings are not checked (performance claims live in the benchmark). What is: the table's
 structure, the value-by-value agreement of ablation and layer IG with Captum's LLM
@@ -13,11 +14,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_llm.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.perf_llm"]
 LABELS = ("token ablation", "Shapley sampling", "KernelSHAP", "layer IG (embeddings)")
 NUM = r"([-+]?\d+(?:\.\d+)?(?:e[-+]\d+)?)"
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def quick_output():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, *SCRIPT, "--quick"], capture_output=True, text=True,
                          timeout=300, check=False, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/perf_tabular.py: it runs, prints its table, and ours equals shap.
+"""Smoke test of ``python -m xai_suite.bench.scripts.perf_tabular``: it runs, prints its table, and
+ours equals shap.
 
 Timings are not checked here (performance claims live in the benchmark); the agreement with
 shap.KernelExplainer on the same coalitions and background is.
@@ -9,18 +10,17 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_tabular.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.perf_tabular"]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("shap") is None,
                                 reason="shap is not installed")
 
 
 def test_perf_tabular_quick_run():
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True,
+    res = subprocess.run([sys.executable, *SCRIPT, "--quick"], capture_output=True,
                          text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
@@ -40,7 +40,7 @@ def test_perf_tabular_quick_run():
 def test_memory_worker_measures_a_peak():
     # a fresh process, as the benchmark runs it: in a long-lived process (pytest) the allocator
     # reuses pages freed by earlier tests and the peak above the start reads near zero
-    cmd = [sys.executable, str(SCRIPT), "--worker", "ours", "--model", "logreg", "--n", "4",
+    cmd = [sys.executable, *SCRIPT, "--worker", "ours", "--model", "logreg", "--n", "4",
            "--background", "10", "--threads", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/perf_timeseries.py: it runs and prints its tables and targets.
+"""Smoke test of ``python -m xai_suite.bench.scripts.perf_timeseries``: it runs and prints its tables
+and targets.
 
 Timings are not checked here (performance claims live in the benchmark, not in timed unit
 tests); the agreement it prints is, since TSR's outputs are deterministic.
@@ -9,11 +10,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_timeseries.py"
+SCRIPT = ["-m", "xai_suite.bench.scripts.perf_timeseries"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("TSInterpret") is None,
@@ -21,7 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_timeseries.p
 def test_perf_timeseries_quick_run(tmp_path):
     env = {**os.environ, "XAI_SUITE_CACHE": str(tmp_path), "MPLBACKEND": "Agg"}
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "1", "--repeats", "1", "--quick"],
+        [sys.executable, *SCRIPT, "--n", "1", "--repeats", "1", "--quick"],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert res.returncode == 0, res.stderr[-3000:]

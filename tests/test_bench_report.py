@@ -262,44 +262,44 @@ SCRIPTS = {
 def test_script_suite_tees_output_and_reports_failures(tmp_path, monkeypatch, capsys):
     from xai_suite import cli
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "benchmarks").mkdir()
+    monkeypatch.chdir(tmp_path)  # `python -m ok` finds ok.py here
     for name, code in SCRIPTS.items():
-        (tmp_path / "benchmarks" / name).write_text(code)
-    monkeypatch.setitem(cli.SCRIPT_SUITES, "fake", (("ok.py", ("--quick",), True), ("bad.py", (), False)))
+        (tmp_path / name).write_text(code)
+    monkeypatch.setitem(cli.SCRIPT_SUITES, "fake", (("ok", ("--quick",), True), ("bad", (), False)))
     assert main(["bench", "fake", "--quick", "--out", "o"]) == 1
     shown = capsys.readouterr().out
     saved = (tmp_path / "o" / "fake.txt").read_text()
     assert saved in shown and "output: o/fake.txt" in shown
+    assert saved.startswith("$ python -m ok --quick --out o\n")
     assert "hello from ok ['--quick', '--out', 'o']" in saved
-    assert "about to fail\n[bad.py exited with status 3]" in saved
-    assert saved.rstrip().endswith("failed: bad.py")
+    assert "$ python -m bad\nabout to fail\n[bad exited with status 3]" in saved
+    assert saved.rstrip().endswith("failed: bad")
     assert main(["bench", "fake", "--out", "o2"]) == 1  # without --quick no quick arguments
     assert "hello from ok ['--out', 'o2']" in (tmp_path / "o2" / "fake.txt").read_text()
-    # a TOML suite of the same name wins over the script suite
+    # a TOML suite of the same name in ./benchmarks wins over the script suite
+    (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "fake.toml").write_text('name = "x"\nseed = [0]\n')
     assert main(["bench", "fake"]) == 2
     assert "did you mean 'seeds'" in capsys.readouterr().err
 
 
-def test_concepts_script_suite_runs_quick(tmp_path, monkeypatch, capsys):
-    from pathlib import Path
-
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    assert main(["bench", "concepts", "--quick", "--out", str(tmp_path)]) == 0
+def test_concepts_script_suite_runs_quick_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no benchmarks/ here: the suite runs the package's module
+    assert main(["bench", "concepts", "--quick", "--out", "out"]) == 0
     shown = capsys.readouterr().out
-    saved = (tmp_path / "concepts.txt").read_text()
-    assert saved.startswith(f"$ python benchmarks/concepts.py --quick --out {tmp_path}\n")
+    saved = (tmp_path / "out" / "concepts.txt").read_text()
+    assert saved.startswith("$ python -m xai_suite.bench.scripts.concepts --quick --out out\n")
     assert saved in shown and "mean [95% t-interval over seeds]" in saved
-    assert (tmp_path / "concepts_runs.csv").exists() and (tmp_path / "concepts_summary.csv").exists()
+    assert (tmp_path / "out" / "concepts_runs.csv").exists()
+    assert (tmp_path / "out" / "concepts_summary.csv").exists()
 
 
 def test_bench_help_documents_script_suites(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = capsys.readouterr().out
-    for name in ("counterfactuals", "concepts", "perf", "counterfactuals_ts.py", "perf_gradients.py",
-                 "perf_timeseries.py", "perf_tabular.py", "NAME.txt"):
+    for name in ("counterfactuals", "concepts", "perf", "counterfactuals_ts", "perf_gradients",
+                 "perf_timeseries", "perf_tabular", "NAME.txt", "python -m xai_suite.bench.scripts.MODULE"):
         assert name in text
 
 

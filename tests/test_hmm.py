@@ -1,9 +1,5 @@
 """The HMM benchmark of time-interpret: generator, classifier, time-forward tunnel, reference run."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -151,17 +147,9 @@ def test_tunnel_looks_only_backwards(small_model):
     np.testing.assert_array_equal(np.asarray(exp.params["step_targets"])[:, 4], last.target)
 
 
-def _load_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "hmm_reference.py"
-    spec = importlib.util.spec_from_file_location("hmm_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quick_reference_run_localises_the_important_feature():
-    bench = _load_benchmark()
+    from xai_suite.bench.scripts import hmm_reference as bench
+
     r = bench.run_seed(0, n_train=300, n_test=6, length=40, hidden_size=16, epochs=10, n_steps=16)
     assert r.accuracy > r.bayes_accuracy - 0.06  # the classifier learned the task
     ig, rnd = r.pooled["ig"], r.pooled["random"]

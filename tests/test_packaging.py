@@ -1,6 +1,9 @@
 """Packaging: the install hints, pins and metadata a user meets before any explanation."""
 
+import importlib.util
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -56,3 +59,26 @@ def test_shipped_suites_are_found_from_any_directory(tmp_path, monkeypatch):
     assert _suite_path("text").resolve() == (tmp_path / "benchmarks" / "text.toml").resolve()
     with pytest.raises(FileNotFoundError, match="quick-demo.*script suite"):
         _suite_path("quick_demo")
+
+
+def test_benchmark_launchers_run_the_package_modules():
+    """Each benchmarks/NAME.py only launches xai_suite.bench.scripts.NAME, which ships."""
+    launchers = sorted((ROOT / "benchmarks").glob("*.py"))
+    scripts = sorted(p.stem for p in (ROOT / "xai_suite" / "bench" / "scripts").glob("[!_]*.py"))
+    assert [p.stem for p in launchers] == scripts and "concepts" in scripts
+    for path in launchers:
+        module = f"xai_suite.bench.scripts.{path.stem}"
+        assert f"from {module} import main\n" in path.read_text(), path.name
+        assert importlib.util.find_spec(module) is not None, module
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "concepts.py"), "--help"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Concept Bottleneck Model vs Concept Embedding Model" in res.stdout and "--quick" in res.stdout
+
+
+def test_importing_the_package_imports_no_benchmark_script():
+    code = ("import sys, xai_suite, xai_suite.bench, xai_suite.cli\n"
+            "print(sorted(m for m in sys.modules if m.startswith('xai_suite.bench.scripts')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert res.stdout.strip() == "[]"

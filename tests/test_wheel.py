@@ -57,6 +57,9 @@ def test_wheel_holds_the_package_data(fresh_env):
     wheel, _, _ = fresh_env
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "xai_suite/bench/suites/quick-demo.toml" in names
+    # the benchmark scripts behind the script suites ship as modules
+    scripts = {n.rsplit("/", 1)[1] for n in names if n.startswith("xai_suite/bench/scripts/")}
+    assert {"__init__.py", *(p.name for p in (ROOT / "benchmarks").glob("*.py"))} <= scripts
     assert {f"{p}/py.typed" for p in ("xai_suite", "xai_suite_timeseries", "xai_suite_tabular",
                                       "xai_suite_image", "xai_suite_llm")} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
@@ -81,3 +84,13 @@ def test_installed_wheel_runs_the_cli_and_a_shipped_suite(fresh_env, tmp_path):
     _run(cli, "bench", "quick-demo", "--quick", "--out", "run", env=env, cwd=tmp_path)
     _run(cli, "report", "run", env=env, cwd=tmp_path)
     assert "## " in (tmp_path / "run" / "report" / "report.md").read_text()
+    # a script suite: the package's module, with no benchmarks/ folder here (a few seconds)
+    assert not (tmp_path / "benchmarks").exists()
+    shown = _run(cli, "bench", "concepts", "--quick", "--out", "run2", env=env, cwd=tmp_path)
+    saved = (tmp_path / "run2" / "concepts.txt").read_text()
+    assert saved.startswith("$ python -m xai_suite.bench.scripts.concepts --quick --out run2\n")
+    assert saved in shown and "failed" not in saved
+    datasets = ("XOR", "Trigonometry", "Dot")
+    rows = [line.split()[:2] for line in saved.splitlines() if line.startswith(datasets)]
+    assert rows == [[d, m] for d in datasets for m in ("CBM", "CEM")]  # the script's table
+    assert (tmp_path / "run2" / "concepts_summary.csv").is_file()

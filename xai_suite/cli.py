@@ -11,16 +11,18 @@ from .catalog import MODALITIES
 
 FORMATS = ("markdown", "csv", "table")
 
-#: Suites gathered from the adapters' benchmark scripts (in ``benchmarks/``): NAME -> scripts,
-#: each with the arguments ``--quick`` becomes and whether it takes ``--out DIR`` for its CSVs.
+_SCRIPTS = "xai_suite.bench.scripts"  # the benchmark scripts' package
+
+#: Suites gathered from the benchmark scripts: NAME -> scripts, each a module run with
+#: ``python -m``, the arguments ``--quick`` becomes and whether it takes ``--out DIR`` for its CSVs.
 SCRIPT_SUITES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
-    "counterfactuals": (("counterfactuals_ts.py", ("--quick",), True),),
-    "concepts": (("concepts.py", ("--quick",), True),),
-    # perf_gradients.py has no --quick: 20 instances and 3 interleaved repeats instead of 100 and 7
-    "perf": (("perf_gradients.py", ("--n", "20", "--repeats", "3"), False),
-             ("perf_timeseries.py", ("--quick",), False),
-             ("perf_tabular.py", ("--quick",), False)),
-    "memory": (("memory.py", ("--quick",), False),),
+    "counterfactuals": ((f"{_SCRIPTS}.counterfactuals_ts", ("--quick",), True),),
+    "concepts": ((f"{_SCRIPTS}.concepts", ("--quick",), True),),
+    # perf_gradients has no --quick: 20 instances and 3 interleaved repeats instead of 100 and 7
+    "perf": ((f"{_SCRIPTS}.perf_gradients", ("--n", "20", "--repeats", "3"), False),
+             (f"{_SCRIPTS}.perf_timeseries", ("--quick",), False),
+             (f"{_SCRIPTS}.perf_tabular", ("--quick",), False)),
+    "memory": ((f"{_SCRIPTS}.memory", ("--quick",), False),),
 }
 
 BENCH_EPILOG = """\
@@ -29,12 +31,13 @@ a suite that ships with xai-suite ({shipped}).
 Its rows go to OUT/results.sqlite; rerun the same command to resume after an interruption,
 then `xai-suite report OUT` writes the Markdown report.
 
-Script suites: where benchmarks/NAME.toml does not exist, these names run the adapters'
-benchmark scripts from benchmarks/ instead (one after the other, with this Python), print
-their output and also write it to OUT/NAME.txt (CSVs of the scripts that write them go to
-OUT too); --quick is passed through (perf_gradients.py, which has no --quick, gets
---n 20 --repeats 3). --n-jobs and --backend do not apply to them.
-""" + "\n".join(f"  {name:16s} " + ", ".join(s for s, _, _ in scripts)
+Script suites: where benchmarks/NAME.toml does not exist, these names run benchmark scripts
+that ship with xai-suite, the modules listed below of xai_suite.bench.scripts (each as
+`python -m xai_suite.bench.scripts.MODULE`, one after the other, with this Python, from any
+directory), print their output and also write it to OUT/NAME.txt (CSVs of the scripts that
+write them go to OUT too); --quick is passed through (perf_gradients, which has no --quick,
+gets --n 20 --repeats 3). --n-jobs and --backend do not apply to them.
+""" + "\n".join(f"  {name:16s} " + ", ".join(m.removeprefix(f"{_SCRIPTS}.") for m, _, _ in scripts)
                 for name, scripts in SCRIPT_SUITES.items())
 
 
@@ -72,7 +75,8 @@ def _suite_path(name: str) -> Path | None:
 
 
 def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) -> int:
-    """Run the benchmark scripts of script suite ``name``; tee their output to ``OUT/NAME.txt``.
+    """Run the benchmark scripts of script suite ``name`` (``python -m MODULE``, from any working
+    directory); tee their output to ``OUT/NAME.txt``, its first line per script the command run.
 
     Parameters
     ----------
@@ -95,11 +99,6 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
     stream = sys.stdout if stream is None else stream
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scripts = [(Path("benchmarks") / s, q, takes_out) for s, q, takes_out in SCRIPT_SUITES[name]]
-    missing = [str(s) for s, _, _ in scripts if not s.is_file()]
-    if missing:
-        raise FileNotFoundError(f"script suite {name!r} needs {', '.join(missing)} (run from the "
-                                "repository root, where benchmarks/ holds them)")
     failed = []
     with open(out / f"{name}.txt", "w", encoding="utf-8") as log:
         def emit(text: str) -> None:
@@ -107,8 +106,8 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
                 f.write(text)
                 f.flush()
 
-        for script, quick_args, takes_out in scripts:
-            cmd = [sys.executable, "-u", str(script), *(quick_args if quick else ()),
+        for module, quick_args, takes_out in SCRIPT_SUITES[name]:
+            cmd = [sys.executable, "-u", "-m", module, *(quick_args if quick else ()),
                    *(("--out", str(out)) if takes_out else ())]
             emit(f"$ {' '.join(['python', *cmd[2:]])}\n")
             with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -116,8 +115,8 @@ def run_script_suite(name: str, out_dir, *, quick: bool = False, stream=None) ->
                 for line in proc.stdout:
                     emit(line)
             if proc.returncode != 0:
-                failed.append(script.name)
-                emit(f"[{script.name} exited with status {proc.returncode}]\n")
+                failed.append(module)
+                emit(f"[{module} exited with status {proc.returncode}]\n")
             emit("\n")
         if failed:
             emit(f"failed: {', '.join(failed)}\n")
