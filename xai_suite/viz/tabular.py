@@ -289,14 +289,14 @@ def plot_waterfall(exp: Explanation, index: int = 0, *, max_features: int = 10, 
     start = base
     for y, (_, v) in enumerate(steps):  # bottom to top
         ax.barh(y, v, left=start, color=POSITIVE if v > 0 else NEGATIVE, height=0.7)
-        ax.annotate(f"{v:+.3g}", (start + v, y), xytext=(3 if v > 0 else -3, 0),
-                    textcoords="offset points", ha="left" if v > 0 else "right", va="center",
-                    fontsize=7)
+        ax.annotate(f"{v:+.3g}", (max(start, start + v), y), xytext=(3, 0),  # right of the bar
+                    textcoords="offset points", va="center", fontsize=7)
         start += v
     fx = float(exp.predictions[index, t])
     ax.axvline(base, color="0.5", lw=0.8, ls=":", label=f"E[f(X)] = {base:.4g}")
     ax.axvline(fx, color="k", lw=0.8, ls="--", label=f"f(x) = {fx:.4g}")
     ax.set_yticks(range(len(steps)), [s for s, _ in steps])
+    ax.margins(x=0.15)  # room for the value labels
     ax.set_xlabel(f"output for {_class_name(t, class_names)}")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or f"{exp.method}: instance {index}", fontsize=9)
