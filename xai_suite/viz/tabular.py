@@ -80,11 +80,17 @@ def _class_name(k: int, class_names) -> str:
     return f"class {k}" if class_names is None else str(class_names[k])
 
 
-def _check_class_names(class_names, exps: list[Explanation]) -> None:
+def _checked(explanations, max_features, class_names) -> list[Explanation]:
+    """The explanations (:func:`_tabular`), after checking the plot's common arguments."""
+    if isinstance(max_features, bool) or not isinstance(max_features, int | np.integer) \
+            or max_features < 1:
+        raise ValueError(f"max_features must be an int >= 1; got {max_features!r}")
+    exps = _tabular(explanations)
     n = exps[0].predictions.shape[1]
     if class_names is not None and len(class_names) != n:
         raise ValueError(f"class_names must name each of the model's {n} outputs; got "
                          f"{len(class_names)} names")
+    return exps
 
 
 def _rows_for(exps: list[Explanation], target) -> tuple[int, np.ndarray, np.ndarray]:
@@ -122,12 +128,6 @@ def _new_axes(ax, n_rows: int):
     return ax
 
 
-def _check_max(max_features) -> None:
-    if isinstance(max_features, bool) or not isinstance(max_features, int | np.integer) \
-            or max_features < 1:
-        raise ValueError(f"max_features must be an int >= 1; got {max_features!r}")
-
-
 def _swarm(a: np.ndarray, width: float = 0.4, n_bins: int = 100) -> np.ndarray:
     """Vertical offsets that spread points of similar value (deterministic, as shap's)."""
     span = float(np.ptp(a)) or 1.0
@@ -162,9 +162,7 @@ def plot_beeswarm(explanations, *, target=None, max_features: int = 10, class_na
     ax : matplotlib.axes.Axes, optional
     title : str, optional
     """
-    _check_max(max_features)
-    exps = _tabular(explanations)
-    _check_class_names(class_names, exps)
+    exps = _checked(explanations, max_features, class_names)
     k, attrs, inputs = _rows_for(exps, target)
     names, categories = _names(exps[0]), exps[0].categories or {}
     order = np.argsort(-np.abs(attrs).mean(0), kind="stable")[:max_features]
@@ -212,9 +210,7 @@ def plot_bar(explanations, *, target=None, max_features: int = 10, class_names=N
     ax : matplotlib.axes.Axes, optional
     title : str, optional
     """
-    _check_max(max_features)
-    exps = _tabular(explanations)
-    _check_class_names(class_names, exps)
+    exps = _checked(explanations, max_features, class_names)
     if isinstance(target, str):
         if target != "all":
             raise ValueError(f"target must be None, a class index or 'all'; got {target!r}")
@@ -267,9 +263,7 @@ def plot_waterfall(exp: Explanation, index: int = 0, *, max_features: int = 10, 
     ax : matplotlib.axes.Axes, optional
     title : str, optional
     """
-    _check_max(max_features)
-    (exp,) = _tabular(exp)
-    _check_class_names(class_names, [exp])
+    (exp,) = _checked(exp, max_features, class_names)
     if exp.base_values is None:
         raise ValueError(f"{exp.method} has no base values (no completeness property), so its "
                          "attributions do not build up an output; use a method that has one")
