@@ -15,8 +15,9 @@ def explained(request):
 def test_save_load_roundtrip(explained, tmp_path):
     path = explained.save(tmp_path / "sub" / "exp.npz")
     back = xs.load_explanation(path)
+    assert explained.base_values is not None  # integrated gradients: f(baseline)
     for field in ("attributions", "inputs", "target", "predictions", "convergence_delta",
-                  "baselines"):
+                  "baselines", "base_values"):
         np.testing.assert_array_equal(getattr(back, field), getattr(explained, field))
     assert back.method == explained.method and back.params == explained.params
     assert not list(path.parent.glob("*.tmp"))

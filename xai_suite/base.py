@@ -525,14 +525,16 @@ class AttributionExplainer(Explainer):
             call.data["feature_mask"] = None if feature_mask is None else self._mask(feature_mask, call)
             yield call
 
-    def _compute(self, call: Call) -> tuple[Attribution, np.ndarray | None]:
+    def _compute(self, call: Call) -> tuple[Attribution, tuple[np.ndarray, np.ndarray] | None]:
         result = self._attribute(call, baselines=call.data["baselines"],
                                  feature_mask=call.data["feature_mask"])
-        delta = self._convergence_delta(call, result) if self.info.tags.has_convergence_delta else None
-        return result, delta
+        completeness = self._completeness(call, result) if self.info.tags.has_convergence_delta else None
+        return result, completeness
 
-    def _finish(self, call: Call, raw: tuple[Attribution, np.ndarray | None]) -> Explanation:
-        (result, delta), x, name = raw, call.x, self.info.qualified_name
+    def _finish(self, call: Call, raw: tuple[Attribution, tuple[np.ndarray, np.ndarray] | None]
+                ) -> Explanation:
+        (result, completeness), x, name = raw, call.x, self.info.qualified_name
+        delta, base = (None, None) if completeness is None else completeness
         values = result.values.detach().to("cpu", x.dtype)
         if values.shape != x.shape:
             raise RuntimeError(f"{name} produced attributions of shape {tuple(values.shape)}")
@@ -557,6 +559,7 @@ class AttributionExplainer(Explainer):
             baselines=None if result.baselines is None else unpack(result.baselines.cpu()),
             feature_names=call.feature_names,
             categories=self._categories(call),
+            base_values=base,
         )
 
     def _explicit_baselines(self, baselines, call: Call) -> torch.Tensor:
@@ -640,8 +643,9 @@ class AttributionExplainer(Explainer):
                              f"inputs' shape {tuple(x.shape)}; got {tuple(m.shape)}")
         return m.long().to(x.device)
 
-    def _convergence_delta(self, call: Call, result: Attribution) -> np.ndarray:
-        """``sum(attr) - (f(x)[t] - mean_s f(b_s)[t])`` per instance."""
+    def _completeness(self, call: Call, result: Attribution) -> tuple[np.ndarray, np.ndarray]:
+        """The convergence delta ``sum(attr) - (f(x)[t] - mean_s f(b_s)[t])`` and the base
+        value ``mean_s f(b_s)[t]`` (0 where the method's reference output is 0) per instance."""
         n, b = call.x.shape[0], result.baselines
         idx = np.arange(n)
         fx = call.predictions[idx, call.target].astype(np.float64)
@@ -650,7 +654,8 @@ class AttributionExplainer(Explainer):
             out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
             fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
         total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
-        return (total - (fx - fb)).astype(np.float64 if call.x.dtype == torch.float64 else np.float32)
+        delta = (total - (fx - fb)).astype(np.float64 if call.x.dtype == torch.float64 else np.float32)
+        return delta, fb.astype(call.predictions.dtype)
 
 
 def _unpacker(layout: Layout | None):

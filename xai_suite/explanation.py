@@ -216,6 +216,12 @@ class Explanation(Result):
         Tabular data with coded categorical columns (a :class:`TabularModel`'s
         ``feature_categories_``): column name -> the label of each code ``0..k-1``.
         :func:`decoded_frame` shows inputs with these labels.
+    base_values : numpy.ndarray, shape (N,), or None
+        The model output the attributions start from, for each instance's target: the
+        mean ``f(baseline)`` over the baseline draws (SHAP's expected value over its
+        background; ``f(baseline)`` for integrated gradients; 0 for LRP), so that
+        ``attributions.sum() + base_values = f(x)[target] + convergence_delta``. Where the
+        method has ``convergence_delta``; else None.
 
     A model of several inputs gets tuples: ``inputs``, ``attributions`` and ``baselines``
     hold one array per input (``convergence_delta`` sums over all of them); :meth:`part`
@@ -233,6 +239,7 @@ class Explanation(Result):
     baselines: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
     categories: dict[str, tuple[str, ...]] | None = None
+    base_values: np.ndarray | None = None
 
     def __post_init__(self):
         multi = isinstance(self.inputs, tuple | list)
@@ -251,9 +258,9 @@ class Explanation(Result):
             raise ValueError(f"expected target of shape ({n},) and predictions of shape ({n}, K); got "
                              f"{self.target.shape} and {self.predictions.shape}")
         _check_target(self.target, self.predictions.shape[1])
-        if self.convergence_delta is not None and np.shape(self.convergence_delta) != (n,):
-            raise ValueError(f"convergence_delta must have shape ({n},); got "
-                             f"{np.shape(self.convergence_delta)}")
+        for key in ("convergence_delta", "base_values"):
+            if getattr(self, key) is not None and np.shape(getattr(self, key)) != (n,):
+                raise ValueError(f"{key} must have shape ({n},); got {np.shape(getattr(self, key))}")
         self.feature_names = None if multi else _check_names(self.feature_names, self.inputs)
         self.categories = _check_categories(self.categories, self.feature_names)
 
@@ -264,7 +271,8 @@ class Explanation(Result):
 
     def part(self, k: int) -> Explanation:
         """The explanation of model input ``k`` alone (its own inputs, attributions and
-        baselines; the completeness delta, which sums over every input, is left out)."""
+        baselines; the completeness delta and base values, which concern every input
+        together, are left out)."""
         if self.n_inputs == 1:
             if k != 0:
                 raise ValueError(f"this explanation has one input; got input {k}")
@@ -308,7 +316,9 @@ class Explanation(Result):
             Long (default): one row per instance and input element, with columns
             ``instance``, the element's position (``feature``, holding the column names
             where known; ``channel, time``; or ``channel, row, col``), ``input``,
-            ``attribution`` and ``target``. Wide: shape (N, F). Several inputs: each input's
+            ``attribution`` and ``target``; with coded categorical columns (``categories``)
+            also ``value``, each input as the user knows it (a category's label, else the
+            number). Wide: shape (N, F). Several inputs: each input's
             long table (by :meth:`part`) after a column ``model_input``, concatenated.
         """
         if self.n_inputs > 1:
@@ -329,6 +339,9 @@ class Explanation(Result):
         if self.feature_names is not None:
             data["feature"] = np.asarray(self.feature_names, dtype=object)[idx[1]]
         data["input"] = self.inputs.ravel()
+        if self.categories is not None:
+            data["value"] = decoded_frame(self.inputs, self.feature_names, self.categories
+                                          ).to_numpy(dtype=object).ravel()
         data["attribution"] = self.attributions.ravel()
         data["target"] = self.target[idx[0]]
         return pd.DataFrame(data)
@@ -343,6 +356,37 @@ class Explanation(Result):
         from .viz import plot_explanation
 
         return plot_explanation(self.part(model_input), index=index, ax=ax, **kwargs)
+
+    def to_shap(self):
+        """This tabular explanation as a ``shap.Explanation``, for shap's own plots.
+
+        Returns
+        -------
+        shap.Explanation
+            ``values`` (N, F) = ``attributions``, ``base_values`` (N,), ``data`` (N, F) =
+            ``inputs`` (categorical codes as numbers), ``display_data`` (N, F) the inputs by
+            their labels (:func:`decoded_frame`), ``feature_names``. ``values.sum(1) +
+            base_values`` is the explained output (up to ``convergence_delta``).
+
+        Raises
+        ------
+        ValueError
+            For non-tabular explanations and for methods without base values.
+        """
+        if self.modality != "tabular":
+            raise ValueError(f"to_shap needs a tabular (N, F) explanation; this one is {self.modality}")
+        if self.base_values is None:
+            raise ValueError(f"{self.method} has no base values (no completeness property), so its "
+                             "attributions do not add up to an output; to_shap needs one that does "
+                             "(shap:*, native:kernel_shap, integrated_gradients, ...)")
+        import shap
+
+        names = self.feature_names or tuple(f"x{j}" for j in range(self.inputs.shape[1]))
+        shown = decoded_frame(self.inputs, names, self.categories).to_numpy(dtype=object)
+        return shap.Explanation(values=np.asarray(self.attributions, np.float64),
+                                base_values=np.asarray(self.base_values, np.float64),
+                                data=np.asarray(self.inputs, np.float64), display_data=shown,
+                                feature_names=list(names))
 
 
 def _check_names(names, inputs: np.ndarray) -> tuple[str, ...] | None:

@@ -270,7 +270,7 @@ def group_attributions(exp: Explanation, groups, inputs, names=None) -> Explanat
     -------
     Explanation
         Attributions (N, G): group ``g`` holds the sum over its features. Totals, and so
-        the convergence delta, are unchanged; ``params["grouped"]`` lists the groups.
+        the convergence delta and base values, are unchanged; ``params["grouped"]`` lists the groups.
     """
     if exp.modality != "tabular":
         raise ValueError(f"group_attributions needs tabular (N, F) attributions; got {exp.modality}")
@@ -301,4 +301,5 @@ def group_attributions(exp: Explanation, groups, inputs, names=None) -> Explanat
         params={**exp.params, "grouped": members},
         convergence_delta=exp.convergence_delta,
         feature_names=names,
+        base_values=exp.base_values,
     )

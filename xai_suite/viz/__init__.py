@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .image import CMAP, _limit, plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
+from .tabular import NEGATIVE, POSITIVE, plot_bar, plot_beeswarm, plot_waterfall, value_labels  # noqa: F401
 from .text import render_text_html  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
         the image (:func:`plot_image_attribution`); without, a new figure with the input and
         the attribution side by side.
     feature_names : sequence of str, optional
-        Tabular only: bar labels (default ``exp.feature_names``, else ``x0, x1, ...``).
+        Tabular only: bar labels (default ``exp.feature_names``, else ``x0, x1, ...``),
+        each shown as ``name = value`` (coded categorical columns by their labels).
     max_features : int
         Tabular only: the largest-magnitude features shown.
     title : str, optional
@@ -62,7 +64,8 @@ def plot_explanation(exp: Explanation, index: int = 0, ax=None, *, feature_names
     else:
         title = title or _class_title(exp, index, class_names)
     if exp.modality == "tabular":
-        return _bars(a, x, ax, feature_names or exp.feature_names, max_features, title)
+        return _bars(a, x, ax, feature_names or exp.feature_names, max_features, title,
+                     categories=(exp.feature_names, exp.categories))
     if exp.modality == "timeseries":
         if kind == "heatmap":
             return plot_heatmap(a, ax=ax, title=title)
@@ -94,7 +97,9 @@ def _class_title(exp: Explanation, index: int, class_names) -> str:
     return title if k == t else f"{title}, predicted class {names[k]}"
 
 
-def _bars(a, x, ax, names, max_features, title):
+def _bars(a, x, ax, names, max_features, title, categories=(None, None)):
+    """Signed bars labelled ``name = value``; ``categories``: the columns and their labels
+    (``exp.feature_names, exp.categories``) by which coded values are shown."""
     plt = _plt()
     names = list(names) if names is not None else [f"x{i}" for i in range(a.size)]
     if len(names) != a.size:
@@ -102,8 +107,9 @@ def _bars(a, x, ax, names, max_features, title):
     order = np.argsort(-np.abs(a))[:max_features][::-1]
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1.2))
-    colors = ["#c0392b" if a[i] > 0 else "#2e6da4" for i in order]
-    ax.barh([f"{names[i]} = {x[i]:.3g}" for i in order], a[order], color=colors)
+    colors = [POSITIVE if a[i] > 0 else NEGATIVE for i in order]
+    values = value_labels(x, *categories)
+    ax.barh([f"{names[i]} = {values[i]}" for i in order], a[order], color=colors)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("attribution")
     ax.set_title(title, fontsize=9)
