@@ -63,12 +63,13 @@ in the report) instead of failing. A metric is computed only where it means some
 (:meth:`~xai_suite.metrics.registry.MetricInfo.not_applicable`: ``completeness_error`` for
 explainers with a completeness property only).
 
-Deletion space: ``deletion_output`` is one choice per suite for every metric that follows
-the model's output (deletion, insertion, comprehensiveness, sufficiency, infidelity):
+Deletion space: ``deletion_output`` is one choice per suite for every removal metric (one
+with a ``replacement``: deletion, insertion, comprehensiveness, sufficiency):
 ``"probability"`` (default; softmax of a torch model's logits, an estimator's
 ``predict_proba`` as it is) or ``"logit"`` (raw logits; every model of the suite must give
-logits). A metric's ``params`` may not set ``softmax``. Text explanations follow their
-scalariser either way.
+logits). A removal metric's ``params`` may not set ``softmax``. Text explanations follow
+their scalariser either way; ``infidelity`` compares the output with the attributions, so it
+follows the output they explain unless its ``softmax`` says otherwise.
 
 Your own data and model: a module under ``imports`` registers a dataset function
 (:func:`xai_suite.plugin.register_dataset`) returning a DataFrame, string or categorical
@@ -493,10 +494,17 @@ def _metric(m, i: int) -> MetricSpec:
     params = _table(m.get("params"), f"{where}.params")
     _check_params(info.fn, params, f"metric {m['name']} ({where})",
                   skip=("exp", "model", "mask", "explainer"))
-    if "softmax" in params:
+    if "softmax" in params and removal_metric(info.fn):
         raise ConfigError(f"{where}.params sets 'softmax'; the suite's deletion_output (\"probability\" or "
                           "\"logit\") sets it, one choice for every metric of the report")
     return MetricSpec(m["name"], params, _label(m.get("label", m["name"]), where))
+
+
+def removal_metric(fn) -> bool:
+    """Whether metric function ``fn`` removes features towards a ``replacement`` (and so
+    follows the suite's ``deletion_output``)."""
+    params = inspect.signature(fn).parameters
+    return "replacement" in params and "softmax" in params
 
 
 def _resolve_baselines(spec, modality: str) -> list[str]:

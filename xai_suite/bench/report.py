@@ -234,8 +234,8 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         f"- units: {len(units) - n_err} done, {n_err} failed; {len(df)} instance-level rows"
         + (f"; {len(skipped)} explainer x model pairs not applicable (no units, listed below)" if skipped
            else ""),
-        *([f"- deletion space: removal metrics (deletion, insertion, comprehensiveness, sufficiency, "
-           f"infidelity) follow the {OUTPUT_WORDS[plan['deletion_output']]}, for every model of this report"]
+        *([f"- deletion space: removal metrics (deletion, insertion, comprehensiveness, sufficiency) "
+           f"follow the {OUTPUT_WORDS[plan['deletion_output']]}, for every model of this report"]
           if plan.get("deletion_output") else []),
         f"- every cell: mean [{pct} interval] (n instances, seeds pooled). Intervals: percentile "
         "bootstrap over instances (10,000 resamples, seed 0); ᵂ marks a Wilson score interval "
@@ -297,7 +297,7 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
     if len(log):
         lines += ["## Skipped and failed metrics", ""] + [f"- {m}" for m in log.message] + [""]
     if metrics_meta:
-        mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()])
+        mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()]).fillna("-")
         lines += ["## Metrics", "", to_markdown(mt), ""]
     lines += ["## Config", ""]
     if meta.get("config_toml"):

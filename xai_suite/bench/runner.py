@@ -43,8 +43,8 @@ explained through ``xai_suite_tabular.TabularModel``, given the test rows as Dat
 that explanations carry their columns' names and categories. A model taking arrays refuses
 a dataset with categorical columns.
 
-Removal metrics (deletion, insertion, comprehensiveness, sufficiency, infidelity) follow the
-suite's ``deletion_output``: probabilities (softmax of the logits of a model whose zoo entry
+Removal metrics (deletion, insertion, comprehensiveness, sufficiency) follow the suite's
+``deletion_output``: probabilities (softmax of the logits of a model whose zoo entry
 says it gives logits) or logits; the store records it (``meta["plan"]``) with the pairs that
 are no units and the metric cells that do not apply.
 """
@@ -78,6 +78,7 @@ from .config import (
     import_plugins,
     load_suite,
     not_applicable,
+    removal_metric,
 )
 from .store import ResultsStore, UnitResult, store_path
 
@@ -192,9 +193,8 @@ def _metrics_meta(suite: Suite) -> dict:
         info = metric_info(spec.name)
         out[spec.label] = {"metric": spec.name, "kind": info.kind, "needs": ", ".join(info.needs),
                            "higher_is_better": info.higher_is_better, "summary": info.summary}
-        if "replacement" in inspect.signature(info.fn).parameters:  # removal metrics say towards what
+        if removal_metric(info.fn):  # removal metrics say towards what, and in which space
             out[spec.label]["removed towards"] = _reference_label(spec.params.get("replacement", "baseline"))
-        if "softmax" in inspect.signature(info.fn).parameters:  # ... and in which space
             out[spec.label]["output"] = OUTPUT_WORDS[suite.deletion_output]
     return out
 
@@ -531,7 +531,7 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
             mparams["replacement"] = ref if ref.is_fitted else ref.fit(data["X_train"], data["y_train"])
         if "random_state" not in mparams and _takes(minfo.fn, "random_state"):
             mparams["random_state"] = unit.seed
-        if "softmax" in inspect.signature(minfo.fn).parameters and mspec.outputs == "logits":
+        if removal_metric(minfo.fn) and mspec.outputs == "logits":
             mparams["softmax"] = suite.deletion_output == "probability"
         try:
             if spec.name in CURVE_METRICS:
