@@ -586,6 +586,8 @@ class FeatureAblation(_Perturbation):
     ----------
     baseline : str, float, callable or Baseline
         Replacement values; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     def _attribute(self, call, *, baselines, feature_mask):
@@ -642,6 +644,8 @@ class Occlusion(_Perturbation):
         Default: the window (no overlap).
     baseline : str, float, callable or Baseline
         Replacement values; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     window: tuple[int, ...] | None = None
@@ -698,6 +702,8 @@ class ShapleyValueSampling(_Perturbation):
         Random permutations (25, as in Captum).
     baseline : str, float, callable or Baseline
         Values of absent features; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     n_samples: int = 25

@@ -115,10 +115,10 @@ def replacement_values(exp, replacement="baseline", *, random_state: int | None 
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape) = (S, {x.shape}); "
                              f"got {b.shape}")
         ref = b.mean(0)
-        if coded.size:  # a category the draws hold, not a fractional code
-            from scipy.stats import mode
-
-            ref[:, coded] = mode(b[:, :, coded], axis=0, keepdims=False).mode
+        if coded.size:  # the commonest code of the draws (ties: the lowest), never a fractional one
+            codes = np.rint(b[:, :, coded]).astype(np.int64)  # (S, N, C)
+            counts = (codes[..., None] == np.arange(codes.max() + 1)).sum(0)  # (N, C, K)
+            ref[:, coded] = counts.argmax(-1)
         return ref
     try:
         ref = ensure_baseline(replacement)
