@@ -137,6 +137,17 @@ def test_the_frame_is_not_cast_and_explainers_see_codes(user_run):
             np.testing.assert_allclose(decoded[col], frame[col], rtol=1e-6)
 
 
+def test_a_model_taking_arrays_refuses_categorical_columns(user_run):
+    from xai_suite.bench.runner import load_model
+
+    suite = load_suite({"name": "arrays", "imports": [str(user_run / "plugin.py")],
+                        "datasets": [{"loader": "user_frame", "label": "mine"}], "models": ["logreg"],
+                        "explainers": ["captum:feature_ablation"]})
+    with pytest.raises(ValueError, match=r"categorical columns \['color', 'size', 'work'\]; model 'logreg' "
+                                         "takes numeric arrays: register a zoo model with frames=True"):
+        load_model(suite, "mine", "logreg", 0)
+
+
 def test_the_report_states_its_deletion_space_and_marks_what_does_not_apply(user_run):
     text = (user_run / "run" / "report" / "report.md").read_text()
     assert "- deletion space: removal metrics" in text
