@@ -9,7 +9,16 @@ The command line does the same: ``xai-suite bench quick-demo --quick`` then
 runs the adapters' benchmark scripts instead (see ``xai-suite bench --help``).
 """
 
-from .config import SUITES_DIR, ConfigError, Suite, Unit, expand_units, load_suite, shipped_suites
+from .config import (
+    SUITES_DIR,
+    ConfigError,
+    Suite,
+    Unit,
+    expand_units,
+    load_suite,
+    not_applicable,
+    shipped_suites,
+)
 from .models import list_models, model_info, register_model
 from .report import curve_summary, model_summary, summarise, write_report
 from .runner import StoreLockedError, model_quality, package_versions, run_suite, run_unit
@@ -30,6 +39,7 @@ __all__ = [
     "model_info",
     "model_quality",
     "model_summary",
+    "not_applicable",
     "package_versions",
     "register_model",
     "run_suite",

@@ -9,6 +9,7 @@ them (datasets x matching models x seeds x explainers x baselines) into units. E
     n_instances = 8
     imports = []                     # modules or .py files registering your own entries
     baselines = ["zeros", "training_mean"]   # or "all": xs.list_baselines(modality)
+    deletion_output = "probability"          # or "logit": what removal metrics follow
 
     [[datasets]]
     loader = "make_planted_timeseries"       # any xs.datasets function
@@ -55,6 +56,34 @@ Explainer entries sharing a label (by default, a name) merge, their params and b
 pooled; a ``select`` entry takes no label. Explainers take ``quick_params`` as datasets and
 models do. A model's ``datasets`` restricts it to those dataset labels. ``deletion_auc`` and
 ``insertion_auc`` also store their curves (see :mod:`xai_suite.bench.store`).
+
+Model kinds: a named explainer joins only the models whose kind it explains (a gradient
+method, ``torch``); the pairs it skips are no units, listed by :func:`not_applicable` (and
+in the report) instead of failing. A metric is computed only where it means something
+(:meth:`~xai_suite.metrics.registry.MetricInfo.not_applicable`: ``completeness_error`` for
+explainers with a completeness property only).
+
+Deletion space: ``deletion_output`` is one choice per suite for every removal metric (one
+with a ``replacement``: deletion, insertion, comprehensiveness, sufficiency):
+``"probability"`` (default; softmax of a torch model's logits, an estimator's
+``predict_proba`` as it is) or ``"logit"`` (raw logits; every model of the suite must give
+logits). A removal metric's ``params`` may not set ``softmax``. Text explanations follow
+their scalariser either way; ``infidelity`` compares the output with the attributions, so it
+follows the output they explain unless its ``softmax`` says otherwise.
+
+Your own data and model: a module under ``imports`` registers a dataset function
+(:func:`xai_suite.plugin.register_dataset`) returning a DataFrame, string or categorical
+columns included, and a zoo model with ``frames=True`` (:mod:`xai_suite.bench.models`)
+that fits your pipeline on it; name both in the suite like any other::
+
+    imports = ["my_plugin.py"]
+    baselines = ["training_sample"]          # coded columns need references drawn from data
+    [[datasets]]
+    loader = "my_data"
+    [[models]]
+    name = "my_pipeline"
+    [[explainers]]
+    select = { family = "perturbation" }     # the entries taking a callable model
 """
 
 from __future__ import annotations
@@ -78,7 +107,12 @@ def shipped_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 TOP_KEYS = ("name", "description", "seeds", "n_instances", "imports", "datasets", "models",
-            "explainers", "baselines", "metrics", "quick")
+            "explainers", "baselines", "metrics", "deletion_output", "quick")
+#: What removal metrics follow, one choice per suite (see the module docstring), in words.
+OUTPUT_WORDS = {"probability": "probability of the explained class (softmax of a torch model's logits, "
+                               "an estimator's predict_proba)",
+                "logit": "logit of the explained class (the torch models' raw outputs)"}
+DELETION_OUTPUTS = tuple(OUTPUT_WORDS)
 DATASET_KEYS = ("loader", "label", "params", "test_size", "modality", "quick_params")
 MODEL_KEYS = ("name", "label", "params", "quick_params", "datasets")
 EXPLAINER_KEYS = ("name", "label", "select", "exclude", "params", "quick_params", "baselines")
@@ -118,7 +152,12 @@ class ModelSpec:
 
     @property
     def kind(self) -> str:
-        return zoo.model_info(self.name).kind
+        """The model kind explainers see (``callable`` for a ``frames`` model)."""
+        return zoo.model_info(self.name).explained_kind
+
+    @property
+    def outputs(self) -> str:
+        return zoo.model_info(self.name).outputs
 
 
 @dataclass(frozen=True)
@@ -183,6 +222,7 @@ class Suite:
     config: dict
     source: str
     base_dir: str
+    deletion_output: str = "probability"
 
     @property
     def config_json(self) -> str:
@@ -315,10 +355,19 @@ def load_suite(config, *, quick: bool = False) -> Suite:
     explainers = tuple(_explainer(e, i, quick) for i, e in enumerate(_list(raw, "explainers")))
     metrics = tuple(_metric(m, i) for i, m in enumerate(raw.setdefault("metrics", [])))
     _unique([m.label for m in metrics], "metric")
+    output = raw.setdefault("deletion_output", DELETION_OUTPUTS[0])
+    if output not in DELETION_OUTPUTS:
+        raise ConfigError(f"deletion_output must be one of {', '.join(map(repr, DELETION_OUTPUTS))}; "
+                          f"got {output!r}")
+    if output == "logit":
+        probs = [m.label for m in models if m.outputs == "probabilities"]
+        if probs:
+            raise ConfigError(f"deletion_output = \"logit\" needs models that give logits; {probs} give "
+                              "probabilities: say deletion_output = \"probability\" (one space per report)")
     suite = Suite(name=name, description=str(raw.get("description", "")), seeds=tuple(seeds),
                   n_instances=n_inst, imports=tuple(imports), datasets=datasets, models=models,
                   explainers=explainers, baselines=baselines, metrics=metrics, quick=quick,
-                  config=raw, source=source, base_dir=base_dir)
+                  config=raw, source=source, base_dir=base_dir, deletion_output=output)
     if not expand_units(suite):
         raise ConfigError(f"suite {name!r} expands to no work unit: no explainer fits its datasets and "
                           "models")
@@ -445,7 +494,17 @@ def _metric(m, i: int) -> MetricSpec:
     params = _table(m.get("params"), f"{where}.params")
     _check_params(info.fn, params, f"metric {m['name']} ({where})",
                   skip=("exp", "model", "mask", "explainer"))
+    if "softmax" in params and removal_metric(info.fn):
+        raise ConfigError(f"{where}.params sets 'softmax'; the suite's deletion_output (\"probability\" or "
+                          "\"logit\") sets it, one choice for every metric of the report")
     return MetricSpec(m["name"], params, _label(m.get("label", m["name"]), where))
+
+
+def removal_metric(fn) -> bool:
+    """Whether metric function ``fn`` removes features towards a ``replacement`` (and so
+    follows the suite's ``deletion_output``)."""
+    params = inspect.signature(fn).parameters
+    return "replacement" in params and "softmax" in params
 
 
 def _resolve_baselines(spec, modality: str) -> list[str]:
@@ -461,16 +520,33 @@ def expand_units(suite: Suite) -> list[Unit]:
     """Every work unit of ``suite``, in a fixed order.
 
     Datasets x models of their modality (and of the model's ``datasets``) x seeds x explainers
-    x baselines. A named explainer joins the datasets of the modalities it explains (a model
-    it refuses gives a unit whose error the runner records); a ``select`` entry takes the
-    registry's explainers for the dataset's modality and the model's kind; entries sharing a
-    label merge. An explainer that needs a baseline gets one unit per baseline of the
-    dataset's modality (the entry's list, else the suite's; none: ``"default"``, its own);
-    others get one unit with baseline ``"-"``.
+    x baselines. A named explainer joins the datasets of the modalities it explains and the
+    models of the kinds it explains (the pairs it skips: :func:`not_applicable`); a
+    ``select`` entry takes the registry's explainers for the dataset's modality and the
+    model's kind; entries sharing a label merge. An explainer that needs a baseline gets one
+    unit per baseline of the dataset's modality (the entry's list, else the suite's; none:
+    ``"default"``, its own); others get one unit with baseline ``"-"``.
     """
+    return _expand(suite)[0]
+
+
+def not_applicable(suite: Suite) -> list[dict]:
+    """The (dataset, model, explainer) pairs of ``suite`` that are no units: the named
+    explainer does not explain the model's kind.
+
+    Returns
+    -------
+    list of dict
+        ``dataset``, ``model``, ``explainer`` (label) and ``reason``, in expansion order.
+    """
+    return _expand(suite)[1]
+
+
+def _expand(suite: Suite) -> tuple[list[Unit], list[dict]]:
     from ..registry import explainer_info, list_explainers
 
     units: list[Unit] = []
+    skipped: list[dict] = []
     for d in suite.datasets:
         for m in suite.models:
             if m.modality != d.modality or (m.datasets is not None and d.label not in m.datasets):
@@ -478,8 +554,14 @@ def expand_units(suite: Suite) -> list[Unit]:
             chosen: dict[str, dict] = {}
             for e in suite.explainers:
                 if "name" in e:
-                    fits = d.modality in explainer_info(e["name"]).tags.modalities
-                    names = [(e.get("label", e["name"]), e["name"])] if fits else []
+                    tags, label = explainer_info(e["name"]).tags, e.get("label", e["name"])
+                    fits = d.modality in tags.modalities
+                    if fits and m.kind not in tags.model_kinds:
+                        fits = False
+                        skipped.append({"dataset": d.label, "model": m.label, "explainer": label,
+                                        "reason": f"{e['name']} explains {' or '.join(tags.model_kinds)} "
+                                                  f"models; {m.label} is {m.kind}"})
+                    names = [(label, e["name"])] if fits else []
                 else:
                     sel = {"modality": d.modality, "model_kind": m.kind, **e["select"]}
                     names = [(n, n) for n in list_explainers(**sel).qualified_name if n not in e["exclude"]]
@@ -506,7 +588,7 @@ def expand_units(suite: Suite) -> list[Unit]:
             if missing:
                 raise ConfigError(f"explainer params {missing} (select {e['select']}) are taken by none of "
                                   "the explainers selected")
-    return units
+    return units, skipped
 
 
 _IMPORTED: dict[str, object] = {}

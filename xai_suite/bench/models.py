@@ -9,6 +9,25 @@ workers reload a model instead of training it again.
 The core registers the scikit-learn entries (``logreg``, ``random_forest``); the modality
 adapters register their PyTorch models (``cnn1d``, ``fcn``, ``resnet1d``; ``cnn2d``; ``mlp``).
 Register your own with :func:`register_model`.
+
+Your own model on your own DataFrame: register a factory with ``frames=True``. It gets the
+training DataFrame as the dataset function returns it (string and categorical columns
+included, never cast to float32) and returns a fitted estimator with ``predict_proba`` (a
+scikit-learn pipeline with a ``OneHotEncoder``, say, or an already fitted model it loads);
+the runner wraps it in ``xai_suite_tabular.TabularModel(model, X_train)``, so explainers see
+integer codes of the categorical columns and explain per original column (model kind
+``callable``)::
+
+    # my_plugin.py, listed under the suite's imports
+    from xai_suite.plugin import register_dataset, register_model
+
+    @register_dataset("tabular")
+    def my_data(random_state=0):
+        return X, y                      # a DataFrame and int labels 0..K-1
+
+    @register_model("my_pipeline", modality="tabular", kind="sklearn", frames=True)
+    def my_pipeline(X, y, *, random_state):
+        return make_pipeline(ColumnTransformer(...), LogisticRegression()).fit(X, y)
 """
 
 from __future__ import annotations
@@ -41,6 +60,14 @@ class ZooModel:
     correct : callable, optional
         ``correct(model, X, y) -> bool array (N,)``: which rows the model gets right, for the
         model-quality rows; default: the argmax of the model's outputs equals ``y``.
+    frames : bool
+        The factory takes the dataset's DataFrame and its model is explained through a
+        ``TabularModel`` (see the module docstring).
+    outputs : str
+        What the model returns: ``logits`` (the default for ``torch``), ``probabilities``
+        (the default for other kinds) or ``score`` (``hf_causal_lm``: the scalariser of a
+        text explanation). Deletion and insertion turn logits into probabilities where the
+        suite says ``deletion_output = "probability"``.
     """
 
     name: str
@@ -49,6 +76,13 @@ class ZooModel:
     factory: Callable
     summary: str
     correct: Callable | None = None
+    frames: bool = False
+    outputs: str = "probabilities"
+
+    @property
+    def explained_kind(self) -> str:
+        """The model kind explainers see: ``callable`` (a ``TabularModel``) for ``frames``."""
+        return "callable" if self.frames else self.kind
 
     @property
     def params(self) -> dict:
@@ -60,12 +94,28 @@ class ZooModel:
 ZOO: Registry[ZooModel] = Registry("zoo model")
 
 
-def register_model(name: str, *, modality: str, kind: str, correct: Callable | None = None):
-    """Decorator adding a model factory to the zoo (see the module docstring and :class:`ZooModel`)."""
+#: What a zoo model may return (:attr:`ZooModel.outputs`).
+OUTPUTS = ("logits", "probabilities", "score")
+
+
+def register_model(name: str, *, modality: str, kind: str, correct: Callable | None = None,
+                   frames: bool = False, outputs: str | None = None):
+    """Decorator adding a model factory to the zoo (see the module docstring and :class:`ZooModel`).
+
+    ``outputs`` defaults to ``logits`` for ``torch``, ``score`` for ``hf_causal_lm`` and
+    ``probabilities`` otherwise; ``frames=True`` takes ``tabular`` DataFrames.
+    """
+    if outputs is None:
+        outputs = {"torch": "logits", "hf_causal_lm": "score"}.get(kind, "probabilities")
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs must be one of {', '.join(OUTPUTS)}; got {outputs!r}")
+    if frames and (modality != "tabular" or kind == "torch"):
+        raise ValueError(f"frames=True is for tabular models taking DataFrames (not torch); got "
+                         f"modality {modality!r}, kind {kind!r}")
 
     def decorator(fn):
         summary = (inspect.getdoc(fn) or name).splitlines()[0]
-        ZOO.add(name, ZooModel(name, modality, kind, fn, summary, correct))
+        ZOO.add(name, ZooModel(name, modality, kind, fn, summary, correct, bool(frames), outputs))
         return fn
 
     return decorator

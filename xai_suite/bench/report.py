@@ -5,7 +5,11 @@ bootstrap (:func:`~xai_suite.metrics.statistics.bootstrap_interval`, 10,000 resa
 0), or a Wilson score interval (:func:`~xai_suite.metrics.statistics.wilson_interval`) for
 metrics whose values are all 0 or 1 (counterfactual validity, attack success). Each dataset /
 model section opens with the trained model's test accuracy and its Wilson interval, flagged
-below ``min_accuracy``.
+below ``min_accuracy``, and ranks the methods per metric: a range ``a-b`` marks a method whose
+interval overlaps those of the methods ranked ``a`` to ``b`` (:func:`rank_ranges`). The header
+states the space removal metrics follow (``deletion_output``); cells of a metric that does
+not apply to the explainer read ``n/a``, and a "Not applicable" section lists them with the
+explainer x model pairs that were no units.
 
 Plots, per dataset and model: an explainer x metric heat map; bars per baseline (intervals
 as error bars) for explainers run with several; the mean deletion / insertion curve of every
@@ -24,6 +28,7 @@ import pandas as pd
 
 from ..metrics.statistics import bootstrap_interval, wilson_interval
 from ..registry import to_markdown
+from .config import OUTPUT_WORDS
 from .store import ResultsStore
 
 RUNTIME = "seconds per instance"
@@ -127,6 +132,56 @@ def _cell(r) -> str:
     return f"{_fmt(r.mean)} [{_fmt(r.low)}, {_fmt(r.high)}]{mark} (n={r.n}{miss})"
 
 
+def rank_ranges(mean, low, high, higher_is_better: bool) -> list[str]:
+    """Rank of each method on one metric, as a range where intervals overlap.
+
+    Method ``i`` ranks no better than ``1 +`` the number of methods whose interval lies
+    wholly above its own (for ``higher_is_better``) and no worse than ``n -`` the number
+    wholly below: ``"1"`` where it is told apart from every other method, ``"1-2"`` where it
+    cannot be told apart from the second. A method without an interval counts as its mean.
+
+    Parameters
+    ----------
+    mean, low, high : array-like of float, shape (M,)
+        Each method's mean and interval (NaN: no value / no interval).
+    higher_is_better : bool
+
+    Returns
+    -------
+    list of str, length M
+        ``"-"`` for a method without a value.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    m = sign * np.asarray(mean, dtype=np.float64)
+    lo, hi = (sign * np.where(np.isfinite(v), v, mean) for v in (np.asarray(low, float),
+                                                                  np.asarray(high, float)))
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    ok = np.isfinite(m)
+    out = []
+    for i in range(len(m)):
+        if not ok[i]:
+            out.append("-")
+            continue
+        best = 1 + int((lo[ok] > hi[i]).sum())
+        worst = int(ok.sum()) - int((hi[ok] < lo[i]).sum())
+        out.append(str(best) if best == worst else f"{best}-{worst}")
+    return out
+
+
+def _rank_table(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict) -> pd.DataFrame:
+    """Methods x metrics of ranks (:func:`rank_ranges`), for metrics with a direction."""
+    table = pd.DataFrame(index=pd.MultiIndex.from_frame(grp[["explainer", "baseline"]].drop_duplicates()))
+    for m in metrics:
+        hib = metrics_meta.get(m, {}).get("higher_is_better")
+        sub = grp[grp.metric == m]
+        if hib is None or sub.empty:
+            continue
+        ranks = rank_ranges(sub["mean"], sub.low, sub.high, bool(hib))
+        table[m + _direction(metrics_meta, m)] = pd.Series(
+            ranks, index=pd.MultiIndex.from_frame(sub[["explainer", "baseline"]]))
+    return table.fillna("n/a")
+
+
 def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")
 
@@ -169,11 +224,19 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
     quality.to_csv(out / "models.csv", index=False)
     n_err = int((units.status == "error").sum()) if len(units) else 0
     pct = f"{confidence:.0%}"
+    plan = meta.get("plan") or {}
+    skipped, na_cells = plan.get("not_applicable", []), plan.get("metrics_not_applicable", [])
+    na = {(c["dataset"], c["model"], c["explainer"], c["baseline"], c["metric"]) for c in na_cells}
     lines = [
         f"# Benchmark report: {meta['suite']}", "",
         *([desc, ""] if (desc := (meta.get("config") or {}).get("description", "")) else []),
         f"- store: `{path}`" + (" (quick run)" if meta.get("quick") else ""),
-        f"- units: {len(units) - n_err} done, {n_err} failed; {len(df)} instance-level rows",
+        f"- units: {len(units) - n_err} done, {n_err} failed; {len(df)} instance-level rows"
+        + (f"; {len(skipped)} explainer x model pairs not applicable (no units, listed below)" if skipped
+           else ""),
+        *([f"- deletion space: removal metrics (deletion, insertion, comprehensiveness, sufficiency) "
+           f"follow the {OUTPUT_WORDS[plan['deletion_output']]}, for every model of this report"]
+          if plan.get("deletion_output") else []),
         f"- every cell: mean [{pct} interval] (n instances, seeds pooled). Intervals: percentile "
         "bootstrap over instances (10,000 resamples, seed 0); ᵂ marks a Wilson score interval "
         "(metrics whose values are all 0 or 1). ↑ / ↓: higher / lower is better.",
@@ -184,6 +247,8 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         f"below {min_accuracy:g} a section is flagged as a weak model.",
         "- curves: mean deletion / insertion curve per explainer and baseline, with a pointwise "
         f"{pct} bootstrap band over instances ({BAND_RESAMPLES:,} resamples).",
+        f"- ranks: 1 = best; a range a-b marks a method whose {pct} interval overlaps those of the "
+        "methods ranked a to b (it cannot be told apart from them); n/a: the metric does not apply.",
         "- all numbers: `summary.csv` and `models.csv` next to this file.", "",
     ]
     if len(quality):
@@ -198,12 +263,21 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         metrics = [m for m in dict.fromkeys(grp.metric) if m != RUNTIME] + [RUNTIME]
         table = grp.assign(cell=[_cell(r) for r in grp.itertuples()]).pivot_table(
             index=["explainer", "baseline"], columns="metric", values="cell", aggfunc="first")
-        table = table.reindex(columns=metrics).fillna("not computed")
+        table = table.reindex(columns=metrics)
+        for (explainer, baseline), m in [(i, m) for i in table.index for m in metrics]:
+            if (dataset, model, explainer, baseline, m) in na:
+                table.loc[(explainer, baseline), m] = "n/a"
+        table = table.fillna("not computed")
         table.columns = [m + _direction(metrics_meta, m) for m in metrics]
         q = quality[(quality.dataset == dataset) & (quality.model == model)]
         lines += [f"## {dataset} / {model}", "", _model_line(q.iloc[0], min_accuracy, pct) if len(q) else
                   "Model test accuracy: not recorded (no unit of this model got as far as training it).", "",
                   to_markdown(table.reset_index()), ""]
+        ranks = _rank_table(grp, metrics[:-1], metrics_meta)
+        if ranks.shape[1]:
+            lines += [f"Ranks (1 = best; a-b: the {pct} interval overlaps those of the methods ranked a "
+                      "to b):",
+                      "", to_markdown(ranks.reset_index().rename(columns={"explainer": "method"})), ""]
         figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
         sel = curves[(curves.dataset == dataset) & (curves.model == model)]
         figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)
@@ -212,10 +286,18 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
     if n_err:
         errs = units[units.status == "error"][["dataset", "model", "seed", "explainer", "baseline", "error"]]
         lines += ["## Failed units", "", to_markdown(errs), ""]
+    if skipped or na_cells:
+        lines += ["## Not applicable", "", "No units and no failures: explainers that do not explain a "
+                  "model's kind, and metrics that mean nothing for an explainer.", ""]
+        if skipped:
+            lines += [to_markdown(pd.DataFrame(skipped)), ""]
+        if na_cells:
+            cells = pd.DataFrame(na_cells).drop_duplicates(["explainer", "metric", "reason"])
+            lines += [to_markdown(cells[["explainer", "metric", "reason"]]), ""]
     if len(log):
         lines += ["## Skipped and failed metrics", ""] + [f"- {m}" for m in log.message] + [""]
     if metrics_meta:
-        mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()])
+        mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()]).fillna("-")
         lines += ["## Metrics", "", to_markdown(mt), ""]
     lines += ["## Config", ""]
     if meta.get("config_toml"):
@@ -354,7 +436,8 @@ def _curve_plots(curves: pd.DataFrame, metrics_meta: dict, out: Path, dataset: s
             ax.set_visible(False)
         what = "inserted" if name.startswith("insertion") else "removed"
         fig.supxlabel(f"fraction of elements {what}", fontsize=8)
-        fig.supylabel("model output for the explained class", fontsize=8)
+        fig.supylabel(metrics_meta.get(metric, {}).get("output", "model output for the explained class"),
+                      fontsize=8)
         fig.suptitle(f"{dataset} / {model}: {metric}, mean curve and {confidence:.0%} bootstrap band "
                      "(grey: the other methods' means)", fontsize=9)
         files.append(out / f"curves_{_slug(metric, dataset, model)}.png")

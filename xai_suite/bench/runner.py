@@ -34,6 +34,19 @@ depend on ``n_jobs``. To run the same config on a cluster, register the backend 
 Workers need xai-suite installed and, for the trained-model cache to be shared, a common
 ``XAI_SUITE_CACHE`` directory (without it each worker trains its own copy, with the same
 result). Modules or ``.py`` files listed under ``imports`` are imported in every worker.
+
+A dataset function may return DataFrames with string or categorical columns: they are never
+cast to float32. Explainers and metrics work on their codes (numeric columns as they are,
+categorical ones as integer codes of :class:`xai_suite_tabular.FrameEncoder`, fixed by the
+training split); a zoo model registered with ``frames=True`` is fitted on the DataFrame and
+explained through ``xai_suite_tabular.TabularModel``, given the test rows as DataFrames so
+that explanations carry their columns' names and categories. A model taking arrays refuses
+a dataset with categorical columns.
+
+Removal metrics (deletion, insertion, comprehensiveness, sufficiency) follow the suite's
+``deletion_output``: probabilities (softmax of the logits of a model whose zoo entry
+says it gives logits) or logits; the store records it (``meta["plan"]``) with the pairs that
+are no units and the metric cells that do not apply.
 """
 
 from __future__ import annotations
@@ -50,11 +63,23 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .._validation import check_positive_int
 from ..baselines import ensure_baseline
-from .config import DEFAULT_BASELINE, NO_BASELINE, Suite, Unit, expand_units, import_plugins, load_suite
+from .config import (
+    DEFAULT_BASELINE,
+    NO_BASELINE,
+    OUTPUT_WORDS,
+    Suite,
+    Unit,
+    expand_units,
+    import_plugins,
+    load_suite,
+    not_applicable,
+    removal_metric,
+)
 from .store import ResultsStore, UnitResult, store_path
 
 #: Packages whose versions a store records.
@@ -110,7 +135,7 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(path), ResultsStore(path, create=True) as store:
         store.init_run(suite.name, suite.config, suite.source, suite.quick, package_versions(),
-                       _metrics_meta(suite))
+                       _metrics_meta(suite), plan=_plan(suite))
         finished = store.finished_units()
         todo = [u for u in units if u.key not in finished]
         if max_units is not None:
@@ -168,9 +193,33 @@ def _metrics_meta(suite: Suite) -> dict:
         info = metric_info(spec.name)
         out[spec.label] = {"metric": spec.name, "kind": info.kind, "needs": ", ".join(info.needs),
                            "higher_is_better": info.higher_is_better, "summary": info.summary}
-        if "replacement" in inspect.signature(info.fn).parameters:  # removal metrics say towards what
+        if removal_metric(info.fn):  # removal metrics say towards what, and in which space
             out[spec.label]["removed towards"] = _reference_label(spec.params.get("replacement", "baseline"))
+            out[spec.label]["output"] = OUTPUT_WORDS[suite.deletion_output]
     return out
+
+
+def _plan(suite: Suite) -> dict:
+    """What the store records of the suite's expansion: the deletion space, the (dataset,
+    model, explainer) pairs that are no units, and the unit x metric cells that do not apply."""
+    from ..metrics.registry import metric_info
+    from ..registry import explainer_info
+
+    cells = {}
+    for u in expand_units(suite):
+        kind = _model_spec(suite, u.model).kind
+        for spec in suite.metrics:
+            reason = metric_info(spec.name).not_applicable(explainer_info(u.explainer_name).tags, kind)
+            if reason:
+                cells[(u.dataset, u.model, u.explainer, u.baseline, spec.label)] = reason
+    keys = ("dataset", "model", "explainer", "baseline", "metric")
+    return {"deletion_output": suite.deletion_output, "not_applicable": not_applicable(suite),
+            "metrics_not_applicable": [{**dict(zip(keys, k, strict=True)), "reason": r}
+                                       for k, r in cells.items()]}
+
+
+def _model_spec(suite: Suite, label: str):
+    return next(m for m in suite.models if m.label == label)
 
 
 def _reference_label(replacement) -> str:
@@ -211,8 +260,10 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
     -------
     dict
         ``X_train``, ``y_train``, ``X_test``, ``y_test`` (float32 inputs, int64 labels; for
-        text, object arrays of prompts and of the continuations explained) and ``mask_test``
-        (bool, the shape of ``X_test``) or ``None``.
+        text, object arrays of prompts and of the continuations explained), ``mask_test``
+        (bool, the shape of ``X_test``) or ``None``, and ``frame_train``, ``frame_test``: the
+        DataFrames a tabular loader returned (``X_*`` are then their codes) or ``None``;
+        ``coded``: the categorical columns coded.
     """
     spec = next(d for d in suite.datasets if d.label == label)
 
@@ -231,11 +282,27 @@ def load_data(suite: Suite, label: str, seed: int) -> dict:
         else:
             X, y, mask = _parse(fn(**params), "all", spec.modality)
             idx = train_test_split(np.arange(len(X)), test_size=spec.test_size, random_state=seed, stratify=y)
-            train, test = ((X[i], y[i], None if mask is None else mask[i]) for i in idx)
-        return {"X_train": train[0], "y_train": train[1], "X_test": test[0], "y_test": test[1],
-                "mask_test": test[2]}
+            train, test = ((_rows(X, i), y[i], None if mask is None else mask[i]) for i in idx)
+        return _coded({"X_train": train[0], "y_train": train[1], "X_test": test[0], "y_test": test[1],
+                       "mask_test": test[2]})
 
     return _memo(_DATA, (suite.config_json, label, seed), make)
+
+
+def _rows(X, i: np.ndarray):
+    return X.iloc[i].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[i]
+
+
+def _coded(data: dict) -> dict:
+    """DataFrames kept as ``frame_*``, ``X_*`` made their float32 codes (see :func:`load_data`)."""
+    data.update(frame_train=None, frame_test=None, coded=[])
+    if isinstance(data["X_train"], pd.DataFrame):
+        from xai_suite_tabular import FrameEncoder
+
+        encoder = FrameEncoder(data["X_train"])
+        data.update(frame_train=data["X_train"], frame_test=data["X_test"], coded=list(encoder.categories_),
+                    X_train=encoder.encode(data["X_train"]), X_test=encoder.encode(data["X_test"]))
+    return data
 
 
 def _parse(out, split: str, modality: str):
@@ -249,7 +316,7 @@ def _parse(out, split: str, modality: str):
             raise ValueError(f"a text dataset function must return (prompts, continuations), two lists of "
                              f"strings of one length; got {len(out)} items for split {split!r}")
         return X, y, None
-    X = _as_array(out[0], np.float32)
+    X = out[0].reset_index(drop=True) if isinstance(out[0], pd.DataFrame) else _as_array(out[0], np.float32)
     if len(out) == 2:
         return X, _as_array(out[1], np.int64), None
     if np.shape(out[2]) == X.shape:
@@ -258,14 +325,35 @@ def _parse(out, split: str, modality: str):
 
 
 def load_model(suite: Suite, dataset: str, model: str, seed: int):
-    """The trained zoo model ``model`` for ``dataset`` and ``seed`` (memoised per process)."""
-    from .models import build_model
+    """The trained zoo model ``model`` for ``dataset`` and ``seed`` (memoised per process).
 
-    spec = next(m for m in suite.models if m.label == model)
+    A ``frames`` zoo model is fitted on the training DataFrame and returned as
+    ``TabularModel(fitted, X_train)``.
+    """
+    from .models import build_model, model_info
+
+    spec = _model_spec(suite, model)
 
     def make():
         data = load_data(suite, dataset, seed)
-        return build_model(spec.name, data["X_train"], data["y_train"], random_state=seed, **spec.params)
+        if not model_info(spec.name).frames:
+            if data["coded"]:
+                raise ValueError(f"dataset {dataset!r} has categorical columns {data['coded']}; model "
+                                 f"{model!r} takes numeric arrays: register a zoo model with frames=True "
+                                 "(fitted on the DataFrame, explained through a TabularModel)")
+            return build_model(spec.name, data["X_train"], data["y_train"], random_state=seed, **spec.params)
+        if data["frame_train"] is None:
+            raise ValueError(f"model {model!r} takes DataFrames (frames=True); dataset {dataset!r} gives "
+                             "arrays: return a pandas DataFrame from its dataset function")
+        fitted = build_model(spec.name, data["frame_train"], data["y_train"], random_state=seed,
+                             **spec.params)
+        if not hasattr(fitted, "predict_proba"):
+            raise TypeError(f"model {model!r} (frames=True) must return a fitted estimator with "
+                            f"predict_proba; got {type(fitted).__name__} (the runner wraps it in a "
+                            "TabularModel itself)")
+        from xai_suite_tabular import TabularModel
+
+        return TabularModel(fitted, data["frame_train"])
 
     return _memo(_MODELS, (suite.config_json, dataset, model, seed), make)
 
@@ -382,6 +470,7 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
     from ..explanation import CounterfactualExplanation
     from ..metrics.registry import compute_metric, metric_info
     from ..registry import create_explainer, explainer_info
+    from .models import model_info as zoo_info
 
     data = load_data(suite, unit.dataset, unit.seed)
     model = load_model(suite, unit.dataset, unit.model, unit.seed)
@@ -394,10 +483,12 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
     if "random_state" in info.params:
         params["random_state"] = unit.seed
     explainer = create_explainer(name, model, **params)
+    mspec = _model_spec(suite, unit.model)
+    frames = zoo_info(mspec.name).frames  # explain DataFrames: names and categories come with them
     if explainer.requires_fit:
-        explainer.fit(data["X_train"], data["y_train"])
+        explainer.fit(data["frame_train" if frames else "X_train"], data["y_train"])
     rows = instances(len(data["X_test"]), suite.n_instances, unit.seed)
-    X = data["X_test"][rows]
+    X = data["frame_test"].iloc[rows] if frames else data["X_test"][rows]
     if next(d for d in suite.datasets if d.label == unit.dataset).modality == "text":
         # one explanation per prompt, of its given continuation
         targets = data["y_test"][rows]
@@ -406,7 +497,7 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
             return [explainer.explain(p, target=t) for p, t in zip(X[:n], targets[:n], strict=True)]
     else:
         def explain(n):
-            return [explainer.explain(X[:n])]
+            return [explainer.explain(X.iloc[:n] if frames else X[:n])]
     if name not in _WARM:  # first use in this process: imports and set-up stay untimed
         explain(1)
         _WARM.add(name)
@@ -427,6 +518,8 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
     given = {"model": model, "mask": mask, "explainer": explainer}
     for spec in suite.metrics:
         minfo = metric_info(spec.name)
+        if minfo.not_applicable(info.tags, mspec.kind):  # the store's plan lists it
+            continue
         missing = [n for n in minfo.needs if given[n] is None]
         if missing:
             result.logs.append(f"{spec.label} skipped on {unit.dataset}: it needs a {' and '.join(missing)} "
@@ -438,6 +531,8 @@ def _run(suite: Suite, unit: Unit, result: UnitResult) -> None:
             mparams["replacement"] = ref if ref.is_fitted else ref.fit(data["X_train"], data["y_train"])
         if "random_state" not in mparams and _takes(minfo.fn, "random_state"):
             mparams["random_state"] = unit.seed
+        if removal_metric(minfo.fn) and mspec.outputs == "logits":
+            mparams["softmax"] = suite.deletion_output == "probability"
         try:
             if spec.name in CURVE_METRICS:
                 values = np.concatenate([_curve_metric(spec, exp, model, mparams, r, result)

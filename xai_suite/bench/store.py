@@ -3,7 +3,9 @@
 Tables
 ------
 ``meta``     key/value: the suite name, its exact config (JSON and TOML text), ``quick``,
-             package versions, creation time.
+             package versions, creation time, the metrics' metadata and the run's plan
+             (``deletion_output``, the pairs that are no units, the metric cells that do
+             not apply: :func:`xai_suite.bench.runner.run_suite`).
 ``results``  one row per instance-level measurement: suite, dataset, model, seed, explainer,
              baseline, metric, instance (row of the test split), value (NULL for NaN), seconds
              (explain time per instance in that unit); UNIQUE over the identifying columns.
@@ -126,11 +128,12 @@ class ResultsStore:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
 
     def init_run(self, suite_name: str, config: dict, source: str, quick: bool, versions: dict,
-                 metrics: dict | None = None) -> None:
+                 metrics: dict | None = None, plan: dict | None = None) -> None:
         """Record the run's identity, or check that a resumed run has the same config.
 
         ``metrics`` maps each metric name to its registry metadata (kind, needs, direction),
-        so that a report reads it without importing the suite's plugins.
+        and ``plan`` says what the expansion left out and in which space removal metrics
+        follow the model, so that a report reads them without importing the suite's plugins.
 
         Raises
         ------
@@ -151,7 +154,7 @@ class ResultsStore:
         with self.conn:
             for key, value in (("suite", suite_name), ("config", config), ("config_toml", source),
                                ("quick", quick), ("versions", versions), ("metrics", metrics or {}),
-                               ("created", time.time())):
+                               ("plan", plan or {}), ("created", time.time())):
                 self._put(key, value)
 
     def _put(self, key: str, value) -> None:

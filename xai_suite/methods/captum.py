@@ -526,8 +526,29 @@ class GuidedGradCam(_CamBase):
 
 
 # -- perturbation methods ------------------------------------------------------------------
+#: Baselines that put one value in every column, whatever the data: no reference for coded columns.
+_DATA_FREE = ("zeros", "constant")
+
+
 class _Perturbation(PerturbationExplainer, Batched, Seeded):
+    """Captum's ablation entries; on a model with coded categorical columns (a ``TabularModel``)
+    a constant baseline (``zeros``, Captum's default) raises instead of setting every ablated
+    column, ``age`` and ``income`` included, to 0: pass ``baseline="training_sample"`` (a
+    training row per instance; ``fit(X_train)`` first) or explicit ``baselines``."""
+
     baseline: BaselineSpec = "zeros"
+
+    def _baselines(self, call, explicit, n_samples: int = 1):
+        coded = getattr(self.model, "feature_categories_", None)
+        name = self._baseline().name
+        if coded and explicit is None and name in _DATA_FREE:
+            raise ValueError(
+                f"{self.info.qualified_name} on a model with coded categorical columns "
+                f"({', '.join(coded)}) would set every ablated column to the {name} baseline (0 for "
+                "numeric columns such as age or income, an arbitrary category for the coded ones); "
+                "pass baseline='training_sample' (a training row per instance; fit(X_train) first) "
+                "or explicit baselines= drawn from data")
+        return super()._baselines(call, explicit, n_samples)
 
 
 def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
@@ -565,6 +586,8 @@ class FeatureAblation(_Perturbation):
     ----------
     baseline : str, float, callable or Baseline
         Replacement values; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     def _attribute(self, call, *, baselines, feature_mask):
@@ -621,6 +644,8 @@ class Occlusion(_Perturbation):
         Default: the window (no overlap).
     baseline : str, float, callable or Baseline
         Replacement values; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     window: tuple[int, ...] | None = None
@@ -677,6 +702,8 @@ class ShapleyValueSampling(_Perturbation):
         Random permutations (25, as in Captum).
     baseline : str, float, callable or Baseline
         Values of absent features; ``"zeros"`` as in Captum.
+        A model with coded categorical columns (``TabularModel``) refuses constant ones: give
+        one drawn from data (``training_sample``).
     """
 
     n_samples: int = 25

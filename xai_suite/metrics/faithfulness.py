@@ -12,7 +12,12 @@ steps (``batch_size`` rows each); a model whose outputs on ``exp.inputs`` differ
 Removing a feature means replacing it by a reference input (``replacement``):
 
 - ``"baseline"`` (default): each explanation's own baseline (the mean of ``exp.baselines``
-  over its draws), or zeros when it has none;
+  over its draws), or zeros when it has none. Coded categorical columns (an explanation of
+  a ``TabularModel``, whose ``exp.categories`` names them) take the commonest code over the
+  draws instead of their mean, a category the data holds, never a fractional code; such an
+  explanation without baselines raises rather than set every column, ``age`` and
+  ``income`` included, to 0 (pass a shared reference drawn from data, e.g. a fitted
+  ``training_sample``);
 - any baseline (:mod:`xai_suite.baselines`: a name such as ``"blur"``, a number, a callable,
   a spec such as ``{"name": "blur", "sigma": 2.0}`` or a :class:`~xai_suite.baselines.Baseline`,
   fitted where it learns from data), shared by every explanation compared. Random baselines
@@ -96,13 +101,25 @@ def replacement_values(exp, replacement="baseline", *, random_state: int | None 
     """
     x = np.asarray(exp.inputs)
     if isinstance(replacement, str) and replacement == "baseline":
+        coded = _coded_columns(exp)
         if exp.baselines is None:
+            if coded.size:
+                raise ValueError(
+                    f"{exp.method} recorded no baselines, and zeros are no reference for coded "
+                    f"categorical columns ({', '.join(exp.categories)}) nor for the numeric ones: "
+                    "pass replacement= a reference drawn from data, e.g. "
+                    "TrainingSample().fit(X_train) (X_train coded as the explanation's inputs)")
             return np.zeros_like(x)
         b = np.asarray(exp.baselines, dtype=x.dtype)
         if b.ndim != x.ndim + 1 or b.shape[1:] != x.shape:
             raise ValueError(f"exp.baselines must have shape (S, *inputs.shape) = (S, {x.shape}); "
                              f"got {b.shape}")
-        return b.mean(0)
+        ref = b.mean(0)
+        if coded.size:  # the commonest code of the draws (ties: the lowest), never a fractional one
+            codes = np.rint(b[:, :, coded]).astype(np.int64)  # (S, N, C)
+            counts = (codes[..., None] == np.arange(codes.max() + 1)).sum(0)  # (N, C, K)
+            ref[:, coded] = counts.argmax(-1)
+        return ref
     try:
         ref = ensure_baseline(replacement)
     except (KeyError, TypeError) as exc:
@@ -116,6 +133,21 @@ def replacement_values(exp, replacement="baseline", *, random_state: int | None 
         return ref.sample(xt, target, 1, np.random.default_rng(0))[0].numpy()
     return np.concatenate([ref.sample(xt[i : i + 1], target[i : i + 1], 1, g)[0].numpy()
                            for i, g in enumerate(instance_generators(x, random_state))])
+
+
+def _coded_columns(exp) -> np.ndarray:
+    """Indices of the coded categorical columns of a tabular explanation (``exp.categories``).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (C,)
+        Empty where the explanation codes no column.
+    """
+    categories = getattr(exp, "categories", None)
+    if not categories:
+        return np.zeros(0, dtype=np.int64)
+    names = list(exp.feature_names)
+    return np.array([names.index(c) for c in categories], dtype=np.int64)
 
 
 def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:

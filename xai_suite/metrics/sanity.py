@@ -17,6 +17,7 @@ from .registry import register_metric
 
 
 @register_metric("completeness_error", kind="completeness", needs=("model",), higher_is_better=False,
+                 explainer_tags=("has_convergence_delta",),
                  summary="|sum(attributions) - (f(x) - f(baseline))|")
 def completeness_error(exp, *, model, relative: bool = False, eps: float = 1e-6, batch_size: int = 256,
                        device="auto") -> np.ndarray:
@@ -192,7 +193,7 @@ def cascading_randomisation(exp, model: nn.Module, explainer, *, absolute: bool 
 
 
 @register_metric("randomisation_correlation", kind="sanity", needs=("model", "explainer"),
-                 higher_is_better=False,
+                 higher_is_better=False, model_kinds=("torch",),
                  summary="Rank correlation of attributions for the trained and a randomised model")
 def randomisation_correlation(exp, *, model, explainer, layers: int | None = None, absolute: bool = True,
                               fit_data=None, random_state: int = 0) -> np.ndarray:
