@@ -152,13 +152,18 @@ def test_dask_cluster_at_an_address_through_the_cli(suite_file, reference, dask_
 
 
 def test_a_callers_dask_client_and_joblib_config_are_used(suite_file, reference, dask_cluster):
-    """`with Client(cluster), parallel_config(backend="dask"): run_suite(...)`: the caller's setup."""
+    """The caller's ``Client``: with ``backend="dask"``, and under the caller's
+    ``parallel_config(backend="dask")`` with no backend given; it stays open."""
     from distributed import Client
 
     cluster, workers = dask_cluster
-    with Client(cluster), parallel_config(backend="dask"):
-        path = run_suite(suite_file, suite_file.parent / "dask-config", progress=False)
-    assert _pids(_assert_same(path, reference)) <= workers
+    with Client(cluster) as client:
+        path = run_suite(suite_file, suite_file.parent / "dask-client", backend="dask", progress=False)
+        assert _pids(_assert_same(path, reference)) <= workers
+        with parallel_config(backend="dask"):
+            path = run_suite(suite_file, suite_file.parent / "dask-config", progress=False)
+        assert _pids(_assert_same(path, reference)) <= workers
+        assert client.status == "running"
 
 
 def test_ray_local_with_two_cpus(suite_file, reference):
@@ -170,6 +175,23 @@ def test_ray_local_with_two_cpus(suite_file, reference):
     assert not ray.is_initialized()  # the runner shut down the Ray it started
 
 
+def test_a_connected_ray_is_used_and_left_open(monkeypatch):
+    """``ray.init`` is not called again, nor ``ray.shutdown``, where this process is connected
+    already; an address then is refused (a stand-in module records the calls)."""
+    calls = []
+    ray = type(sys)("ray")
+    ray.is_initialized = lambda: True
+    ray.init = lambda **kw: calls.append("init")
+    ray.shutdown = lambda: calls.append("shutdown")
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    with parallel_map("ray", 2):
+        pass
+    assert calls == []
+    with pytest.raises(ValueError, match="connected to a Ray cluster already"), \
+            parallel_map("ray", address="auto"):
+        pass
+
+
 def test_a_callers_threading_config_is_respected(suite_file, reference):
     """The units run in two threads of this process, not in (loky) processes."""
     threads = torch.get_num_threads()
@@ -179,6 +201,14 @@ def test_a_callers_threading_config_is_respected(suite_file, reference):
     assert _pids(where) == {os.getpid()}
     assert (where[where.metric == "test_dist_main_thread"].value == 0).all()  # the pool's threads
     assert torch.get_num_threads() == threads
+
+
+def test_cli_default_runs_the_units_here_one_after_the_other(suite_file, reference):
+    out = suite_file.parent / "cli-default"
+    assert main(["bench", str(suite_file), "--out", str(out)]) == 0
+    where = _assert_same(out, reference)
+    assert _pids(where) == {os.getpid()}
+    assert (where[where.metric == "test_dist_main_thread"].value == 1).all()
 
 
 def test_bad_backend_address_and_n_jobs_give_clear_errors(suite_file, capsys):
@@ -198,7 +228,7 @@ def test_bad_backend_address_and_n_jobs_give_clear_errors(suite_file, capsys):
     assert main(["bench", str(suite_file), "--out", str(out), "--address", "tcp://x:8786"]) == 2
     assert "for a cluster backend (dask or ray); got backend 'loky'" in capsys.readouterr().err
     with parallel_config(backend="multiprocessing", n_jobs=2), parallel_map() as run, \
-            pytest.raises(ValueError, match="cannot hand back units as they finish"):
+            pytest.raises(ValueError, match="cannot hand back units as they finish.*pass backend="):
         run(abs, [1])
 
 

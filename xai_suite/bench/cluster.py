@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from .._validation import check_choice
+from ..catalog import extra_hint
 
 #: The ``backend`` values :func:`parallel_map` takes.
 BACKENDS = ("loky", "threading", "dask", "ray")
 #: The backends that run on a cluster (the ones ``address`` is for).
 CLUSTER_BACKENDS = ("dask", "ray")
-_EXTRA = "pip install 'xai-suite[distributed]'"
 
 
 def check_backend(backend: str | None, n_jobs: int | None, address: str | None) -> None:
@@ -80,8 +80,6 @@ def parallel_map(backend: str | None = None, n_jobs: int | None = None, address:
         Dask or Ray is not installed (naming the extra).
     """
     check_backend(backend, n_jobs, address)
-    if backend is None and _active_backend_is_ray():
-        backend = "ray"  # a caller's parallel_config(backend="ray"): its Ray, with Ray's own tasks
     if backend == "ray":
         with _ray(address, n_jobs):
             yield _ray_map
@@ -104,15 +102,9 @@ def _joblib_map(fn: Callable, items: Iterable) -> Iterator:
     active, _ = get_active_backend()
     if not active.supports_return_generator:
         raise ValueError(f"the joblib backend in effect ({type(active).__name__}) cannot hand back units as "
-                         f"they finish, which the runner needs to store each at once; use one of "
-                         f"{', '.join(BACKENDS)}")
+                         "they finish, which the runner needs to store each at once; pass backend= one of "
+                         f"{', '.join(BACKENDS)} (with 'ray' the runner runs Ray tasks itself)")
     return Parallel(return_as="generator_unordered")(delayed(fn)(item) for item in items)
-
-
-def _active_backend_is_ray() -> bool:
-    from joblib.parallel import get_active_backend
-
-    return type(get_active_backend()[0]).__module__.startswith("ray.")
 
 
 def _require(module: str, backend: str):
@@ -121,7 +113,8 @@ def _require(module: str, backend: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"backend {backend!r} needs {module}, which is not installed: {_EXTRA}") from None
+        raise ImportError(f"backend {backend!r} needs {module}, which is not installed: "
+                          f"{extra_hint(module)}") from None
 
 
 @contextlib.contextmanager
