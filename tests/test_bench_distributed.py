@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import torch
 from joblib import parallel_config
-from test_bench_runner import METRICS as RUNNER_METRICS
-from test_bench_runner import PLUGIN, _alive, _children
+from test_bench_report import METRICS as REPORT_METRICS
+from test_bench_report import PLUGIN
+from test_bench_report import SUITE as REPORT_SUITE
+from test_bench_runner import _alive, _children
 
 from xai_suite.bench import ResultsStore, run_suite
 from xai_suite.bench import config as bench_config
@@ -40,28 +42,10 @@ WHERE = textwrap.dedent('''
 ''')
 WHERE_METRICS = ("test_dist_pid", "test_dist_main_thread")
 
-# 6 units (3 explainers x 2 seeds), a second or so each; every kind of table row: results,
-# curves, models, a log line (no mask on ...: none here, the data has one), unit records.
-SUITE = textwrap.dedent('''
-    name = "distributed-test"
-    seeds = [0, 1]
-    n_instances = 3
-    imports = ["plugin.py", "where.py"]
-    baselines = ["zeros"]
-    explainers = ["captum:saliency", "captum:feature_ablation",
-                  { name = "captum:integrated_gradients", params = { n_steps = 4 } }]
-    metrics = ["test_run_abs_sum", "test_run_mask_mass", "test_run_top_prob", "test_dist_pid",
-               "test_dist_main_thread", { name = "deletion_auc", params = { n_steps = 4 } }]
-
-    [[datasets]]
-    loader = "make_planted_timeseries"
-    label = "planted"
-    params = { n_samples = 40, n_channels = 2, length = 12, random_state = 0 }
-
-    [[models]]
-    name = "cnn1d"
-    params = { widths = [4], kernels = [3], epochs = 3 }
-''')
+# test_bench_report's tiny suite (6 units: IG with two baselines and saliency, two seeds; rows,
+# curves, models), with the WHERE metrics added.
+SUITE = REPORT_SUITE.replace('imports = ["plugin.py"]', 'imports = ["plugin.py", "where.py"]', 1) + "".join(
+    f'[[metrics]]\nname = "{name}"\n' for name in WHERE_METRICS)
 N_UNITS = 6
 
 
@@ -75,7 +59,7 @@ def suite_file(tmp_path_factory):
     mp.setenv("XAI_SUITE_CACHE", str(d / "cache"))  # before any cluster starts: workers inherit it
     yield d / "suite.toml"
     mp.undo()
-    for name in (*RUNNER_METRICS, *WHERE_METRICS):
+    for name in (*REPORT_METRICS, *WHERE_METRICS):
         metric_registry.METRICS._entries.pop(name, None)
     for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
         bench_config._IMPORTED.pop(key)
@@ -110,7 +94,7 @@ def reference(suite_file):
     path = run_suite(suite_file, suite_file.parent / "sequential", progress=False)
     tables, where = _contents(path)
     assert len(tables["units"]) == N_UNITS and (tables["units"].status == "done").all()
-    assert len(tables["results"]) == N_UNITS * 3 * 4 and len(tables["curves"]) == N_UNITS * 3 * 5
+    assert len(tables["results"]) == N_UNITS * 4 * 3 and len(tables["curves"]) == N_UNITS * 4 * 5
     assert _pids(where) == {os.getpid()}
     assert (where[where.metric == "test_dist_main_thread"].value == 1).all()
     return tables

@@ -8,6 +8,7 @@ the units to run and stores each result as it arrives. Dask and Ray come with th
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -130,8 +131,10 @@ def _dask(address: str | None, n_jobs: int | None):
         return
     except ValueError:  # no client in this process
         pass
+    # silence_logs: a worker that takes over 4 s to exit (torch and friends unloading) is
+    # killed at close with a warning, which would read as if the run had gone wrong
     with distributed.LocalCluster(n_workers=local_workers(n_jobs), threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
@@ -139,8 +142,6 @@ def _dask(address: str | None, n_jobs: int | None):
 @contextlib.contextmanager
 def _ray(address: str | None, n_jobs: int | None):
     """``ray.init`` unless this process is connected already; ``ray.shutdown`` of what it started."""
-    import logging
-
     ray = _require("ray", "ray")
     if ray.is_initialized():
         if address is not None:
