@@ -147,16 +147,20 @@ def test_a_callers_dask_client_and_joblib_config_are_used(suite_file, reference,
         with parallel_config(backend="dask"):
             path = run_suite(suite_file, suite_file.parent / "dask-config", progress=False)
         assert _pids(_assert_same(path, reference)) <= workers
+        with pytest.raises(ValueError, match="raised in the block"), parallel_map("dask"):
+            raise ValueError("raised in the block")  # passes through as it is
         assert client.status == "running"
 
 
 def test_ray_local_with_two_cpus(suite_file, reference):
     import ray
 
+    before = _processes()
     path = run_suite(suite_file, suite_file.parent / "ray-local", backend="ray", n_jobs=2, progress=False)
     pids = _pids(_assert_same(path, reference))
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
     assert not ray.is_initialized()  # the runner shut down the Ray it started
+    assert not _processes() - before, "Ray's processes outlived the run"
 
 
 def test_a_connected_ray_is_used_and_left_open(monkeypatch):

@@ -127,10 +127,12 @@ def _dask(address: str | None, n_jobs: int | None):
             yield client
         return
     try:
-        yield distributed.default_client()
-        return
+        current = distributed.default_client()
     except ValueError:  # no client in this process
-        pass
+        current = None
+    if current is not None:
+        yield current
+        return
     # silence_logs: a worker that takes over 4 s to exit (torch and friends unloading) is
     # killed at close with a warning, which would read as if the run had gone wrong
     with distributed.LocalCluster(n_workers=local_workers(n_jobs), threads_per_worker=1, processes=True,
