@@ -28,7 +28,8 @@ machine; or a cluster, with the extra ``pip install 'xai-suite[distributed]'``::
     run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="ray", address="auto")
 
 (``xai-suite bench NAME --backend dask|ray [--address ADDRESS]`` does the same.) A cluster the
-runner starts is closed when the run ends; one it connects to stays up. Each unit runs torch
+runner starts is closed when the run ends; one it connects to stays up, and without an address
+a Dask client or Ray connection already open in this process is used (and left open). Each unit runs torch
 with one thread (restored afterwards), so results do not depend on where or how many units
 run at once. Workers need xai-suite installed and, for the trained-model cache to be shared, a
 common ``XAI_SUITE_CACHE`` directory (without it each worker trains its own copy, with the
