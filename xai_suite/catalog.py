@@ -36,6 +36,7 @@ EXTRA_FOR_MODULE = {
     "transformers": "llm",
     "skimage": "image",
     **dict.fromkeys(("TSInterpret", "tslearn", "deap", "skopt", "pyts", "pymop", "torchcam"), "tsinterpret"),
+    **dict.fromkeys(("dask", "distributed", "ray"), "distributed"),
 }
 
 

@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xai-suite`` command; returns the exit status."""
     from . import __version__
     from .bench import shipped_suites
+    from .bench.cluster import BACKENDS
 
     parser = argparse.ArgumentParser(prog="xai-suite", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -164,10 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                          "(script suites: the scripts' quick settings)")
     p_bench.add_argument("--out", help="run directory (default: bench_results/NAME, "
                          "bench_results/NAME-quick with --quick); rerun to resume")
-    p_bench.add_argument("--n-jobs", dest="n_jobs", type=int, default=1,
-                         help="parallel workers (-1: every core)")
-    p_bench.add_argument("--backend", default="loky",
-                         help="joblib backend: loky (default), threading, or a registered ray/dask")
+    p_bench.add_argument("--n-jobs", dest="n_jobs", type=int,
+                         help="parallel workers, -1 every core (default: 1 with loky or threading; "
+                         "with dask or ray, every core of the local cluster)")
+    p_bench.add_argument("--backend", default="loky", choices=BACKENDS,
+                         help="where units run: loky (default: processes on this machine), threading, "
+                         "dask or ray (a cluster: the one at --address, else a local one; needs "
+                         "pip install 'xai-suite[distributed]')")
+    p_bench.add_argument("--address", help="a running cluster for --backend dask (tcp://HOST:8786) "
+                         "or ray (HOST:6379, ray://HOST:10001, auto)")
 
     p_report = sub.add_parser("report", help="Markdown report with intervals and plots of a results store")
     p_report.add_argument("results", help="a run directory or its results.sqlite")
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 return status
             suite = load_suite(config, quick=args.quick)
             out = args.out or str(Path("bench_results") / (suite.name + ("-quick" if args.quick else "")))
-            store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend)
+            store = run_suite(suite, out, n_jobs=args.n_jobs, backend=args.backend, address=args.address)
             print(f"results: {store}\nreport: xai-suite report {store.parent}")
             with ResultsStore(store) as results:
                 units = results.units()

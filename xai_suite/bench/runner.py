@@ -16,24 +16,25 @@ and ``insertion_auc`` are computed through :func:`~xai_suite.metrics.faithfulnes
 / :func:`~xai_suite.metrics.faithfulness.insertion_curve`; the unit stores every instance's
 curve and its trapezoid area, so the stored area is exactly that of the stored curve.
 
-Parallelism goes through joblib: ``n_jobs`` worker processes with the default ``loky``
-backend. Each unit runs torch with one thread (restored afterwards), so results do not
-depend on ``n_jobs``. To run the same config on a cluster, register the backend and name it::
+Where the units run (``backend``, ``n_jobs``, ``address``; see :mod:`xai_suite.bench.cluster`):
+by default, the joblib configuration in effect, so a caller's ``with
+joblib.parallel_config(backend="threading", n_jobs=2):`` is respected, and with none one unit
+after the other in this process; ``backend="loky"`` with ``n_jobs`` worker processes on this
+machine; or a cluster, with the extra ``pip install 'xai-suite[distributed]'``::
 
-    # Ray: pip install "ray[default]"
-    import ray
-    from ray.util.joblib import register_ray
-    ray.init(address="auto"); register_ray()
-    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="ray", n_jobs=-1)
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="dask")   # a LocalCluster, every core
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="dask", address="tcp://scheduler:8786")
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="ray", n_jobs=4)  # a local Ray, 4 CPUs
+    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="ray", address="auto")
 
-    # Dask: pip install "dask[distributed]"
-    from dask.distributed import Client
-    client = Client("tcp://scheduler:8786")       # joblib's "dask" backend uses it
-    run_suite("benchmarks/ig-baselines.toml", "results/ig", backend="dask", n_jobs=-1)
-
-Workers need xai-suite installed and, for the trained-model cache to be shared, a common
-``XAI_SUITE_CACHE`` directory (without it each worker trains its own copy, with the same
-result). Modules or ``.py`` files listed under ``imports`` are imported in every worker.
+(``xai-suite bench NAME --backend dask|ray [--address ADDRESS]`` does the same.) A cluster the
+runner starts is closed when the run ends; one it connects to stays up, and without an address
+a Dask client or Ray connection already open in this process is used (and left open). Each unit runs torch
+with one thread (restored afterwards), so results do not depend on where or how many units
+run at once. Workers need xai-suite installed and, for the trained-model cache to be shared, a
+common ``XAI_SUITE_CACHE`` directory (without it each worker trains its own copy, with the
+same result). Modules or ``.py`` files listed under ``imports`` are imported in every worker
+(a ``.py`` file by its path, so a remote worker needs it at the same path).
 
 A dataset function may return DataFrames with string or categorical columns: they are never
 cast to float32. Explainers and metrics work on their codes (numeric columns as they are,
@@ -52,6 +53,7 @@ are no units and the metric cells that do not apply.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -68,6 +70,7 @@ import torch
 
 from .._validation import check_positive_int
 from ..baselines import ensure_baseline
+from .cluster import check_backend, parallel_map
 from .config import (
     DEFAULT_BASELINE,
     NO_BASELINE,
@@ -98,8 +101,9 @@ def package_versions() -> dict:
     return out
 
 
-def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, backend: str = "loky",
-              progress: bool = True, max_units: int | None = None) -> Path:
+def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int | None = None,
+              backend: str | None = None, address: str | None = None, progress: bool = True,
+              max_units: int | None = None) -> Path:
     """Run (or resume) a benchmark suite.
 
     Parameters
@@ -110,11 +114,19 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
         Run directory; ``out_dir/results.sqlite`` is created or resumed.
     quick : bool
         Apply the suite's ``[quick]`` overrides.
-    n_jobs : int
-        Parallel workers (joblib's meaning: -1 is every core).
-    backend : str
-        A joblib backend: ``"loky"`` (processes), ``"threading"``, or a registered cluster
-        backend such as ``"ray"`` or ``"dask"`` (see the module docstring).
+    n_jobs : int, optional
+        Parallel workers (joblib's meaning: -1 is every core). ``None``: with loky or
+        threading, the joblib configuration in effect (else 1); with dask or ray, every core
+        of a local cluster the runner starts.
+    backend : {"loky", "threading", "dask", "ray"}, optional
+        ``None`` with ``n_jobs=None``: the joblib configuration in effect, so a caller's
+        ``with joblib.parallel_config(backend="threading", n_jobs=2):`` runs the units with
+        it; with none, one unit after the other in this process. ``"loky"``: worker processes
+        on this machine; ``"threading"``: threads of this process; ``"dask"``, ``"ray"``: the
+        cluster at ``address``, else a local one (see the module docstring).
+    address : str, optional
+        A running Dask scheduler (``"tcp://host:8786"``) or Ray cluster (``"host:6379"``,
+        ``"ray://host:10001"``, ``"auto"``); only with ``backend="dask"`` or ``"ray"``.
     progress : bool
         Show a tqdm bar over units (on stderr).
     max_units : int, optional
@@ -126,9 +138,9 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
     pathlib.Path
         The results store.
     """
-    from joblib import Parallel, delayed, parallel_config
     from tqdm.auto import tqdm
 
+    check_backend(backend, n_jobs, address)
     suite = config_or_path if isinstance(config_or_path, Suite) else load_suite(config_or_path, quick=quick)
     units = expand_units(suite)
     path = store_path(Path(out_dir))
@@ -141,10 +153,13 @@ def run_suite(config_or_path, out_dir, *, quick: bool = False, n_jobs: int = 1, 
         if max_units is not None:
             check_positive_int(max_units=max_units)
             todo = todo[:max_units]
-        with tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
-                  disable=not progress) as bar, parallel_config(backend=backend, n_jobs=n_jobs):
-            results = Parallel(return_as="generator_unordered")(
-                delayed(run_unit)(suite, u, parent=os.getpid()) for u in todo)
+        if not todo:  # nothing left: no workers or cluster to start
+            return path
+        task = functools.partial(run_unit, suite, parent=os.getpid())
+        with (tqdm(total=len(units), initial=len(units) - len(todo), unit="unit", desc=suite.name,
+                   disable=not progress) as bar,
+              _one_thread(),  # units in threads of this process leave its torch threads as they were
+              parallel_map(backend, n_jobs, address) as run, contextlib.closing(run(task, todo)) as results):
             for result in results:
                 store.write_unit(suite.name, result)
                 bar.update()
@@ -423,9 +438,10 @@ _WATCHED: set[int] = set()
 
 
 def _exit_with(parent: int) -> None:
-    """In a worker process: exit as soon as the runner ``parent`` is gone (``kill -9`` gives it
-    no chance to stop its workers, which would otherwise compute on, unseen, for minutes)."""
-    if parent == os.getpid() or parent in _WATCHED:
+    """In a worker process the runner ``parent`` started itself (loky's): exit as soon as the
+    runner is gone (``kill -9`` gives it no chance to stop its workers, which would otherwise
+    compute on, unseen, for minutes). Cluster workers, started by others, are left alone."""
+    if os.getppid() != parent or parent in _WATCHED:
         return
     import threading
 
