@@ -13,7 +13,7 @@ from torch import nn
 
 import xai_suite as xs
 from xai_suite.baselines import NotFittedError
-from xai_suite_tabular.counterfactuals import _in_layer, check_immutable, feature_scale
+from xai_suite_tabular.counterfactuals import _in_layer, feature_scale, resolve_features
 
 NUN, WACHTER, GS = "native:nearest_unlike_neighbor", "native:wachter", "native:growing_spheres"
 
@@ -185,7 +185,7 @@ def test_wachter_finds_the_l1_closest_counterfactual_of_a_linear_model():
     model = _linear_torch(a, b=-0.5)
     xq = X[_predict(model, X).argmax(1) == 0][:10]
     for imm, cheapest in ((None, 1), ([1], 0)):
-        e = xs.create_explainer(WACHTER, model, margin=0.1, feature_range=None, immutable=imm).fit(X)
+        e = xs.create_explainer(WACHTER, model, margin=0.1, permitted_range=None, immutable=imm).fit(X)
         exp = e.explain(xq)
         assert exp.valid.all()
         s = e.scale_.numpy().astype(np.float64)
@@ -224,7 +224,7 @@ def test_wachter_clips_to_the_training_range(cancer):
     hi = np.maximum(cancer["X"].max(0), cancer["xq"])
     outside = {}
     for fr in (None, "data"):
-        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=0.01, feature_range=fr)
+        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=0.01, permitted_range=fr)
         cf = e.explain(cancer["xq"]).counterfactuals
         outside[fr] = ((cf < lo - 1e-6) | (cf > hi + 1e-6)).sum()
     assert outside[None] > 0 and outside["data"] == 0
@@ -265,8 +265,9 @@ def test_growing_spheres_recovers_the_one_relevant_feature():
 
 def test_growing_spheres_feature_selection_keeps_only_necessary_changes(cancer):
     model, xq = cancer["mlp"], cancer["xq"]
-    dense = _fit(GS, model, cancer, random_state=0, sparse=False).explain(xq)
-    sparse = _fit(GS, model, cancer, random_state=0).explain(xq)
+    # unbounded: the default (training) range would clip a feature at its edge back to x's value
+    dense = _fit(GS, model, cancer, random_state=0, sparse=False, permitted_range=None).explain(xq)
+    sparse = _fit(GS, model, cancer, random_state=0, permitted_range=None).explain(xq)
     assert dense.valid.all() and sparse.valid.all()
     # measured: 30 -> 10.4 changed features on average
     assert (dense.metrics["changed"] == 30).all()
@@ -334,23 +335,26 @@ def test_repeatable_and_batch_size_invariant(cancer, name, model, params):
 
 
 # -- clear errors ---------------------------------------------------------------------------------
-def test_check_immutable():
-    np.testing.assert_array_equal(check_immutable([3, 0], 5), [0, 3])
-    assert check_immutable(None, 5).size == 0
-    with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*\[5\]"):
-        check_immutable([1, 5], 5)
+def test_resolve_features():
+    np.testing.assert_array_equal(resolve_features([3, 0], 5), [0, 3])
+    np.testing.assert_array_equal(resolve_features(["c", 0], 5, names="abcde"), [0, 2])
+    assert resolve_features(None, 5).size == 0
+    with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*got 5"):
+        resolve_features([1, 5], 5)
     with pytest.raises(ValueError, match=r"in 0\.\.4"):
-        check_immutable([-1], 5)
+        resolve_features([-1], 5)
     with pytest.raises(ValueError, match="more than once"):
-        check_immutable([1, 1], 5)
-    with pytest.raises(ValueError, match="all 2 features"):
-        check_immutable([0, 1], 2)
-    with pytest.raises(TypeError, match="integer feature indices"):
-        check_immutable([0.0], 5)
-    with pytest.raises(TypeError, match="integer feature indices"):
-        check_immutable([True], 5)
-    with pytest.raises(TypeError, match="sequence of feature indices"):
-        check_immutable(3, 5)
+        resolve_features([1, "b"], 5, names="abcde")
+    with pytest.raises(ValueError, match=r"'age', which is not among the columns \['a', 'b'\]"):
+        resolve_features(["age"], 2, names=("a", "b"))
+    with pytest.raises(ValueError, match="no column names: give DataFrames"):
+        resolve_features(["age"], 2)
+    with pytest.raises(TypeError, match=r"feature indices \(ints\) or column names"):
+        resolve_features([0.0], 5)
+    with pytest.raises(TypeError, match=r"feature indices \(ints\) or column names"):
+        resolve_features([True], 5)
+    with pytest.raises(TypeError, match="sequence of feature indices or column names"):
+        resolve_features(3, 5)
 
 
 def test_feature_scale_fallbacks():
@@ -364,17 +368,24 @@ def test_feature_scale_fallbacks():
 
 @pytest.mark.parametrize(("name", "params", "exc", "match"), [
     (NUN, {"immutable": [30]}, ValueError, r"in 0\.\.29"),
+    (NUN, {"immutable": list(range(30))}, ValueError, "none of the 30 features free"),
+    (NUN, {"features_to_vary": [1], "immutable": [1]}, ValueError, "none of the 30 features free"),
+    (NUN, {"features_to_vary": "radius"}, TypeError, "sequence of feature indices or column names"),
+    (GS, {"integer_features": "yes"}, TypeError, "integer_features must be 'auto', None or"),
+    (GS, {"permitted_range": {0: (2, 1)}}, ValueError, r"permitted_range\[0\] must be a pair"),
+    (GS, {"permitted_range": {0: 3}}, ValueError, r"permitted_range\[0\] must be a pair"),
+    (GS, {"permitted_range": "train"}, TypeError, "permitted_range must be 'data', None or a dict"),
+    (GS, {"integer_features": [0], "permitted_range": {0: (0.2, 0.8)}}, ValueError, "holds no integer"),
     (NUN, {"scale": "mad"}, ValueError, "scale must be one of 'std', None"),
     (GS, {"immutable": [2, 2]}, ValueError, "more than once"),
     (GS, {"n_samples": 0}, ValueError, "n_samples must be a positive int"),
     (GS, {"first_radius": -1.0}, ValueError, "first_radius must be a finite number > 0"),
     (GS, {"sparse": "yes"}, TypeError, "sparse must be True or False"),
-    (WACHTER, {"immutable": "radius"}, TypeError, "sequence of feature indices"),
+    (WACHTER, {"immutable": "radius"}, TypeError, "sequence of feature indices or column names"),
     (WACHTER, {"lambda_growth": 1.0}, ValueError, "lambda_growth must be a finite number > 1"),
     (WACHTER, {"lr": 0}, ValueError, "lr must be a finite number > 0"),
     (WACHTER, {"distance_weight": float("nan")}, ValueError, "distance_weight must be a finite"),
     (WACHTER, {"max_iter": 0}, ValueError, "max_iter must be a positive int"),
-    (WACHTER, {"feature_range": (0, 1)}, ValueError, "feature_range must be one of 'data', None"),
     (WACHTER, {"scale": "iqr"}, ValueError, "scale must be one of 'mad', 'std', None"),
 ])
 def test_bad_parameters_raise_at_fit(cancer, name, params, exc, match):
