@@ -4,7 +4,7 @@
   target class, found with one k-d tree per class (any model kind);
 - ``native:wachter`` (Wachter, Mittelstadt & Russell 2017): Adam on ``lambda * loss(f(x'),
   target) + distance_weight * ||x' - x||_{1, MAD}``, ``lambda`` raised until valid, all
-  instances at once (differentiable ``torch`` models);
+  instances at once (autograd for ``torch`` models, differences for black boxes);
 - ``native:growing_spheres`` (Laugel et al. 2018): random points in growing spherical layers
   around the instance until one is of the target class, then features moved back to the
   instance's values (any model kind).
@@ -62,6 +62,8 @@ _VALID_MARGIN = 1e-4
 #: Halvings of the first sphere in growing spheres before the instance is taken to lie on the
 #: decision boundary itself.
 _MAX_HALVINGS = 40
+#: Step of Wachter's central differences along a continuous feature of a black box (scaled units).
+_FD_STEP = 1e-3
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -463,16 +465,17 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
 
 # -- Wachter et al. ---------------------------------------------------------------------------
 @_register(
-    "wachter", model_kinds=("torch",),
+    "wachter", model_kinds=TABULAR_KINDS,
     summary="Wachter et al.: Adam on lambda * hinge(target log-odds) + distance_weight * "
-    "MAD-scaled L1, lambda raised until valid; all instances optimised at once",
+    "MAD-scaled L1, lambda raised until valid; all instances optimised at once (black boxes: "
+    "central differences)",
     reference="Wachter, Mittelstadt & Russell (2017), Counterfactual Explanations without "
     "Opening the Black Box: Automated Decisions and the GDPR",
     notes="Deterministic (the search starts at the instance itself).",
 )
 @_constrained
 class Wachter(_TabularCounterfactual, Batched):
-    """Gradient-based counterfactuals (Wachter et al. 2017) for differentiable models.
+    """Gradient-based counterfactuals (Wachter et al. 2017).
 
     Each instance ``x`` with target class ``t`` is moved to ``x' = x + s * z`` (``s`` the
     per-feature ``scale``), minimising over ``z``::
@@ -483,9 +486,15 @@ class Wachter(_TabularCounterfactual, Batched):
     The prediction term is zero once the target wins by ``margin`` (log-odds), like Wachter
     et al.'s squared loss at the desired output, so the distance term (the paper's
     MAD-scaled L1 norm, ``scale``) holds the optimum close to the decision boundary.
-    ``log p`` is the log of probability outputs, the log-softmax of logits. (A black box,
-    a :class:`~xai_suite_tabular.frames.TabularModel` included, has no gradient: use
-    ``native:growing_spheres`` or ``native:nearest_unlike_neighbor``.)
+    ``log p`` is the log of probability outputs, the log-softmax of logits.
+
+    Gradients: torch's for ``torch`` models, taken at the unprojected iterate. A black box
+    (an estimator, a callable, a :class:`~xai_suite_tabular.frames.TabularModel`) is only
+    ever called on projected points: the gradient there is a central difference along each
+    free feature, of step 1e-3 (scaled units, float64) for a continuous feature and of one
+    unit (the next integer or code, within range) for an integer or categorical one; ``2 m +
+    1`` model rows per instance and step for ``m`` free features. Categorical codes are thus
+    searched in their code order, like growing spheres' rounding.
 
     Optimisation: Adam (``lr``, ``max_iter`` steps per round) from ``z = 0``, with the L1 term
     handled orthant-wise (Andrew & Gao 2007): a feature at its original value moves only
@@ -506,7 +515,7 @@ class Wachter(_TabularCounterfactual, Batched):
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module, estimator or callable
     distance_weight : float
         Weight on closeness relative to the prediction term's starting weight 1 (larger:
         closer counterfactuals, more rounds of ``lambda`` growth).
@@ -568,7 +577,9 @@ class Wachter(_TabularCounterfactual, Batched):
         best, best_d = x.clone(), torch.full((n,), torch.inf, device=dev)  # closest valid point
         top, top_m = x.clone(), torch.full((n,), -torch.inf, device=dev)  # largest margin
         rounds = passes = 0
-        grad_of = functools.partial(_margins, call, x, target, s, simplex)
+        at_point = call.model.kind != "torch"  # black boxes: margins at the projected points
+        grad_of = functools.partial(_difference_margins if at_point else _margins, call, x, target, s,
+                                    simplex, cons)
 
         for _ in range(int(self.lambda_steps)):
             rows = torch.nonzero(~found).flatten()
@@ -583,8 +594,9 @@ class Wachter(_TabularCounterfactual, Batched):
                 passes += 1
                 # record the current iterate, projected onto the constraints
                 point, m_point = x[rows] + zr * s, m
-                if rounding:
+                if rounding or at_point:
                     point = cons.project(point, x[rows])
+                if rounding and not at_point:
                     with torch.no_grad():
                         m_point = _target_margin(call.model.forward(point), target[rows], simplex).to(m.dtype)
                 d = ((point - x[rows]) / s).abs().sum(1)
@@ -623,9 +635,9 @@ class Wachter(_TabularCounterfactual, Batched):
 
 
 def _margins(call: Call, x: torch.Tensor, target: torch.Tensor, s: torch.Tensor, simplex: bool,
-                      rows: torch.Tensor, zr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target margin (b,) at ``x[rows] + zr * s`` and its gradient (b, F) w.r.t. ``zr``, in
-    chunks of ``call.rows`` rows."""
+             cons: Constraints, rows: torch.Tensor, zr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target margin (b,) at ``x[rows] + zr * s`` and its gradient (b, F) w.r.t. ``zr``, by
+    autograd, in chunks of ``call.rows`` rows."""
     ms, gs = [], []
     for start in range(0, rows.numel(), call.rows):
         r = rows[start : start + call.rows]
@@ -635,6 +647,36 @@ def _margins(call: Call, x: torch.Tensor, target: torch.Tensor, s: torch.Tensor,
             (g,) = torch.autograd.grad(m.sum(), zc)
         ms.append(m.detach())
         gs.append(g)
+    return torch.cat(ms), torch.cat(gs)
+
+
+def _difference_margins(call: Call, x: torch.Tensor, target: torch.Tensor, s: torch.Tensor, simplex: bool,
+                        cons: Constraints, rows: torch.Tensor, zr: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`_margins` for a black box: the margin at the projection of ``x[rows] + zr * s``
+    and central differences around it along each free feature (see :class:`Wachter`), in
+    float64, the model called on projected points only, ``call.rows`` rows at a time."""
+    f = x.shape[1]
+    free = torch.from_numpy(np.flatnonzero(cons.free)).to(x.device)
+    m = free.numel()
+    unit = torch.where(torch.from_numpy(cons.integral).to(x.device)[free], 1.0, _FD_STEP * s[free].double())
+    step = torch.zeros(m, f, dtype=torch.float64, device=x.device)
+    step[torch.arange(m), free] = unit.double()
+    per, ms, gs = 2 * m + 1, [], []
+    chunk = max(1, call.rows // per)
+    for start in range(0, rows.numel(), chunk):
+        r = rows[start : start + chunk]
+        xr = x[r].double()[:, None, :]
+        pts = cons.project(xr + (zr[start : start + chunk] * s).double()[:, None, :], xr)  # (b, 1, F)
+        cand = cons.project(torch.cat([pts, pts + step, pts - step], 1), xr)  # (b, 2m + 1, F)
+        out = call.model.forward(cand.reshape(-1, f))
+        mar = _target_margin(out.double(), target[r].repeat_interleave(per), simplex).reshape(r.numel(), per)
+        up, down = (cand[:, k, free].diagonal(dim1=1, dim2=2) for k in (slice(1, m + 1), slice(m + 1, None)))
+        dz = (up - down) / s[free].double()  # the steps taken, in z units (clipped at a bound)
+        g = torch.zeros(r.numel(), f, dtype=torch.float64, device=x.device)
+        g[:, free] = torch.where(dz > 0, (mar[:, 1 : m + 1] - mar[:, m + 1 :]) / dz.clamp_min(1e-300), 0.0)
+        ms.append(mar[:, 0].to(x.dtype))
+        gs.append(g.to(x.dtype))
     return torch.cat(ms), torch.cat(gs)
 
 
