@@ -467,7 +467,8 @@ def _check_constraints(exp, model_codes_x, free, ranges=None):
 
 
 #: Every tabular counterfactual entry (Wachter through central differences on the black box).
-MIXED = [(NUN, {}), (GS, {"random_state": 0, "n_samples": 200}), (WACHTER, {"max_iter": 20, "lambda_steps": 3})]
+MIXED = [(NUN, {}), (GS, {"random_state": 0, "n_samples": 200}),
+         (WACHTER, {"max_iter": 20, "lambda_steps": 3})]
 
 
 def test_mixed_covers_every_tabular_counterfactual_entry():
@@ -563,7 +564,8 @@ def test_plot_shows_old_to_new_with_a_complete_legend(mixed):
     assert [t.get_text() for t in ax.get_yticklabels()] == list(table["feature"])
     texts = {t.get_text() for t in ax.texts}
     for _, row in table.iterrows():
-        fmt = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in (row["old"], row["new"])]
+        fmt = [str(v) if isinstance(v, str) else f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+               for v in (row["old"], row["new"])]
         assert f"{fmt[0]} -> {fmt[1]}" in texts
     labels = {t.get_text() for t in ax.get_legend().get_texts()}
     delta = exp.counterfactuals[0] - exp.inputs[0]
@@ -591,3 +593,35 @@ def test_timeseries_plot_legend_lists_changes_of_any_channel():
                                     metrics={"valid": np.array([True]), "new_class": np.array([1])})
     ax = exp.plot(0)
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"changed", "input", "counterfactual"}
+
+
+def test_readme_counterfactual_table_in_original_units():
+    # the README's example (/tmp/notes_cf.md), as written there
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from xai_suite_tabular import TabularModel
+
+    X, y = xs.datasets.make_mixed_tabular(500, random_state=0)
+    X["age"] = X["age"].round().astype(int)  # whole years
+    pipe = make_pipeline(
+        ColumnTransformer([("cat", OneHotEncoder(), ["color", "size"])], remainder=StandardScaler()),
+        LogisticRegression(max_iter=1000)).fit(X, y)
+    model = TabularModel(pipe, X)  # categorical columns as codes 0..k-1
+
+    cf = xs.create_explainer("native:growing_spheres", model, immutable=["age"],
+                             permitted_range={"income": (10_000, 60_000)}, random_state=0).fit(X)
+    exp = cf.explain(X.iloc[:3])
+    table = exp.changes()
+    ax = exp.plot(0)
+
+    assert exp.valid.all()
+    assert "age" not in set(table["feature"]) and len(table) >= 3
+    for _, row in table.iterrows():
+        if row["feature"] in ("color", "size"):
+            assert row["old"] in model.feature_categories_[row["feature"]]
+            assert row["new"] in model.feature_categories_[row["feature"]] and row["new"] != row["old"]
+        elif row["feature"] == "income":
+            assert 10_000 <= row["new"] <= 60_000
+    assert ax.get_xlabel() == "change (new - old) / training range of the feature"

@@ -246,9 +246,29 @@ def _range_entry(key, value) -> tuple[float, float]:
 
 
 class _TabularCounterfactual(CounterfactualExplainer):
-    """The constraints, their parameter checks and the training-data scale of the tabular methods."""
+    """The constraints, their parameter checks and the training-data scale of the tabular methods.
 
+    Parameters
+    ----------
+    immutable : None or sequence of int or str
+        Features (indices, or column names where the inputs have them) kept at ``x``'s values.
+    features_to_vary : None or sequence of int or str
+        The only features that may change (default all); combined with ``immutable``.
+    integer_features : "auto", None or sequence of int or str
+        Features rounded to integers; ``"auto"``: the columns whose training values are all
+        integers.
+    permitted_range : "data", None or dict
+        Feature (index or name) -> ``(low, high)``; features without an entry stay in their
+        training range widened to include ``x``'s value (``"data"``: all of them so), or
+        are unbounded (``None``).
+    """
+
+    _mixin_params: ClassVar[bool] = True  # its parameters' docs join the methods'
     _scales: ClassVar[tuple] = ("std", None)
+    immutable: Sequence[int | str] | None = None
+    features_to_vary: Sequence[int | str] | None = None
+    integer_features: str | Sequence[int | str] | None = "auto"
+    permitted_range: str | dict | None = "data"
     # fitted state (not hyper-parameters)
     scale_: torch.Tensor = field(init=False, repr=False)  # (F,) float32
     range_: np.ndarray = field(init=False, repr=False)  # (2, F) float64: training min, max
@@ -337,26 +357,6 @@ class _TabularCounterfactual(CounterfactualExplainer):
         return cf, pred, resolved
 
 
-_CONSTRAINT_PARAMS = """
-    immutable : None or sequence of int or str
-        Features (indices, or column names where the inputs have them) kept at ``x``'s values.
-    features_to_vary : None or sequence of int or str
-        The only features that may change (default all); combined with ``immutable``.
-    integer_features : "auto", None or sequence of int or str
-        Features rounded to integers; ``"auto"``: the columns whose training values are all
-        integers.
-    permitted_range : "data", None or dict
-        Feature (index or name) -> ``(low, high)``; features without an entry stay in their
-        training range widened to include ``x``'s value (``"data"``: all of them so), or
-        are unbounded (``None``).
-"""
-
-
-def _constrained(cls):
-    """Document the constraint parameters shared by the tabular methods."""
-    cls.__doc__ = cls.__doc__.replace("\n    constraints\n", _CONSTRAINT_PARAMS, 1)
-    return cls
-
 
 # -- nearest unlike neighbour -----------------------------------------------------------------
 @_register(
@@ -368,7 +368,6 @@ def _constrained(cls):
     notes="Deterministic. Ties between equally distant training instances are broken by the "
     "k-d tree.",
 )
-@_constrained
 class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     """The nearest training instance that the model assigns to the target class.
 
@@ -379,8 +378,8 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     every feature.
 
     Fixed features (``immutable``, or not in ``features_to_vary``) are copied from ``x``, and
-    each candidate is projected onto the constraints (see :mod:`this module
-    <xai_suite_tabular.counterfactuals>`): candidates are ranked by distance over the free
+    each candidate is projected onto the constraints (see
+    :mod:`xai_suite_tabular.counterfactuals`): candidates are ranked by distance over the free
     features, and the nearest whose projection stays in the target class wins (neighbours
     checked 1, 4, 16, ... at a time, all instances in one batched call per round). Demanding
     equal fixed features instead would leave no neighbour for a continuous one such as age.
@@ -392,14 +391,9 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     scale : {"std", None}
         ``"std"``: features divided by their training standard deviation (1 for a constant
         feature), so the neighbour does not depend on units; ``None``: raw units.
-    constraints
     """
 
     scale: str | None = "std"
-    immutable: Sequence[int | str] | None = None
-    features_to_vary: Sequence[int | str] | None = None
-    integer_features: str | Sequence[int | str] | None = "auto"
-    permitted_range: str | dict | None = "data"
 
     def _fit(self, X: torch.Tensor, y) -> None:
         super()._fit(X, y)
@@ -473,7 +467,6 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
     "Opening the Black Box: Automated Decisions and the GDPR",
     notes="Deterministic (the search starts at the instance itself).",
 )
-@_constrained
 class Wachter(_TabularCounterfactual, Batched):
     """Gradient-based counterfactuals (Wachter et al. 2017).
 
@@ -532,7 +525,6 @@ class Wachter(_TabularCounterfactual, Batched):
     scale : {"mad", "std", None}
         Per-feature scale of the distance (and of the optimisation variable): the training
         data's median absolute deviation (Wachter et al.), standard deviation, or raw units.
-    constraints
     """
 
     _scales = ("mad", "std", None)
@@ -544,10 +536,6 @@ class Wachter(_TabularCounterfactual, Batched):
     max_iter: int = 100
     margin: float = 0.1
     scale: str | None = "mad"
-    immutable: Sequence[int | str] | None = None
-    features_to_vary: Sequence[int | str] | None = None
-    integer_features: str | Sequence[int | str] | None = "auto"
-    permitted_range: str | dict | None = "data"
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -690,7 +678,6 @@ def _difference_margins(call: Call, x: torch.Tensor, target: torch.Tensor, s: to
     notes="Each instance draws from its own generator seeded from random_state, so the draws "
     "do not depend on batch_size.",
 )
-@_constrained
 class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     """Black-box counterfactuals by sampling in growing spherical layers (Laugel et al. 2018).
 
@@ -732,7 +719,6 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     scale : {"std", None}
         Divide features by their training standard deviation (1 for a constant feature):
         spheres round in units of each feature's spread; or raw units.
-    constraints
     """
 
     n_samples: int = 500
@@ -740,10 +726,6 @@ class GrowingSpheres(_TabularCounterfactual, Batched, Seeded):
     max_layers: int = 200
     sparse: bool = True
     scale: str | None = "std"
-    immutable: Sequence[int | str] | None = None
-    features_to_vary: Sequence[int | str] | None = None
-    integer_features: str | Sequence[int | str] | None = "auto"
-    permitted_range: str | dict | None = "data"
 
     def _check_params(self) -> None:
         super()._check_params()

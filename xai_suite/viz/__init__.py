@@ -236,7 +236,7 @@ def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, titl
     ax.set_xlabel(xlabel)
     if len(j):
         lim = max(float(np.abs(delta[~categorical]).max(initial=0.0)), 0.05)
-        ax.set_xlim(-1.6 * lim, 1.6 * lim)  # room for the annotations
+        ax.set_xlim(-2.2 * lim, 2.2 * lim)  # room for the annotations
         ax.set_ylim(-0.7, len(j) - 0.3)
         handles = [Line2D([], [], marker="D", ls="", color=c, label=k) if k == "category changed"
                    else Patch(color=c, label=k) for k, c in _CHANGE_STYLE.items() if k in used]
@@ -248,7 +248,11 @@ def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, titl
 
 
 def _value_text(v) -> str:
-    return f"{v:.6g}" if isinstance(v, float | np.floating) else str(v)
+    """A value of :meth:`~xai_suite.explanation.CounterfactualExplanation.changes` as text: 4
+    significant digits, whole numbers from 10,000 up; labels as they are."""
+    if not isinstance(v, float | np.floating):
+        return str(v)
+    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
 
 def _image(x, a, title):
