@@ -405,6 +405,8 @@ def test_wachter_on_a_black_box_agrees_with_autograd(cancer):
 
 
 def test_bad_usage_raises_clearly(cancer):
+    with pytest.raises(TypeError, match="'feature_range' \\(did you mean 'permitted_range'\\?\\)"):
+        xs.create_explainer(WACHTER, cancer["mlp"], feature_range="data")
     with pytest.raises(NotFittedError, match="call fit"):
         xs.create_explainer(GS, cancer["lr"]).explain(cancer["xq"])
     e = _fit(NUN, cancer["lr"], cancer)

@@ -450,7 +450,8 @@ class NearestUnlikeNeighbor(_TabularCounterfactual, Batched):
             warnings.warn(
                 f"native:nearest_unlike_neighbor: for {int(missing.sum())} instance(s) no training "
                 "instance of the target class stays in that class with the immutable features "
-                "copied from the query; returning the nearest one (invalid)", UserWarning, stacklevel=4,
+                "copied from the query (and the constraints applied); returning the nearest one "
+                "(invalid)", UserWarning, stacklevel=4,
             )
         pick = np.where(missing, nearest, chosen)
         cf = cons.project(self.X_train_[torch.from_numpy(pick)], x)
