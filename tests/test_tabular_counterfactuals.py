@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_wine
@@ -338,6 +339,7 @@ def test_repeatable_and_batch_size_invariant(cancer, name, model, params):
 def test_resolve_features():
     np.testing.assert_array_equal(resolve_features([3, 0], 5), [0, 3])
     np.testing.assert_array_equal(resolve_features(["c", 0], 5, names="abcde"), [0, 2])
+    np.testing.assert_array_equal(resolve_features(pd.Index(["e", "b"]), 5, names="abcde"), [1, 4])
     assert resolve_features(None, 5).size == 0
     with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*got 5"):
         resolve_features([1, 5], 5)
@@ -427,7 +429,6 @@ def test_bad_usage_raises_clearly(cancer):
 def mixed():
     """A scikit-learn pipeline with one-hot categoricals on make_mixed_tabular (integer ages),
     as a TabularModel; a torch model on the same codes that carries the column metadata."""
-    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -126,7 +126,7 @@ def resolve_features(features, n_features: int, names=None, param: str = "immuta
     """
     if features is None:
         return np.zeros(0, dtype=np.int64)
-    if isinstance(features, str | bytes) or not isinstance(features, Sequence | np.ndarray):
+    if not _is_feature_list(features):
         raise TypeError(f"{param} must be None or a sequence of feature indices or column names; got "
                         f"{features!r}")
     idx = np.asarray([feature_index(f, n_features, names, param) for f in features], dtype=np.int64)
@@ -232,12 +232,17 @@ def _valid(call: Call, cand: torch.Tensor, target: np.ndarray) -> np.ndarray:
     return call.model.predict(cand, call.rows).argmax(1) == target
 
 
+def _is_feature_list(value) -> bool:
+    """Whether ``value`` can list features: a list, tuple, array, pandas Index, ... (not a str)."""
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
+
+
 def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
 
 
 def _range_entry(key, value) -> tuple[float, float]:
-    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(
+    ok = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) and len(value) == 2 and all(
         not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating) for v in value)
     if not ok or math.isnan(value[0]) or math.isnan(value[1]) or value[0] > value[1]:
         raise ValueError(f"permitted_range[{key!r}] must be a pair (low, high) of numbers with low <= high; "
@@ -279,13 +284,11 @@ class _TabularCounterfactual(CounterfactualExplainer):
         check_choice("scale", self.scale, self._scales)
         for param in ("immutable", "features_to_vary"):
             value = getattr(self, param)
-            if value is not None and (isinstance(value, str | bytes) or not isinstance(value, Sequence
-                                                                                         | np.ndarray)):
+            if value is not None and not _is_feature_list(value):
                 raise TypeError(f"{param} must be None or a sequence of feature indices or column names; "
                                 f"got {value!r}")
         integer = self.integer_features
-        if not (integer is None or _is_auto(integer) or (isinstance(integer, Sequence | np.ndarray)
-                                                         and not isinstance(integer, str))):
+        if not (integer is None or _is_auto(integer) or _is_feature_list(integer)):
             raise TypeError(f"integer_features must be 'auto', None or a sequence of feature indices or "
                             f"column names; got {integer!r}")
         rng = self.permitted_range
