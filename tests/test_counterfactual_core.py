@@ -141,3 +141,38 @@ def test_fit_needs_two_classes_and_target_class_present(nun_entry):
     target[model(torch.from_numpy(inputs)).argmax(1).numpy() == 2] = 0
     with pytest.raises(ValueError, match=r"no instance of target class\(es\) \[2\]"):
         e.explain(inputs, target=target)
+
+
+def test_changes_decode_categories_and_feature_ranges_round_trip(tmp_path):
+    x = np.array([[30.0, 0.0, 1.5], [50.0, 2.0, 0.0]], np.float32)
+    cf = np.array([[35.0, 2.0, 1.5], [50.0, 2.0, 0.0]], np.float32)  # instance 1 unchanged
+    p = np.array([[0.8, 0.2], [0.7, 0.3]])
+    ranges = np.array([[18.0, 0.0, -1.0], [90.0, 2.0, 2.0]])
+    exp = xs.CounterfactualExplanation(
+        inputs=x, counterfactuals=cf, target=np.array([1, 1]), predictions=p, cf_predictions=p[:, ::-1],
+        method="test", metrics={"valid": np.array([True, False]), "new_class": np.array([1, 0])},
+        feature_names=("age", "color", "noise"), categories={"color": ("blue", "green", "red")},
+        feature_ranges=ranges)
+    table = exp.changes()
+    assert table.to_dict("list") == {"instance": [0, 0], "feature": ["age", "color"], "old": [30.0, "blue"],
+                                     "new": [35.0, "red"]}
+    assert exp.changes(1).empty and list(exp.changes(-2)["feature"]) == ["age", "color"]
+    with pytest.raises(IndexError, match="out of range for 2"):
+        exp.changes(2)
+    back = xs.load_explanation(exp.save(tmp_path / "cf.npz"))
+    np.testing.assert_array_equal(back.feature_ranges, ranges)
+    assert back.changes().equals(table)
+    with pytest.raises(ValueError, match=r"feature_ranges must have shape \(2, F\)"):
+        xs.CounterfactualExplanation(inputs=x, counterfactuals=cf, target=np.array([1, 1]), predictions=p,
+                                     cf_predictions=p, method="t", feature_ranges=ranges[:, :2])
+
+
+def test_changes_is_for_tabular_counterfactuals(nun_entry):
+    model, X, y, inputs = reference_problem("timeseries")
+    exp = xs.create_explainer(nun_entry, model).fit(X, y).explain(inputs)
+    assert exp.feature_ranges is None
+    with pytest.raises(ValueError, match=r"tabular \(N, F\) counterfactuals; these are timeseries"):
+        exp.changes()
+    tab_model, Xt, yt, xt = reference_problem("tabular")
+    tab = xs.create_explainer(nun_entry, tab_model).fit(Xt, yt).explain(xt)
+    np.testing.assert_array_equal(tab.feature_ranges, np.stack([Xt.min(0), Xt.max(0)]))

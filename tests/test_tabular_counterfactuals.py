@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_wine
@@ -13,7 +14,7 @@ from torch import nn
 
 import xai_suite as xs
 from xai_suite.baselines import NotFittedError
-from xai_suite_tabular.counterfactuals import _in_layer, check_immutable, feature_scale
+from xai_suite_tabular.counterfactuals import _in_layer, feature_scale, resolve_features
 
 NUN, WACHTER, GS = "native:nearest_unlike_neighbor", "native:wachter", "native:growing_spheres"
 
@@ -185,7 +186,7 @@ def test_wachter_finds_the_l1_closest_counterfactual_of_a_linear_model():
     model = _linear_torch(a, b=-0.5)
     xq = X[_predict(model, X).argmax(1) == 0][:10]
     for imm, cheapest in ((None, 1), ([1], 0)):
-        e = xs.create_explainer(WACHTER, model, margin=0.1, feature_range=None, immutable=imm).fit(X)
+        e = xs.create_explainer(WACHTER, model, margin=0.1, permitted_range=None, immutable=imm).fit(X)
         exp = e.explain(xq)
         assert exp.valid.all()
         s = e.scale_.numpy().astype(np.float64)
@@ -224,7 +225,7 @@ def test_wachter_clips_to_the_training_range(cancer):
     hi = np.maximum(cancer["X"].max(0), cancer["xq"])
     outside = {}
     for fr in (None, "data"):
-        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=0.01, feature_range=fr)
+        e = _fit(WACHTER, cancer["mlp"], cancer, distance_weight=0.01, permitted_range=fr)
         cf = e.explain(cancer["xq"]).counterfactuals
         outside[fr] = ((cf < lo - 1e-6) | (cf > hi + 1e-6)).sum()
     assert outside[None] > 0 and outside["data"] == 0
@@ -265,8 +266,9 @@ def test_growing_spheres_recovers_the_one_relevant_feature():
 
 def test_growing_spheres_feature_selection_keeps_only_necessary_changes(cancer):
     model, xq = cancer["mlp"], cancer["xq"]
-    dense = _fit(GS, model, cancer, random_state=0, sparse=False).explain(xq)
-    sparse = _fit(GS, model, cancer, random_state=0).explain(xq)
+    # unbounded: the default (training) range would clip a feature at its edge back to x's value
+    dense = _fit(GS, model, cancer, random_state=0, sparse=False, permitted_range=None).explain(xq)
+    sparse = _fit(GS, model, cancer, random_state=0, permitted_range=None).explain(xq)
     assert dense.valid.all() and sparse.valid.all()
     # measured: 30 -> 10.4 changed features on average
     assert (dense.metrics["changed"] == 30).all()
@@ -334,23 +336,27 @@ def test_repeatable_and_batch_size_invariant(cancer, name, model, params):
 
 
 # -- clear errors ---------------------------------------------------------------------------------
-def test_check_immutable():
-    np.testing.assert_array_equal(check_immutable([3, 0], 5), [0, 3])
-    assert check_immutable(None, 5).size == 0
-    with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*\[5\]"):
-        check_immutable([1, 5], 5)
+def test_resolve_features():
+    np.testing.assert_array_equal(resolve_features([3, 0], 5), [0, 3])
+    np.testing.assert_array_equal(resolve_features(["c", 0], 5, names="abcde"), [0, 2])
+    np.testing.assert_array_equal(resolve_features(pd.Index(["e", "b"]), 5, names="abcde"), [1, 4])
+    assert resolve_features(None, 5).size == 0
+    with pytest.raises(ValueError, match=r"in 0\.\.4 .*5 features.*got 5"):
+        resolve_features([1, 5], 5)
     with pytest.raises(ValueError, match=r"in 0\.\.4"):
-        check_immutable([-1], 5)
+        resolve_features([-1], 5)
     with pytest.raises(ValueError, match="more than once"):
-        check_immutable([1, 1], 5)
-    with pytest.raises(ValueError, match="all 2 features"):
-        check_immutable([0, 1], 2)
-    with pytest.raises(TypeError, match="integer feature indices"):
-        check_immutable([0.0], 5)
-    with pytest.raises(TypeError, match="integer feature indices"):
-        check_immutable([True], 5)
-    with pytest.raises(TypeError, match="sequence of feature indices"):
-        check_immutable(3, 5)
+        resolve_features([1, "b"], 5, names="abcde")
+    with pytest.raises(ValueError, match=r"'age', which is not among the columns \['a', 'b'\]"):
+        resolve_features(["age"], 2, names=("a", "b"))
+    with pytest.raises(ValueError, match="no column names: give DataFrames"):
+        resolve_features(["age"], 2)
+    with pytest.raises(TypeError, match=r"feature indices \(ints\) or column names"):
+        resolve_features([0.0], 5)
+    with pytest.raises(TypeError, match=r"feature indices \(ints\) or column names"):
+        resolve_features([True], 5)
+    with pytest.raises(TypeError, match="sequence of feature indices or column names"):
+        resolve_features(3, 5)
 
 
 def test_feature_scale_fallbacks():
@@ -364,17 +370,24 @@ def test_feature_scale_fallbacks():
 
 @pytest.mark.parametrize(("name", "params", "exc", "match"), [
     (NUN, {"immutable": [30]}, ValueError, r"in 0\.\.29"),
+    (NUN, {"immutable": list(range(30))}, ValueError, "none of the 30 features free"),
+    (NUN, {"features_to_vary": [1], "immutable": [1]}, ValueError, "none of the 30 features free"),
+    (NUN, {"features_to_vary": "radius"}, TypeError, "sequence of feature indices or column names"),
+    (GS, {"integer_features": "yes"}, TypeError, "integer_features must be 'auto', None or"),
+    (GS, {"permitted_range": {0: (2, 1)}}, ValueError, r"permitted_range\[0\] must be a pair"),
+    (GS, {"permitted_range": {0: 3}}, ValueError, r"permitted_range\[0\] must be a pair"),
+    (GS, {"permitted_range": "train"}, TypeError, "permitted_range must be 'data', None or a dict"),
+    (GS, {"integer_features": [0], "permitted_range": {0: (0.2, 0.8)}}, ValueError, "holds no integer"),
     (NUN, {"scale": "mad"}, ValueError, "scale must be one of 'std', None"),
     (GS, {"immutable": [2, 2]}, ValueError, "more than once"),
     (GS, {"n_samples": 0}, ValueError, "n_samples must be a positive int"),
     (GS, {"first_radius": -1.0}, ValueError, "first_radius must be a finite number > 0"),
     (GS, {"sparse": "yes"}, TypeError, "sparse must be True or False"),
-    (WACHTER, {"immutable": "radius"}, TypeError, "sequence of feature indices"),
+    (WACHTER, {"immutable": "radius"}, TypeError, "sequence of feature indices or column names"),
     (WACHTER, {"lambda_growth": 1.0}, ValueError, "lambda_growth must be a finite number > 1"),
     (WACHTER, {"lr": 0}, ValueError, "lr must be a finite number > 0"),
     (WACHTER, {"distance_weight": float("nan")}, ValueError, "distance_weight must be a finite"),
     (WACHTER, {"max_iter": 0}, ValueError, "max_iter must be a positive int"),
-    (WACHTER, {"feature_range": (0, 1)}, ValueError, "feature_range must be one of 'data', None"),
     (WACHTER, {"scale": "iqr"}, ValueError, "scale must be one of 'mad', 'std', None"),
 ])
 def test_bad_parameters_raise_at_fit(cancer, name, params, exc, match):
@@ -382,9 +395,20 @@ def test_bad_parameters_raise_at_fit(cancer, name, params, exc, match):
         _fit(name, cancer["mlp"], cancer, **params)
 
 
+def test_wachter_on_a_black_box_agrees_with_autograd(cancer):
+    # central differences on the scikit-learn model, autograd on its torch twin: the same
+    # counterfactuals (measured: equal to float32 precision on 10 instances, default settings)
+    xq = cancer["xq"][:4]
+    box = _fit(WACHTER, cancer["lr"], cancer, max_iter=30, lambda_steps=3).explain(xq)
+    grad = _fit(WACHTER, cancer["lr_torch"], cancer, max_iter=30, lambda_steps=3).explain(xq)
+    assert box.valid.all() and grad.valid.all()
+    np.testing.assert_allclose(box.counterfactuals, grad.counterfactuals, rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(box.counterfactuals != xq, grad.counterfactuals != xq)
+
+
 def test_bad_usage_raises_clearly(cancer):
-    with pytest.raises(TypeError, match="native:wachter explains models of kind torch; got a sklearn"):
-        _fit(WACHTER, cancer["lr"], cancer)
+    with pytest.raises(TypeError, match="'feature_range' \\(did you mean 'permitted_range'\\?\\)"):
+        xs.create_explainer(WACHTER, cancer["mlp"], feature_range="data")
     with pytest.raises(NotFittedError, match="call fit"):
         xs.create_explainer(GS, cancer["lr"]).explain(cancer["xq"])
     e = _fit(NUN, cancer["lr"], cancer)
@@ -398,3 +422,209 @@ def test_bad_usage_raises_clearly(cancer):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a valid call warns about nothing
         _fit(NUN, cancer["lr"], cancer).explain(cancer["xq"][:3])
+
+
+# -- constraints, a TabularModel, results in original units ----------------------------------------
+@pytest.fixture(scope="module")
+def mixed():
+    """A scikit-learn pipeline with one-hot categoricals on make_mixed_tabular (integer ages),
+    as a TabularModel; a torch model on the same codes that carries the column metadata."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from xai_suite_tabular.frames import TabularModel
+
+    X, y = xs.datasets.make_mixed_tabular(300, random_state=0)
+    X["age"] = X["age"].round().astype(int)
+    pipe = make_pipeline(ColumnTransformer([("cat", OneHotEncoder(), ["color", "size"])],
+                                           remainder=StandardScaler()),
+                         LogisticRegression(max_iter=1000)).fit(X, y)
+    model = TabularModel(pipe, X)
+    codes = model.encode(X)
+
+    class Coded(nn.Module):  # logits (0, w.x + b) of standardised codes: a differentiable twin
+        feature_names_in_ = model.feature_names_in_
+        feature_categories_ = model.feature_categories_
+
+        def __init__(self):
+            super().__init__()
+            self.lin = _linear_torch(np.array([0.1, 0.0, 1.0, -1.0, 0.0]), b=-0.5)
+
+        def forward(self, a):
+            return self.lin(a - torch.tensor([40.0, 0.0, 0.0, 0.0, 0.0]))
+
+    return {"X": X, "y": y, "model": model, "codes": codes, "torch": Coded().eval(),
+            "frame": pd.DataFrame(codes, columns=X.columns), "q": X.iloc[:8]}
+
+
+def _check_constraints(exp, model_codes_x, free, ranges=None):
+    """Integers integral, categorical codes valid, ranges respected, fixed features unchanged."""
+    x, cf = model_codes_x, exp.counterfactuals
+    np.testing.assert_array_equal(cf[:, ~free], x[:, ~free])
+    np.testing.assert_array_equal(cf[:, 0], np.round(cf[:, 0]))  # age: integer
+    for j in (2, 3):  # color, size: codes 0..2
+        assert np.isin(cf[:, j], [0, 1, 2]).all()
+    for j, (lo, hi) in (ranges or {}).items():
+        assert ((cf[:, j] >= lo) & (cf[:, j] <= hi)).all()
+
+
+#: Every tabular counterfactual entry (Wachter through central differences on the black box).
+MIXED = [(NUN, {}), (GS, {"random_state": 0, "n_samples": 200}),
+         (WACHTER, {"max_iter": 20, "lambda_steps": 3})]
+
+
+def test_mixed_covers_every_tabular_counterfactual_entry():
+    table = xs.list_explainers(family="counterfactual", modality="tabular")
+    assert set(table["qualified_name"]) == {m[0] for m in MIXED}
+    assert all("callable" in kinds for kinds in table["model_kinds"])
+
+
+@pytest.mark.parametrize(("name", "params"), MIXED, ids=[m[0] for m in MIXED])
+def test_tabular_model_keeps_age_immutable_by_name_and_every_constraint(mixed, name, params):
+    xq = mixed["model"].encode(mixed["q"])
+    e = xs.create_explainer(name, mixed["model"], immutable=["age"],
+                            permitted_range={"income": (15000, 40000)}, **params).fit(mixed["X"])
+    exp = e.explain(mixed["q"])
+    # measured: 8/8 valid (nearest unlike neighbour, growing spheres), 5/8 (Wachter, 20 steps)
+    assert exp.valid.mean() >= (0.5 if name == WACHTER else 0.75), exp.valid
+    free = np.array([False, True, True, True, True])
+    _check_constraints(exp, xq, free, {1: (15000, 40000)})
+    assert exp.params["constraints"] == {"fixed_features": ["age"], "integer_features": ["age"],
+                                         "categorical_features": ["color", "size"],
+                                         "permitted_range": {"income": [15000.0, 40000.0]}}
+    # validity judged on what is returned: the pipeline's own prediction of the decoded rows
+    pred = mixed["model"].model.predict(mixed["model"].decode(exp.counterfactuals))
+    np.testing.assert_array_equal(pred == exp.target, exp.valid)
+    # old -> new in original units, categories by label
+    table = exp.changes()
+    assert "age" not in set(table["feature"])
+    for _, row in table.iterrows():
+        i, col = int(row["instance"]), row["feature"]
+        assert row["old"] == mixed["q"].iloc[i][col] or np.isclose(row["old"], mixed["q"].iloc[i][col])
+        new = mixed["model"].decode(exp.counterfactuals[i : i + 1]).iloc[0][col]
+        assert row["new"] == new or np.isclose(row["new"], new)
+        if col in ("color", "size"):
+            assert row["new"] in mixed["model"].feature_categories_[col]
+
+
+@pytest.mark.parametrize(("name", "params"), MIXED, ids=[m[0] for m in MIXED])
+def test_features_to_vary_and_integer_features(mixed, name, params):
+    xq = mixed["model"].encode(mixed["q"])
+    e = xs.create_explainer(name, mixed["model"], features_to_vary=["age", "income", "size"],
+                            immutable=[1], integer_features=[0], **params).fit(mixed["X"])
+    exp = e.explain(mixed["q"])
+    free = np.array([True, False, False, True, False])
+    _check_constraints(exp, xq, free)
+    assert exp.params["constraints"]["fixed_features"] == ["income", "color", "noise"]
+    assert exp.params["constraints"]["integer_features"] == ["age"]
+    assert (exp.counterfactuals != xq)[:, [0, 3]].any()
+
+
+def test_wachter_projects_integer_and_categorical_features(mixed):
+    # a torch model on the codes with the TabularModel's metadata: continuous optimisation of
+    # age and the codes, each iterate rounded before it is judged
+    m, codes = mixed["torch"], mixed["codes"]
+    xq = codes[_predict(m, codes).argmax(1) == 0][:8]
+    e = xs.create_explainer(WACHTER, m, permitted_range={"age": (18, 60)}).fit(mixed["frame"])
+    exp = e.explain(xq)
+    assert exp.valid.all()
+    _check_constraints(exp, xq, np.ones(5, dtype=bool), {0: (18, 60)})
+    assert (exp.counterfactuals != xq)[:, [0, 2, 3]].any()
+    assert exp.params["constraints"]["categorical_features"] == ["color", "size"]
+
+
+def test_constraint_names_raise_clearly(mixed):
+    with pytest.raises(ValueError, match=r"'agee', which is not among the columns \['age', 'income'"):
+        xs.create_explainer(NUN, mixed["model"], immutable=["agee"]).fit(mixed["X"])
+    with pytest.raises(ValueError, match="'color' is categorical"):
+        xs.create_explainer(NUN, mixed["model"], permitted_range={"color": (0, 1)}).fit(mixed["X"])
+    # names without columns: checked once the inputs come, and said so
+    f = mixed["model"]
+    e = xs.create_explainer(NUN, lambda a: f(a), immutable=["age"]).fit(mixed["codes"])
+    with pytest.raises(ValueError, match="no column names"):
+        e.explain(mixed["codes"][:2])
+
+
+def test_permitted_range_on_breast_cancer(cancer):
+    # every entry keeps a narrowed range (by index) and the default training range
+    xq, X = cancer["xq"][:10], cancer["X"]
+    for name, model, params in THREE:
+        exp = _fit(name, cancer[model], cancer, permitted_range={0: (-0.5, 0.5), 7: (-1.0, 1.0)},
+                   **params).explain(xq)
+        cf = exp.counterfactuals
+        assert ((cf[:, 0] >= -0.5) & (cf[:, 0] <= 0.5)).all() and ((cf[:, 7] >= -1) & (cf[:, 7] <= 1)).all()
+        lo, hi = np.minimum(X.min(0), xq), np.maximum(X.max(0), xq)
+        assert ((cf >= lo - 1e-6) & (cf <= hi + 1e-6)).all()
+        assert exp.valid.mean() >= 0.8, (name, exp.valid.mean())
+
+
+def test_plot_shows_old_to_new_with_a_complete_legend(mixed):
+    exp = xs.create_explainer(NUN, mixed["model"]).fit(mixed["X"]).explain(mixed["q"].iloc[:1])
+    table = exp.changes(0)
+    ax = exp.plot(0)
+    assert "training range" in ax.get_xlabel() and "attribution" not in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(table["feature"])
+    texts = {t.get_text() for t in ax.texts}
+    for _, row in table.iterrows():
+        fmt = [str(v) if isinstance(v, str) else f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+               for v in (row["old"], row["new"])]
+        assert f"{fmt[0]} -> {fmt[1]}" in texts
+    labels = {t.get_text() for t in ax.get_legend().get_texts()}
+    delta = exp.counterfactuals[0] - exp.inputs[0]
+    numeric = [j for j in (0, 1, 4) if delta[j] != 0]
+    expected = ({"increase"} if (delta[numeric] > 0).any() else set()) | (
+        {"decrease"} if (delta[numeric] < 0).any() else set()) | (
+        {"category changed"} if delta[[2, 3]].any() else set())
+    assert labels == expected
+    # widths: change over the training range, so that age's small range stays visible
+    widths = sorted(p.get_width() for p in ax.patches)
+    rng = exp.feature_ranges[1] - exp.feature_ranges[0]
+    np.testing.assert_allclose(widths, sorted(delta[numeric] / rng[numeric]), rtol=1e-5)
+    assert ax.figure is not None
+
+
+def test_timeseries_plot_legend_lists_changes_of_any_channel():
+    from xai_suite.explanation import CounterfactualExplanation
+
+    x = np.zeros((1, 2, 10), np.float32)
+    cf = x.copy()
+    cf[0, 1, 3:5] = 1.0  # only the second channel changes
+    p = np.array([[0.9, 0.1]])
+    exp = CounterfactualExplanation(inputs=x, counterfactuals=cf, target=np.array([1]), predictions=p,
+                                    cf_predictions=p[:, ::-1], method="test",
+                                    metrics={"valid": np.array([True]), "new_class": np.array([1])})
+    ax = exp.plot(0)
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"changed", "input", "counterfactual"}
+
+
+def test_readme_counterfactual_table_in_original_units():
+    # the README's example (/tmp/notes_cf.md), as written there
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from xai_suite_tabular import TabularModel
+
+    X, y = xs.datasets.make_mixed_tabular(500, random_state=0)
+    X["age"] = X["age"].round().astype(int)  # whole years
+    pipe = make_pipeline(
+        ColumnTransformer([("cat", OneHotEncoder(), ["color", "size"])], remainder=StandardScaler()),
+        LogisticRegression(max_iter=1000)).fit(X, y)
+    model = TabularModel(pipe, X)  # categorical columns as codes 0..k-1
+
+    cf = xs.create_explainer("native:growing_spheres", model, immutable=["age"],
+                             permitted_range={"income": (10_000, 60_000)}, random_state=0).fit(X)
+    exp = cf.explain(X.iloc[:3])
+    table = exp.changes()
+    ax = exp.plot(0)
+
+    assert exp.valid.all()
+    assert "age" not in set(table["feature"]) and len(table) >= 3
+    for _, row in table.iterrows():
+        if row["feature"] in ("color", "size"):
+            assert row["old"] in model.feature_categories_[row["feature"]]
+            assert row["new"] in model.feature_categories_[row["feature"]] and row["new"] != row["old"]
+        elif row["feature"] == "income":
+            assert 10_000 <= row["new"] <= 60_000
+    assert ax.get_xlabel() == "change (new - old) / training range of the feature"

@@ -770,6 +770,7 @@ class CounterfactualExplainer(Explainer):
     def _finish(self, call: Call, raw: tuple[torch.Tensor, np.ndarray, dict]) -> CounterfactualExplanation:
         cf, cf_pred, resolved = raw
         x, cf = call.x.cpu().numpy(), cf.to("cpu", call.x.dtype).numpy()
+        train = self.X_train_.numpy()
         return CounterfactualExplanation(
             inputs=x,
             counterfactuals=cf,
@@ -778,10 +779,10 @@ class CounterfactualExplainer(Explainer):
             cf_predictions=cf_pred,
             method=self.info.qualified_name,
             params=self._recorded_params(call.rows, resolved),
-            metrics=counterfactual_metrics(x, cf, cf_pred, call.target, self.X_train_.numpy(),
-                                           self.train_class_),
+            metrics=counterfactual_metrics(x, cf, cf_pred, call.target, train, self.train_class_),
             feature_names=call.feature_names,
             categories=self._categories(call),
+            feature_ranges=(np.stack([train.min(0), train.max(0)]) if call.modality == "tabular" else None),
         )
 
     def _counterfactual(self, call: Call) -> tuple[torch.Tensor, dict]:
@@ -791,7 +792,7 @@ class CounterfactualExplainer(Explainer):
 
 #: Parameters renamed so that one idea has one name across entries: old name -> new name.
 RENAMED = {"n_background": "n_baseline_samples", "n_coalitions": "n_samples", "reference": "baseline",
-           "baseline_token": "baseline"}
+           "baseline_token": "baseline", "feature_range": "permitted_range"}
 
 
 def check_param_names(cls: type[Explainer], params: dict) -> None:

@@ -474,6 +474,9 @@ class CounterfactualExplanation(Result):
     categories : dict of str to tuple of str, or None
         Coded categorical columns: name -> the label of each code (as for
         :class:`Explanation`).
+    feature_ranges : numpy.ndarray, shape (2, F), or None
+        Tabular data: the training data's minimum (row 0) and maximum (row 1) per feature,
+        the scale of the plot's changes.
     """
 
     format = "xai-suite-counterfactual/2"
@@ -487,6 +490,7 @@ class CounterfactualExplanation(Result):
     metrics: dict = field(default_factory=dict)
     feature_names: tuple[str, ...] | None = None
     categories: dict[str, tuple[str, ...]] | None = None
+    feature_ranges: np.ndarray | None = None
 
     def __post_init__(self):
         if self.counterfactuals.shape != self.inputs.shape:
@@ -499,6 +503,10 @@ class CounterfactualExplanation(Result):
         _check_target(self.target, self.predictions.shape[1])
         self.feature_names = _check_names(self.feature_names, self.inputs)
         self.categories = _check_categories(self.categories, self.feature_names)
+        if self.feature_ranges is not None and (self.inputs.ndim != 2 or np.shape(self.feature_ranges)
+                                                != (2, self.inputs.shape[1])):
+            raise ValueError(f"feature_ranges must have shape (2, F) for tabular (N, F) inputs of shape "
+                             f"{self.inputs.shape}; got {np.shape(self.feature_ranges)}")
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -521,6 +529,35 @@ class CounterfactualExplanation(Result):
         return pd.DataFrame({"instance": np.arange(len(self)), "original_class": self.predictions.argmax(1),
                              "target": self.target, **self.metrics})
 
+    def changes(self, index: int | None = None) -> pd.DataFrame:
+        """What each counterfactual changed, in the units of the inputs (tabular data).
+
+        Parameters
+        ----------
+        index : int, optional
+            One instance; default all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per instance and changed feature: ``instance``, ``feature``, ``old`` and
+            ``new`` (categorical columns by their labels, see :attr:`categories`).
+        """
+        from .metrics.counterfactual import changed_points
+
+        if self.modality != "tabular":
+            raise ValueError(f"changes lists tabular (N, F) counterfactuals; these are {self.modality}")
+        n = len(self)
+        if index is not None and not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} counterfactuals")
+        rows = np.arange(n) if index is None else np.arange(n)[[index]]
+        old = decoded_frame(self.inputs[rows], self.feature_names, self.categories)
+        new = decoded_frame(self.counterfactuals[rows], self.feature_names, self.categories)
+        r, j = np.nonzero(changed_points(self.inputs[rows], self.counterfactuals[rows]))
+        return pd.DataFrame({"instance": rows[r], "feature": old.columns[j].to_numpy(),
+                             "old": old.to_numpy(dtype=object)[r, j],
+                             "new": new.to_numpy(dtype=object)[r, j]})
+
     def summary(self, confidence: float = 0.95) -> pd.Series:
         """Validity with a Wilson interval and the mean of every other metric.
 
@@ -538,7 +575,8 @@ class CounterfactualExplanation(Result):
 
     def plot(self, index: int = 0, ax=None, **kwargs):
         """Draw counterfactual ``index`` over its input, changed regions shaded (time series),
-        or the changes as bars (tabular); returns the Axes. See :mod:`xai_suite.viz`."""
+        or each changed feature's ``old -> new`` as a bar (tabular); returns the Axes. See
+        :func:`xai_suite.viz.plot_counterfactual`."""
         from .viz import plot_counterfactual
 
         return plot_counterfactual(self, index=index, ax=ax, **kwargs)

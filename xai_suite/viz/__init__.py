@@ -215,7 +215,10 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
     """Counterfactual ``index`` of ``exp`` against its input; returns the (first) Axes.
 
     Time series: the input and the counterfactual per channel, changed time steps shaded.
-    Tabular: the change ``counterfactual - input`` per feature as bars.
+    Tabular: one bar per changed feature, the change ``new - old`` as a fraction of the
+    feature's training range (``exp.feature_ranges``; raw units where it is unknown), so a
+    small change of a feature with a small range stays visible; annotated ``old -> new`` in
+    the input's units, categories by their labels (a changed category: a diamond at 0).
     """
     from ..metrics.counterfactual import changed_points
 
@@ -228,7 +231,7 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
     status = "valid" if exp.valid[index] else "NOT valid"
     title = title or f"{exp.method}: class {orig} -> {new} (target {int(exp.target[index])}, {status})"
     if exp.modality == "tabular":
-        return _bars(cf - x, x, ax, feature_names or exp.feature_names, x.size, title)
+        return _changes(exp, index, ax, feature_names, title)
     if exp.modality != "timeseries":
         raise ValueError(f"no counterfactual plot for {exp.modality} inputs")
     c = x.shape[0]
@@ -240,15 +243,85 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
         if steps.size:  # shade runs of consecutive changed steps
             runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1)
             for r in runs:
-                axi.axvspan(r[0] - 0.5, r[-1] + 0.5, color="#f5b041", alpha=0.3, lw=0,
-                            label="changed" if r is runs[0] else None)
+                axi.axvspan(r[0] - 0.5, r[-1] + 0.5, color="#f5b041", alpha=0.3, lw=0, label="changed")
         axi.plot(x[i], color="0.35", lw=1.5, label="input")
         axi.plot(cf[i], color="#c0392b", lw=1.5, label="counterfactual")
         axi.set_ylabel(names[i], fontsize=8)
-    axes[0].legend(fontsize=7, loc="upper right")
+    _legend(axes[0], axes)
     axes[-1].set_xlabel("time")
     axes[0].set_title(title, fontsize=9)
     return axes[0]
+
+
+def _legend(ax, axes) -> None:
+    """One legend on ``ax`` with every label drawn on any of ``axes``, each once."""
+    entries: dict = {}
+    for a in axes:
+        for handle, label in zip(*a.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    ax.legend(entries.values(), entries.keys(), fontsize=7, loc="upper right")
+
+
+#: Colours of the tabular counterfactual plot: increase, decrease, category changed.
+_CHANGE_STYLE = {"increase": "#c0392b", "decrease": "#2e6da4", "category changed": "#8e44ad"}
+
+
+def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, title: str):
+    """The tabular branch of :func:`plot_counterfactual`."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    table = exp.changes(index)
+    names = list(feature_names or exp.feature_names or [f"x{j}" for j in range(exp.inputs.shape[1])])
+    if len(names) != exp.inputs.shape[1]:
+        raise ValueError(f"feature_names has {len(names)} names for {exp.inputs.shape[1]} features")
+    cols = list(exp.feature_names or [f"x{j}" for j in range(exp.inputs.shape[1])])
+    j = np.asarray([cols.index(f) for f in table["feature"]], dtype=np.int64)
+    delta = (exp.counterfactuals[index, j] - exp.inputs[index, j]).astype(np.float64)
+    if exp.feature_ranges is not None:
+        width = exp.feature_ranges[1, j] - exp.feature_ranges[0, j]
+        delta = delta / np.where(width > 0, width, 1.0)
+        xlabel = "change (new - old) / training range of the feature"
+    else:
+        xlabel = "change (new - old), in the feature's units"
+    categorical = np.asarray([cols[k] in (exp.categories or {}) for k in j], dtype=bool)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.4 * max(len(j), 1) + 1.4), layout="constrained")
+    used = []
+    for row, (d, cat) in enumerate(zip(delta, categorical, strict=True)):
+        kind = "category changed" if cat else "increase" if d > 0 else "decrease"
+        used.append(kind)
+        if cat:
+            ax.plot([0.0], [row], marker="D", ms=7, ls="", color=_CHANGE_STYLE[kind])
+        else:
+            ax.barh(row, d, color=_CHANGE_STYLE[kind])
+        old, new = (_value_text(v) for v in table.iloc[row][["old", "new"]])
+        ax.annotate(f"{old} -> {new}", (0.0 if cat else d, row), xytext=(6 if cat or d >= 0 else -6, 0),
+                    textcoords="offset points", va="center", ha="left" if cat or d >= 0 else "right",
+                    fontsize=8)
+    ax.set_yticks(range(len(j)), [names[k] for k in j])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(xlabel)
+    if len(j):
+        lim = max(float(np.abs(delta[~categorical]).max(initial=0.0)), 0.05)
+        ax.set_xlim(-2.2 * lim, 2.2 * lim)  # room for the annotations
+        ax.set_ylim(-0.7, len(j) - 0.3)
+        handles = [Line2D([], [], marker="D", ls="", color=c, label=k) if k == "category changed"
+                   else Patch(color=c, label=k) for k, c in _CHANGE_STYLE.items() if k in used]
+        ax.legend(handles=handles, fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no feature changed", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def _value_text(v) -> str:
+    """A value of :meth:`~xai_suite.explanation.CounterfactualExplanation.changes` as text: 4
+    significant digits, whole numbers from 10,000 up; labels as they are."""
+    if not isinstance(v, float | np.floating):
+        return str(v)
+    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
 
 def _image(x, a, title):
