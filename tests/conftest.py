@@ -83,3 +83,23 @@ def record_progress(monkeypatch):
         return calls
 
     return patch
+
+
+@pytest.fixture
+def readme_example():
+    """``readme_example(marker)``: the README's python block holding ``marker`` (dedented), so
+    tests run the README's examples as written."""
+    import re
+    import textwrap
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [textwrap.dedent(b) for b in re.findall(r"^ *```python\n(.*?)^ *```", readme, re.S | re.M)]
+
+    def find(marker: str) -> str:
+        found = [b for b in blocks if marker in b]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} README python blocks hold {marker!r}; expected one")
+        return found[0]
+
+    return find

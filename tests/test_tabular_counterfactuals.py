@@ -598,27 +598,11 @@ def test_timeseries_plot_legend_lists_changes_of_any_channel():
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"changed", "input", "counterfactual"}
 
 
-def test_readme_counterfactual_table_in_original_units():
-    # the README's example (/tmp/notes_cf.md), as written there
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    from xai_suite_tabular import TabularModel
-
-    X, y = xs.datasets.make_mixed_tabular(500, random_state=0)
-    X["age"] = X["age"].round().astype(int)  # whole years
-    pipe = make_pipeline(
-        ColumnTransformer([("cat", OneHotEncoder(), ["color", "size"])], remainder=StandardScaler()),
-        LogisticRegression(max_iter=1000)).fit(X, y)
-    model = TabularModel(pipe, X)  # categorical columns as codes 0..k-1
-
-    cf = xs.create_explainer("native:growing_spheres", model, immutable=["age"],
-                             permitted_range={"income": (10_000, 60_000)}, random_state=0).fit(X)
-    exp = cf.explain(X.iloc[:3])
-    table = exp.changes()
-    ax = exp.plot(0)
-
+def test_readme_counterfactual_table_in_original_units(readme_example):
+    ns: dict = {}
+    exec(compile(readme_example('"native:growing_spheres", model, immutable=["age"]'), "README example",
+                 "exec"), ns)
+    exp, model, ax, table = ns["exp"], ns["model"], ns["ax"], ns["exp"].changes()
     assert exp.valid.all()
     assert "age" not in set(table["feature"]) and len(table) >= 3
     for _, row in table.iterrows():

@@ -244,39 +244,14 @@ def test_waterfall_goes_from_base_value_to_the_output(by_prediction):
 
 
 # -- the README example ------------------------------------------------------------------------
-README_EXAMPLE = '''
-import matplotlib
-matplotlib.use("Agg")
-import numpy as np
-import xai_suite as xs
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from xai_suite.viz import plot_bar, plot_beeswarm, plot_waterfall
-from xai_suite_tabular import TabularModel
-
-X, y = xs.datasets.make_mixed_tabular(400, random_state=0)  # "color" and "size" are categorical
-X_train, X_test = X.iloc[:300], X.iloc[300:340]
-pipe = make_pipeline(
-    ColumnTransformer([("cat", OneHotEncoder(), ["color", "size"])], remainder=StandardScaler()),
-    LogisticRegression(max_iter=1000),
-).fit(X_train, y[:300])
-model = TabularModel(pipe, X_train)  # explainers see one column per original column
-
-explainer = xs.create_explainer("native:kernel_shap", model, random_state=0).fit(X_train)
-exp = explainer.explain(X_test, target=1)  # every row explained for class 1
-plot_beeswarm(exp).figure.savefig("beeswarm.png")  # "color (blue < green < red)", ...
-plot_waterfall(exp, 0).figure.savefig("waterfall.png")  # "color = green", "age = 52.03", ...
-plot_bar(explainer.explain_all_classes(X_test), target="all").figure.savefig("bar.png")
-
-sh = exp.to_shap()  # a shap.Explanation, display_data holding the labels
-assert np.allclose(sh.values.sum(1) + sh.base_values, exp.predictions[:, 1], atol=1e-6)
-'''
-
-
-def test_readme_example_runs(tmp_path, monkeypatch):
+def test_readme_example_runs(tmp_path, monkeypatch, readme_example):
     monkeypatch.chdir(tmp_path)
-    exec(compile(README_EXAMPLE, "README example", "exec"), {})
+    ns: dict = {}
+    exec(compile(readme_example("plot_beeswarm(exp)"), "README example", "exec"), ns)
     assert {p.name for p in tmp_path.iterdir()} == {"beeswarm.png", "waterfall.png", "bar.png"}
+    # the waterfall and the shap Explanation show the categories by their labels
+    labels = [t.get_text() for t in plot_waterfall(ns["exp"], 0).get_yticklabels()]
+    color = ns["X_test"]["color"].iloc[0]
+    assert f"color = {color}" in labels
+    assert ns["sh"].display_data[0][list(ns["sh"].feature_names).index("color")] == color
     plt.close("all")
