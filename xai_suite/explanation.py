@@ -56,6 +56,28 @@ class Result:
     def plot(self, *args, **kwargs):
         raise NotImplementedError
 
+    def to_html(self, path: str | os.PathLike, *, title: str | None = None, **kwargs) -> Path:
+        """Write a self-contained HTML view to ``path`` (plotly.js inlined: it works offline,
+        nothing is fetched when it is viewed); returns the path. See :mod:`xai_suite.viz.html`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        title : str, optional
+            The page's title (default: the method and the result type).
+        **kwargs
+            Options of the result type's view.
+        """
+        from .viz.html import Page
+
+        page = Page(title or f"{self.method}: {type(self).__name__}")
+        self._html(page, **kwargs)
+        return page.write(path)
+
+    def _html(self, page, **kwargs) -> None:
+        """Fill ``page`` (a :class:`~xai_suite.viz.html.Page`) with this result's view."""
+        raise NotImplementedError(f"{type(self).__name__} has no HTML view")
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (``.npz``, no pickle) atomically: a crash leaves the old file."""
         meta: dict = {"format": self.format}
