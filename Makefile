@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench tutorials docs lint clean
+.PHONY: install browser demo test bench tutorials docs lint clean
 
 install: $(STAMP)
 
@@ -25,7 +25,14 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(BIN)/xai-suite demo
 
-test: install
+# Debian's Chromium for the browser tests (tests/conftest.py's `chromium` fixture), when it is missing
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium; }; }
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

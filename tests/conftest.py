@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -103,3 +104,70 @@ def readme_example():
         return found[0]
 
     return find
+
+
+#: Where the browser tests put their screenshots (gitignored).
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test_output" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium (the system's, driven by Playwright), for the whole session.
+
+    ``make test`` installs Debian's ``chromium`` when it is missing; without it these tests
+    fail (they never skip), unless ``XAI_SUITE_NO_BROWSER=1`` says to skip them on purpose.
+    """
+    import shutil
+
+    exe = os.environ.get("XAI_SUITE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("XAI_SUITE_NO_BROWSER") == "1":
+            pytest.skip("XAI_SUITE_NO_BROWSER=1: browser tests skipped on purpose")
+        pytest.fail("no Chromium found: `make test` installs Debian's chromium package (apt-get install "
+                    "chromium), or point XAI_SUITE_CHROMIUM at a Chromium binary")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+class BrowserPage:
+    """One browser tab, with what it logged: ``errors`` (console errors and uncaught
+    exceptions) and ``requests`` (every URL it asked for)."""
+
+    def __init__(self, page):
+        self.page, self.errors, self.requests = page, [], []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self, target, wait_ms: int = 300):
+        """Load a file (path) or URL (str starting with http) and let its scripts run."""
+        url = (target if isinstance(target, str) and target.startswith("http")
+               else Path(target).resolve().as_uri())
+        self.page.goto(url)
+        self.page.wait_for_load_state("load")
+        self.page.wait_for_timeout(wait_ms)
+        return self.page
+
+    def network(self) -> list[str]:
+        """The requests that left the file system (``file://`` and ``data:`` are local)."""
+        return [u for u in self.requests if not u.startswith(("file://", "data:", "about:"))]
+
+    def screenshot(self, name: str) -> Path:
+        """A full-page screenshot into test_output/screenshots/NAME.png."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A fresh :class:`BrowserPage` (tab) per test, closed afterwards."""
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    tab = BrowserPage(context.new_page())
+    yield tab
+    context.close()

@@ -42,3 +42,21 @@ def test_json_script_cannot_close_the_script():
 def test_heading_levels_are_checked():
     with pytest.raises(ValueError, match="level"):
         Page("t").heading("x", level=1)
+
+
+def test_a_page_loads_offline_in_chromium_and_its_table_sorts(tmp_path, browser_page):
+    go = plotly()
+    page = Page(HOSTILE)
+    page.figure(go.Figure(go.Scatter(y=[1, 3, 2], name=escape(HOSTILE))))
+    page.table(pd.DataFrame({"method": ["a", "b", "c"], "score": ["0.5 [0.4, 0.6]", "0.25", "10"]}))
+    tab = browser_page
+    view = tab.open(page.write(tmp_path / "p.html"))
+    assert tab.errors == [] and tab.network() == []
+    assert view.title() == HOSTILE.replace("\u202e", "<U+202E>").replace("\u200b", "<U+200B>")
+    assert view.locator("script", has_text='alert("x")').count() == 0  # the hostile title stayed text
+    assert view.locator(".js-plotly-plot").count() == 1
+    view.click("th >> text=score")
+    assert view.locator("tbody tr td:first-child").all_text_contents() == ["b", "a", "c"]
+    view.click("th >> text=score")
+    assert view.locator("tbody tr td:first-child").all_text_contents() == ["c", "a", "b"]
+    tab.screenshot("html_page")
