@@ -207,7 +207,8 @@ def test_feature_ablation_on_a_tabular_model_refuses_zeros(tabular_model):
     import xai_suite as xs
 
     model, X = tabular_model
-    for name in ("captum:feature_ablation", "captum:occlusion"):
+    for name in ("captum:feature_ablation", "captum:occlusion", "captum:shapley_value_sampling",
+                 "captum:kernel_shap", "captum:lime"):
         with pytest.raises(ValueError, match="coded categorical columns .*baseline='training_sample'"):
             xs.create_explainer(name, model).explain(X.iloc[:3])
 

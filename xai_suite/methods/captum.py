@@ -530,13 +530,11 @@ class GuidedGradCam(_CamBase):
 _DATA_FREE = ("zeros", "constant")
 
 
-class _Perturbation(PerturbationExplainer, Batched, Seeded):
-    """Captum's ablation entries; on a model with coded categorical columns (a ``TabularModel``)
-    a constant baseline (``zeros``, Captum's default) raises instead of setting every ablated
-    column, ``age`` and ``income`` included, to 0: pass ``baseline="training_sample"`` (a
-    training row per instance; ``fit(X_train)`` first) or explicit ``baselines``."""
-
-    baseline: BaselineSpec = "zeros"
+class _DataBaseline:
+    """On a model with coded categorical columns (a ``TabularModel``) a constant baseline
+    (``zeros``, Captum's default) raises instead of setting every perturbed column, ``age`` and
+    ``income`` included, to 0: pass ``baseline="training_sample"`` (a training row per
+    instance; ``fit(X_train)`` first) or explicit ``baselines``."""
 
     def _baselines(self, call, explicit, n_samples: int = 1):
         coded = getattr(self.model, "feature_categories_", None)
@@ -544,11 +542,18 @@ class _Perturbation(PerturbationExplainer, Batched, Seeded):
         if coded and explicit is None and name in _DATA_FREE:
             raise ValueError(
                 f"{self.info.qualified_name} on a model with coded categorical columns "
-                f"({', '.join(coded)}) would set every ablated column to the {name} baseline (0 for "
+                f"({', '.join(coded)}) would set every perturbed column to the {name} baseline (0 for "
                 "numeric columns such as age or income, an arbitrary category for the coded ones); "
                 "pass baseline='training_sample' (a training row per instance; fit(X_train) first) "
                 "or explicit baselines= drawn from data")
         return super()._baselines(call, explicit, n_samples)
+
+
+class _Perturbation(_DataBaseline, PerturbationExplainer, Batched, Seeded):
+    """Captum's ablation entries (constant baselines refused on coded columns: see
+    :class:`_DataBaseline`)."""
+
+    baseline: BaselineSpec = "zeros"
 
 
 def _mask_for(mask: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
@@ -718,7 +723,9 @@ class ShapleyValueSampling(_Perturbation):
 
 
 # -- surrogates ----------------------------------------------------------------------------
-class _Surrogate(SurrogateExplainer, Batched, Seeded):
+class _Surrogate(_DataBaseline, SurrogateExplainer, Batched, Seeded):
+    """Captum's surrogates (constant baselines refused on coded columns: see :class:`_DataBaseline`)."""
+
     n_samples: int = 200
     baseline: BaselineSpec = "zeros"
 
@@ -755,7 +762,9 @@ class KernelShap(_Surrogate):
     n_samples : int
         Sampled coalitions per instance (Captum's default is 25).
     baseline : str, float, callable or Baseline
-        Values of absent features; ``"zeros"`` as in Captum.
+        Values of absent features; ``"zeros"`` as in Captum. A model with coded categorical
+        columns (``TabularModel``) refuses constant ones: give one drawn from data
+        (``training_sample``).
     """
 
     def _make(self, a, forward):
@@ -784,7 +793,9 @@ class Lime(_Surrogate):
     kernel_width : float
         Width of the exponential kernel on cosine distance (1.0, as in Captum).
     baseline : str, float, callable or Baseline
-        Values of absent features; ``"zeros"`` as in Captum.
+        Values of absent features; ``"zeros"`` as in Captum. A model with coded categorical
+        columns (``TabularModel``) refuses constant ones: give one drawn from data
+        (``training_sample``).
     """
 
     surrogate: str = "ridge"
