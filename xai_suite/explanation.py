@@ -379,6 +379,13 @@ class Explanation(Result):
 
         return plot_explanation(self.part(model_input), index=index, ax=ax, **kwargs)
 
+    def _html(self, page, **kwargs) -> None:
+        """The view of :func:`xai_suite.viz.html_views.explanation_html` (its options as
+        ``to_html``'s keywords: ``class_names``, ``max_instances``, ``max_features``, ``target``)."""
+        from .viz.html_views import explanation_html
+
+        explanation_html(self, page, **kwargs)
+
     def to_shap(self):
         """This tabular explanation as a ``shap.Explanation``, for shap's own plots.
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .html_views import baseline_html, comparison_html  # noqa: F401 (plotly imported on use)
 from .image import CMAP, _limit, plot_baseline_grid, plot_image_attribution  # noqa: F401 (re-exported)
 from .tabular import NEGATIVE, POSITIVE, plot_bar, plot_beeswarm, plot_waterfall, value_labels  # noqa: F401
 from .text import render_text_html  # noqa: F401 (re-exported)

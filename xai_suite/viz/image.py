@@ -89,6 +89,42 @@ def _baseline_label(exp) -> str:
     return spec.get("name", "?") if isinstance(spec, dict) else "no baseline"
 
 
+def _probability(model):
+    """``p(batch, t)``: the mean over ``batch`` (S, C, H, W) of target ``t``'s probability
+    (softmax of a torch model's outputs, else the outputs themselves)."""
+    import torch
+
+    from ..modeling import ModelWrapper
+
+    wrapper = ModelWrapper(model, device="cpu")
+
+    def p(batch: np.ndarray, t: int) -> float:
+        with wrapper.prepared():
+            out = torch.from_numpy(wrapper.predict(torch.from_numpy(batch.astype(np.float32)), 64))
+        if wrapper.kind == "torch":
+            out = out.softmax(1)
+        return float(out[:, t].mean())
+
+    return p
+
+
+def _one_image(explanations, index: int, caller: str):
+    """``(explanations as a list, image index (C, H, W), its target)``, after checking that the
+    explanations explain the same images for the same targets."""
+    exps = list(explanations)
+    if not exps:
+        raise ValueError("explanations must hold at least one explanation")
+    if any(getattr(e, "modality", None) != "image" for e in exps):
+        raise ValueError(f"{caller} draws explanations of images (N, C, H, W)")
+    if not 0 <= index < len(exps[0]):
+        raise ValueError(f"index must lie in 0..{len(exps[0]) - 1}; got {index}")
+    img, t = exps[0].inputs[index], int(exps[0].target[index])
+    if any(e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img)
+           or int(e.target[index]) != t for e in exps[1:]):
+        raise ValueError("the explanations must explain the same images for the same targets")
+    return exps, img, t
+
+
 def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, ncols: int = 6,
                        alpha: float = 0.8):
     """One image, every baseline: how an attribution changes with its baseline.
@@ -123,33 +159,15 @@ def plot_baseline_grid(explanations, *, model=None, index: int = 0, path=None, n
         ``images[1]`` holds its (H, W) attribution summed over channels.
     """
     import matplotlib.pyplot as plt
-    import torch
 
     from .._validation import check_positive_int
-    from ..modeling import ModelWrapper
 
-    exps = list(explanations)
-    if not exps:
-        raise ValueError("explanations must hold at least one explanation")
-    if any(getattr(e, "modality", None) != "image" for e in exps):
-        raise ValueError("plot_baseline_grid draws explanations of images (N, C, H, W)")
     check_positive_int(ncols=ncols)
-    if not 0 <= index < len(exps[0]):
-        raise ValueError(f"index must lie in 0..{len(exps[0]) - 1}; got {index}")
-    img, t = exps[0].inputs[index], int(exps[0].target[index])
-    if any(e.inputs.shape != exps[0].inputs.shape or not np.array_equal(e.inputs[index], img)
-           or int(e.target[index]) != t for e in exps[1:]):
-        raise ValueError("the explanations must explain the same images for the same targets")
-    wrapper = None if model is None else ModelWrapper(model, device="cpu")
+    exps, img, t = _one_image(explanations, index, "plot_baseline_grid")
+    wrapper = None if model is None else _probability(model)
 
     def prob(batch: np.ndarray | None) -> str:
-        if wrapper is None or batch is None:
-            return "n/a"
-        with wrapper.prepared():
-            out = torch.from_numpy(wrapper.predict(torch.from_numpy(batch.astype(np.float32)), 64))
-        if wrapper.kind == "torch":
-            out = out.softmax(1)
-        return f"{float(out[:, t].mean()):.2f}"
+        return "n/a" if wrapper is None or batch is None else f"{wrapper(batch, t):.2f}"
 
     n = 1 + len(exps)
     cols = min(ncols, n)

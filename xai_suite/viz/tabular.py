@@ -140,6 +140,28 @@ def _swarm(a: np.ndarray, width: float = 0.4, n_bins: int = 100) -> np.ndarray:
     return offsets * (width / max(1.0, float(np.abs(offsets).max())))
 
 
+def _swarm_features(exp: Explanation, attrs: np.ndarray, inputs: np.ndarray, max_features: int):
+    """The beeswarm's rows, bottom to top (the most important on top): ``(order, labels,
+    colours)``, the feature indices, their labels (categorical: ``name (a < b < c)``) and each
+    row's point colours in [0, 1] (the value between its 5th and 95th percentile; a category's
+    code)."""
+    names, categories = _names(exp), exp.categories or {}
+    order = np.argsort(-np.abs(attrs).mean(0), kind="stable")[:max_features][::-1]
+    labels, colours = [], []
+    for j in order:
+        v = inputs[:, j].astype(np.float64)
+        if names[j] in categories:
+            cats = categories[names[j]]
+            colours.append(v / max(1, len(cats) - 1))
+            shown = " < ".join(cats) if len(cats) <= 6 else f"codes 0..{len(cats) - 1}"
+            labels.append(f"{names[j]} ({shown})")
+        else:
+            lo, hi = np.percentile(v, [5, 95])
+            colours.append(np.clip((v - lo) / (hi - lo), 0, 1) if hi > lo else np.full(len(v), 0.5))
+            labels.append(names[j])
+    return order, labels, colours
+
+
 def plot_beeswarm(explanations, *, target=None, max_features: int = 10, class_names=None, ax=None,
                   title: str | None = None):
     """Every row's attribution per feature, coloured by the feature's value; returns the Axes.
@@ -164,22 +186,10 @@ def plot_beeswarm(explanations, *, target=None, max_features: int = 10, class_na
     """
     exps = _checked(explanations, max_features, class_names)
     k, attrs, inputs = _rows_for(exps, target)
-    names, categories = _names(exps[0]), exps[0].categories or {}
-    order = np.argsort(-np.abs(attrs).mean(0), kind="stable")[:max_features]
+    order, labels, colours = _swarm_features(exps[0], attrs, inputs, max_features)
     ax = _new_axes(ax, len(order))
-    labels = []
-    for pos, j in enumerate(order[::-1]):  # the most important on top
-        v = inputs[:, j].astype(np.float64)
-        if names[j] in categories:
-            cats = categories[names[j]]
-            colour = v / max(1, len(cats) - 1)
-            shown = " < ".join(cats) if len(cats) <= 6 else f"codes 0..{len(cats) - 1}"
-            labels.append(f"{names[j]} ({shown})")
-        else:
-            lo, hi = np.percentile(v, [5, 95])
-            colour = np.clip((v - lo) / (hi - lo), 0, 1) if hi > lo else np.full(len(v), 0.5)
-            labels.append(names[j])
-        points = ax.scatter(attrs[:, j], pos + _swarm(attrs[:, j]), c=colour, cmap=VALUE_CMAP,
+    for pos, j in enumerate(order):
+        points = ax.scatter(attrs[:, j], pos + _swarm(attrs[:, j]), c=colours[pos], cmap=VALUE_CMAP,
                             vmin=0, vmax=1, s=12, linewidths=0)
     ax.set_yticks(range(len(order)), labels)
     ax.axvline(0, color="0.5", lw=0.8)
@@ -189,6 +199,25 @@ def plot_beeswarm(explanations, *, target=None, max_features: int = 10, class_na
     bar.set_label("feature value (categories: by code)")
     ax.set_title(title or f"{exps[0].method}: {len(attrs)} rows", fontsize=9)
     return ax
+
+
+def _bar_means(exps: list[Explanation], target) -> tuple[list[int], np.ndarray]:
+    """``(classes, means (len(classes), F))``: the mean |attribution| per feature of the rows
+    explained for ``target`` (see :func:`_rows_for`), or of each class with ``target="all"``."""
+    if isinstance(target, str):
+        if target != "all":
+            raise ValueError(f"target must be None, a class index or 'all'; got {target!r}")
+        targets = [np.unique(e.target) for e in exps]
+        if any(len(t) != 1 for t in targets) or len({int(t[0]) for t in targets}) != len(exps) \
+                or any(not np.array_equal(e.inputs, exps[0].inputs) for e in exps):
+            raise ValueError("target='all' takes one explanation per class, each of the same rows "
+                             "(as explainer.explain_all_classes(X) returns)")
+        classes = [int(t[0]) for t in targets]
+        means = np.stack([np.abs(e.attributions.astype(np.float64)).mean(0) for e in exps])
+    else:
+        k, attrs, _ = _rows_for(exps, target)
+        classes, means = [k], np.abs(attrs).mean(0)[None]
+    return classes, means
 
 
 def plot_bar(explanations, *, target=None, max_features: int = 10, class_names=None, ax=None,
@@ -211,19 +240,7 @@ def plot_bar(explanations, *, target=None, max_features: int = 10, class_names=N
     title : str, optional
     """
     exps = _checked(explanations, max_features, class_names)
-    if isinstance(target, str):
-        if target != "all":
-            raise ValueError(f"target must be None, a class index or 'all'; got {target!r}")
-        targets = [np.unique(e.target) for e in exps]
-        if any(len(t) != 1 for t in targets) or len({int(t[0]) for t in targets}) != len(exps) \
-                or any(not np.array_equal(e.inputs, exps[0].inputs) for e in exps):
-            raise ValueError("target='all' takes one explanation per class, each of the same rows "
-                             "(as explainer.explain_all_classes(X) returns)")
-        classes = [int(t[0]) for t in targets]
-        means = np.stack([np.abs(e.attributions.astype(np.float64)).mean(0) for e in exps])
-    else:
-        k, attrs, _ = _rows_for(exps, target)
-        classes, means = [k], np.abs(attrs).mean(0)[None]
+    classes, means = _bar_means(exps, target)
     names = _names(exps[0])
     order = np.argsort(-means.sum(0), kind="stable")[:max_features][::-1]
     ax = _new_axes(ax, len(order))
@@ -239,6 +256,28 @@ def plot_bar(explanations, *, target=None, max_features: int = 10, class_names=N
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or exps[0].method, fontsize=9)
     return ax
+
+
+def _waterfall_steps(exp: Explanation, index: int, max_features: int):
+    """``(target, base, steps, f(x))`` of instance ``index``'s waterfall: ``steps`` bottom to
+    top, ``(label, attribution)``, the "other features" sum first, each feature labelled
+    ``feature = value``; ``base + sum(steps) = f(x)`` up to ``convergence_delta``."""
+    if exp.base_values is None:
+        raise ValueError(f"{exp.method} has no base values (no completeness property), so its "
+                         "attributions do not build up an output; use a method that has one")
+    n = len(exp)
+    if not -n <= index < n:
+        raise IndexError(f"index {index} out of range for an explanation of {n} instances")
+    a = exp.attributions[index].astype(np.float64)
+    t, base = int(exp.target[index]), float(exp.base_values[index])
+    names = _names(exp)
+    labels = [f"{c} = {v}" for c, v in zip(names, value_labels(exp.inputs[index], names, exp.categories),
+                                           strict=True)]
+    order = np.argsort(-np.abs(a), kind="stable")
+    shown, rest = order[:max_features][::-1], order[max_features:]
+    steps = ([(f"{len(rest)} other features", float(a[rest].sum()))] if len(rest) else [])
+    steps += [(labels[j], float(a[j])) for j in shown]
+    return t, base, steps, float(exp.predictions[index, t])
 
 
 def plot_waterfall(exp: Explanation, index: int = 0, *, max_features: int = 10, class_names=None,
@@ -264,21 +303,7 @@ def plot_waterfall(exp: Explanation, index: int = 0, *, max_features: int = 10, 
     title : str, optional
     """
     (exp,) = _checked(exp, max_features, class_names)
-    if exp.base_values is None:
-        raise ValueError(f"{exp.method} has no base values (no completeness property), so its "
-                         "attributions do not build up an output; use a method that has one")
-    n = len(exp)
-    if not -n <= index < n:
-        raise IndexError(f"index {index} out of range for an explanation of {n} instances")
-    a = exp.attributions[index].astype(np.float64)
-    t, base = int(exp.target[index]), float(exp.base_values[index])
-    names = _names(exp)
-    labels = [f"{c} = {v}" for c, v in zip(names, value_labels(exp.inputs[index], names, exp.categories),
-                                           strict=True)]
-    order = np.argsort(-np.abs(a), kind="stable")
-    shown, rest = order[:max_features][::-1], order[max_features:]
-    steps = ([(f"{len(rest)} other features", float(a[rest].sum()))] if len(rest) else [])
-    steps += [(labels[j], float(a[j])) for j in shown]
+    t, base, steps, fx = _waterfall_steps(exp, index, max_features)
     ax = _new_axes(ax, len(steps))
     start = base
     for y, (_, v) in enumerate(steps):  # bottom to top
@@ -286,7 +311,6 @@ def plot_waterfall(exp: Explanation, index: int = 0, *, max_features: int = 10, 
         ax.annotate(f"{v:+.3g}", (max(start, start + v), y), xytext=(3, 0),  # right of the bar
                     textcoords="offset points", va="center", fontsize=7)
         start += v
-    fx = float(exp.predictions[index, t])
     ax.axvline(base, color="0.5", lw=0.8, ls=":", label=f"E[f(X)] = {base:.4g}")
     ax.axvline(fx, color="k", lw=0.8, ls="--", label=f"f(x) = {fx:.4g}")
     ax.set_yticks(range(len(steps)), [s for s, _ in steps])
