@@ -52,10 +52,11 @@ def open_clean(tab, path):
     """Open ``path``, recording dialogs (an injected ``alert`` would open one); check that it
     loaded with no console error, no network request and no dialog, and that no script of the
     hostile text exists in the DOM."""
-    dialogs = []
-    tab.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    if not hasattr(tab, "dialogs"):
+        tab.dialogs = []
+        tab.page.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
     view = tab.open(path)
-    assert tab.errors == [] and tab.network() == [] and dialogs == []
+    assert tab.errors == [] and tab.network() == [] and tab.dialogs == []
     assert view.locator("script", has_text="alert(").count() == 0
     assert view.locator("img").count() == 0  # Plotly draws in SVG: an <img> was injected
     return view
@@ -132,12 +133,22 @@ def test_logit_lens_figure_holds_the_result(lens):
 
 
 def test_logit_lens_page_in_chromium(lens, tmp_path, browser_page):
+    view = open_clean(browser_page, lens.to_html(tmp_path / "lens.html"))
+    assert visible(view) == [True, False]
+    view.click("text=\"top-1 probability\"")
+    assert visible(view) == [False, True]
+    assert "top-1 token's probability" in view.locator(".gtitle").text_content()
+    browser_page.screenshot("llm_logit_lens_top1")
+    view.click("text=\"target probability\"")
+    assert visible(view) == [True, False]
+    browser_page.screenshot("llm_logit_lens")
+
     tokens = list(lens.tokens)
     tokens[1] = HOSTILE
     top = lens.top_tokens.astype(object)
     top[-1, -1, 0] = HOSTILE
     hostile = dataclasses.replace(lens, tokens=tokens, top_tokens=top, target=HOSTILE)
-    view = open_clean(browser_page, hostile.to_html(tmp_path / "lens.html"))
+    view = open_clean(browser_page, hostile.to_html(tmp_path / "hostile.html"))
     assert view.locator(".xtick text").nth(1).text_content() == SHOWN  # a tick label, as text
     assert SHOWN in view.locator(".gtitle").text_content()
     box = view.locator(".nsewdrag").first.bounding_box()  # the plot area: hover its top-right cell
@@ -146,13 +157,6 @@ def test_logit_lens_page_in_chromium(lens, tmp_path, browser_page):
                     box["y"] + box["height"] * 0.5 / n_layers)
     hover = view.locator(".hoverlayer .hovertext").text_content()
     assert SHOWN in hover and f"{lens.top_probs[-1, -1, 1]:.4g}" in hover  # top-k in the hover
-    assert visible(view) == [True, False]
-    view.click("text=\"top-1 probability\"")
-    assert visible(view) == [False, True]
-    assert "top-1 token's probability" in view.locator(".gtitle").text_content()
-    view.click("text=\"target probability\"")
-    assert visible(view) == [True, False]
-    browser_page.screenshot("llm_logit_lens")
 
 
 # -- patching -----------------------------------------------------------------------------------
@@ -170,20 +174,23 @@ def test_patching_figure_holds_the_result(patching):
 
 
 def test_patching_page_in_chromium(patching, tmp_path, browser_page):
-    clean, corrupted = list(patching.tokens), list(patching.corrupted_tokens)
-    clean[0], corrupted[1] = HOSTILE, HOSTILE
-    hostile = dataclasses.replace(patching, tokens=clean, corrupted_tokens=corrupted, answer=HOSTILE)
-    view = open_clean(browser_page, hostile.to_html(tmp_path / "patching.html", title=HOSTILE))
-    assert view.title() == SHOWN
-    assert SHOWN in view.locator(".gtitle").text_content()
-    cells = view.locator("tbody tr").nth(0).locator("td").all_text_contents()
-    assert cells == ["0", SHOWN, corrupted[0]]  # the prompts' tokens, as text
+    view = open_clean(browser_page, patching.to_html(tmp_path / "patching.html"))
     assert visible(view) == [True, False, False]
     view.click(".updatemenu-header-group")  # open the site dropdown
     view.click(".updatemenu-dropdown-button >> text=hook_mlp_out")
     assert visible(view) == [False, False, True]
     assert "hook_mlp_out" in view.locator(".gtitle").text_content()
     browser_page.screenshot("llm_patching")
+
+    clean, corrupted = list(patching.tokens), list(patching.corrupted_tokens)
+    clean[0], corrupted[1] = HOSTILE, HOSTILE
+    hostile = dataclasses.replace(patching, tokens=clean, corrupted_tokens=corrupted, answer=HOSTILE)
+    view = open_clean(browser_page, hostile.to_html(tmp_path / "hostile.html", title=HOSTILE))
+    assert view.title() == SHOWN
+    assert f"logit({HOSTILE!r})" in view.locator("p").first.text_content()
+    assert view.locator(".xtick text").first.text_content() == f"{SHOWN}/{corrupted[0]}"  # clean/corrupted
+    cells = view.locator("tbody tr").nth(0).locator("td").all_text_contents()
+    assert cells == ["0", SHOWN, corrupted[0]]  # the prompts' tokens, as text
 
 
 # -- probing ------------------------------------------------------------------------------------
@@ -214,14 +221,15 @@ def test_probing_without_control_has_no_control_traces(probing):
 
 
 def test_probing_page_in_chromium(probing, tmp_path, browser_page):
-    hostile = dataclasses.replace(probing, layers=(HOSTILE, *probing.layers[1:]))
-    view = open_clean(browser_page, hostile.to_html(tmp_path / "probing.html"))
-    assert view.locator(".xtick text").first.text_content() == SHOWN
-    assert view.locator("tbody tr td").first.text_content() == SHOWN
-    hidden = ["legendonly" == v for v in visible(view)]
-    assert hidden == [False] * 5
+    view = open_clean(browser_page, probing.to_html(tmp_path / "probing.html"))
+    assert ["legendonly" == v for v in visible(view)] == [False] * 5
+    browser_page.screenshot("llm_probing")
     # click the legend entry (its toggle lies over its text): the series and its band hide
     view.click('text.legendtext[data-unformatted="control (permuted labels)"]', force=True)
     view.wait_for_timeout(600)  # Plotly waits out its double-click delay (300 ms) first
     assert ["legendonly" == v for v in visible(view)] == [False, False, True, True, False]
-    browser_page.screenshot("llm_probing")
+
+    hostile = dataclasses.replace(probing, layers=(HOSTILE, *probing.layers[1:]))
+    view = open_clean(browser_page, hostile.to_html(tmp_path / "hostile.html"))
+    assert view.locator(".xtick text").first.text_content() == SHOWN
+    assert view.locator("tbody tr td").first.text_content() == SHOWN

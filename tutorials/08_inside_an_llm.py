@@ -222,6 +222,7 @@ np.testing.assert_array_equal(other_table.top_probs[0, -1], table.top_probs[0, -
 ax = table.plot()
 ax.figure.savefig(OUT / "llm_logit_lens.png", dpi=100, bbox_inches="tight")
 plt.close(ax.figure)
+table.to_html(OUT / "llm_logit_lens.html")  # interactive: hover a cell for its top-k tokens
 
 # %% [markdown]
 # ## 7. Activation patching: where does the key travel?
@@ -254,6 +255,7 @@ fig, axes = plt.subplots(1, len(patching.sites), figsize=(16, 3.6), layout="cons
 patching.plot(axes=axes)
 fig.savefig(OUT / "llm_patching.png", dpi=100)
 plt.close(fig)
+patching.to_html(OUT / "llm_patching.html")  # one heat map per site, picked from a dropdown
 
 # patching a whole residual stream (every position) restores the clean run exactly
 clean_logits = lm.run_with_hooks(lm.encode(prompt).ids[None], {})
@@ -283,6 +285,7 @@ ax = probe.plot()
 fig = ax.figure
 fig.savefig(OUT / "llm_probing.png", dpi=100)
 plt.close(fig)
+probe.to_html(OUT / "llm_probing.html")
 
 # %% [markdown]
 # ## What to take away

@@ -120,8 +120,8 @@ def logit_lens_figure(result):
     common = {"x": np.arange(n_pos), "y": np.arange(n_layers), "zmin": 0.0, "zmax": 1.0,
               "colorscale": "Viridis", "text": top1, "texttemplate": "%{text}", "hovertext": hover,
               "hoverinfo": "text", "colorbar": {"title": {"text": "probability"}}}
-    titles = [f"logit lens: P({target}) by layer and position (cells: top-1 token)",
-              "logit lens: the top-1 token's probability (cells: top-1 token)"]
+    titles = [f"P({target}) by layer and position (cells: top-1 token)",
+              "the top-1 token's probability (cells: top-1 token)"]
     fig = go.Figure([go.Heatmap(z=result.target_probs, name=f"P({target})", visible=True, **common),
                      go.Heatmap(z=result.top_probs[:, :, 0], name="top-1", visible=False, **common)])
     buttons = [{"label": label, "method": "update",
@@ -173,15 +173,14 @@ def patching_figure(result):
                                  hovertext=hover, hoverinfo="text", name=_text(f"hook_{site}"),
                                  visible=i == 0, colorbar={"title": {"text": "normalised effect"}}))
     fig = go.Figure(traces)
-    head = (f"patching clean into corrupted: logit({_token(result.answer)}) - "
-            f"logit({_token(result.wrong)})")
+    head = "normalised effect of patching"
     buttons = [{"label": _text(f"hook_{site}"), "method": "update",
                 "args": [{"visible": [j == i for j in range(len(result.sites))]},
-                         {"title.text": f"{head}, {_text(f'hook_{site}')}"}]}
+                         {"title.text": f"{head} {_text(f'hook_{site}')}"}]}
                for i, site in enumerate(result.sites)]
     fig.update_layout(
-        title={"text": f"{head}, {_text(f'hook_{result.sites[0]}')}"},
-        height=max(320, 40 * result.n_layers + 220),
+        title={"text": f"{head} {_text(f'hook_{result.sites[0]}')}", "x": 0.3},
+        height=max(440, 40 * result.n_layers + 260),
         xaxis={"title": {"text": "position (clean/corrupted token)"}, "tickvals": list(range(n_pos)),
                "ticktext": labels},
         yaxis={"title": {"text": "layer"}, "tickvals": list(range(result.n_layers))},
@@ -220,9 +219,9 @@ def probing_figure(result):
                        result.control_high, "255, 127, 14"))
     traces = []
     for name, acc, low, high, rgb in series:
-        traces.append(go.Scatter(x=x + x[::-1], y=np.concatenate([high, low[::-1]]), fill="toself",
-                                 fillcolor=f"rgba({rgb}, 0.2)", line={"width": 0}, hoverinfo="skip",
-                                 name=f"{name} 95% interval", legendgroup=name))
+        traces.append(go.Scatter(x=x + x[::-1], y=np.concatenate([high, low[::-1]]), mode="lines",
+                                 fill="toself", fillcolor=f"rgba({rgb}, 0.2)", line={"width": 0},
+                                 hoverinfo="skip", name=f"{name} 95% interval", legendgroup=name))
         traces.append(go.Scatter(
             x=x, y=acc, mode="lines+markers", name=name, legendgroup=name, line={"color": f"rgb({rgb})"},
             hovertext=[f"layer {layer}: {name} accuracy {a:.3f} [{lo:.3f}, {hi:.3f}]"
