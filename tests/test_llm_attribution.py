@@ -350,7 +350,7 @@ def test_result_frame_top_html_plot(lm):
     df = ex.to_frame()
     assert list(df.columns) == ["unit", "start", "end", "tokens", "attribution"] and len(df) == 18
     assert ex.top(1).unit.tolist() == [ANSWERS[0].strip()]
-    html = ex.to_html()
+    html = ex.html_fragment()
     assert "native:text_ablation" in html and "<span" in html
     ax = ex.plot()
     assert len(ax.patches) == 18

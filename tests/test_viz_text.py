@@ -88,7 +88,7 @@ def test_errors():
         render_text_html(b"ab", [(0, 2)], [1.0])
 
 
-def test_text_explanation_to_html_escapes_the_prompt():
+def test_text_explanation_html_fragment_escapes_the_prompt():
     pytest.importorskip("transformers")
     import torch
 
@@ -103,7 +103,7 @@ def test_text_explanation_to_html_escapes_the_prompt():
         prompt = "the key is <script>alert(1)</script> ."
         for level in ("token", "word", "sentence"):
             ex = TextAblation(lm, level=level).explain(prompt, " <b>")
-            out = ex.to_html()
+            out = ex.html_fragment()
             assert "<script" not in out and "<b>" not in out and "&lt;b&gt;" in out
             if level != "token":  # tokens split "<script>" into "<", "script", ">"
                 assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out

@@ -35,6 +35,7 @@ from xai_suite_llm import (
     TextShapleySampling,
     make_key_prompts,
     patch_all,
+    text_levels_html,
     train_key_model,
 )
 
@@ -176,24 +177,27 @@ assert levels[-1].units[int(np.argmax(levels[-1].attributions))] == answer.strip
 assert hier_rows < flat.params["model_rows"] / 2
 
 # %% [markdown]
-# ## 5. Looking at it: an HTML view, escaped
-# `to_html()` shades each unit (red positive, blue negative). The prompt is *always* escaped:
-# a prompt holding markup such as `<b>` is shown as the characters `<b>`, never interpreted
-# (an attribution viewer must not let its input inject HTML or scripts). Our tokenizer splits
-# `<b>` into three tokens, so it replaces three filler words: the model learned that the key
-# is the 8th token, and a prompt of another length would move it (try it).
+# ## 5. Looking at it: HTML views, escaped
+# `to_html(path)` writes a self-contained page (it works offline) that shades each unit (red
+# positive, blue negative, each value written next to it, a colour key) and lists the units in
+# a sortable table; `text_levels_html` puts several levels of one prompt on one page, one
+# level open at a time; `html_fragment()` is the shaded prompt alone, for a notebook or your
+# own page. The prompt is *always* escaped: a prompt holding markup such as `<b>` is shown as
+# the characters `<b>`, never interpreted (an attribution viewer must not let its input inject
+# HTML or scripts). Our tokenizer splits `<b>` into three tokens, so it replaces three filler
+# words: the model learned that the key is the 8th token, and a prompt of another length
+# would move it (try it).
 
 # %%
 words = prompt.split()
 tricky = " ".join([*words[:9], "<b>", *words[12:]])  # three fillers of sentence 3 -> "<", "b", ">"
 tricky_exp = TextAblation(lm, level="word").explain(tricky, answer)
-views = [token_level[name].to_html(title=f"{name}, tokens") for name in token_level]
-views += [levels[1].to_html(title="Shapley sampling, refined sentence -> words"),
-          tricky_exp.to_html(title="a prompt with <b> in it")]
-html = "<!doctype html><html><meta charset='utf-8'><body>" + "<hr>".join(views) + "</body></html>"
-(OUT / "llm_attributions.html").write_text(html, encoding="utf-8")
-print(f"wrote {OUT / 'llm_attributions.html'}")
-assert "&lt;b&gt;" in tricky_exp.to_html() and "<b>" not in tricky_exp.to_html()
+print(f"wrote {token_level['IG'].to_html(OUT / 'llm_attribution_ig.html', title='IG, tokens')}")
+print(f"wrote {text_levels_html(levels, OUT / 'llm_levels.html', title='Shapley sampling by level')}")
+page = tricky_exp.to_html(OUT / "llm_tricky.html", title="a prompt with <b> in it").read_text()
+print(f"wrote {OUT / 'llm_tricky.html'}")
+assert "&lt;b&gt;" in page and "<b>" not in page
+assert "&lt;b&gt;" in tricky_exp.html_fragment() and "<b>" not in tricky_exp.html_fragment()
 assert tricky_exp.top(1).unit.iloc[0] == answer.strip()
 
 # %% [markdown]
@@ -218,6 +222,7 @@ np.testing.assert_array_equal(other_table.top_probs[0, -1], table.top_probs[0, -
 ax = table.plot()
 ax.figure.savefig(OUT / "llm_logit_lens.png", dpi=100, bbox_inches="tight")
 plt.close(ax.figure)
+table.to_html(OUT / "llm_logit_lens.html")  # interactive: hover a cell for its top-k tokens
 
 # %% [markdown]
 # ## 7. Activation patching: where does the key travel?
@@ -250,6 +255,7 @@ fig, axes = plt.subplots(1, len(patching.sites), figsize=(16, 3.6), layout="cons
 patching.plot(axes=axes)
 fig.savefig(OUT / "llm_patching.png", dpi=100)
 plt.close(fig)
+patching.to_html(OUT / "llm_patching.html")  # one heat map per site, picked from a dropdown
 
 # patching a whole residual stream (every position) restores the clean run exactly
 clean_logits = lm.run_with_hooks(lm.encode(prompt).ids[None], {})
@@ -279,6 +285,7 @@ ax = probe.plot()
 fig = ax.figure
 fig.savefig(OUT / "llm_probing.png", dpi=100)
 plt.close(fig)
+probe.to_html(OUT / "llm_probing.html")
 
 # %% [markdown]
 # ## What to take away

@@ -6,8 +6,9 @@ explainers take it as their model: attribution of a continuation to the prompt's
 words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
 ``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
-``native:activation_patching`` and ``native:linear_probe``. :mod:`.tiny` builds a tiny GPT-2
-from a config and trains it in seconds on a task whose answer is one known prompt token.
+``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
+HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
+config and trains it in seconds on a task whose answer is one known prompt token.
 """
 
 from . import testing  # noqa: F401 (registers the text entries' conformance problems)
@@ -20,6 +21,7 @@ from .attribution import (
     TextLime,
     TextShapleySampling,
 )
+from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
@@ -51,5 +53,6 @@ __all__ = [
     "make_tiny_tokenizer",
     "patch_all",
     "segment",
+    "text_levels_html",
     "train_key_model",
 ]

@@ -179,15 +179,23 @@ class TextExplanation(Result):
         key = np.abs(self.attributions) if absolute else self.attributions
         return self.to_frame().iloc[np.argsort(-key, kind="stable")[:k]]
 
-    def to_html(self, title: str | None = None) -> str:
-        """The prompt with each unit shaded by its attribution (see :mod:`xai_suite.viz.text`)."""
-        vs = "" if self.contrast is None else f" vs {self.contrast!r}"
-        sub = f"target: {self.target!r}{vs}; {self.params.get('scalariser', 'score')} = {self.score:.6g}"
+    def html_fragment(self, title: str | None = None) -> str:
+        """An HTML fragment (a ``<div>``, for notebooks and other pages): the prompt with each
+        unit shaded by its attribution (see :mod:`xai_suite.viz.text`). ``to_html(path)``
+        writes a whole page."""
+        from .html import text_summary
+
         return render_text_html(self.prompt, self.spans, self.attributions,
-                                title=title or f"{self.method} ({self.level})", subtitle=sub)
+                                title=title or f"{self.method} ({self.level})",
+                                subtitle=text_summary(self))
+
+    def _html(self, page) -> None:
+        from .html import text_view
+
+        text_view(self, page)
 
     def _repr_html_(self) -> str:
-        return self.to_html()
+        return self.html_fragment()
 
     def plot(self, ax=None):
         """Horizontal bars, one per unit in text order (red positive, blue negative); returns the Axes."""

@@ -105,6 +105,11 @@ class LogitLensResult(Result):
             data[f"top{i + 1}_prob"] = self.top_probs[:, :, i].reshape(-1)
         return pd.DataFrame(data)
 
+    def _html(self, page) -> None:
+        from .html import logit_lens_view
+
+        logit_lens_view(self, page)
+
     def plot(self, ax=None, *, annotate: bool = True):
         """Heat map of the target's probability, layer x position, annotated with the top-1 token.
 

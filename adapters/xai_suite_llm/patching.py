@@ -144,6 +144,11 @@ class PatchingResult(Result):
             }))
         return pd.concat(frames, ignore_index=True)
 
+    def _html(self, page) -> None:
+        from .html import patching_view
+
+        patching_view(self, page)
+
     def plot(self, axes=None):
         """One heat map per site: layer x position, coloured by the normalised effect.
 

@@ -96,6 +96,11 @@ class ProbingResult(Result):
                         control_high=self.control_high, selectivity=self.selectivity)
         return pd.DataFrame(data)
 
+    def _html(self, page) -> None:
+        from .html import probing_view
+
+        probing_view(self, page)
+
     def plot(self, ax=None):
         """Accuracy and control accuracy per layer with their 95% intervals, and chance.
 

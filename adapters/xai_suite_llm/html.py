@@ -1,0 +1,257 @@
+"""HTML views of the language-model results (see :mod:`xai_suite.viz.html`).
+
+- :class:`~xai_suite_llm.TextExplanation`: the prompt with each unit shaded by its
+  attribution (:func:`xai_suite.viz.text.render_text_html`: colour key, values shown) and a
+  sortable table of the units; :func:`text_levels_html` puts several levels (token, word,
+  sentence) of one prompt on one page, one level shown at a time.
+- :class:`~xai_suite_llm.LogitLensResult`: a heat map layer x position of the target's
+  probability (buttons switch to the top-1 token's probability); the hover gives the top-k
+  tokens with their probabilities and the target's.
+- :class:`~xai_suite_llm.PatchingResult`: one heat map layer x position per site, picked
+  from a dropdown; the hover gives the normalised effect and the patched logit difference.
+- :class:`~xai_suite_llm.ProbingResult`: probe accuracy by layer with its 95% interval as a
+  band, the control task's likewise, and chance.
+
+Every token, prompt and label goes through :func:`~xai_suite.viz.html.escape`, in the page
+and inside the figures (Plotly renders a subset of HTML in labels and hover text).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xai_suite.viz.html import Page, escape, plotly
+from xai_suite.viz.text import render_text_html
+
+
+def _text(text) -> str:
+    """:func:`~xai_suite.viz.html.escape` for Plotly text, which decodes numeric entities but
+    few named ones (``&quot;`` would be shown as such)."""
+    return escape(text).replace("&quot;", "&#34;")
+
+
+def _token(text: str) -> str:
+    """A token for a figure, escaped; a blank one as its ``repr`` so it stays visible."""
+    return _text(text if text.strip() else repr(text))
+
+
+# -- text attributions ------------------------------------------------------------------------
+def text_summary(exp) -> str:
+    """One line on what a :class:`~xai_suite_llm.TextExplanation` explains (plain text)."""
+    vs = "" if exp.contrast is None else f" vs {exp.contrast!r}"
+    return (f"target: {exp.target!r}{vs}; {exp.params.get('scalariser', 'score')} = {exp.score:.6g}"
+            f" ({exp.method}, {exp.level} level)")
+
+
+def text_view(exp, page: Page) -> None:
+    """Fill ``page`` with a text explanation: summary, the shaded prompt, the units' table."""
+    page.paragraph(text_summary(exp))
+    if exp.convergence_delta is not None:
+        page.paragraph(f"completeness error (sum of attributions - score gap): "
+                       f"{exp.convergence_delta:.3g}", note=True)
+    page.markup(render_text_html(exp.prompt, exp.spans, exp.attributions))
+    page.table(exp.to_frame()[["unit", "start", "end", "attribution"]], caption="units (click to sort)")
+
+
+def text_levels_html(explanations: Sequence, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """One page with several explanations of one prompt (say its token, word and sentence
+    levels), one shown at a time: opening a level's section closes the others.
+
+    Parameters
+    ----------
+    explanations : sequence of TextExplanation
+        Explanations of the same prompt and target, in the order shown (the first is open).
+    path : str or os.PathLike
+        Where the page is written.
+    title : str, optional
+        The page's title (default: the prompt's first 60 characters).
+
+    Returns
+    -------
+    pathlib.Path
+        The page written (self-contained, works offline; no script needed to switch).
+    """
+    from .attribution import TextExplanation
+
+    exps = list(explanations)
+    if not exps or not all(isinstance(e, TextExplanation) for e in exps):
+        raise TypeError("explanations must be a non-empty sequence of TextExplanation")
+    first = exps[0]
+    for e in exps[1:]:
+        if (e.prompt, e.target) != (first.prompt, first.target):
+            raise ValueError(f"every explanation must explain the same prompt and target; got "
+                             f"{(first.prompt, first.target)!r} and {(e.prompt, e.target)!r}")
+    page = Page(title or f"levels of {first.prompt[:60]!r}")
+    page.paragraph("Open a level to show it (one at a time).", note=True)
+    for i, e in enumerate(exps):
+        body = render_text_html(e.prompt, e.spans, e.attributions, subtitle=text_summary(e))
+        page.markup(f'<details class="xai-level" name="xai-levels"{" open" if i == 0 else ""}>'
+                    f'<summary>{escape(f"{e.level}: {e.method}")}</summary>{body}</details>')
+    return page.write(path)
+
+
+# -- logit lens -------------------------------------------------------------------------------
+def logit_lens_figure(result):
+    """Heat map layer x position of a :class:`~xai_suite_llm.LogitLensResult`.
+
+    Trace 0 is the target's probability (shown), trace 1 the top-1 token's probability
+    (buttons switch); each cell is labelled with its top-1 token and its hover lists the
+    top-k tokens with their probabilities and the target's probability.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    n_layers, n_pos, k = result.top_probs.shape
+    tokens, layers, target = [_token(t) for t in result.tokens], [_text(x) for x in result.layers], \
+        _token(result.target)
+    hover = [[f"layer {layers[i]}, position {t}: {tokens[t]}<br>P({target}) = "
+              f"{result.target_probs[i, t]:.4g}<br>top-{k}:<br>"
+              + "<br>".join(f"{j + 1}. {_token(result.top_tokens[i, t, j])}  {result.top_probs[i, t, j]:.4g}"
+                            for j in range(k))
+              for t in range(n_pos)] for i in range(n_layers)]
+    top1 = [[_token(result.top_tokens[i, t, 0]) for t in range(n_pos)] for i in range(n_layers)]
+    common = {"x": np.arange(n_pos), "y": np.arange(n_layers), "zmin": 0.0, "zmax": 1.0,
+              "colorscale": "Viridis", "text": top1, "texttemplate": "%{text}", "hovertext": hover,
+              "hoverinfo": "text", "colorbar": {"title": {"text": "probability"}}}
+    titles = [f"P({target}) by layer and position (cells: top-1 token)",
+              "the top-1 token's probability (cells: top-1 token)"]
+    fig = go.Figure([go.Heatmap(z=result.target_probs, name=f"P({target})", visible=True, **common),
+                     go.Heatmap(z=result.top_probs[:, :, 0], name="top-1", visible=False, **common)])
+    buttons = [{"label": label, "method": "update",
+                "args": [{"visible": [i == j for j in range(2)]}, {"title.text": titles[i]}]}
+               for i, label in enumerate(("target probability", "top-1 probability"))]
+    fig.update_layout(
+        title={"text": titles[0]}, height=max(320, 40 * n_layers + 200),
+        xaxis={"title": {"text": "position (input token)"}, "tickvals": list(range(n_pos)),
+               "ticktext": tokens},
+        yaxis={"title": {"text": "layer"}, "tickvals": list(range(n_layers)), "ticktext": layers},
+        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.12,
+                      "xanchor": "left", "yanchor": "bottom", "showactive": True}],
+        margin={"t": 110})
+    return fig
+
+
+def logit_lens_view(result, page: Page) -> None:
+    """Fill ``page`` with a logit lens: the tracked token and the heat map."""
+    page.paragraph(f"Tracked token: {result.target!r} (id {result.target_id}); top-k = "
+                   f"{result.top_probs.shape[-1]}; hover a cell for its top-k tokens.")
+    page.figure(logit_lens_figure(result))
+
+
+# -- activation patching ----------------------------------------------------------------------
+def patching_figure(result):
+    """Heat maps layer x position of a :class:`~xai_suite_llm.PatchingResult`, one per site
+    (trace ``i`` is ``result.sites[i]``; a dropdown picks the site shown), coloured by the
+    normalised effect on a symmetric scale; the hover gives the tokens, the effect and the
+    patched logit difference.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    clean, corrupted = [_token(t) for t in result.tokens], [_token(t) for t in result.corrupted_tokens]
+    n_pos = len(clean)
+    labels = [c if c == k else f"{c}/{k}" for c, k in zip(clean, corrupted, strict=True)]
+    lim = max(1.0, max(float(np.abs(e).max()) for e in result.effects.values()))
+    traces = []
+    for i, site in enumerate(result.sites):
+        effects, patched = result.effects[site], result.patched[site]
+        hover = [[f"{_text(f'blocks.{layer}.hook_{site}')}, position {t}<br>clean: {clean[t]}<br>"
+                  f"corrupted: {corrupted[t]}<br>effect: {effects[layer, t]:.4g}<br>patched logit "
+                  f"difference: {patched[layer, t]:.4g}" for t in range(n_pos)]
+                 for layer in range(effects.shape[0])]
+        traces.append(go.Heatmap(z=effects, x=np.arange(n_pos), y=np.arange(effects.shape[0]),
+                                 zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu", reversescale=True,
+                                 hovertext=hover, hoverinfo="text", name=_text(f"hook_{site}"),
+                                 visible=i == 0, colorbar={"title": {"text": "normalised effect"}}))
+    fig = go.Figure(traces)
+    head = "normalised effect of patching"
+    buttons = [{"label": _text(f"hook_{site}"), "method": "update",
+                "args": [{"visible": [j == i for j in range(len(result.sites))]},
+                         {"title.text": f"{head} {_text(f'hook_{site}')}"}]}
+               for i, site in enumerate(result.sites)]
+    fig.update_layout(
+        title={"text": f"{head} {_text(f'hook_{result.sites[0]}')}", "x": 0.3},
+        height=max(440, 40 * result.n_layers + 260),
+        xaxis={"title": {"text": "position (clean/corrupted token)"}, "tickvals": list(range(n_pos)),
+               "ticktext": labels},
+        yaxis={"title": {"text": "layer"}, "tickvals": list(range(result.n_layers))},
+        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0, "y": 1.12, "xanchor": "left",
+                      "yanchor": "bottom", "showactive": True}],
+        margin={"t": 110})
+    return fig
+
+
+def patching_view(result, page: Page) -> None:
+    """Fill ``page`` with a patching result: the metric, the heat maps, the two prompts' tokens."""
+    page.paragraph(f"Metric: logit({result.answer!r}) - logit({result.wrong!r}) at the last position: "
+                   f"clean {result.clean_diff:.4g}, corrupted {result.corrupted_diff:.4g}. Effect = "
+                   "(patched - corrupted) / (clean - corrupted): 1 restores the clean run, 0 changes "
+                   "nothing. Pick the site in the dropdown.")
+    page.figure(patching_figure(result))
+    page.table(pd.DataFrame({"position": range(len(result.tokens)), "clean token": result.tokens,
+                             "corrupted token": result.corrupted_tokens}), caption="the prompts' tokens")
+
+
+# -- probing ----------------------------------------------------------------------------------
+def probing_figure(result):
+    """Accuracy by layer of a :class:`~xai_suite_llm.ProbingResult`: for the probe and the
+    control task, a band (its 95% interval, traces named ``... 95% interval``) and a line;
+    chance as a dotted line. Click a legend entry to hide or show it.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    x = [_text(layer) for layer in result.layers]
+    series = [("probe", result.accuracy, result.low, result.high, "31, 119, 180")]
+    if result.control_accuracy is not None:
+        series.append(("control (permuted labels)", result.control_accuracy, result.control_low,
+                       result.control_high, "255, 127, 14"))
+    traces = []
+    for name, acc, low, high, rgb in series:
+        traces.append(go.Scatter(x=x + x[::-1], y=np.concatenate([high, low[::-1]]), mode="lines",
+                                 fill="toself", fillcolor=f"rgba({rgb}, 0.2)", line={"width": 0},
+                                 hoverinfo="skip", name=f"{name} 95% interval", legendgroup=name))
+        traces.append(go.Scatter(
+            x=x, y=acc, mode="lines+markers", name=name, legendgroup=name, line={"color": f"rgb({rgb})"},
+            hovertext=[f"layer {layer}: {name} accuracy {a:.3f} [{lo:.3f}, {hi:.3f}]"
+                       for layer, a, lo, hi in zip(x, acc, low, high, strict=True)], hoverinfo="text"))
+    traces.append(go.Scatter(x=x, y=[result.chance] * len(x), mode="lines", name="chance (majority)",
+                             line={"color": "gray", "dash": "dot"}, hoverinfo="name"))
+    fig = go.Figure(traces)
+    site, position = result.params.get("site", ""), result.params.get("position", "")
+    fig.update_layout(
+        title={"text": _text(f"linear probe at position {position}: cross-validated accuracy "
+                              f"({result.n_samples} prompts)")},
+        xaxis={"title": {"text": _text(f"layer ({site})")}, "type": "category"},
+        yaxis={"title": {"text": "accuracy"}, "range": [0, 1.02]}, height=420)
+    return fig
+
+
+def probing_view(result, page: Page) -> None:
+    """Fill ``page`` with a probing result: the settings, the accuracy plot, a table by layer."""
+    p = result.params
+    page.paragraph(f"{result.n_samples} prompts; site {p.get('site')}, position {p.get('position')}, "
+                   f"{p.get('cv')}-fold cross-validation; control task: {p.get('control')}; chance "
+                   f"(majority class) {result.chance:.3f}.")
+    page.figure(probing_figure(result))
+
+    def cell(a, lo, hi):
+        return [f"{v:.3f} [{u:.3f}, {w:.3f}]" for v, u, w in zip(a, lo, hi, strict=True)]
+
+    frame = pd.DataFrame({"layer": result.layers, "hook": result.hook_names,
+                          "accuracy [95% CI]": cell(result.accuracy, result.low, result.high)})
+    if result.control_accuracy is not None:
+        frame["control [95% CI]"] = cell(result.control_accuracy, result.control_low, result.control_high)
+        frame["selectivity"] = [f"{s:.3f}" for s in result.selectivity]
+    page.table(frame, caption="accuracy by layer (click a header to sort)")
