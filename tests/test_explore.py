@@ -13,10 +13,10 @@ import torch
 pytest.importorskip("dash")
 pytest.importorskip("transformers")
 
-from xai_suite.explore import Source, load_source, make_app  # noqa: E402
-from xai_suite.explore.attribution import NO_BASELINE, AttributionExplorer  # noqa: E402
-from xai_suite_llm import KEY_POSITION, make_key_prompts  # noqa: E402
-from xai_suite_llm.intervention import (  # noqa: E402
+from xai_suite.explore import Source, load_source, make_app
+from xai_suite.explore.attribution import NO_BASELINE, AttributionExplorer
+from xai_suite_llm import KEY_POSITION, make_key_prompts
+from xai_suite_llm.intervention import (
     activation_intervention,
     embedding_intervention,
     inject_embedding,
@@ -72,20 +72,19 @@ def test_injecting_a_wrong_key_flips_the_answer_and_patching_back_restores_it(ke
     assert answer(key_lm, injected) == "d"
     # the clean prompt's own activation written back over the injection: the clean run, exactly
     restore = activation_intervention(key_lm, clean, hook, KEY_POSITION)
-    back = run_intervened(key_lm, clean, [embedding_intervention(key_lm, hook, KEY_POSITION, " d"), restore])
+    inject = embedding_intervention(key_lm, hook, KEY_POSITION, " d")
+    back = run_intervened(key_lm, clean, [inject, restore])
     assert answer(key_lm, back) == "c"
     torch.testing.assert_close(back, base)
     # patching the corrupted prompt's key activation into the clean run flips it too
     patched = run_intervened(key_lm, clean, [activation_intervention(key_lm, corrupted, hook, KEY_POSITION)])
     assert answer(key_lm, patched) == "d"
-    # the injection is the embedding row: the same as tokenising the corrupted prompt without
-    # position embeddings would not be, so check the written vector directly
+    # what an injection writes is the token's row of the input embedding
     iv = embedding_intervention(key_lm, hook, KEY_POSITION, " d")
     torch.testing.assert_close(iv.value, key_lm.embed.weight[key_lm.token_ids(" d")[0]].detach())
 
 
 def test_intervention_inputs_are_checked(key_lm):
-    clean, _ = key_pair()
     with pytest.raises(ValueError, match="one token"):
         embedding_intervention(key_lm, "blocks.0.hook_resid_pre", 0, "c d")
     with pytest.raises(ValueError, match="unknown hook point"):
@@ -137,7 +136,8 @@ def test_attribution_page_recomputes_on_a_switch_and_shows_errors(mlp_source):
 def test_load_source_module_function_and_bad_sources(tmp_path, monkeypatch):
     (tmp_path / "my_explore_src.py").write_text(
         "import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
-        "def build():\n    X = np.random.default_rng(0).normal(size=(30, 3))\n    y = (X[:, 0] > 0).astype(int)\n"
+        "def build():\n    X = np.random.default_rng(0).normal(size=(30, 3))\n"
+        "    y = (X[:, 0] > 0).astype(int)\n"
         "    return LogisticRegression().fit(X, y), X, y\n"
         "def bad():\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -156,9 +156,9 @@ def test_load_source_module_function_and_bad_sources(tmp_path, monkeypatch):
 
 
 def test_language_page_functions(key_lm, tmp_path):
-    clean, corrupted = key_pair("c", "d")
+    clean, _ = key_pair("c", "d")
     page = make_app(Source("key", key_lm, "text"), prompt=clean, cache_dir=str(tmp_path)).explorer
-    lens_fig, out_fig, ans, applied, err = page.update(clean, [])
+    lens_fig, _, ans, applied, err = page.update(clean, [])
     assert err == "" and ans.startswith("c ") and applied == "interventions: none"
     assert list(lens_fig.data[0].y) == ["embed", "0", "1"] and len(lens_fig.data[0].x) == len(clean.split())
     layer, pos = page.select({"points": [{"x": KEY_POSITION, "y": "embed", "z": 0.5}]})
@@ -211,16 +211,19 @@ def local_only(tab, url):
     return [u for u in tab.network() if not u.startswith(url)]
 
 
+BARS = "Array.from(document.querySelector('#attribution .js-plotly-plot')._fullData[0].y)"
+
+
 def test_live_app_switches_the_explainer(mlp_source, browser_page, tmp_path):
     app = make_app(mlp_source, cache_dir=str(tmp_path))
     with serving(app) as url:
         view = browser_page.open(url)
         wait_text(view, "#summary", lambda t: "captum:integrated_gradients" in t)
-        first = view.evaluate("document.querySelector('#attribution .js-plotly-plot').data[0].y")
+        first = view.evaluate(BARS)
         view.click("#explainer")
         view.get_by_role("option", name="captum:saliency", exact=True).click()
         wait_text(view, "#summary", lambda t: "captum:saliency" in t)
-        second = view.evaluate("document.querySelector('#attribution .js-plotly-plot').data[0].y")
+        second = view.evaluate(BARS)
         assert not np.allclose(np.array(first, dtype=float), np.array(second, dtype=float))
         browser_page.screenshot("explore_tabular")
         assert browser_page.errors == [] and local_only(browser_page, url) == []
@@ -254,3 +257,50 @@ def test_live_app_injection_flips_the_answer_and_patching_back_restores_it(key_l
         browser_page.screenshot("explore_llm")
         assert view.inner_text("#error") == ""
         assert browser_page.errors == [] and local_only(browser_page, url) == []
+
+
+# -- the command ---------------------------------------------------------------------------------
+def test_cli_explore_serves_the_page_and_reports_bad_sources(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from xai_suite.cli import main
+
+    assert main(["explore", "no_such_model"]) == 2
+    assert "neither a zoo model" in capsys.readouterr().err
+    (tmp_path / "cli_explore_src.py").write_text(
+        "import numpy as np\nimport torch\n"
+        "def build():\n    return torch.nn.Linear(3, 2), np.zeros((4, 3)), None\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root), str(root / "adapters"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "xai_suite.cli", "explore", "cli_explore_src:build",
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        end, page = time.monotonic() + 60, None
+        while page is None and time.monotonic() < end and proc.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.3)
+        assert page is not None, proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+        assert "xai-suite explore: cli_explore_src:build" in page
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_missing_dash_names_the_extra(monkeypatch):
+    import sys
+
+    from xai_suite import explore
+
+    monkeypatch.setitem(sys.modules, "dash", None)
+    with pytest.raises(ImportError, match=r"xai-suite\[explore\]"):
+        explore.dash()

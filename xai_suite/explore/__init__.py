@@ -164,7 +164,8 @@ def make_app(source: str | Source, *, random_state: int = 0, cache_dir: str | No
 
     cache = diskcache.Cache(cache_dir or tempfile.mkdtemp(prefix="xai_suite_explore_"))
     manager = dash_module.DiskcacheManager(cache)
-    app = dash_module.Dash(__name__, title=f"xai-suite explore: {src.name}", background_callback_manager=manager)
+    app = dash_module.Dash(__name__, title=f"xai-suite explore: {src.name}",
+                           background_callback_manager=manager)
     if src.modality == "text":
         from .language import LanguageExplorer
 

@@ -3,6 +3,7 @@ recomputed on every change, with its time and completeness error."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -30,7 +31,7 @@ class AttributionExplorer:
 
     def __init__(self, source, *, random_state: int = 0):
         from ..modeling import model_kind
-        from ..registry import list_explainers
+        from ..registry import explainer_info, list_explainers
 
         self.source, self.random_state = source, random_state
         self.kind = model_kind(source.model)
@@ -40,6 +41,9 @@ class AttributionExplorer:
         if not self.explainers:
             raise ValueError(f"no attribution explainer is available for {source.modality} models of "
                              f"kind {self.kind}")
+        for qname in self.explainers:  # imported once here, not in every worker (nor timed)
+            for module in explainer_info(qname).requires:
+                importlib.import_module(module)
         from ..baselines import list_baselines
 
         self.baselines = [NO_BASELINE, *list_baselines(source.modality)]
@@ -49,7 +53,8 @@ class AttributionExplorer:
     def explain(self, index: int, explainer: str, baseline: str = NO_BASELINE, progress=None):
         """One instance's explanation and the seconds it took (fitting excluded).
 
-        ``progress(step, of)`` is called as fitting, explaining and drawing start.
+        ``progress(step, of)`` is called as fitting, explaining and drawing start. The time is
+        the wall time of the ``explain`` call (in a background worker process, in the app).
         """
         from ..registry import create_explainer, explainer_info
 
@@ -85,7 +90,9 @@ class AttributionExplorer:
             if progress:
                 progress(2, 3)
             fig = self.figure(exp, int(index))
-        except Exception as exc:  # noqa: BLE001 (any failure of a user's model or explainer is shown)
+            if progress:
+                progress(3, 3)
+        except Exception as exc:  # any failure (a user model, an explainer, bad input) is shown
             return self.empty_figure(), "", f"{type(exc).__name__}: {exc}"
         delta = exp.convergence_delta
         completeness = ("n/a (the method has no completeness property)" if delta is None

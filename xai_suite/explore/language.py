@@ -75,7 +75,9 @@ class LanguageExplorer:
             if progress:
                 progress(1, 2)
             figs = self.lens_figure(res), self.output_figure(res)
-        except Exception as exc:  # noqa: BLE001 (a bad prompt, token or position is shown)
+            if progress:
+                progress(2, 2)
+        except Exception as exc:  # any failure (a user model, an explainer, bad input) is shown
             return self.empty(), self.empty(), "", "", f"{type(exc).__name__}: {exc}"
         answer = str(res.top_tokens[-1, -1, 0])
         applied = "; ".join(f"{s['kind']} at layer {s['layer']}, position {s['position']}: "
@@ -101,7 +103,8 @@ class LanguageExplorer:
             raise ValueError("select a cell of the lens (click it) first")
         value = token if action == "inject" else source
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"type the {'token to inject' if action == 'inject' else 'prompt to patch from'}")
+            what = "token to inject" if action == "inject" else "prompt to patch from"
+            raise ValueError(f"type the {what}")
         spec = {"kind": action, "layer": str(layer), "position": int(position),
                 ("token" if action == "inject" else "source"): value}
         self.interventions([spec])
