@@ -13,32 +13,17 @@ import torch
 pytest.importorskip("dash")
 pytest.importorskip("transformers")
 
+from test_llm_mechanistic import key_pair, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+
 from xai_suite.explore import Source, load_source, make_app
 from xai_suite.explore.attribution import NO_BASELINE, AttributionExplorer
-from xai_suite_llm import KEY_POSITION, make_key_prompts
+from xai_suite_llm import KEY_POSITION
 from xai_suite_llm.intervention import (
     activation_intervention,
     embedding_intervention,
     inject_embedding,
     run_intervened,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
-def key_pair(key="c", other="d", random_state=3):
-    """A key-task prompt with key ``key`` and the same prompt with key ``other``."""
-    words = make_key_prompts(1, random_state=random_state)[0][0].split()
-    words[KEY_POSITION] = key
-    clean = " ".join(words)
-    words[KEY_POSITION] = other
-    return clean, " ".join(words)
 
 
 def answer(lm, logits) -> str:
@@ -131,6 +116,27 @@ def test_attribution_page_recomputes_on_a_switch_and_shows_errors(mlp_source):
     assert "takes no baseline" in err5
     _, _, err6 = page.update(99, "captum:saliency", NO_BASELINE)
     assert "instance must be an index in 0..39" in err6
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 12), (5, 1, 6, 6)], ids=["timeseries", "image"])
+def test_attribution_figures_of_series_and_images_show_the_attributions(shape, tmp_path):
+    X = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(shape[1:])), 3)).eval()
+    page = make_app(load_source_of(model, X), cache_dir=str(tmp_path)).explorer
+    fig, text, err = page.update(2, "captum:saliency", NO_BASELINE)
+    assert err == "" and "captum:saliency" in text
+    attr = page.explain(2, "captum:saliency")[0].attributions[0]
+    if len(shape) == 3:  # input, then attribution, per channel
+        assert [t.name for t in fig.data] == ["input ch0", "attribution ch0", "input ch1", "attribution ch1"]
+        np.testing.assert_allclose(np.array(fig.data[0].y), X[2, 0])
+        np.testing.assert_allclose(np.array(fig.data[3].y), attr[1])
+    else:  # summed over channels
+        np.testing.assert_allclose(np.array(fig.data[0].z), attr.sum(0))
+
+
+def load_source_of(model, X):
+    return Source("arrays", model, {3: "timeseries", 4: "image"}[X.ndim], X, None, X, None)
 
 
 def test_load_source_module_function_and_bad_sources(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ class Intervention:
     label: str = ""
 
 
-def _check_position(lm: LanguageModel, position, n_tokens: int | None, what: str) -> int:
+def _check_position(position, n_tokens: int | None, what: str) -> int:
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise ValueError(f"position must be a non-negative int; got {position!r}")
     if n_tokens is not None and position >= n_tokens:
@@ -68,7 +68,7 @@ def embedding_intervention(lm: LanguageModel, hook: str, position: int, token: s
                          f"{[lm.decode([i]) for i in ids]}")
     tid = first_token(lm, token, "token")
     value = lm.embed.weight[tid].detach().clone()
-    return Intervention(hook, _check_position(lm, position, None, ""), value,
+    return Intervention(hook, _check_position(position, None, ""), value,
                         f"embedding of {lm.decode([tid])!r}")
 
 
@@ -77,7 +77,7 @@ def activation_intervention(lm: LanguageModel, source: str, hook: str, position:
     lm = check_language_model(lm, "activation_intervention")
     lm._site(hook)
     enc = lm.encode(source)
-    _check_position(lm, position, len(enc.tokens), f"the source prompt {source!r}")
+    _check_position(position, len(enc.tokens), f"the source prompt {source!r}")
     _, cache = lm.run_with_cache(enc.ids.unsqueeze(0), [hook])
     return Intervention(hook, position, cache[hook][0, position].clone(), f"activation of {source!r}")
 
