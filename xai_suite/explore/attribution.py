@@ -3,6 +3,7 @@ recomputed on every change, with its time and completeness error."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 
@@ -41,8 +42,10 @@ class AttributionExplorer:
         if not self.explainers:
             raise ValueError(f"no attribution explainer is available for {source.modality} models of "
                              f"kind {self.kind}")
-        for qname in self.explainers:  # imported once here, not in every worker (nor timed)
-            for module in explainer_info(qname).requires:
+        self.default = next((q for q in DEFAULT_EXPLAINERS if q in self.explainers), self.explainers[0])
+        # the first explainer's backend imported here, once, not in every worker (and timed)
+        with contextlib.suppress(ImportError):  # a broken backend says so when it is chosen
+            for module in explainer_info(self.default).requires:
                 importlib.import_module(module)
         from ..baselines import list_baselines
 
@@ -54,7 +57,9 @@ class AttributionExplorer:
         """One instance's explanation and the seconds it took (fitting excluded).
 
         ``progress(step, of)`` is called as fitting, explaining and drawing start. The time is
-        the wall time of the ``explain`` call (in a background worker process, in the app).
+        the wall time of the ``explain`` call (in the app, in a background worker process: an
+        explainer's first use there includes importing its backend, unless it is the first
+        explainer's).
         """
         from ..registry import create_explainer, explainer_info
 
@@ -145,7 +150,6 @@ class AttributionExplorer:
         d = dash()
         html, dcc = d.html, d.dcc
         n = len(self.source.X)
-        default = next((q for q in DEFAULT_EXPLAINERS if q in self.explainers), self.explainers[0])
 
         def picker(label, id_, options, value):
             return html.Label([label, dcc.Dropdown(id=id_, options=options, value=value, clearable=False)],
@@ -155,7 +159,7 @@ class AttributionExplorer:
             html.H2(f"xai-suite explore: {self.source.name} ({self.source.modality}, {self.kind})"),
             html.Div([
                 picker("instance", "instance", [{"label": str(i), "value": i} for i in range(n)], 0),
-                picker("explainer", "explainer", self.explainers, default),
+                picker("explainer", "explainer", self.explainers, self.default),
                 picker("baseline", "baseline", self.baselines, NO_BASELINE),
             ]),
             html.Div([html.Progress(id="progress", value="0", max="3"),
