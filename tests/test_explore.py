@@ -157,6 +157,9 @@ def test_load_source_module_function_and_bad_sources(tmp_path, monkeypatch):
         load_source("my_explore_src:nothing")
     with pytest.raises(ValueError, match="neither a zoo model"):
         load_source("no_such_model")
+    zoo = load_source("logreg")  # trained on the tabular default data, explained on its test split
+    assert zoo.modality == "tabular" and zoo.X.shape == (143, 30) and zoo.X_train.shape == (426, 30)
+    assert (zoo.model.predict(zoo.X) == zoo.y).mean() > 0.9
     with pytest.raises(ValueError, match="config.json"):
         load_source(str(tmp_path))
 
