@@ -1,4 +1,5 @@
-"""The ``xai-suite`` command: ``list``, ``info``, ``baselines``, ``demo``, ``bench``, ``report``."""
+"""The ``xai-suite`` command: ``list``, ``info``, ``baselines``, ``demo``, ``bench``, ``report``,
+``explore``."""
 
 from __future__ import annotations
 
@@ -179,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("results", help="a run directory or its results.sqlite")
     p_report.add_argument("--out", help="where to write report.md (default: RESULTS/report)")
 
+    p_explore = sub.add_parser("explore", help="a local Dash app: recompute explanations of a model by "
+                               "hand (needs pip install 'xai-suite[explore]')")
+    p_explore.add_argument("source", help="a zoo model name (trained on its modality's default data), "
+                           "module:function returning (model, X, y), or a local Hugging Face model folder")
+    p_explore.add_argument("--port", type=int, default=8050)
+    p_explore.add_argument("--host", default="127.0.0.1")
+    p_explore.add_argument("--seed", type=int, default=0, help="seeds zoo training and stochastic explainers")
+
     p_course = sub.add_parser("course", help="self-grading assignments: list, init a starter "
                               "file, check a solution")
     course = p_course.add_subparsers(dest="course_command", required=True)
@@ -247,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import write_report
 
             print(write_report(args.results, args.out))
+        elif args.command == "explore":
+            from .explore import make_app
+
+            app = make_app(args.source, random_state=args.seed)
+            print(f"xai-suite explore: http://{args.host}:{args.port} (Ctrl-C stops it)")
+            app.run(host=args.host, port=args.port, debug=False)
         elif args.command == "course":
             return _course(args)
     except (KeyError, ValueError, TypeError, ImportError, OSError, AttributeError,

@@ -183,7 +183,7 @@ class LogitLens(Explainer):
         with torch.no_grad():
             return torch.softmax(lm.unembed(lm.final_norm(resid)).float(), dim=-1)
 
-    def explain(self, prompt: str, target: str | None = None) -> LogitLensResult:
+    def explain(self, prompt: str, target: str | None = None, hooks: dict | None = None) -> LogitLensResult:
         """The lens table of ``prompt``.
 
         Parameters
@@ -192,23 +192,27 @@ class LogitLens(Explainer):
         target : str, optional
             A continuation whose first token's probability is tracked; ``None`` tracks the
             model's own next-token prediction at the last position.
+        hooks : dict of str to callable, optional
+            Hook functions applied during the run (:meth:`LanguageModel.hooks`), e.g. an
+            intervention's (:func:`xai_suite_llm.intervention.intervention_hooks`): the lens of
+            the intervened run.
 
         Returns
         -------
         LogitLensResult
         """
-        return self._explain(prompt, target)
+        return self._explain(prompt, target, hooks)
 
     @contextlib.contextmanager
-    def _begin(self, prompt: str, target: str | None) -> Iterator[dict]:
+    def _begin(self, prompt: str, target: str | None, hooks: dict | None = None) -> Iterator[dict]:
         lm = self._check()
-        yield {"lm": lm, "enc": lm.encode(prompt), "target": target,
+        yield {"lm": lm, "enc": lm.encode(prompt), "target": target, "hooks": hooks,
                "layers_hooks": layer_hooks(lm, "resid_post", self.include_embeddings)}
 
     def _compute(self, call: dict) -> tuple:
         lm, enc, target = call["lm"], call["enc"], call["target"]
         _, hooks = call["layers_hooks"]
-        logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks)
+        logits, cache = lm.run_with_cache(enc.ids.unsqueeze(0), hooks, call["hooks"])
         target_id = int(logits[0, -1].argmax()) if target is None else first_token(lm, target, "target")
         per_layer = []
         for name in hooks:  # one layer's (T, V) at a time

@@ -255,14 +255,25 @@ class LanguageModel:
             for h in handles:
                 h.remove()
 
-    def run_with_cache(self, ids: torch.Tensor, names: Sequence[str] | None = None
+    def run_with_cache(self, ids: torch.Tensor, names: Sequence[str] | None = None,
+                       fns: dict[str, Callable] | None = None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits (B, T, V) and the activations at ``names`` (default all), detached."""
+        """Logits (B, T, V) and the activations at ``names`` (default all), detached.
+
+        ``fns`` (see :meth:`hooks`) run first where given: the cache holds what they return.
+        """
         cache: dict[str, torch.Tensor] = {}
         names = self.hook_names() if names is None else list(names)
-        # each hook stores its activation and returns None (keeps it)
-        with torch.no_grad(), self.hooks({n: lambda act, n=n: cache.__setitem__(n, act.detach())
-                                          for n in names}):
+        fns = dict(fns or {})
+
+        def record(n, fn):  # stores the (possibly replaced) activation, returns the replacement
+            def hook(act):
+                new = None if fn is None else fn(act)
+                cache[n] = (act if new is None else new).detach()
+                return new
+            return hook
+
+        with torch.no_grad(), self.hooks({**fns, **{n: record(n, fns.get(n)) for n in names}}):
             logits = self.logits(ids)
         return logits, cache
 
