@@ -377,8 +377,10 @@ def _write_html(data: dict, path: Path) -> Path:
         kind, value = block[0], block[1]
         if kind == "h2":
             page.heading(value)
-        elif kind in ("p", "quote"):
-            page.paragraph(value, note=kind == "p" and value.startswith("Ranks"))
+        elif kind == "p":
+            page.paragraph(value, note=value.startswith("Ranks"))
+        elif kind == "quote":
+            page.markup(f"<blockquote><strong>{escape(value)}</strong></blockquote>")
         elif kind == "list":
             page.markup("<ul>" + "".join(f"<li>{escape(item)}</li>" for item in value) + "</ul>")
         elif kind == "table":
