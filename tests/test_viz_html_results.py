@@ -9,15 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_bench_report import METRICS as REPORT_METRICS
-from test_bench_report import PLUGIN
 from test_bench_report import SUITE as REPORT_SUITE
+from test_bench_report import suite_run
 
 import xai_suite as xs
-from xai_suite.bench import config as bench_config
 from xai_suite.bench.report import _fmt
-from xai_suite.cli import main
-from xai_suite.metrics import registry as metric_registry
 from xai_suite.metrics.counterfactual import changed_points
 
 HOSTILE = '<script>alert(1)</script>"\u202e'
@@ -190,21 +186,8 @@ SUITE = REPORT_SUITE.replace('name = "captum:saliency"\n',
 
 @pytest.fixture(scope="module")
 def html_report(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bench_html")
-    (d / "benchmarks").mkdir()
-    (d / "benchmarks" / "plugin.py").write_text(PLUGIN)
-    (d / "benchmarks" / "tiny.toml").write_text(SUITE)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XAI_SUITE_CACHE", str(d / "cache"))
-    mp.chdir(d)
-    assert main(["bench", "tiny", "--quick", "--out", "run"]) == 0
-    assert main(["report", "run", "--html"]) == 0
-    yield d / "run" / "report"
-    mp.undo()
-    for name in REPORT_METRICS:
-        metric_registry.METRICS._entries.pop(name, None)
-    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-        bench_config._IMPORTED.pop(key)
+    with suite_run(tmp_path_factory.mktemp("bench_html"), SUITE, ["--quick"], ["--html"]) as run:
+        yield run / "report"
 
 
 def test_html_report_sorts_by_a_metric_and_shows_intervals(html_report, browser_page):
