@@ -32,6 +32,8 @@ def _text(text) -> str:
 def _picker(fig, groups: list[list[int]], layouts: list[dict]) -> None:
     """Show the traces of one instance at a time: ``groups[i]`` are instance ``i``'s trace
     indices, ``layouts[i]`` its layout (title, shapes); a dropdown "instance i" switches."""
+    if not groups:
+        raise ValueError("nothing to show: the result holds no instance")
     n = len(fig.data)
     buttons = []
     for i, (group, layout) in enumerate(zip(groups, layouts, strict=True)):
