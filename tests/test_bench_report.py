@@ -2,6 +2,7 @@
 a Wilson interval, PNG plots incl. deletion curves with bands, config and versions; the
 `xai-suite bench` (TOML and script suites) and `report` commands; the shipped suites."""
 
+import contextlib
 import re
 import textwrap
 
@@ -73,24 +74,33 @@ NUM = r"-?\d[\d.]*(?:e[-+]?\d+)?"
 CELL = re.compile(rf"^({NUM}) \[({NUM}), ({NUM})\](ᵂ?) \(n=(\d+)\)$")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """`xai-suite bench NAME` (looked up in ./benchmarks) then `xai-suite report`."""
-    d = tmp_path_factory.mktemp("bench_report")
+@contextlib.contextmanager
+def suite_run(d, suite: str = SUITE, bench_args=(), report_args=()):
+    """`xai-suite bench tiny` of ``suite`` (looked up in ``d``/benchmarks) then `xai-suite
+    report`; yields the run directory, then unregisters the plugin's metrics."""
     (d / "benchmarks").mkdir()
     (d / "benchmarks" / "plugin.py").write_text(PLUGIN)
-    (d / "benchmarks" / "tiny.toml").write_text(SUITE)
+    (d / "benchmarks" / "tiny.toml").write_text(suite)
     mp = pytest.MonkeyPatch()
     mp.setenv("XAI_SUITE_CACHE", str(d / "cache"))
     mp.chdir(d)
-    assert main(["bench", "tiny", "--out", "run"]) == 0
-    assert main(["report", "run"]) == 0
-    yield d / "run"
-    mp.undo()
-    for name in METRICS:
-        metric_registry.METRICS._entries.pop(name, None)
-    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-        bench_config._IMPORTED.pop(key)
+    try:
+        assert main(["bench", "tiny", *bench_args, "--out", "run"]) == 0
+        assert main(["report", "run", *report_args]) == 0
+        yield d / "run"
+    finally:
+        mp.undo()
+        for name in METRICS:
+            metric_registry.METRICS._entries.pop(name, None)
+        for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
+            bench_config._IMPORTED.pop(key)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """`xai-suite bench NAME` (looked up in ./benchmarks) then `xai-suite report`."""
+    with suite_run(tmp_path_factory.mktemp("bench_report")) as run:
+        yield run
 
 
 def _table(text: str) -> tuple[list[str], list[list[str]]]:

@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="Markdown report with intervals and plots of a results store")
     p_report.add_argument("results", help="a run directory or its results.sqlite")
     p_report.add_argument("--out", help="where to write report.md (default: RESULTS/report)")
+    p_report.add_argument("--html", action="store_true", help="also write report.html: one self-contained "
+                          "page (sortable tables, heat map, curves with bands) that works offline; needs "
+                          "pip install 'xai-suite[explore]'")
 
     p_explore = sub.add_parser("explore", help="a local Dash app: recompute explanations of a model by "
                                "hand (needs pip install 'xai-suite[explore]')")
@@ -255,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from .bench import write_report
 
-            print(write_report(args.results, args.out))
+            report = write_report(args.results, args.out, html=args.html)
+            print(report)
+            if args.html:
+                print(report.with_suffix(".html"))
         elif args.command == "explore":
             from .explore import make_app
 

@@ -610,6 +610,13 @@ class CounterfactualExplanation(Result):
 
         return plot_counterfactual(self, index=index, ax=ax, **kwargs)
 
+    def _html(self, page, **kwargs) -> None:
+        """Options: ``channel_names`` (time series), ``feature_names`` (tabular). See
+        :func:`xai_suite.viz.html_results.counterfactual_view`."""
+        from .viz.html_results import counterfactual_view
+
+        counterfactual_view(self, page, **kwargs)
+
     @classmethod
     def _from_file(cls, meta, arrays):
         if not isinstance(arrays.get("metrics"), dict):  # files of format 1: metric_<name> arrays

@@ -105,15 +105,16 @@ def model_summary(models: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
                                        "per_seed", "majority", "n_classes"])
 
 
-def _model_line(q, min_accuracy: float, pct: str) -> str:
+def _model_lines(q, min_accuracy: float, pct: str, bold: str = "**") -> list[str]:
+    """The accuracy line of a section, and a warning below ``min_accuracy``."""
     seeds = f"{q.n_test} test rows x {q.seeds} seeds" if q.seeds > 1 else f"{q.n_test} test rows"
-    line = (f"Model test accuracy: **{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ** ({pct} Wilson "
-            f"interval; n={q.n}: {seeds}; per seed {q.per_seed}; commonest class "
-            f"{q.majority:.3f}, {q.n_classes} classes)")
+    lines = [f"Model test accuracy: {bold}{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ{bold} ({pct} Wilson "
+             f"interval; n={q.n}: {seeds}; per seed {q.per_seed}; commonest class "
+             f"{q.majority:.3f}, {q.n_classes} classes)"]
     if q.accuracy < min_accuracy:
-        line += (f"\n\n> **Weak model**: test accuracy {q.accuracy:.3f} is below {min_accuracy:g}; the "
-                 "attribution numbers below describe a model that has not learned the task well.")
-    return line
+        lines.append(f"{bold}Weak model{bold}: test accuracy {q.accuracy:.3f} is below {min_accuracy:g}; the "
+                     "attribution numbers below describe a model that has not learned the task well.")
+    return lines
 
 
 def _fmt(x: float) -> str:
@@ -191,8 +192,9 @@ def _direction(metrics_meta: dict, metric: str) -> str:
     return " ↑" if hib is True else (" ↓" if hib is False else "")
 
 
-def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accuracy: float = 0.8) -> Path:
-    """Write ``report.md`` and its PNG plots for a results store.
+def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accuracy: float = 0.8,
+                 html: bool = False) -> Path:
+    """Write ``report.md`` and its PNG plots for a results store (and ``report.html``).
 
     Parameters
     ----------
@@ -203,62 +205,60 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
     confidence : float
     min_accuracy : float
         Sections of models whose pooled test accuracy is lower get a "weak model" warning.
+    html : bool
+        Also write ``report.html`` next to ``report.md``: the same sections in one
+        self-contained page that works offline (sortable tables, a Plotly heat map with the
+        intervals on hover, deletion / insertion curves with bands); needs
+        ``pip install 'xai-suite[explore]'``.
 
     Returns
     -------
     pathlib.Path
         The Markdown file.
     """
+    data = _report_data(results, confidence, min_accuracy)
+    out = Path(out_dir) if out_dir is not None else data["path"].parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    data["summary"].to_csv(out / "summary.csv", index=False)
+    data["quality"].to_csv(out / "models.csv", index=False)
+    lines: list[str] = []
+    for block in _blocks(data, md=True):
+        kind, value = block[0], block[1]
+        if kind == "list":
+            lines += [f"- {item}" for item in value] + [""]
+        elif kind == "table":
+            lines += [to_markdown(value), ""]
+        elif kind == "code":
+            lines += [f"```{block[2]}", value.rstrip(), "```", ""]
+        elif kind == "plots":
+            figs = _plots(value, data["metrics_meta"], out, confidence)
+            figs += _curve_plots(value, data["metrics_meta"], out, confidence)
+            for fig in figs:
+                lines += [f"![{fig.stem}]({fig.name})", ""]
+        else:
+            lines += [{"h1": "# ", "h2": "## ", "quote": "> ", "p": ""}[kind] + value, ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    if html:
+        _write_html(data, out / "report.html")
+    return report
+
+
+def _report_data(results, confidence: float, min_accuracy: float) -> dict:
+    """Everything a report shows, computed once for the Markdown and the HTML writer."""
     with ResultsStore(results) as store:
         meta, df, units, log = store.meta(), store.results(), store.units(), store.log()
         curves, models = store.curves(), store.models()
         path = store.path
     if not meta:
         raise ValueError(f"{path} holds no run (no config recorded)")
-    out = Path(out_dir) if out_dir is not None else path.parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
     metrics_meta = meta.get("metrics", {})
     summary = summarise(df, confidence)
-    summary.to_csv(out / "summary.csv", index=False)
     quality = model_summary(models, confidence)
-    quality.to_csv(out / "models.csv", index=False)
-    n_err = int((units.status == "error").sum()) if len(units) else 0
-    pct = f"{confidence:.0%}"
     plan = meta.get("plan") or {}
-    skipped, na_cells = plan.get("not_applicable", []), plan.get("metrics_not_applicable", [])
+    na_cells = plan.get("metrics_not_applicable", [])
     na = {(c["dataset"], c["model"], c["explainer"], c["baseline"], c["metric"]) for c in na_cells}
-    lines = [
-        f"# Benchmark report: {meta['suite']}", "",
-        *([desc, ""] if (desc := (meta.get("config") or {}).get("description", "")) else []),
-        f"- store: `{path}`" + (" (quick run)" if meta.get("quick") else ""),
-        f"- units: {len(units) - n_err} done, {n_err} failed; {len(df)} instance-level rows"
-        + (f"; {len(skipped)} explainer x model pairs not applicable (no units, listed below)" if skipped
-           else ""),
-        *([f"- deletion space: removal metrics (deletion, insertion, comprehensiveness, sufficiency) "
-           f"follow the {OUTPUT_WORDS[plan['deletion_output']]}, for every model of this report"]
-          if plan.get("deletion_output") else []),
-        f"- every cell: mean [{pct} interval] (n instances, seeds pooled). Intervals: percentile "
-        "bootstrap over instances (10,000 resamples, seed 0); ᵂ marks a Wilson score interval "
-        "(metrics whose values are all 0 or 1). ↑ / ↓: higher / lower is better.",
-        "- seconds per instance: each unit's explain time divided by its instances (imports excluded); "
-        "every instance of a unit gets that value, so its interval reflects differences between "
-        "units (seeds) only, and collapses to a point with one seed.",
-        f"- model test accuracy: on the whole test split, seeds pooled, with a {pct} Wilson interval; "
-        f"below {min_accuracy:g} a section is flagged as a weak model.",
-        "- curves: mean deletion / insertion curve per explainer and baseline, with a pointwise "
-        f"{pct} bootstrap band over instances ({BAND_RESAMPLES:,} resamples).",
-        f"- ranks: 1 = best; a range a-b marks a method whose {pct} interval overlaps those of the "
-        "methods ranked a to b (it cannot be told apart from them); n/a: the metric does not apply.",
-        "- all numbers: `summary.csv` and `models.csv` next to this file.", "",
-    ]
-    if len(quality):
-        qt = quality.assign(accuracy=[f"{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ"
-                                      for q in quality.itertuples()],
-                            majority=quality.majority.map("{:.3f}".format))
-        qt = qt[["dataset", "model", "accuracy", "n", "n_test", "seeds", "per_seed", "majority"]]
-        lines += ["## Models", "", f"Test accuracy ({pct} Wilson interval over n predictions: test rows x "
-                  "seeds); majority: accuracy of always predicting the commonest test class.", "",
-                  to_markdown(qt), ""]
+    sections = []
     for (dataset, model), grp in summary.groupby(["dataset", "model"], sort=True):
         metrics = [m for m in dict.fromkeys(grp.metric) if m != RUNTIME] + [RUNTIME]
         table = grp.assign(cell=[_cell(r) for r in grp.itertuples()]).pivot_table(
@@ -270,51 +270,162 @@ def write_report(results, out_dir=None, *, confidence: float = 0.95, min_accurac
         table = table.fillna("not computed")
         table.columns = [m + _direction(metrics_meta, m) for m in metrics]
         q = quality[(quality.dataset == dataset) & (quality.model == model)]
-        lines += [f"## {dataset} / {model}", "", _model_line(q.iloc[0], min_accuracy, pct) if len(q) else
-                  "Model test accuracy: not recorded (no unit of this model got as far as training it).", "",
-                  to_markdown(table.reset_index()), ""]
-        ranks = _rank_table(grp, metrics[:-1], metrics_meta)
-        if ranks.shape[1]:
-            lines += [f"Ranks (1 = best; a-b: the {pct} interval overlaps those of the methods ranked a "
-                      "to b):",
-                      "", to_markdown(ranks.reset_index().rename(columns={"explainer": "method"})), ""]
-        figs = _plots(grp, metrics[:-1], metrics_meta, out, dataset, model, confidence)
         sel = curves[(curves.dataset == dataset) & (curves.model == model)]
-        figs += _curve_plots(sel, metrics_meta, out, dataset, model, confidence)
-        for fig in figs:
-            lines += [f"![{fig.stem}]({fig.name})", ""]
+        sections.append({"dataset": dataset, "model": model, "grp": grp, "metrics": metrics[:-1],
+                         "table": table.reset_index(), "quality": q.iloc[0] if len(q) else None,
+                         "ranks": _rank_table(grp, metrics[:-1], metrics_meta),
+                         "heat": _heat(grp, metrics[:-1], metrics_meta),
+                         "curves": curve_summary(sel, confidence).assign(
+                             method=lambda d: d.explainer + " | " + d.baseline)})
+    return {"meta": meta, "path": path, "results": df, "units": units, "log": log, "summary": summary,
+            "quality": quality, "metrics_meta": metrics_meta, "plan": plan, "sections": sections,
+            "confidence": confidence, "min_accuracy": min_accuracy}
+
+
+def _blocks(data: dict, md: bool) -> list[tuple]:
+    """The report as blocks ``(kind, value, ...)``: h1, h2, p, quote, list, table, code
+    (value, language) and plots (a section); ``md``: Markdown marks in the text."""
+    meta, units, df, quality = data["meta"], data["units"], data["results"], data["quality"]
+    confidence, min_accuracy, plan = data["confidence"], data["min_accuracy"], data["plan"]
+    bold, code = ("**", "`") if md else ("", "")
+    n_err = int((units.status == "error").sum()) if len(units) else 0
+    pct = f"{confidence:.0%}"
+    skipped, na_cells = plan.get("not_applicable", []), plan.get("metrics_not_applicable", [])
+    blocks: list[tuple] = [("h1", f"Benchmark report: {meta['suite']}")]
+    if desc := (meta.get("config") or {}).get("description", ""):
+        blocks.append(("p", desc))
+    blocks.append(("list", [
+        f"store: {code}{data['path']}{code}" + (" (quick run)" if meta.get("quick") else ""),
+        f"units: {len(units) - n_err} done, {n_err} failed; {len(df)} instance-level rows"
+        + (f"; {len(skipped)} explainer x model pairs not applicable (no units, listed below)" if skipped
+           else ""),
+        *([f"deletion space: removal metrics (deletion, insertion, comprehensiveness, sufficiency) "
+           f"follow the {OUTPUT_WORDS[plan['deletion_output']]}, for every model of this report"]
+          if plan.get("deletion_output") else []),
+        f"every cell: mean [{pct} interval] (n instances, seeds pooled). Intervals: percentile "
+        "bootstrap over instances (10,000 resamples, seed 0); ᵂ marks a Wilson score interval "
+        "(metrics whose values are all 0 or 1). ↑ / ↓: higher / lower is better.",
+        "seconds per instance: each unit's explain time divided by its instances (imports excluded); "
+        "every instance of a unit gets that value, so its interval reflects differences between "
+        "units (seeds) only, and collapses to a point with one seed.",
+        f"model test accuracy: on the whole test split, seeds pooled, with a {pct} Wilson interval; "
+        f"below {min_accuracy:g} a section is flagged as a weak model.",
+        "curves: mean deletion / insertion curve per explainer and baseline, with a pointwise "
+        f"{pct} bootstrap band over instances ({BAND_RESAMPLES:,} resamples).",
+        f"ranks: 1 = best; a range a-b marks a method whose {pct} interval overlaps those of the "
+        "methods ranked a to b (it cannot be told apart from them); n/a: the metric does not apply.",
+        f"all numbers: {code}summary.csv{code} and {code}models.csv{code} next to this file."]))
+    if len(quality):
+        qt = quality.assign(accuracy=[f"{q.accuracy:.3f} [{q.low:.3f}, {q.high:.3f}]ᵂ"
+                                      for q in quality.itertuples()],
+                            majority=quality.majority.map("{:.3f}".format))
+        qt = qt[["dataset", "model", "accuracy", "n", "n_test", "seeds", "per_seed", "majority"]]
+        blocks += [("h2", "Models"), ("p", f"Test accuracy ({pct} Wilson interval over n predictions: test "
+                                           "rows x seeds); majority: accuracy of always predicting the "
+                                           "commonest test class."), ("table", qt)]
+    for sec in data["sections"]:
+        blocks.append(("h2", f"{sec['dataset']} / {sec['model']}"))
+        if sec["quality"] is None:
+            blocks.append(("p", "Model test accuracy: not recorded (no unit of this model got as far as "
+                                "training it)."))
+        else:
+            line, *warning = _model_lines(sec["quality"], min_accuracy, pct, bold)
+            blocks += [("p", line), *[("quote", w) for w in warning]]
+        blocks.append(("table", sec["table"]))
+        if sec["ranks"].shape[1]:
+            blocks += [("p", f"Ranks (1 = best; a-b: the {pct} interval overlaps those of the methods ranked "
+                             "a to b):"),
+                       ("table", sec["ranks"].reset_index().rename(columns={"explainer": "method"}))]
+        blocks.append(("plots", sec))
     if n_err:
         errs = units[units.status == "error"][["dataset", "model", "seed", "explainer", "baseline", "error"]]
-        lines += ["## Failed units", "", to_markdown(errs), ""]
+        blocks += [("h2", "Failed units"), ("table", errs)]
     if skipped or na_cells:
-        lines += ["## Not applicable", "", "No units and no failures: explainers that do not explain a "
-                  "model's kind, and metrics that mean nothing for an explainer.", ""]
+        blocks += [("h2", "Not applicable"), ("p", "No units and no failures: explainers that do not explain "
+                                                   "a model's kind, and metrics that mean nothing for an "
+                                                   "explainer.")]
         if skipped:
-            lines += [to_markdown(pd.DataFrame(skipped)), ""]
+            blocks.append(("table", pd.DataFrame(skipped)))
         if na_cells:
             cells = pd.DataFrame(na_cells).drop_duplicates(["explainer", "metric", "reason"])
-            lines += [to_markdown(cells[["explainer", "metric", "reason"]]), ""]
-    if len(log):
-        lines += ["## Skipped and failed metrics", ""] + [f"- {m}" for m in log.message] + [""]
-    if metrics_meta:
-        mt = pd.DataFrame([{"metric": k, **v} for k, v in metrics_meta.items()]).fillna("-")
-        lines += ["## Metrics", "", to_markdown(mt), ""]
-    lines += ["## Config", ""]
+            blocks.append(("table", cells[["explainer", "metric", "reason"]]))
+    if len(data["log"]):
+        blocks += [("h2", "Skipped and failed metrics"), ("list", list(data["log"].message))]
+    if data["metrics_meta"]:
+        mt = pd.DataFrame([{"metric": k, **v} for k, v in data["metrics_meta"].items()]).fillna("-")
+        blocks += [("h2", "Metrics"), ("table", mt)]
+    blocks.append(("h2", "Config"))
     if meta.get("config_toml"):
-        lines += ["```toml", meta["config_toml"].rstrip(), "```", ""]
-    lines += ["Effective config (after `--quick` overrides):" if meta.get("quick") else "Parsed config:", "",
-              "```json", json.dumps(meta.get("config"), indent=2, sort_keys=True), "```", ""]
+        blocks.append(("code", meta["config_toml"], "toml"))
+    blocks += [("p", f"Effective config (after {code}--quick{code} overrides):" if meta.get("quick")
+                else "Parsed config:"),
+               ("code", json.dumps(meta.get("config"), indent=2, sort_keys=True), "json")]
     versions = meta.get("versions", {})
-    lines += ["## Package versions", "", to_markdown(pd.DataFrame(
-        {"package": list(versions), "version": list(versions.values())})), ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
-    return report
+    blocks += [("h2", "Package versions"),
+               ("table", pd.DataFrame({"package": list(versions), "version": list(versions.values())}))]
+    return blocks
 
 
-def _plots(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict, out: Path, dataset: str,
-           model: str, confidence: float) -> list[Path]:
-    """Heat map and per-baseline bars for one dataset and model; returns the files written."""
+def _write_html(data: dict, path: Path) -> Path:
+    """``report.html``: the blocks of :func:`_blocks` in a :class:`~xai_suite.viz.html.Page`."""
+    from ..viz.html import Page, escape
+    from ..viz.html_results import curves_figure, heatmap_figure
+
+    blocks = _blocks(data, md=False)
+    page = Page(blocks[0][1])
+    for block in blocks[1:]:
+        kind, value = block[0], block[1]
+        if kind == "h2":
+            page.heading(value)
+        elif kind == "p":
+            page.paragraph(value, note=value.startswith("Ranks"))
+        elif kind == "quote":
+            page.markup(f"<blockquote><strong>{escape(value)}</strong></blockquote>")
+        elif kind == "list":
+            page.markup("<ul>" + "".join(f"<li>{escape(item)}</li>" for item in value) + "</ul>")
+        elif kind == "table":
+            page.table(value)
+        elif kind == "code":
+            page.markup(f"<pre>{escape(value.rstrip())}</pre>")
+        elif kind == "plots":
+            title = f"{value['dataset']} / {value['model']}"
+            if value["metrics"]:
+                page.figure(heatmap_figure(*value["heat"], title=title))
+            for metric in dict.fromkeys(value["curves"].metric):
+                info = data["metrics_meta"].get(metric, {})
+                page.figure(curves_figure(value["curves"][value["curves"].metric == metric],
+                                          title=f"{title}: {metric}", xlabel=_curve_xlabel(info, metric),
+                                          ylabel=_curve_ylabel(info), confidence=data["confidence"]))
+    return page.write(path)
+
+
+def _heat(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict):
+    """The heat map of one section: means, colour scores (each column scaled to [0, 1], 1 the
+    best method on that metric), lows and highs, each methods x metrics; and the column labels."""
+    g = grp[grp.metric.isin(metrics)].assign(method=lambda d: d.explainer + " | " + d.baseline)
+    means = g.pivot_table(index="method", columns="metric", values="mean").reindex(columns=metrics)
+    low, high = (g.pivot_table(index="method", columns="metric", values=v).reindex(
+        index=means.index, columns=metrics) for v in ("low", "high"))
+    span = (means.max() - means.min()).replace(0, 1.0)
+    score = (means - means.min()) / span
+    for m in metrics:
+        if metrics_meta.get(m, {}).get("higher_is_better") is False:
+            score[m] = 1 - score[m]
+    return means, score, low, high, [m + _direction(metrics_meta, m) for m in metrics]
+
+
+def _curve_xlabel(info: dict, metric: str) -> str:
+    what = "inserted" if info.get("metric", metric).startswith("insertion") else "removed"
+    return f"fraction of elements {what}"
+
+
+def _curve_ylabel(info: dict) -> str:
+    return info.get("output", "model output for the explained class")
+
+
+def _plots(sec: dict, metrics_meta: dict, out: Path, confidence: float) -> list[Path]:
+    """Heat map and per-baseline bars for one section (dataset and model); returns the files written."""
+    metrics, dataset, model = sec["metrics"], sec["dataset"], sec["model"]
     if not metrics:
         return []
     import matplotlib
@@ -323,20 +434,13 @@ def _plots(grp: pd.DataFrame, metrics: list[str], metrics_meta: dict, out: Path,
     import matplotlib.pyplot as plt
 
     files = []
-    g = grp[grp.metric.isin(metrics)].assign(method=lambda d: d.explainer + " | " + d.baseline)
-    means = g.pivot_table(index="method", columns="metric", values="mean").reindex(columns=metrics)
-    # colour: each column scaled to [0, 1] so that 1 is the best method on that metric
-    span = (means.max() - means.min()).replace(0, 1.0)
-    score = (means - means.min()) / span
-    for m in metrics:
-        if metrics_meta.get(m, {}).get("higher_is_better") is False:
-            score[m] = 1 - score[m]
+    g = sec["grp"][sec["grp"].metric.isin(metrics)].assign(method=lambda d: d.explainer + " | " + d.baseline)
+    means, score, _, _, labels = sec["heat"]
     label_w = 0.075 * max(len(str(i)) for i in means.index)
     fig, ax = plt.subplots(figsize=(1.0 + label_w + 1.2 * len(metrics), 1.4 + 0.4 * len(means)),
                            layout="constrained")
     ax.imshow(score.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(metrics)), [m + _direction(metrics_meta, m) for m in metrics],
-                  rotation=30, ha="right")
+    ax.set_xticks(range(len(metrics)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(means)), means.index)
     for i, j in np.ndindex(means.shape):
         ax.text(j, i, _fmt(means.iat[i, j]), ha="center", va="center", fontsize=7,
@@ -398,30 +502,28 @@ def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     return pd.DataFrame(rows, columns=[*GROUP, "metric", "step", "fraction", "n", "mean", "low", "high"])
 
 
-def _curve_plots(curves: pd.DataFrame, metrics_meta: dict, out: Path, dataset: str, model: str,
-                 confidence: float) -> list[Path]:
-    """Mean curves with bands for one dataset and model: a PNG per curve metric, a panel per method.
+def _curve_plots(sec: dict, metrics_meta: dict, out: Path, confidence: float) -> list[Path]:
+    """Mean curves with bands for one section: a PNG per curve metric, a panel per method.
 
     Each panel draws one explainer | baseline (mean and band) over the other methods' means
     in grey, so that the bands stay readable however many baselines ran.
     """
-    if curves.empty:
+    cs, dataset, model = sec["curves"], sec["dataset"], sec["model"]
+    if cs.empty:
         return []
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cs = curve_summary(curves, confidence).assign(method=lambda d: d.explainer + " | " + d.baseline)
     files = []
-    for metric in dict.fromkeys(curves.metric):
+    for metric in dict.fromkeys(cs.metric):
         cm = cs[cs.metric == metric]
         methods = sorted(cm.method.unique())
         ncols = min(4, len(methods))
         nrows = -(-len(methods) // ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(0.5 + 3.0 * ncols, 0.8 + 2.4 * nrows), squeeze=False,
                                  sharex=True, sharey=True, layout="constrained")
-        name = metrics_meta.get(metric, {}).get("metric", metric)
         for ax, method in zip(axes.flat, methods, strict=False):
             for other in methods:
                 c = cm[cm.method == other].sort_values("step")
@@ -434,10 +536,8 @@ def _curve_plots(curves: pd.DataFrame, metrics_meta: dict, out: Path, dataset: s
             ax.tick_params(labelsize=7)
         for ax in axes.flat[len(methods):]:
             ax.set_visible(False)
-        what = "inserted" if name.startswith("insertion") else "removed"
-        fig.supxlabel(f"fraction of elements {what}", fontsize=8)
-        fig.supylabel(metrics_meta.get(metric, {}).get("output", "model output for the explained class"),
-                      fontsize=8)
+        fig.supxlabel(_curve_xlabel(metrics_meta.get(metric, {}), metric), fontsize=8)
+        fig.supylabel(_curve_ylabel(metrics_meta.get(metric, {})), fontsize=8)
         fig.suptitle(f"{dataset} / {model}: {metric}, mean curve and {confidence:.0%} bootstrap band "
                      "(grey: the other methods' means)", fontsize=9)
         files.append(out / f"curves_{_slug(metric, dataset, model)}.png")

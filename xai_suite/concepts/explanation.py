@@ -101,3 +101,10 @@ class ConceptExplanation(Result):
         from .plot import plot_concept_explanation
 
         return plot_concept_explanation(self, index=index, ax=ax, **kwargs)
+
+    def _html(self, page) -> None:
+        """Concept activations, attributions and the task prediction per instance (a picker).
+        See :func:`xai_suite.viz.html_results.concept_view`."""
+        from ..viz.html_results import concept_view
+
+        concept_view(self, page)

@@ -221,30 +221,21 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
     small change of a feature with a small range stays visible; annotated ``old -> new`` in
     the input's units, categories by their labels (a changed category: a diamond at 0).
     """
-    from ..metrics.counterfactual import changed_points
-
     n = len(exp)
     if not -n <= index < n:
         raise IndexError(f"index {index} out of range for {n} counterfactuals")
     x, cf = exp.inputs[index], exp.counterfactuals[index]
-    orig = int(exp.predictions[index].argmax())
-    new = int(exp.metrics["new_class"][index])
-    status = "valid" if exp.valid[index] else "NOT valid"
-    title = title or f"{exp.method}: class {orig} -> {new} (target {int(exp.target[index])}, {status})"
+    title = title or f"{exp.method}: {_counterfactual_status(exp, index)}"
     if exp.modality == "tabular":
         return _changes(exp, index, ax, feature_names, title)
     if exp.modality != "timeseries":
         raise ValueError(f"no counterfactual plot for {exp.modality} inputs")
     c = x.shape[0]
     _, axes = _channel_axes(c, ax)
-    changed = changed_points(x, cf)
     names = channel_names or [f"channel {i}" for i in range(c)]
-    for i, axi in enumerate(axes):
-        steps = np.flatnonzero(changed[i])
-        if steps.size:  # shade runs of consecutive changed steps
-            runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1)
-            for r in runs:
-                axi.axvspan(r[0] - 0.5, r[-1] + 0.5, color="#f5b041", alpha=0.3, lw=0, label="changed")
+    for i, (axi, runs) in enumerate(zip(axes, _changed_runs(x, cf), strict=True)):
+        for start, stop in runs:
+            axi.axvspan(start, stop, color=_CHANGED, alpha=0.3, lw=0, label="changed")
         axi.plot(x[i], color="0.35", lw=1.5, label="input")
         axi.plot(cf[i], color="#c0392b", lw=1.5, label="counterfactual")
         axi.set_ylabel(names[i], fontsize=8)
@@ -252,6 +243,32 @@ def plot_counterfactual(exp: CounterfactualExplanation, index: int = 0, ax=None,
     axes[-1].set_xlabel("time")
     axes[0].set_title(title, fontsize=9)
     return axes[0]
+
+
+def _counterfactual_status(exp: CounterfactualExplanation, index: int) -> str:
+    """``"class 0 -> 1 (target 1, valid)"`` for counterfactual ``index``."""
+    orig = int(exp.predictions[index].argmax())
+    new = int(exp.metrics["new_class"][index])
+    status = "valid" if exp.valid[index] else "NOT valid"
+    return f"class {orig} -> {new} (target {int(exp.target[index])}, {status})"
+
+
+#: Shade of the time steps a counterfactual changed.
+_CHANGED = "#f5b041"
+
+
+def _changed_runs(x: np.ndarray, cf: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Per channel of one series ``(C, T)`` and its counterfactual, the runs of consecutive
+    changed steps (:func:`~xai_suite.metrics.counterfactual.changed_points`) as ``(start - 0.5,
+    stop + 0.5)`` spans of the time axis."""
+    from ..metrics.counterfactual import changed_points
+
+    out = []
+    for row in changed_points(x, cf):
+        steps = np.flatnonzero(row)
+        runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1) if steps.size else []
+        out.append([(r[0] - 0.5, r[-1] + 0.5) for r in runs])
+    return out
 
 
 def _legend(ax, axes) -> None:
@@ -267,12 +284,21 @@ def _legend(ax, axes) -> None:
 _CHANGE_STYLE = {"increase": "#c0392b", "decrease": "#2e6da4", "category changed": "#8e44ad"}
 
 
-def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, title: str):
-    """The tabular branch of :func:`plot_counterfactual`."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+def _change_bars(exp: CounterfactualExplanation, index: int, feature_names=None):
+    """What the tabular plots of counterfactual ``index`` draw, one entry per changed feature.
 
-    plt = _plt()
+    Returns
+    -------
+    table : pandas.DataFrame
+        :meth:`~xai_suite.explanation.CounterfactualExplanation.changes` of the instance.
+    names : list of str
+        The changed features' display names.
+    delta : numpy.ndarray of float64, shape (n_changed,)
+        ``new - old`` over the feature's training range (raw units where it is unknown).
+    categorical : numpy.ndarray of bool, shape (n_changed,)
+    xlabel : str
+        What ``delta`` measures.
+    """
     table = exp.changes(index)
     names = list(feature_names or exp.feature_names or [f"x{j}" for j in range(exp.inputs.shape[1])])
     if len(names) != exp.inputs.shape[1]:
@@ -287,8 +313,18 @@ def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, titl
     else:
         xlabel = "change (new - old), in the feature's units"
     categorical = np.asarray([cols[k] in (exp.categories or {}) for k in j], dtype=bool)
+    return table, [names[k] for k in j], delta, categorical, xlabel
+
+
+def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, title: str):
+    """The tabular branch of :func:`plot_counterfactual`."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    table, names, delta, categorical, xlabel = _change_bars(exp, index, feature_names)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.4 * max(len(j), 1) + 1.4), layout="constrained")
+        _, ax = plt.subplots(figsize=(7, 0.4 * max(len(names), 1) + 1.4), layout="constrained")
     used = []
     for row, (d, cat) in enumerate(zip(delta, categorical, strict=True)):
         kind = "category changed" if cat else "increase" if d > 0 else "decrease"
@@ -301,13 +337,13 @@ def _changes(exp: CounterfactualExplanation, index: int, ax, feature_names, titl
         ax.annotate(f"{old} -> {new}", (0.0 if cat else d, row), xytext=(6 if cat or d >= 0 else -6, 0),
                     textcoords="offset points", va="center", ha="left" if cat or d >= 0 else "right",
                     fontsize=8)
-    ax.set_yticks(range(len(j)), [names[k] for k in j])
+    ax.set_yticks(range(len(names)), names)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel(xlabel)
-    if len(j):
+    if len(names):
         lim = max(float(np.abs(delta[~categorical]).max(initial=0.0)), 0.05)
         ax.set_xlim(-2.2 * lim, 2.2 * lim)  # room for the annotations
-        ax.set_ylim(-0.7, len(j) - 0.3)
+        ax.set_ylim(-0.7, len(names) - 0.3)
         handles = [Line2D([], [], marker="D", ls="", color=c, label=k) if k == "category changed"
                    else Patch(color=c, label=k) for k, c in _CHANGE_STYLE.items() if k in used]
         ax.legend(handles=handles, fontsize=7, loc="lower right")
