@@ -101,17 +101,27 @@ CHECK_CASES = [(*case, check) for case in CASES for check in _checks(*case)]
 @pytest.mark.parametrize(("name", "modality", "kind", "check"), CHECK_CASES,
                          ids=[f"{n}-{m}" + ("" if k is None else f"-{k}") + f"-{c}"
                               for n, m, k, c in CHECK_CASES])
-def test_conformance(name, modality, kind, check):
+def test_conformance(name, modality, kind, check, request, tmp_path, monkeypatch):
     if (name, modality, check) in KNOWN_GAPS:
         pytest.xfail(KNOWN_GAPS[(name, modality, check)])
+    if check == "html":
+        monkeypatch.setenv("XAI_SUITE_HTML_DIR", str(tmp_path))
     _checks(name, modality, kind)[check]()
+    if check == "html":  # each page loads in Chromium with no error and no request to the network
+        tab = request.getfixturevalue("browser_page")
+        pages = sorted(tmp_path.glob("*.html"))
+        assert pages, "check_html kept no page"
+        for page in pages:
+            tab.open(page, wait_ms=100)
+            assert tab.errors == [], f"{page.name}: console errors {tab.errors}"
+            assert tab.network() == [], f"{page.name}: requests to the network {tab.network()}"
 
 
 def test_every_entry_runs_the_core_checks():
     """Nothing is left out: every entry (text and mechanistic ones too) has a problem and the
     checks that always apply."""
     for name, modality, kind in CASES:
-        assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load"} <= set(
+        assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load", "html"} <= set(
             _checks(name, modality, kind)), name
     assert set(ENTRIES.qualified_name) == {n for n, _, _ in CASES}
     assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 9  # 6 attribution, 3 mechanistic

@@ -12,7 +12,7 @@ HOSTILE = '<script>alert("x")</script> \u202eevil\u200b & \'q\''
 
 def test_escape_shows_format_characters_and_neutralises_markup():
     out = escape(HOSTILE)
-    assert "<script" not in out and "&lt;script&gt;" in out and "&quot;" in out and "&#x27;" in out
+    assert "<script" not in out and "&lt;script&gt;" in out and "&#34;" in out and "&#x27;" in out
     assert "&lt;U+202E&gt;evil&lt;U+200B&gt;" in out and "\u202e" not in out
 
 

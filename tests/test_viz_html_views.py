@@ -111,8 +111,17 @@ def test_image_view_overlay_and_opacity_slider(digits, figures, tmp_path):
 
 def test_tabular_view_decodes_categories_and_the_waterfall_ends_at_f_x(mixed, figures, tmp_path):
     by_prediction, exp = mixed
-    with pytest.raises(ValueError, match="rows explain different classes"):
-        by_prediction.to_html(tmp_path / "mixed.html")  # the matplotlib summaries' rule
+    # rows explaining different classes are never pooled: a beeswarm and bars per class, of its rows
+    classes, counts = np.unique(by_prediction.target, return_counts=True)
+    assert len(classes) == 2
+    text = by_prediction.to_html(tmp_path / "mixed.html").read_text()
+    assert "so each class gets its own summaries" in text
+    swarm0, bars0, swarm1, bars1, _ = figures
+    for swarm, bars, k, n in ((swarm0, bars0, classes[0], counts[0]), (swarm1, bars1, classes[1], counts[1])):
+        assert all(len(t.x) == n for t in swarm.data)
+        rows = by_prediction.attributions[by_prediction.target == k]
+        np.testing.assert_allclose(sorted(bars.data[0].x), sorted(np.abs(rows).mean(0)), rtol=1e-6)
+    figures.clear()
     path = exp.to_html(tmp_path / "tab.html", class_names=["no", HOSTILE], max_instances=5)
     swarm, bars, water = figures
     ticks = list(swarm.layout.yaxis.ticktext)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import html
+import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -553,6 +556,30 @@ def check_save_load(ctx: Context) -> None:
             assert b == a, f"save/load changed {f.name}: {a!r} -> {b!r}"
 
 
+#: A reference to something outside the page (a URL in ``src`` or ``href``, or CSS ``url()``).
+_EXTERNAL = re.compile(
+    r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//"""
+    r"""|url\(\s*["']?(?:https?:)?//""", re.I)
+
+
+def check_html(ctx: Context) -> None:
+    """``to_html`` writes one self-contained page: a whole document that names the method and
+    refers to nothing outside itself. With ``XAI_SUITE_HTML_DIR`` set the pages are kept
+    there (the suite's browser tests then load each in Chromium)."""
+    exp = ctx.result
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(os.environ.get("XAI_SUITE_HTML_DIR") or tmp)
+        stem = ctx.info.qualified_name.replace(":", "-")
+        n = len(list(folder.glob(f"{stem}-*.html")))
+        path = exp.to_html(folder / f"{stem}-{n}.html")
+        text = path.read_text(encoding="utf-8")
+    whole = text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert whole, "not a whole HTML document"
+    assert html.escape(exp.method) in text, f"the page does not name the method {exp.method!r}"
+    found = _EXTERNAL.search(text)
+    assert found is None, f"the page refers to something outside itself: {found.group()!r}"
+
+
 class _Halves(nn.Module):
     """A one-input tabular model as a model of two inputs: the features' two halves."""
 
@@ -586,7 +613,7 @@ def check_multi_input(ctx: Context) -> None:
 #: Every check, by name (its function's, without ``check_``), in the order they run.
 CHECKS: dict[str, Callable[[Context], None]] = {f.__name__.removeprefix("check_"): f for f in (
     check_result_and_metadata, check_params, check_repeatable, check_input_types, check_batch_invariance,
-    check_completeness, check_bad_input, check_training_mode, check_multi_input, check_save_load)}
+    check_completeness, check_bad_input, check_training_mode, check_multi_input, check_save_load, check_html)}
 
 
 def _applies(check: str, info: ExplainerInfo, problem: Problem) -> bool:

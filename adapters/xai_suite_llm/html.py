@@ -29,15 +29,9 @@ from xai_suite.viz.html import Page, escape, plotly
 from xai_suite.viz.text import render_text_html
 
 
-def _text(text) -> str:
-    """:func:`~xai_suite.viz.html.escape` for Plotly text, which decodes numeric entities but
-    few named ones (``&quot;`` would be shown as such)."""
-    return escape(text).replace("&quot;", "&#34;")
-
-
 def _token(text: str) -> str:
     """A token for a figure, escaped; a blank one as its ``repr`` so it stays visible."""
-    return _text(text if text.strip() else repr(text))
+    return escape(text if text.strip() else repr(text))
 
 
 # -- text attributions ------------------------------------------------------------------------
@@ -109,7 +103,7 @@ def logit_lens_figure(result):
     """
     go = plotly()
     n_layers, n_pos, k = result.top_probs.shape
-    tokens, layers, target = [_token(t) for t in result.tokens], [_text(x) for x in result.layers], \
+    tokens, layers, target = [_token(t) for t in result.tokens], [escape(x) for x in result.layers], \
         _token(result.target)
     hover = [[f"layer {layers[i]}, position {t}: {tokens[t]}<br>P({target}) = "
               f"{result.target_probs[i, t]:.4g}<br>top-{k}:<br>"
@@ -164,22 +158,22 @@ def patching_figure(result):
     traces = []
     for i, site in enumerate(result.sites):
         effects, patched = result.effects[site], result.patched[site]
-        hover = [[f"{_text(f'blocks.{layer}.hook_{site}')}, position {t}<br>clean: {clean[t]}<br>"
+        hover = [[f"{escape(f'blocks.{layer}.hook_{site}')}, position {t}<br>clean: {clean[t]}<br>"
                   f"corrupted: {corrupted[t]}<br>effect: {effects[layer, t]:.4g}<br>patched logit "
                   f"difference: {patched[layer, t]:.4g}" for t in range(n_pos)]
                  for layer in range(effects.shape[0])]
         traces.append(go.Heatmap(z=effects, x=np.arange(n_pos), y=np.arange(effects.shape[0]),
                                  zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu", reversescale=True,
-                                 hovertext=hover, hoverinfo="text", name=_text(f"hook_{site}"),
+                                 hovertext=hover, hoverinfo="text", name=escape(f"hook_{site}"),
                                  visible=i == 0, colorbar={"title": {"text": "normalised effect"}}))
     fig = go.Figure(traces)
     head = "normalised effect of patching"
-    buttons = [{"label": _text(f"hook_{site}"), "method": "update",
+    buttons = [{"label": escape(f"hook_{site}"), "method": "update",
                 "args": [{"visible": [j == i for j in range(len(result.sites))]},
-                         {"title.text": f"{head} {_text(f'hook_{site}')}"}]}
+                         {"title.text": f"{head} {escape(f'hook_{site}')}"}]}
                for i, site in enumerate(result.sites)]
     fig.update_layout(
-        title={"text": f"{head} {_text(f'hook_{result.sites[0]}')}", "x": 0.3},
+        title={"text": f"{head} {escape(f'hook_{result.sites[0]}')}", "x": 0.3},
         height=max(440, 40 * result.n_layers + 260),
         xaxis={"title": {"text": "position (clean/corrupted token)"}, "tickvals": list(range(n_pos)),
                "ticktext": labels},
@@ -212,7 +206,7 @@ def probing_figure(result):
     plotly.graph_objects.Figure
     """
     go = plotly()
-    x = [_text(layer) for layer in result.layers]
+    x = [escape(layer) for layer in result.layers]
     series = [("probe", result.accuracy, result.low, result.high, "31, 119, 180")]
     if result.control_accuracy is not None:
         series.append(("control (permuted labels)", result.control_accuracy, result.control_low,
@@ -231,9 +225,9 @@ def probing_figure(result):
     fig = go.Figure(traces)
     site, position = result.params.get("site", ""), result.params.get("position", "")
     fig.update_layout(
-        title={"text": _text(f"linear probe at position {position}: cross-validated accuracy "
+        title={"text": escape(f"linear probe at position {position}: cross-validated accuracy "
                               f"({result.n_samples} prompts)")},
-        xaxis={"title": {"text": _text(f"layer ({site})")}, "type": "category"},
+        xaxis={"title": {"text": escape(f"layer ({site})")}, "type": "category"},
         yaxis={"title": {"text": "accuracy"}, "range": [0, 1.02]}, height=420)
     return fig
 

@@ -67,11 +67,12 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def escape(text) -> str:
-    """``str(text)`` safe inside HTML: ``html.escape`` (quotes included), with every format
-    character (Unicode category Cf: bidi overrides, zero-width characters) as a visible
-    ``<U+XXXX>``."""
+    """``str(text)`` safe inside HTML and in Plotly's text: ``html.escape`` (quotes included,
+    ``"`` as ``&#34;``, since Plotly decodes numeric references but shows ``&quot;`` as it is),
+    with every format character (Unicode category Cf: bidi overrides, zero-width characters)
+    as a visible ``<U+XXXX>``."""
     text = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in str(text))
-    return html.escape(text, quote=True)
+    return html.escape(text, quote=True).replace("&quot;", "&#34;")
 
 
 def plotly():

@@ -23,11 +23,6 @@ if TYPE_CHECKING:
     from .html import Page
 
 
-def _text(text) -> str:
-    """User text for a Plotly title, label or hover text: :func:`~xai_suite.viz.html.escape`,
-    the quote as a numeric reference (Plotly decodes those and ``&lt;``, not ``&quot;``)."""
-    return escape(text).replace("&quot;", "&#34;")
-
 
 def _picker(fig, groups: list[list[int]], layouts: list[dict]) -> None:
     """Show the traces of one instance at a time: ``groups[i]`` are instance ``i``'s trace
@@ -121,12 +116,12 @@ def _series_view(exp: CounterfactualExplanation, page: Page, channel_names) -> N
                    "line": {"width": 0}, "layer": "below"}
                   for k, runs in enumerate(_changed_runs(exp.inputs[i], exp.counterfactuals[i]))
                   for a, b in runs]
-        title = (f"{_text(exp.method)}: instance {i}, {_counterfactual_status(exp, i)}; "
+        title = (f"{escape(exp.method)}: instance {i}, {_counterfactual_status(exp, i)}; "
                  f"{_proximity(exp, i)} (shaded: changed time steps)")
         groups.append(group)
         layouts.append({"title": _title(title), "shapes": shapes})
     for k, name in enumerate(names):
-        fig.update_yaxes(title_text=_text(name), row=k + 1, col=1)
+        fig.update_yaxes(title_text=escape(name), row=k + 1, col=1)
     fig.update_xaxes(title_text="time", row=c, col=1)
     fig.update_layout(height=190 + 180 * c)
     _picker(fig, groups, layouts)
@@ -139,8 +134,8 @@ def _tabular_view(exp: CounterfactualExplanation, page: Page, feature_names) -> 
     fig = go.Figure()
     for i in range(len(exp)):
         table, names, delta, categorical, xlabel = _change_bars(exp, i, feature_names)
-        labels = np.asarray([_text(f) for f in names], dtype=object)
-        text = np.asarray([_text(f"{_value_text(o)} -> {_value_text(v)}")
+        labels = np.asarray([escape(f) for f in names], dtype=object)
+        text = np.asarray([escape(f"{_value_text(o)} -> {_value_text(v)}")
                            for o, v in zip(table.old, table.new, strict=True)], dtype=object)
         num, cat = ~categorical, categorical
         colour = [_CHANGE_STYLE["increase" if d > 0 else "decrease"] for d in delta[num]]
@@ -153,11 +148,11 @@ def _tabular_view(exp: CounterfactualExplanation, page: Page, feature_names) -> 
                                          "color": _CHANGE_STYLE["category changed"]},
                                  hovertemplate="%{y}: %{text}<extra></extra>"))
         groups.append([2 * i, 2 * i + 1])
-        title = (f"{_text(exp.method)}: instance {i}, {_counterfactual_status(exp, i)}; {_proximity(exp, i)}"
+        title = (f"{escape(exp.method)}: instance {i}, {_counterfactual_status(exp, i)}; {_proximity(exp, i)}"
                  + ("" if len(names) else "; no feature changed"))
         layouts.append({"title": _title(title)})
     all_names = list(feature_names or exp.feature_names or [f"x{j}" for j in range(exp.inputs.shape[1])])
-    fig.update_yaxes(categoryorder="array", categoryarray=[_text(f) for f in all_names][::-1],
+    fig.update_yaxes(categoryorder="array", categoryarray=[escape(f) for f in all_names][::-1],
                      range=[-0.5, len(all_names) - 0.5])
     fig.update_xaxes(title_text=f"{xlabel} (red: increase, blue: decrease, diamond: category changed)",
                      zeroline=True, zerolinecolor="black")
@@ -185,7 +180,7 @@ def concept_view(exp: ConceptExplanation, page: Page) -> None:
     from plotly.subplots import make_subplots
 
     go = plotly()
-    names = [_text(c) for c in exp.concept_names]
+    names = [escape(c) for c in exp.concept_names]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("concept activation",
                                                         "attribution to the explained task output"))
     predicted = exp.predictions.argmax(1)
@@ -198,7 +193,7 @@ def concept_view(exp: ConceptExplanation, page: Page) -> None:
                              marker_color=[_CHANGE_STYLE["increase" if v > 0 else "decrease"] for v in a],
                              hovertemplate="%{x}: %{y:.3g}<extra>attribution</extra>"), row=1, col=2)
         groups.append([2 * i, 2 * i + 1])
-        title = (f"{_text(exp.method)}: instance {i}, task prediction class {predicted[i]} "
+        title = (f"{escape(exp.method)}: instance {i}, task prediction class {predicted[i]} "
                  f"(output {_value_text(float(exp.predictions[i, predicted[i]]))}); explained class "
                  f"{int(exp.target[i])} (output {_value_text(float(exp.predictions[i, exp.target[i]]))})")
         layouts.append({"title": _title(title)})
@@ -235,15 +230,15 @@ def heatmap_figure(means: pd.DataFrame, score: pd.DataFrame, low: pd.DataFrame, 
     from ..bench.report import _fmt
 
     go = plotly()
-    cells = [[_text(f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]") for m, lo, hi in zip(*rows, strict=True)]
+    cells = [[escape(f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]") for m, lo, hi in zip(*rows, strict=True)]
              for rows in zip(means.to_numpy(float), low.to_numpy(float), high.to_numpy(float), strict=True)]
     text = [[_fmt(m) for m in row] for row in means.to_numpy(float)]
     fig = go.Figure(go.Heatmap(
-        z=score.to_numpy(float), x=[_text(m) for m in labels], y=[_text(i) for i in means.index],
+        z=score.to_numpy(float), x=[escape(m) for m in labels], y=[escape(i) for i in means.index],
         zmin=0, zmax=1, colorscale="Viridis", text=text, texttemplate="%{text}", customdata=cells,
         colorbar={"title": {"text": "best = 1"}},
         hovertemplate="%{y}<br>%{x}: %{customdata}<extra></extra>"))
-    fig.update_layout(title={"text": f"{_text(title)}: mean [interval]; colour per metric, best = yellow",
+    fig.update_layout(title={"text": f"{escape(title)}: mean [interval]; colour per metric, best = yellow",
                              "font": {"size": 13}},
                       height=200 + 40 * len(means), yaxis={"autorange": "reversed"})
     return fig
@@ -272,7 +267,7 @@ def curves_figure(curves: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
                "#bcbd22", "#17becf"]
     for k, method in enumerate(sorted(curves.method.unique())):
         c = curves[curves.method == method].sort_values("step")
-        colour, name = colours[k % len(colours)], _text(method)
+        colour, name = colours[k % len(colours)], escape(method)
         x = c.fraction.to_numpy(float)
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([c.high.to_numpy(float), c.low.to_numpy(float)[::-1]]),
@@ -282,9 +277,9 @@ def curves_figure(curves: pd.DataFrame, *, title: str, xlabel: str, ylabel: str,
                                  line={"color": colour}, customdata=np.stack([c.low, c.high], 1),
                                  hovertemplate="%{fullData.name}<br>%{x:.2f}: %{y:.3g} "
                                                "[%{customdata[0]:.3g}, %{customdata[1]:.3g}]<extra></extra>"))
-    fig.update_layout(title={"text": f"{_text(title)}: mean curve and {confidence:.0%} bootstrap band",
+    fig.update_layout(title={"text": f"{escape(title)}: mean curve and {confidence:.0%} bootstrap band",
                              "font": {"size": 13}},
-                      xaxis_title=_text(xlabel), height=420,
-                      yaxis_title={"text": "<br>".join(_text(t) for t in textwrap.wrap(ylabel, 50)),
+                      xaxis_title=escape(xlabel), height=420,
+                      yaxis_title={"text": "<br>".join(escape(t) for t in textwrap.wrap(ylabel, 50)),
                                    "font": {"size": 11}})
     return fig

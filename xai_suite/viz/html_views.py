@@ -52,12 +52,6 @@ VALUE_COLORS = [[0.0, "rgb(59,76,192)"], [0.5, "rgb(221,221,221)"], [1.0, "rgb(1
 OPACITIES, OPACITY = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 0.8
 
 
-def _text(text) -> str:
-    """User text for a Plotly figure: :func:`~xai_suite.viz.html.escape`, with ``"`` as the
-    numeric reference ``&#34;`` (Plotly decodes numeric references, and ``&lt;``, but shows
-    ``&quot;`` as it is)."""
-    return escape(text).replace("&quot;", "&#34;")
-
 
 def explanation_html(exp: Explanation, page: Page, *, class_names=None, max_instances: int = 20,
                      max_features: int = 10, target=None) -> None:
@@ -117,7 +111,7 @@ def _shown(exp: Explanation, page: Page, max_instances: int) -> int:
 def _title(exp: Explanation, index: int, class_names) -> str:
     from . import _class_title
 
-    return _text(f"instance {index}: {_class_title(exp, index, class_names)}")
+    return escape(f"instance {index}: {_class_title(exp, index, class_names)}")
 
 
 def _picker(labels: list[str], masks: list[list[bool]], layouts: list[dict]):
@@ -221,44 +215,16 @@ def _image(exp: Explanation, page: Page, *, class_names, max_instances, **_) -> 
 
 # -- tabular -------------------------------------------------------------------------------------
 def _tabular(exp: Explanation, page: Page, *, class_names, max_instances, max_features, target) -> None:
-    from ..explanation import decoded_frame
-
-    go = plotly()
+    """Beeswarm and bars per explained class (rows of different classes are never pooled: with
+    ``target=None`` and rows explaining several classes, one pair per class), then the waterfall."""
     (exp,) = _checked(exp, max_features, class_names)
-    k, attrs, inputs = _rows_for([exp], target)
-    cls = _text(_class_name(k, class_names))
-    order, labels, colours = _swarm_features(exp, attrs, inputs, max_features)
-    shown = decoded_frame(inputs, exp.feature_names, exp.categories).to_numpy(dtype=object)
-    swarm = go.Figure()
-    for pos, j in enumerate(order):
-        text = [_text(f"{labels[pos]} = {v}") + f"<br>attribution {a:.4g}"
-                for v, a in zip(shown[:, j], attrs[:, j], strict=True)]
-        swarm.add_trace(go.Scatter(
-            x=attrs[:, j], y=pos + _swarm(attrs[:, j]), mode="markers", text=text, showlegend=False,
-            marker={"color": colours[pos], "colorscale": VALUE_COLORS, "cmin": 0, "cmax": 1, "size": 7,
-                    "showscale": pos == 0, "colorbar": {"title": {"text": "feature value"},
-                                                        "tickvals": [0, 1], "ticktext": ["low", "high"]}},
-            hovertemplate="%{text}<extra></extra>"))
-    swarm.update_layout(title={"text": _text(f"{exp.method}: {len(attrs)} rows")},
-                        xaxis={"title": {"text": f"attribution (for {cls})"}, "zeroline": True},
-                        yaxis={"tickmode": "array", "tickvals": list(range(len(order))),
-                               "ticktext": [_text(s) for s in labels]},
-                        height=40 * len(order) + 200)
-    page.heading("beeswarm")
-    page.figure(swarm)
-
-    _, means = _bar_means([exp], k)
-    names = _names(exp)
-    bar_order = np.argsort(-means.sum(0), kind="stable")[:max_features][::-1]
-    bars = go.Figure(go.Bar(x=means[0, bar_order], y=list(range(len(bar_order))), orientation="h",
-                            marker={"color": "#c0392b"}, text=[_text(names[j]) for j in bar_order],
-                            hovertemplate="%{text}: %{x:.4g}<extra></extra>", textposition="none"))
-    bars.update_layout(title={"text": _text(exp.method)}, height=30 * len(bar_order) + 200,
-                       xaxis={"title": {"text": f"mean |attribution| (for {cls})"}},
-                       yaxis={"tickmode": "array", "tickvals": list(range(len(bar_order))),
-                              "ticktext": [_text(names[j]) for j in bar_order]})
-    page.heading("mean |attribution|")
-    page.figure(bars)
+    classes = [int(k) for k in np.unique(exp.target)] if target is None else [target]
+    if len(classes) > 1:
+        page.paragraph(f"The rows explain {len(classes)} classes (target=None explains each row's predicted "
+                       "class), so each class gets its own summaries, of the rows explained for it; "
+                       "explain(X, target=k) explains every row for one class.", note=True)
+    for k in classes:
+        _summaries(exp, page, k, class_names, max_features, several=len(classes) > 1)
     if exp.base_values is not None:
         page.heading("waterfall")
         page.figure(_waterfall(exp, min(len(exp), max_instances), max_features, class_names))
@@ -268,6 +234,49 @@ def _tabular(exp: Explanation, page: Page, *, class_names, max_instances, max_fe
     else:
         page.paragraph(f"No waterfall: {exp.method} has no base values (no completeness property).",
                        note=True)
+
+
+def _summaries(exp: Explanation, page: Page, target, class_names, max_features: int, *,
+               several: bool) -> None:
+    """The beeswarm and the mean-|attribution| bars of the rows explained for class ``target``."""
+    from ..explanation import decoded_frame
+
+    go = plotly()
+    k, attrs, inputs = _rows_for([exp], target)
+    cls = escape(_class_name(k, class_names))
+    suffix = f", {_class_name(k, class_names)}" if several else ""
+    order, labels, colours = _swarm_features(exp, attrs, inputs, max_features)
+    shown = decoded_frame(inputs, exp.feature_names, exp.categories).to_numpy(dtype=object)
+    swarm = go.Figure()
+    for pos, j in enumerate(order):
+        text = [escape(f"{labels[pos]} = {v}") + f"<br>attribution {a:.4g}"
+                for v, a in zip(shown[:, j], attrs[:, j], strict=True)]
+        swarm.add_trace(go.Scatter(
+            x=attrs[:, j], y=pos + _swarm(attrs[:, j]), mode="markers", text=text, showlegend=False,
+            marker={"color": colours[pos], "colorscale": VALUE_COLORS, "cmin": 0, "cmax": 1, "size": 7,
+                    "showscale": pos == 0, "colorbar": {"title": {"text": "feature value"},
+                                                        "tickvals": [0, 1], "ticktext": ["low", "high"]}},
+            hovertemplate="%{text}<extra></extra>"))
+    swarm.update_layout(title={"text": escape(f"{exp.method}: {len(attrs)} rows")},
+                        xaxis={"title": {"text": f"attribution (for {cls})"}, "zeroline": True},
+                        yaxis={"tickmode": "array", "tickvals": list(range(len(order))),
+                               "ticktext": [escape(s) for s in labels]},
+                        height=40 * len(order) + 200)
+    page.heading("beeswarm" + suffix)
+    page.figure(swarm)
+
+    _, means = _bar_means([exp], k)
+    names = _names(exp)
+    bar_order = np.argsort(-means.sum(0), kind="stable")[:max_features][::-1]
+    bars = go.Figure(go.Bar(x=means[0, bar_order], y=list(range(len(bar_order))), orientation="h",
+                            marker={"color": "#c0392b"}, text=[escape(names[j]) for j in bar_order],
+                            hovertemplate="%{text}: %{x:.4g}<extra></extra>", textposition="none"))
+    bars.update_layout(title={"text": escape(exp.method)}, height=30 * len(bar_order) + 200,
+                       xaxis={"title": {"text": f"mean |attribution| (for {cls})"}},
+                       yaxis={"tickmode": "array", "tickvals": list(range(len(bar_order))),
+                              "ticktext": [escape(names[j]) for j in bar_order]})
+    page.heading("mean |attribution|" + suffix)
+    page.figure(bars)
 
 
 def _waterfall(exp: Explanation, n: int, max_features: int, class_names):
@@ -283,8 +292,8 @@ def _waterfall(exp: Explanation, n: int, max_features: int, class_names):
             measure=["absolute", *["relative"] * len(steps), "total"], visible=i == 0,
             increasing={"marker": {"color": "#c0392b"}}, decreasing={"marker": {"color": "#2e6da4"}},
             totals={"marker": {"color": "#555"}}, hovertemplate="%{x:.4g}<extra></extra>"))
-        ticks = ["E[f(X)] = " + f"{base:.4g}", *(_text(s) for s, _ in steps), f"f(x) = {fx:.4g}"]
-        layouts.append({"title.text": _text(f"{exp.method}: instance {i}, output for "
+        ticks = ["E[f(X)] = " + f"{base:.4g}", *(escape(s) for s, _ in steps), f"f(x) = {fx:.4g}"]
+        layouts.append({"title.text": escape(f"{exp.method}: instance {i}, output for "
                                              f"{_class_name(t, class_names)}"),
                         "yaxis.tickvals": y, "yaxis.ticktext": ticks,
                         "height": 32 * len(y) + 220})
@@ -351,13 +360,13 @@ def comparison_html(explanations, path: str | os.PathLike, *, titles=None, class
     names = _class_names(class_names, exps[0].predictions.shape[1])
     for i in range(n):
         lim = _limit(np.stack([e.attributions[i] for e in exps]))
-        heads = [_text(f"instance {i}: class {names[int(e.target[i])]}") for e in exps]
+        heads = [escape(f"instance {i}: class {names[int(e.target[i])]}") for e in exps]
         fig = _series_figure(c, t)
         for m, e in enumerate(exps):
-            _add_series(fig, e.inputs[i], e.attributions[i], lim, m == 0, _text(titles[m]))
-        menu = _picker([_text(s) for s in titles], _masks(len(exps), 2 * c),
-                       [{"title.text": f"{_text(s)}: {h}"} for s, h in zip(titles, heads, strict=True)])
-        fig.update_layout(title={"text": f"{_text(titles[0])}: {heads[0]}"},
+            _add_series(fig, e.inputs[i], e.attributions[i], lim, m == 0, escape(titles[m]))
+        menu = _picker([escape(s) for s in titles], _masks(len(exps), 2 * c),
+                       [{"title.text": f"{escape(s)}: {h}"} for s, h in zip(titles, heads, strict=True)])
+        fig.update_layout(title={"text": f"{escape(titles[0])}: {heads[0]}"},
                           updatemenus=[{**menu, "type": "buttons", "direction": "right"}])
         page.heading(f"instance {i}")
         page.figure(fig)
@@ -406,11 +415,11 @@ def baseline_html(explanations, path: str | os.PathLike, *, model=None, index: i
     page.paragraph(f"Image {index}, target {t}{p_input}; method {exps[0].method}, one explanation per "
                    "baseline (the buttons; the table below).")
     fig = _image_figure(*img.shape[1:], overlays=list(range(1, 2 * len(exps), 2)))
-    heads = [_text(f"baseline {r['baseline']}: completeness error {r['completeness error']}, "
+    heads = [escape(f"baseline {r['baseline']}: completeness error {r['completeness error']}, "
                     f"p(target | baseline) {r['p(target | baseline)']}") for r in rows]
     for m, e in enumerate(exps):
         _add_image(fig, img, e.attributions[index], m == 0)
-    menu = _picker([_text(r["baseline"]) for r in rows], _masks(len(exps), 2),
+    menu = _picker([escape(r["baseline"]) for r in rows], _masks(len(exps), 2),
                    [{"title.text": h} for h in heads])
     fig.update_layout(title={"text": heads[0], "font": {"size": 13}},
                       updatemenus=[{**menu, "type": "buttons", "direction": "right"}])
