@@ -152,6 +152,11 @@ class BrowserPage:
         self.page.wait_for_timeout(wait_ms)
         return self.page
 
+    def clear(self) -> None:
+        """Forget what was logged so far (before the next page of a shared tab)."""
+        self.errors.clear()
+        self.requests.clear()
+
     def network(self) -> list[str]:
         """The requests that left the file system (``file://`` and ``data:`` are local)."""
         return [u for u in self.requests if not u.startswith(("file://", "data:", "about:"))]
@@ -164,10 +169,20 @@ class BrowserPage:
         return path
 
 
+def _tab(chromium):
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    yield BrowserPage(context.new_page())
+    context.close()
+
+
 @pytest.fixture
 def browser_page(chromium):
     """A fresh :class:`BrowserPage` (tab) per test, closed afterwards."""
-    context = chromium.new_context(viewport={"width": 1200, "height": 900})
-    tab = BrowserPage(context.new_page())
-    yield tab
-    context.close()
+    yield from _tab(chromium)
+
+
+@pytest.fixture(scope="module")
+def browser_tab(chromium):
+    """One :class:`BrowserPage` shared by a module's tests (``clear()`` it before each page):
+    for many pages in a row, each test skips opening a tab of its own."""
+    yield from _tab(chromium)

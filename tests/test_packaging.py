@@ -82,3 +82,13 @@ def test_importing_the_package_imports_no_benchmark_script():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_readme_images_exist():
+    """Every image the README shows (the browser tests' screenshots) is in the repository."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (root / "README.md").read_text())
+    assert len(images) >= 15
+    assert [i for i in images if not (root / i).is_file()] == []
