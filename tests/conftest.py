@@ -186,3 +186,15 @@ def browser_tab(chromium):
     """One :class:`BrowserPage` shared by a module's tests (``clear()`` it before each page):
     for many pages in a row, each test skips opening a tab of its own."""
     yield from _tab(chromium)
+
+
+def forget_plugins(folder, metrics=()) -> None:
+    """Undo what a bench test's plugin files under ``folder`` registered: the ``metrics`` by
+    name, and the runner's record of having imported them (so another test imports afresh)."""
+    from xai_suite.bench import config as bench_config
+    from xai_suite.metrics import registry as metric_registry
+
+    for name in metrics:
+        metric_registry.METRICS._entries.pop(name, None)
+    for key in [k for k in bench_config._IMPORTED if k.startswith(str(folder))]:
+        bench_config._IMPORTED.pop(key)

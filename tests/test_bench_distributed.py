@@ -11,6 +11,7 @@ import textwrap
 import pandas as pd
 import pytest
 import torch
+from conftest import forget_plugins
 from joblib import parallel_config
 from test_bench_report import METRICS as REPORT_METRICS
 from test_bench_report import PLUGIN
@@ -18,10 +19,8 @@ from test_bench_report import SUITE as REPORT_SUITE
 from test_bench_runner import _alive, _children
 
 from xai_suite.bench import ResultsStore, run_suite
-from xai_suite.bench import config as bench_config
 from xai_suite.bench.cluster import parallel_map
 from xai_suite.cli import main
-from xai_suite.metrics import registry as metric_registry
 
 # Where each unit ran, as metric values: the process id, and whether in its main thread.
 WHERE = textwrap.dedent('''
@@ -59,10 +58,7 @@ def suite_file(tmp_path_factory):
     mp.setenv("XAI_SUITE_CACHE", str(d / "cache"))  # before any cluster starts: workers inherit it
     yield d / "suite.toml"
     mp.undo()
-    for name in (*REPORT_METRICS, *WHERE_METRICS):
-        metric_registry.METRICS._entries.pop(name, None)
-    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-        bench_config._IMPORTED.pop(key)
+    forget_plugins(d, (*REPORT_METRICS, *WHERE_METRICS))
 
 
 def _contents(path) -> tuple[dict, pd.DataFrame]:

@@ -8,12 +8,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import forget_plugins
 
 from xai_suite.bench import SUITES_DIR, ResultsStore
-from xai_suite.bench import config as bench_config
 from xai_suite.bench.report import RUNTIME, summarise
 from xai_suite.cli import main
-from xai_suite.metrics import registry as metric_registry
 from xai_suite.metrics.statistics import bootstrap_interval, wilson_interval
 
 METRICS = ("test_rep_abs_sum", "test_rep_positive")
@@ -90,10 +89,7 @@ def suite_run(d, suite: str = SUITE, bench_args=(), report_args=()):
         yield d / "run"
     finally:
         mp.undo()
-        for name in METRICS:
-            metric_registry.METRICS._entries.pop(name, None)
-        for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-            bench_config._IMPORTED.pop(key)
+        forget_plugins(d, METRICS)
 
 
 @pytest.fixture(scope="module")

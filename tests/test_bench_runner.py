@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import forget_plugins
 
 from xai_suite.bench import (
     SUITES_DIR,
@@ -21,9 +22,7 @@ from xai_suite.bench import (
     not_applicable,
     run_suite,
 )
-from xai_suite.bench import config as bench_config
 from xai_suite.bench.store import ID_COLUMNS
-from xai_suite.metrics import registry as metric_registry
 
 METRICS = ("test_run_abs_sum", "test_run_mask_mass", "test_run_top_prob", "test_run_killer")
 
@@ -125,10 +124,7 @@ def suite_dir(tmp_path_factory):
     mp.delenv("TEST_BENCH_KILL_AT", raising=False)
     yield d
     mp.undo()
-    for name in METRICS:
-        metric_registry.METRICS._entries.pop(name, None)
-    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-        bench_config._IMPORTED.pop(key)
+    forget_plugins(d, METRICS)
 
 
 @pytest.fixture(scope="module")

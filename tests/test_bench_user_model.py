@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import forget_plugins
 
 from xai_suite.bench import ConfigError, ResultsStore, expand_units, load_suite, not_applicable
-from xai_suite.bench import config as bench_config
 from xai_suite.bench.models import ZOO
 from xai_suite.bench.report import rank_ranges
 from xai_suite.cli import main
@@ -97,8 +97,7 @@ def user_run(tmp_path_factory):
     mp.undo()
     DATASETS._entries.pop("user_frame", None)
     ZOO._entries.pop("user_pipeline", None)
-    for key in [k for k in bench_config._IMPORTED if k.startswith(str(d))]:
-        bench_config._IMPORTED.pop(key)
+    forget_plugins(d)
 
 
 def test_user_dataframe_suite_runs_with_zero_failed_units(user_run):
