@@ -32,9 +32,11 @@ browser:
 		$$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium; }; }
 
+# one pytest-xdist worker per core; a test file runs whole on one worker (its module fixtures
+# are built once, and the tests that count leftover processes see only their own)
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/perf_gradients.py

@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: one torch thread each, not one per core
+    # each (oversubscribed OpenMP threads spin and slow every worker down)
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def gunpoint():
