@@ -7,8 +7,12 @@ words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
 ``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
 ``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
-HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
-config and trains it in seconds on a task whose answer is one known prompt token.
+HTML view with ``to_html(path)`` (:mod:`.html`). The hook points go down to attention heads
+and MLP neurons (queries, keys, values, scores, pattern, per-head results, ``resid_mid``, MLP
+pre/post activations) for the GPT-2, GPT-Neo, GPT-J, LLaMA/Mistral/Qwen, Gemma, Phi, OLMo and
+GPT-NeoX layouts (:mod:`.models`). :mod:`.tiny` builds a tiny GPT-2 (``make_tiny_gpt2``) or
+LLaMA (``make_tiny_llama``) from a config and trains it in seconds on a task whose answer is
+one known prompt token.
 """
 
 from . import testing  # noqa: F401 (registers the text entries' conformance problems)
@@ -27,7 +31,14 @@ from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
 from .segments import LEVELS, Unit, segment
-from .tiny import KEY_POSITION, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer, train_key_model
+from .tiny import (
+    KEY_POSITION,
+    make_key_prompts,
+    make_tiny_gpt2,
+    make_tiny_llama,
+    make_tiny_tokenizer,
+    train_key_model,
+)
 
 __all__ = [
     "KEY_POSITION",
@@ -50,6 +61,7 @@ __all__ = [
     "Unit",
     "make_key_prompts",
     "make_tiny_gpt2",
+    "make_tiny_llama",
     "make_tiny_tokenizer",
     "patch_all",
     "segment",

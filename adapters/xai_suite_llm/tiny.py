@@ -12,6 +12,8 @@ the filler words around it are random and carry no information about the answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -65,6 +67,27 @@ def make_tiny_gpt2(vocab_size: int, *, n_layer: int = 2, n_embd: int = 64, n_hea
         return GPT2LMHeadModel(config).eval()
 
 
+def make_tiny_llama(vocab_size: int, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+                    n_kv_head: int = 2, n_positions: int = 32, random_state: int = 0):
+    """A LLaMA LM from a config (rotary, RMSNorm, gated MLP, grouped-query attention: ``n_head``
+    query heads share ``n_kv_head`` key/value heads), initialised from ``random_state``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    check_positive_int(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                       n_kv_head=n_kv_head, n_positions=n_positions)
+    check_random_state(random_state)
+    if n_embd % n_head or n_head % n_kv_head:
+        raise ValueError(f"n_head must divide n_embd and n_kv_head n_head; got n_embd={n_embd}, "
+                         f"n_head={n_head}, n_kv_head={n_kv_head}")
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=n_embd, intermediate_size=2 * n_embd,
+                         num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
+                         max_position_embeddings=n_positions, attention_dropout=0.0, bos_token_id=2,
+                         eos_token_id=2, pad_token_id=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(random_state)
+        return LlamaForCausalLM(config).eval()
+
+
 @register_dataset("text")
 def make_key_prompts(n_samples: int, *, random_state: int | None = None
                      ) -> tuple[list[str], list[str]]:
@@ -88,8 +111,10 @@ def make_key_prompts(n_samples: int, *, random_state: int | None = None
 
 def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int = 64,
                     lr: float = 3e-3, corrupt: float = 0.5, random_state: int = 0,
-                    prompts: tuple[list[str], list[str]] | None = None, **gpt2) -> LanguageModel:
-    """A tiny GPT-2 trained on the key task (next-token loss on the answer only).
+                    prompts: tuple[list[str], list[str]] | None = None,
+                    builder: Callable[..., torch.nn.Module] = make_tiny_gpt2, **arch) -> LanguageModel:
+    """A tiny GPT-2 (or the model ``builder`` makes) trained on the key task (next-token loss on
+    the answer only).
 
     About 10-15 s on one CPU thread with the defaults; test accuracy 1.0, answer probability
     about 0.998. Each non-key token of a prompt is replaced by ``[PAD]`` or a random token with
@@ -108,8 +133,11 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
     prompts : (list of str, list of str), optional
         Key-task prompts and answers (:func:`make_key_prompts`) to train on instead of
         ``n_samples`` new ones.
-    **gpt2
-        Passed to :func:`make_tiny_gpt2` (``n_layer``, ``n_embd``, ...).
+    builder : callable
+        ``builder(vocab_size, random_state=..., **arch)`` returns the untrained causal LM:
+        :func:`make_tiny_gpt2` (default) or :func:`make_tiny_llama`.
+    **arch
+        Passed to ``builder`` (``n_layer``, ``n_embd``, ...).
 
     Returns
     -------
@@ -120,7 +148,7 @@ def train_key_model(*, n_samples: int = 2000, steps: int = 300, batch_size: int 
     if isinstance(corrupt, bool) or not isinstance(corrupt, int | float) or not 0 <= corrupt < 1:
         raise ValueError(f"corrupt must be a number in [0, 1); got {corrupt!r}")
     tok = make_tiny_tokenizer()
-    model = make_tiny_gpt2(len(tok), random_state=random_state, **gpt2)
+    model = builder(len(tok), random_state=random_state, **arch)
     prompts, answers = prompts or make_key_prompts(n_samples, random_state=random_state)
     ids = torch.tensor(tok(prompts, add_special_tokens=False)["input_ids"])
     y = torch.tensor([tok(a, add_special_tokens=False)["input_ids"][0] for a in answers])
