@@ -56,6 +56,16 @@ def rng():
     return np.random.default_rng(0)
 
 
+def _on_one_thread(fn, **kwargs):
+    """``fn(**kwargs)`` on one torch thread (the key models train fastest so), threads restored."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(**kwargs)
+    finally:
+        torch.set_num_threads(prev)
+
+
 @pytest.fixture(scope="session")
 def key_lm():
     """A tiny GPT-2 trained on the key task (xai_suite_llm.tiny), once per session (~12 s).
@@ -66,12 +76,7 @@ def key_lm():
     pytest.importorskip("transformers")
     from xai_suite_llm import train_key_model
 
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_key_model(random_state=0)
-    finally:
-        torch.set_num_threads(prev)
+    return _on_one_thread(train_key_model, random_state=0)
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +87,7 @@ def key_llama():
     pytest.importorskip("transformers")
     from xai_suite_llm import make_tiny_llama, train_key_model
 
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_key_model(builder=make_tiny_llama, steps=150, random_state=0)
-    finally:
-        torch.set_num_threads(prev)
+    return _on_one_thread(train_key_model, builder=make_tiny_llama, steps=150, random_state=0)
 
 
 @pytest.fixture

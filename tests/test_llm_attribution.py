@@ -17,6 +17,7 @@ from xai_suite_llm import (
     LanguageModel,
     make_key_prompts,
     make_tiny_gpt2,
+    make_tiny_llama,
     make_tiny_tokenizer,
 )
 from xai_suite_llm.segments import refine, segment
@@ -408,14 +409,9 @@ def test_llama_layout_exactness():
         LLMGradientAttribution,
         TextTokenInput,
     )
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = make_tiny_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                      pad_token_id=0, bos_token_id=2, eos_token_id=2)
-    lm = LanguageModel(LlamaForCausalLM(cfg).eval(), tok, device="cpu")
+    lm = LanguageModel(make_tiny_llama(len(tok), n_embd=32, n_kv_head=4, n_positions=64, random_state=0),
+                       tok, device="cpu")
     prompt = " ".join(PROMPTS[0].split()[:9])
     ks = A.TextKernelShap(lm, n_samples="all").explain(prompt, ANSWERS[0])
     ref = _brute_force_shapley(lm, prompt, ANSWERS[0], 0)

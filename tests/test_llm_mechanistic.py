@@ -11,7 +11,7 @@ import xai_suite_llm.lens as lens_mod  # importing the modules registers their e
 import xai_suite_llm.patching as patching_mod
 import xai_suite_llm.probing as probing_mod
 from xai_suite.base import clone
-from xai_suite_llm import KEY_POSITION, LanguageModel, make_key_prompts, make_tiny_tokenizer
+from xai_suite_llm import KEY_POSITION, LanguageModel, make_key_prompts, make_tiny_llama, make_tiny_tokenizer
 
 LogitLens = lens_mod.LogitLens
 ActivationPatching = patching_mod.ActivationPatching
@@ -30,14 +30,8 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_llama():
     """An untrained 2-layer LLaMA from a config: the second layout (exactness needs no training)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = make_tiny_tokenizer()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)).eval()
+    model = make_tiny_llama(len(tok), n_embd=32, n_kv_head=4, n_positions=64, random_state=0)
     return LanguageModel(model, tok, device="cpu")
 
 

@@ -8,7 +8,14 @@ pytest.importorskip("transformers")
 
 import xai_suite as xs
 from xai_suite.modeling import model_kind
-from xai_suite_llm import KEY_POSITION, LanguageModel, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer
+from xai_suite_llm import (
+    KEY_POSITION,
+    LanguageModel,
+    make_key_prompts,
+    make_tiny_gpt2,
+    make_tiny_llama,
+    make_tiny_tokenizer,
+)
 from xai_suite_llm.models import SITES
 
 
@@ -18,13 +25,9 @@ def _ids(lm, prompts):
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = make_tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return LanguageModel(LlamaForCausalLM(config), tok, device="cpu")
+    model = make_tiny_llama(len(tok), n_embd=32, n_kv_head=4, n_positions=64, random_state=0)
+    return LanguageModel(model, tok, device="cpu")
 
 
 @pytest.fixture(scope="module")
