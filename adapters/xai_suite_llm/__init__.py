@@ -5,18 +5,23 @@ model and its tokenizer and exposes TransformerLens-style hook points; the ``tex
 explainers take it as their model: attribution of a continuation to the prompt's tokens,
 words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
-``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
-``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
-HTML view with ``to_html(path)`` (:mod:`.html`). The hook points go down to attention heads
-and MLP neurons (queries, keys, values, scores, pattern, per-head results, ``resid_mid``, MLP
-pre/post activations) for the GPT-2, GPT-Neo, GPT-J, LLaMA/Mistral/Qwen, Gemma, Phi, OLMo and
-GPT-NeoX layouts (:mod:`.models`). :mod:`.tiny` builds a tiny GPT-2 (``make_tiny_gpt2``) or
-LLaMA (``make_tiny_llama``) from a config and trains it in seconds on a task whose answer is
-one known prompt token.
+``explain_hierarchical``; a target token x unit matrix with ``per_token=True``; scalarisers
+``logprob``, ``prob``, ``entropy``, ``contrastive`` or one's own, by :func:`register_scalariser`
+or as a callable; units given as spans or phrases with :func:`segment_spans`; integrated
+gradients warns with a :class:`CompletenessWarning` when too few steps), and the
+mechanistic ``native:logit_lens``, ``native:activation_patching`` and ``native:linear_probe``;
+every result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). The hook
+points go down to attention heads and MLP neurons (queries, keys, values, scores, pattern,
+per-head results, ``resid_mid``, MLP pre/post activations) for the GPT-2, GPT-Neo, GPT-J,
+LLaMA/Mistral/Qwen, Gemma, Phi, OLMo and GPT-NeoX layouts (:mod:`.models`). :mod:`.tiny`
+builds a tiny GPT-2 (``make_tiny_gpt2``) or LLaMA (``make_tiny_llama``) from a config and
+trains it in seconds on a task whose answer is one known prompt token.
 """
 
 from . import testing  # noqa: F401 (registers the text entries' conformance problems)
 from .attribution import (
+    SCALARISERS,
+    CompletenessWarning,
     TextAblation,
     TextExplanation,
     TextGradientXActivation,
@@ -24,13 +29,14 @@ from .attribution import (
     TextKernelShap,
     TextLime,
     TextShapleySampling,
+    register_scalariser,
 )
 from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
-from .segments import LEVELS, Unit, segment
+from .segments import LEVELS, Unit, segment, segment_spans
 from .tiny import (
     KEY_POSITION,
     make_key_prompts,
@@ -43,7 +49,9 @@ from .tiny import (
 __all__ = [
     "KEY_POSITION",
     "LEVELS",
+    "SCALARISERS",
     "ActivationPatching",
+    "CompletenessWarning",
     "Encoding",
     "LanguageModel",
     "LinearProbe",
@@ -64,7 +72,9 @@ __all__ = [
     "make_tiny_llama",
     "make_tiny_tokenizer",
     "patch_all",
+    "register_scalariser",
     "segment",
+    "segment_spans",
     "text_levels_html",
     "train_key_model",
 ]

@@ -1,16 +1,27 @@
-"""Attribution of a continuation to the prompt of a causal LM, at token, word or sentence level.
+"""Attribution of a continuation to the prompt of a causal LM, at token, word, sentence or span level.
 
 What is explained is a *scalariser* of the continuation, read by teacher forcing (the prompt
-and the continuation in one sequence, the continuation's tokens' log-probabilities read off
-the logits):
+and the continuation in one sequence, the scalariser computed from the logits at the J
+positions that predict the continuation's tokens):
 
 - ``logprob``: ``sum_j log p(target_j | prompt, target_<j)``;
 - ``prob``: the product of those probabilities (``exp`` of ``logprob``);
+- ``entropy``: ``sum_j H(p(. | prompt, target_<j))``, the predictive entropy (nats) summed
+  over the continuation's positions (a sum, not a mean, so that per-token rows add up to
+  it; divide by J for the mean);
 - ``contrastive``: ``logprob(target) - logprob(contrast)``, why this continuation rather
-  than another one (``contrast`` is given to ``explain``).
+  than another one (``contrast`` is given to ``explain``);
+- any scalariser registered with :func:`register_scalariser`, or a callable given as
+  ``scalariser=`` itself: ``fn(logits (R, J, V), ids (J,)) -> (R,)``, batched over rows.
 
 A ``target`` of ``None`` explains the model's own greedy continuation of ``max_new_tokens``
-tokens.
+tokens. With ``per_token=True`` the result also holds ``token_attributions`` (J, U): row
+``j`` attributes the scalariser of continuation token ``j`` alone (the scalariser on
+position ``j``: ``log p(target_j | prompt, target_<j)`` for ``logprob``), so for a
+scalariser that is a sum over positions (``logprob``, ``entropy``) the rows sum to
+``attributions``. Perturbation explainers read every row's J values off the forward pass
+that gives the whole score (no extra model rows); gradient explainers take one backward
+pass per row through the same forward pass.
 
 Perturbation explainers replace units of the prompt by a baseline token: their ``baseline``, a
 text baseline (:mod:`xai_suite_llm.baselines`; default ``"pad_token"``, the tokenizer's pad
@@ -19,11 +30,16 @@ through the model in chunks of ``batch_size`` rows (identical rows are run once)
 ``params["model_rows"]`` records how many rows went through the model. Gradient explainers
 integrate (or take) gradients with respect to the prompt's token embeddings, the
 continuation's embeddings kept as they are; a token's attribution is the sum over the
-embedding dimension, a unit's the sum over its tokens.
+embedding dimension, a unit's the ``aggregate`` (sum, mean, max or absmax) of its tokens'.
+Units are the prompt's tokens, words or sentences (``level``), or character spans and
+phrases given to ``explain(..., spans=...)`` (:func:`~xai_suite_llm.segments.segment_spans`).
 
 :meth:`TextPerturbationExplainer.explain_hierarchical` attributes coarse units first (say
 sentences) and refines only the most important ones (into words, then tokens), so long
 prompts cost far fewer model rows than a token-level attribution of the whole prompt.
+
+:class:`TextIntegratedGradients` warns (:class:`CompletenessWarning`) when its completeness
+error exceeds 5% of the score change, and names the step count that brings it within 5%.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -48,12 +65,13 @@ from xai_suite.plugin import (
     Result,
     Seeded,
     check_batch_size,
+    check_bool,
     check_choice,
     check_positive_int,
     check_random_state,
+    chunks,
     kernel_coalitions,
     list_baselines,
-    pair_outputs,
     quadrature,
     register_explainer,
     render_text_html,
@@ -62,12 +80,135 @@ from xai_suite.plugin import (
 
 from .baselines import PadToken, TextBaseline
 from .models import Encoding, LanguageModel, check_language_model
-from .segments import LEVELS, Unit, check_level, refine, segment
+from .segments import LEVELS, Unit, check_level, refine, segment, segment_spans
 
-SCALARISERS = ("logprob", "prob", "contrastive")
 TEXT = ("text",)
 HF = ("hf_causal_lm",)
 REQUIRES = ("transformers",)
+
+
+# -- scalarisers ------------------------------------------------------------------------------
+Scalariser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: The scalarisers of one continuation by name (:func:`register_scalariser`): ``fn(logits
+#: (R, J, V), ids (J,)) -> (R,)``. ``contrastive`` is not among them: it is ``logprob`` of
+#: the target minus ``logprob`` of the contrast.
+SCALARISERS: dict[str, Scalariser] = {}
+CONTRASTIVE = "contrastive"
+
+
+def register_scalariser(name: str) -> Callable[[Scalariser], Scalariser]:
+    """Register a scalariser of one continuation under ``name`` (a decorator).
+
+    Every text explainer then takes ``scalariser=name`` (and the removal metrics of its
+    results can recompute it). A scalariser can also be given to an explainer directly, as
+    ``scalariser=fn``, without registering it.
+
+    Parameters
+    ----------
+    name : str
+        A new name (registered names and ``"contrastive"`` are refused).
+
+    Returns
+    -------
+    callable
+        A decorator registering ``fn(logits, ids) -> scores`` and returning it unchanged:
+        ``logits`` (R, J, V) float32 are the logits at the J positions that predict the
+        continuation's tokens (the last prompt position, then each continuation position
+        but the last), one row per (perturbed) prompt; ``ids`` (J,) int64 are the
+        continuation's token ids, on the logits' device; ``scores`` must be a floating
+        tensor (R,) of finite values, computed with torch operations (the gradient
+        explainers differentiate it). With ``per_token=True`` it is also called on each
+        position alone: ``fn(logits[:, j:j+1], ids[j:j+1])``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a scalariser's name must be a non-empty string; got {name!r}")
+    if name in SCALARISERS or name == CONTRASTIVE:
+        raise ValueError(f"a scalariser named {name!r} is already registered")
+
+    def register(fn: Scalariser) -> Scalariser:
+        if not callable(fn):
+            raise TypeError(f"scalariser {name!r} must be callable; got {type(fn).__name__}")
+        SCALARISERS[name] = fn
+        return fn
+
+    return register
+
+
+def _token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``log p(ids_j)`` at each position (R, J), in the logits' dtype."""
+    picked = logits.gather(2, ids.expand(len(logits), -1).unsqueeze(2)).squeeze(2)
+    return picked - torch.logsumexp(logits, dim=2)
+
+
+@register_scalariser("logprob")
+def logprob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``sum_j log p(ids_j | prompt, ids_<j)`` of each row (R,), float64."""
+    return _token_logprobs(logits, ids).double().sum(1)
+
+
+@register_scalariser("prob")
+def prob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The continuation's probability ``exp(logprob)`` of each row (R,), float64."""
+    return logprob(logits, ids).exp()
+
+
+@register_scalariser("entropy")
+def entropy(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The predictive entropy (nats) summed over the J positions, of each row (R,), float64."""
+    logp = torch.log_softmax(logits, dim=2)
+    return -(logp.exp() * logp).sum(2).double().sum(1)
+
+
+def _resolve_scalariser(value) -> tuple[str, Scalariser]:
+    """``(name, fn)`` of a ``scalariser`` parameter: a registered name, ``contrastive`` (its
+    ``fn`` is ``logprob``) or a callable (named by its qualified name)."""
+    if callable(value) and not isinstance(value, str):
+        return getattr(value, "__qualname__", type(value).__name__), value
+    check_choice("scalariser", value, (*SCALARISERS, CONTRASTIVE))
+    return value, SCALARISERS["logprob" if value == CONTRASTIVE else value]
+
+
+def _checked_scores(name: str, scores, rows: int) -> torch.Tensor:
+    """A scalariser's output as float64 (R,), or a clear error for anything else."""
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scalariser {name!r} must return a torch.Tensor of shape ({rows},), one score "
+                        f"per row of logits; got {type(scores).__name__}")
+    if scores.shape != (rows,) or not scores.is_floating_point():
+        raise ValueError(f"scalariser {name!r} must return a floating tensor of shape ({rows},), one "
+                         f"score per row of logits (R, J, V); got shape {tuple(scores.shape)} and "
+                         f"dtype {scores.dtype}")
+    if not bool(torch.isfinite(scores.detach()).all()):
+        raise ValueError(f"scalariser {name!r} returned non-finite scores (NaN or inf): every score "
+                         "must be finite")
+    return scores.double()
+
+
+# -- aggregation of token attributions into units ---------------------------------------------
+def _absmax(x: np.ndarray) -> np.ndarray:
+    """The signed value of largest magnitude along the last axis (the first on ties)."""
+    return np.take_along_axis(x, np.abs(x).argmax(-1)[..., None], -1)[..., 0]
+
+
+#: How gradient explainers combine their tokens' attributions (K, n) into a unit's (K,).
+AGGREGATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sum": functools.partial(np.sum, axis=-1),
+    "mean": functools.partial(np.mean, axis=-1),
+    "max": functools.partial(np.max, axis=-1),
+    "absmax": _absmax,
+}
+
+
+class CompletenessWarning(UserWarning):
+    """Integrated gradients' completeness error exceeds 5% of the explained change."""
+
+
+#: Completeness error above which :class:`TextIntegratedGradients` warns, relative to
+#: ``|f(x) - f(baseline)|`` (with :data:`COMPLETENESS_ATOL` as a floor).
+COMPLETENESS_RTOL = 0.05
+COMPLETENESS_ATOL = 1e-6
+#: The most integration steps tried when looking for a step count that passes.
+MAX_STEPS = 512
 
 
 # -- the result ---------------------------------------------------------------------------------
@@ -88,7 +229,9 @@ class TextExplanation(Result):
     level : str
         ``token``, ``word`` or ``sentence`` (for a refined level of
         :meth:`~TextPerturbationExplainer.explain_hierarchical`, the finest level in it;
-        ``params["unit_levels"]`` gives each unit's own).
+        ``params["unit_levels"]`` gives each unit's own); ``span`` for units given as
+        ``explain(..., spans=...)`` (``unit_levels``: ``span`` for those, the explainer's
+        ``level`` for the units of the text between them).
     attributions : numpy.ndarray of float64, shape (U,)
         Signed, unnormalised.
     score : float
@@ -105,6 +248,16 @@ class TextExplanation(Result):
         The contrast continuation (``contrastive`` scalariser).
     unit_tokens : list of tuple of int, length U
         Indices of the prompt's tokens in each unit.
+    target_tokens : list of str, length L
+        Each target token's text (``target_ids`` decoded one by one): the labels of the rows
+        of ``token_attributions``.
+    token_attributions : numpy.ndarray of float64, shape (L, U), or None
+        With ``per_token=True``: row ``j`` attributes the scalariser of target token ``j``
+        alone (``log p(target_j | prompt, target_<j)`` for ``logprob``) to the units; for a
+        scalariser that is a sum over positions (``logprob``, ``entropy``) and units that
+        sum their tokens, the rows sum to ``attributions``.
+    token_scores : numpy.ndarray of float64, shape (L,), or None
+        With ``per_token=True``: each target token's scalariser on the unperturbed prompt.
     """
 
     format = "xai-suite-text-explanation/1"
@@ -121,16 +274,33 @@ class TextExplanation(Result):
     convergence_delta: float | None = None
     contrast: str | None = None
     unit_tokens: list[tuple[int, ...]] = field(default_factory=list)
+    target_tokens: list[str] = field(default_factory=list)
+    token_attributions: np.ndarray | None = None
+    token_scores: np.ndarray | None = None
 
     def __post_init__(self):
         self.units = [str(u) for u in self.units]
         self.spans = [(int(a), int(b)) for a, b in self.spans]
         self.unit_tokens = [tuple(int(t) for t in u) for u in self.unit_tokens]
-        n = len(self.units)
+        self.target_tokens = [str(t) for t in self.target_tokens]
+        n, n_target = len(self.units), len(self.target_ids)
         if self.attributions.shape != (n,) or len(self.spans) != n or len(self.unit_tokens) not in (0, n):
             raise ValueError(f"attributions (shape {self.attributions.shape}), spans ({len(self.spans)}) "
                              f"and unit_tokens ({len(self.unit_tokens)}) must have one entry per unit "
                              f"({n})")
+        if len(self.target_tokens) not in (0, n_target):
+            raise ValueError(f"target_tokens ({len(self.target_tokens)}) must have one entry per target "
+                             f"token ({n_target})")
+        if (self.token_attributions is None) is not (self.token_scores is None):
+            raise ValueError("token_attributions and token_scores come together (per_token=True) or not "
+                             "at all")
+        if self.token_attributions is not None:
+            self.token_attributions = np.asarray(self.token_attributions, dtype=np.float64)
+            self.token_scores = np.asarray(self.token_scores, dtype=np.float64)
+            if self.token_attributions.shape != (n_target, n) or self.token_scores.shape != (n_target,):
+                raise ValueError(f"token_attributions (shape {self.token_attributions.shape}) and "
+                                 f"token_scores (shape {self.token_scores.shape}) must be (target tokens, "
+                                 f"units) = ({n_target}, {n}) and ({n_target},)")
 
     def __len__(self) -> int:
         return 1  # one prompt: the metrics give one value per explanation
@@ -146,8 +316,12 @@ class TextExplanation(Result):
         if softmax:
             raise ValueError("softmax applies to class outputs; a text explanation follows its "
                              f"scalariser ({self.params.get('scalariser')})")
+        name = self.params["scalariser"]
+        if name not in (*SCALARISERS, CONTRASTIVE):
+            raise ValueError(f"the explained scalariser {name!r} is not registered, so the metrics cannot "
+                             "recompute it: register it with register_scalariser and explain with its name")
         spec = self.params.get("baseline", "pad_token") if replacement == "baseline" else replacement
-        ablation = TextAblation(model, scalariser=self.params["scalariser"], baseline=spec,
+        ablation = TextAblation(model, scalariser=name, baseline=spec,
                                 batch_size=batch_size)
         prep = ablation._prepare(self.prompt, self.target_ids, self.contrast)
         view = _UnitView(_Evaluator(ablation, prep), self.unit_tokens, len(prep.ids))
@@ -171,6 +345,28 @@ class TextExplanation(Result):
             "end": [e for _, e in self.spans],
             "tokens": list(self.unit_tokens) or [None] * len(self.units),
             "attribution": self.attributions,
+        })
+
+    def token_frame(self) -> pd.DataFrame:
+        """The (target token x unit) matrix in long form: one row per target token and unit.
+
+        Columns: position (of the target token), token, token_score, unit_index, unit,
+        start, end, attribution; ``L x U`` rows, target token by target token.
+        """
+        if self.token_attributions is None:
+            raise ValueError(f"this explanation has no token_attributions: explain with per_token=True "
+                             f"({self.method})")
+        n_target, n = self.token_attributions.shape
+        tokens = self.target_tokens or [str(int(t)) for t in self.target_ids]
+        return pd.DataFrame({
+            "position": np.repeat(np.arange(n_target), n),
+            "token": np.repeat(tokens, n),
+            "token_score": np.repeat(self.token_scores, n),
+            "unit_index": np.tile(np.arange(n), n_target),
+            "unit": self.units * n_target,
+            "start": [s for s, _ in self.spans] * n_target,
+            "end": [e for _, e in self.spans] * n_target,
+            "attribution": self.token_attributions.reshape(-1),
         })
 
     def top(self, k: int = 5, *, absolute: bool = False) -> pd.DataFrame:
@@ -198,9 +394,13 @@ class TextExplanation(Result):
         return self.html_fragment()
 
     def plot(self, ax=None):
-        """Horizontal bars, one per unit in text order (red positive, blue negative); returns the Axes."""
+        """Horizontal bars, one per unit in text order (red positive, blue negative); with
+        ``token_attributions``, a heat map target token x unit instead (red positive, blue
+        negative, on a symmetric scale). Returns the Axes."""
         import matplotlib.pyplot as plt
 
+        if self.token_attributions is not None:
+            return self._plot_matrix(ax)
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 0.3 * len(self.units) + 1))
         y = np.arange(len(self.units))
@@ -210,6 +410,21 @@ class TextExplanation(Result):
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(xlabel=f"attribution ({self.params.get('scalariser', 'score')})",
                title=f"{self.method}: {self.target!r}")
+        return ax
+
+    def _plot_matrix(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        m = self.token_attributions
+        if ax is None:
+            _, ax = plt.subplots(figsize=(0.35 * m.shape[1] + 2, 0.35 * m.shape[0] + 1.5))
+        lim = float(np.abs(m).max()) or 1.0
+        image = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_xticks(np.arange(m.shape[1]), [repr(u)[1:-1] for u in self.units], rotation=90)
+        tokens = self.target_tokens or [str(int(t)) for t in self.target_ids]
+        ax.set_yticks(np.arange(m.shape[0]), [repr(t)[1:-1] for t in tokens])
+        ax.figure.colorbar(image, ax=ax, label=f"attribution ({self.params.get('scalariser', 'score')})")
+        ax.set(xlabel="prompt unit", ylabel="target token", title=f"{self.method}: {self.target!r}")
         return ax
 
 
@@ -227,8 +442,11 @@ class _Prepared:
     conts: torch.Tensor  # (C, Lmax) continuation ids, right-padded
     lengths: list[int]  # (C,) true lengths
     coefs: np.ndarray  # (C,) +1 target, -1 contrast
-    scalariser: str
+    scalariser: str  # its name (a callable's qualified name)
+    score: Scalariser  # the scalariser of one continuation
+    per_token: bool  # also each target token's score
     baseline_id: int | None  # None: zero embeddings (integrated gradients)
+    spans: Sequence | None = None  # units given to explain
     rows: int = 0  # rows per model call, resolved on first use
 
     @property
@@ -236,12 +454,37 @@ class _Prepared:
         """Logit positions read: the last prompt position and every continuation position."""
         return int(self.conts.shape[1]) + 1
 
-    def combine(self, logp: torch.Tensor) -> torch.Tensor:
-        """Scalariser from continuation log-probabilities (C, R) -> (R,)."""
-        if self.scalariser == "prob":
-            return logp[0].exp()
-        coefs = torch.as_tensor(self.coefs, dtype=logp.dtype, device=logp.device)
-        return (coefs[:, None] * logp).sum(0)
+    @property
+    def n_values(self) -> int:
+        """Values per prompt: the scalariser, then (``per_token``) each target token's."""
+        return 1 + (len(self.target_ids) if self.per_token else 0)
+
+    def values(self, kept: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """Values (R, K) float64 of model rows, differentiable.
+
+        ``kept`` (R, Lmax + 1, V) are the logits from the last prompt position on; row ``r``
+        continues with continuation ``cont[r]``. Column 0 is the scalariser of that
+        continuation, columns ``1 + j`` (``per_token``) its value on position ``j`` alone.
+        """
+        out = torch.zeros((len(kept), self.n_values), dtype=torch.float64, device=kept.device)
+        for c, n in enumerate(self.lengths):
+            rows = (cont == c).nonzero().squeeze(1)
+            if len(rows) == 0:
+                continue
+            logits, ids = kept[rows, :n].float(), self.conts[c, :n]
+            cols = [self._call(logits, ids)]
+            if self.per_token:
+                cols += [self._call(logits[:, j : j + 1], ids[j : j + 1]) for j in range(n)]
+            out = out.index_put((rows,), torch.stack(cols, 1))
+        return out
+
+    def _call(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return _checked_scores(self.scalariser, self.score(logits, ids), len(logits))
+
+    def combine(self, values: torch.Tensor) -> torch.Tensor:
+        """Scalariser values (R, K) from each continuation's (R, C, K)."""
+        coefs = torch.as_tensor(self.coefs, dtype=values.dtype, device=values.device)
+        return (coefs[None, :, None] * values).sum(1)
 
 
 @functools.cache
@@ -267,19 +510,6 @@ class _KeptLogits(nn.Module):
         return self.model(**{key: x}, **kwargs).logits[:, -self.keep:]
 
 
-def _continuation_logprob(kept: torch.Tensor, conts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Sum of the continuations' token log-probabilities, float64 (R,).
-
-    ``kept`` (R, Lmax + 1, V) are the logits from the last prompt position on; row ``r``
-    continues with ``conts[r]`` (R, Lmax), of which the first ``lengths[r]`` are real.
-    """
-    logits = kept[:, :-1].float()
-    picked = logits.gather(2, conts.unsqueeze(2)).squeeze(2)
-    lp = (picked - torch.logsumexp(logits, dim=2)).double()
-    valid = torch.arange(conts.shape[1], device=conts.device)[None, :] < lengths[:, None]
-    return (lp * valid).sum(1)
-
-
 # -- the explainers -----------------------------------------------------------------------------
 class TextExplainer(Explainer):
     """Base of the ``text`` explainers: prompt and target handling, scalarisers, batching.
@@ -287,9 +517,15 @@ class TextExplainer(Explainer):
     Parameters
     ----------
     level : {"token", "word", "sentence"}
-        Units attributed (default ``"token"``).
-    scalariser : {"logprob", "prob", "contrastive"}
-        What is explained (see :mod:`xai_suite_llm.attribution`).
+        Units attributed (default ``"token"``); with ``explain(..., spans=...)``, the units
+        of the text between the given spans.
+    scalariser : str or callable
+        What is explained: ``"logprob"`` (default), ``"prob"``, ``"entropy"``,
+        ``"contrastive"``, a name registered with :func:`register_scalariser`, or a callable
+        ``fn(logits (R, J, V), ids (J,)) -> (R,)`` (see :mod:`xai_suite_llm.attribution`).
+    per_token : bool
+        Also attribute each target token's own score: ``token_attributions`` (L, U) of the
+        result (default ``False``; not with ``contrastive``).
     max_new_tokens : int
         Length of the greedy continuation explained when ``target`` is ``None``.
     batch_size : "auto" or int
@@ -303,12 +539,13 @@ class TextExplainer(Explainer):
     _embedding_baseline: ClassVar[bool] = False
 
     level: str = "token"
-    scalariser: str = "logprob"
+    scalariser: str | Scalariser = "logprob"
+    per_token: bool = False
     max_new_tokens: int = 1
     batch_size: int | str = "auto"
     max_memory: int | str | None = None
 
-    def explain(self, prompt: str, target=None, *, contrast=None) -> TextExplanation:
+    def explain(self, prompt: str, target=None, *, contrast=None, spans=None) -> TextExplanation:
         """Attribute the scalariser of ``target`` to the units of ``prompt``.
 
         Parameters
@@ -321,19 +558,26 @@ class TextExplainer(Explainer):
         contrast : str or sequence of int, optional
             The other continuation of the ``contrastive`` scalariser (required by it, refused
             by the others).
+        spans : sequence of (int, int) or str, optional
+            Units given by hand: character spans ``(start, end)`` of the prompt or phrases
+            found in it (each must occur once), disjoint and on token edges; the text between
+            them is cut into units at ``level``. The result's ``level`` is ``"span"`` (see
+            :func:`~xai_suite_llm.segments.segment_spans`).
 
         Returns
         -------
         TextExplanation
         """
-        return self._explain(prompt, target, contrast=contrast)
+        return self._explain(prompt, target, contrast=contrast, spans=spans)
 
     @contextlib.contextmanager
-    def _begin(self, prompt, target, *, contrast) -> Iterator[_Prepared]:
-        yield self._prepare(prompt, target, contrast)
+    def _begin(self, prompt, target, *, contrast, spans) -> Iterator[_Prepared]:
+        yield self._prepare(prompt, target, contrast, spans)
 
     def _compute(self, prep: _Prepared) -> tuple:
-        return self._explain_units(prep, segment(prep.enc, check_level(self.level)), self.level, None, {})
+        if prep.spans is None:
+            return self._explain_units(prep, segment(prep.enc, self.level), self.level, None, {})
+        return self._explain_units(prep, segment_spans(prep.enc, prep.spans, self.level), "span", None, {})
 
     def _finish(self, prep: _Prepared, raw: tuple) -> TextExplanation:
         return self._result(prep, *raw)
@@ -379,10 +623,15 @@ class TextExplainer(Explainer):
         raise TypeError(f"{what} must be a string, a sequence of token ids or None; got "
                         f"{type(value).__name__}")
 
-    def _prepare(self, prompt, target, contrast) -> _Prepared:
+    def _prepare(self, prompt, target, contrast, spans=None) -> _Prepared:
         lm = check_language_model(self.model, self.info.qualified_name)
-        check_choice("scalariser", self.scalariser, SCALARISERS)
+        name, score = _resolve_scalariser(self.scalariser)
         check_level(self.level)
+        check_bool(per_token=self.per_token)
+        if self.per_token and self.scalariser == CONTRASTIVE:
+            raise ValueError("per_token=True attributes each target token's own score; the contrastive "
+                             "scalariser compares two continuations: explain the target "
+                             "and the contrast with scalariser='logprob' and subtract their rows")
         check_positive_int(max_new_tokens=self.max_new_tokens)
         check_batch_size(self.batch_size)
         check_random_state(self._shared("random_state"))
@@ -397,6 +646,8 @@ class TextExplainer(Explainer):
         enc = lm.encode(prompt)
         if len(enc.ids) == 0:
             raise ValueError(f"prompt {prompt!r} tokenises to no tokens")
+        if spans is not None:
+            segment_spans(enc, spans, self.level)  # bad spans fail before any model row
         baseline_id = self._baseline_id(lm)
         max_pos = getattr(lm.model.config, "max_position_embeddings", None)
         if target is None:
@@ -420,8 +671,8 @@ class TextExplainer(Explainer):
             contrast=None if contrast is None else (
                 contrast if isinstance(contrast, str) else lm.decode(conts[1])),
             conts=padded.to(dev), lengths=lengths,
-            coefs=np.array([1.0, -1.0][: len(conts)]), scalariser=self.scalariser,
-            baseline_id=baseline_id,
+            coefs=np.array([1.0, -1.0][: len(conts)]), scalariser=name, score=score,
+            per_token=self.per_token, baseline_id=baseline_id, spans=spans,
         )
 
     def _resolve_rows(self, prep: _Prepared, sample: torch.Tensor) -> int:
@@ -429,21 +680,28 @@ class TextExplainer(Explainer):
         return self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device)
 
     def _result(self, prep: _Prepared, units: Sequence[Unit], level: str, values: np.ndarray,
-                score: float, delta: float | None, resolved: dict) -> TextExplanation:
+                score: np.ndarray, delta: float | None, resolved: dict) -> TextExplanation:
         params = self._recorded_params(prep.rows, {
             "scalariser": prep.scalariser, "baseline_token_id": prep.baseline_id,
             "n_units": len(units), "unit_levels": [u.level for u in units], **resolved})
+        values, score = np.asarray(values, dtype=np.float64), np.asarray(score, dtype=np.float64)
+        target_ids = prep.target_ids.cpu().numpy().astype(np.int64)
         return TextExplanation(
-            prompt=prep.enc.text, target=prep.target, contrast=prep.contrast,
-            target_ids=prep.target_ids.cpu().numpy().astype(np.int64), units=[u.text for u in units],
-            spans=[(u.start, u.end) for u in units], unit_tokens=[u.tokens for u in units], level=level,
-            attributions=np.asarray(values, dtype=np.float64), score=float(score), params=params,
+            prompt=prep.enc.text, target=prep.target, contrast=prep.contrast, target_ids=target_ids,
+            units=[u.text for u in units], spans=[(u.start, u.end) for u in units],
+            unit_tokens=[u.tokens for u in units], level=level,
+            attributions=np.ascontiguousarray(values[:, 0]), score=float(score[0]), params=params,
             method=self.info.qualified_name, convergence_delta=None if delta is None else float(delta),
+            target_tokens=[prep.lm.decode([t]) for t in target_ids],
+            token_attributions=values[:, 1:].T.copy() if prep.per_token else None,
+            token_scores=score[1:].copy() if prep.per_token else None,
         )
 
     def _explain_units(self, prep: _Prepared, units: list[Unit], level: str, evaluator,
                        extra: dict) -> tuple:
-        """``(units, level, values (U,), score, delta, resolved)``: what :meth:`_result` takes."""
+        """``(units, level, values (U, K), score (K,), delta, resolved)``: what :meth:`_result`
+        takes; column 0 is the scalariser's, columns ``1 + j`` (``per_token``) target token
+        ``j``'s."""
         raise NotImplementedError
 
 
@@ -452,41 +710,45 @@ class _Evaluator:
 
     ``presence`` rows (P, T) say which prompt tokens are kept (the others become the
     baseline token). Distinct uncached patterns are run as rows of one id matrix, prompt and
-    continuation in one sequence, ``prep.rows`` rows per model call.
+    continuation in one sequence, ``prep.rows`` rows per model call. Each pattern's values
+    (K,) are the scalariser and (``per_token``) each target token's, from the same forward.
     """
 
     def __init__(self, explainer: TextExplainer, prep: _Prepared):
         self.prep = prep
-        self.cache: dict[bytes, float] = {}
+        self.cache: dict[bytes, np.ndarray] = {}
         self.model_rows = 0
         self.explainer = explainer
 
     def __call__(self, presence: np.ndarray) -> np.ndarray:
+        """Values (P, K) of presence rows (P, T)."""
         presence = np.asarray(presence, dtype=bool)
         uniq, inv = np.unique(presence, axis=0, return_inverse=True)
         keys = [np.packbits(row).tobytes() + bytes([len(row) % 8]) for row in uniq]
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         if todo:
-            self.cache.update(zip([keys[i] for i in todo], self._run(uniq[todo]).tolist(), strict=True))
-        return np.array([self.cache[k] for k in keys], dtype=np.float64)[inv.reshape(-1)]
+            self.cache.update(zip([keys[i] for i in todo], self._run(uniq[todo]), strict=True))
+        return np.stack([self.cache[k] for k in keys])[inv.reshape(-1)]
 
     def _run(self, presence: np.ndarray) -> np.ndarray:
         p = self.prep
         dev = p.ids.device
         ids = torch.where(torch.as_tensor(presence, device=dev), p.ids, p.baseline_id)  # (P, T)
         n_cont = p.conts.shape[0]
-        lengths = torch.as_tensor(p.lengths, device=dev)
         if p.rows == 0:  # resolved on the first rows of the call
             first = torch.arange(min(4, len(ids) * n_cont), device=dev)
             p.rows = self.explainer._resolve_rows(p, torch.cat([ids[first // n_cont],
                                                                 p.conts[first % n_cont]], dim=1))
         # rows: perturbation-major, then continuation
-        out = pair_outputs(_KeptLogits(p.lm, p.keep), len(ids), n_cont,
-                           lambda r, c: torch.cat([ids[r], p.conts[c]], dim=1),
-                           lambda y, _r, c: _continuation_logprob(y, p.conts[c], lengths[c]),
-                           p.rows, "text perturbations", dev)
-        self.model_rows += len(ids) * n_cont
-        return p.combine(out.T).numpy()
+        forward, total = _KeptLogits(p.lm, p.keep), len(ids) * n_cont
+        out = torch.empty((total, p.n_values), dtype=torch.float64)
+        with torch.no_grad():
+            for sl in chunks(total, p.rows, "text perturbations"):
+                idx = torch.arange(sl.start, sl.stop, device=dev)
+                r, c = idx // n_cont, idx % n_cont
+                out[sl] = p.values(forward(torch.cat([ids[r], p.conts[c]], dim=1)), c).cpu()
+        self.model_rows += total
+        return p.combine(out.view(len(ids), n_cont, -1)).numpy()
 
 
 class _UnitView:
@@ -503,11 +765,16 @@ class _UnitView:
     @functools.cached_property
     def fx(self) -> np.ndarray:
         """The unperturbed prompt's value (1,)."""
-        return self.evaluator(np.ones((1, len(self.unit_of)), dtype=bool))
+        return self.evaluator(np.ones((1, len(self.unit_of)), dtype=bool))[:, 0]
+
+    def values(self, present) -> np.ndarray:
+        """Values (M, K) for unit-presence rows ``present`` (M, U): the scalariser, then (``per_token``)
+        each target token's."""
+        return self.evaluator(np.asarray(present, dtype=bool)[:, self.unit_of])
 
     def outputs(self, inst, present) -> np.ndarray:
-        """Values (M,) for unit-presence rows ``present`` (M, U) of instance 0."""
-        return self.evaluator(np.asarray(present, dtype=bool)[:, self.unit_of])
+        """Values (M,) of the scalariser for unit-presence rows ``present`` (M, U) of instance 0."""
+        return self.values(present)[:, 0]
 
 
 class TextPerturbationExplainer(TextExplainer):
@@ -526,18 +793,24 @@ class TextPerturbationExplainer(TextExplainer):
     baseline: BaselineSpec = "pad_token"
 
     def _attribute_units(self, game: Callable[[np.ndarray], np.ndarray], n_units: int,
-                         score: float, null: float) -> tuple[np.ndarray, dict]:
-        """Unit attributions (U,) from ``game(masks (P, U) bool) -> values (P,)``."""
+                         score: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Unit attributions (U, K) from ``game(masks (P, U) bool) -> values (P, K)``.
+
+        ``score`` and ``null`` (K,) are the values with every unit present and with none;
+        column 0 is the scalariser's, the others (``per_token``) each target token's, all
+        attributed with the same masks (the methods are linear in the values).
+        """
         raise NotImplementedError
 
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
-        game = functools.partial(_UnitView(ev, [u.tokens for u in units], len(prep.ids)).outputs, 0)
-        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1)).tolist()
+        game = _UnitView(ev, [u.tokens for u in units], len(prep.ids)).values
+        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1))
         values, resolved = self._attribute_units(game, len(units), score, null)
-        delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
-        resolved = {**resolved, **extra, "baseline_score": null,
+        delta = (float(values[:, 0].sum() - (score[0] - null[0])) if self.info.tags.has_convergence_delta
+                 else None)
+        resolved = {**resolved, **extra, "baseline_score": float(null[0]),
                     "model_rows": ev.model_rows - rows_before}
         return units, level, values, score, delta, resolved
 
@@ -657,10 +930,10 @@ class TextShapleySampling(TextPerturbationExplainer, Seeded):
         perms = np.stack([rng.permutation(n_units) for _ in range(self.n_samples)])  # (n, U)
         rank = np.argsort(perms, axis=1)  # rank[p, u]: position of unit u in permutation p
         masks = rank[:, None, :] < np.arange(n_units + 1)[None, :, None]  # (n, U + 1, U): first k present
-        v = game(masks.reshape(-1, n_units)).reshape(self.n_samples, n_units + 1)
-        gains = np.diff(v, axis=1)  # (n, U): gain of adding perms[p, j]
-        values = np.zeros(n_units)
-        np.add.at(values, perms.reshape(-1), gains.reshape(-1))
+        v = game(masks.reshape(-1, n_units)).reshape(self.n_samples, n_units + 1, -1)
+        gains = np.diff(v, axis=1)  # (n, U, K): gain of adding perms[p, j]
+        values = np.zeros((n_units, v.shape[-1]))
+        np.add.at(values, perms.reshape(-1), gains.reshape(-1, v.shape[-1]))
         return values / self.n_samples, {"n_samples_used": int(self.n_samples)}
 
 
@@ -694,9 +967,9 @@ class TextKernelShap(TextPerturbationExplainer, Seeded):
 
     def _attribute_units(self, game, n_units, score, null):
         if n_units == 1:
-            return np.array([score - null]), {"n_samples_used": 0, "exact": True}
+            return (score - null)[None, :], {"n_samples_used": 0, "exact": True}
         c = kernel_coalitions(n_units, self.n_samples, self.random_state)
-        values = solve_kernel_shap(c, game(c.masks > 0.5)[None, :], np.array([score]), np.array([null]))[0]
+        values = solve_kernel_shap(c, game(c.masks > 0.5).T, score, null).T
         return values, {"n_samples_used": len(c.weights), "exact": bool(c.exact)}
 
 
@@ -748,44 +1021,68 @@ class TextLime(TextPerturbationExplainer, Seeded):
         distance = (1.0 - np.sqrt(masks.sum(1) / n_units)) * 100.0  # cosine distance to all-ones
         w = np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
         coef, intercept, r2 = weighted_ridge(masks.astype(np.float64), game(masks), w, self.alpha)
-        return coef, {"intercept": intercept, "surrogate_r2": r2}
+        return coef, {"intercept": float(intercept[0]), "surrogate_r2": float(r2[0])}
 
 
 def weighted_ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float
-                   ) -> tuple[np.ndarray, float, float]:
+                   ) -> tuple[np.ndarray, float | np.ndarray, float | np.ndarray]:
     """Weighted ridge regression with an unpenalised intercept (as scikit-learn's ``Ridge``).
 
     Parameters
     ----------
     X : numpy.ndarray, shape (S, U)
-    y, w : numpy.ndarray, shape (S,)
-        Targets and sample weights (>= 0).
+    y : numpy.ndarray, shape (S,) or (S, K)
+        Targets (``K`` columns fitted at once, each on its own).
+    w : numpy.ndarray, shape (S,)
+        Sample weights (>= 0).
     alpha : float
 
     Returns
     -------
-    coef : numpy.ndarray, shape (U,)
-    intercept : float
-    r2 : float
-        Weighted coefficient of determination of the fit.
+    coef : numpy.ndarray, shape (U,) or (U, K)
+    intercept : float or numpy.ndarray, shape (K,)
+    r2 : float or numpy.ndarray, shape (K,)
+        Weighted coefficient of determination of the fit (1 where ``y`` is constant).
     """
     sw = w / w.sum()
     xm, ym = sw @ X, sw @ y
     Xc, yc = X - xm, y - ym
     A = (w[:, None] * Xc).T @ Xc + alpha * np.eye(X.shape[1])
     coef = np.linalg.lstsq(A, (w[:, None] * Xc).T @ yc, rcond=None)[0]
-    intercept = float(ym - xm @ coef)
+    intercept = ym - xm @ coef
     resid = y - X @ coef - intercept
-    ss_tot = float(w @ yc**2)
-    r2 = 1.0 - float(w @ resid**2) / ss_tot if ss_tot > 0 else 1.0
+    ss_tot, ss_res = w @ yc**2, w @ resid**2
+    r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 1.0)
+    if np.ndim(y) == 1:
+        return coef, float(intercept), float(r2)
     return coef, intercept, r2
 
 
 # -- gradient explainers ------------------------------------------------------------------------
-class TextGradientExplainer(TextExplainer):
-    """Gradients with respect to the prompt's token embeddings (continuation embeddings kept)."""
+def _column_grads(out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Gradients (K, *z.shape) of each column's sum of ``out`` (k, K) with respect to ``z``:
+    one backward pass per column through the one forward pass that gave ``out``."""
+    cols = out.sum(0)
+    return torch.stack([torch.autograd.grad(cols[c], z, retain_graph=c < len(cols) - 1)[0]
+                        for c in range(len(cols))])
 
+
+class TextGradientExplainer(TextExplainer):
+    """Gradients with respect to the prompt's token embeddings (continuation embeddings kept).
+
+    Parameters
+    ----------
+    aggregate : {"sum", "mean", "max", "absmax"}
+        How a unit of several tokens (a word, a sentence, a span) combines its tokens'
+        attributions: their sum (default; the only one under which unit attributions keep
+        completeness), mean, maximum, or the signed value of largest magnitude. Perturbation
+        explainers have no such parameter: they remove a unit's tokens together.
+    """
+
+    _mixin_params: ClassVar[bool] = True
     family = "gradient"
+
+    aggregate: str = "sum"
 
     def _embeddings(self, prep: _Prepared) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings (T, d) and continuation embeddings (C, Lmax, d), detached."""
@@ -793,15 +1090,15 @@ class TextGradientExplainer(TextExplainer):
             return prep.lm.embed(prep.ids).detach(), prep.lm.embed(prep.conts).detach()
 
     def _scores(self, prep: _Prepared, z: torch.Tensor, cont_emb: torch.Tensor) -> torch.Tensor:
-        """Scalariser (K,) for prompt embeddings ``z`` (K, T, d), differentiable."""
+        """Values (k, K) for prompt embeddings ``z`` (k, T, d), differentiable: the scalariser,
+        then (``per_token``) each target token's."""
         k, n_cont = z.shape[0], cont_emb.shape[0]
         rows = torch.cat([z.unsqueeze(1).expand(-1, n_cont, -1, -1),
                           cont_emb.unsqueeze(0).expand(k, -1, -1, -1)], dim=2)
         rows = rows.reshape(k * n_cont, -1, z.shape[-1])
-        conts = prep.conts.repeat(k, 1)
-        lengths = torch.as_tensor(prep.lengths, device=z.device).repeat(k)
-        logp = _continuation_logprob(_KeptLogits(prep.lm, prep.keep)(rows), conts, lengths)
-        return prep.combine(logp.view(k, n_cont).T)
+        cont = torch.arange(n_cont, device=z.device).repeat(k)
+        values = prep.values(_KeptLogits(prep.lm, prep.keep)(rows), cont)
+        return prep.combine(values.view(k, n_cont, -1))
 
     def _path_rows(self, prep: _Prepared, e: torch.Tensor, cont_emb: torch.Tensor) -> int:
         sample = torch.cat([e.unsqueeze(0), cont_emb[:1]], dim=1)
@@ -809,11 +1106,15 @@ class TextGradientExplainer(TextExplainer):
         return max(1, prep.rows // cont_emb.shape[0])  # path points per model call
 
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
+        check_choice("aggregate", self.aggregate, AGGREGATES)
         token_attr, score, delta, resolved = self._token_attributions(prep)
-        values = np.array([token_attr[list(u.tokens)].sum() for u in units])
+        aggregate = AGGREGATES[self.aggregate]
+        values = np.stack([aggregate(token_attr[:, list(u.tokens)]) for u in units])
         return units, level, values, score, delta, {**resolved, **extra}
 
-    def _token_attributions(self, prep: _Prepared) -> tuple[np.ndarray, float, float | None, dict]:
+    def _token_attributions(self, prep: _Prepared) -> tuple[np.ndarray, np.ndarray, float | None, dict]:
+        """``(token attributions (K, T), score (K,), delta, resolved)``; ``delta`` is the
+        completeness error of the scalariser's token attributions (row 0)."""
         raise NotImplementedError
 
 
@@ -837,6 +1138,11 @@ class TextIntegratedGradients(TextGradientExplainer):
     (Captum attributes each target token's log-probability separately and sums; IG is
     linear in the explained function, so that is the same thing).
 
+    When the completeness error ``|sum(attributions) - (f(x) - f(baseline))|`` exceeds 5%
+    of ``|f(x) - f(baseline)|`` it warns (:class:`CompletenessWarning`), after re-running the
+    integral (the scalariser's only) at doubled step counts up to 512, and names the smallest
+    count that brings the error within 5%; the attributions returned are those of ``n_steps``.
+
     Parameters
     ----------
     model : LanguageModel
@@ -857,25 +1163,56 @@ class TextIntegratedGradients(TextGradientExplainer):
 
     def _token_attributions(self, prep):
         check_choice("quadrature", self.quadrature, QUADRATURES)
-        alphas, weights = quadrature(self.quadrature, self.n_steps)
+        check_positive_int(n_steps=self.n_steps)
         e, cont_emb = self._embeddings(prep)
         b = torch.zeros_like(e) if prep.baseline_id is None else (
             prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach())
         per_call = self._path_rows(prep, e, cont_emb)
+        token_attr = self._integrate(prep, e, b, cont_emb, self.n_steps, per_call, prep.n_values)
+        with torch.no_grad():
+            fx, fb = self._scores(prep, torch.stack([e, b]), cont_emb).cpu().numpy()
+        delta = float(token_attr[0].sum() - (fx[0] - fb[0]))
+        extra_steps = self._check_completeness(prep, e, b, cont_emb, per_call, delta, float(fx[0] - fb[0]))
+        return token_attr, fx, delta, {"baseline_score": float(fb[0]), "model_rows": (
+            self.n_steps + 2 + extra_steps) * cont_emb.shape[0]}
+
+    def _integrate(self, prep: _Prepared, e: torch.Tensor, b: torch.Tensor, cont_emb: torch.Tensor,
+                   n_steps: int, per_call: int, columns: int) -> np.ndarray:
+        """Integrated gradients (columns, T) of the first ``columns`` values, ``n_steps`` points."""
+        alphas, weights = quadrature(self.quadrature, n_steps)
         a_t, w_t = (torch.as_tensor(v, dtype=e.dtype, device=e.device) for v in (alphas, weights))
-        acc = torch.zeros_like(e, dtype=torch.float64)
+        acc = torch.zeros((columns, *e.shape), dtype=torch.float64, device=e.device)
         for s in range(0, len(alphas), per_call):
             a = a_t[s : s + per_call].view(-1, 1, 1)
             z = (b + a * (e - b)).requires_grad_(True)
-            out = self._scores(prep, z, cont_emb)
-            (grad,) = torch.autograd.grad((out * w_t[s : s + per_call]).sum(), z)
-            acc += grad.double().sum(0)
-        token_attr = ((e - b).double() * acc).sum(-1).cpu().numpy()
-        with torch.no_grad():
-            fx, fb = self._scores(prep, torch.stack([e, b]), cont_emb).tolist()
-        delta = float(token_attr.sum() - (fx - fb))
-        return token_attr, fx, delta, {"baseline_score": fb, "model_rows": (
-            len(alphas) + 2) * cont_emb.shape[0]}
+            out = self._scores(prep, z, cont_emb)[:, :columns] * w_t[s : s + per_call, None]
+            acc += _column_grads(out, z).double().sum(1)
+        return ((e - b).double() * acc).sum(-1).cpu().numpy()
+
+    def _check_completeness(self, prep, e, b, cont_emb, per_call, delta: float, gap: float) -> int:
+        """Warn (:class:`CompletenessWarning`) when ``|delta|`` exceeds 5% of ``|gap|`` (at least
+        :data:`COMPLETENESS_ATOL`), naming the smallest doubled step count (up to
+        :data:`MAX_STEPS`) that brings it within; returns the integration steps re-run."""
+        bound = max(COMPLETENESS_RTOL * abs(gap), COMPLETENESS_ATOL)
+        if abs(delta) <= bound:
+            return 0
+        steps, run, err = self.n_steps, 0, delta
+        while abs(err) > bound and steps < MAX_STEPS:
+            steps = min(2 * steps, MAX_STEPS)
+            err = float(self._integrate(prep, e, b, cont_emb, steps, per_call, 1)[0].sum() - gap)
+            run += steps
+        share = f"{abs(delta) / abs(gap):.1%} of" if gap else "above"
+        msg = (f"{self.info.qualified_name}: completeness error {delta:.3g} is {share} the score change "
+               f"f(x) - f(baseline) = {gap:.3g} at n_steps={self.n_steps} (more than "
+               f"{COMPLETENESS_RTOL:.0%}); ")
+        if abs(err) <= bound:
+            msg += (f"n_steps={steps} brings it to {err:.3g}, within {COMPLETENESS_RTOL:.0%} (the smallest "
+                    f"count passing among n_steps doubled up to {MAX_STEPS})")
+        else:
+            msg += (f"n_steps={steps} still leaves {err:.3g} (counts above {MAX_STEPS} were not tried): "
+                    "try another quadrature or baseline")
+        warnings.warn(msg, CompletenessWarning, stacklevel=7)
+        return run
 
 
 @register_explainer(
@@ -897,6 +1234,6 @@ class TextGradientXActivation(TextGradientExplainer):
         self._path_rows(prep, e, cont_emb)
         z = e.unsqueeze(0).clone().requires_grad_(True)
         out = self._scores(prep, z, cont_emb)
-        (grad,) = torch.autograd.grad(out.sum(), z)
-        token_attr = (grad[0].double() * e.double()).sum(-1).cpu().numpy()
-        return token_attr, float(out.detach()[0]), None, {"model_rows": cont_emb.shape[0]}
+        grads = _column_grads(out, z)[:, 0]  # (K, T, d)
+        token_attr = (grads.double() * e.double()).sum(-1).cpu().numpy()
+        return token_attr, out.detach()[0].cpu().numpy(), None, {"model_rows": cont_emb.shape[0]}

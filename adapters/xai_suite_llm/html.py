@@ -1,9 +1,10 @@
 """HTML views of the language-model results (see :mod:`xai_suite.viz.html`).
 
 - :class:`~xai_suite_llm.TextExplanation`: the prompt with each unit shaded by its
-  attribution (:func:`xai_suite.viz.text.render_text_html`: colour key, values shown) and a
-  sortable table of the units; :func:`text_levels_html` puts several levels (token, word,
-  sentence) of one prompt on one page, one level shown at a time.
+  attribution (:func:`xai_suite.viz.text.render_text_html`: colour key, values shown), a
+  heat map target token x unit when it holds ``token_attributions`` (``per_token=True``),
+  and a sortable table of the units; :func:`text_levels_html` puts several levels (token,
+  word, sentence) of one prompt on one page, one level shown at a time.
 - :class:`~xai_suite_llm.LogitLensResult`: a heat map layer x position of the target's
   probability (buttons switch to the top-1 token's probability); the hover gives the top-k
   tokens with their probabilities and the target's.
@@ -49,7 +50,39 @@ def text_view(exp, page: Page) -> None:
         page.paragraph(f"completeness error (sum of attributions - score gap): "
                        f"{exp.convergence_delta:.3g}", note=True)
     page.markup(render_text_html(exp.prompt, exp.spans, exp.attributions))
+    if exp.token_attributions is not None:
+        page.figure(token_matrix_figure(exp))
     page.table(exp.to_frame()[["unit", "start", "end", "attribution"]], caption="units (click to sort)")
+
+
+def token_matrix_figure(exp):
+    """Heat map target token x unit of a :class:`~xai_suite_llm.TextExplanation`'s
+    ``token_attributions`` on a symmetric scale (red positive); the hover gives the target
+    token, its score, the unit and the attribution.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    m = exp.token_attributions
+    tokens = [_token(t) for t in (exp.target_tokens or [str(int(i)) for i in exp.target_ids])]
+    units = [_token(u) for u in exp.units]
+    lim = float(np.abs(m).max()) or 1.0
+    score = escape(str(exp.params.get("scalariser", "score")))
+    hover = [[f"target token {j}: {tokens[j]} ({score} {exp.token_scores[j]:.4g})<br>unit {i}: {units[i]} "
+              f"[{exp.spans[i][0]}:{exp.spans[i][1]}]<br>attribution: {m[j, i]:.4g}"
+              for i in range(m.shape[1])] for j in range(m.shape[0])]
+    fig = go.Figure(go.Heatmap(z=m, x=np.arange(m.shape[1]), y=np.arange(m.shape[0]), zmin=-lim, zmax=lim,
+                               zmid=0.0, colorscale="RdBu", reversescale=True, hovertext=hover,
+                               hoverinfo="text", colorbar={"title": {"text": "attribution"}}))
+    fig.update_layout(
+        title={"text": f"attribution of each target token's {score} to the prompt's units"},
+        height=max(320, 32 * m.shape[0] + 220),
+        xaxis={"title": {"text": "prompt unit"}, "tickvals": list(range(m.shape[1])), "ticktext": units},
+        yaxis={"title": {"text": "target token"}, "tickvals": list(range(m.shape[0])), "ticktext": tokens,
+               "autorange": "reversed"})
+    return fig
 
 
 def text_levels_html(explanations: Sequence, path: str | os.PathLike, *, title: str | None = None) -> Path:
