@@ -5,10 +5,13 @@ model and its tokenizer and exposes TransformerLens-style hook points; the ``tex
 explainers take it as their model: attribution of a continuation to the prompt's tokens,
 words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
-``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
-``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
-HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
-config and trains it in seconds on a task whose answer is one known prompt token.
+``explain_hierarchical``), and the mechanistic ``native:logit_lens`` (any site: residual
+stream, attention or MLP output; target probability, rank and entropy), ``native:tuned_lens``
+(:class:`TunedLens`: affine translators fitted per layer, saved and loaded; :func:`kl_to_final`
+compares both lenses), ``native:activation_patching`` and ``native:linear_probe``; every
+result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny`
+builds a tiny GPT-2 from a config and trains it in seconds on a task whose answer is one
+known prompt token.
 """
 
 from . import testing  # noqa: F401 (registers the text entries' conformance problems)
@@ -28,6 +31,7 @@ from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
 from .segments import LEVELS, Unit, segment
 from .tiny import KEY_POSITION, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer, train_key_model
+from .tuned_lens import TunedLens, TunedLensExplainer, kl_to_final
 
 __all__ = [
     "KEY_POSITION",
@@ -47,7 +51,10 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TunedLens",
+    "TunedLensExplainer",
     "Unit",
+    "kl_to_final",
     "make_key_prompts",
     "make_tiny_gpt2",
     "make_tiny_tokenizer",
