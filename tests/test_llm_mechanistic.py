@@ -60,7 +60,8 @@ def test_entries_are_listed_for_text():
 
 def test_create_by_name_and_clone(key_lm):
     ex = xs.create_explainer("logit_lens", key_lm, top_k=3)
-    assert isinstance(ex, LogitLens) and ex.get_params() == {"top_k": 3, "include_embeddings": True}
+    assert isinstance(ex, LogitLens) and ex.get_params() == {"top_k": 3, "include_embeddings": True,
+                                                     "site": "resid_post"}
     probe = clone(LinearProbe(key_lm, cv=3, random_state=1))
     assert probe.get_params()["cv"] == 3 and probe.model is key_lm
     with pytest.raises(TypeError, match="unknown parameter"):

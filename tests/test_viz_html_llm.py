@@ -121,7 +121,9 @@ def test_text_page_in_chromium(lm, tmp_path, browser_page):
 def test_logit_lens_figure_holds_the_result(lens):
     fig = logit_lens_figure(lens)
     np.testing.assert_array_equal(fig.data[0].z, lens.target_probs)
-    np.testing.assert_array_equal(fig.data[1].z, lens.top_probs[:, :, 0])
+    np.testing.assert_array_equal(fig.data[1].z, np.log10(1 + lens.target_ranks))
+    np.testing.assert_array_equal(fig.data[2].z, lens.entropy)
+    np.testing.assert_array_equal(fig.data[3].z, lens.top_probs[:, :, 0])
     assert list(fig.layout.xaxis.ticktext) == [html.escape(t) for t in lens.tokens]
     n_layers, n_pos, k = lens.top_probs.shape
     for i, t in [(0, 0), (n_layers - 1, n_pos - 1)]:
@@ -134,13 +136,20 @@ def test_logit_lens_figure_holds_the_result(lens):
 
 def test_logit_lens_page_in_chromium(lens, tmp_path, browser_page):
     view = open_clean(browser_page, lens.to_html(tmp_path / "lens.html"))
-    assert visible(view) == [True, False]
-    view.click("text=\"top-1 probability\"")
-    assert visible(view) == [False, True]
-    assert "top-1 token's probability" in view.locator(".gtitle").text_content()
-    browser_page.screenshot("llm_logit_lens_top1")
-    view.click("text=\"target probability\"")
-    assert visible(view) == [True, False]
+    assert visible(view) == [True, False, False, False]
+    for i, (label, title) in enumerate([("target rank", "the rank of"), ("entropy", "entropy"),
+                                        ("top-1 probability", "top-1 token's probability")], 1):
+        view.click(".updatemenu-header-group")  # open the view dropdown
+        view.click(f".updatemenu-dropdown-button >> text=\"{label}\"")
+        assert visible(view) == [j == i for j in range(4)]
+        assert title in view.locator(".gtitle").text_content()
+        if label == "top-1 probability":
+            view.wait_for_timeout(500)  # the dropdown's closing animation
+            browser_page.screenshot("llm_logit_lens_top1")
+    view.click(".updatemenu-header-group")
+    view.click(".updatemenu-dropdown-button >> text=\"target probability\"")
+    assert visible(view) == [True, False, False, False]
+    view.wait_for_timeout(500)
     browser_page.screenshot("llm_logit_lens")
 
     tokens = list(lens.tokens)

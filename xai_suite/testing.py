@@ -179,6 +179,9 @@ class Problem:
         The module whose training mode ``explain`` must handle (warn, use eval, restore).
     seeds_differ : bool
         Another ``random_state`` must change the result of a stochastic entry.
+    params : dict, or None
+        Hyper-parameters the entry needs on this problem (a fitted object tied to ``model``,
+        say); the check's own parameters override them.
     """
 
     model: object
@@ -186,6 +189,7 @@ class Problem:
     fit_data: tuple | None = None
     module: nn.Module | None = None
     seeds_differ = True
+    params: dict | None = None
 
     def explain(self, explainer, **kwargs) -> Result:
         """The result of explaining ``inputs`` (``kwargs``: ``target=`` and the like)."""
@@ -430,7 +434,8 @@ class Context:
 
     def make(self, **extra):
         """A fresh explainer of the entry with the check's parameters (and ``extra``), fitted."""
-        e = create_explainer(self.info.qualified_name, self.problem.model, **{**self.params, **extra})
+        e = create_explainer(self.info.qualified_name, self.problem.model,
+                             **{**(self.problem.params or {}), **self.params, **extra})
         if self.problem.fit_data is not None:
             e.fit(*self.problem.fit_data)
         return e

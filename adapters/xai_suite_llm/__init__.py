@@ -45,6 +45,7 @@ from .tiny import (
     make_tiny_tokenizer,
     train_key_model,
 )
+from .tuned_lens import TunedLens, TunedLensExplainer, kl_to_final
 
 __all__ = [
     "KEY_POSITION",
@@ -66,7 +67,10 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TunedLens",
+    "TunedLensExplainer",
     "Unit",
+    "kl_to_final",
     "make_key_prompts",
     "make_tiny_gpt2",
     "make_tiny_llama",

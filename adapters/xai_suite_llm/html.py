@@ -5,9 +5,9 @@
   heat map target token x unit when it holds ``token_attributions`` (``per_token=True``),
   and a sortable table of the units; :func:`text_levels_html` puts several levels (token,
   word, sentence) of one prompt on one page, one level shown at a time.
-- :class:`~xai_suite_llm.LogitLensResult`: a heat map layer x position of the target's
-  probability (buttons switch to the top-1 token's probability); the hover gives the top-k
-  tokens with their probabilities and the target's.
+- :class:`~xai_suite_llm.LogitLensResult` (logit and tuned lens): a heat map layer x position
+  of the target's probability, its rank, the entropy or the top-1 token's probability (picked
+  from a dropdown); the hover gives the top-k tokens with their probabilities and the target's.
 - :class:`~xai_suite_llm.PatchingResult`: one heat map layer x position per site, picked
   from a dropdown; the hover gives the normalised effect and the patched logit difference.
 - :class:`~xai_suite_llm.ProbingResult`: probe accuracy by layer with its 95% interval as a
@@ -124,11 +124,11 @@ def text_levels_html(explanations: Sequence, path: str | os.PathLike, *, title: 
 
 # -- logit lens -------------------------------------------------------------------------------
 def logit_lens_figure(result):
-    """Heat map layer x position of a :class:`~xai_suite_llm.LogitLensResult`.
-
-    Trace 0 is the target's probability (shown), trace 1 the top-1 token's probability
-    (buttons switch); each cell is labelled with its top-1 token and its hover lists the
-    top-k tokens with their probabilities and the target's probability.
+    """Heat maps layer x position of a :class:`~xai_suite_llm.LogitLensResult` (logit or tuned
+    lens), one per view, picked from a dropdown: trace 0 the target's probability (shown),
+    1 its rank (coloured by ``log10(1 + rank)``, 0 = top), 2 the entropy in nats, 3 the top-1
+    token's probability. Each cell is labelled with its top-1 token; its hover lists the
+    target's probability and rank, the entropy and the top-k tokens with their probabilities.
 
     Returns
     -------
@@ -139,36 +139,62 @@ def logit_lens_figure(result):
     tokens, layers, target = [_token(t) for t in result.tokens], [escape(x) for x in result.layers], \
         _token(result.target)
     hover = [[f"layer {layers[i]}, position {t}: {tokens[t]}<br>P({target}) = "
-              f"{result.target_probs[i, t]:.4g}<br>top-{k}:<br>"
+              f"{result.target_probs[i, t]:.4g}, rank {result.target_ranks[i, t]}<br>entropy "
+              f"{result.entropy[i, t]:.4g} nats<br>top-{k}:<br>"
               + "<br>".join(f"{j + 1}. {_token(result.top_tokens[i, t, j])}  {result.top_probs[i, t, j]:.4g}"
                             for j in range(k))
               for t in range(n_pos)] for i in range(n_layers)]
     top1 = [[_token(result.top_tokens[i, t, 0]) for t in range(n_pos)] for i in range(n_layers)]
-    common = {"x": np.arange(n_pos), "y": np.arange(n_layers), "zmin": 0.0, "zmax": 1.0,
-              "colorscale": "Viridis", "text": top1, "texttemplate": "%{text}", "hovertext": hover,
-              "hoverinfo": "text", "colorbar": {"title": {"text": "probability"}}}
-    titles = [f"P({target}) by layer and position (cells: top-1 token)",
-              "the top-1 token's probability (cells: top-1 token)"]
-    fig = go.Figure([go.Heatmap(z=result.target_probs, name=f"P({target})", visible=True, **common),
-                     go.Heatmap(z=result.top_probs[:, :, 0], name="top-1", visible=False, **common)])
+    common = {"x": np.arange(n_pos), "y": np.arange(n_layers), "text": top1, "texttemplate": "%{text}",
+              "hovertext": hover, "hoverinfo": "text"}
+    rank_z = np.log10(1.0 + result.target_ranks)
+    rank_max = max(1.0, float(rank_z.max()))
+    ticks = [r for r in (0, 1, 10, 100, 1000, 10_000, 100_000) if np.log10(1.0 + r) <= rank_max]
+    views = [  # (dropdown label, title, trace)
+        ("target probability", f"P({target}) by layer and position",
+         go.Heatmap(z=result.target_probs, zmin=0.0, zmax=1.0, colorscale="Viridis", name=f"P({target})",
+                    colorbar={"title": {"text": "probability"}}, **common)),
+        ("target rank", f"the rank of {target} (0 = most probable)",
+         go.Heatmap(z=rank_z, zmin=0.0, zmax=rank_max, colorscale="Viridis", reversescale=True,
+                    name=f"rank of {target}", **common,
+                    colorbar={"title": {"text": "rank"}, "ticktext": [str(r) for r in ticks],
+                              "tickvals": [float(np.log10(1.0 + r)) for r in ticks]})),
+        ("entropy", "the entropy of the lens distribution (nats)",
+         go.Heatmap(z=result.entropy, zmin=0.0, zmax=max(float(result.entropy.max()), 1e-6),
+                    colorscale="Magma", name="entropy", colorbar={"title": {"text": "nats"}}, **common)),
+        ("top-1 probability", "the top-1 token's probability",
+         go.Heatmap(z=result.top_probs[:, :, 0], zmin=0.0, zmax=1.0, colorscale="Viridis", name="top-1",
+                    colorbar={"title": {"text": "probability"}}, **common)),
+    ]
+    head = f"{result.lens} lens: "
+    fig = go.Figure([trace for *_, trace in views])
+    for i, trace in enumerate(fig.data):
+        trace.visible = i == 0
     buttons = [{"label": label, "method": "update",
-                "args": [{"visible": [i == j for j in range(2)]}, {"title.text": titles[i]}]}
-               for i, label in enumerate(("target probability", "top-1 probability"))]
+                "args": [{"visible": [j == i for j in range(len(views))]},
+                         {"title.text": f"{head}{title} (cells: top-1 token)"}]}
+               for i, (label, title, _) in enumerate(views)]
     fig.update_layout(
-        title={"text": titles[0]}, height=max(320, 40 * n_layers + 200),
+        title={"text": f"{head}{views[0][1]} (cells: top-1 token)", "x": 0.3},
+        height=max(320, 40 * n_layers + 200),
         xaxis={"title": {"text": "position (input token)"}, "tickvals": list(range(n_pos)),
                "ticktext": tokens},
         yaxis={"title": {"text": "layer"}, "tickvals": list(range(n_layers)), "ticktext": layers},
-        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.12,
-                      "xanchor": "left", "yanchor": "bottom", "showactive": True}],
+        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0, "y": 1.12, "xanchor": "left",
+                      "yanchor": "bottom", "showactive": True}],
         margin={"t": 110})
     return fig
 
 
 def logit_lens_view(result, page: Page) -> None:
-    """Fill ``page`` with a logit lens: the tracked token and the heat map."""
-    page.paragraph(f"Tracked token: {result.target!r} (id {result.target_id}); top-k = "
-                   f"{result.top_probs.shape[-1]}; hover a cell for its top-k tokens.")
+    """Fill ``page`` with a logit (or tuned) lens: the tracked token and the heat maps."""
+    how = ("each layer's residual stream through its fitted affine translator, then the final norm and "
+           "unembedding" if result.lens == "tuned" else
+           f"{result.hook_names[-1].split('.hook_')[-1]} of each layer through the final norm "
+           "and unembedding")
+    page.paragraph(f"{result.lens.capitalize()} lens: {how}. Tracked token: {result.target!r} (id "
+                   f"{result.target_id}); top-k = {result.top_probs.shape[-1]}. Pick P(target), its rank, "
+                   "the entropy or the top-1 probability in the dropdown; hover a cell for its top-k tokens.")
     page.figure(logit_lens_figure(result))
 
 

@@ -2,8 +2,9 @@
 
 Every ``text`` entry is checked on an untrained tiny GPT-2 built from a config (seeded, no
 download) and the key task's word-level tokenizer: attribution entries on one prompt and a
-fixed continuation, the mechanistic ones on what each of them takes (a prompt; a clean and a
-corrupted prompt; prompts with labels).
+fixed continuation, the mechanistic ones on what each of them takes (a prompt, with a tuned
+lens fitted on other key prompts for ``native:tuned_lens``; a clean and a corrupted prompt;
+prompts with labels).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import functools
 
 import numpy as np
 
-from xai_suite.plugin import Problem, register_problem
+from xai_suite.plugin import Problem, create_explainer, register_problem
 
+from .lens import LogitLens
 from .models import LanguageModel
 from .tiny import make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer
+from .tuned_lens import TunedLens
 
 PROMPT, OTHER_PROMPT = make_key_prompts(2, random_state=0)[0]
 TARGET = " b"
@@ -77,6 +80,13 @@ class TextProblem(Problem):
         ]
 
 
+@functools.cache
+def reference_tuned_lens() -> TunedLens:
+    """A tuned lens of :func:`reference_language_model`, fitted on 16 key prompts (seed 2)."""
+    prompts, _ = make_key_prompts(16, random_state=2)
+    return TunedLens.fit(reference_language_model(), prompts, n_steps=30, batch_size=8, random_state=0)
+
+
 class LensProblem(Problem):
     """The logit lens of one prompt: ``target_probs`` (layers, positions)."""
 
@@ -84,7 +94,7 @@ class LensProblem(Problem):
         self.model, self.inputs = reference_language_model(), PROMPT
 
     def values(self, result):
-        return result.target_probs
+        return np.stack([result.target_probs, result.entropy, result.target_ranks])
 
     def check_result(self, ctx, result):
         n_layers = self.model.n_layers + bool(ctx.make().include_embeddings)
@@ -92,11 +102,42 @@ class LensProblem(Problem):
         p = result.top_probs
         assert ((p >= 0) & (p <= 1)).all() and (np.diff(p, axis=-1) <= 0).all(), (
             "top_probs must be probabilities, most probable first")
+        rank, k = result.target_ranks, p.shape[-1]
+        at = np.take_along_axis(p, np.minimum(rank, k - 1)[..., None], -1)[..., 0]
+        assert np.allclose(at[rank < k], result.target_probs[rank < k], rtol=0, atol=1e-6), (
+            "a target of rank r < k must have the r-th top probability")
+        h = result.entropy
+        assert ((h >= -1e-6) & (h <= np.log(self.model.vocab_size) + 1e-5)).all(), (
+            "entropy must lie in [0, log V]")
 
     def bad_calls(self, ctx):
         e = ctx.make()
         return [("an empty prompt", ValueError, lambda: e.explain("")),
                 ("a target that is not a string", TypeError, lambda: e.explain(PROMPT, 3))]
+
+
+class TunedLensProblem(LensProblem):
+    """The tuned lens of one prompt through :func:`reference_tuned_lens`."""
+
+    def __init__(self):
+        super().__init__()
+        self.params = {"lens": reference_tuned_lens()}
+
+    def check_result(self, ctx, result):
+        super().check_result(ctx, result)
+        assert result.lens == "tuned", "a tuned lens result must say lens='tuned'"
+        plain = LogitLens(self.model, top_k=ctx.make().top_k).explain(PROMPT, result.target)
+        np.testing.assert_allclose(result.target_probs[-1], plain.target_probs[-1], atol=1e-6,
+                                   err_msg="the last layer keeps the identity: its lens is the output")
+
+    def bad_calls(self, ctx):
+        tok = make_tiny_tokenizer()
+        deeper = LanguageModel(make_tiny_gpt2(len(tok), n_layer=3, random_state=0), tok, device="cpu")
+        lens, name = self.params["lens"], ctx.info.qualified_name
+        return [*super().bad_calls(ctx),
+                ("no tuned lens", TypeError, lambda: create_explainer(name, self.model).explain(PROMPT)),
+                ("a tuned lens of another model", ValueError,
+                 lambda: create_explainer(name, deeper, lens=lens).explain(PROMPT))]
 
 
 class PatchingProblem(Problem):
@@ -152,5 +193,6 @@ class ProbeProblem(Problem):
 
 register_problem("text")(lambda info, modality, kind: [TextProblem()])
 register_problem("native:logit_lens")(lambda info, modality, kind: [LensProblem()])
+register_problem("native:tuned_lens")(lambda info, modality, kind: [TunedLensProblem()])
 register_problem("native:activation_patching")(lambda info, modality, kind: [PatchingProblem()])
 register_problem("native:linear_probe")(lambda info, modality, kind: [ProbeProblem()])
