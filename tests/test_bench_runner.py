@@ -573,7 +573,7 @@ def test_text_suite_scores_text_explanations_over_units(tmp_path):
                        {"name": "native:text_shapley_sampling", "params": {"n_samples": 4}}],
         "metrics": ["deletion_auc", {"name": "deletion_auc", "label": "shared",
                                      "params": {"replacement": "pad_token"}},
-                    "comprehensiveness", "completeness_error"],
+                    "comprehensiveness", "infidelity", "completeness_error"],
     }
     path = run_suite(config, tmp_path, progress=False)
     with ResultsStore(path) as store:

@@ -23,6 +23,7 @@ from xai_suite.metrics import (
     sensitivity_max,
     sufficiency,
 )
+from xai_suite.metrics.statistics import instance_generators
 from xai_suite.testing import reference_problem
 
 torch.set_num_threads(1)
@@ -250,3 +251,28 @@ def test_infidelity_and_sensitivity_of_exact_local_attributions_are_zero():
                                rtol=1e-5, atol=1e-9)
     assert not np.allclose(a, infidelity(global_exp, model=model, random_state=2))
     np.testing.assert_array_equal(a, compute_metric("infidelity", global_exp, model=model, random_state=1))
+
+
+def test_removal_infidelity_of_complete_additive_attributions_is_zero():
+    # removal perturbations: random subsets replaced by the explanation's baseline, I . attr the
+    # removed elements' total. For a linear model integrated gradients' contributions are
+    # exact for every subset (0); input x gradient from a nonzero baseline is not, and its
+    # value is the hand-computed mean squared gap over the same seeded subsets.
+    rng = np.random.default_rng(5)
+    model = _linear(rng.normal(size=(3, 6)), 0.5)
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    ref = rng.normal(size=(1, 4, 6)).astype(np.float32)
+    ig = xs.create_explainer("native:integrated_gradients", model, n_steps=4)
+    exp = ig.explain(x, baselines=torch.from_numpy(ref[0]))
+    assert infidelity(exp, model=model, perturbation="removal", n_perturb_samples=16).max() < 1e-9
+    wrong = _exp(model, x, x * model.weight.detach().numpy()[exp.target], target=exp.target, baselines=ref)
+    ours = infidelity(wrong, model=model, perturbation="removal", n_perturb_samples=5, random_state=2)
+    w = model.weight.detach().double().numpy()
+    for i, g in enumerate(instance_generators(x, 2)):
+        removed = g.random((5, 6)) < 0.5
+        drops = (removed * (x[i] - ref[0, i])) @ w[exp.target[i]]  # f(x) - f(x with removed -> ref)
+        gaps = removed @ wrong.attributions[i] - drops
+        np.testing.assert_allclose(ours[i], np.mean(gaps**2), rtol=1e-4)
+    assert ours.min() > 1e-3
+    with pytest.raises(ValueError, match="perturb_fn gives 'noise' perturbations"):
+        infidelity(exp, model=model, perturbation="removal", perturb_fn=lambda v: (v, v))

@@ -53,7 +53,7 @@ from .methods.native.integrated_gradients import QUADRATURES, quadrature
 from .methods.native.kernel_shap import kernel_coalitions, solve_kernel_shap
 from .metrics.counterfactual import dtw_distance
 from .metrics.registry import register_metric
-from .metrics.statistics import wilson_interval
+from .metrics.statistics import instance_generators, wilson_interval
 from .modeling import fit_cached, fit_classifier, model_cache_dir, train_loop
 from .registry import create_explainer, explainer_info, register_explainer
 from .testing import Problem, register_problem

@@ -70,6 +70,7 @@ from xai_suite.plugin import (
     check_positive_int,
     check_random_state,
     chunks,
+    instance_generators,
     kernel_coalitions,
     list_baselines,
     quadrature,
@@ -311,7 +312,8 @@ class TextExplanation(Result):
 
         A removed unit's tokens become ``replacement``: ``"baseline"`` the explanation's own
         baseline (``pad_token`` for an explainer without one), or any text baseline (name,
-        spec or instance); the value followed is the explained scalariser of the continuation.
+        spec or instance) that is a token; the value followed is the explained scalariser of
+        the continuation.
         """
         if softmax:
             raise ValueError("softmax applies to class outputs; a text explanation follows its "
@@ -323,8 +325,13 @@ class TextExplanation(Result):
         spec = self.params.get("baseline", "pad_token") if replacement == "baseline" else replacement
         ablation = TextAblation(model, scalariser=name, baseline=spec,
                                 batch_size=batch_size)
+        lm = check_language_model(model, "the removal metrics")
+        if replacement == "baseline" and ablation._baseline().token_id(lm) is None:
+            raise ValueError(f"{self.method} explained towards {spec!r}, no token; the removal "
+                             "metrics replace units by a token: pass replacement= a token baseline, "
+                             "e.g. replacement='pad_token'")
         prep = ablation._prepare(self.prompt, self.target_ids, self.contrast)
-        view = _UnitView(_Evaluator(ablation, prep), self.unit_tokens, len(prep.ids))
+        view = _UnitView(_Evaluator(ablation, prep), self.unit_tokens, self.attributions)
         if not np.isclose(view.fx[0], self.score, rtol=1e-4, atol=1e-5):
             raise ValueError(f"the model scores the prompt {view.fx[0]:.6g}, the explanation "
                              f"{self.score:.6g}: pass the model that was explained")
@@ -752,15 +759,40 @@ class _Evaluator:
 
 
 class _UnitView:
-    """One prompt's units for the removal metrics: scalariser values with units absent."""
+    """One prompt's units for the removal metrics: scalariser values with units absent.
+
+    The removal view of :mod:`xai_suite.metrics.faithfulness` (``n``, ``attributions``,
+    ``fx``, ``outputs``, ``generators``), with the units as its elements.
+
+    Parameters
+    ----------
+    evaluator : _Evaluator
+    unit_tokens : sequence of sequence of int, length U
+        Each unit's prompt tokens; a token is in one unit at most (tokens of no unit are
+        never removed).
+    attributions : numpy.ndarray, shape (U,), optional
+        The units' attributions (``None`` while an explainer computes them).
+    """
 
     n = 1
 
-    def __init__(self, evaluator: _Evaluator, unit_tokens, n_tokens: int):
+    def __init__(self, evaluator: _Evaluator, unit_tokens, attributions: np.ndarray | None = None):
         self.evaluator = evaluator
-        self.unit_of = np.empty(n_tokens, dtype=np.int64)
+        n_tokens = len(evaluator.prep.ids)
+        self.unit_of = np.full(n_tokens, -1, dtype=np.int64)
+        counts = np.zeros(n_tokens, dtype=np.int64)
         for i, tokens in enumerate(unit_tokens):
-            self.unit_of[list(tokens)] = i
+            tokens = list(tokens)
+            if any(not 0 <= t < n_tokens for t in tokens):
+                raise ValueError(f"unit {i}'s tokens {tokens} lie outside the prompt's {n_tokens} tokens")
+            self.unit_of[tokens] = i
+            np.add.at(counts, tokens, 1)
+        if (counts > 1).any():
+            raise ValueError(f"a prompt token may be in one unit only (unit_tokens); tokens "
+                             f"{np.flatnonzero(counts > 1).tolist()} are in {counts[counts > 1].tolist()}")
+        self.covered = self.unit_of >= 0
+        if attributions is not None:
+            self.attributions = np.asarray(attributions, dtype=np.float64).reshape(1, len(unit_tokens))
 
     @functools.cached_property
     def fx(self) -> np.ndarray:
@@ -770,11 +802,18 @@ class _UnitView:
     def values(self, present) -> np.ndarray:
         """Values (M, K) for unit-presence rows ``present`` (M, U): the scalariser, then (``per_token``)
         each target token's."""
-        return self.evaluator(np.asarray(present, dtype=bool)[:, self.unit_of])
+        present = np.asarray(present, dtype=bool)
+        tokens = np.ones((len(present), len(self.unit_of)), dtype=bool)  # tokens of no unit stay
+        tokens[:, self.covered] = present[:, self.unit_of[self.covered]]
+        return self.evaluator(tokens)
 
     def outputs(self, inst, present) -> np.ndarray:
         """Values (M,) of the scalariser for unit-presence rows ``present`` (M, U) of instance 0."""
         return self.values(present)[:, 0]
+
+    def generators(self, random_state) -> list[np.random.Generator]:
+        """One generator, seeded by ``random_state`` and the prompt's token ids."""
+        return instance_generators(self.evaluator.prep.ids.cpu().numpy()[None], random_state)
 
 
 class TextPerturbationExplainer(TextExplainer):
@@ -805,7 +844,7 @@ class TextPerturbationExplainer(TextExplainer):
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
-        game = _UnitView(ev, [u.tokens for u in units], len(prep.ids)).values
+        game = _UnitView(ev, [u.tokens for u in units]).values
         score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1))
         values, resolved = self._attribute_units(game, len(units), score, null)
         delta = (float(values[:, 0].sum() - (score[0] - null[0])) if self.info.tags.has_convergence_delta

@@ -26,8 +26,17 @@ Removing a feature means replacing it by a reference input (``replacement``):
 Features are the input's elements, removed in decreasing order of attribution (signed by
 default: the most positive evidence first; ``absolute=True`` orders by ``|attribution|``);
 ties keep the elements' memory order. Text explanations' features are their units (tokens,
-words or sentences), replaced by the explanation's baseline token (their modality's
-baseline): the output followed is the explained scalariser of the continuation.
+words or sentences, whatever level they attribute), replaced by the explanation's baseline
+token (or a text baseline given as ``replacement``): the output followed is the explained
+scalariser of the continuation.
+
+Every removal metric (the curves and their areas, comprehensiveness, sufficiency and
+infidelity's ``"removal"`` perturbations) works through one removal view of the explanation
+(see :class:`_ArrayView`): the elements' attributions, and the output with some elements
+replaced. Array explanations get :class:`_ArrayView`; results of other modalities bring their
+own from ``exp.faithfulness_view(model, replacement=, softmax=, batch_size=)`` (a text
+explanation's units: :class:`xai_suite_llm.attribution.TextExplanation`). ``sensitivity_max``
+perturbs input values and so takes array explanations only.
 """
 
 from __future__ import annotations
@@ -38,11 +47,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .._validation import check_positive_int, check_positive_number
+from .._validation import check_choice, check_positive_int, check_positive_number
 from ..baselines import ensure_baseline
 from ..batching import chunks
 from ..batching import softmax as _softmax
-from ..modeling import ModelWrapper
+from ..modeling import MODEL_KINDS, ModelWrapper
 from .registry import register_metric
 from .statistics import instance_generators
 
@@ -155,7 +164,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
 
     Parameters
     ----------
-    attributions : array-like, shape (N, ...), or (U,) for one prompt's units
+    attributions : array-like, shape (N, ...)
     absolute : bool
         Order by ``|attributions|`` instead of the signed values.
 
@@ -164,7 +173,7 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
     numpy.ndarray of int64, shape (N, D)
     """
     a = np.asarray(attributions, dtype=np.float64)
-    a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a[None]  # a text explanation: one prompt
+    a = a.reshape(a.shape[0], -1)
     if not np.isfinite(a).all():
         raise ValueError("attributions contain NaN or infinite values")
     if absolute:
@@ -173,11 +182,20 @@ def removal_ranks(attributions, absolute: bool = False) -> np.ndarray:
 
 
 class _ArrayView:
-    """Array explanations for the removal metrics: elements, and outputs with some replaced."""
+    """Array explanations for the removal metrics: elements, and outputs with some replaced.
+
+    The removal view every metric of this module works through (results of other
+    modalities bring their own from ``exp.faithfulness_view``, e.g. a text explanation's
+    units): ``n`` instances; ``attributions`` (N, D) float64, one per element removed;
+    ``fx`` (N,) the output followed on the inputs; ``outputs(inst (M,), present (M, D) bool)
+    -> (M,)`` the output of instance ``inst[m]`` with its absent elements replaced; and
+    ``generators(random_state)``, one random generator per instance (seeded by it).
+    """
 
     def __init__(self, exp, f, replacement, random_state):
         x = np.ascontiguousarray(exp.inputs)
         self.n, self.shape = x.shape[0], x.shape[1:]
+        self.attributions = np.asarray(exp.attributions, dtype=np.float64).reshape(self.n, -1)
         self.x = torch.from_numpy(x).reshape(self.n, -1)
         self.ref = torch.from_numpy(replacement_values(exp, replacement, random_state=random_state)
                                     ).reshape(self.n, -1)
@@ -188,50 +206,69 @@ class _ArrayView:
         rows = torch.where(present, self.x[inst], self.ref[inst]).reshape(-1, *self.shape)
         return self.f(rows, self.target[inst.numpy()])
 
+    def generators(self, random_state) -> list[np.random.Generator]:
+        return instance_generators(self.x.numpy(), random_state)
+
+
+def _has_own_view(exp) -> bool:
+    """Whether ``exp`` brings its own removal view (a result of another modality, e.g. text)."""
+    return getattr(exp, "faithfulness_view", None) is not None
+
 
 @contextlib.contextmanager
 def _view(exp, model, *, replacement, softmax, random_state, batch_size, device):
-    """The explanation's removal view: ``n``, ``fx`` (N,), ``outputs(instances, present)``."""
-    faithfulness_view = getattr(exp, "faithfulness_view", None)
-    if faithfulness_view is not None:  # results of other modalities (text) bring their own
-        yield faithfulness_view(model, replacement=replacement, softmax=softmax, batch_size=batch_size)
+    """The explanation's removal view (see :class:`_ArrayView`)."""
+    if _has_own_view(exp):
+        yield exp.faithfulness_view(model, replacement=replacement, softmax=softmax, batch_size=batch_size)
         return
+    if getattr(exp, "n_inputs", 1) > 1:
+        raise ValueError("the removal metrics take explanations of one model input; a model of "
+                         "several inputs has no single removal order across them")
     with target_outputs(model, batch_size=batch_size, device=device, softmax=softmax) as f:
         _check_model(exp, f.wrapper, batch_size)
         yield _ArrayView(exp, f, replacement, random_state)
 
 
-def _n_elements(exp) -> int:
-    """Elements removed from each instance: its input elements, or a text explanation's units."""
-    if getattr(exp, "n_inputs", 1) > 1:
-        raise ValueError("the removal metrics take explanations of one model input; a model of "
-                         "several inputs has no single removal order across them")
-    return int(np.asarray(exp.attributions).reshape(len(exp), -1).shape[1])
-
-
-def _replaced_outputs(exp, model, counts: np.ndarray, *, keep_top: bool, absolute: bool, batch_size,
-                      **view_opts) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs with the top ``counts[s]`` elements replaced (or, ``keep_top``, all but them).
+def _replaced_outputs(exp, model, counts: Callable[[int], np.ndarray], *, keep_top: bool,
+                      absolute: bool, batch_size, **view_opts) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs with the top ``counts(D)[s]`` of the ``D`` elements replaced (or, ``keep_top``,
+    all but them).
 
     Returns ``f(x)`` (N,) and the outputs (N, S), each row of instances x counts batched.
     """
-    ranks = torch.from_numpy(removal_ranks(exp.attributions, absolute))
-    c = torch.as_tensor(np.asarray(counts, dtype=np.int64))
     with _view(exp, model, batch_size=batch_size, **view_opts) as view:
-        n, s = view.n, len(c)
-        values = np.empty(n * s)
-        for sl in chunks(n * s, batch_size, "removal curves"):
-            p = torch.arange(sl.start, sl.stop)
-            i, k = p // s, c[p % s].unsqueeze(1)
-            top = ranks[i] < k
-            values[sl] = view.outputs(i, top if keep_top else ~top)
-        return np.asarray(view.fx, dtype=np.float64), values.reshape(n, s)
+        ranks = torch.from_numpy(removal_ranks(view.attributions, absolute))
+        c = torch.as_tensor(np.asarray(counts(ranks.shape[1]), dtype=np.int64))
+        s = len(c)
+
+        def rows(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            i = p // s
+            top = ranks[i] < c[p % s].unsqueeze(1)
+            return i, top if keep_top else ~top
+
+        values = _view_outputs(view, s, rows, batch_size, "removal curves")
+        return np.asarray(view.fx, dtype=np.float64), values
+
+
+def _view_outputs(view, s: int, rows: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                  batch_size: int, desc: str) -> np.ndarray:
+    """``s`` outputs per instance of ``view``, ``batch_size`` rows per call, shape (N, s).
+
+    ``rows(p (r,)) -> (instances (r,), present (r, D))`` builds rows ``p`` (instance-major).
+    """
+    values = np.empty(view.n * s)
+    for sl in chunks(view.n * s, batch_size, desc):
+        values[sl] = view.outputs(*rows(torch.arange(sl.start, sl.stop)))
+    return values.reshape(view.n, s)
 
 
 def _curve(exp, model, *, insertion: bool, n_steps, **opts) -> tuple[np.ndarray, np.ndarray]:
     check_positive_int(n_steps=n_steps)
     fractions = np.arange(n_steps + 1) / n_steps
-    counts = np.floor(fractions * _n_elements(exp) + 0.5).astype(np.int64)  # rounded half up
+
+    def counts(d: int) -> np.ndarray:
+        return np.floor(fractions * d + 0.5).astype(np.int64)  # rounded half up
+
     return fractions, _replaced_outputs(exp, model, counts, keep_top=insertion, **opts)[1]
 
 
@@ -328,7 +365,10 @@ def _eraser(exp, model, *, keep_top: bool, fractions, **opts) -> np.ndarray:
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be a 1-D sequence of values in (0, 1]; got {fractions!r}")
-    counts = np.maximum(1, np.ceil(fr * _n_elements(exp) - 1e-9)).astype(np.int64)
+
+    def counts(d: int) -> np.ndarray:
+        return np.maximum(1, np.ceil(fr * d - 1e-9)).astype(np.int64)
+
     fx, values = _replaced_outputs(exp, model, counts, keep_top=keep_top, **opts)
     return (fx[:, None] - values).mean(1)
 
@@ -396,12 +436,23 @@ def _seeded_draws(exp, n_perturb_samples: int, random_state, draw) -> torch.Tens
 
 @register_metric("infidelity", kind="faithfulness", needs=("model",), higher_is_better=False,
                  summary="Expected squared error between attribution x perturbation and the output change")
-def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.1,
-               perturb_fn: Callable | None = None, normalize: bool = False, softmax: bool = False,
-               random_state: int | None = 0, batch_size: int = 256, device="auto") -> np.ndarray:
+def infidelity(exp, *, model, n_perturb_samples: int = 10, perturbation: str | None = None,
+               noise_std: float = 0.1, perturb_fn: Callable | None = None, normalize: bool = False,
+               softmax: bool = False, random_state: int | None = 0, batch_size: int = 256,
+               device="auto") -> np.ndarray:
     """Infidelity (Yeh et al. 2019): ``E_I[(I . attr - (f(x) - f(x - I)))^2]``, per instance.
 
-    ``captum.metrics.infidelity``'s numbers for the same perturbations, batched.
+    Two kinds of perturbations ``I``:
+
+    - ``"noise"``: ``captum.metrics.infidelity``'s numbers for the same perturbations, batched
+      (Gaussian noise, or ``perturb_fn``'s);
+    - ``"removal"``: each element (a text explanation's unit) is removed, independently with
+      probability 1/2, towards the explanation's own baseline (as :func:`deletion_curve`'s
+      ``replacement="baseline"``), and ``I`` is the removal indicator: ``I . attr`` is the
+      removed elements' attribution total, compared with the output's drop. This is Captum's
+      infidelity on the elements' presence (1 kept, 0 the baseline) with
+      ``multiply_by_inputs``: attributions complete and additive relative to the baseline
+      (exact Shapley values of an additive model) score 0.
 
     Parameters
     ----------
@@ -409,17 +460,21 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
     model : the explained model
     n_perturb_samples : int
         Perturbations ``I`` per instance.
+    perturbation : {"noise", "removal"} or None
+        ``None``: ``"removal"`` for explanations of units (text, whose tokens take no noise),
+        ``"noise"`` for the others.
     noise_std : float
-        Default perturbations: ``I ~ N(0, noise_std^2)`` i.i.d. per element, seeded per instance.
+        ``"noise"`` perturbations: ``I ~ N(0, noise_std^2)`` i.i.d. per element, seeded per instance.
     perturb_fn : callable, optional
-        Captum's convention, called once: ``perturb_fn(x) -> (I, x - I)``, torch tensors, for
-        ``x`` the inputs repeated ``n_perturb_samples`` times each (``repeat_interleave``, (N S, ...)).
+        ``"noise"`` only, Captum's convention, called once: ``perturb_fn(x) -> (I, x - I)``,
+        torch tensors, for ``x`` the inputs repeated ``n_perturb_samples`` times each
+        (``repeat_interleave``, (N S, ...)).
     normalize : bool
         Scale the attributions by the least-squares ``beta`` first (Captum's ``normalize``).
     softmax : bool
         Follow softmax probabilities instead of the raw outputs.
     random_state : int or None
-        Seeds the default perturbations.
+        Seeds the perturbations (per instance).
     batch_size : int
         Rows per model call.
     device : str
@@ -428,7 +483,42 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
     -------
     numpy.ndarray, shape (N,)
     """
+    check_positive_int(n_perturb_samples=n_perturb_samples)
     s = int(n_perturb_samples)
+    kind = perturbation if perturbation is not None else ("removal" if _has_own_view(exp) else "noise")
+    check_choice("perturbation", kind, ("noise", "removal"))
+    if kind == "removal":
+        if perturb_fn is not None:
+            raise ValueError("perturb_fn gives 'noise' perturbations; perturbation='removal' draws its own")
+        a_dot_i, diff = _removal_perturbations(exp, model, s, softmax=softmax, random_state=random_state,
+                                               batch_size=batch_size, device=device)
+    else:
+        if _has_own_view(exp):
+            raise ValueError(f"{type(exp).__name__} attributes units that take no noise: use "
+                             "perturbation='removal' (the default for it)")
+        a_dot_i, diff = _noise_perturbations(exp, model, s, noise_std, perturb_fn, softmax=softmax,
+                                             random_state=random_state, batch_size=batch_size, device=device)
+    if normalize:
+        num, den = (a_dot_i * diff).sum(1), (a_dot_i**2).sum(1)
+        beta = np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+        a_dot_i = beta[:, None] * a_dot_i
+    return ((a_dot_i - diff) ** 2).mean(1)
+
+
+def _removal_perturbations(exp, model, s: int, **view_opts) -> tuple[np.ndarray, np.ndarray]:
+    """``I . attr`` and ``f(x) - f(x - I)``, both (N, s), for random removals (see :func:`infidelity`)."""
+    with _view(exp, model, replacement="baseline", **view_opts) as view:
+        d = view.attributions.shape[1]
+        removed = np.stack([g.random((s, d)) < 0.5 for g in view.generators(view_opts["random_state"])])
+        flat = torch.from_numpy(removed.reshape(-1, d))  # (N s, D), instance-major
+        values = _view_outputs(view, s, lambda p: (p // s, ~flat[p]), view_opts["batch_size"], "infidelity")
+        a_dot_i = (view.attributions[:, None, :] * removed).sum(2)
+        return a_dot_i, np.asarray(view.fx, dtype=np.float64)[:, None] - values
+
+
+def _noise_perturbations(exp, model, s: int, noise_std, perturb_fn, *, softmax, random_state, batch_size,
+                         device) -> tuple[np.ndarray, np.ndarray]:
+    """``I . attr`` and ``f(x) - f(x - I)``, both (N, s), for noise or ``perturb_fn``'s perturbations."""
     x_rep = _expanded(exp, s)
     if perturb_fn is None:
         check_positive_number(noise_std=noise_std)
@@ -452,12 +542,7 @@ def infidelity(exp, *, model, n_perturb_samples: int = 10, noise_std: float = 0.
         ])
     a = np.asarray(exp.attributions, dtype=np.float64).reshape(n, 1, -1)
     a_dot_i = (a * pert.double().numpy().reshape(n, s, -1)).sum(2)  # (N, S)
-    diff = fx[:, None] - f_pert.reshape(n, s)
-    if normalize:
-        num, den = (a_dot_i * diff).sum(1), (a_dot_i**2).sum(1)
-        beta = np.divide(num, den, out=np.zeros_like(num), where=den != 0)
-        a_dot_i = beta[:, None] * a_dot_i
-    return ((a_dot_i - diff) ** 2).mean(1)
+    return a_dot_i, fx[:, None] - f_pert.reshape(n, s)
 
 
 def _norm(v: torch.Tensor, norm_ord) -> torch.Tensor:
@@ -478,6 +563,7 @@ def _re_explain(explainer, inputs: torch.Tensor, target: np.ndarray, exp, repeat
 
 
 @register_metric("sensitivity_max", kind="robustness", needs=("explainer",), higher_is_better=False,
+                 model_kinds=tuple(k for k in MODEL_KINDS if k != "hf_causal_lm"),
                  summary="Largest relative change of the attributions under small input perturbations")
 def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radius: float = 0.02,
                     perturb_fn: Callable | None = None, norm_ord="fro", random_state: int | None = 0
@@ -485,9 +571,10 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
     """Sensitivity-max (Yeh et al. 2019): ``max_I ||attr(x + I) - attr(x)|| / ||attr(x)||``.
 
     Captum's ``sensitivity_max`` for the same perturbations, with ``attr(x)`` from ``exp`` (a
-    zero norm counts as 1). The explainer explains all ``N x n_perturb_samples`` perturbed
-    inputs in one call, with ``exp``'s targets and explicit baselines; a stochastic explainer
-    adds its own sampling noise (fix its ``random_state``).
+    zero norm counts as 1); array explanations only (a prompt's tokens take no small
+    perturbations: it does not apply to ``hf_causal_lm`` models). The explainer explains all
+    ``N x n_perturb_samples`` perturbed inputs in one call, with ``exp``'s targets and explicit
+    baselines; a stochastic explainer adds its own sampling noise (fix its ``random_state``).
 
     Parameters
     ----------
@@ -510,6 +597,9 @@ def sensitivity_max(exp, *, explainer, n_perturb_samples: int = 10, perturb_radi
     -------
     numpy.ndarray, shape (N,)
     """
+    if _has_own_view(exp):
+        raise ValueError(f"sensitivity_max perturbs input values; {type(exp).__name__} attributes units "
+                         "(a prompt's tokens) that take no small perturbations")
     s = int(n_perturb_samples)
     x_rep = _expanded(exp, s)
     if perturb_fn is None:
