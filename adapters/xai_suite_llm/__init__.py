@@ -6,8 +6,12 @@ explainers take it as their model: attribution of a continuation to the prompt's
 words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
 ``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
-``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
-HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
+``native:activation_patching`` and ``native:linear_probe``; steering (:mod:`.steering`:
+``addition_hooks`` and ``ablation_hooks`` along a ``difference_of_means`` direction, for
+``run_with_hooks`` and ``LanguageModel.generate(..., fns=...)``) and sparse autoencoders
+(:mod:`.sae`: ``SparseAutoencoder`` trained with L1 or top-k, ``load_saelens`` for SAELens
+folders, ``FeatureActivations`` and ``TopContexts``); every result writes an offline HTML view
+with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
 config and trains it in seconds on a task whose answer is one known prompt token.
 """
 
@@ -26,7 +30,9 @@ from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
+from .sae import FeatureActivations, SparseAutoencoder, TopContexts, load_saelens
 from .segments import LEVELS, Unit, segment
+from .steering import ablation_hooks, addition_hooks, chain_hooks, difference_of_means, hook_activations
 from .tiny import KEY_POSITION, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer, train_key_model
 
 __all__ = [
@@ -34,12 +40,14 @@ __all__ = [
     "LEVELS",
     "ActivationPatching",
     "Encoding",
+    "FeatureActivations",
     "LanguageModel",
     "LinearProbe",
     "LogitLens",
     "LogitLensResult",
     "PatchingResult",
     "ProbingResult",
+    "SparseAutoencoder",
     "TextAblation",
     "TextExplanation",
     "TextGradientXActivation",
@@ -47,7 +55,14 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TopContexts",
     "Unit",
+    "ablation_hooks",
+    "addition_hooks",
+    "chain_hooks",
+    "difference_of_means",
+    "hook_activations",
+    "load_saelens",
     "make_key_prompts",
     "make_tiny_gpt2",
     "make_tiny_tokenizer",
