@@ -36,7 +36,9 @@ from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
 from .patching import ActivationPatching, PatchingResult, patch_all
 from .probing import LinearProbe, ProbingResult
+from .sae import FeatureActivations, SparseAutoencoder, TopContexts, load_saelens
 from .segments import LEVELS, Unit, segment, segment_spans
+from .steering import ablation_hooks, addition_hooks, chain_hooks, difference_of_means, hook_activations
 from .tiny import (
     KEY_POSITION,
     make_key_prompts,
@@ -54,12 +56,14 @@ __all__ = [
     "ActivationPatching",
     "CompletenessWarning",
     "Encoding",
+    "FeatureActivations",
     "LanguageModel",
     "LinearProbe",
     "LogitLens",
     "LogitLensResult",
     "PatchingResult",
     "ProbingResult",
+    "SparseAutoencoder",
     "TextAblation",
     "TextExplanation",
     "TextGradientXActivation",
@@ -67,10 +71,17 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TopContexts",
     "TunedLens",
     "TunedLensExplainer",
     "Unit",
+    "ablation_hooks",
+    "addition_hooks",
+    "chain_hooks",
+    "difference_of_means",
+    "hook_activations",
     "kl_to_final",
+    "load_saelens",
     "make_key_prompts",
     "make_tiny_gpt2",
     "make_tiny_llama",

@@ -12,6 +12,9 @@
   from a dropdown; the hover gives the normalised effect and the patched logit difference.
 - :class:`~xai_suite_llm.ProbingResult`: probe accuracy by layer with its 95% interval as a
   band, the control task's likewise, and chance.
+- :class:`~xai_suite_llm.FeatureActivations`: a heat map token x the most active SAE features
+  and each token's strongest features; :class:`~xai_suite_llm.TopContexts`: a bar per context
+  (the token in brackets within its window) and the sortable table.
 
 Every token, prompt and label goes through :func:`~xai_suite.viz.html.escape`, in the page
 and inside the figures (Plotly renders a subset of HTML in labels and hover text).
@@ -308,3 +311,70 @@ def probing_view(result, page: Page) -> None:
         frame["control [95% CI]"] = cell(result.control_accuracy, result.control_low, result.control_high)
         frame["selectivity"] = [f"{s:.3f}" for s in result.selectivity]
     page.table(frame, caption="accuracy by layer (click a header to sort)")
+
+
+# -- sparse autoencoders ----------------------------------------------------------------------
+def sae_features_figure(result, n: int = 20):
+    """Heat map token x the ``n`` most active features of a
+    :class:`~xai_suite_llm.sae.FeatureActivations`; the hover gives the token and activation.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    feats = result.top_features(n)
+    tokens = [_token(t) for t in result.tokens]
+    z = result.activations[:, feats]
+    hover = [[f"position {t}: {tokens[t]}<br>feature {f}: {z[t, j]:.4g}" for j, f in enumerate(feats)]
+             for t in range(len(tokens))]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(f) for f in feats], y=np.arange(len(tokens)), colorscale="Viridis",
+                               hovertext=hover, hoverinfo="text", colorbar={"title": {"text": "activation"}}))
+    fig.update_layout(
+        title={"text": escape(f"the {len(feats)} most active SAE features at {result.hook_name}")},
+        xaxis={"title": {"text": "feature"}, "type": "category"},
+        yaxis={"title": {"text": "token"}, "tickvals": list(range(len(tokens))), "ticktext": tokens,
+               "autorange": "reversed"},
+        height=max(360, 22 * len(tokens) + 160))
+    return fig
+
+
+def sae_features_view(result, page: Page, n: int = 20) -> None:
+    """Fill ``page`` with SAE feature activations: the heat map and each token's top features."""
+    p = result.params
+    page.paragraph(f"Prompt: {result.prompt!r}. SAE at {result.hook_name}: d_sae = {p.get('d_sae')}, "
+                   f"activation {p.get('activation')}; {int((result.activations > 0).sum(1).mean())} "
+                   "features active per token on average.")
+    if result.top_features(n).size == 0:
+        page.paragraph("No feature is active on this prompt.", note=True)
+        return
+    page.figure(sae_features_figure(result, n))
+    top = [", ".join(f"{j} ({a[j]:.3g})" for j in np.argsort(-a, kind="stable")[:5] if a[j] > 0)
+           for a in result.activations]
+    page.table(pd.DataFrame({"position": range(len(result.tokens)), "token": result.tokens,
+                             "top features (activation)": top}),
+               caption="each token's five strongest features")
+
+
+def top_contexts_view(result, page: Page) -> None:
+    """Fill ``page`` with a feature's top contexts: a bar per context and the table."""
+    go = plotly()
+    page.paragraph(f"Feature {result.feature} of the SAE at {result.hook_name}: its "
+                   f"{len(result.activations)} largest activations over {result.n_prompts} prompts "
+                   "(the token in brackets).")
+    if len(result.activations) == 0:
+        page.paragraph("The feature is active on none of these prompts.", note=True)
+        return
+    labels = [escape(s) for s in result.labels()]
+    fig = go.Figure(go.Bar(x=result.activations, y=list(range(len(labels))), orientation="h",
+                           hovertext=[f"prompt {i}, position {t}<br>{lab}<br>activation {a:.4g}"
+                                      for i, t, lab, a in zip(result.prompt_index, result.position, labels,
+                                                              result.activations, strict=True)],
+                           hoverinfo="text"))
+    fig.update_layout(title={"text": escape(f"feature {result.feature}: top contexts")},
+                      xaxis={"title": {"text": "activation"}},
+                      yaxis={"tickvals": list(range(len(labels))), "ticktext": labels,
+                             "autorange": "reversed"},
+                      height=max(320, 28 * len(labels) + 160), margin={"l": 320})
+    page.figure(fig)
+    page.table(result.to_frame(), caption="top contexts (click a header to sort)")

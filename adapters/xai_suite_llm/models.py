@@ -412,10 +412,15 @@ class LanguageModel:
         mask = torch.ones(x.shape[:2], dtype=torch.long, device=self.device)
         return self.model(**{key: x.to(self.device)}, attention_mask=mask, use_cache=False).logits
 
-    def generate(self, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        """Greedy continuation of one prompt ``ids`` (T,): the new ids, shape (max_new_tokens,)."""
+    def generate(self, ids: torch.Tensor, max_new_tokens: int,
+                 fns: dict[str, Callable] | None = None) -> torch.Tensor:
+        """Greedy continuation of one prompt ``ids`` (T,): the new ids, shape (max_new_tokens,).
+
+        ``fns`` (see :meth:`hooks`) apply at every step: each step runs the whole sequence so
+        far (no key-value cache), so a hook sees activations of shape (1, T + step, d_model).
+        """
         seq = ids.to(self.device).unsqueeze(0)
-        with torch.no_grad():
+        with torch.no_grad(), self.hooks(fns or {}):
             for _ in range(max_new_tokens):
                 nxt = self.logits(seq)[:, -1].argmax(-1, keepdim=True)
                 seq = torch.cat([seq, nxt], dim=1)
