@@ -29,6 +29,10 @@ FAST = {
     "native:text_kernel_shap": {"n_samples": 100},
     "native:text_lime": {"n_samples": 100},
     "native:text_integrated_gradients": {"n_steps": 16},
+    "captum:llm_shapley_value_sampling": {"n_samples": 3},
+    "captum:llm_kernel_shap": {"n_samples": 40},
+    "captum:llm_lime": {"n_samples": 40},
+    "captum:llm_integrated_gradients": {"n_steps": 16},
 }
 #: Entries that explain univariate series only (TSInterpret fails on multivariate ones):
 #: checked on a one-channel reference problem.

@@ -5,7 +5,10 @@ model and its tokenizer and exposes TransformerLens-style hook points; the ``tex
 explainers take it as their model: attribution of a continuation to the prompt's tokens,
 words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
 ``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
-``explain_hierarchical``), and the mechanistic ``native:logit_lens``,
+``explain_hierarchical``); Captum's LLM wrappers as ``captum:llm_*`` entries
+(:mod:`.captum_llm`: ``llm_feature_ablation``, ``llm_shapley_value_sampling``,
+``llm_shapley_values``, ``llm_lime``, ``llm_kernel_shap``, ``llm_integrated_gradients``,
+``llm_gradient_x_activation``); and the mechanistic ``native:logit_lens``,
 ``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
 HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
 config and trains it in seconds on a task whose answer is one known prompt token.
@@ -21,6 +24,15 @@ from .attribution import (
     TextLime,
     TextShapleySampling,
 )
+from .captum_llm import (
+    CaptumTextFeatureAblation,
+    CaptumTextGradientXActivation,
+    CaptumTextIntegratedGradients,
+    CaptumTextKernelShap,
+    CaptumTextLime,
+    CaptumTextShapleySampling,
+    CaptumTextShapleyValues,
+)
 from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
@@ -33,6 +45,13 @@ __all__ = [
     "KEY_POSITION",
     "LEVELS",
     "ActivationPatching",
+    "CaptumTextFeatureAblation",
+    "CaptumTextGradientXActivation",
+    "CaptumTextIntegratedGradients",
+    "CaptumTextKernelShap",
+    "CaptumTextLime",
+    "CaptumTextShapleySampling",
+    "CaptumTextShapleyValues",
     "Encoding",
     "LanguageModel",
     "LinearProbe",
