@@ -128,7 +128,7 @@ def test_exact_shapley_values_equal_native_exact_kernel_shap():
     np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-4, atol=1e-6)
     assert a.attributions.sum() == pytest.approx(a.score - a.params["baseline_score"], abs=1e-5)
     with pytest.raises(ValueError, match="max_units=8"):
-        xs.create_explainer("captum:llm_shapley_values", lm).explain(PROMPT, TARGET)
+        xs.create_explainer("captum:llm_shapley_values", lm, level="token").explain(PROMPT, TARGET)
 
 
 def test_sampled_shapley_is_efficient_and_seeded():

@@ -8,10 +8,13 @@ words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_
 ``explain_hierarchical``); Captum's LLM wrappers as ``captum:llm_*`` entries
 (:mod:`.captum_llm`: ``llm_feature_ablation``, ``llm_shapley_value_sampling``,
 ``llm_shapley_values``, ``llm_lime``, ``llm_kernel_shap``, ``llm_integrated_gradients``,
-``llm_gradient_x_activation``); and the mechanistic ``native:logit_lens``,
-``native:activation_patching`` and ``native:linear_probe``; every result writes an offline
-HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds a tiny GPT-2 from a
-config and trains it in seconds on a task whose answer is one known prompt token.
+``llm_gradient_x_activation``); CELL-style contrastive prompt edits (``native:cell``,
+:mod:`.contrastive`) and Token Highlighter's jailbreak-token scores with soft removal
+(``native:token_highlighter``, :mod:`.highlighter`); and the mechanistic
+``native:logit_lens``, ``native:activation_patching`` and ``native:linear_probe``. Every
+result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny` builds
+a tiny GPT-2 from a config and trains it in seconds on a task whose answer is one known
+prompt token.
 """
 
 from . import testing  # noqa: F401 (registers the text entries' conformance problems)
@@ -33,6 +36,8 @@ from .captum_llm import (
     CaptumTextShapleySampling,
     CaptumTextShapleyValues,
 )
+from .contrastive import CellEdits, PromptEdits
+from .highlighter import AFFIRMATION, TokenHighlighter
 from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
@@ -42,6 +47,7 @@ from .segments import LEVELS, Unit, segment
 from .tiny import KEY_POSITION, make_key_prompts, make_tiny_gpt2, make_tiny_tokenizer, train_key_model
 
 __all__ = [
+    "AFFIRMATION",
     "KEY_POSITION",
     "LEVELS",
     "ActivationPatching",
@@ -52,6 +58,7 @@ __all__ = [
     "CaptumTextLime",
     "CaptumTextShapleySampling",
     "CaptumTextShapleyValues",
+    "CellEdits",
     "Encoding",
     "LanguageModel",
     "LinearProbe",
@@ -59,6 +66,7 @@ __all__ = [
     "LogitLensResult",
     "PatchingResult",
     "ProbingResult",
+    "PromptEdits",
     "TextAblation",
     "TextExplanation",
     "TextGradientXActivation",
@@ -66,6 +74,7 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TokenHighlighter",
     "Unit",
     "make_key_prompts",
     "make_tiny_gpt2",
