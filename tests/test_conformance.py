@@ -133,7 +133,8 @@ def test_every_entry_runs_the_core_checks():
         assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load", "html"} <= set(
             _checks(name, modality, kind)), name
     assert set(ENTRIES.qualified_name) == {n for n, _, _ in CASES}
-    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 9  # 6 attribution, 3 mechanistic
+    # 6 native attribution, 3 mechanistic, 7 captum:llm_*, native:cell and native:token_highlighter
+    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 18
 
 
 @pytest.mark.parametrize(("name", "modality", "check"), sorted(KNOWN_GAPS))
