@@ -29,6 +29,12 @@ FAST = {
     "native:text_kernel_shap": {"n_samples": 100},
     "native:text_lime": {"n_samples": 100},
     "native:text_integrated_gradients": {"n_steps": 16},
+    "captum:llm_shapley_value_sampling": {"n_samples": 3},
+    "captum:llm_kernel_shap": {"n_samples": 40},
+    "captum:llm_lime": {"n_samples": 40},
+    "captum:llm_integrated_gradients": {"n_steps": 16},
+    # 18 words x 3 candidates outnumber the rows left: the seed picks the edits scored (checked)
+    "native:cell": {"budget": 30},
 }
 #: Entries that explain univariate series only (TSInterpret fails on multivariate ones):
 #: checked on a one-channel reference problem.
@@ -127,7 +133,8 @@ def test_every_entry_runs_the_core_checks():
         assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load", "html"} <= set(
             _checks(name, modality, kind)), name
     assert set(ENTRIES.qualified_name) == {n for n, _, _ in CASES}
-    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 9  # 6 attribution, 3 mechanistic
+    # 6 native attribution, 3 mechanistic, 7 captum:llm_*, native:cell and native:token_highlighter
+    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 18
 
 
 @pytest.mark.parametrize(("name", "modality", "check"), sorted(KNOWN_GAPS))

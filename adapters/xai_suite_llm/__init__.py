@@ -31,6 +31,17 @@ from .attribution import (
     TextShapleySampling,
     register_scalariser,
 )
+from .captum_llm import (
+    CaptumTextFeatureAblation,
+    CaptumTextGradientXActivation,
+    CaptumTextIntegratedGradients,
+    CaptumTextKernelShap,
+    CaptumTextLime,
+    CaptumTextShapleySampling,
+    CaptumTextShapleyValues,
+)
+from .contrastive import CellEdits, PromptEdits
+from .highlighter import AFFIRMATION, TokenHighlighter
 from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
@@ -50,10 +61,19 @@ from .tiny import (
 from .tuned_lens import TunedLens, TunedLensExplainer, kl_to_final
 
 __all__ = [
+    "AFFIRMATION",
     "KEY_POSITION",
     "LEVELS",
     "SCALARISERS",
     "ActivationPatching",
+    "CaptumTextFeatureAblation",
+    "CaptumTextGradientXActivation",
+    "CaptumTextIntegratedGradients",
+    "CaptumTextKernelShap",
+    "CaptumTextLime",
+    "CaptumTextShapleySampling",
+    "CaptumTextShapleyValues",
+    "CellEdits",
     "CompletenessWarning",
     "Encoding",
     "FeatureActivations",
@@ -63,6 +83,7 @@ __all__ = [
     "LogitLensResult",
     "PatchingResult",
     "ProbingResult",
+    "PromptEdits",
     "SparseAutoencoder",
     "TextAblation",
     "TextExplanation",
@@ -71,6 +92,7 @@ __all__ = [
     "TextKernelShap",
     "TextLime",
     "TextShapleySampling",
+    "TokenHighlighter",
     "TopContexts",
     "TunedLens",
     "TunedLensExplainer",

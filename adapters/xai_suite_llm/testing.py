@@ -196,3 +196,58 @@ register_problem("native:logit_lens")(lambda info, modality, kind: [LensProblem(
 register_problem("native:tuned_lens")(lambda info, modality, kind: [TunedLensProblem()])
 register_problem("native:activation_patching")(lambda info, modality, kind: [PatchingProblem()])
 register_problem("native:linear_probe")(lambda info, modality, kind: [ProbeProblem()])
+
+
+class HighlighterProblem(TextProblem):
+    """Token Highlighter: a text explanation of the affirmation (here the reference target)."""
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [c for c in super().bad_calls(ctx) if "contrast" not in c[0]] + [
+            ("fraction 0", ValueError, lambda: ctx.make().set_params(fraction=0.0).explain(PROMPT, TARGET)),
+            ("beta 1", ValueError, lambda: ctx.make().set_params(beta=1.0).explain(PROMPT, TARGET)),
+            ("a contrast", TypeError, lambda: e.explain(PROMPT, TARGET, contrast=" c")),
+        ]
+
+
+class CellProblem(Problem):
+    """CELL-style edits of one prompt for a fixed response: ``objectives`` of the edited prompts."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), PROMPT
+
+    def explain(self, explainer, **kwargs):
+        return explainer.explain(self.inputs, **{"target": TARGET, **kwargs})
+
+    def values(self, result):
+        return result.objectives
+
+    def check_result(self, ctx, result):
+        import torch
+
+        lm = self.model
+        assert result.prompt == PROMPT and result.response == TARGET and len(result.edited_prompts) >= 1
+        for text, edits, value in zip(result.edited_prompts, result.edits, result.objectives, strict=True):
+            assert text != PROMPT and edits, "every reported prompt is edited"
+            assert all(0 <= e["unit"] < len(result.units) and e["old"] == result.units[e["unit"]]
+                       for e in edits), "edits name the units they replace"
+            # the objective, recomputed: -log p(target | edited prompt) by teacher forcing
+            ids = torch.cat([lm.encode(text).ids, lm.token_ids(TARGET)])[None]
+            with torch.no_grad():
+                logp = lm.logits(ids)[0, -2].double().log_softmax(-1)[int(ids[0, -1])]
+            assert abs(-float(logp) - value) <= 1e-4 * (1 + abs(value)), "objective misreported"
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("an empty prompt", ValueError, lambda: e.explain("", target=TARGET)),
+                ("unknown replacements", ValueError,
+                 lambda: ctx.make().set_params(replacements="nope").explain(PROMPT, TARGET)),
+                ("a replacement of two tokens", ValueError,
+                 lambda: ctx.make().set_params(replacements=["red blue"]).explain(PROMPT, TARGET)),
+                ("a budget too small for one edit", ValueError,
+                 lambda: ctx.make().set_params(budget=2).explain(PROMPT, TARGET)),
+                ("fit", TypeError, lambda: e.fit(np.zeros((2, 3))))]
+
+
+register_problem("native:token_highlighter")(lambda info, modality, kind: [HighlighterProblem()])
+register_problem("native:cell")(lambda info, modality, kind: [CellProblem()])
