@@ -72,11 +72,11 @@ def test_entry_equals_captums_direct_call(name):
     assert exp.method == name and exp.level == "token" and len(exp.units) == len(seq) == 18
     np.testing.assert_allclose(exp.attributions, seq, rtol=1e-6, atol=1e-9)
     if per_token is None:  # Lime and KernelShap: Captum computes no per-token matrix
-        assert exp.params["token_attributions"] is None
+        assert exp.token_attributions is None and exp.token_scores is None
     else:
-        np.testing.assert_allclose(np.array(exp.params["token_attributions"]), per_token, rtol=1e-6,
-                                   atol=1e-9)
-    assert exp.params["output_tokens"] == ["b", "c"]  # each token decoded alone
+        np.testing.assert_allclose(exp.token_attributions, per_token, rtol=1e-6, atol=1e-9)
+        assert exp.token_scores.shape == (2,)
+    assert exp.target_tokens == ["b", "c"]  # each token decoded alone
 
 
 def test_sentence_level_is_captums_feature_mask_call():
@@ -90,7 +90,7 @@ def test_sentence_level_is_captums_feature_mask_call():
     seq, per_token = _direct(lm, "FeatureAblation", {}, PROMPT, TARGET, level_mask=mask)
     assert len(exp.units) == 4 and exp.units[1] == "the key is g ."
     np.testing.assert_allclose(exp.attributions, seq[[t[0] for t in exp.unit_tokens]], rtol=1e-6)
-    np.testing.assert_allclose(np.array(exp.params["token_attributions"]),
+    np.testing.assert_allclose(exp.token_attributions,
                                per_token[:, [t[0] for t in exp.unit_tokens]], rtol=1e-6)
 
 
@@ -148,7 +148,7 @@ def test_token_matrix_rows_sum_to_the_sequence_attribution(name):
     the whole continuation's log-probability attributions."""
     lm = reference_language_model()
     exp = xs.create_explainer(name, lm, level="sentence").explain(PROMPT, TARGET)
-    rows = np.array(exp.params["token_attributions"])
+    rows = exp.token_attributions
     assert rows.shape == (2, 4)
     np.testing.assert_allclose(rows.sum(0), exp.attributions, rtol=1e-5, atol=1e-7)
 
@@ -168,10 +168,24 @@ def test_key_token_gets_the_top_attribution(key_lm, name, params):
         assert int(np.argmax(exp.attributions)) == KEY_POSITION, (name, exp.top(3))
 
 
+@pytest.mark.parametrize("scalariser", ["logprob", "prob"])
+def test_token_matrix_equals_the_native_per_token_matrix(scalariser):
+    """Captum's token_attr and the native ``per_token=True`` matrix attribute the same per-token
+    scores: equal rows, equal per-token scores."""
+    lm = reference_language_model()
+    a = xs.create_explainer("captum:llm_feature_ablation", lm, level="word",
+                            scalariser=scalariser).explain(PROMPT, TARGET)
+    b = xs.create_explainer("native:text_ablation", lm, level="word", scalariser=scalariser,
+                            per_token=True).explain(PROMPT, TARGET)
+    assert a.target_tokens == b.target_tokens
+    np.testing.assert_allclose(a.token_scores, b.token_scores, rtol=1e-6)
+    np.testing.assert_allclose(a.token_attributions, b.token_attributions, rtol=1e-4, atol=1e-6)
+
+
 def test_multi_token_greedy_continuation(key_lm):
     prompt = make_key_prompts(1, random_state=2)[0][0]
     exp = xs.create_explainer("captum:llm_feature_ablation", key_lm, max_new_tokens=3).explain(prompt)
-    rows = np.array(exp.params["token_attributions"])
+    rows = exp.token_attributions
     assert len(exp.target_ids) == 3 and rows.shape == (3, len(exp.units))
     np.testing.assert_allclose(rows.sum(0), exp.attributions, rtol=1e-5, atol=1e-7)
 

@@ -739,23 +739,33 @@ class _Evaluator:
 
     def _run(self, presence: np.ndarray) -> np.ndarray:
         p = self.prep
-        dev = p.ids.device
-        ids = torch.where(torch.as_tensor(presence, device=dev), p.ids, p.baseline_id)  # (P, T)
-        n_cont = p.conts.shape[0]
-        if p.rows == 0:  # resolved on the first rows of the call
-            first = torch.arange(min(4, len(ids) * n_cont), device=dev)
-            p.rows = self.explainer._resolve_rows(p, torch.cat([ids[first // n_cont],
-                                                                p.conts[first % n_cont]], dim=1))
-        # rows: perturbation-major, then continuation
-        forward, total = _KeptLogits(p.lm, p.keep), len(ids) * n_cont
-        out = torch.empty((total, p.n_values), dtype=torch.float64)
-        with torch.no_grad():
-            for sl in chunks(total, p.rows, "text perturbations"):
-                idx = torch.arange(sl.start, sl.stop, device=dev)
-                r, c = idx // n_cont, idx % n_cont
-                out[sl] = p.values(forward(torch.cat([ids[r], p.conts[c]], dim=1)), c).cpu()
-        self.model_rows += total
-        return p.combine(out.view(len(ids), n_cont, -1)).numpy()
+        ids = torch.where(torch.as_tensor(presence, device=p.ids.device), p.ids, p.baseline_id)  # (P, T)
+        self.model_rows += len(ids) * p.conts.shape[0]
+        return prompt_values(self.explainer, p, ids)
+
+
+def prompt_values(explainer: TextExplainer, p: _Prepared, ids: torch.Tensor,
+                  desc: str = "text perturbations") -> np.ndarray:
+    """Values (P, K) of prompts ``ids`` (P, T') followed by each of ``p``'s continuations.
+
+    Column 0 is the scalariser, columns ``1 + j`` (``per_token``) each target token's. Every
+    (prompt, continuation) pair is one row of an id matrix, ``p.rows`` rows per model call
+    (resolved on the first rows when still 0).
+    """
+    dev = ids.device
+    n_cont = p.conts.shape[0]
+    if p.rows == 0:
+        first = torch.arange(min(4, len(ids) * n_cont), device=dev)
+        p.rows = explainer._resolve_rows(p, torch.cat([ids[first // n_cont], p.conts[first % n_cont]], dim=1))
+    # rows: prompt-major, then continuation
+    forward, total = _KeptLogits(p.lm, p.keep), len(ids) * n_cont
+    out = torch.empty((total, p.n_values), dtype=torch.float64)
+    with torch.no_grad():
+        for sl in chunks(total, p.rows, desc):
+            idx = torch.arange(sl.start, sl.stop, device=dev)
+            r, c = idx // n_cont, idx % n_cont
+            out[sl] = p.values(forward(torch.cat([ids[r], p.conts[c]], dim=1)), c).cpu()
+    return p.combine(out.view(len(ids), n_cont, -1)).numpy()
 
 
 class _UnitView:

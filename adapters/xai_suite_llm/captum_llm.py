@@ -25,9 +25,11 @@ How Captum is called, and why:
   each unit's tokens, so a unit is perturbed as a whole (the native entries' perturbation);
   the gradient entries sum their tokens' attributions (as the native gradient entries).
 - Captum's per-generated-token matrix (``LLMAttributionResult.token_attr``, one row per
-  continuation token) is kept, by unit, as ``params["token_attributions"]`` (J, U); Captum
-  computes none for Lime and KernelShap (``None`` there). ``attributions`` is Captum's
-  ``seq_attr``: the attribution of the whole continuation's scalariser.
+  continuation token) is kept, by unit, as the result's ``token_attributions`` (J, U), with
+  ``token_scores`` each token's scalariser on the prompt (as ``per_token=True`` gives for a
+  native entry); Captum computes none for Lime and KernelShap (``None`` there).
+  ``attributions`` is Captum's ``seq_attr``: the attribution of the whole continuation's
+  scalariser.
 - Scalarisers: ``logprob`` or ``prob`` for the perturbation entries (Captum's ``attr_target``),
   ``logprob`` for the gradient ones (all Captum's gradient wrapper explains); no contrastive.
 - ``random_state`` seeds torch's and numpy's global generators around the call (Captum draws
@@ -176,8 +178,8 @@ class CaptumTextExplainer(Explainer):
         Returns
         -------
         TextExplanation
-            ``params["token_attributions"]``: (J, U) nested list, one row per continuation
-            token (``None`` for Lime and KernelShap).
+            ``token_attributions`` (J, U), one row per continuation token, and
+            ``token_scores`` (J,) (``None`` for Lime and KernelShap).
         """
         return self._explain(prompt, target, contrast=contrast)
 
@@ -208,7 +210,7 @@ class CaptumTextExplainer(Explainer):
                                  f"token; text baselines: {', '.join(list_baselines('text'))}); got "
                                  f"{b.name!r}")
         helper = TextAblation(lm, scalariser=scalariser, max_new_tokens=self.max_new_tokens,
-                              baseline=self._baseline_spec())
+                              baseline=self._baseline_spec(), per_token=True)
         prep = helper._prepare(prompt, target, None)
         yield _Call(prep, segment(prep.enc, self.level), _Evaluator(helper, prep))
 
@@ -224,9 +226,9 @@ class CaptumTextExplainer(Explainer):
                                "LanguageModel.encode")
         with _counting(lm.embed) as count:
             seq, per_token, rows, resolved = self._captum(call, inp, tok)
-        score, null = call.evaluator(np.array([[True], [False]]).repeat(len(prep.ids), axis=1)).tolist()
+        full, empty = call.evaluator(np.array([[True], [False]]).repeat(len(prep.ids), axis=1))
         resolved = {**resolved, "model_calls": count[0], "model_rows": count[1]}
-        return seq, per_token, score, null, rows, resolved
+        return seq, per_token, full, float(empty[0]), rows, resolved
 
     def _captum(self, call: _Call, inp, tok) -> tuple[np.ndarray, np.ndarray | None, int, dict]:
         """Captum's ``seq_attr`` (T,), ``token_attr`` (J, T) or None, rows per call, settings."""
@@ -237,23 +239,25 @@ class CaptumTextExplainer(Explainer):
         raise NotImplementedError
 
     def _finish(self, call: _Call, raw: tuple) -> TextExplanation:
-        seq, per_token, score, null, rows, resolved = raw
+        seq, per_token, full, null, rows, resolved = raw
         prep, units = call.prep, call.units
+        score = float(full[0])
         values = self._by_unit(seq, units)
         delta = float(values.sum() - (score - null)) if self.info.tags.has_convergence_delta else None
         params = self._recorded_params(rows, {
             "scalariser": prep.scalariser, "baseline_token_id": prep.baseline_id,
             "n_units": len(units), "unit_levels": [u.level for u in units],
             **({"baseline_score": null} if self.info.tags.needs_baseline else {}),
-            "token_attributions": None if per_token is None else self._by_unit(per_token, units).tolist(),
-            "output_tokens": [prep.lm.decode([t]) for t in prep.target_ids.tolist()],
             "captum_class": self._captum_class, **resolved})
         return TextExplanation(
             prompt=prep.enc.text, target=prep.target, contrast=None,
             target_ids=prep.target_ids.cpu().numpy().astype(np.int64), units=[u.text for u in units],
             spans=[(u.start, u.end) for u in units], unit_tokens=[u.tokens for u in units],
             level=self.level, attributions=np.asarray(values, dtype=np.float64), score=float(score),
-            params=params, method=self.info.qualified_name, convergence_delta=delta)
+            params=params, method=self.info.qualified_name, convergence_delta=delta,
+            target_tokens=[prep.lm.decode([t]) for t in prep.target_ids.tolist()],
+            token_attributions=None if per_token is None else self._by_unit(per_token, units),
+            token_scores=None if per_token is None else full[1:].astype(np.float64))
 
 
 # -- LLMAttribution: perturbation methods ---------------------------------------------------

@@ -42,12 +42,11 @@ from xai_suite.plugin import (
     Seeded,
     check_positive_int,
     check_random_state,
-    pair_outputs,
     register_explainer,
     render_text_html,
 )
 
-from .attribution import TextAblation, _continuation_logprob, _KeptLogits, _Prepared
+from .attribution import TextAblation, _Prepared, prompt_values
 from .models import check_language_model
 from .segments import Unit, check_level, segment
 
@@ -301,21 +300,14 @@ class CellEdits(Explainer, Seeded):
         """Objective (P,) of prompts of any lengths, batched by length."""
         prep = search.prep
         dev = prep.ids.device
-        lengths = torch.as_tensor(prep.lengths, device=dev)
-        n_cont = prep.conts.shape[0]
         out = np.empty(len(prompts))
         by_length: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
             by_length.setdefault(len(p), []).append(i)
         for idx in by_length.values():
             ids = torch.stack([prompts[i] for i in idx]).to(dev)
-            if prep.rows == 0:
-                prep.rows = search.helper._resolve_rows(prep, torch.cat([ids[:1], prep.conts[:1]], dim=1))
-            logp = pair_outputs(_KeptLogits(prep.lm, prep.keep), len(ids), n_cont,
-                                lambda r, c, ids=ids: torch.cat([ids[r], prep.conts[c]], dim=1),
-                                lambda y, _r, c: _continuation_logprob(y, prep.conts[c], lengths[c]),
-                                prep.rows, "CELL edits", dev)
-            out[idx] = -prep.combine(logp.T).numpy()  # the response's log-prob, or minus the contrast's lead
+            # the response's log-prob, or minus the contrast's lead
+            out[idx] = -prompt_values(search.helper, prep, ids, "CELL edits")[:, 0]
         return out
 
     def _response(self, search: _Search, ids: torch.Tensor) -> torch.Tensor:
