@@ -103,6 +103,23 @@ def test_sublayer_sites_decode_what_the_sublayer_adds(key_lm, site):
     assert not np.allclose(res.target_probs[1:], post.target_probs[1:], atol=1e-3)  # another reading
 
 
+def test_resid_mid_is_resid_pre_plus_what_attention_adds(key_lm):
+    """The lens at resid_mid decodes resid_pre + attn_out of the same layer (GPT-2 layout)."""
+    prompt = prompts(1, 8)[0]
+    lens = LogitLens(key_lm, top_k=3, site="resid_mid", include_embeddings=False)
+    ids = key_lm.encode(prompt).ids[None]
+    names = [f"blocks.{layer}.hook_{site}" for layer in range(2) for site in ("resid_pre", "attn_out")]
+    _, cache = key_lm.run_with_cache(ids, names)
+    for layer in range(key_lm.n_layers):
+        with torch.no_grad():
+            h = cache[f"blocks.{layer}.hook_resid_pre"][0] + cache[f"blocks.{layer}.hook_attn_out"][0]
+            ref = torch.softmax(key_lm.unembed(key_lm.final_norm(h)), -1)
+        np.testing.assert_allclose(lens.distribution(prompt, layer), ref.numpy(), rtol=0, atol=1e-5)
+    res = lens.explain(prompt, " c")
+    assert res.hook_names == ("blocks.0.hook_resid_mid", "blocks.1.hook_resid_mid")
+    assert res.target_ranks.shape == res.entropy.shape == res.target_probs.shape
+
+
 def test_bad_sites_are_refused(key_lm):
     with pytest.raises(ValueError, match="site must be one of 'resid_pre', 'resid_mid'"):
         LogitLens(key_lm, site="resid").explain("the key is c")

@@ -82,7 +82,7 @@ def test_directional_ablation_removes_the_direction_and_the_margin(key_lm, key_s
     d = difference_of_means(key_lm, ys, xs, "blocks.1.hook_resid_pre", position=-1)
     fns = ablation_hooks(key_lm, d)
     assert set(fns) == {f"blocks.{layer}.hook_{s}" for layer in range(2)
-                        for s in ("resid_pre", "attn_out", "mlp_out", "resid_post")}
+                        for s in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")}
     ids = _ids(key_lm, held)
     clean = _margin(key_lm, key_lm.run_with_hooks(ids, {}))
     logits, cache = key_lm.run_with_cache(ids, list(fns), fns=fns)
