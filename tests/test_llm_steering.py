@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from xai_suite_llm import KEY_POSITION, make_key_prompts
+from xai_suite_llm import KEY_POSITION, kl_to_final, make_key_prompts
 from xai_suite_llm.intervention import embedding_intervention, inject_embedding, intervention_hooks
 from xai_suite_llm.steering import (
     ablation_hooks,
@@ -175,3 +175,16 @@ def test_bad_input_raises_clear_errors(key_lm, key_sets):
     with pytest.raises(TypeError, match="hook functions"):
         chain_hooks([d])
     assert np.isfinite(float(difference_of_means(key_lm, ys[:2], xs[:2], hook).norm()))
+
+
+def test_readme_inside_the_model_example_runs_as_written(readme_example, capsys):
+    """The README's example: the tuned lens beats the logit lens, steering answers f, EV > 0.9."""
+    ns: dict = {}
+    exec(compile(readme_example("difference_of_means(lm, to_f, from_c"), "README example", "exec"), ns)
+    assert ns["ex"].token_attributions.shape == (2, len(ns["ex"].units))
+    np.testing.assert_allclose(ns["ex"].token_attributions.sum(0), ns["ex"].attributions, atol=1e-9)
+    held = ns["prompts"][200:300]
+    logit, tuned = kl_to_final(ns["lm"], held), kl_to_final(ns["lm"], held, ns["tuned"])
+    assert (tuned.iloc[:-1] < logit.iloc[:-1]).all()
+    assert capsys.readouterr().out.splitlines()[-2].strip() == "f"
+    assert ns["sae"].evaluate(held, lm=ns["lm"])["explained_variance"] > 0.9
