@@ -64,6 +64,9 @@ def _ids(lm: LanguageModel, inputs, what: str = "inputs") -> torch.Tensor:
         raise ValueError(f"{what} ids must have shape (T,) or (B, T) with T >= 1; got {tuple(t.shape)}")
     if int(t.min()) < 0 or int(t.max()) >= lm.vocab_size:
         raise ValueError(f"{what} ids must lie in [0, {lm.vocab_size}); got {int(t.min())}..{int(t.max())}")
+    max_pos = getattr(lm.model.config, "max_position_embeddings", None)
+    if max_pos is not None and t.shape[1] > max_pos:
+        raise ValueError(f"{what} has {t.shape[1]} tokens, more than the model's {max_pos} positions")
     return t.long()
 
 
@@ -663,13 +666,15 @@ class DirectLogitAttributionExplainer(Explainer):
         check_bool(heads=self.heads)
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a non-empty string; got {type(prompt).__name__}")
+        enc = lm.encode(prompt)
+        ids = _ids(lm, enc.ids, "prompt")
         a = first_token(lm, answer, "answer")
         w = None if wrong is None else first_token(lm, wrong, "wrong")
-        yield {"lm": lm, "enc": lm.encode(prompt), "answer": a, "wrong": w, "position": position}
+        yield {"lm": lm, "enc": enc, "ids": ids, "answer": a, "wrong": w, "position": position}
 
     def _compute(self, call: dict) -> tuple:
-        lm, enc, a, w = call["lm"], call["enc"], call["answer"], call["wrong"]
-        cache = ActivationCache.run(lm, enc.ids, heads=self.heads)
+        lm, a, w = call["lm"], call["answer"], call["wrong"]
+        cache = ActivationCache.run(lm, call["ids"], heads=self.heads)
         pos = cache._pos(call["position"])
         attrs, labels = cache.logit_attribution(a, w, pos)
         heads = bias = None
@@ -841,12 +846,13 @@ class AttentionPattern(Explainer):
         lm = check_language_model(self.model, self.info.qualified_name)
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a non-empty string; got {type(prompt).__name__}")
-        yield {"lm": lm, "enc": lm.encode(prompt)}
+        enc = lm.encode(prompt)
+        yield {"lm": lm, "enc": enc, "ids": _ids(lm, enc.ids, "prompt")}
 
     def _compute(self, call: dict) -> np.ndarray:
-        lm, enc = call["lm"], call["enc"]
+        lm = call["lm"]
         names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(lm.n_layers)]
-        _, cache = lm.run_with_cache(enc.ids.unsqueeze(0), names)
+        _, cache = lm.run_with_cache(call["ids"], names)
         return torch.stack([cache[n][0] for n in names]).float().cpu().numpy()
 
     def _finish(self, call: dict, raw: np.ndarray) -> AttentionResult:
