@@ -133,9 +133,9 @@ def test_every_entry_runs_the_core_checks():
         assert {"result_and_metadata", "params", "repeatable", "bad_input", "save_load", "html"} <= set(
             _checks(name, modality, kind)), name
     assert set(ENTRIES.qualified_name) == {n for n, _, _ in CASES}
-    # 6 native attribution, 4 mechanistic (logit and tuned lens, patching, probe), 7 captum:llm_*,
-    # native:cell and native:token_highlighter
-    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 19
+    # 6 native attribution, 6 mechanistic (logit and tuned lens, patching, probe, direct logit
+    # attribution, attention pattern), 7 captum:llm_*, native:cell and native:token_highlighter
+    assert len(ENTRIES[ENTRIES.modalities.str.contains("text")]) == 21
 
 
 @pytest.mark.parametrize(("name", "modality", "check"), sorted(KNOWN_GAPS))

@@ -9,7 +9,11 @@ words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_
 ``logprob``, ``prob``, ``entropy``, ``contrastive`` or one's own, by :func:`register_scalariser`
 or as a callable; units given as spans or phrases with :func:`segment_spans`; integrated
 gradients warns with a :class:`CompletenessWarning` when too few steps), and the
-mechanistic ``native:logit_lens``, ``native:activation_patching`` and ``native:linear_probe``;
+mechanistic ``native:logit_lens``, ``native:activation_patching``, ``native:linear_probe``,
+``native:direct_logit_attribution`` (each component's and head's direct effect on a logit
+difference, summing to it) and ``native:attention_pattern`` (heat maps and a head view);
+:class:`ActivationCache` splits the residual stream into its parts (``decompose_resid``,
+``accumulated_resid``, ``stack_head_results``, ``logit_attrs``, TransformerLens-style);
 every result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). The hook
 points go down to attention heads and MLP neurons (queries, keys, values, scores, pattern,
 per-head results, ``resid_mid``, MLP pre/post activations) for the GPT-2, GPT-Neo, GPT-J,
@@ -30,6 +34,14 @@ from .attribution import (
     TextLime,
     TextShapleySampling,
     register_scalariser,
+)
+from .cache import (
+    ActivationCache,
+    AttentionPattern,
+    AttentionResult,
+    DirectLogitAttribution,
+    DirectLogitAttributionExplainer,
+    plot_attention,
 )
 from .captum_llm import (
     CaptumTextFeatureAblation,
@@ -65,7 +77,10 @@ __all__ = [
     "KEY_POSITION",
     "LEVELS",
     "SCALARISERS",
+    "ActivationCache",
     "ActivationPatching",
+    "AttentionPattern",
+    "AttentionResult",
     "CaptumTextFeatureAblation",
     "CaptumTextGradientXActivation",
     "CaptumTextIntegratedGradients",
@@ -75,6 +90,8 @@ __all__ = [
     "CaptumTextShapleyValues",
     "CellEdits",
     "CompletenessWarning",
+    "DirectLogitAttribution",
+    "DirectLogitAttributionExplainer",
     "Encoding",
     "FeatureActivations",
     "LanguageModel",
@@ -109,6 +126,7 @@ __all__ = [
     "make_tiny_llama",
     "make_tiny_tokenizer",
     "patch_all",
+    "plot_attention",
     "register_scalariser",
     "segment",
     "segment_spans",

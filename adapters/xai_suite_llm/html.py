@@ -378,3 +378,108 @@ def top_contexts_view(result, page: Page) -> None:
                       height=max(320, 28 * len(labels) + 160), margin={"l": 320})
     page.figure(fig)
     page.table(result.to_frame(), caption="top contexts (click a header to sort)")
+
+
+# -- direct logit attribution and attention ----------------------------------------------------
+def dla_figures(result) -> list:
+    """Figures of a :class:`~xai_suite_llm.DirectLogitAttribution`: bars per component (red
+    positive), and with heads a heat map layer x head on a symmetric scale; hovers give the
+    label and the direct effect.
+
+    Returns
+    -------
+    list of plotly.graph_objects.Figure
+    """
+    go = plotly()
+    labels, a = [escape(x) for x in result.labels], result.attributions
+    metric = escape(result.metric)
+    bars = go.Figure(go.Bar(x=labels, y=a, marker={"color": ["#d62728" if v >= 0 else "#1f77b4" for v in a]},
+                            hovertext=[f"{lab}: {v:.4g}" for lab, v in zip(labels, a, strict=True)],
+                            hoverinfo="text"))
+    title = f"direct effect on {metric} per component (sum {result.logit_diff:.4g})"
+    bars.update_layout(title={"text": title},
+                       xaxis={"title": {"text": "component"}, "type": "category"},
+                       yaxis={"title": {"text": "direct effect"}}, height=420)
+    figures = [bars]
+    if result.head_attributions is not None:
+        h = result.head_attributions
+        lim = float(np.abs(h).max()) or 1.0
+        hover = [[f"layer {layer}, head {head}: {h[layer, head]:.4g}" for head in range(h.shape[1])]
+                 for layer in range(h.shape[0])]
+        heat = go.Figure(go.Heatmap(z=h, x=np.arange(h.shape[1]), y=np.arange(h.shape[0]), zmin=-lim,
+                                    zmax=lim, zmid=0.0, colorscale="RdBu", reversescale=True, hovertext=hover,
+                                    hoverinfo="text", colorbar={"title": {"text": "direct effect"}}))
+        heat.update_layout(title={"text": f"direct effect on {metric} per head"},
+                           xaxis={"title": {"text": "head"}, "tickvals": list(range(h.shape[1]))},
+                           yaxis={"title": {"text": "layer"}, "tickvals": list(range(h.shape[0]))},
+                           height=max(320, 40 * h.shape[0] + 200))
+        figures.append(heat)
+    return figures
+
+
+def dla_view(result, page: Page) -> None:
+    """Fill ``page`` with a direct logit attribution: the metric, the figures, the terms' table."""
+    page.paragraph(f"Direct logit attribution of {result.metric} = {result.logit_diff:.6g} at position "
+                   f"{result.position} ({result.tokens[result.position]!r}): each component through the "
+                   f"final norm with its scale frozen at the real stream's ({result.scale:.4g}) and the "
+                   "unembedding; the terms sum to the logit difference.")
+    for fig in dla_figures(result):
+        page.figure(fig)
+    page.table(result.to_frame(), caption="every term (click a header to sort)")
+
+
+def attention_figure(result):
+    """The head view of an :class:`~xai_suite_llm.AttentionResult`: one heat map query x key
+    per layer and head (trace ``l * H + h``), picked from a dropdown listing every
+    ``layer l, head h``; tokens on both axes, the hover gives the two tokens and the weight.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    go = plotly()
+    n_layers, n_heads, n, _ = result.pattern.shape
+    tokens = [_token(t) for t in result.tokens]
+    traces, buttons = [], []
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            p = result.pattern[layer, head]
+            hover = [[f"layer {layer}, head {head}<br>query {q}: {tokens[q]}<br>key {k}: {tokens[k]}<br>"
+                      f"weight {p[q, k]:.4g}" for k in range(n)] for q in range(n)]
+            traces.append(go.Heatmap(z=p, x=np.arange(n), y=np.arange(n), zmin=0.0, zmax=1.0,
+                                     colorscale="Blues", hovertext=hover, hoverinfo="text",
+                                     name=f"L{layer}H{head}", visible=not traces,
+                                     colorbar={"title": {"text": "weight"}}))
+    for i, trace in enumerate(traces):
+        layer, head = divmod(i, n_heads)
+        buttons.append({"label": f"layer {layer}, head {head}", "method": "update",
+                        "args": [{"visible": [j == i for j in range(len(traces))]},
+                                 {"title.text": f"attention of layer {layer}, head {head}"}]})
+        trace.name = escape(trace.name)
+    fig = go.Figure(traces)
+    axis = {"tickvals": list(range(n)), "ticktext": tokens}
+    fig.update_layout(
+        title={"text": "attention of layer 0, head 0", "x": 0.35},
+        height=max(420, 24 * n + 240), width=max(520, 24 * n + 300),
+        xaxis={"title": {"text": "key (attended to)"}, **axis},
+        yaxis={"title": {"text": "query"}, "autorange": "reversed", **axis},
+        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0, "y": 1.12, "xanchor": "left",
+                      "yanchor": "bottom", "showactive": True}],
+        margin={"t": 110})
+    return fig
+
+
+def attention_view(result, page: Page) -> None:
+    """Fill ``page`` with attention patterns: the head view and each head's strongest edge."""
+    n_layers, n_heads, n, _ = result.pattern.shape
+    page.paragraph(f"{n_layers} layers x {n_heads} heads on {n} tokens. Pick a layer and head in the "
+                   "dropdown; row q is where the query at position q attends (each row sums to 1).")
+    page.figure(attention_figure(result))
+    last = result.pattern[:, :, -1]  # (L, H, T): where the last position attends
+    top = last.argmax(-1)
+    page.table(pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
+                             "head": np.tile(np.arange(n_heads), n_layers),
+                             "last position attends most to": [f"{k}: {result.tokens[k]}"
+                                                               for k in top.reshape(-1)],
+                             "weight": [f"{w:.4g}" for w in last.max(-1).reshape(-1)]}),
+               caption="where each head's last position attends most")

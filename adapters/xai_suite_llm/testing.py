@@ -251,3 +251,82 @@ class CellProblem(Problem):
 
 register_problem("native:token_highlighter")(lambda info, modality, kind: [HighlighterProblem()])
 register_problem("native:cell")(lambda info, modality, kind: [CellProblem()])
+
+
+class LogitAttributionProblem(Problem):
+    """Direct logit attribution of ``logit(" a") - logit(" b")`` at the reference prompt's end:
+    the components, the heads and the attention biases."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), (PROMPT, " a", " b")
+
+    def explain(self, explainer, **kwargs):
+        return explainer.explain(*self.inputs, **kwargs)
+
+    def values(self, result):
+        return np.concatenate([result.attributions, result.head_attributions.reshape(-1),
+                               result.attn_bias_attributions])
+
+    def check_result(self, ctx, result):
+        import torch
+
+        lm = self.model
+        with torch.no_grad():  # the model's own logit difference, computed here
+            last = lm.logits(lm.encode(PROMPT).ids[None])[0, -1].double()
+        a, b = (int(lm.token_ids(t)[0]) for t in self.inputs[1:])
+        diff = float(last[a] - last[b])
+        assert abs(result.logit_diff - diff) <= 1e-5 * (1 + abs(diff)), "logit_diff misreported"
+        assert abs(result.attributions.sum() - diff) <= 1e-4, "the terms must sum to the logit difference"
+        attn = [result.attributions[result.labels.index(f"{layer}_attn_out")] for layer in range(lm.n_layers)]
+        per_layer = result.head_attributions.sum(1) + result.attn_bias_attributions
+        assert np.allclose(per_layer, attn, rtol=0, atol=1e-5), "heads + attention bias must give attn_out's"
+        assert result.head_attributions.shape == (lm.n_layers, lm.n_heads)
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("an empty prompt", ValueError, lambda: e.explain("", " a", " b")),
+                ("a prompt that is not a string", ValueError, lambda: e.explain(3, " a", " b")),
+                ("the same answer twice", ValueError, lambda: e.explain(PROMPT, " a", " a")),
+                ("an answer that is not a string", TypeError, lambda: e.explain(PROMPT, 3, " b")),
+                ("a position past the prompt", ValueError,
+                 lambda: e.explain(PROMPT, " a", " b", position=99)),
+                ("heads that is not a bool", TypeError,
+                 lambda: ctx.make().set_params(heads="yes").explain(PROMPT, " a", " b"))]
+
+
+class AttentionProblem(Problem):
+    """Every head's attention pattern on the reference prompt."""
+
+    def __init__(self):
+        self.model, self.inputs = reference_language_model(), PROMPT
+
+    def values(self, result):
+        return result.pattern
+
+    def check_result(self, ctx, result):
+        import torch
+
+        lm, n = self.model, len(result.tokens)
+        assert result.pattern.shape == (lm.n_layers, lm.n_heads, n, n)
+        assert np.allclose(result.pattern.sum(-1), 1.0, atol=1e-5), "each query's weights must sum to 1"
+        assert (np.triu(result.pattern, 1) == 0).all(), "causal: no weight on later positions"
+        # transformers' own eager attention weights, on a copy of the reference model
+        eager = make_tiny_gpt2(lm.vocab_size, random_state=0)
+        eager.set_attn_implementation("eager")
+        ids = lm.encode(PROMPT).ids[None]
+        with torch.no_grad():
+            out = eager(ids, attention_mask=torch.ones_like(ids), output_attentions=True)
+        ref = torch.stack(out.attentions)
+        np.testing.assert_allclose(result.pattern, ref[:, 0].numpy(), atol=1e-6,
+                                   err_msg="patterns differ from transformers' eager attention weights")
+
+    def bad_calls(self, ctx):
+        e = ctx.make()
+        return [("an empty prompt", ValueError, lambda: e.explain("")),
+                ("a prompt that is not a string", ValueError, lambda: e.explain(3)),
+                ("a prompt longer than the model's positions", ValueError,
+                 lambda: e.explain(" ".join([PROMPT] * 4)))]
+
+
+register_problem("native:direct_logit_attribution")(lambda info, modality, kind: [LogitAttributionProblem()])
+register_problem("native:attention_pattern")(lambda info, modality, kind: [AttentionProblem()])
