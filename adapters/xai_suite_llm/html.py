@@ -8,8 +8,9 @@
 - :class:`~xai_suite_llm.LogitLensResult` (logit and tuned lens): a heat map layer x position
   of the target's probability, its rank, the entropy or the top-1 token's probability (picked
   from a dropdown); the hover gives the top-k tokens with their probabilities and the target's.
-- :class:`~xai_suite_llm.PatchingResult`: one heat map layer x position per site, picked
-  from a dropdown; the hover gives the normalised effect and the patched logit difference.
+- :class:`~xai_suite_llm.PatchingResult`: one heat map per site (layer x position, layer x
+  head, or (layer, head) x position for heads patched per position), picked from a dropdown;
+  the hover gives the normalised effect and the patched logit difference.
 - :class:`~xai_suite_llm.ProbingResult`: probe accuracy by layer with its 95% interval as a
   band, the control task's likewise, and chance.
 - :class:`~xai_suite_llm.FeatureActivations`: a heat map token x the most active SAE features
@@ -203,43 +204,62 @@ def logit_lens_view(result, page: Page) -> None:
 
 # -- activation patching ----------------------------------------------------------------------
 def patching_figure(result):
-    """Heat maps layer x position of a :class:`~xai_suite_llm.PatchingResult`, one per site
-    (trace ``i`` is ``result.sites[i]``; a dropdown picks the site shown), coloured by the
-    normalised effect on a symmetric scale; the hover gives the tokens, the effect and the
-    patched logit difference.
+    """Heat maps of a :class:`~xai_suite_llm.PatchingResult`, one per site (trace ``i`` is
+    ``result.sites[i]``, named ``hook_{site}`` for a layer site and ``{site}`` for a head site;
+    a dropdown picks the site shown): layer x position, layer x head (a head site patched at
+    every position) or (layer, head) x position (see ``PatchingResult.grid``), coloured by the
+    normalised effect on a symmetric scale; the hover gives the hook point, the tokens, the
+    effect and the patched logit difference.
 
     Returns
     -------
     plotly.graph_objects.Figure
     """
+    from .patching import HEAD_SITES
+
     go = plotly()
     clean, corrupted = [_token(t) for t in result.tokens], [_token(t) for t in result.corrupted_tokens]
     n_pos = len(clean)
     labels = [c if c == k else f"{c}/{k}" for c, k in zip(clean, corrupted, strict=True)]
     lim = max(1.0, max(float(np.abs(e).max()) for e in result.effects.values()))
-    traces = []
+    traces, axes = [], []
     for i, site in enumerate(result.sites):
-        effects, patched = result.effects[site], result.patched[site]
-        hover = [[f"{escape(f'blocks.{layer}.hook_{site}')}, position {t}<br>clean: {clean[t]}<br>"
-                  f"corrupted: {corrupted[t]}<br>effect: {effects[layer, t]:.4g}<br>patched logit "
-                  f"difference: {patched[layer, t]:.4g}" for t in range(n_pos)]
-                 for layer in range(effects.shape[0])]
-        traces.append(go.Heatmap(z=effects, x=np.arange(n_pos), y=np.arange(effects.shape[0]),
+        effects, patched, rows, hooks, columns = result.grid(site)
+        n_cols = effects.shape[1]
+        if columns == "position":
+            where = [f"position {t}<br>clean: {clean[t]}<br>corrupted: {corrupted[t]}" for t in range(n_pos)]
+            xaxis = {"title.text": "position (clean/corrupted token)", "xaxis.ticktext": labels}
+        else:
+            where = [f"head {h}, every position" for h in range(n_cols)]
+            xaxis = {"title.text": "head (patched at every position)",
+                     "xaxis.ticktext": [str(h) for h in range(n_cols)]}
+        prefix = [f"{escape(hook)}" + (f" head {row.split('H')[1]}" if "H" in row else "")
+                  for row, hook in zip(rows, hooks, strict=True)]
+        hover = [[f"{prefix[r]}, {where[c]}<br>effect: {effects[r, c]:.4g}<br>patched logit "
+                  f"difference: {patched[r, c]:.4g}" for c in range(n_cols)] for r in range(len(rows))]
+        name = escape(site if site in HEAD_SITES else f"hook_{site}")
+        traces.append(go.Heatmap(z=effects, x=np.arange(n_cols), y=np.arange(len(rows)),
                                  zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu", reversescale=True,
-                                 hovertext=hover, hoverinfo="text", name=escape(f"hook_{site}"),
+                                 hovertext=hover, hoverinfo="text", name=name,
                                  visible=i == 0, colorbar={"title": {"text": "normalised effect"}}))
+        axes.append({"xaxis.title.text": xaxis["title.text"], "xaxis.tickvals": list(range(n_cols)),
+                     "xaxis.ticktext": xaxis["xaxis.ticktext"],
+                     "yaxis.title.text": "layer" if rows[0] == "0" else "layer, head",
+                     "yaxis.tickvals": list(range(len(rows))), "yaxis.ticktext": rows})
     fig = go.Figure(traces)
     head = "normalised effect of patching"
-    buttons = [{"label": escape(f"hook_{site}"), "method": "update",
+    buttons = [{"label": trace.name, "method": "update",
                 "args": [{"visible": [j == i for j in range(len(result.sites))]},
-                         {"title.text": f"{head} {escape(f'hook_{site}')}"}]}
-               for i, site in enumerate(result.sites)]
+                         {"title.text": f"{head} {trace.name}", **axes[i]}]}
+               for i, trace in enumerate(traces)]
+    first = axes[0]
     fig.update_layout(
-        title={"text": f"{head} {escape(f'hook_{result.sites[0]}')}", "x": 0.3},
-        height=max(440, 40 * result.n_layers + 260),
-        xaxis={"title": {"text": "position (clean/corrupted token)"}, "tickvals": list(range(n_pos)),
-               "ticktext": labels},
-        yaxis={"title": {"text": "layer"}, "tickvals": list(range(result.n_layers))},
+        title={"text": f"{head} {traces[0].name}", "x": 0.3},
+        height=max(440, 40 * max(len(t.y) for t in traces) + 260),
+        xaxis={"title": {"text": first["xaxis.title.text"]}, "tickvals": first["xaxis.tickvals"],
+               "ticktext": first["xaxis.ticktext"]},
+        yaxis={"title": {"text": first["yaxis.title.text"]}, "tickvals": first["yaxis.tickvals"],
+               "ticktext": first["yaxis.ticktext"]},
         updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0, "y": 1.12, "xanchor": "left",
                       "yanchor": "bottom", "showactive": True}],
         margin={"t": 110})

@@ -8,12 +8,21 @@ the normalised effect of a patch is::
     effect = (patched - corrupted) / (clean - corrupted)
 
 1 means the patch restores the clean logit difference, 0 that it changes nothing. Hook
-points are TransformerLens's (:mod:`xai_suite_llm.models`). All layers x positions of one
-site are rows of one batch (chunked by ``batch_size``): each row patches its own.
+points are TransformerLens's (:mod:`xai_suite_llm.models`). Sites are whole layers
+(:data:`~xai_suite_llm.models.SITES`, one patch per layer and position) or attention heads
+(:data:`HEAD_SITES`, one patch per layer and head, at every position at once or at each
+position, as TransformerLens's ``get_act_patch_attn_head_*_all_pos`` and ``_by_pos``). All
+patches of one site are rows of one batch (chunked by ``batch_size``): each row patches its
+own layer, head and position, so a grid of R patches costs ``ceil(R / batch_size)`` forwards.
+
+:func:`path_patch` and :func:`path_patch_senders` patch a *path* (Wang et al. 2023;
+Goldowsky-Dill et al. 2023): a sender head's clean output reaches one receiver head's query,
+key or value input (or the logits) directly, and nothing else changes.
 
 References: Meng et al. (2022), Locating and Editing Factual Associations in GPT (causal
 tracing); Wang et al. (2023), Interpretability in the Wild (logit difference, path patching);
-Heimersheim & Nanda (2024), How to use and interpret activation patching.
+Heimersheim & Nanda (2024), How to use and interpret activation patching; Goldowsky-Dill et
+al. (2023), Localizing Model Behavior with Path Patching.
 """
 
 from __future__ import annotations
@@ -26,13 +35,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xai_suite.plugin import Explainer, Result, check_batch_size, register_explainer
+from xai_suite.plugin import Explainer, Result, check_batch_size, check_positive_int, register_explainer
 
 from .lens import first_token
 from .models import SITES, LanguageModel, check_language_model
 
 #: Clean and corrupted logit differences this close (relative to their size) make explain raise.
 EQUAL_DIFF_RTOL = 1e-6
+#: Head sites and the hook point each patches per head (``blocks.{l}.attn.hook_{name}``):
+#: ``attn_head_out`` a head's output (its ``z``, so its ``result``), the others its query, key,
+#: value (key/value heads under grouped-query attention) or attention pattern.
+HEAD_SITES = {"attn_head_out": "z", "attn_head_q": "q", "attn_head_k": "k", "attn_head_v": "v",
+              "attn_head_pattern": "pattern"}
 
 
 def _as_ids(lm: LanguageModel, ids, what: str) -> torch.Tensor:
@@ -77,6 +91,14 @@ def patch_all(lm: LanguageModel, clean_ids, corrupted_ids, names: Sequence[str])
     return lm.run_with_hooks(corrupted, {n: (lambda act, n=n: cache[n]) for n in names})
 
 
+def hook_of(site: str, layer: int) -> str:
+    """The hook point a site patches in ``layer``: ``blocks.{l}.hook_{site}`` for a layer site,
+    ``blocks.{l}.attn.hook_{z|q|k|v|pattern}`` for a head site (:data:`HEAD_SITES`)."""
+    if site in HEAD_SITES:
+        return f"blocks.{layer}.attn.hook_{HEAD_SITES[site]}"
+    return f"blocks.{layer}.hook_{site}"
+
+
 @dataclass
 class PatchingResult(Result):
     """Effects of patching clean activations into a corrupted run.
@@ -84,7 +106,8 @@ class PatchingResult(Result):
     Attributes
     ----------
     sites : tuple of str
-        The sites patched (``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post``).
+        The sites patched: layer sites (``resid_pre``, ``attn_out``, ``mlp_out``,
+        ``resid_post``) and head sites (:data:`HEAD_SITES`).
     tokens : list of str, length T
         The clean prompt's tokens.
     corrupted_tokens : list of str, length T
@@ -92,10 +115,13 @@ class PatchingResult(Result):
         The tokens whose logit difference is measured.
     clean_diff, corrupted_diff : float
         ``logit(answer) - logit(wrong)`` at the last position of the clean and corrupted runs.
-    patched : dict of str to numpy.ndarray of float64, shape (L, T)
-        Per site, the logit difference with ``blocks.{l}.hook_{site}`` patched at position t.
-    effects : dict of str to numpy.ndarray of float64, shape (L, T)
-        ``(patched - corrupted_diff) / (clean_diff - corrupted_diff)``.
+    patched : dict of str to numpy.ndarray of float64
+        Per site, the logit difference with the patch: shape (L, T) for a layer site
+        (``blocks.{l}.hook_{site}`` patched at position t); for a head site (L, H) (head h of
+        layer l patched at every position) or (L, H, T) (at position t); ``H`` is the number
+        of key/value heads for ``attn_head_k`` and ``attn_head_v``.
+    effects : dict of str to numpy.ndarray of float64
+        ``(patched - corrupted_diff) / (clean_diff - corrupted_diff)``, same shapes.
     method : str
     params : dict
     """
@@ -117,28 +143,72 @@ class PatchingResult(Result):
         self.sites = tuple(self.sites)
         for name in ("patched", "effects"):
             if set(getattr(self, name)) != set(self.sites):
-                raise ValueError(f"{name} must hold one (L, T) array per site {list(self.sites)}")
+                raise ValueError(f"{name} must hold one array per site {list(self.sites)}")
+        for site in self.sites:
+            shape, n_dims = self.effects[site].shape, len(self.axes(site))
+            if len(shape) != n_dims or self.patched[site].shape != shape or shape[-1:] != (
+                    (len(self.tokens),) if self.axes(site)[-1] == "position" else shape[-1:]):
+                raise ValueError(f"site {site!r}: effects and patched must both have shape "
+                                 f"({', '.join(self.axes(site))}); got {shape} and {self.patched[site].shape}")
 
     @property
     def n_layers(self) -> int:
         return next(iter(self.patched.values())).shape[0]
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per site, layer and position.
+    def axes(self, site: str) -> tuple[str, ...]:
+        """The axes of ``effects[site]``: ``("layer", "position")`` for a layer site, ``("layer",
+        "head")`` or ``("layer", "head", "position")`` for a head site."""
+        if site not in HEAD_SITES:
+            return ("layer", "position")
+        return ("layer", "head", "position") if self.effects[site].ndim == 3 else ("layer", "head")
 
-        Columns: site, layer, hook, position, token, corrupted_token, patched_diff, effect.
+    def grid(self, site: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], str]:
+        """``effects[site]`` and ``patched[site]`` as matrices (R, C) for a heat map.
+
+        Returns
+        -------
+        effects, patched : numpy.ndarray, shape (R, C)
+            Rows are layers, or (layer, head) pairs for a head site patched per position;
+            columns positions, or heads for a head site patched at every position.
+        rows : list of str, length R
+            Row labels: ``"0"``, ``"1"``, ... or ``"L0H0"``, ``"L0H1"``, ...
+        hooks : list of str, length R
+            The hook point each row patches.
+        columns : str
+            ``"position"`` or ``"head"``.
+        """
+        e, p = self.effects[site], self.patched[site]
+        axes = self.axes(site)
+        if len(axes) == 2:
+            rows = [str(layer) for layer in range(e.shape[0])]
+            return e, p, rows, [hook_of(site, layer) for layer in range(e.shape[0])], axes[1]
+        n_layers, n_heads = e.shape[:2]
+        rows = [f"L{layer}H{h}" for layer in range(n_layers) for h in range(n_heads)]
+        hooks = [hook_of(site, layer) for layer in range(n_layers) for _ in range(n_heads)]
+        return e.reshape(n_layers * n_heads, -1), p.reshape(n_layers * n_heads, -1), rows, hooks, "position"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per patch: site, layer, head and position.
+
+        Columns: site, layer, head (``<NA>`` for a layer site), hook, position (``<NA>`` for a
+        head patched at every position), token, corrupted_token (None there), patched_diff,
+        effect.
         """
         frames = []
+        tokens = np.asarray(self.tokens, dtype=object)
+        corrupted = np.asarray(self.corrupted_tokens, dtype=object)
         for site in self.sites:
-            n_layers, n_pos = self.patched[site].shape
-            layers = np.repeat(np.arange(n_layers), n_pos)
+            axes, shape = self.axes(site), self.patched[site].shape
+            idx = dict(zip(axes, np.unravel_index(np.arange(int(np.prod(shape))), shape), strict=True))
+            pos = idx.get("position")
             frames.append(pd.DataFrame({
                 "site": site,
-                "layer": layers,
-                "hook": [f"blocks.{layer}.hook_{site}" for layer in layers],
-                "position": np.tile(np.arange(n_pos), n_layers),
-                "token": np.tile(np.asarray(self.tokens, dtype=object), n_layers),
-                "corrupted_token": np.tile(np.asarray(self.corrupted_tokens, dtype=object), n_layers),
+                "layer": idx["layer"],
+                "head": pd.array(idx["head"] if "head" in idx else [pd.NA] * idx["layer"].size, dtype="Int64"),
+                "hook": [hook_of(site, layer) for layer in idx["layer"]],
+                "position": pd.array(pos if pos is not None else [pd.NA] * idx["layer"].size, dtype="Int64"),
+                "token": tokens[pos] if pos is not None else None,
+                "corrupted_token": corrupted[pos] if pos is not None else None,
                 "patched_diff": self.patched[site].reshape(-1),
                 "effect": self.effects[site].reshape(-1),
             }))
@@ -150,7 +220,8 @@ class PatchingResult(Result):
         patching_view(self, page)
 
     def plot(self, axes=None):
-        """One heat map per site: layer x position, coloured by the normalised effect.
+        """One heat map per site, coloured by the normalised effect: layer x position (a layer
+        site), layer x head (a head site at every position) or (layer, head) x position.
 
         Parameters
         ----------
@@ -163,23 +234,31 @@ class PatchingResult(Result):
         """
         import matplotlib.pyplot as plt
 
-        n_pos = len(self.tokens)
+        grids = [self.grid(site) for site in self.sites]
         if axes is None:
+            width = max(g[0].shape[1] for g in grids)
+            height = max(g[0].shape[0] for g in grids)
             fig, axes = plt.subplots(1, len(self.sites), squeeze=False, layout="constrained",
-                                     figsize=(len(self.sites) * max(3.5, 0.35 * n_pos + 1.5),
-                                              max(2.5, 0.4 * self.n_layers + 1.8)))
+                                     figsize=(len(self.sites) * max(3.5, 0.35 * width + 1.5),
+                                              max(2.5, 0.4 * height + 1.8)))
             axes = axes[0]
         elif len(axes) != len(self.sites):
             raise ValueError(f"axes must hold one Axes per site ({len(self.sites)}); got {len(axes)}")
         labels = [c if c == k else f"{c}/{k}" for c, k in zip(self.tokens, self.corrupted_tokens,
                                                                strict=True)]
         lim = max(1.0, max(float(np.abs(e).max()) for e in self.effects.values()))
-        for ax, site in zip(axes, self.sites, strict=True):
-            im = ax.imshow(self.effects[site], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+        for ax, site, (effects, _, rows, hooks, columns) in zip(axes, self.sites, grids, strict=True):
+            im = ax.imshow(effects, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
                            interpolation="nearest")
-            ax.set_xticks(range(n_pos), labels, rotation=90)
-            ax.set_yticks(range(self.n_layers), [str(i) for i in range(self.n_layers)])
-            ax.set(xlabel="position (clean/corrupted token)", ylabel="layer", title=f"hook_{site}")
+            if columns == "position":
+                ax.set_xticks(range(len(labels)), labels, rotation=90)
+                xlabel = "position (clean/corrupted token)"
+            else:
+                ax.set_xticks(range(effects.shape[1]), [str(h) for h in range(effects.shape[1])])
+                xlabel = "head (patched at every position)"
+            ax.set_yticks(range(len(rows)), rows)
+            ax.set(xlabel=xlabel, ylabel="layer" if rows[0] == "0" else "layer, head",
+                   title=hooks[0].split(".", 2)[2] if site in HEAD_SITES else f"hook_{site}")
             ax.figure.colorbar(im, ax=ax, label="normalised effect")
         fig = axes[0].figure
         fig.suptitle(f"patching clean into corrupted: logit({self.answer.strip()}) - "
@@ -191,7 +270,7 @@ class PatchingResult(Result):
     "activation_patching", library="native", family="mechanistic", modalities=("text",),
     model_kinds=("hf_causal_lm",), requires=("transformers",),
     summary="Activation patching: clean activations patched into a corrupted run, per layer, "
-    "position and site",
+    "position and site, or per attention head (output, q, k, v, pattern)",
     reference="Meng et al. (2022), Locating and Editing Factual Associations in GPT; Wang et al. "
     "(2023), Interpretability in the Wild; Heimersheim & Nanda (2024), How to use and interpret "
     "activation patching",
@@ -199,13 +278,19 @@ class PatchingResult(Result):
     "deterministic; results do not depend on batch_size (to float rounding).",
 )
 class ActivationPatching(Explainer):
-    """Patch each (layer, position) of each site from the clean run into the corrupted one.
+    """Patch each (layer, position) of a layer site, or each (layer, head) of a head site, from
+    the clean run into the corrupted one.
 
     Parameters
     ----------
     model : xai_suite_llm.LanguageModel
     sites : sequence of str
-        Among ``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post``.
+        Among the layer sites ``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post`` and the
+        head sites ``attn_head_out``, ``attn_head_q``, ``attn_head_k``, ``attn_head_v``,
+        ``attn_head_pattern`` (:data:`HEAD_SITES`).
+    head_positions : {"all", "each"}
+        Head sites only: patch each head at every position at once (effects (L, H)) or at
+        each position (effects (L, H, T)). Layer sites are always patched per position.
     batch_size : "auto" or int
         Patched runs (rows) per forward pass; ``"auto"`` sizes them from the model's
         activation memory per row.
@@ -214,17 +299,22 @@ class ActivationPatching(Explainer):
     family = "mechanistic"
 
     sites: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
+    head_positions: str = "all"
     batch_size: int | str = "auto"
 
     def _check_sites(self) -> tuple[str, ...]:
         sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
-        bad = [s for s in sites if s not in SITES]
+        known = (*SITES, *HEAD_SITES)
+        bad = [s for s in sites if s not in known]
         if not sites or bad or len(set(sites)) != len(sites):
-            raise ValueError(f"sites must be distinct names among {', '.join(SITES)}; got {self.sites!r}")
+            raise ValueError(f"sites must be distinct names among {', '.join(known)}; got {self.sites!r}")
+        if self.head_positions not in ("all", "each"):
+            raise ValueError(f"head_positions must be 'all' or 'each'; got {self.head_positions!r}")
         return sites
 
     def explain(self, clean: str, corrupted: str, answer: str, wrong: str) -> PatchingResult:
-        """Patch every (site, layer, position) from ``clean`` into ``corrupted``.
+        """Patch every (site, layer, position) or (site, layer, head[, position]) from ``clean``
+        into ``corrupted``.
 
         Parameters
         ----------
@@ -253,48 +343,42 @@ class ActivationPatching(Explainer):
         lm = check_language_model(self.model, self.info.qualified_name)
         sites = self._check_sites()
         check_batch_size(self.batch_size)
-        enc_c, enc_k = lm.encode(clean), lm.encode(corrupted)
-        if enc_c.ids.shape != enc_k.ids.shape:
-            raise ValueError(f"clean and corrupted prompts must tokenise to the same number of tokens "
-                             f"(patching aligns positions); got {enc_c.ids.shape[0]} {enc_c.tokens} and "
-                             f"{enc_k.ids.shape[0]} {enc_k.tokens}")
-        a, w = first_token(lm, answer, "answer"), first_token(lm, wrong, "wrong")
-        if a == w:
-            raise ValueError(f"answer {answer!r} and wrong {wrong!r} start with the same token "
-                             f"{lm.decode([a])!r}: their logit difference is always 0")
+        enc_c, enc_k, a, w = _prompts(lm, clean, corrupted, answer, wrong)
         yield {"lm": lm, "sites": sites, "clean": enc_c, "corrupted": enc_k, "answer": a, "wrong": w}
 
     def _compute(self, call: dict) -> tuple:
         lm, sites, enc_c, enc_k, a, w = (call[k] for k in ("lm", "sites", "clean", "corrupted", "answer",
                                                           "wrong"))
-        n_layers, n_pos = lm.n_layers, enc_c.ids.shape[0]
-        hooks = {s: [f"blocks.{layer}.hook_{s}" for layer in range(n_layers)] for s in sites}
+        n_pos = enc_c.ids.shape[0]
+        grids = {s: _grid(lm, s, n_pos, self.head_positions) for s in sites}
         clean_ids, corrupted_ids = enc_c.ids.unsqueeze(0), enc_k.ids.unsqueeze(0)
-        clean_logits, cache = lm.run_with_cache(clean_ids, [h for hs in hooks.values() for h in hs])
+        hooks = {hook_of(s, layer) for s in sites for layer in range(lm.n_layers)}
+        clean_logits, cache = lm.run_with_cache(clean_ids, sorted(hooks))
         clean_diff = _logit_diff(clean_logits, a, w).item()
         corrupted_diff = _logit_diff(lm.run_with_hooks(corrupted_ids, {}), a, w).item()
-        span = clean_diff - corrupted_diff
-        if abs(span) <= EQUAL_DIFF_RTOL * max(1.0, abs(clean_diff), abs(corrupted_diff)):
-            raise ValueError(
-                f"the clean and corrupted prompts give the same logit difference ({clean_diff:.6g} vs "
-                f"{corrupted_diff:.6g}): the normalised effect (patched - corrupted) / (clean - "
-                "corrupted) is undefined; choose a corrupted prompt the model answers differently")
+        _check_span(clean_diff, corrupted_diff)
         # probed on every leaf module's output per row (embeddings, attention, MLP, the logits)
         rows = self._chunk_rows(lm.model, corrupted_ids.to(lm.device), lm.device)
-        layer_of = np.repeat(np.arange(n_layers), n_pos)  # row r patches (layer_of[r], pos_of[r])
-        pos_of = np.tile(np.arange(n_pos), n_layers)
         patched = {}
         for site in sites:
-            out = np.empty(n_layers * n_pos, dtype=np.float64)
+            index, shape = grids[site]  # row r patches layer index["layer"][r], head ..., position ...
+            out = np.empty(int(np.prod(shape)), dtype=np.float64)
             for start in range(0, out.size, rows):
                 sl = slice(start, min(start + rows, out.size))
+                chunk = {k: v[sl] for k, v in index.items()}
                 fns = {}
-                for layer in np.unique(layer_of[sl]):
-                    b = np.flatnonzero(layer_of[sl] == layer)
-                    fns[hooks[site][layer]] = _patcher(b, pos_of[sl][b], cache[hooks[site][layer]][0])
+                for layer in np.unique(chunk["layer"]):
+                    b = np.flatnonzero(chunk["layer"] == layer)
+                    source = cache[hook_of(site, layer)][0]
+                    if site in HEAD_SITES:
+                        pos = chunk["position"][b] if "position" in chunk else None
+                        fns[hook_of(site, layer)] = _head_patcher(b, chunk["head"][b], pos, source,
+                                                                  site == "attn_head_pattern")
+                    else:
+                        fns[hook_of(site, layer)] = _patcher(b, chunk["position"][b], source)
                 logits = lm.run_with_hooks(corrupted_ids.expand(sl.stop - sl.start, -1), fns)
                 out[sl] = _logit_diff(logits, a, w).double().cpu().numpy()
-            patched[site] = out.reshape(n_layers, n_pos)
+            patched[site] = out.reshape(shape)
         return clean_diff, corrupted_diff, patched, rows
 
     def _finish(self, call: dict, raw: tuple) -> PatchingResult:
@@ -304,8 +388,53 @@ class ActivationPatching(Explainer):
             sites=sites, tokens=list(call["clean"].tokens), corrupted_tokens=list(call["corrupted"].tokens),
             answer=lm.decode([call["answer"]]), wrong=lm.decode([call["wrong"]]), clean_diff=clean_diff,
             corrupted_diff=corrupted_diff, patched=patched, effects=effects, method=self.info.qualified_name,
-            params={"sites": list(sites), "batch_size": self.batch_size, "batch_size_used": rows},
+            params={"sites": list(sites), "head_positions": self.head_positions, "batch_size": self.batch_size,
+                    "batch_size_used": rows},
         )
+
+
+def _prompts(lm: LanguageModel, clean: str, corrupted: str, answer: str, wrong: str) -> tuple:
+    """The two prompts' encodings and the answer's and wrong continuation's first token ids."""
+    enc_c, enc_k = lm.encode(clean), lm.encode(corrupted)
+    if enc_c.ids.shape != enc_k.ids.shape:
+        raise ValueError(f"clean and corrupted prompts must tokenise to the same number of tokens "
+                         f"(patching aligns positions); got {enc_c.ids.shape[0]} {enc_c.tokens} and "
+                         f"{enc_k.ids.shape[0]} {enc_k.tokens}")
+    a, w = first_token(lm, answer, "answer"), first_token(lm, wrong, "wrong")
+    if a == w:
+        raise ValueError(f"answer {answer!r} and wrong {wrong!r} start with the same token "
+                         f"{lm.decode([a])!r}: their logit difference is always 0")
+    return enc_c, enc_k, a, w
+
+
+def _check_span(clean_diff: float, corrupted_diff: float) -> None:
+    if abs(clean_diff - corrupted_diff) <= EQUAL_DIFF_RTOL * max(1.0, abs(clean_diff), abs(corrupted_diff)):
+        raise ValueError(
+            f"the clean and corrupted prompts give the same logit difference ({clean_diff:.6g} vs "
+            f"{corrupted_diff:.6g}): the normalised effect (patched - corrupted) / (clean - "
+            "corrupted) is undefined; choose a corrupted prompt the model answers differently")
+
+
+def _n_heads(lm: LanguageModel, name: str) -> int:
+    """Heads of hook ``attn.hook_{name}``: key/value heads for k and v, query heads otherwise."""
+    n = lm.n_kv_heads if name in ("k", "v") else lm.n_heads
+    if n is None:
+        raise ValueError(f"{type(lm.model).__name__}'s attention heads are not where this layout keeps them: "
+                         "head sites need the attn.hook_* hook points (see xai_suite_llm.models)")
+    return n
+
+
+def _grid(lm: LanguageModel, site: str, n_pos: int, head_positions: str) -> tuple[dict, tuple]:
+    """The patches of ``site``, one per row: index arrays ``layer``, ``head`` (head sites) and
+    ``position`` (layer sites, head sites with ``head_positions="each"``) in C order of the
+    result's shape (L, T), (L, H) or (L, H, T), and that shape."""
+    if site in HEAD_SITES:
+        shape = (lm.n_layers, _n_heads(lm, HEAD_SITES[site]))
+        shape = (*shape, n_pos) if head_positions == "each" else shape
+        names = ("layer", "head", "position")[:len(shape)]
+    else:
+        shape, names = (lm.n_layers, n_pos), ("layer", "position")
+    return dict(zip(names, np.unravel_index(np.arange(int(np.prod(shape))), shape), strict=True)), shape
 
 
 def _logit_diff(logits: torch.Tensor, a: int, w: int) -> torch.Tensor:
@@ -322,5 +451,28 @@ def _patcher(rows: np.ndarray, positions: np.ndarray, source: torch.Tensor):
     def fn(act: torch.Tensor) -> torch.Tensor:
         new = act.clone()
         new[rows, positions] = source[positions].to(act.dtype)
+        return new
+    return fn
+
+
+def _head_patcher(rows: np.ndarray, heads: np.ndarray, positions: np.ndarray | None, source: torch.Tensor,
+                  pattern: bool):
+    """Hook function on a per-head activation: row ``rows[i]`` gets head ``heads[i]`` of
+    ``source`` at every position (``positions`` None) or at position ``positions[i]``.
+
+    ``source`` is (T, H, d) (q, k, v, z) or, with ``pattern``, (H, T, S) (query position t).
+    """
+    dev = source.device
+    rows, heads = torch.as_tensor(rows, device=dev), torch.as_tensor(heads, device=dev)
+    positions = None if positions is None else torch.as_tensor(positions, device=dev)
+    src = source if pattern else source.transpose(0, 1)  # (H, T, X)
+
+    def fn(act: torch.Tensor) -> torch.Tensor:
+        new = act.clone()
+        view = new if pattern else new.transpose(1, 2)  # (B, H, T, X), writes into new
+        if positions is None:
+            view[rows, heads] = src[heads].to(act.dtype)
+        else:
+            view[rows, heads, positions] = src[heads, positions].to(act.dtype)
         return new
     return fn
