@@ -51,9 +51,15 @@ BIAS_TERMS = ("ln_final_bias", "unembed_bias")
 
 
 def _ids(lm: LanguageModel, inputs, what: str = "inputs") -> torch.Tensor:
-    """A prompt (str) or token ids (T,) / (B, T) as int64 ids (B, T)."""
+    """A prompt, prompts of one length, or token ids (T,) / (B, T) as int64 ids (B, T)."""
     if isinstance(inputs, str):
-        return lm.encode(inputs).ids.unsqueeze(0)
+        return _ids(lm, lm.encode(inputs).ids, what)
+    if isinstance(inputs, list | tuple) and inputs and all(isinstance(p, str) for p in inputs):
+        rows = [lm.encode(p).ids for p in inputs]
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError(f"{what}: prompts of a batch must tokenise to the same number of tokens (no "
+                             f"padding); got {sorted({len(r) for r in rows})}")
+        return _ids(lm, torch.stack(rows), what)
     if not isinstance(inputs, torch.Tensor | np.ndarray | list | tuple):
         raise TypeError(f"{what} must be a prompt string or token ids; got {type(inputs).__name__}")
     t = torch.as_tensor(inputs)
@@ -140,8 +146,9 @@ class ActivationCache(Mapping):
         Parameters
         ----------
         lm : LanguageModel
-        inputs : str or int tensor, shape (T,) or (B, T)
-            A prompt (tokenised without special tokens) or token ids.
+        inputs : str, list of str, or int tensor of shape (T,) or (B, T)
+            A prompt, prompts that tokenise to the same length (no special tokens added),
+            or token ids.
         heads : bool
             Keep every layer's ``attn.hook_result`` (H times the memory of ``attn_out``), for
             :meth:`stack_head_results`; refused (with the reason) on layouts without it.
@@ -349,15 +356,26 @@ class ActivationCache(Mapping):
         return [*result.movedim(-2, 0), bias], labels
 
     # -- direct logit attribution ---------------------------------------------------------
-    def _direction(self, answer, wrong) -> tuple[torch.Tensor, int, int | None]:
-        """The unembedding's ``W_U[:, answer] - W_U[:, wrong]`` (d_model,) float64 and the ids."""
-        a = _token(self.lm, answer, "answer")
-        w = None if wrong is None else _token(self.lm, wrong, "wrong")
-        if a == w:
+    def _direction(self, answer, wrong) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``W_U[answer] - W_U[wrong]`` per row (B, d_model) float64, and the ids (B,) (or None)."""
+        a = self._tokens(answer, "answer")
+        w = None if wrong is None else self._tokens(wrong, "wrong")
+        if w is not None and bool((a == w).any()):
             raise ValueError(f"answer {answer!r} and wrong {wrong!r} are the same token "
-                             f"{self.lm.decode([a])!r}: their logit difference is always 0")
+                             f"{self.lm.decode([int(a[(a == w).nonzero()[0, 0]])])!r} in a row: their logit "
+                             "difference is always 0")
         weight = self.lm.unembed.weight.detach().double().cpu()  # (V, d_model)
         return weight[a] - (0 if w is None else weight[w]), a, w
+
+    def _tokens(self, tokens, what: str) -> torch.Tensor:
+        """One token id per row (B,): a continuation or an id for every row, or a list of B."""
+        batch = self.ids.shape[0]
+        if isinstance(tokens, list | tuple):
+            if len(tokens) != batch:
+                raise ValueError(f"{what} must be one token for every row or a list of {batch} (one per "
+                                 f"row); got a list of {len(tokens)}")
+            return torch.tensor([_token(self.lm, t, what) for t in tokens])
+        return torch.full((batch,), _token(self.lm, tokens, what))
 
     def apply_ln_to_stack(self, stack: torch.Tensor, pos: int | None = None) -> torch.Tensor:
         """Components through the final norm with its scale frozen at the real stream's.
@@ -390,8 +408,9 @@ class ActivationCache(Mapping):
         ----------
         stack : torch.Tensor, shape (C, B, d_model)
             Components of the final stream at ``pos`` (see :meth:`apply_ln_to_stack`).
-        answer, wrong : str or int
-            A continuation (its first token) or a token id; ``wrong=None``: the answer's logit.
+        answer, wrong : str or int, or a list of B of them
+            A continuation (its first token) or a token id, for every row or one per row;
+            ``wrong=None``: the answer's logit.
         pos : int
 
         Returns
@@ -404,7 +423,7 @@ class ActivationCache(Mapping):
             raise ValueError(f"stack must have shape (C, B, d_model) (components at one position); got "
                              f"{tuple(stack.shape)}")
         direction, _, _ = self._direction(answer, wrong)
-        return (self.apply_ln_to_stack(stack, pos) * _FinalNorm.of(self.lm).weight) @ direction
+        return ((self.apply_ln_to_stack(stack, pos) * _FinalNorm.of(self.lm).weight) * direction).sum(-1)
 
     def logit_attribution(self, answer, wrong=None, pos: int = -1, *, heads: bool = False
                           ) -> tuple[torch.Tensor, list[str]]:
@@ -413,8 +432,8 @@ class ActivationCache(Mapping):
 
         Parameters
         ----------
-        answer, wrong : str or int
-            A continuation (its first token) or a token id; ``wrong=None``: the answer's logit.
+        answer, wrong : str or int, or a list of B of them
+            As :meth:`logit_attrs`.
         pos : int
         heads : bool
             Per head (and attention bias) rather than per attention layer.
@@ -439,19 +458,19 @@ class ActivationCache(Mapping):
         stack, labels = self.decompose_resid(None, pos, heads=heads)
         direction, a, w = self._direction(answer, wrong)
         norm, b = _FinalNorm.of(self.lm), getattr(self.lm.unembed, "bias", None)
-        attrs = (self.apply_ln_to_stack(stack, pos) * norm.weight) @ direction
-        batch = attrs.shape[1]
-        ln_bias = torch.zeros(batch, dtype=torch.float64) if norm.bias is None else \
-            (norm.bias @ direction).expand(batch)
-        ub = 0.0 if b is None else float(b[a]) - (0.0 if w is None else float(b[w]))
-        out = torch.cat([attrs, ln_bias[None], torch.full((1, batch), ub, dtype=torch.float64)])
+        attrs = ((self.apply_ln_to_stack(stack, pos) * norm.weight) * direction).sum(-1)
+        zero = torch.zeros(attrs.shape[1], dtype=torch.float64)
+        ln_bias = zero if norm.bias is None else direction @ norm.bias
+        b = None if b is None else b.detach().double().cpu()
+        ub = zero if b is None else b[a] - (0 if w is None else b[w])
+        out = torch.cat([attrs, ln_bias[None], ub[None]])
         self._check_total(out.sum(0), a, w, pos)
         return out, [*labels, *BIAS_TERMS]
 
-    def _check_total(self, total: torch.Tensor, a: int, w: int | None, pos: int) -> None:
+    def _check_total(self, total: torch.Tensor, a: torch.Tensor, w: torch.Tensor | None, pos: int) -> None:
         """The terms must sum to the model's own logit difference, or the read-out is not ours."""
         logits = self.logits[:, self._pos(pos)].double().cpu()
-        real = logits[:, a] - (0 if w is None else logits[:, w])
+        real = logits.gather(1, a[:, None])[:, 0] - (0 if w is None else logits.gather(1, w[:, None])[:, 0])
         gap = float((total - real).abs().max())
         if gap > 1e-3 * max(1.0, float(real.abs().max())):
             raise ValueError(f"{type(self.lm.model).__name__}'s logits are not the unembedding of its final "
