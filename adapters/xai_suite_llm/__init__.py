@@ -1,23 +1,31 @@
 """LLM adapter: Hugging Face causal LMs (``transformers``, the ``llm`` extra), loaded locally.
 
 Announced through the ``xai_suite.adapters`` entry point. :class:`LanguageModel` wraps a
-model and its tokenizer and exposes TransformerLens-style hook points; the ``text``
-explainers take it as their model: attribution of a continuation to the prompt's tokens,
-words or sentences (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``,
-``text_lime``, ``text_integrated_gradients``, ``text_gradient_x_activation``; multi-level with
-``explain_hierarchical``; a target token x unit matrix with ``per_token=True``; scalarisers
-``logprob``, ``prob``, ``entropy``, ``contrastive`` or one's own, by :func:`register_scalariser`
-or as a callable; units given as spans or phrases with :func:`segment_spans`; integrated
-gradients warns with a :class:`CompletenessWarning` when too few steps), and the
-mechanistic ``native:logit_lens``, ``native:activation_patching``, ``native:linear_probe``,
-``native:direct_logit_attribution`` (each component's and head's direct effect on a logit
-difference, summing to it) and ``native:attention_pattern`` (heat maps and a head view);
-:class:`ActivationCache` splits the residual stream into its parts (``decompose_resid``,
-``accumulated_resid``, ``stack_head_results``, ``logit_attrs``, TransformerLens-style);
-every result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). The hook
-points go down to attention heads and MLP neurons (queries, keys, values, scores, pattern,
-per-head results, ``resid_mid``, MLP pre/post activations) for the GPT-2, GPT-Neo, GPT-J,
-LLaMA/Mistral/Qwen, Gemma, Phi, OLMo and GPT-NeoX layouts (:mod:`.models`). :mod:`.tiny`
+model and its tokenizer and exposes TransformerLens-style hook points, down to attention
+heads and MLP neurons (queries, keys, values, scores, pattern, per-head results,
+``resid_mid``, MLP pre/post activations), for the GPT-2, GPT-Neo, GPT-J, LLaMA/Mistral/Qwen,
+Gemma, Phi, OLMo and GPT-NeoX layouts (:mod:`.models`). On it:
+
+- attribution of a continuation to the prompt's tokens, words, sentences or spans
+  (``native:text_ablation``, ``text_shapley_sampling``, ``text_kernel_shap``, ``text_lime``,
+  ``text_integrated_gradients``, ``text_gradient_x_activation``; ``explain_hierarchical``;
+  a target token x unit matrix with ``per_token=True``; scalarisers by name,
+  :func:`register_scalariser` or a callable; :class:`CompletenessWarning` when integrated
+  gradients has too few steps), and Captum's LLM wrappers as ``captum:llm_*`` entries
+  (:mod:`.captum_llm`);
+- contrastive prompt edits (``native:cell``, :mod:`.contrastive`) and jailbreak-token scores
+  (``native:token_highlighter``, :mod:`.highlighter`);
+- the logit lens on any site and the tuned lens (``native:logit_lens``,
+  ``native:tuned_lens``, :class:`TunedLens`, :func:`kl_to_final`);
+- cache analysis and direct logit attribution (:mod:`.cache`, ``native:direct_logit_attribution``,
+  ``native:attention_pattern``);
+- activation patching of layers or heads and path patching between heads
+  (``native:activation_patching``, :func:`patch_all`, :func:`path_patch`,
+  :func:`path_patch_senders`), linear probes (``native:linear_probe``);
+- steering (:mod:`.steering`), sparse autoencoders (:mod:`.sae`) and injection
+  (:mod:`.intervention`).
+
+Every result writes an offline HTML view with ``to_html(path)`` (:mod:`.html`). :mod:`.tiny`
 builds a tiny GPT-2 (``make_tiny_gpt2``) or LLaMA (``make_tiny_llama``) from a config and
 trains it in seconds on a task whose answer is one known prompt token.
 """
@@ -57,7 +65,14 @@ from .highlighter import AFFIRMATION, TokenHighlighter
 from .html import text_levels_html
 from .lens import LogitLens, LogitLensResult
 from .models import Encoding, LanguageModel
-from .patching import ActivationPatching, PatchingResult, patch_all
+from .patching import (
+    HEAD_SITES,
+    ActivationPatching,
+    PatchingResult,
+    patch_all,
+    path_patch,
+    path_patch_senders,
+)
 from .probing import LinearProbe, ProbingResult
 from .sae import FeatureActivations, SparseAutoencoder, TopContexts, load_saelens
 from .segments import LEVELS, Unit, segment, segment_spans
@@ -74,6 +89,7 @@ from .tuned_lens import TunedLens, TunedLensExplainer, kl_to_final
 
 __all__ = [
     "AFFIRMATION",
+    "HEAD_SITES",
     "KEY_POSITION",
     "LEVELS",
     "SCALARISERS",
@@ -126,6 +142,8 @@ __all__ = [
     "make_tiny_llama",
     "make_tiny_tokenizer",
     "patch_all",
+    "path_patch",
+    "path_patch_senders",
     "plot_attention",
     "register_scalariser",
     "segment",

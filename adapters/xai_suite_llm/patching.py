@@ -145,11 +145,11 @@ class PatchingResult(Result):
             if set(getattr(self, name)) != set(self.sites):
                 raise ValueError(f"{name} must hold one array per site {list(self.sites)}")
         for site in self.sites:
-            shape, n_dims = self.effects[site].shape, len(self.axes(site))
-            if len(shape) != n_dims or self.patched[site].shape != shape or shape[-1:] != (
-                    (len(self.tokens),) if self.axes(site)[-1] == "position" else shape[-1:]):
-                raise ValueError(f"site {site!r}: effects and patched must both have shape "
-                                 f"({', '.join(self.axes(site))}); got {shape} and {self.patched[site].shape}")
+            shape, n_dims = np.shape(self.effects[site]), (2, 3) if site in HEAD_SITES else (2,)
+            if np.shape(self.patched[site]) != shape or len(shape) not in n_dims:
+                raise ValueError(f"site {site!r}: effects and patched must have one shape, (L, T) for a "
+                                 f"layer site, (L, H) or (L, H, T) for a head site; got {shape} and "
+                                 f"{np.shape(self.patched[site])}")
 
     @property
     def n_layers(self) -> int:
@@ -200,13 +200,13 @@ class PatchingResult(Result):
         for site in self.sites:
             axes, shape = self.axes(site), self.patched[site].shape
             idx = dict(zip(axes, np.unravel_index(np.arange(int(np.prod(shape))), shape), strict=True))
-            pos = idx.get("position")
+            pos, missing = idx.get("position"), [pd.NA] * idx["layer"].size
             frames.append(pd.DataFrame({
                 "site": site,
                 "layer": idx["layer"],
-                "head": pd.array(idx["head"] if "head" in idx else [pd.NA] * idx["layer"].size, dtype="Int64"),
+                "head": pd.array(idx.get("head", missing), dtype="Int64"),
                 "hook": [hook_of(site, layer) for layer in idx["layer"]],
-                "position": pd.array(pos if pos is not None else [pd.NA] * idx["layer"].size, dtype="Int64"),
+                "position": pd.array(missing if pos is None else pos, dtype="Int64"),
                 "token": tokens[pos] if pos is not None else None,
                 "corrupted_token": corrupted[pos] if pos is not None else None,
                 "patched_diff": self.patched[site].reshape(-1),
@@ -388,8 +388,8 @@ class ActivationPatching(Explainer):
             sites=sites, tokens=list(call["clean"].tokens), corrupted_tokens=list(call["corrupted"].tokens),
             answer=lm.decode([call["answer"]]), wrong=lm.decode([call["wrong"]]), clean_diff=clean_diff,
             corrupted_diff=corrupted_diff, patched=patched, effects=effects, method=self.info.qualified_name,
-            params={"sites": list(sites), "head_positions": self.head_positions, "batch_size": self.batch_size,
-                    "batch_size_used": rows},
+            params={"sites": list(sites), "head_positions": self.head_positions,
+                    "batch_size": self.batch_size, "batch_size_used": rows},
         )
 
 
@@ -474,5 +474,170 @@ def _head_patcher(rows: np.ndarray, heads: np.ndarray, positions: np.ndarray | N
             view[rows, heads] = src[heads].to(act.dtype)
         else:
             view[rows, heads, positions] = src[heads, positions].to(act.dtype)
+        return new
+    return fn
+
+
+# -- path patching ---------------------------------------------------------------------------------
+#: Receiver inputs of path patching: a head's query, key or value.
+RECEIVER_INPUTS = ("q", "k", "v")
+
+
+def path_patch(lm: LanguageModel, clean: str, corrupted: str, answer: str, wrong: str, *,
+               sender: tuple[int, int], receiver: tuple[int, int] | str,
+               receiver_input: str | None = None) -> float:
+    """Normalised effect of one path: sender head's clean output -> receiver's input only.
+
+    See :func:`path_patch_senders` (this is its entry for one sender).
+
+    Parameters
+    ----------
+    lm : LanguageModel
+    clean, corrupted, answer, wrong : str
+        As for ``native:activation_patching``.
+    sender : (int, int)
+        (layer, head) of the sender, a query head.
+    receiver : (int, int) or "logits"
+        (layer, head) of the receiver, in a later layer, or ``"logits"`` (the direct path to
+        the unembedding).
+    receiver_input : {"q", "k", "v"} or None
+        The receiver head's input the sender's path reaches; None for ``"logits"``.
+
+    Returns
+    -------
+    float
+        ``(patched - corrupted) / (clean - corrupted)`` of ``logit(answer) - logit(wrong)``.
+    """
+    if not (isinstance(sender, tuple) and len(sender) == 2 and all(isinstance(x, int) for x in sender)):
+        raise TypeError(f"sender must be a (layer, head) tuple of ints; got {sender!r}")
+    return float(_path_effects(lm, clean, corrupted, answer, wrong, receiver, receiver_input,
+                               senders=[sender], batch_size=1)[0])
+
+
+def path_patch_senders(lm: LanguageModel, clean: str, corrupted: str, answer: str, wrong: str, *,
+                       receiver: tuple[int, int] | str, receiver_input: str | None = None,
+                       batch_size: int = 64) -> np.ndarray:
+    """Path patching from every head before the receiver to one receiver, batched.
+
+    The path from sender head ``(l1, h1)`` to the receiver (Wang et al. 2023; Goldowsky-Dill
+    et al. 2023): the corrupted run, except that the receiver's ``receiver_input`` is
+    recomputed from ``resid_pre`` of its layer plus the sender's clean result minus its
+    corrupted result (``attn.hook_result`` at every position): only the sender's direct
+    contribution to the stream changes, every other component it would reach in between is
+    frozen at the corrupted run. The receiver's other inputs and heads keep their corrupted
+    values; what follows the receiver is recomputed. For ``receiver="logits"`` the final norm
+    and unembedding read the corrupted ``resid_post`` of the last layer plus that difference
+    (the sender's direct effect). Each sender is a row of one batch (chunked by
+    ``batch_size``): two forwards per chunk for a head receiver (one records the recomputed
+    inputs, one patches them in), one for the logits.
+
+    Parameters
+    ----------
+    lm : LanguageModel
+    clean, corrupted, answer, wrong : str
+        As for ``native:activation_patching``: same-length prompts; the metric is
+        ``logit(answer) - logit(wrong)`` at the last position.
+    receiver : (int, int) or "logits"
+        (layer, head) of the receiver head, or ``"logits"``. For ``receiver_input`` ``"k"``
+        or ``"v"`` the head is a key/value head (``0 .. n_kv_heads - 1``).
+    receiver_input : {"q", "k", "v"} or None
+        Which input of the receiver head the path reaches; None for ``"logits"``.
+    batch_size : int
+        Senders per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (l2, H)
+        The normalised effect ``(patched - corrupted) / (clean - corrupted)`` of the path from
+        each head of layers ``0 .. l2 - 1`` (``l2`` the receiver's layer; all L layers for
+        ``"logits"``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown receiver or input, a receiver in layer 0, a layout whose attention
+        output is normalised before the residual add (Gemma-2/3, OLMo-2/3: a head's result is
+        not what it adds to the stream), or the errors of ``native:activation_patching``.
+    """
+    check_language_model(lm, "path_patch_senders")
+    n_layers = _path_layers(lm, receiver)
+    senders = [(layer, h) for layer in range(n_layers) for h in range(_n_heads(lm, "z"))]
+    effects = _path_effects(lm, clean, corrupted, answer, wrong, receiver, receiver_input, senders,
+                            batch_size)
+    return effects.reshape(n_layers, -1)
+
+
+def _path_layers(lm: LanguageModel, receiver) -> int:
+    """The layers senders of ``receiver`` may be in (``0 .. n - 1``): n."""
+    if isinstance(receiver, str):
+        if receiver != "logits":
+            raise ValueError(f"receiver must be a (layer, head) tuple or 'logits'; got {receiver!r}")
+        return lm.n_layers
+    if not (isinstance(receiver, tuple) and len(receiver) == 2 and all(isinstance(x, int) for x in receiver)):
+        raise ValueError(f"receiver must be a (layer, head) tuple of ints or 'logits'; got {receiver!r}")
+    if not 1 <= receiver[0] < lm.n_layers:
+        raise ValueError(f"receiver layer must be in 1..{lm.n_layers - 1} (a sender must come before it); "
+                         f"got {receiver[0]}")
+    return receiver[0]
+
+
+def _path_effects(lm: LanguageModel, clean: str, corrupted: str, answer: str, wrong: str, receiver,
+                  receiver_input: str | None, senders: list[tuple[int, int]], batch_size: int) -> np.ndarray:
+    """Normalised effects (S,) of the paths from ``senders`` to ``receiver`` (see
+    :func:`path_patch_senders`)."""
+    check_language_model(lm, "path patching")
+    check_positive_int(batch_size=batch_size)
+    n_layers = _path_layers(lm, receiver)
+    if receiver == "logits":
+        if receiver_input is not None:
+            raise ValueError(f"receiver_input must be None for receiver='logits'; got {receiver_input!r}")
+    elif receiver_input not in RECEIVER_INPUTS:
+        raise ValueError(f"receiver_input must be one of {RECEIVER_INPUTS} for a head receiver; "
+                         f"got {receiver_input!r}")
+    elif not 0 <= receiver[1] < _n_heads(lm, receiver_input):
+        raise ValueError(f"receiver head must be in 0..{_n_heads(lm, receiver_input) - 1} for input "
+                         f"{receiver_input!r}; got {receiver[1]}")
+    n_heads = _n_heads(lm, "z")
+    for layer, head in senders:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"sender {(layer, head)} must be a head (0..{n_heads - 1}) of a layer in "
+                             f"0..{n_layers - 1} (before the receiver {receiver!r})")
+    if any(isinstance(getattr(b, "post_feedforward_layernorm", None), torch.nn.Module) for b in lm.blocks):
+        raise ValueError(f"{type(lm.model).__name__} normalises the attention output before adding it to the "
+                         "stream: a head's attn.hook_result is not its contribution, so path patching by "
+                         "result differences does not apply")
+    enc_c, enc_k, a, w = _prompts(lm, clean, corrupted, answer, wrong)
+    clean_ids, corrupted_ids = enc_c.ids.unsqueeze(0), enc_k.ids.unsqueeze(0)
+    results = [f"blocks.{layer}.attn.hook_result" for layer in sorted({s[0] for s in senders})]
+    stream = (f"blocks.{lm.n_layers - 1}.hook_resid_post" if receiver == "logits"
+              else f"blocks.{receiver[0]}.hook_resid_pre")
+    clean_logits, clean_cache = lm.run_with_cache(clean_ids, results)
+    corrupted_logits, cache = lm.run_with_cache(corrupted_ids, [*results, stream])
+    clean_diff = _logit_diff(clean_logits, a, w).item()
+    corrupted_diff = _logit_diff(corrupted_logits, a, w).item()
+    _check_span(clean_diff, corrupted_diff)
+    out = np.empty(len(senders), dtype=np.float64)
+    for start in range(0, len(senders), batch_size):
+        chunk = senders[start:start + batch_size]
+        delta = torch.stack([clean_cache[f"blocks.{layer}.attn.hook_result"][0, :, h]
+                             - cache[f"blocks.{layer}.attn.hook_result"][0, :, h] for layer, h in chunk])
+        new_stream = cache[stream] + delta.to(cache[stream].dtype)  # (n, T, d_model)
+        ids = corrupted_ids.expand(len(chunk), -1)
+        if receiver == "logits":
+            logits = lm.run_with_hooks(ids, {stream: lambda act, s=new_stream: s})
+        else:
+            hook = f"blocks.{receiver[0]}.attn.hook_{receiver_input}"
+            _, recomputed = lm.run_with_cache(ids, [hook], {stream: lambda act, s=new_stream: s})
+            logits = lm.run_with_hooks(ids, {hook: _row_head_patcher(receiver[1], recomputed[hook])})
+        out[start:start + len(chunk)] = _logit_diff(logits, a, w).double().cpu().numpy()
+    return (out - corrupted_diff) / (clean_diff - corrupted_diff)
+
+
+def _row_head_patcher(head: int, source: torch.Tensor):
+    """Hook function on a per-head activation (B, T, H, d): head ``head`` of every row gets
+    its own row of ``source`` (B, T, H, d)."""
+    def fn(act: torch.Tensor) -> torch.Tensor:
+        new = act.clone()
+        new[:, :, head] = source[:, :, head].to(act.dtype)
         return new
     return fn
