@@ -115,3 +115,25 @@ def test_sampled_methods_against_exact_shapley(quick_output):
     sv_ours, sv_captum, sv_exact = found["Shapley sampling"]
     assert sv_exact == "no"
     assert 0 < sv_ours < 0.25 * scale and 0 < sv_captum < 0.25 * scale
+
+
+def test_head_patching_and_token_matrix_agree_with_the_loops(quick_output):
+    out = quick_output
+    assert "head patching (attn_head_out at every position, 2 x 4 = 8 patches)" in out
+    rows = {}
+    for label in ("head patching", "token matrix"):
+        line = [ln for ln in out.splitlines() if re.match(re.escape(label) + r"\s+\d+\.\d", ln)]
+        assert len(line) == 1, (label, line)
+        m = re.match(re.escape(label) + r"\s+" + r"\s+".join([NUM] * 6) + r"\s*$", line[0])
+        assert m, line[0]
+        ours, loop, ratio, calls_ours, calls_loop, diff = (float(x) for x in m.groups())
+        assert ours > 0 and loop > 0 and ratio == pytest.approx(loop / ours, rel=0.02, abs=0.01)
+        rows[label] = (calls_ours, calls_loop, diff)
+        tol = "1e-05" if label == "head patching" else "1e-04"
+        a = re.search(re.escape(f"agreement {label}: max |ours - loop| = ") + NUM + r" \(of max \|loop\| "
+                      + NUM + re.escape(f"; tol {tol}): ") + r"(yes|NO)", out)
+        assert a and a.group(3) == "yes" and float(a.group(1)) <= float(tol), (label, a and a.groups())
+        assert float(a.group(2)) > 0.01  # the values compared are not all ~0
+    # the loop: one forward per (layer, head) patch plus the clean run; one ablation per token
+    assert rows["head patching"][1] == 2 * 4 + 1 and rows["head patching"][0] < rows["head patching"][1]
+    assert rows["token matrix"][0] < rows["token matrix"][1]
