@@ -255,6 +255,22 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _interleaved_medians(runs: dict, repeats: int, n: int, dev, *, progress: bool = False) -> dict:
+    """Median seconds per prompt of each of ``runs`` (key -> callable over ``n`` prompts), the
+    callables interleaved within each of ``repeats`` rounds."""
+    seconds = {k: [] for k in runs}
+    for r in range(repeats):
+        for key, fn in runs.items():
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            seconds[key].append((time.perf_counter() - t0) / n)
+        if progress:
+            print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+    return {k: float(np.median(v)) for k, v in seconds.items()}
+
+
 def ours_explainer(method: str, lm, args, random_state: int = SEED):
     import xai_suite_llm.attribution as A
 
@@ -478,17 +494,8 @@ def compare(s: Setup, args) -> dict:
 
         runs[method, "ours"], runs[method, "captum"], runs[method, "floor"] = run_ours, run_captum, run_fl
         run_fl()  # warm-up of the floor
-    seconds = {k: [] for k in runs}
-    for r in range(args.repeats):
-        for key, fn in runs.items():
-            _sync(dev)
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            seconds[key].append((time.perf_counter() - t0) / len(pairs))
-        print(f"  repeat {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
-    for (method, kind), v in seconds.items():
-        res[method][kind] = float(np.median(v))
+    for (method, kind), v in _interleaved_medians(runs, args.repeats, len(pairs), dev, progress=True).items():
+        res[method][kind] = v
     return res
 
 
@@ -579,16 +586,8 @@ def compare_loops(s: Setup, args) -> dict:
         r["diff"] = max(float(np.abs(o - x).max())
                         for o, x in zip(r["ours_values"], r["loop_values"], strict=True))
         r["scale"] = max(float(np.abs(x).max()) for x in r["loop_values"])
-    seconds = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for key, fn in runs.items():
-            _sync(dev)
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            seconds[key].append((time.perf_counter() - t0) / len(pairs))
-    for (what, kind), v in seconds.items():
-        res[what][kind] = float(np.median(v))
+    for (what, kind), v in _interleaved_medians(runs, args.repeats, len(pairs), dev).items():
+        res[what][kind] = v
     return res
 
 
