@@ -56,6 +56,16 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def one_thread():
+    """The test on one torch thread (tiny models run fastest so), threads restored after;
+    test files take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 def _on_one_thread(fn, **kwargs):
     """``fn(**kwargs)`` on one torch thread (the key models train fastest so), threads restored."""
     prev = torch.get_num_threads()

@@ -18,12 +18,7 @@ NAMES = ("ig", "smoothgrad", "lrp")
 MODULES = {"ig": ig, "smoothgrad": smoothgrad, "lrp": lrp}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _failures(name, fn, seeds=(0, 1, 2)):

@@ -43,12 +43,7 @@ def lm(key_lm):
     return key_lm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logprob(lm, prompt_ids, target_ids):

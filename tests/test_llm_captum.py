@@ -28,12 +28,7 @@ ENTRIES = {
 SEED = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _direct(lm, cls: str, kwargs: dict, prompt: str, target, *, level_mask=None):

@@ -17,12 +17,7 @@ from xai_suite_llm.testing import PROMPT, reference_language_model
 PROMPTS, ANSWERS = make_key_prompts(4, random_state=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logprob(lm, prompt_emb, target_ids):

@@ -41,12 +41,7 @@ def lm(key_lm):
     return key_lm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the reference: prompts edited by hand, scored by teacher forcing -------------------------

@@ -23,12 +23,7 @@ patch_all, path_patch, path_patch_senders = (patching_mod.patch_all, patching_mo
 ALL_HEAD_SITES = tuple(HEAD_SITES)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def key_pair(key="c", other="d", random_state=3):

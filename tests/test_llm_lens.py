@@ -21,13 +21,7 @@ from xai_suite_llm import (
 )
 from xai_suite_llm.html import logit_lens_figure
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def other_model(**gpt2):
@@ -48,7 +42,7 @@ def ragged(texts):
 def tuned(key_lm):
     """A tuned lens of the key model fitted on 200 training prompts (seed 0), about 1.5 s."""
     prev = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures start before the autouse one_thread
+    torch.set_num_threads(1)  # module fixtures start before the one_thread fixture
     try:
         return TunedLens.fit(key_lm, prompts(200, 0), n_steps=200, random_state=0)
     finally:
