@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("dash")
 pytest.importorskip("transformers")
 
-from test_llm_mechanistic import key_pair, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from test_llm_mechanistic import key_pair  # noqa: F401 (a fixture)
 
 from xai_suite.explore import Source, load_source, make_app
 from xai_suite.explore.attribution import NO_BASELINE, AttributionExplorer
@@ -24,6 +24,8 @@ from xai_suite_llm.intervention import (
     inject_embedding,
     run_intervened,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def answer(lm, logits) -> str:
