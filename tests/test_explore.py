@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("dash")
 pytest.importorskip("transformers")
 
-from test_llm_mechanistic import key_pair  # noqa: F401 (a fixture)
+from test_llm_mechanistic import key_pair
 
 from xai_suite.explore import Source, load_source, make_app
 from xai_suite.explore.attribution import NO_BASELINE, AttributionExplorer

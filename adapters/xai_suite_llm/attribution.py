@@ -851,11 +851,18 @@ class TextPerturbationExplainer(TextExplainer):
         """
         raise NotImplementedError
 
+    def _known_masks(self, n_units: int) -> np.ndarray | None:
+        """Masks (P, U) that :meth:`_attribute_units` will ask for, known before it runs: they
+        go through the model in the same calls as the full and empty prompts (cached)."""
+        return None
+
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
         game = _UnitView(ev, [u.tokens for u in units]).values
-        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1))
+        ends = np.array([[True], [False]]).repeat(len(units), axis=1)
+        known = self._known_masks(len(units))
+        score, null = game(ends if known is None else np.concatenate([ends, known]))[:2]
         values, resolved = self._attribute_units(game, len(units), score, null)
         delta = (float(values[:, 0].sum() - (score[0] - null[0])) if self.info.tags.has_convergence_delta
                  else None)
@@ -942,9 +949,11 @@ class TextAblation(TextPerturbationExplainer):
     model : LanguageModel
     """
 
+    def _known_masks(self, n_units):
+        return ~np.eye(n_units, dtype=bool)
+
     def _attribute_units(self, game, n_units, score, null):
-        masks = ~np.eye(n_units, dtype=bool)
-        return score - game(masks), {}
+        return score - game(self._known_masks(n_units)), {}
 
 
 @register_explainer(
@@ -1217,26 +1226,36 @@ class TextIntegratedGradients(TextGradientExplainer):
         b = torch.zeros_like(e) if prep.baseline_id is None else (
             prep.lm.embed(torch.full_like(prep.ids, prep.baseline_id)).detach())
         per_call = self._path_rows(prep, e, cont_emb)
-        token_attr = self._integrate(prep, e, b, cont_emb, self.n_steps, per_call, prep.n_values)
-        with torch.no_grad():
-            fx, fb = self._scores(prep, torch.stack([e, b]), cont_emb).cpu().numpy()
+        token_attr, (fx, fb) = self._integrate(prep, e, b, cont_emb, self.n_steps, per_call, prep.n_values,
+                                               ends=True)
         delta = float(token_attr[0].sum() - (fx[0] - fb[0]))
         extra_steps = self._check_completeness(prep, e, b, cont_emb, per_call, delta, float(fx[0] - fb[0]))
         return token_attr, fx, delta, {"baseline_score": float(fb[0]), "model_rows": (
             self.n_steps + 2 + extra_steps) * cont_emb.shape[0]}
 
     def _integrate(self, prep: _Prepared, e: torch.Tensor, b: torch.Tensor, cont_emb: torch.Tensor,
-                   n_steps: int, per_call: int, columns: int) -> np.ndarray:
-        """Integrated gradients (columns, T) of the first ``columns`` values, ``n_steps`` points."""
+                   n_steps: int, per_call: int, columns: int, ends: bool = False):
+        """Integrated gradients (columns, T) of the first ``columns`` values, ``n_steps`` points.
+
+        With ``ends``, also the values (2, K) at ``e`` and ``b``: two extra rows of the first
+        model call (which then takes two path points fewer), not a call of their own.
+        """
         alphas, weights = quadrature(self.quadrature, n_steps)
         a_t, w_t = (torch.as_tensor(v, dtype=e.dtype, device=e.device) for v in (alphas, weights))
         acc = torch.zeros((columns, *e.shape), dtype=torch.float64, device=e.device)
-        for s in range(0, len(alphas), per_call):
-            a = a_t[s : s + per_call].view(-1, 1, 1)
-            z = (b + a * (e - b)).requires_grad_(True)
-            out = self._scores(prep, z, cont_emb)[:, :columns] * w_t[s : s + per_call, None]
-            acc += _column_grads(out, z).double().sum(1)
-        return ((e - b).double() * acc).sum(-1).cpu().numpy()
+        stops = list(range(max(1, per_call - 2) if ends else per_call, len(alphas), per_call))
+        end_values = None
+        for s, stop in zip([0, *stops], [*stops, len(alphas)], strict=True):
+            z = b + a_t[s:stop].view(-1, 1, 1) * (e - b)
+            if end_values is None and ends:
+                z = torch.cat([torch.stack([e, b]), z])
+            z.requires_grad_(True)
+            out = self._scores(prep, z, cont_emb)
+            if len(z) > stop - s:  # the first call with ends: its first two rows are e and b
+                end_values, out = out[:2].detach().cpu().numpy(), out[2:]
+            acc += _column_grads(out[:, :columns] * w_t[s:stop, None], z).double().sum(1)
+        attributions = ((e - b).double() * acc).sum(-1).cpu().numpy()
+        return (attributions, end_values) if ends else attributions
 
     def _check_completeness(self, prep, e, b, cont_emb, per_call, delta: float, gap: float) -> int:
         """Warn (:class:`CompletenessWarning`) when ``|delta|`` exceeds 5% of ``|gap|`` (at least
