@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from xai_suite.bench.scripts import scaling
 
@@ -38,19 +37,8 @@ def test_cases_sweep_one_axis_at_a_time():
     assert all(p["n_peer"] <= p["n"] and p["n_floor"] <= p["n"] for _, _, p in ks)
 
 
-@pytest.fixture
-def restore_threads():
-    """The KernelSHAP case pins torch and BLAS to one thread: undone afterwards."""
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    with threadpool_limits(limits=None):  # restores the BLAS limits found here on exit
-        yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("method", scaling.METHODS)
-def test_every_quick_case_agrees_with_the_peer(method, restore_threads):
+def test_every_quick_case_agrees_with_the_peer(method):
     """In process: every case of the quick grid gives ours' values equal to the peer's, and
     positive times for ours, the peer and the floor."""
     rows = scaling.time_worker(method, scaling.QUICK, "cpu", 1)

@@ -25,9 +25,14 @@ Three methods, each against the sizes that drive its cost:
 The models: for IG and occlusion a ``CNN1d`` (3 conv blocks, global pooling, 2 classes) with
 seeded random weights on seeded standard-normal series ``(N, 1, T)`` (trained weights cost the
 same time); for KernelSHAP a ``LogisticRegression`` on ``F`` seeded Gaussian features (cheap
-evaluations: the time measured is the explainers' own work), torch and BLAS pinned to one
-thread as in ``perf_tabular`` (shap's BLAS threads spin on a shared machine). KernelSHAP
-always runs on the CPU (shap and scikit-learn do); ``--device`` moves IG and occlusion.
+evaluations: the time measured is the explainers' own work). KernelSHAP always runs on the
+CPU (shap and scikit-learn do); ``--device`` moves IG and occlusion.
+
+Threads: ``--threads 1`` (default) pins torch and the BLAS library to one thread in every
+worker, as ``perf_tabular`` does: on a shared, loaded 2-core machine their spinning threads
+made a 10-instance IG call 4x slower with two threads than with one (and the floor up to 16x),
+and the ratios unstable. ``--threads 0`` keeps the libraries' defaults (use it on a quiet
+machine with many cores, or with ``--device cuda``).
 
 Timings: one fresh worker process per method runs its cases one after the other; in each case
 every implementation (ours, the peer, each floor chunk size) is called in turn, call by call,
@@ -46,7 +51,7 @@ size (``np.polyfit`` on the logs) of each implementation, and at the end the wor
 ours to the floor per method.
 
 Run: ``python -m xai_suite.bench.scripts.scaling [--quick] [--repeats 5] [--device auto]
-[--only ig|occlusion|kernel_shap] [--no-memory]``; ``--quick`` (tiny sizes, one repeat) is the
+[--only ig|occlusion|kernel_shap] [--threads 1] [--no-memory]``; ``--quick`` (tiny sizes, one repeat) is the
 smoke test's run. ``xai-suite bench perf [--quick]`` runs it (with the suite's other scripts)
 and saves its output to ``OUT/perf.txt``. In a checkout, ``python benchmarks/scaling.py`` is the
 same.
@@ -216,12 +221,14 @@ def build_occlusion(params: dict, device: str) -> Case:
     return Case(runs, _relative, 1, str(dev))
 
 
-def _pin_one_thread() -> None:
-    import torch
-    from threadpoolctl import threadpool_limits
+def pin_threads(threads: int) -> None:
+    """Pin torch and the BLAS library to ``threads`` threads (0: leave their defaults)."""
+    if threads:
+        import torch
+        from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
-    threadpool_limits(1)
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
 
 
 def build_kernel_shap(params: dict, device: str) -> Case:
@@ -235,7 +242,6 @@ def build_kernel_shap(params: dict, device: str) -> Case:
 
     from .perf_tabular import background_of, run_shap, time_floor
 
-    _pin_one_thread()
     f, n = params["f"], params["n"]
     rng = np.random.default_rng(SEED)
     X = rng.standard_normal((300 + n, f)).astype(np.float32)
@@ -246,29 +252,33 @@ def build_kernel_shap(params: dict, device: str) -> Case:
     ours = xs.create_explainer("native:kernel_shap", clf, n_baseline_samples=params["background"],
                                random_state=SEED).fit(X_train)
     kernel = shap.KernelExplainer(clf.predict_proba, background_of(ours, x).astype(np.float64))
-    first = ours.explain(x)  # fixes the targets and ours' chunk size
-    target, chunk = first.target, int(first.params["batch_size_used"])
+    target = clf.predict_proba(x).argmax(1)  # ours' default target (the agreement checks it)
     forward = ModelWrapper(clf, device="cpu").forward  # ours sends scikit-learn models float64 rows
     n_peer, n_floor = params["n_peer"], params["n_floor"]
+    chunk: list[int] = []  # ours' chunk size, from its first call (not made before a memory run)
 
     # each run returns seconds per instance (shap's and the floor's own timers), and its values
     def run_ours():
         t0 = time.perf_counter()
-        values = ours.explain(x).attributions
-        return (time.perf_counter() - t0) / n, values
+        exp = ours.explain(x)
+        seconds = (time.perf_counter() - t0) / n
+        chunk[:] = [int(exp.params["batch_size_used"])]
+        return seconds, exp.attributions
 
     def run_peer():
         values, seconds = run_shap(kernel, x[:n_peer], target)
         return float(np.sum(seconds)) / n_peer, values
 
     def run_floor():
-        return time_floor(forward, ours, x[:n_floor], chunk, torch.float64), None
+        if not chunk:
+            run_ours()
+        return time_floor(forward, ours, x[:n_floor], chunk[0], torch.float64), chunk[0]
 
     def agreement(a, b):
         return _relative(a[1][:n_peer], b[1])
 
-    return Case({"ours": run_ours, "peer": run_peer, f"floor_{chunk}": run_floor}, agreement, 0,
-                "cpu")
+    # "floor_0": the chunk is ours' (known once it ran), reported from the floor's output
+    return Case({"ours": run_ours, "peer": run_peer, "floor_0": run_floor}, agreement, 0, "cpu")
 
 
 BUILD = {"ig": build_ig, "occlusion": build_occlusion, "kernel_shap": build_kernel_shap}
@@ -304,8 +314,9 @@ def time_worker(method: str, grid: Grid, device: str, repeats: int) -> list[dict
                 seconds[name].append(_timed(case, name)[0])
         med = {name: float(np.median(v)) for name, v in seconds.items()}
         best = min((n for n in med if n.startswith("floor_")), key=med.get)
+        chunk = int(best.removeprefix("floor_")) or int(warm[best][1])  # 0: ours' chunk
         results.append({"axis": axis, "size": size, "ours": med["ours"], "peer": med["peer"],
-                        "floor": med[best], "chunk": int(best.removeprefix("floor_")),
+                        "floor": med[best], "chunk": chunk,
                         "diff": diff, "scale": scale, "device": case.device})
     return results
 
@@ -438,6 +449,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="IG and occlusion: auto, cpu or cuda")
     p.add_argument("--only", choices=METHODS, action="append",
                    help="run only this method (repeatable)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch and BLAS threads in the workers (0: the libraries' defaults)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory workers")
     p.add_argument("--worker", choices=("time", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--method", choices=METHODS, action="append", help=argparse.SUPPRESS)
@@ -446,6 +459,10 @@ def main(argv=None) -> int:
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     if repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.threads < 0:
+        p.error("--threads must be 0 (defaults) or more")
+    if args.worker:
+        pin_threads(args.threads)
     if args.worker == "time":
         print(json.dumps(time_worker(args.method[0], grid, args.device, repeats)))
         return 0
@@ -454,9 +471,11 @@ def main(argv=None) -> int:
         return 0
 
     methods = tuple(m for m in METHODS if m in (args.only or METHODS))
-    common = ["--device", args.device, "--repeats", str(repeats), *(["--quick"] if args.quick else [])]
+    common = ["--device", args.device, "--repeats", str(repeats), "--threads", str(args.threads),
+              *(["--quick"] if args.quick else [])]
     print(f"scaling: {'quick sizes' if args.quick else 'full sizes'}; medians of {repeats} "
-          f"interleaved call(s) per implementation after a warm-up; load average "
+          f"interleaved call(s) per implementation after a warm-up; torch/BLAS threads "
+          f"{args.threads or 'default'}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start\n")
     worst: dict[str, tuple[float, str]] = {}
     agree_all = True
