@@ -22,7 +22,8 @@ SCRIPT_SUITES: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
     # perf_gradients has no --quick: 20 instances and 3 interleaved repeats instead of 100 and 7
     "perf": ((f"{_SCRIPTS}.perf_gradients", ("--n", "20", "--repeats", "3"), False),
              (f"{_SCRIPTS}.perf_timeseries", ("--quick",), False),
-             (f"{_SCRIPTS}.perf_tabular", ("--quick",), False)),
+             (f"{_SCRIPTS}.perf_tabular", ("--quick",), False),
+             (f"{_SCRIPTS}.scaling", ("--quick",), False)),
     "memory": ((f"{_SCRIPTS}.memory", ("--quick",), False),),
 }
 
