@@ -836,15 +836,26 @@ def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndar
     -------
     numpy.ndarray of int, shape (N, M)
     """
-    a, b = obj[:, :, None, :], obj[:, None, :, :]
-    dom = valid[:, :, None] & valid[:, None, :] & (a <= b).all(-1) & (a < b).any(-1)
+    n, m, k = obj.shape
+    le, lt = np.ones((n, m, m), dtype=bool), np.zeros((n, m, m), dtype=bool)
+    for q in range(k):  # one objective at a time: no (N, M, M, K) temporaries
+        a, b = obj[:, :, None, q], obj[:, None, :, q]
+        le &= a <= b
+        lt |= a < b
+    # dom[n, i, j]: i dominates j (both valid); fronts peeled by domination counts, each
+    # front's dominated counts subtracted in one batched product (exact in float32: <= M)
+    dom = (le & lt & valid[:, :, None] & valid[:, None, :]).astype(np.float32)
+    count = dom.sum(1)  # (N, M): valid dominators of each candidate
     rank = np.zeros(valid.shape, dtype=np.int64)
     remaining = valid.copy()
+    ranked = np.zeros(n, dtype=np.int64)
     r = 0
-    while (remaining.any(1) & ((valid & ~remaining).sum(1) < need)).any():
-        front = remaining & ~(dom & remaining[:, :, None]).any(1)
+    while (remaining.any(1) & (ranked < need)).any():
+        front = remaining & (count == 0)
         rank[front] = r
         remaining &= ~front
+        ranked += front.sum(1)
+        count -= np.matmul(front[:, None, :].astype(np.float32), dom)[:, 0]
         r += 1
     rank[remaining] = r
     base = np.where(valid.any(1), np.where(valid, rank, -1).max(1) + 1, 0)

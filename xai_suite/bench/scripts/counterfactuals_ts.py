@@ -36,8 +36,10 @@ default, for a like-for-like comparison).
 
 Timing: everything runs in one process. Every entry first explains one instance (warm-up:
 imports, allocator, kernels; TSInterpret's COMTE and TSEvo and our TSEvo with a few
-iterations). Per method, ours runs, then TSInterpret's, then ours again; our time is the mean
-of the two runs around theirs (machines drift over minutes). TSInterpret's run is split into
+iterations). Per method, ours runs (for TSEvo: at its defaults, then at TSInterpret's budget),
+then TSInterpret's, then ours again; each of our times is the mean of its two runs around
+theirs (machines drift over minutes), and the two runs must give the same counterfactuals
+(a warning says otherwise). TSInterpret's run is split into
 calls of ``--chunk`` instances, with a progress line on stderr after each. Timings on a
 shared 2-core machine vary by 20% or more; on a busy one set ``--threads 1`` (torch's
 default thread count spins badly when other processes compete for the cores).
@@ -230,7 +232,7 @@ def explain(explainer, x: np.ndarray, target: np.ndarray, chunk: int | None, wha
 
 def run_method(method: str, task: Task, args) -> list[Result]:
     """Ours, then TSInterpret's, then ours again (timing only), after a warm-up of each; for
-    TSEvo, ours once more at TSInterpret's search budget."""
+    TSEvo, ours also at TSInterpret's search budget, before and after theirs like ours."""
     runs = [(entry, entry_params(entry, args)) for entry in METHODS[method]]
     if method == "TSEvo":
         runs.append(("native:tsevo", {**runs[0][1], "generations": args.tsevo_epochs,
@@ -253,10 +255,11 @@ def run_method(method: str, task: Task, args) -> list[Result]:
         except Exception as exc:  # a long benchmark reports a failed entry and goes on
             explainers.append(None)
             res.status = _failed(entry, exc)
-    ours, theirs = results[:2]
-    schedule = [(ours, explainers[0], None), (theirs, explainers[1], args.chunk),
-                (ours, explainers[0], None)]
-    schedule += [(r, e, None) for r, e in zip(results[2:], explainers[2:], strict=True)]
+    # ours (and our TSEvo at TSInterpret's budget) before and after theirs: the machine's drift
+    # over theirs' minutes falls on both sides of each ratio alike
+    around = [(results[0], explainers[0], None)]
+    around += [(r, e, None) for r, e in zip(results[2:], explainers[2:], strict=True)]
+    schedule = [*around, (results[1], explainers[1], args.chunk), *around]
     for res, explainer, chunk in schedule:
         if explainer is None or res.status != "ok":
             continue
