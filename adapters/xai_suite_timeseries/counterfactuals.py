@@ -693,8 +693,9 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
                 flat = kids[torch.from_numpy(ii).to(dev), torch.from_numpy(jj).to(dev)]
                 pt, vt = score(len(ii), lambda sl, f=flat: f[sl], target[ii])
                 xi = x[torch.from_numpy(ii).to(dev)]
-                dist = (flat - xi).abs().flatten(1).mean(1).double().cpu().numpy()
-                moved = (flat - xi).abs() > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
+                delta = (flat - xi).abs()
+                dist = delta.flatten(1).mean(1).double().cpu().numpy()
+                moved = delta > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
                 k_obj[ii, jj] = np.stack([1 - pt, dist, moved.flatten(1).double().mean(1).cpu().numpy()], 1)
                 k_valid[ii, jj] = vt
                 _update_archive(ii, flat, -pt, vt, dist, best_cf, best_dist, top_cf, top_neg_p)

@@ -22,7 +22,11 @@ Printed per dataset, one row per method and library:
 then a "targets" line per dataset: ours/theirs validity (target >= 1), theirs/ours time for
 COMTE and TSEvo (>= 10) and ours/theirs time for NativeGuide (<= 1). TSEvo's time ratio is taken
 at equal search budgets: our TSEvo runs a second time with TSInterpret's budget (``--tsevo-epochs``
-generations of 100 candidates), its own row in the table.
+generations of 100 candidates), its own row in the table. The TSEvo part also gives that ratio in
+the process's CPU time: with ``--threads 1`` it is close to the wall-time ratio on an idle
+machine and moves much less than wall time when other processes share the cores (wall time then
+includes the waits for a core, which fall unevenly on the two runs); with more threads, threads
+that spin waiting for work count as CPU time too.
 
 Settings. TSInterpret's entries run with its defaults (NativeGuide: ``NUN_CF``; COMTE:
 ``max_attempts = max_iter = 1000``) except TSEvo, whose default 500 epochs take minutes per
@@ -185,11 +189,16 @@ class Result:
     params: dict = field(default_factory=dict)
     frame: pd.DataFrame | None = None  # one row per instance (CounterfactualExplanation.to_frame)
     seconds: list[float] = field(default_factory=list)  # wall time of each full run
+    cpu_seconds: list[float] = field(default_factory=list)  # the process's CPU time of each
     status: str = "ok"  # or why there is no result
 
     @property
     def per_instance(self) -> float:
         return float(np.mean(self.seconds)) / len(self.frame) if self.seconds else math.nan
+
+    @property
+    def cpu_per_instance(self) -> float:
+        return float(np.mean(self.cpu_seconds)) / len(self.frame) if self.cpu_seconds else math.nan
 
     def summary(self) -> dict:
         """Validity with its Wilson 95% interval, means over the valid counterfactuals."""
@@ -212,11 +221,12 @@ def make_explainer(entry: str, task: Task, params: dict):
 
 
 def explain(explainer, x: np.ndarray, target: np.ndarray, chunk: int | None, what: str
-            ) -> tuple[pd.DataFrame, float]:
-    """Per-instance metrics and wall seconds; in calls of ``chunk`` instances if given."""
+            ) -> tuple[pd.DataFrame, float, float]:
+    """Per-instance metrics, wall seconds and the process's CPU seconds; in calls of ``chunk``
+    instances if given."""
     n = len(x)
     step = n if chunk is None else chunk
-    frames, t0 = [], time.perf_counter()
+    frames, t0, c0 = [], time.perf_counter(), time.process_time()
     for start in range(0, n, step):
         stop = min(start + step, n)
         frames.append(explainer.explain(x[start:stop], target=target[start:stop]).to_frame())
@@ -224,10 +234,10 @@ def explain(explainer, x: np.ndarray, target: np.ndarray, chunk: int | None, wha
             el = time.perf_counter() - t0
             log(f"    {what}: {stop}/{n} instances, {el:.0f} s ({el / stop:.2f} s/instance), "
                 f"about {el / stop * (n - stop) / 60:.1f} min left")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     frame = pd.concat(frames, ignore_index=True)
     frame["instance"] = np.arange(n)
-    return frame, seconds
+    return frame, seconds, cpu
 
 
 def run_method(method: str, task: Task, args) -> list[Result]:
@@ -265,7 +275,7 @@ def run_method(method: str, task: Task, args) -> list[Result]:
             continue
         log(f"  {res.entry} [{res.label}] on {len(task.x)} instances ...")
         try:
-            frame, seconds = explain(explainer, task.x, task.target, chunk, res.entry)
+            frame, seconds, cpu = explain(explainer, task.x, task.target, chunk, res.entry)
         except Exception as exc:
             res.status = _failed(res.entry, exc)
             continue
@@ -274,6 +284,7 @@ def run_method(method: str, task: Task, args) -> list[Result]:
         elif not frame[list(METRICS)].equals(res.frame[list(METRICS)]):
             log(f"  warning: {res.entry} gave other counterfactuals on its second (timing) run")
         res.seconds.append(seconds)
+        res.cpu_seconds.append(cpu)
         log(f"  {res.entry}: {seconds:.1f} s ({seconds / len(task.x):.3f} s/instance), "
             f"{int(frame['valid'].sum())}/{len(frame)} valid")
     return results
@@ -349,6 +360,11 @@ def targets_line(task: Task, results: list[Result], args) -> str:
     def sec(entry: str) -> float:
         return get(entry, "seconds_per_instance")
 
+    def cpu(entry: str) -> float:
+        r = by.get(entry)
+        return r.cpu_per_instance if r is not None and r.status == "ok" and r.frame is not None \
+            else math.nan
+
     methods = list(args.methods)
     parts = []
     if methods:
@@ -365,7 +381,8 @@ def targets_line(task: Task, results: list[Result], args) -> str:
             f"TSEvo {fmt_ratio(ratio(theirs, sec('native:tsevo@budget')), '>= 10')} at equal budgets "
             f"({args.tsevo_epochs} generations x {TSEVO_POPULATION}); ours at its defaults vs theirs "
             f"at {args.tsevo_epochs} epochs {ratio(theirs, sec('native:tsevo')):.2f}, at its default "
-            f"{TSEVO_DEFAULT_EPOCHS} {ratio(at_default, sec('native:tsevo')):.2f} (extrapolated)")
+            f"{TSEVO_DEFAULT_EPOCHS} {ratio(at_default, sec('native:tsevo')):.2f} (extrapolated); "
+            f"CPU time at equal budgets {ratio(cpu('tsinterpret:tsevo'), cpu('native:tsevo@budget')):.2f}")
     if times:
         parts.append("time theirs/ours: " + ", ".join(times))
     if "NativeGuide" in methods:
