@@ -65,7 +65,7 @@ def test_targets_lines(run):
         assert "time theirs/ours: COMTE" in line
         assert re.search(r"TSEvo [\d.]+ \(>= 10: (ok|MISSED)\) at equal budgets \(1 generations x 100\); "
                          r"ours at its defaults vs theirs at 1 epochs [\d.]+, at its default 500 "
-                         r"[\d.]+ \(extrapolated\)", line)
+                         r"[\d.]+ \(extrapolated\); CPU time at equal budgets [\d.]+", line)
         assert "time ours/theirs: NativeGuide" in line
     basic = next(x for x in out.splitlines() if x.startswith("targets (BasicMotions)"))
     assert "NativeGuide n/a" in basic

@@ -290,6 +290,18 @@ def test_fft_bands_and_nondominated_rank(rng):
             left -= front
             r += 1
 
+    for need in (1, 4, 12):  # fronts peeled only until `need` per instance are ranked
+        part = _nondominated_rank(obj, valid, need)
+        stop = part[valid].max()  # every valid candidate not yet ranked shares this rank
+        np.testing.assert_array_equal(part[valid], np.minimum(rank, stop)[valid])
+        for n in range(5):
+            # ranked short of `need` only where no front was left unpeeled
+            assert ((part[n] < stop) & valid[n]).sum() >= need or rank[n, valid[n]].max() <= stop
+            inv = ~valid[n]
+            if inv.any() and valid[n].any():  # invalid ones after every valid one, same order
+                assert (part[n, inv] > part[n, valid[n]].max()).all()
+                np.testing.assert_array_equal(part[n, inv] - part[n, inv].min(),
+                                              rank[n, inv] - rank[n, inv].min())
 
 # -- all three ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "params"), [

@@ -693,8 +693,9 @@ class TSEvo(CounterfactualExplainer, Batched, Seeded):
                 flat = kids[torch.from_numpy(ii).to(dev), torch.from_numpy(jj).to(dev)]
                 pt, vt = score(len(ii), lambda sl, f=flat: f[sl], target[ii])
                 xi = x[torch.from_numpy(ii).to(dev)]
-                dist = (flat - xi).abs().flatten(1).mean(1).double().cpu().numpy()
-                moved = (flat - xi).abs() > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
+                delta = (flat - xi).abs()
+                dist = delta.flatten(1).mean(1).double().cpu().numpy()
+                moved = delta > _ATOL + _RTOL * xi.abs()  # as numpy.isclose
                 k_obj[ii, jj] = np.stack([1 - pt, dist, moved.flatten(1).double().mean(1).cpu().numpy()], 1)
                 k_valid[ii, jj] = vt
                 _update_archive(ii, flat, -pt, vt, dist, best_cf, best_dist, top_cf, top_neg_p)
@@ -836,15 +837,26 @@ def _nondominated_rank(obj: np.ndarray, valid: np.ndarray, need: int) -> np.ndar
     -------
     numpy.ndarray of int, shape (N, M)
     """
-    a, b = obj[:, :, None, :], obj[:, None, :, :]
-    dom = valid[:, :, None] & valid[:, None, :] & (a <= b).all(-1) & (a < b).any(-1)
+    n, m, k = obj.shape
+    le, lt = np.ones((n, m, m), dtype=bool), np.zeros((n, m, m), dtype=bool)
+    for q in range(k):  # one objective at a time: no (N, M, M, K) temporaries
+        a, b = obj[:, :, None, q], obj[:, None, :, q]
+        le &= a <= b
+        lt |= a < b
+    # dom[n, i, j]: i dominates j (both valid); fronts peeled by domination counts, each
+    # front's dominated counts subtracted in one batched product (exact in float32: <= M)
+    dom = (le & lt & valid[:, :, None] & valid[:, None, :]).astype(np.float32)
+    count = dom.sum(1)  # (N, M): valid dominators of each candidate
     rank = np.zeros(valid.shape, dtype=np.int64)
     remaining = valid.copy()
+    ranked = np.zeros(n, dtype=np.int64)
     r = 0
-    while (remaining.any(1) & ((valid & ~remaining).sum(1) < need)).any():
-        front = remaining & ~(dom & remaining[:, :, None]).any(1)
+    while (remaining.any(1) & (ranked < need)).any():
+        front = remaining & (count == 0)
         rank[front] = r
         remaining &= ~front
+        ranked += front.sum(1)
+        count -= np.matmul(front[:, None, :].astype(np.float32), dom)[:, 0]
         r += 1
     rank[remaining] = r
     base = np.where(valid.any(1), np.where(valid, rank, -1).max(1) + 1, 0)

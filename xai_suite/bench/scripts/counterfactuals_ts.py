@@ -22,7 +22,11 @@ Printed per dataset, one row per method and library:
 then a "targets" line per dataset: ours/theirs validity (target >= 1), theirs/ours time for
 COMTE and TSEvo (>= 10) and ours/theirs time for NativeGuide (<= 1). TSEvo's time ratio is taken
 at equal search budgets: our TSEvo runs a second time with TSInterpret's budget (``--tsevo-epochs``
-generations of 100 candidates), its own row in the table.
+generations of 100 candidates), its own row in the table. The TSEvo part also gives that ratio in
+the process's CPU time: with ``--threads 1`` it is close to the wall-time ratio on an idle
+machine and moves much less than wall time when other processes share the cores (wall time then
+includes the waits for a core, which fall unevenly on the two runs); with more threads, threads
+that spin waiting for work count as CPU time too.
 
 Settings. TSInterpret's entries run with its defaults (NativeGuide: ``NUN_CF``; COMTE:
 ``max_attempts = max_iter = 1000``) except TSEvo, whose default 500 epochs take minutes per
@@ -36,8 +40,10 @@ default, for a like-for-like comparison).
 
 Timing: everything runs in one process. Every entry first explains one instance (warm-up:
 imports, allocator, kernels; TSInterpret's COMTE and TSEvo and our TSEvo with a few
-iterations). Per method, ours runs, then TSInterpret's, then ours again; our time is the mean
-of the two runs around theirs (machines drift over minutes). TSInterpret's run is split into
+iterations). Per method, ours runs (for TSEvo: at its defaults, then at TSInterpret's budget),
+then TSInterpret's, then ours again; each of our times is the mean of its two runs around
+theirs (machines drift over minutes), and the two runs must give the same counterfactuals
+(a warning says otherwise). TSInterpret's run is split into
 calls of ``--chunk`` instances, with a progress line on stderr after each. Timings on a
 shared 2-core machine vary by 20% or more; on a busy one set ``--threads 1`` (torch's
 default thread count spins badly when other processes compete for the cores).
@@ -183,11 +189,16 @@ class Result:
     params: dict = field(default_factory=dict)
     frame: pd.DataFrame | None = None  # one row per instance (CounterfactualExplanation.to_frame)
     seconds: list[float] = field(default_factory=list)  # wall time of each full run
+    cpu_seconds: list[float] = field(default_factory=list)  # the process's CPU time of each
     status: str = "ok"  # or why there is no result
 
     @property
     def per_instance(self) -> float:
         return float(np.mean(self.seconds)) / len(self.frame) if self.seconds else math.nan
+
+    @property
+    def cpu_per_instance(self) -> float:
+        return float(np.mean(self.cpu_seconds)) / len(self.frame) if self.cpu_seconds else math.nan
 
     def summary(self) -> dict:
         """Validity with its Wilson 95% interval, means over the valid counterfactuals."""
@@ -210,11 +221,12 @@ def make_explainer(entry: str, task: Task, params: dict):
 
 
 def explain(explainer, x: np.ndarray, target: np.ndarray, chunk: int | None, what: str
-            ) -> tuple[pd.DataFrame, float]:
-    """Per-instance metrics and wall seconds; in calls of ``chunk`` instances if given."""
+            ) -> tuple[pd.DataFrame, float, float]:
+    """Per-instance metrics, wall seconds and the process's CPU seconds; in calls of ``chunk``
+    instances if given."""
     n = len(x)
     step = n if chunk is None else chunk
-    frames, t0 = [], time.perf_counter()
+    frames, t0, c0 = [], time.perf_counter(), time.process_time()
     for start in range(0, n, step):
         stop = min(start + step, n)
         frames.append(explainer.explain(x[start:stop], target=target[start:stop]).to_frame())
@@ -222,15 +234,15 @@ def explain(explainer, x: np.ndarray, target: np.ndarray, chunk: int | None, wha
             el = time.perf_counter() - t0
             log(f"    {what}: {stop}/{n} instances, {el:.0f} s ({el / stop:.2f} s/instance), "
                 f"about {el / stop * (n - stop) / 60:.1f} min left")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     frame = pd.concat(frames, ignore_index=True)
     frame["instance"] = np.arange(n)
-    return frame, seconds
+    return frame, seconds, cpu
 
 
 def run_method(method: str, task: Task, args) -> list[Result]:
     """Ours, then TSInterpret's, then ours again (timing only), after a warm-up of each; for
-    TSEvo, ours once more at TSInterpret's search budget."""
+    TSEvo, ours also at TSInterpret's search budget, before and after theirs like ours."""
     runs = [(entry, entry_params(entry, args)) for entry in METHODS[method]]
     if method == "TSEvo":
         runs.append(("native:tsevo", {**runs[0][1], "generations": args.tsevo_epochs,
@@ -253,16 +265,17 @@ def run_method(method: str, task: Task, args) -> list[Result]:
         except Exception as exc:  # a long benchmark reports a failed entry and goes on
             explainers.append(None)
             res.status = _failed(entry, exc)
-    ours, theirs = results[:2]
-    schedule = [(ours, explainers[0], None), (theirs, explainers[1], args.chunk),
-                (ours, explainers[0], None)]
-    schedule += [(r, e, None) for r, e in zip(results[2:], explainers[2:], strict=True)]
+    # ours (and our TSEvo at TSInterpret's budget) before and after theirs: the machine's drift
+    # over theirs' minutes falls on both sides of each ratio alike
+    around = [(results[0], explainers[0], None)]
+    around += [(r, e, None) for r, e in zip(results[2:], explainers[2:], strict=True)]
+    schedule = [*around, (results[1], explainers[1], args.chunk), *around]
     for res, explainer, chunk in schedule:
         if explainer is None or res.status != "ok":
             continue
         log(f"  {res.entry} [{res.label}] on {len(task.x)} instances ...")
         try:
-            frame, seconds = explain(explainer, task.x, task.target, chunk, res.entry)
+            frame, seconds, cpu = explain(explainer, task.x, task.target, chunk, res.entry)
         except Exception as exc:
             res.status = _failed(res.entry, exc)
             continue
@@ -271,6 +284,7 @@ def run_method(method: str, task: Task, args) -> list[Result]:
         elif not frame[list(METRICS)].equals(res.frame[list(METRICS)]):
             log(f"  warning: {res.entry} gave other counterfactuals on its second (timing) run")
         res.seconds.append(seconds)
+        res.cpu_seconds.append(cpu)
         log(f"  {res.entry}: {seconds:.1f} s ({seconds / len(task.x):.3f} s/instance), "
             f"{int(frame['valid'].sum())}/{len(frame)} valid")
     return results
@@ -346,6 +360,11 @@ def targets_line(task: Task, results: list[Result], args) -> str:
     def sec(entry: str) -> float:
         return get(entry, "seconds_per_instance")
 
+    def cpu(entry: str) -> float:
+        r = by.get(entry)
+        return r.cpu_per_instance if r is not None and r.status == "ok" and r.frame is not None \
+            else math.nan
+
     methods = list(args.methods)
     parts = []
     if methods:
@@ -362,7 +381,8 @@ def targets_line(task: Task, results: list[Result], args) -> str:
             f"TSEvo {fmt_ratio(ratio(theirs, sec('native:tsevo@budget')), '>= 10')} at equal budgets "
             f"({args.tsevo_epochs} generations x {TSEVO_POPULATION}); ours at its defaults vs theirs "
             f"at {args.tsevo_epochs} epochs {ratio(theirs, sec('native:tsevo')):.2f}, at its default "
-            f"{TSEVO_DEFAULT_EPOCHS} {ratio(at_default, sec('native:tsevo')):.2f} (extrapolated)")
+            f"{TSEVO_DEFAULT_EPOCHS} {ratio(at_default, sec('native:tsevo')):.2f} (extrapolated); "
+            f"CPU time at equal budgets {ratio(cpu('tsinterpret:tsevo'), cpu('native:tsevo@budget')):.2f}")
     if times:
         parts.append("time theirs/ours: " + ", ".join(times))
     if "NativeGuide" in methods:
