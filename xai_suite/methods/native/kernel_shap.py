@@ -11,6 +11,7 @@ for all instances together (:func:`solve_kernel_shap`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -312,6 +313,31 @@ class _Regression:
         return np.concatenate([w.T, (total - w.sum(0))[:, None]], axis=1)
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_game(n_players: int, n_samples, random_state) -> tuple[Coalitions, _Regression]:
+    c = kernel_coalitions(n_players, n_samples, random_state)
+    for a in (c.masks, c.weights):
+        a.setflags(write=False)
+    return c, _Regression(c)
+
+
+def _game(n_players: int, n_samples, random_state) -> tuple[Coalitions, _Regression]:
+    """:func:`kernel_coalitions` and their factorised regression, computed once per process
+    for each ``(n_players, n_samples, random_state)`` with an int seed (they are a pure
+    function of these; shap's sampling loop and ``X' W X`` cost tens of ms at 200 players);
+    drawn afresh when ``random_state`` is None."""
+    _check_budget(n_samples)
+    check_random_state(random_state)
+    if random_state is not None:
+        budget = n_samples if isinstance(n_samples, str) else int(n_samples)
+        c, reg = _cached_game(int(n_players), budget, int(random_state))
+    else:
+        c = kernel_coalitions(n_players, n_samples, random_state)
+        reg = _Regression(c)
+    reg.warned = False  # warn once per call, as with a fresh regression
+    return c, reg
+
+
 def solve_kernel_shap(coalitions: Coalitions, values: np.ndarray, fx: np.ndarray,
                       fnull: np.ndarray) -> np.ndarray:
     """KernelSHAP values of many instances that share one coalition set.
@@ -403,11 +429,11 @@ class KernelShap(SurrogateExplainer, Batched, Seeded):
                 used.append(0)
                 games.append((player, None, None))
                 continue
-            c = kernel_coalitions(n_players, self.n_samples, self.random_state)
+            c, reg = _game(n_players, self.n_samples, self.random_state)
             used.append(len(c.weights))
             exact &= c.exact
             zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
-            games.append((player, _Regression(c), zf))
+            games.append((player, reg, zf))
         values, fnull = np.zeros((n, x.shape[1])), np.zeros(n)
         for bg_rows, bg in background_groups(b):  # one background for all, or one per instance
             bg = bg.to(x.device)
