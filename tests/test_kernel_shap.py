@@ -264,6 +264,35 @@ def test_seeded_coalitions_are_computed_once_and_equal_fresh_ones():
     np.testing.assert_array_equal(e.explain(X[20:23]).attributions, first)
 
 
+
+def test_sklearn_skips_its_finite_check_only_on_finite_mixtures():
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from xai_suite.methods.native.kernel_shap import _trusted_rows
+    from xai_suite.modeling import ModelWrapper
+
+    X = _data(5).astype(np.float64)
+    y = (X[:, 0] > 0).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    x, bg = torch.from_numpy(X[:2]), torch.from_numpy(X[2:6])
+    bad = bg.clone()
+    bad[0, 0] = float("nan")
+    cases = [(clf, bg, True), (clf, bad, False), (pipe, bg, False), (_mlp(5), bg, False)]
+    for model, b, skipped in cases:
+        with _trusted_rows(ModelWrapper(model), x, b):
+            assert sklearn.get_config()["assume_finite"] is skipped
+    assert sklearn.get_config()["assume_finite"] is False
+    # values as shap's, with the check skipped
+    ours = xs.create_explainer("native:kernel_shap", clf, n_samples=30,
+                               random_state=0).fit(X[:6]).explain(X[20:23].astype(np.float32))
+    ref, *_ = _shap_reference(clf.predict_proba, X[20:23].astype(np.float32),
+                              ours.baselines[:, 0], ours.target, 30, 0)
+    np.testing.assert_allclose(ours.attributions, ref, atol=1e-6)
+
 # -- batching and additivity ----------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["torch", "callable"])
 def test_batch_size_invariance_and_additivity(kind):

@@ -87,7 +87,8 @@ float32 rounding: at most ``OCCLUSION_TOL`` of max |Captum|).
 
 Run: ``python -m xai_suite.bench.scripts.perf_timeseries [--n 20] [--n-multivariate 8] [--repeats 3]
 [--threads 1] [--device cpu] [--section all|tsr|occlusion] [--n-occlusion 16]
-[--occlusion-lengths 300 1000 3000] [--occlusion-models cnn linear] [--quick]``
+[--occlusion-lengths 300 1000 3000] [--occlusion-models cnn linear] [--occlusion-batch-size auto]
+[--quick]``
 (defaults take about 15-25 minutes: TSInterpret alone needs
 about 3 s per GunPoint instance on an idle core). Models are trained once and cached
 (``$XAI_SUITE_CACHE`` or ``~/.cache/xai_suite``). ``xai-suite bench perf [--quick]`` runs it (with
@@ -517,7 +518,8 @@ def occlusion_model(kind: str, length: int):
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(length, 2)).eval()
 
 
-def occlusion_compare(kind: str, length: int, n: int, repeats: int, device) -> dict:
+def occlusion_compare(kind: str, length: int, n: int, repeats: int, device,
+                      batch_size="auto") -> dict:
     """Ours vs Captum's default Occlusion vs the forward-only floor at one series length."""
     import torch
     from captum.attr import Occlusion
@@ -530,7 +532,7 @@ def occlusion_compare(kind: str, length: int, n: int, repeats: int, device) -> d
         target = model(x).argmax(1)
     window = max(1, length // 10)
     ours = xs.create_explainer("native:segment_occlusion", model, window=window, stride=window,
-                               baseline="zeros", device=str(device))
+                               baseline="zeros", device=str(device), batch_size=batch_size)
     target_np = target.cpu().numpy()
     first = ours.explain(x_np, target=target_np)
     chunk = int(first.params["batch_size_used"])
@@ -581,15 +583,16 @@ def occlusion_report(res: dict, repeats: int) -> None:
           f"{res['scale']:.3f})\n")
 
 
-def occlusion_section(models, lengths, n: int, repeats: int, device) -> None:
+def occlusion_section(models, lengths, n: int, repeats: int, device, batch_size="auto") -> None:
     import torch
 
     where = "CPU" if device.type == "cpu" else f"GPU ({torch.cuda.get_device_name(device)})"
-    print(f"Occlusion timings on {where}, {torch.get_num_threads()} torch thread(s)\n")
+    print(f"Occlusion timings on {where}, {torch.get_num_threads()} torch thread(s); ours with "
+          f"batch_size={batch_size!r}\n")
     results = []
     for kind in models:
         for length in lengths:
-            results.append(occlusion_compare(kind, length, n, repeats, device))
+            results.append(occlusion_compare(kind, length, n, repeats, device, batch_size))
             occlusion_report(results[-1], repeats)
 
     def verdict(r):
@@ -620,6 +623,8 @@ def main(argv=None) -> int:
                    help="series lengths T of the occlusion section")
     p.add_argument("--occlusion-models", nargs="+", choices=("cnn", "linear"),
                    default=["cnn", "linear"], help="models of the occlusion section")
+    p.add_argument("--occlusion-batch-size", default="auto",
+                   help="ours' batch_size in the occlusion section ('auto' or rows per call)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 8 IG steps (TSInterpret's Captum IG patched to match), a small "
                    "planted set, short training, no warm-up; occlusion at T = 100 on 2 series")
@@ -639,8 +644,9 @@ def main(argv=None) -> int:
     if args.section != "tsr":
         if args.section == "all":
             print()
+        bs = args.occlusion_batch_size
         occlusion_section(args.occlusion_models, args.occlusion_lengths, args.n_occlusion,
-                          args.repeats, device)
+                          args.repeats, device, bs if bs == "auto" else int(bs))
     return 0
 
 
