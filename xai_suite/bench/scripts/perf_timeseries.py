@@ -560,8 +560,9 @@ def occlusion_compare(kind: str, length: int, n: int, repeats: int, device,
     diff = float(np.abs(outputs["ours"].attributions.astype(np.float64) - theirs).max())
     med = {m: float(np.median(v)) for m, v in seconds.items()}
     med["floor"] = min(med["floor_ours"], med["floor_captum"])
-    return {"model": kind, "T": length, "n": n, "window": window, "windows": rows.shape[0] // n - 1,
-            "chunk": chunk, "med": med, "diff": diff, "scale": float(np.abs(theirs).max())}
+    return {"model": kind, "batch_size": batch_size, "T": length, "n": n, "window": window,
+            "windows": rows.shape[0] // n - 1, "chunk": chunk, "med": med, "diff": diff,
+            "scale": float(np.abs(theirs).max())}
 
 
 def occlusion_report(res: dict, repeats: int) -> None:
@@ -573,8 +574,11 @@ def occlusion_report(res: dict, repeats: int) -> None:
           f"{res['window']}, zero baseline; {res['n'] * (res['windows'] + 1)} model rows; ours' "
           f"chunk {res['chunk']} rows; median of {repeats} interleaved calls")
     print(f"  {'method':54s} {'s/instance':>10s} {'x ours':>7s} {'x floor':>8s}")
+    labels = dict(OCCLUSION_LABELS)
+    if res["batch_size"] != "auto":
+        labels["ours"] = f"ours (native:segment_occlusion, batch_size={res['batch_size']})"
     for m in ("ours", "captum", "floor_ours", "floor_captum", "floor"):
-        print(f"  {OCCLUSION_LABELS[m]:54s} {med[m]:10.5f} {med[m] / med['ours']:7.2f} "
+        print(f"  {labels[m]:54s} {med[m]:10.5f} {med[m] / med['ours']:7.2f} "
               f"{med[m] / med['floor']:8.2f}")
     ratio = med["captum"] / med["ours"]
     print(f"  ratios: Captum / ours = {ratio:.2f}; ours / floor = {med['ours'] / med['floor']:.2f}; "
