@@ -187,25 +187,6 @@ def kernel_coalitions(n_players: int, n_samples="auto", random_state: int | None
     return Coalitions(masks, weights, exact=False)
 
 
-def _pair_runs(start: int, stop: int, s: int) -> list[tuple[int, int, int, int]]:
-    """Pairs ``start..stop`` (pair ``p`` = instance ``p // s``, coalition ``p % s``) cut into
-    at most three runs ``(instance_start, instance_stop, coalition_start, coalition_stop)``:
-    a partial instance, whole instances (every coalition), a partial instance."""
-    runs = []
-    p = start
-    while p < stop:
-        i, c0 = divmod(p, s)
-        if c0 or stop - p < s:  # part of one instance's coalitions
-            c1 = min(s, c0 + stop - p)
-            runs.append((i, i + 1, c0, c1))
-            p += c1 - c0
-        else:  # whole instances
-            k = (stop - p) // s
-            runs.append((i, i + k, 0, s))
-            p += k * s
-    return runs
-
-
 def coalition_values(
     forward,
     x: torch.Tensor,
@@ -220,9 +201,7 @@ def coalition_values(
     ``N * S * B`` rows (instance-major, then coalition, then background row) are built
     chunk by chunk, ``rows`` per model call: whole (instance, coalition) pairs of ``B`` rows
     when ``rows >= B``, else slices of one pair's background; memory stays bounded whatever
-    ``N``, ``S`` and ``B``. Every chunk is written into one buffer, allocated once, by at
-    most three broadcast writes (views of ``x``, the masks and the background; no gathered
-    copies of them).
+    ``N``, ``S`` and ``B``.
 
     Parameters
     ----------
@@ -241,37 +220,28 @@ def coalition_values(
     torch.Tensor of float64, shape (N, S)
     """
     n, s, nb = x.shape[0], feature_masks.shape[0], background.shape[0]
-    f = x.shape[1]
     sums = torch.zeros(n * s, dtype=torch.float64, device=x.device)
     # lerp(b, x, z) with z in {0, 1} is exactly where(z, x, b) (b + 0 (x - b), x - (x - b) 0)
     # and about twice as fast on CPU, as long as x - b cannot overflow
     big = max(float(x.abs().max()), float(background.abs().max()))
     use_lerp = big < torch.finfo(x.dtype).max / 4
     fm = feature_masks.to(x.dtype) if use_lerp else feature_masks
-    target = target.to(x.device)
     buf = None  # one buffer for every chunk: fresh large allocations cost page faults on each call
     with torch.no_grad():
         for pairs, bgs in group_blocks(n * s, nb, rows, "kernel shap"):
-            n_pairs, n_bg = pairs.stop - pairs.start, bgs.stop - bgs.start
             if buf is None:  # the first block is the largest
-                buf = torch.empty(n_pairs * n_bg * f, dtype=x.dtype, device=x.device)
-            chunk = buf[: n_pairs * n_bg * f].view(n_pairs, n_bg, f)
-            b = background[bgs]  # (n_bg, F), a view
-            off = 0
-            for i0, i1, c0, c1 in _pair_runs(pairs.start, pairs.stop, s):
-                k = (i1 - i0) * (c1 - c0)
-                # (instances, coalitions, background rows, F): all operands broadcast views
-                out4 = chunk[off : off + k].view(i1 - i0, c1 - c0, n_bg, f)
-                xi, z = x[i0:i1, None, None, :], fm[None, c0:c1, None, :]
-                if use_lerp:
-                    torch.lerp(b, xi, z, out=out4)
-                else:
-                    torch.where(z, xi, b, out=out4)
-                off += k
-            out = forward(chunk.view(-1, f))
+                buf = torch.empty((pairs.stop, bgs.stop, x.shape[1]), dtype=x.dtype, device=x.device)
+            idx = torch.arange(pairs.start, pairs.stop, device=x.device)
+            inst = idx // s
+            chunk = buf[: len(idx), : bgs.stop - bgs.start]
+            z, xi, b = fm[idx % s].unsqueeze(1), x[inst].unsqueeze(1), background[bgs].unsqueeze(0)
+            if use_lerp:
+                torch.lerp(b, xi, z, out=chunk)
+            else:
+                torch.where(z, xi, b, out=chunk)
+            out = forward(chunk.view(-1, x.shape[1]))
             # sum over the background rows first (all outputs), then pick the target
-            total = out.reshape(n_pairs, n_bg, -1).double().sum(1)
-            inst = torch.arange(pairs.start, pairs.stop, device=x.device) // s
+            total = out.reshape(chunk.shape[0], chunk.shape[1], -1).double().sum(1)
             sums[pairs] += total.gather(1, target[inst].unsqueeze(1)).squeeze(1)
     return (sums / nb).view(n, s)
 
