@@ -35,6 +35,15 @@ def test_perf_tabular_quick_run():
     diff = float(re.search(r"max \|ours - shap\| = ([\d.e+-]+)", out).group(1))
     assert diff <= 1e-4
     assert "same values (every max |ours - shap| <= 1e-04, same coalitions): yes" in out
+    # the feature sweep: one line per F, each with shap's coalitions and equal values
+    assert "feature sweep: synthetic LogisticRegression" in out
+    lines = re.findall(r"^ +(10|40) +(\d+) +\d+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +"
+                       r"([\d.e+-]+) +(yes|NO)$", out, re.M)
+    assert [ln[0] for ln in lines] == ["10", "40"]
+    assert lines[0][1] == str(2**10 - 2)  # F = 10: the auto budget enumerates every coalition
+    assert all(float(ln[2]) <= 1e-4 and ln[3] == "yes" for ln in lines)
+    assert re.search(r"sweep targets: shap / ours at F = 40 = [\d.]+ \(>= 8\); worst ours / floor "
+                     r"= [\d.]+ \(<= 1.3\): (met|NOT met)", out)
 
 
 def test_memory_worker_measures_a_peak():

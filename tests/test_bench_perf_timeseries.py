@@ -39,3 +39,29 @@ def test_perf_timeseries_quick_run(tmp_path):
     assert re.search(r"^targets: GunPoint: TSInterpret / ours = [\d.]+ \(>= 10\)", out, re.M)
     # the same saliency: ours = the unbatched loop, TSInterpret = the loop post-processed
     assert "same saliency up to numerical noise (every TSR max |diff| above <= 1e-03): yes" in out
+    # the occlusion section (quick: T = 100, both models): ours equals Captum's Occlusion
+    assert "Occlusion timings on CPU" in out
+    for label in ("ours (native:segment_occlusion, batch_size='auto')",
+                  "Captum Occlusion (defaults: perturbations_per_eval=1)",
+                  "floor: the faster forward-only run"):
+        assert out.count(label) == 2, label  # one table per model
+    assert re.search(r"^occlusion targets .*cnn T=100: Captum / ours = [\d.]+, ours / floor = "
+                     r"[\d.]+ \((met|NOT met)\); linear T=100", out, re.M)
+    assert "occlusion values equal to Captum's (every max |diff| <= 1e-05 of max |Captum|): yes" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("captum") is None, reason="captum is not installed")
+def test_perf_timeseries_occlusion_section_alone(tmp_path):
+    env = {**os.environ, "XAI_SUITE_CACHE": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, *SCRIPT, "--section", "occlusion", "--repeats", "1", "--n-occlusion", "3",
+         "--occlusion-lengths", "50", "--occlusion-models", "linear"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout
+    assert out.startswith("Occlusion timings on CPU") and "TSR timings" not in out
+    assert "occlusion linear T = 50: linear layer on the flat series" in out
+    assert "3 instances of 1 x 50; 10 windows of 5 steps, stride 5" in out
+    assert "33 model rows" in out  # 3 x 10 occluded copies and the 3 instances
+    assert "occlusion values equal to Captum's (every max |diff| <= 1e-05 of max |Captum|): yes" in out

@@ -240,6 +240,59 @@ def test_seeds():
     np.testing.assert_allclose(run(6000, 3), run(6000, 4), atol=1e-7)  # 6000 >= 2^12 - 2: exact
 
 
+
+def test_seeded_coalitions_are_computed_once_and_equal_fresh_ones():
+    from xai_suite.methods.native.kernel_shap import _game
+
+    c1, reg1 = _game(9, 60, 5)
+    c2, reg2 = _game(9, 60, 5)
+    assert c1 is c2 and reg1 is reg2  # cached per (players, budget, seed)
+    fresh = kernel_coalitions(9, 60, 5)
+    np.testing.assert_array_equal(c1.masks, fresh.masks)
+    np.testing.assert_array_equal(c1.weights, fresh.weights)
+    assert not c1.masks.flags.writeable and not c1.weights.flags.writeable
+    assert _game(9, 60, None)[0] is not _game(9, 60, None)[0]  # unseeded: drawn afresh
+    with pytest.raises(TypeError, match="n_samples"):
+        _game(9, 60.0, 5)
+    with pytest.raises(TypeError, match="random_state"):
+        _game(9, 60, 1.5)
+    # an explainer called twice (the cached game) gives what a fresh process would
+    f = _softmax_model(9)
+    X = _data(9)
+    e = xs.create_explainer("native:kernel_shap", f, n_samples=60, random_state=5).fit(X[:4])
+    first = e.explain(X[20:23]).attributions
+    np.testing.assert_array_equal(e.explain(X[20:23]).attributions, first)
+
+
+
+def test_sklearn_skips_its_finite_check_only_on_finite_mixtures():
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from xai_suite.methods.native.kernel_shap import _trusted_rows
+    from xai_suite.modeling import ModelWrapper
+
+    X = _data(5).astype(np.float64)
+    y = (X[:, 0] > 0).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    x, bg = torch.from_numpy(X[:2]), torch.from_numpy(X[2:6])
+    bad = bg.clone()
+    bad[0, 0] = float("nan")
+    cases = [(clf, bg, True), (clf, bad, False), (pipe, bg, False), (_mlp(5), bg, False)]
+    for model, b, skipped in cases:
+        with _trusted_rows(ModelWrapper(model), x, b):
+            assert sklearn.get_config()["assume_finite"] is skipped
+    assert sklearn.get_config()["assume_finite"] is False
+    # values as shap's, with the check skipped
+    ours = xs.create_explainer("native:kernel_shap", clf, n_samples=30,
+                               random_state=0).fit(X[:6]).explain(X[20:23].astype(np.float32))
+    ref, *_ = _shap_reference(clf.predict_proba, X[20:23].astype(np.float32),
+                              ours.baselines[:, 0], ours.target, 30, 0)
+    np.testing.assert_allclose(ours.attributions, ref, atol=1e-6)
+
 # -- batching and additivity ----------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["torch", "callable"])
 def test_batch_size_invariance_and_additivity(kind):

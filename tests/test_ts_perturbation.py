@@ -99,6 +99,56 @@ def test_occlusion_equals_captum_occlusion(per_channel, window, stride):
     assert ours.params["window"] == window and ours.params["stride"] == stride
 
 
+
+def _dense_occlusion(f, x, baselines, window, stride, per_channel, target):
+    """Occlusion written out with dense masks, one window (and channel) at a time."""
+    n, c, t = x.shape
+    rows = np.arange(n)
+    fx = f(x)[rows, target]
+    total, count = np.zeros(x.shape), np.zeros(x.shape)
+    for ch in range(c) if per_channel else [None]:
+        for lo, hi in occlusion_windows(t, window, stride):
+            mask = np.zeros(x.shape, bool)
+            mask[:, slice(None) if ch is None else ch, lo:hi] = True
+            drop = fx - f(np.where(mask, baselines, x))[rows, target]
+            total += drop[:, None, None] * mask
+            count += mask
+    return total / count
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_occlusion_equals_dense_masks_at_every_batch_size(per_channel):
+    rng = np.random.default_rng(3)
+    n, c, t = 5, 3, 24  # window 5, stride 3: 8 windows, the last one clipped to (21, 24)
+    w, v = rng.normal(size=(c * t, 6)), rng.normal(size=(6, 3))
+
+    def f(a):
+        z = np.tanh(np.asarray(a, np.float64).reshape(len(a), -1) @ w) @ v
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    calls = []
+
+    def counted(a):
+        calls.append(len(a))
+        return f(a)
+
+    x = rng.normal(size=(n, c, t)).astype(np.float32)
+    b = rng.normal(size=(n, c, t)).astype(np.float32)  # per-instance references, not zeros
+    target = np.array([0, 1, 2, 1, 0])
+    ref = _dense_occlusion(f, x, b, 5, 3, per_channel, target)
+    n_masks = (c if per_channel else 1) * 8
+    for bs in (1, 7, n * n_masks, "auto"):
+        calls.clear()
+        e = xs.create_explainer("native:segment_occlusion", counted, window=5, stride=3,
+                                per_channel=per_channel, batch_size=bs)
+        exp = e.explain(x, target=target, baselines=b)
+        np.testing.assert_allclose(exp.attributions, ref, atol=1e-6, rtol=0)
+        rows = exp.params["batch_size_used"]
+        assert max(calls) <= rows
+        assert sum(calls) - n == n * n_masks  # the predictions, then every occluded copy once
+
+
 def test_occlusion_windows_cover_every_step_like_captum():
     assert occlusion_windows(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
     assert occlusion_windows(11, 4, 3) == [(0, 4), (3, 7), (6, 10), (9, 11)]  # clipped last one

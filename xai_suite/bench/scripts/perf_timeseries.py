@@ -1,4 +1,5 @@
-"""Batched TSR vs TSInterpret's TSR vs a step-by-step loop vs the floor, on CPU or GPU.
+"""Batched TSR vs TSInterpret's TSR vs a step-by-step loop vs the floor, and segment occlusion vs
+Captum's Occlusion vs the forward-only floor, on CPU or GPU.
 
 Temporal saliency rescaling (Ismail et al. 2020) runs its inner saliency method once on each
 instance and once on each masked copy: one copy per time step (all channels masked), and on
@@ -68,8 +69,27 @@ GPU and back through autograd: every Captum call then runs its forward and backw
 the GPU, the way TSInterpret would if it moved its inputs. CUDA is synchronised before and
 after every timed call.
 
+Occlusion section (``--section occlusion``, or ``all``, the default): ``native:segment_occlusion``
+vs Captum's ``Occlusion`` with its default settings (``perturbations_per_eval=1``: one model
+call of the N instances per window) vs the forward-only floor, on two seeded, untrained models
+(``--occlusion-models``): ``cnn``, a ``CNN1d``, whose forward passes dominate any occlusion's
+time, and ``linear``, one linear layer on the flattened series, cheap enough that the time is
+the occlusion's own work (building rows, model calls, accumulating). Each explains
+``--n-occlusion`` (16) standard normal univariate series of each length in
+``--occlusion-lengths`` (300, 1000, 3000); both methods occlude windows of ``T // 10`` steps
+with stride equal to the window (10 windows), zero baseline, the model's predicted class. The
+floor is the model alone (``torch.no_grad``) on the same rows (the N x 10 occluded copies and
+the N instances themselves, which both methods evaluate), built outside the timer, at two chunk
+sizes: ours' (``batch_size_used``) and Captum's (N rows per call); the faster one is the floor.
+Prints seconds per instance (medians of ``--repeats`` interleaved calls), Captum / ours (target
+>= 1.5 at T >= 1000), ours / floor (target <= 1.2), and max |ours - Captum| (equal values up to
+float32 rounding: at most ``OCCLUSION_TOL`` of max |Captum|).
+
 Run: ``python -m xai_suite.bench.scripts.perf_timeseries [--n 20] [--n-multivariate 8] [--repeats 3]
-[--threads 1] [--device cpu] [--quick]`` (defaults take about 15-25 minutes: TSInterpret alone needs
+[--threads 1] [--device cpu] [--section all|tsr|occlusion] [--n-occlusion 16]
+[--occlusion-lengths 300 1000 3000] [--occlusion-models cnn linear] [--occlusion-batch-size auto]
+[--quick]``
+(defaults take about 15-25 minutes: TSInterpret alone needs
 about 3 s per GunPoint instance on an idle core). Models are trained once and cached
 (``$XAI_SUITE_CACHE`` or ``~/.cache/xai_suite``). ``xai-suite bench perf [--quick]`` runs it (with
 the suite's other scripts) and saves its output to ``OUT/perf.txt``. In a checkout, ``python
@@ -92,6 +112,16 @@ THRESHOLD = 0.55  # TSInterpret's quantile, hard-coded in Saliency_PTY._getTwoSt
 #: (a rounding difference moves an interpolated point across a ReLU kink); the benchmark
 #: prints that floor, measured on the same instances, next to the TSR differences.
 NOISE_TOL = 1e-3
+#: Occlusion: ours and Captum's occlude the same windows; their maps differ only by float32
+#: rounding of the output drops (max |diff| at most this fraction of max |Captum|).
+OCCLUSION_TOL = 1e-5
+OCCLUSION_LABELS = {
+    "ours": "ours (native:segment_occlusion, batch_size='auto')",
+    "captum": "Captum Occlusion (defaults: perturbations_per_eval=1)",
+    "floor_ours": "forward only, ours' chunk",
+    "floor_captum": "forward only, N rows per call (Captum's)",
+    "floor": "floor: the faster forward-only run",
+}
 METHODS = ("ours", "tsinterpret", "loop", "ig")
 LABELS = {
     "ours": "ours (native:tsr, batch_size='auto')",
@@ -458,6 +488,130 @@ def report(setup: Setup, seconds: dict, agree: dict, n_steps: int, repeats: int)
             "exact": max(agree["ours_vs_loop"], agree["theirs_vs_post"], agree["direct"])}
 
 
+
+# -- occlusion -----------------------------------------------------------------------------
+def occlusion_rows(x, window: int, stride: int):
+    """The rows any occlusion of ``x`` (N, 1, T) evaluates: each instance with each window set
+    to 0 (instance-major), then the instances themselves; shape (N (W + 1), 1, T)."""
+    import torch
+
+    from xai_suite_timeseries.perturbation import occlusion_windows
+
+    spans = occlusion_windows(x.shape[-1], window, stride)
+    rows = x.repeat_interleave(len(spans), 0).clone()
+    for k, (lo, hi) in enumerate(spans):
+        rows[k :: len(spans), :, lo:hi] = 0.0
+    return torch.cat([rows, x])
+
+
+def occlusion_model(kind: str, length: int):
+    """A seeded, untrained model of (N, 1, T) series: ``cnn`` (:class:`CNN1d`, whose forward
+    dominates any occlusion's time) or ``linear`` (one linear layer on the flattened series,
+    whose forward is cheap, so the time is the occlusion's own work)."""
+    import torch
+
+    from xai_suite_timeseries import CNN1d
+
+    torch.manual_seed(0)
+    if kind == "cnn":
+        return CNN1d(1, 2).eval()
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(length, 2)).eval()
+
+
+def occlusion_compare(kind: str, length: int, n: int, repeats: int, device,
+                      batch_size="auto") -> dict:
+    """Ours vs Captum's default Occlusion vs the forward-only floor at one series length."""
+    import torch
+    from captum.attr import Occlusion
+
+    import xai_suite as xs
+    model = occlusion_model(kind, length).to(device)
+    x_np = np.random.default_rng(0).standard_normal((n, 1, length)).astype(np.float32)
+    x = torch.from_numpy(x_np).to(device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    window = max(1, length // 10)
+    ours = xs.create_explainer("native:segment_occlusion", model, window=window, stride=window,
+                               baseline="zeros", device=str(device), batch_size=batch_size)
+    target_np = target.cpu().numpy()
+    first = ours.explain(x_np, target=target_np)
+    chunk = int(first.params["batch_size_used"])
+    occ = Occlusion(model)
+    rows = occlusion_rows(x, window, window)
+
+    def forward_only(size: int) -> None:
+        with torch.no_grad():
+            for i in range(0, rows.shape[0], size):
+                model(rows[i : i + size])
+
+    def captum(_idx):
+        return occ.attribute(x, sliding_window_shapes=(1, window), strides=(1, window),
+                             baselines=0.0, target=target)
+
+    runs = {
+        "ours": lambda _idx: ours.explain(x_np, target=target_np),
+        "captum": captum,
+        "floor_ours": lambda _idx: forward_only(chunk),
+        "floor_captum": lambda _idx: forward_only(n),
+    }
+    print(f"  occlusion {kind} T = {length} ...", file=sys.stderr, flush=True)
+    seconds, outputs = time_interleaved(runs, n, repeats, device=device)
+    theirs = outputs["captum"].detach().cpu().numpy().astype(np.float64)
+    diff = float(np.abs(outputs["ours"].attributions.astype(np.float64) - theirs).max())
+    med = {m: float(np.median(v)) for m, v in seconds.items()}
+    med["floor"] = min(med["floor_ours"], med["floor_captum"])
+    return {"model": kind, "batch_size": batch_size, "T": length, "n": n, "window": window,
+            "windows": rows.shape[0] // n - 1, "chunk": chunk, "med": med, "diff": diff,
+            "scale": float(np.abs(theirs).max())}
+
+
+def occlusion_report(res: dict, repeats: int) -> None:
+    med = res["med"]
+    name = {"cnn": "CNN1d", "linear": "linear layer on the flat series"}[res["model"]]
+    print(f"occlusion {res['model']} T = {res['T']}: {name} (untrained, seeded), {res['n']} "
+          f"instances of 1 x "
+          f"{res['T']}; {res['windows']} windows of {res['window']} steps, stride "
+          f"{res['window']}, zero baseline; {res['n'] * (res['windows'] + 1)} model rows; ours' "
+          f"chunk {res['chunk']} rows; median of {repeats} interleaved calls")
+    print(f"  {'method':54s} {'s/instance':>10s} {'x ours':>7s} {'x floor':>8s}")
+    labels = dict(OCCLUSION_LABELS)
+    if res["batch_size"] != "auto":
+        labels["ours"] = f"ours (native:segment_occlusion, batch_size={res['batch_size']})"
+    for m in ("ours", "captum", "floor_ours", "floor_captum", "floor"):
+        print(f"  {labels[m]:54s} {med[m]:10.5f} {med[m] / med['ours']:7.2f} "
+              f"{med[m] / med['floor']:8.2f}")
+    ratio = med["captum"] / med["ours"]
+    print(f"  ratios: Captum / ours = {ratio:.2f}; ours / floor = {med['ours'] / med['floor']:.2f}; "
+          f"Captum / floor = {med['captum'] / med['floor']:.2f}")
+    print(f"  agreement: max |ours - Captum| = {res['diff']:.1e} (max |Captum| = "
+          f"{res['scale']:.3f})\n")
+
+
+def occlusion_section(models, lengths, n: int, repeats: int, device, batch_size="auto") -> None:
+    import torch
+
+    where = "CPU" if device.type == "cpu" else f"GPU ({torch.cuda.get_device_name(device)})"
+    print(f"Occlusion timings on {where}, {torch.get_num_threads()} torch thread(s); ours with "
+          f"batch_size={batch_size!r}\n")
+    results = []
+    for kind in models:
+        for length in lengths:
+            results.append(occlusion_compare(kind, length, n, repeats, device, batch_size))
+            occlusion_report(results[-1], repeats)
+
+    def verdict(r):
+        ok_floor = r["med"]["ours"] / r["med"]["floor"] <= 1.2
+        ok_captum = r["T"] < 1000 or r["med"]["captum"] / r["med"]["ours"] >= 1.5
+        return "met" if ok_floor and ok_captum else "NOT met"
+
+    print("occlusion targets (ours / floor <= 1.2; Captum / ours >= 1.5 at T >= 1000): " + "; ".join(
+        f"{r['model']} T={r['T']}: Captum / ours = {r['med']['captum'] / r['med']['ours']:.2f}, "
+        f"ours / floor = {r['med']['ours'] / r['med']['floor']:.2f} ({verdict(r)})" for r in results))
+    worst = max(r["diff"] / max(r["scale"], 1e-12) for r in results)
+    print(f"occlusion values equal to Captum's (every max |diff| <= {OCCLUSION_TOL:.0e} of max "
+          f"|Captum|): {'yes' if worst <= OCCLUSION_TOL else 'NO'} (worst {worst:.1e})")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20, help="GunPoint test instances (150 exist)")
@@ -466,10 +620,21 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: default)")
     p.add_argument("--device", default="cpu",
                    help="'cpu' (default), 'cuda', 'cuda:N' or 'auto': where the model runs")
+    p.add_argument("--section", choices=("all", "tsr", "occlusion"), default="all",
+                   help="which comparisons to run (default: both)")
+    p.add_argument("--n-occlusion", type=int, default=16, help="series per occlusion length")
+    p.add_argument("--occlusion-lengths", type=int, nargs="+", default=[300, 1000, 3000],
+                   help="series lengths T of the occlusion section")
+    p.add_argument("--occlusion-models", nargs="+", choices=("cnn", "linear"),
+                   default=["cnn", "linear"], help="models of the occlusion section")
+    p.add_argument("--occlusion-batch-size", default="auto",
+                   help="ours' batch_size in the occlusion section ('auto' or rows per call)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 8 IG steps (TSInterpret's Captum IG patched to match), a small "
-                   "planted set, short training, no warm-up")
+                   "planted set, short training, no warm-up; occlusion at T = 100 on 2 series")
     args = p.parse_args(argv)
+    if args.quick:
+        args.n_occlusion, args.occlusion_lengths = min(args.n_occlusion, 2), [100]
 
     import torch
 
@@ -478,6 +643,20 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.section != "occlusion":
+        tsr_section(args, device)
+    if args.section != "tsr":
+        if args.section == "all":
+            print()
+        bs = args.occlusion_batch_size
+        occlusion_section(args.occlusion_models, args.occlusion_lengths, args.n_occlusion,
+                          args.repeats, device, bs if bs == "auto" else int(bs))
+    return 0
+
+
+def tsr_section(args, device) -> None:
+    import torch
+
     n_steps = 8 if args.quick else 50
     where = "CPU" if device.type == "cpu" else f"GPU ({torch.cuda.get_device_name(device)})"
     print(f"TSR timings on {where}, {torch.get_num_threads()} torch thread(s)"
@@ -505,7 +684,6 @@ def main(argv=None) -> int:
     worst = max(s["exact"] for _, s in summary)
     print(f"same saliency up to numerical noise (every TSR max |diff| above <= {NOISE_TOL:.0e}): "
           f"{'yes' if worst <= NOISE_TOL else 'NO'} (worst {worst:.1e})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ for all instances together (:func:`solve_kernel_shap`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -244,6 +246,21 @@ def coalition_values(
     return (sums / nb).view(n, s)
 
 
+def _trusted_rows(model, *parts: torch.Tensor):
+    """A context in which scikit-learn skips its NaN/inf check of each chunk of rows (a full
+    pass over them, about a quarter of a linear model's time) when every row is a mixture of
+    ``parts`` (instances, background) that are all finite: so is every mixture. Only for a
+    scikit-learn estimator that is not a pipeline (a pipeline's steps could turn finite rows
+    into non-finite ones, which its later steps would then no longer report); otherwise, or
+    with any non-finite part, nothing changes."""
+    if (model.kind != "sklearn" or hasattr(model.model, "steps")
+            or not all(bool(torch.isfinite(p).all()) for p in parts)):
+        return contextlib.nullcontext()
+    import sklearn
+
+    return sklearn.config_context(assume_finite=True)
+
+
 class _Regression:
     """shap's constrained weighted least squares for one coalition set.
 
@@ -280,6 +297,31 @@ class _Regression:
             sw = np.sqrt(self.weights)[:, None]
             w = np.linalg.lstsq(sw * self.X, sw * y, rcond=None)[0]
         return np.concatenate([w.T, (total - w.sum(0))[:, None]], axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_game(n_players: int, n_samples, random_state) -> tuple[Coalitions, _Regression]:
+    c = kernel_coalitions(n_players, n_samples, random_state)
+    for a in (c.masks, c.weights):
+        a.setflags(write=False)
+    return c, _Regression(c)
+
+
+def _game(n_players: int, n_samples, random_state) -> tuple[Coalitions, _Regression]:
+    """:func:`kernel_coalitions` and their factorised regression, computed once per process
+    for each ``(n_players, n_samples, random_state)`` with an int seed (they are a pure
+    function of these; shap's sampling loop and ``X' W X`` cost tens of ms at 200 players);
+    drawn afresh when ``random_state`` is None."""
+    _check_budget(n_samples)
+    check_random_state(random_state)
+    if random_state is not None:
+        budget = n_samples if isinstance(n_samples, str) else int(n_samples)
+        c, reg = _cached_game(int(n_players), budget, int(random_state))
+    else:
+        c = kernel_coalitions(n_players, n_samples, random_state)
+        reg = _Regression(c)
+    reg.warned = False  # warn once per call, as with a fresh regression
+    return c, reg
 
 
 def solve_kernel_shap(coalitions: Coalitions, values: np.ndarray, fx: np.ndarray,
@@ -373,11 +415,11 @@ class KernelShap(SurrogateExplainer, Batched, Seeded):
                 used.append(0)
                 games.append((player, None, None))
                 continue
-            c = kernel_coalitions(n_players, self.n_samples, self.random_state)
+            c, reg = _game(n_players, self.n_samples, self.random_state)
             used.append(len(c.weights))
             exact &= c.exact
             zf = torch.as_tensor(c.masks[:, player] > 0.5, device=x.device)  # (S, F)
-            games.append((player, _Regression(c), zf))
+            games.append((player, reg, zf))
         values, fnull = np.zeros((n, x.shape[1])), np.zeros(n)
         for bg_rows, bg in background_groups(b):  # one background for all, or one per instance
             bg = bg.to(x.device)
@@ -395,8 +437,10 @@ class KernelShap(SurrogateExplainer, Batched, Seeded):
                 for i0 in range(0, len(rows_g), step):
                     r = rows_g[i0 : i0 + step]
                     r_t = torch.as_tensor(r, device=x.device)
-                    v = coalition_values(call.model.forward, x[r_t].to(rows_dtype), bg_rows_dtype,
-                                         call.target_t[r_t], zf, call.rows)
+                    xr = x[r_t].to(rows_dtype)
+                    with _trusted_rows(call.model, xr, bg_rows_dtype):
+                        v = coalition_values(call.model.forward, xr, bg_rows_dtype,
+                                             call.target_t[r_t], zf, call.rows)
                     phi = reg.solve(v.cpu().numpy(), fx[r], fnull[r])  # (n_r, M)
                     values[r] = phi[:, player]
         params = {
