@@ -112,6 +112,27 @@ def test_bound_method_is_cached_on_its_instance():
     assert len(seen) == 1
 
 
+def test_key_caches_wrappers_built_per_call():
+    class Wrapper:
+        def __init__(self, model):
+            self.model = model
+
+        def __call__(self, x):
+            return self.model(x)
+
+    model = _cnn()
+    seen = _counted(model)
+    x = torch.randn(4, 1, 20)
+    probe_activations(Wrapper(model), x)
+    probe_activations(Wrapper(model), x)  # a new wrapper, a new cache owner: probed again
+    assert len(seen) == 2
+    probe_activations(Wrapper(model), x, key=model)
+    probe_activations(Wrapper(model), x, key=model)
+    assert len(seen) == 3
+    probe_activations(model, x, key=model)  # another forward type under the same key
+    assert len(seen) == 4
+
+
 def test_default_budget_reads_memory_once_within_its_ttl(monkeypatch):
     reads = []
     monkeypatch.setattr(batching, "available_memory", lambda d: reads.append(d) or 8 * 2**30)

@@ -181,8 +181,8 @@ def clear_cache() -> None:
 
 def _owner(forward, key) -> tuple[object, Hashable]:
     """The object the cache holds weakly for ``forward``, and a sub-key within it."""
-    if key is not None:
-        return key, None
+    if key is not None:  # wrappers of one type around the same model share entries
+        return key, type(forward)
     if inspect.ismethod(forward):  # a bound method: its instance, told apart by the function
         return forward.__self__, forward.__func__
     return forward, None
@@ -276,7 +276,8 @@ def probe_activations(forward, sample: torch.Tensor, *, key=None) -> ActivationP
         A few input rows on the model's device.
     key : object, optional
         The object to cache under instead of ``forward`` (e.g. the model behind a wrapper
-        built afresh on every call); it must be referable weakly to be cached.
+        built afresh on every call; entries are then shared by forwards of one type); it must
+        be referable weakly to be cached.
 
     Returns
     -------
@@ -451,7 +452,8 @@ def pick_rows(
         forward passes without gradients. Integer inputs (token ids) are timed forward only.
     key : object, optional
         Cache under this object instead of ``forward`` (e.g. the model behind a wrapper
-        built afresh on every call).
+        built afresh on every call, which would otherwise be probed and timed on every call);
+        forwards of one type share its entries.
     timed : bool, optional
         Time candidate sizes; default :data:`TIMED_PROBE`. False: :func:`auto_rows`.
 
