@@ -17,7 +17,8 @@ by measurement, within a memory bound:
    ``max_memory`` defaults to half the free GPU memory or a quarter of the available RAM
    (:func:`default_budget`). "auto" never picks more rows than this.
 2. **Timed probe.** Candidate sizes are the powers of two from :data:`PROBE_MIN_ROWS` up to
-   that bound (at most :data:`PROBE_MAX_ROWS`, or :data:`GPU_PROBE_MAX_ROWS` on a GPU).
+   that bound (at most :data:`GPU_PROBE_MAX_ROWS` on a GPU; on a CPU at most
+   :data:`PROBE_MAX_ROWS` and :data:`CPU_PROBE_BYTES` of forward activations per call).
    Each is timed :data:`PROBE_CALLS` times (the fastest call counts; one untimed warm-up
    call first) with the explainer's kind of pass: forward only, or forward and backward to
    the input for gradient methods. The ladder climbs while it stays within
@@ -86,6 +87,9 @@ PROBE_MIN_ROWS = 16
 #: Largest candidate rows per call of the timed probe on a CPU, and on a GPU.
 PROBE_MAX_ROWS = 4096
 GPU_PROBE_MAX_ROWS = 2**16
+#: On a CPU, candidates also keep one call's forward activations under this many bytes (past
+#: glibc's mmap threshold bigger chunks are rarely faster, and a laptop's RAM is shared).
+CPU_PROBE_BYTES = 256 * 2**20
 #: Seconds the timed probe may spend per cache key (predicted before each candidate size).
 PROBE_SECONDS = 0.25
 #: Timed calls per candidate size, in interleaved passes over the sizes (the fastest counts).
@@ -474,7 +478,8 @@ def pick_rows(
     ekey = ("timed", sub, backward, *_row_key(sample))
     times = entries.get(ekey) if entries is not None else None
     if times is None or bound >= times["retime_at"]:
-        cap = GPU_PROBE_MAX_ROWS if device.type == "cuda" else PROBE_MAX_ROWS
+        cap = GPU_PROBE_MAX_ROWS if device.type == "cuda" else min(
+            PROBE_MAX_ROWS, max(PROBE_MIN_ROWS, CPU_PROBE_BYTES // probe.total))
         upper = min(bound, cap)
         run = lambda rows: _timed_call(forward, sample, rows, backward)  # noqa: E731
         try:
