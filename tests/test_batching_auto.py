@@ -208,6 +208,31 @@ def test_choose_rows_prefers_the_smallest_within_tolerance():
     assert choose_rows(times, 8) is None
 
 
+def test_incumbent_stays_unless_clearly_beaten():
+    times = {16: 2.0, 64: 0.97, 200: 1.05}
+    assert choose_rows(times, 10**6, incumbent=200) == 200  # 8% slower: within the margin
+    assert choose_rows(times, 10**6, incumbent=200, margin=0.0) == 64
+    assert choose_rows({16: 2.0, 64: 0.8, 200: 1.0}, 10**6, incumbent=200) == 64
+    assert choose_rows(times, 100, incumbent=200) == 64  # the incumbent does not fit the bound
+
+
+def test_ladder_times_the_incumbent():
+    calls: list[int] = []
+
+    def run(rows):
+        calls.append(rows)
+        return _cost(64)(rows)
+
+    times = time_ladder(run, 4096, incumbent=300, budget_s=10.0)
+    assert calls.count(300) == batching.PROBE_CALLS and 300 in times
+    assert choose_rows(times, 4096, incumbent=300) == 64  # 44% slower per row at 300 rows
+    flat = time_ladder(lambda r: r * 1e-5, 4096, incumbent=300, budget_s=10.0)
+    assert choose_rows(flat, 4096, incumbent=300) == 300
+    calls.clear()  # no room for the incumbent's calls: nothing is timed
+    assert time_ladder(run, 4096, incumbent=300, budget_s=2 * _cost(64)(16)) == {}
+    assert calls == [batching.PROBE_MIN_ROWS]
+
+
 def test_pick_rows_follows_the_timings(monkeypatch):
     """Models whose per-row cost curves differ get different sizes; a smaller memory bound
     later picks the fastest timed size that fits it, without timing again."""

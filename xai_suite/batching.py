@@ -16,17 +16,19 @@ by measurement, within a memory bound:
    bounds the rows per call: ``max_memory // (BACKWARD_FACTOR * bytes per row)``, where
    ``max_memory`` defaults to half the free GPU memory or a quarter of the available RAM
    (:func:`default_budget`). "auto" never picks more rows than this.
-2. **Timed probe.** Candidate sizes are the powers of two from :data:`PROBE_MIN_ROWS` up to
-   that bound (at most :data:`GPU_PROBE_MAX_ROWS` on a GPU; on a CPU at most
+2. **Timed probe** (:func:`time_ladder`). The candidates are the memory-only rule's size
+   (step 3, the incumbent) and the powers of two from :data:`PROBE_MIN_ROWS` up to that
+   bound (at most :data:`GPU_PROBE_MAX_ROWS` on a GPU; on a CPU at most
    :data:`PROBE_MAX_ROWS` and :data:`CPU_PROBE_BYTES` of forward activations per call).
-   Each is timed :data:`PROBE_CALLS` times (the fastest call counts; one untimed warm-up
-   call first) with the explainer's kind of pass: forward only, or forward and backward to
-   the input for gradient methods. The ladder climbs while it stays within
-   :data:`PROBE_SECONDS` (predicted from the per-row time measured so far) and stops after
-   :data:`PROBE_PATIENCE` sizes in a row no faster per row than the best; the smallest size
-   within :data:`PROBE_TOLERANCE` of the fastest per-row time wins (less memory, same
-   speed). A model too slow for even the smallest candidate within the time budget is not
-   timed (step 3 decides).
+   Each is timed :data:`PROBE_CALLS` times in interleaved passes (the fastest call counts;
+   one untimed warm-up call first) with the explainer's kind of pass: forward only, or
+   forward and backward to the input for gradient methods. The powers of two are climbed
+   while the calls stay within :data:`PROBE_SECONDS` (predicted from the per-row time
+   measured so far), until :data:`PROBE_PATIENCE` sizes in a row are slower per row than
+   the best. The incumbent stays unless another size is faster per row by more than
+   :data:`PROBE_MARGIN`; then the smallest size within :data:`PROBE_TOLERANCE` of the
+   fastest wins (less memory, same speed) (:func:`choose_rows`). A model too slow to time
+   the warm-up and the incumbent within the budget is not timed (step 3 decides).
 3. **Memory-only rule** (when timing is off, not possible, or fails): on a GPU as many rows
    as fit the bound; on a CPU as many as keep one call's activations near
    :data:`CPU_CHUNK_BYTES` and its largest single tensor under :data:`CPU_TENSOR_BYTES`,
@@ -99,6 +101,9 @@ PROBE_CALLS = 2
 PROBE_PATIENCE = 2
 #: The smallest size within this fraction of the fastest per-row time is picked.
 PROBE_TOLERANCE = 0.05
+#: The memory-only rule's size stays unless another is faster per row by more than this
+#: fraction (timing noise on a loaded machine is of this order).
+PROBE_MARGIN = 0.10
 #: Seconds the default memory budget (one ``/proc/meminfo`` or CUDA read) stays cached.
 BUDGET_TTL = 1.0
 
@@ -348,25 +353,30 @@ def time_ladder(
     run: Callable[[int], float],
     upper: int,
     *,
+    incumbent: int | None = None,
     seconds_per_row: float = 0.0,
     min_rows: int | None = None,
     budget_s: float | None = None,
     calls: int | None = None,
     patience: int | None = None,
 ) -> dict[int, float]:
-    """Time candidate rows per call: powers of two from ``min_rows`` up to ``upper``.
+    """Time candidate rows per call: ``incumbent`` and the powers of two from ``min_rows`` up
+    to ``upper``.
 
     Parameters
     ----------
     run : callable
         ``run(rows) -> seconds`` of one call on ``rows`` rows. Called once on ``min_rows``
-        rows first (a warm-up, not recorded); then a first pass climbs the sizes, one call
-        each, stopping after ``patience`` sizes in a row slower per row than the best by more
-        than :data:`PROBE_TOLERANCE` or where this size's ``calls`` calls are predicted to
-        exceed the budget; then ``calls - 1`` more passes over the sizes reached, largest
-        first, within the budget.
+        rows first (a warm-up, not recorded); then once on ``incumbent``; then a first pass
+        climbs the powers of two, one call each, stopping after ``patience`` sizes in a row
+        slower per row than the best of them by more than :data:`PROBE_TOLERANCE`, or where a
+        size's ``calls`` calls are predicted to exceed the budget; then ``calls - 1`` more
+        passes over every size timed, largest first, within the budget.
     upper : int
         The largest candidate allowed (the memory bound).
+    incumbent : int, optional
+        The size used without timing (the memory-only rule's), timed first when it lies in
+        ``[min_rows, upper]``; when its calls do not fit the budget nothing is timed.
     seconds_per_row : float
         An estimate of the cost per row (0: none); the smaller of it and the warm-up's per-row
         time predicts the first candidate's cost, the last candidate's predicts the next.
@@ -377,9 +387,9 @@ def time_ladder(
     Returns
     -------
     dict
-        Rows -> seconds per row (the fastest of the calls), in increasing rows; empty when
-        ``upper < min_rows`` or the warm-up alone takes more than the budget, or the first
-        candidate is predicted to exceed it.
+        Rows -> seconds per row (the fastest of the calls); empty when ``upper < min_rows``,
+        the warm-up alone takes more than the budget, or the first candidate is predicted to
+        exceed it.
     """
     min_rows = PROBE_MIN_ROWS if min_rows is None else min_rows
     budget_s = PROBE_SECONDS if budget_s is None else budget_s
@@ -394,13 +404,21 @@ def time_ladder(
     per_row = spent / min_rows
     if seconds_per_row > 0:
         per_row = min(per_row, seconds_per_row)
+    if incumbent is not None and min_rows <= incumbent <= upper:
+        if spent + calls * incumbent * per_row > budget_s:
+            return times  # no room to compare anything with the incumbent
+        t = run(incumbent)
+        spent += t
+        times[incumbent] = t / incumbent
     # first pass: climb while this size's share of every pass fits the budget and it pays
+    ladder: dict[int, float] = {}
     rows, worse = min_rows, 0
     while rows <= upper and spent + calls * rows * per_row <= budget_s:
         t = run(rows)
         spent += t
-        times[rows] = per_row = t / rows
-        worse = worse + 1 if per_row > min(times.values()) * (1 + PROBE_TOLERANCE) else 0
+        ladder[rows] = per_row = t / rows
+        times[rows] = min(per_row, times.get(rows, math.inf))
+        worse = worse + 1 if per_row > min(ladder.values()) * (1 + PROBE_TOLERANCE) else 0
         if worse >= patience:
             break
         rows *= 2
@@ -412,17 +430,31 @@ def time_ladder(
                 t = run(r)
                 spent += t
                 times[r] = min(times[r], t / r)
-    return times
+    return dict(sorted(times.items()))
 
 
-def choose_rows(times: dict[int, float], bound: int, tolerance: float | None = None) -> int | None:
-    """The smallest size within ``tolerance`` (default :data:`PROBE_TOLERANCE`) of the
-    fastest per-row time among the timed sizes up to ``bound``; None when none is."""
+def choose_rows(
+    times: dict[int, float],
+    bound: int,
+    tolerance: float | None = None,
+    *,
+    incumbent: int | None = None,
+    margin: float | None = None,
+) -> int | None:
+    """The size to use among the timed ``times`` (rows -> seconds per row) up to ``bound``.
+
+    ``incumbent`` where it was timed and is within ``margin`` (default :data:`PROBE_MARGIN`)
+    of the fastest per-row time; else the smallest size within ``tolerance`` (default
+    :data:`PROBE_TOLERANCE`) of it; None when no timed size fits ``bound``.
+    """
     tolerance = PROBE_TOLERANCE if tolerance is None else tolerance
+    margin = PROBE_MARGIN if margin is None else margin
     fit = {r: t for r, t in times.items() if r <= bound}
     if not fit:
         return None
     best = min(fit.values())
+    if incumbent in fit and fit[incumbent] <= best * (1 + margin):
+        return incumbent
     return min(r for r, t in fit.items() if t <= best * (1 + tolerance))
 
 
@@ -484,7 +516,8 @@ def pick_rows(
         run = lambda rows: _timed_call(forward, sample, rows, backward)  # noqa: E731
         try:
             with _own_rng(device):
-                ladder = time_ladder(run, upper, seconds_per_row=per_row * (3 if backward else 1))
+                ladder = time_ladder(run, upper, incumbent=auto_rows(probe, device, max_memory),
+                                     seconds_per_row=per_row * (3 if backward else 1))
         except Exception:  # a model failing here fails with its own error in the real call
             ladder = {}
         # the ladder stopped at the memory bound: time again if a later bound lets it climb
@@ -492,11 +525,12 @@ def pick_rows(
         times = {"sizes": ladder, "retime_at": nxt if upper < nxt <= cap else math.inf}
         if entries is not None:
             entries[ekey] = times
-    sizes = times["sizes"]
-    rows = choose_rows(sizes, bound)
+    sizes, incumbent = times["sizes"], auto_rows(probe, device, max_memory)
+    rows = choose_rows(sizes, bound, incumbent=incumbent)
     if rows is None:  # not timed, or the bound is below every timed size
-        return auto_rows(probe, device, max_memory) if not sizes else bound
-    if rows == max(sizes) and 2 * rows <= bound and min(sizes.values()) == sizes[rows]:
+        return incumbent if not sizes else bound
+    if (incumbent not in sizes and rows == max(sizes) and 2 * rows <= bound
+            and min(sizes.values()) == sizes[rows]):
         # the time budget ran out while bigger chunks were still faster: the memory rule's
         # size, where larger, is as far as the evidence and the CPU caches suggest
         rows = max(rows, auto_rows(probe, device, max_memory))
