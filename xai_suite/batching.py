@@ -37,6 +37,8 @@ by measurement, within a memory bound:
    32 MiB) with fresh pages from the kernel and returns them on free, so every call pays
    page faults for all of it again (``benchmarks/perf_gradients.py`` measures this, with and
    without ``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_``/``MALLOC_MMAP_THRESHOLD_`` set).
+   Callers that size chunks from memory alone use :func:`probe_activations` and
+   :func:`auto_rows` directly.
 
 **Caching.** The activation probe and the timings are paid once per process and key: (the
 model object, the shape of one row, dtype, device, with or without backward). The cache
