@@ -200,6 +200,14 @@ def test_ladder_respects_bound_budget_and_minimum():
     assert sum(spent) <= 0.05
 
 
+def test_small_sizes_are_measured_over_equal_work():
+    calls: list[int] = []
+    time_ladder(lambda r: calls.append(r) or _cost(64)(r), 4096, budget_s=10.0, work_rows=256)
+    # size 16: a warm-up call, then per measurement 16 calls in a row (256 rows)
+    assert calls.count(16) == 1 + 16 * batching.PROBE_CALLS
+    assert calls.count(256) == batching.PROBE_CALLS  # one call already holds 256 rows
+
+
 def test_choose_rows_prefers_the_smallest_within_tolerance():
     times = {16: 2.0, 32: 1.0, 64: 0.99, 128: 1.2}
     assert choose_rows(times, 10**6) == 32

@@ -20,8 +20,10 @@ by measurement, within a memory bound:
    (step 3, the incumbent) and the powers of two from :data:`PROBE_MIN_ROWS` up to that
    bound (at most :data:`GPU_PROBE_MAX_ROWS` on a GPU; on a CPU at most
    :data:`PROBE_MAX_ROWS` and :data:`CPU_PROBE_BYTES` of forward activations per call).
-   Each is timed :data:`PROBE_CALLS` times in interleaved passes (the fastest call counts;
-   one untimed warm-up call first) with the explainer's kind of pass: forward only, or
+   Each is measured :data:`PROBE_CALLS` times in interleaved passes (the fastest counts;
+   one untimed warm-up call first; a size below :data:`PROBE_WORK_ROWS` rows is run several
+   times in a row per measurement, so short calls cannot slip between other processes'
+   time slices and look fast) with the explainer's kind of pass: forward only, or
    forward and backward to the input for gradient methods. The powers of two are climbed
    while the calls stay within :data:`PROBE_SECONDS` (predicted from the per-row time
    measured so far), until :data:`PROBE_PATIENCE` sizes in a row are slower per row than
@@ -96,11 +98,13 @@ GPU_PROBE_MAX_ROWS = 2**16
 CPU_PROBE_BYTES = 256 * 2**20
 #: Seconds the timed probe may spend per cache key (predicted before each candidate size).
 PROBE_SECONDS = 0.25
-#: Timed calls per candidate size, in interleaved passes over the sizes (the fastest counts).
+#: Measurements per candidate size, in interleaved passes over the sizes (the fastest counts).
 PROBE_CALLS = 2
 #: The ladder stops after this many sizes in a row slower per row than the best so far (by
 #: more than PROBE_TOLERANCE).
 PROBE_PATIENCE = 2
+#: Rows per measurement: smaller sizes are run several times in a row and timed together.
+PROBE_WORK_ROWS = 256
 #: The smallest size within this fraction of the fastest per-row time is picked.
 PROBE_TOLERANCE = 0.05
 #: The memory-only rule's size stays unless another is faster per row by more than this
@@ -361,6 +365,7 @@ def time_ladder(
     budget_s: float | None = None,
     calls: int | None = None,
     patience: int | None = None,
+    work_rows: int | None = None,
 ) -> dict[int, float]:
     """Time candidate rows per call: ``incumbent`` and the powers of two from ``min_rows`` up
     to ``upper``.
@@ -369,11 +374,12 @@ def time_ladder(
     ----------
     run : callable
         ``run(rows) -> seconds`` of one call on ``rows`` rows. Called once on ``min_rows``
-        rows first (a warm-up, not recorded); then once on ``incumbent``; then a first pass
-        climbs the powers of two, one call each, stopping after ``patience`` sizes in a row
+        rows first (a warm-up, not recorded); then ``incumbent`` is measured (see
+        ``work_rows``); then a first pass climbs the powers of two, one measurement each,
+        stopping after ``patience`` sizes in a row
         slower per row than the best of them by more than :data:`PROBE_TOLERANCE`, or where a
-        size's ``calls`` calls are predicted to exceed the budget; then ``calls - 1`` more
-        passes over every size timed, largest first, within the budget.
+        size's ``calls`` measurements are predicted to exceed the budget; then ``calls - 1``
+        more passes over every size timed, largest first, within the budget.
     upper : int
         The largest candidate allowed (the memory bound).
     incumbent : int, optional
@@ -385,6 +391,12 @@ def time_ladder(
     min_rows, budget_s, calls, patience : optional
         Default :data:`PROBE_MIN_ROWS`, :data:`PROBE_SECONDS`, :data:`PROBE_CALLS`,
         :data:`PROBE_PATIENCE`.
+    work_rows : int, optional
+        Rows per measurement: a size below it is run ``ceil(work_rows / rows)`` times in a
+        row and timed together, so every measurement spans about as long as the others (a
+        short call on a shared CPU can slip between other processes' time slices and look
+        faster than the steady state). Default: the larger of :data:`PROBE_WORK_ROWS` and
+        ``incumbent``, at most ``upper``.
 
     Returns
     -------
@@ -400,6 +412,18 @@ def time_ladder(
     times: dict[int, float] = {}
     if upper < min_rows:
         return times
+    if work_rows is None:
+        work_rows = max(PROBE_WORK_ROWS, incumbent if incumbent is not None and incumbent <= upper else 0)
+    work_rows = max(1, min(work_rows, upper))
+
+    def reps(rows: int) -> int:
+        return max(1, -(-work_rows // rows))
+
+    def measure(rows: int) -> float:
+        """Seconds per row of ``reps(rows)`` calls in a row."""
+        k = reps(rows)
+        return sum(run(rows) for _ in range(k)) / (k * rows)
+
     spent = run(min_rows)  # warm-up: the first call on a shape pays kernel set-up, not timed
     if spent > budget_s:  # one smallest call alone costs more than the whole budget
         return times
@@ -407,18 +431,16 @@ def time_ladder(
     if seconds_per_row > 0:
         per_row = min(per_row, seconds_per_row)
     if incumbent is not None and min_rows <= incumbent <= upper:
-        if spent + calls * incumbent * per_row > budget_s:
+        if spent + calls * reps(incumbent) * incumbent * per_row > budget_s:
             return times  # no room to compare anything with the incumbent
-        t = run(incumbent)
-        spent += t
-        times[incumbent] = t / incumbent
+        times[incumbent] = t = measure(incumbent)
+        spent += t * reps(incumbent) * incumbent
     # first pass: climb while this size's share of every pass fits the budget and it pays
     ladder: dict[int, float] = {}
     rows, worse = min_rows, 0
-    while rows <= upper and spent + calls * rows * per_row <= budget_s:
-        t = run(rows)
-        spent += t
-        ladder[rows] = per_row = t / rows
+    while rows <= upper and spent + calls * reps(rows) * rows * per_row <= budget_s:
+        ladder[rows] = per_row = measure(rows)
+        spent += per_row * reps(rows) * rows
         times[rows] = min(per_row, times.get(rows, math.inf))
         worse = worse + 1 if per_row > min(ladder.values()) * (1 + PROBE_TOLERANCE) else 0
         if worse >= patience:
@@ -428,10 +450,10 @@ def time_ladder(
     # processes' load fall on every size alike; the fastest call per size counts
     for _ in range(calls - 1):
         for r in sorted(times, reverse=True):
-            if spent + r * times[r] <= budget_s:
-                t = run(r)
-                spent += t
-                times[r] = min(times[r], t / r)
+            if spent + reps(r) * r * times[r] <= budget_s:
+                t = measure(r)
+                spent += t * reps(r) * r
+                times[r] = min(times[r], t)
     return dict(sorted(times.items()))
 
 
