@@ -386,8 +386,9 @@ def time_ladder(
         The size used without timing (the memory-only rule's), timed first when it lies in
         ``[min_rows, upper]``; when its calls do not fit the budget nothing is timed.
     seconds_per_row : float
-        An estimate of the cost per row (0: none); the smaller of it and the warm-up's per-row
-        time predicts the first candidate's cost, the last candidate's predicts the next.
+        An estimate of the cost per row (0: none): nothing is run when it puts the warm-up over
+        the budget; the smaller of it and the warm-up's per-row time predicts the first
+        candidate's cost, the last candidate's predicts the next.
     min_rows, budget_s, calls, patience : optional
         Default :data:`PROBE_MIN_ROWS`, :data:`PROBE_SECONDS`, :data:`PROBE_CALLS`,
         :data:`PROBE_PATIENCE`.
@@ -402,8 +403,8 @@ def time_ladder(
     -------
     dict
         Rows -> seconds per row (the fastest of the calls); empty when ``upper < min_rows``,
-        the warm-up alone takes more than the budget, or the first candidate is predicted to
-        exceed it.
+        the warm-up alone takes (or is estimated to take) more than the budget, or the first
+        candidate is predicted to exceed it.
     """
     min_rows = PROBE_MIN_ROWS if min_rows is None else min_rows
     budget_s = PROBE_SECONDS if budget_s is None else budget_s
@@ -424,6 +425,8 @@ def time_ladder(
         k = reps(rows)
         return sum(run(rows) for _ in range(k)) / (k * rows)
 
+    if seconds_per_row * min_rows > budget_s:  # the estimate says even the warm-up is too long
+        return times
     spent = run(min_rows)  # warm-up: the first call on a shape pays kernel set-up, not timed
     if spent > budget_s:  # one smallest call alone costs more than the whole budget
         return times
