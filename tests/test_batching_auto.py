@@ -194,7 +194,7 @@ def test_ladder_respects_bound_budget_and_minimum():
     assert time_ladder(run, 4096, budget_s=1e-4) == {}  # the warm-up alone is over budget
     assert calls == [batching.PROBE_MIN_ROWS]
     calls.clear()  # an estimate that puts the warm-up over budget: nothing runs
-    assert time_ladder(run, 4096, budget_s=1.0, seconds_per_row=1.0) == {}
+    assert time_ladder(run, 4096, budget_s=1.0, seconds_per_row=1.0) == {}  # 16 s > 4 x 1 s
     assert calls == []
     # a budget for a few sizes: the climb stops where the next size would not fit
     spent: list[float] = []
@@ -206,8 +206,8 @@ def test_ladder_respects_bound_budget_and_minimum():
 def test_small_sizes_are_measured_over_equal_work():
     calls: list[int] = []
     time_ladder(lambda r: calls.append(r) or _cost(64)(r), 4096, budget_s=10.0, work_rows=256)
-    # size 16: a warm-up call, then per measurement 16 calls in a row (256 rows)
-    assert calls.count(16) == 1 + 16 * batching.PROBE_CALLS
+    # size 16: a warm-up and a steady call, then per measurement 16 calls in a row (256 rows)
+    assert calls.count(16) == 2 + 16 * batching.PROBE_CALLS
     assert calls.count(256) == batching.PROBE_CALLS  # one call already holds 256 rows
 
 
@@ -240,8 +240,8 @@ def test_ladder_times_the_incumbent():
     flat = time_ladder(lambda r: r * 1e-5, 4096, incumbent=300, budget_s=10.0)
     assert choose_rows(flat, 4096, incumbent=300) == 300
     calls.clear()  # no room for the incumbent's calls: nothing is timed
-    assert time_ladder(run, 4096, incumbent=300, budget_s=2 * _cost(64)(16)) == {}
-    assert calls == [batching.PROBE_MIN_ROWS]
+    assert time_ladder(run, 4096, incumbent=300, budget_s=3 * _cost(64)(16)) == {}
+    assert calls == [batching.PROBE_MIN_ROWS] * 2  # the warm-up and the steady call
 
 
 def test_pick_rows_follows_the_timings(monkeypatch):

@@ -373,10 +373,10 @@ def time_ladder(
     Parameters
     ----------
     run : callable
-        ``run(rows) -> seconds`` of one call on ``rows`` rows. Called once on ``min_rows``
-        rows first (a warm-up, not recorded); then ``incumbent`` is measured (see
-        ``work_rows``); then a first pass climbs the powers of two, one measurement each,
-        stopping after ``patience`` sizes in a row
+        ``run(rows) -> seconds`` of one call on ``rows`` rows. Called twice on ``min_rows``
+        rows first (a warm-up, and a steady call that predicts costs; neither recorded);
+        then ``incumbent`` is measured (see ``work_rows``); then a first pass climbs the
+        powers of two, one measurement each, stopping after ``patience`` sizes in a row
         slower per row than the best of them by more than :data:`PROBE_TOLERANCE`, or where a
         size's ``calls`` measurements are predicted to exceed the budget; then ``calls - 1``
         more passes over every size timed, largest first, within the budget.
@@ -387,8 +387,8 @@ def time_ladder(
         ``[min_rows, upper]``; when its calls do not fit the budget nothing is timed.
     seconds_per_row : float
         An estimate of the cost per row (0: none): nothing is run when it puts the warm-up over
-        the budget; the smaller of it and the warm-up's per-row time predicts the first
-        candidate's cost, the last candidate's predicts the next.
+        four times the budget. The steady call's per-row time predicts the first candidate's
+        cost, the last candidate's the next.
     min_rows, budget_s, calls, patience : optional
         Default :data:`PROBE_MIN_ROWS`, :data:`PROBE_SECONDS`, :data:`PROBE_CALLS`,
         :data:`PROBE_PATIENCE`.
@@ -425,14 +425,15 @@ def time_ladder(
         k = reps(rows)
         return sum(run(rows) for _ in range(k)) / (k * rows)
 
-    if seconds_per_row * min_rows > budget_s:  # the estimate says even the warm-up is too long
+    # the estimate (often a first call, inflated by set-up) says even the warm-up is far too long
+    if seconds_per_row * min_rows > 4 * budget_s:
         return times
     spent = run(min_rows)  # warm-up: the first call on a shape pays kernel set-up, not timed
     if spent > budget_s:  # one smallest call alone costs more than the whole budget
         return times
-    per_row = spent / min_rows
-    if seconds_per_row > 0:
-        per_row = min(per_row, seconds_per_row)
+    t = run(min_rows)  # a second, steady call predicts the costs (the first pays set-up)
+    spent += t
+    per_row = t / min_rows
     if incumbent is not None and min_rows <= incumbent <= upper:
         if spent + calls * reps(incumbent) * incumbent * per_row > budget_s:
             return times  # no room to compare anything with the incumbent
