@@ -2,6 +2,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# batch_size="auto" from memory alone: a timed pick costs ~0.25 s per new (model, row shape) and
+# may differ between runs; tests/test_batching_auto.py times explicitly (timed=True)
+os.environ.setdefault("XAI_SUITE_TIMED_BATCHING", "0")
 
 import matplotlib
 
