@@ -90,14 +90,18 @@ def test_one_forward_per_call_when_rows_fit_one_chunk(model, x):
     counter = Counter(model)
     ex = xs.create_explainer("native:integrated_gradients", model, n_steps=k, batch_size=256)
     exp = ex.explain(x)  # target None: the predicted class, from the same forward
-    assert counter.calls == [(n * k + n + n, True)]  # path rows, then x, then the zero baseline
+    assert counter.calls == [(n * k + n + 1, True)]  # path rows, x, then one row of the zero baseline
     np.testing.assert_allclose(exp.predictions, model(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(exp.target, exp.predictions.argmax(1))
 
+    counter.calls.clear()  # baselines that differ per instance: each gets its row
+    ex.explain(x, baselines=0.5 * x)
+    assert counter.calls == [(n * k + n + n, True)]
+
     counter.calls.clear()
     xs.create_explainer("native:integrated_gradients", model, n_steps=k).explain(x, target=1)
-    assert counter.with_grad == [n * k + 2 * n]
+    assert counter.with_grad == [n * k + n + 1]
     assert len(counter.without_grad) <= 1 and all(r <= 4 for r in counter.without_grad), (
         f"only the batch-size probe may run apart from the path: {counter.calls}")
     counter.handle.remove()
@@ -123,18 +127,18 @@ def test_several_chunks_one_endpoint_pass(model, x):
     counter = Counter(model)
     ex = xs.create_explainer("native:integrated_gradients", model, n_steps=k, batch_size=rows)
     ex.explain(x)
-    assert counter.without_grad == [2 * n]  # x and the zero baseline, in one call
+    assert counter.without_grad == [n + 1]  # x and (one row of) the zero baseline, in one call
     assert sum(counter.with_grad) == n * k and len(counter.with_grad) == -(-n * k // rows)
     counter.handle.remove()
 
 
-@pytest.mark.parametrize("baseline", ["zeros", "explicit", "uniform"])
+@pytest.mark.parametrize("baseline", ["zeros", "explicit", "per_instance", "uniform"])
 def test_attributions_equal_hand_written_ig(model, x, baseline):
     """Equal to a hand-written IG (rtol 1e-5) for the fused path (zeros, explicit baselines) and
     the separate one (a stochastic baseline, drawn per target); completeness as before."""
     kw = {"baseline": "uniform", "random_state": 3} if baseline == "uniform" else {}
     ex = xs.create_explainer("native:integrated_gradients", model, n_steps=16, **kw)
-    explicit = np.full_like(x, 0.3) if baseline == "explicit" else None
+    explicit = {"explicit": np.full_like(x, 0.3), "per_instance": 0.5 * x[::-1]}.get(baseline)
     exp = ex.explain(x, baselines=explicit)
     b = exp.baselines[0] if exp.baselines.ndim == x.ndim + 1 else exp.baselines
     want = hand_ig(model, x, b, exp.target, 16)

@@ -229,8 +229,9 @@ def fused_path_gradients(
     flat_b = baselines.reshape(s * n, *feat)
     x_node, b_node = bool(alphas[-1] == 1.0), bool(alphas[0] == 0.0)
     path_rows = s * n * k
+    b_eval = flat_b[:1] if _one_reference(flat_b) else flat_b  # one zero row, not N of them
     extra = [] if x_node else [x]
-    extra += [] if b_node else [flat_b]
+    extra += [] if b_node else [b_eval]
     if path_rows + sum(len(e) for e in extra) > call.rows:  # several chunks
         _endpoint_outputs(call, baselines)
         return path_gradients(model.forward, x, baselines, call.target_t, alphas, weights, call.rows)
@@ -244,7 +245,9 @@ def fused_path_gradients(
     # where each endpoint's output is: a path node (pair p < N is instance p, draw 0) or a row after
     x_rows = (torch.arange(n) * k + k - 1) if x_node else torch.arange(path_rows, path_rows + n)
     b_start = path_rows + (0 if x_node else n)
-    b_rows = torch.arange(s * n) * k if b_node else torch.arange(b_start, b_start + s * n)
+    b_rows = (torch.arange(s * n) * k if b_node else
+              torch.arange(b_start, b_start + len(b_eval)).expand(s * n) if len(b_eval) == 1 else
+              torch.arange(b_start, b_start + s * n))
     try:
         with _model_errors(x):
             out = model.forward(z)
@@ -268,12 +271,21 @@ def _endpoint_outputs(call: Call, baselines: torch.Tensor) -> None:
     the inputs and baselines together (in chunks of ``call.rows``)."""
     x, n = call.x, call.x.shape[0]
     flat_b = baselines.reshape(-1, *x.shape[1:])
+    one = _one_reference(flat_b)
     try:
-        out = _predict(call.model, torch.cat([x, flat_b]), call.rows)
+        out = _predict(call.model, torch.cat([x, flat_b[:1] if one else flat_b]), call.rows)
     except NonFiniteOutputError as exc:  # the rows of the inputs, else of the baselines
         bad_x = exc.rows[exc.rows < n]
         if len(bad_x):
             raise NonFiniteOutputError(bad_x, n) from None
-        raise NonFiniteOutputError(exc.rows - n, len(flat_b)) from None
+        bad_b = np.arange(len(flat_b)) if one else exc.rows - n
+        raise NonFiniteOutputError(bad_b, len(flat_b)) from None
     call.supply_predictions(out[:n])
-    call.data["reference_outputs"] = (baselines, out[n:])
+    ref = np.repeat(out[n:], len(flat_b), axis=0) if one else out[n:]
+    call.data["reference_outputs"] = (baselines, ref)
+
+
+def _one_reference(flat_b: torch.Tensor) -> bool:
+    """Whether every baseline row (S * N, ...) is the same (zeros, a constant, a training mean):
+    then one row's output stands for all."""
+    return len(flat_b) > 1 and bool((flat_b == flat_b[:1]).all())
