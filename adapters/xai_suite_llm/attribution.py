@@ -851,18 +851,11 @@ class TextPerturbationExplainer(TextExplainer):
         """
         raise NotImplementedError
 
-    def _known_masks(self, n_units: int) -> np.ndarray | None:
-        """Masks (P, U) that :meth:`_attribute_units` will ask for, known before it runs: they
-        go through the model in the same calls as the full and empty prompts (cached)."""
-        return None
-
     def _explain_units(self, prep, units, level, evaluator, extra) -> tuple:
         ev = evaluator or _Evaluator(self, prep)
         rows_before = ev.model_rows
         game = _UnitView(ev, [u.tokens for u in units]).values
-        ends = np.array([[True], [False]]).repeat(len(units), axis=1)
-        known = self._known_masks(len(units))
-        score, null = game(ends if known is None else np.concatenate([ends, known]))[:2]
+        score, null = game(np.array([[True], [False]]).repeat(len(units), axis=1))
         values, resolved = self._attribute_units(game, len(units), score, null)
         delta = (float(values[:, 0].sum() - (score[0] - null[0])) if self.info.tags.has_convergence_delta
                  else None)
@@ -949,11 +942,9 @@ class TextAblation(TextPerturbationExplainer):
     model : LanguageModel
     """
 
-    def _known_masks(self, n_units):
-        return ~np.eye(n_units, dtype=bool)
-
     def _attribute_units(self, game, n_units, score, null):
-        return score - game(self._known_masks(n_units)), {}
+        masks = ~np.eye(n_units, dtype=bool)
+        return score - game(masks), {}
 
 
 @register_explainer(
