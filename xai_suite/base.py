@@ -111,9 +111,12 @@ class Call:
     ----------
     x : torch.Tensor, shape (N, ...)
         Inputs on the compute device.
-    target : numpy.ndarray of int, shape (N,)
-        The class explained (attribution) or wanted (counterfactual) per instance.
-    predictions : numpy.ndarray, shape (N, K)
+    target : numpy.ndarray of int, shape (N,), or None
+        The class explained (attribution) or wanted (counterfactual) per instance; ``None``
+        while predictions are deferred (see :meth:`Explainer._defers_predictions`).
+    predictions : numpy.ndarray, shape (N, K), or None
+        ``None`` until :meth:`supply_predictions` where the method computes them in its own
+        forward passes.
     model : ModelWrapper
     rows : int
         Most rows per model call (the resolved ``batch_size``).
@@ -138,9 +141,33 @@ class Call:
     feature_names: tuple[str, ...] | None = None
     layout: Layout | None = None
     data: dict = field(default_factory=dict)
+    #: The ``target`` argument as given and the function turning it into :attr:`target` with
+    #: the predictions: kept for :meth:`supply_predictions` while predictions are deferred.
+    requested_target: Any = None
+    resolve: Callable[[object, np.ndarray], np.ndarray] | None = None
+
+    @property
+    def deferred(self) -> bool:
+        """Whether the predictions (and so a ``None`` target's classes) are still to come."""
+        return self.predictions is None
+
+    def supply_predictions(self, predictions: np.ndarray) -> None:
+        """Set the predictions (N, K) computed by the method's own forward passes, and resolve
+        the requested target with them (raises as :func:`resolve_target` does)."""
+        if not self.deferred:
+            raise RuntimeError("the predictions of this call are already known")
+        self.target = self.resolve(self.requested_target, predictions)
+        self.predictions = predictions
+
+    def ensure_predictions(self) -> None:
+        """Compute deferred predictions with a separate forward pass (no-op otherwise)."""
+        if self.deferred:
+            self.supply_predictions(_predict(self.model, self.x, self.rows))
 
     @property
     def target_t(self) -> torch.Tensor:
+        if self.target is None:
+            raise RuntimeError("the target is resolved once the predictions are supplied")
         return torch.as_tensor(self.target, device=self.x.device)
 
     def instance_rngs(self) -> list[np.random.Generator]:
@@ -148,6 +175,7 @@ class Call:
         its target: an instance gets the same draws alone or in any batch, at any position.
         Built once per call; every consumer (baselines, then the method) draws on from them."""
         if "instance_rngs" not in self.data:
+            self.ensure_predictions()  # the draws are seeded by the target
             seed, x = int(self.rng.integers(2**32)), self.x.detach().cpu().numpy()
             self.data["instance_rngs"] = [instance_generators(x[i : i + 1], seed, int(t))[0]
                                           for i, t in enumerate(self.target)]
@@ -278,9 +306,18 @@ class Explainer:
     # -- parameters (scikit-learn style) -------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
-        """The constructor's hyper-parameters, the shared ones (:data:`SHARED_PARAMS`) last."""
-        names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
-        return [p for p in names if p not in SHARED_PARAMS] + [p for p in SHARED_PARAMS if p in names]
+        """The constructor's hyper-parameters, the shared ones (:data:`SHARED_PARAMS`) last.
+
+        Read from the signature once per class (``inspect.signature`` costs ~0.1 ms, and every
+        ``explain`` asks several times); a class's constructor does not change after creation.
+        """
+        cached = cls.__dict__.get("_param_names_cache")
+        if cached is None:
+            names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+            cached = ([p for p in names if p not in SHARED_PARAMS]
+                      + [p for p in SHARED_PARAMS if p in names])
+            cls._param_names_cache = tuple(cached)  # in cls.__dict__: subclasses get their own
+        return list(cached)
 
     def get_params(self) -> dict:
         """The hyper-parameters passed to the constructor, by name."""
@@ -420,11 +457,14 @@ class Explainer:
         return wrapper
 
     @contextlib.contextmanager
-    def _calling(self, inputs, target, resolve: Callable[[object, np.ndarray], np.ndarray]
-                 ) -> Iterator[Call]:
+    def _calling(self, inputs, target, resolve: Callable[[object, np.ndarray], np.ndarray],
+                 defer: bool = False) -> Iterator[Call]:
         """Validate ``inputs``, prepare the model, predict and resolve ``target``.
 
-        Yields the :class:`Call` while the model is in eval mode on the compute device.
+        Yields the :class:`Call` while the model is in eval mode on the compute device. With
+        ``defer`` (a torch model), the predictions and the target are left for the method to
+        supply from its own forward passes (:meth:`Call.supply_predictions`), saving one
+        forward over the inputs.
         """
         tags, name = self.info.tags, self.info.qualified_name
         check_batch_size(self._shared("batch_size"))
@@ -444,10 +484,11 @@ class Explainer:
         with wrapper.prepared():
             x = x.to(wrapper.device, wrapper.dtype(x))
             rows = self._rows(wrapper, x)
-            preds = _predict(wrapper, x, rows)
+            defer = defer and wrapper.kind == "torch"
+            preds = None if defer else _predict(wrapper, x, rows)
             yield Call(
                 x=x,
-                target=resolve(target, preds),
+                target=None if defer else resolve(target, preds),
                 predictions=preds,
                 model=wrapper,
                 rows=rows,
@@ -455,6 +496,8 @@ class Explainer:
                 rng=np.random.default_rng(self._shared("random_state")),
                 feature_names=names,
                 layout=layout,
+                requested_target=target,
+                resolve=resolve,
             )
 
     def _feature_names(self, names, x: torch.Tensor, modality: str) -> tuple[str, ...] | None:
@@ -520,10 +563,18 @@ class AttributionExplainer(Explainer):
             raise TypeError(f"{name} takes no baselines")
         if feature_mask is not None and not tags.uses_feature_mask:
             raise TypeError(f"{name} takes no feature_mask")
-        with self._calling(inputs, target, resolve_target) as call:
+        defer = self._defers_predictions(explicit_baselines=baselines is not None)
+        with self._calling(inputs, target, resolve_target, defer=defer) as call:
             call.data["baselines"] = None if baselines is None else self._explicit_baselines(baselines, call)
             call.data["feature_mask"] = None if feature_mask is None else self._mask(feature_mask, call)
             yield call
+            call.ensure_predictions()  # a method that deferred them and then did not supply them
+
+    def _defers_predictions(self, *, explicit_baselines: bool) -> bool:
+        """Whether ``_attribute`` computes the predictions in its own forward passes (then
+        ``call.predictions`` and ``call.target`` are ``None`` until it calls
+        :meth:`Call.supply_predictions`). No by default."""
+        return False
 
     def _compute(self, call: Call) -> tuple[Attribution, tuple[np.ndarray, np.ndarray] | None]:
         result = self._attribute(call, baselines=call.data["baselines"],
@@ -651,7 +702,9 @@ class AttributionExplainer(Explainer):
         fx = call.predictions[idx, call.target].astype(np.float64)
         fb = np.zeros(n)
         if b is not None:
-            out = _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows)
+            given = call.data.get("reference_outputs")  # (S * N, K), from the method's own passes
+            out = (given[1] if given is not None and given[0] is b
+                   else _predict(call.model, b.reshape((-1, *b.shape[2:])), call.rows))
             fb = out.reshape(b.shape[0], n, -1)[:, idx, call.target].mean(0)
         total = result.values.detach().double().reshape(n, -1).sum(1).cpu().numpy()
         delta = (total - (fx - fb)).astype(np.float64 if call.x.dtype == torch.float64 else np.float32)

@@ -121,7 +121,11 @@ class ModelWrapper:
                           stacklevel=4)
         params = next(iter(m.parameters()), None)
         old_device = params.device if params is not None else self.device
-        m.eval()
+        # switch modes only where some submodule trains: ``eval()``/``train()`` walk every
+        # submodule, twice per call, for a model that is (as usual) already in eval mode
+        switch = any(sub.training for sub in m.modules())
+        if switch:
+            m.eval()
         if old_device != self.device:
             m.to(self.device)
         try:
@@ -129,7 +133,8 @@ class ModelWrapper:
         finally:
             if old_device != self.device:
                 m.to(old_device)
-            m.train(was_training)
+            if switch:
+                m.train(was_training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Model outputs ``(n, K)`` for a float tensor ``x`` of shape ``(n, ...)``.

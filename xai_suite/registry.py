@@ -6,6 +6,7 @@ the recommended implementation. Plugins register theirs on import (:mod:`xai_sui
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -40,8 +41,7 @@ class ExplainerInfo:
     @property
     def params(self) -> dict:
         """Hyper-parameters and their defaults (the shared ones last)."""
-        sig = inspect.signature(self.cls.__init__).parameters
-        return {p: sig[p].default for p in self.cls._param_names()}
+        return dict(_defaults(self.cls))
 
     @property
     def available(self) -> bool:
@@ -62,6 +62,13 @@ class ExplainerInfo:
         extra = (("reference", self.reference), ("notes", t.notes),
                  ("unavailable", "" if self.available else _missing_message(self)))
         return "\n".join(lines + [f"  {k}: {v}" for k, v in extra if v])
+
+
+@functools.cache
+def _defaults(cls: type[Explainer]) -> tuple[tuple[str, object], ...]:
+    """``(name, default)`` of ``cls``'s hyper-parameters, read from its signature once."""
+    sig = inspect.signature(cls.__init__).parameters
+    return tuple((p, sig[p].default) for p in cls._param_names())
 
 
 #: Every explainer by qualified name ``library:method``.

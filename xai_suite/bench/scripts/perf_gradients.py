@@ -13,13 +13,23 @@ Prints, per explained instance (50 Gauss-Legendre steps, zero baseline):
 each also with glibc's malloc tuned (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
 ``MALLOC_MMAP_THRESHOLD_``) to show what large CPU chunks cost without it.
 
+and a "small calls" section (``--small`` runs only it; ``--no-small`` skips it): per-call time
+of ours, a hand-written torch IG and Captum's IG for the few-instance calls where fixed
+per-call costs show, at (N, T, steps) = (1, 150, 8), (10, 100, 16) and (10, 3000, 16) (GunPoint
+series resampled to length T; ``--small-configs`` changes them). The hand-written IG is one
+forward+backward over the N x steps rows in chunks of the best of several sizes (the floor);
+the table gives ours' overhead above it in ms, each method's ratio to it, the model calls one
+of our calls makes, and the largest difference between our attributions and the hand-written
+ones (the agreement check: it fails the run when above 1e-4 of their scale).
+
 Timings: one fresh worker process per allocator setting runs every method in turn, call by
 call, ``--repeats`` times (this machine drifts by ~20% over tens of seconds, so only
 interleaved calls compare fairly); the table gives medians. Peak memory: one fresh worker
 per method, its peak RSS (or peak CUDA memory) over a warm-up and one call, above what it
 held before.
 
-Run: ``python -m xai_suite.bench.scripts.perf_gradients [--n 100] [--repeats 7] [--device auto]``.
+Run: ``python -m xai_suite.bench.scripts.perf_gradients [--n 100] [--repeats 7] [--device auto]
+[--small | --no-small]``.
 ``xai-suite bench perf [--quick]`` runs it (with the suite's other scripts) and saves its output to
 ``OUT/perf.txt``. In a checkout, ``python benchmarks/perf_gradients.py`` is the same.
 """
@@ -154,6 +164,136 @@ def memory_worker(method: str, weights: str, n: int, device: str) -> dict:
     return {"peak_extra": peak}
 
 
+# -- small calls ---------------------------------------------------------------------------
+#: (instances, series length, steps) of the small-calls section.
+SMALL_CONFIGS = ((1, 150, 8), (10, 100, 16), (10, 3000, 16))
+#: Chunk sizes (rows) the hand-written IG is timed at; the best is the floor (0: all rows).
+SMALL_CHUNKS = (16, 32, 64, 0)
+SMALL_METHODS = ("ours", "captum", *(f"hand_{c}" for c in SMALL_CHUNKS))
+AGREE_RTOL = 1e-4
+
+
+def parse_configs(text: str) -> tuple[tuple[int, int, int], ...]:
+    """``"1x150x8,10x100x16"`` -> ``((1, 150, 8), (10, 100, 16))``."""
+    try:
+        configs = tuple(tuple(int(v) for v in c.split("x")) for c in text.split(","))
+    except ValueError:
+        configs = ((),)
+    if any(len(c) != 3 or min(c) < 1 for c in configs):
+        raise argparse.ArgumentTypeError(f"--small-configs takes NxTxSTEPS[,NxTxSTEPS...]; got {text!r}")
+    return configs
+
+
+def small_build(weights: str, n: int, t: int, steps: int, device: str):
+    """Zero-argument callables for each of :data:`SMALL_METHODS` explaining ``n`` GunPoint
+    series resampled to length ``t`` with ``steps`` Gauss-Legendre steps (zero baseline), and
+    each one's attributions."""
+    import torch
+
+    import xai_suite as xs
+    from xai_suite.batching import resolve_device
+    from xai_suite_timeseries import CNN1d
+
+    dev = resolve_device(device)
+    Xt, _ = xs.datasets.load_ucr("GunPoint", "test")
+    src = np.linspace(0, 1, Xt.shape[-1])
+    series = np.stack([np.interp(np.linspace(0, 1, t), src, Xt[i % len(Xt), 0]) for i in range(n)])
+    x = torch.from_numpy(series[:, None, :].astype(np.float32)).to(dev)
+    model = CNN1d(1, 2)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.eval().to(dev)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    nodes, w = np.polynomial.legendre.leggauss(steps)  # constants of a hand-written IG
+    alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+    weights_t = torch.tensor(w / 2, dtype=x.dtype, device=dev).view(1, -1, 1, 1)
+    t_rows = target.repeat_interleave(steps)
+
+    def hand(chunk):
+        def run():
+            z_all = (alphas * x.unsqueeze(1)).reshape(n * steps, *x.shape[1:])
+            c = chunk or len(z_all)
+            grads = []
+            for s in range(0, len(z_all), c):
+                z = z_all[s : s + c].requires_grad_(True)
+                out = model(z).gather(1, t_rows[s : s + c].unsqueeze(1)).sum()
+                grads.append(torch.autograd.grad(out, z)[0])
+            g = torch.cat(grads).view(n, steps, *x.shape[1:])
+            return x * (g * weights_t).sum(1)
+        return run
+
+    explainer = xs.create_explainer("native:integrated_gradients", model, n_steps=steps, device=device)
+    x_np, target_np = x.cpu().numpy(), target.cpu().numpy()
+
+    from captum.attr import IntegratedGradients
+
+    captum = IntegratedGradients(model)
+    runs = {"ours": lambda: explainer.explain(x_np, target=target_np).attributions,
+            "captum": lambda: captum.attribute(x, target=target, n_steps=steps),
+            **{f"hand_{c}": hand(c) for c in SMALL_CHUNKS}}
+    return dev, model, runs
+
+
+def small_worker(weights: str, device: str, repeats: int, configs) -> dict:
+    """Per config: every method in turn, call by call, ``repeats`` times (seconds per call);
+    model calls per call of ours; the agreement of ours with the hand-written IG."""
+    import torch
+
+    rows = []
+    threads = torch.get_num_threads()
+    for n, t, steps in configs:
+        dev, model, runs = small_build(weights, n, t, steps, device)
+        values = {}
+        for m, run in runs.items():  # warm-up: allocator, oneDNN kernels, lazy imports
+            out = run()
+            values[m] = np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out)
+            _sync(dev)
+        ref = values["hand_0"]
+        agree = {m: float(np.abs(values[m] - ref).max() / max(np.abs(ref).max(), 1e-30))
+                 for m in ("ours", "captum")}
+        calls: list[bool] = []
+        handle = model.register_forward_hook(lambda *_, c=calls: c.append(torch.is_grad_enabled()))
+        runs["ours"]()
+        handle.remove()
+        seconds: dict[str, list[float]] = {m: [] for m in runs}
+        for _ in range(repeats):
+            for m, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                _sync(dev)
+                seconds[m].append(time.perf_counter() - t0)
+        rows.append({"config": [n, t, steps], "seconds": seconds, "agree": agree,
+                     "calls_grad": sum(calls), "calls_nograd": len(calls) - sum(calls)})
+    return {"rows": rows, "device": str(dev), "threads": threads}
+
+
+def print_small(result: dict, repeats: int) -> bool:
+    """The small-calls table; returns whether every agreement check passed."""
+    print(f"[small calls] device {result['device']}, {result['threads']} torch thread(s); zero baseline, "
+          f"Gauss-Legendre; medians of {repeats} interleaved calls per method; floor = hand-written "
+          f"torch IG at the best chunk of {', '.join(str(c or 'all') for c in SMALL_CHUNKS)} rows")
+    print(f"{'N':>3s} {'T':>5s} {'steps':>5s} {'ours ms':>9s} {'floor ms':>9s} {'captum ms':>9s} "
+          f"{'overhead ms':>11s} {'ours x floor':>12s} {'captum x floor':>14s} {'model calls':>11s} "
+          f"{'agree (ours, captum)':>21s}")
+    ok = True
+    for row in result["rows"]:
+        med = {m: float(np.median(v)) for m, v in row["seconds"].items()}
+        best = min(SMALL_CHUNKS, key=lambda c: med[f"hand_{c}"])
+        floor = med[f"hand_{best}"]
+        n, t, steps = row["config"]
+        calls = f"{row['calls_grad']}+{row['calls_nograd']}"
+        agree = f"{row['agree']['ours']:.1e}, {row['agree']['captum']:.1e}"
+        ok &= row["agree"]["ours"] <= AGREE_RTOL
+        print(f"{n:3d} {t:5d} {steps:5d} {med['ours'] * 1e3:9.3f} {floor * 1e3:9.3f} "
+              f"{med['captum'] * 1e3:9.3f} {(med['ours'] - floor) * 1e3:11.3f} {med['ours'] / floor:12.2f} "
+              f"{med['captum'] / floor:14.2f} {calls:>11s} {agree:>21s}")
+    print("model calls: ours' forwards with gradients + without (the batch-size probe); agree: max |ours "
+          f"- hand-written| / max |hand-written| (ours must be <= {AGREE_RTOL:g})")
+    print("targets (small calls): 1-instance overhead <= 0.5 ms above the hand-written IG; ours x floor "
+          "<= 1.2 at N=10, T=100 and T=3000\n")
+    return ok
+
+
 # -- parent side ---------------------------------------------------------------------------
 def train(weights: Path, seed: int) -> float:
     import torch
@@ -187,7 +327,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-malloc-variant", action="store_true")
-    p.add_argument("--worker", choices=("time", "memory"), help=argparse.SUPPRESS)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--small", action="store_true", help="only the small-calls section")
+    group.add_argument("--no-small", action="store_true", help="skip the small-calls section")
+    p.add_argument("--small-configs", type=parse_configs, default=SMALL_CONFIGS,
+                   help="NxTxSTEPS,... of the small-calls section (default 1x150x8,10x100x16,10x3000x16)")
+    p.add_argument("--small-repeats", type=int, default=15,
+                   help="interleaved calls per method in the small-calls section")
+    p.add_argument("--small-threads", type=int, default=None,
+                   help="torch threads of the small-calls worker (default: torch's own); 1 keeps "
+                   "a loaded machine's OpenMP threads from spinning against other processes")
+    p.add_argument("--worker", choices=("time", "memory", "small"), help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -197,6 +347,26 @@ def main(argv=None) -> int:
     if args.worker == "memory":
         print(json.dumps(memory_worker(args.method, args.weights, args.n, args.device)))
         return 0
+    if args.worker == "small":
+        if args.small_threads is not None:
+            import torch
+
+            torch.set_num_threads(args.small_threads)
+        print(json.dumps(small_worker(args.weights, args.device, args.small_repeats,
+                                      args.small_configs)))
+        return 0
+    configs = ",".join("x".join(map(str, c)) for c in args.small_configs)
+    small_args = ["--worker", "small", "--small-repeats", str(args.small_repeats), "--small-configs",
+                  configs, "--device", args.device,
+                  *([] if args.small_threads is None else ["--small-threads", str(args.small_threads)])]
+    if args.small:
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = Path(tmp) / "cnn.pt"
+            acc = train(weights, args.seed)
+            print(f"GunPoint CNN1d, test accuracy {acc:.3f}\n")
+            print("  small calls ...", file=sys.stderr, flush=True)
+            small = spawn([*small_args, "--weights", str(weights)], {})
+        return 0 if print_small(small, args.small_repeats) else 1
 
     variants = {"default malloc": {}}
     if not args.no_malloc_variant:
@@ -218,6 +388,9 @@ def main(argv=None) -> int:
                 peaks[m] = spawn(["--worker", "memory", "--method", m, "--weights",
                                   str(weights), *common], env)["peak_extra"]
             results[vname] = (timing, peaks)
+        if not args.no_small:
+            print("  small calls ...", file=sys.stderr, flush=True)
+            small = spawn([*small_args, "--weights", str(weights)], {})
 
     summary = {}
     for vname, (timing, peaks) in results.items():
@@ -238,6 +411,9 @@ def main(argv=None) -> int:
           f"Captum one at a time / ours = {med['captum_one_at_a_time'] / med['ours']:.2f}, "
           f"Captum whole batch / ours = {med['captum_whole_batch'] / med['ours']:.2f} (> 1); "
           f"ours peak extra memory = {peaks['ours'] / 2**20:.0f} MiB (< 300)")
+    if not args.no_small:
+        print()
+        return 0 if print_small(small, args.small_repeats) else 1
     return 0
 
 
