@@ -34,7 +34,7 @@ from ._validation import (
     split_frame,
 )
 from .baselines import Baseline, NotFittedError, ensure_baseline
-from .batching import ActivationProbe, auto_rows, check_batch_size, probe_activations
+from .batching import ActivationProbe, auto_rows, check_batch_size, pick_rows
 from .explanation import CounterfactualExplanation, Explanation
 from .metrics.counterfactual import counterfactual_metrics
 from .metrics.statistics import instance_generators
@@ -338,15 +338,16 @@ class Explainer:
         """A shared hyper-parameter (:data:`SHARED_PARAMS`): this explainer's, else the default."""
         return getattr(self, name) if name in self._param_names() else SHARED_PARAMS[name]
 
-    def _chunk_rows(self, forward, sample, device: torch.device) -> int:
-        """Rows per model call: ``batch_size``, or for ``"auto"`` from a probe of ``forward`` on
-        the few rows of ``sample``, within ``max_memory`` (see :mod:`xai_suite.batching`)."""
+    def _chunk_rows(self, forward, sample, device: torch.device, key=None) -> int:
+        """Rows per model call: ``batch_size``, or for ``"auto"`` timed on ``forward`` with the
+        rows of ``sample``, within ``max_memory`` (:func:`xai_suite.batching.pick_rows`; cached
+        per ``forward``, or per ``key`` for a wrapper built afresh on every call)."""
         batch_size = self._shared("batch_size")
         check_batch_size(batch_size)
         if batch_size != "auto":
             return int(batch_size)
-        probe = probe_activations(forward, sample[: min(4, sample.shape[0])])
-        return auto_rows(probe, device, parse_bytes(self._shared("max_memory")))
+        return pick_rows(forward, sample, device, parse_bytes(self._shared("max_memory")),
+                         backward=self.info.tags.family in ("gradient", "propagation"), key=key)
 
     def _recorded_params(self, rows: int, resolved: dict) -> dict:
         """Hyper-parameters, the baseline used and settings resolved in the call (JSON-ready)."""

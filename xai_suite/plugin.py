@@ -39,6 +39,7 @@ from .batching import (
     chunks,
     on_simplex,
     pair_outputs,
+    pick_rows,
     probe_activations,
     progress,
     resolve_device,

@@ -684,7 +684,8 @@ class TextExplainer(Explainer):
 
     def _resolve_rows(self, prep: _Prepared, sample: torch.Tensor) -> int:
         """Rows per model call: ``batch_size``, or for ``"auto"`` from a probe of the model."""
-        return self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device)
+        return self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device,
+                                key=prep.lm.model)
 
     def _result(self, prep: _Prepared, units: Sequence[Unit], level: str, values: np.ndarray,
                 score: np.ndarray, delta: float | None, resolved: dict) -> TextExplanation:

@@ -553,7 +553,8 @@ class CaptumTextIntegratedGradients(CaptumTextGradient):
         check_batch_size(self.batch_size)
         prep = call.prep
         sample = torch.cat([prep.ids, prep.conts[0, : prep.lengths[0]]]).unsqueeze(0)
-        rows = self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device)
+        rows = self._chunk_rows(_KeptLogits(prep.lm, prep.keep), sample, prep.lm.device,
+                                key=prep.lm.model)
         return {"n_steps": int(self.n_steps), "method": self.quadrature, "internal_batch_size": rows}, rows
 
 
