@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python benchmarks/concepts.py
 	$(BIN)/python benchmarks/image_baselines.py
 	$(BIN)/python benchmarks/perf_llm.py
+	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python -m pytest -m slow
 
 # every tutorial with its full settings (the tests run them with XAI_SUITE_TUTORIAL_FAST=1)
