@@ -216,15 +216,20 @@ def test_ablation_matches_captum_feature_ablation(lm, multi):
     assert np.abs(ours.attributions).max() > 1.0
 
 
-def test_ablation_runs_the_full_empty_and_ablated_prompts_in_one_call(lm):
-    """One model call for all 2 + U prompts (a batch size that holds them: no probe), and the
-    values equal those of a call that runs the full and empty prompts apart (batch_size=1)."""
+def _with_call_sizes(lm, explainer, prompt, target):
+    """``explainer.explain(prompt, target)`` and the rows of each model call it made."""
     calls = []
     handle = lm.model.register_forward_hook(lambda _m, _args, out: calls.append(len(out.logits)))
     try:
-        ours = A.TextAblation(lm, batch_size=1000).explain(PROMPTS[1], ANSWERS[1])
+        return explainer.explain(prompt, target), calls
     finally:
         handle.remove()
+
+
+def test_ablation_runs_the_full_empty_and_ablated_prompts_in_one_call(lm):
+    """One model call for all 2 + U prompts (a batch size that holds them: no probe), and the
+    values equal those of a call that runs the full and empty prompts apart (batch_size=1)."""
+    ours, calls = _with_call_sizes(lm, A.TextAblation(lm, batch_size=1000), PROMPTS[1], ANSWERS[1])
     n_units = len(ours.units)
     assert calls == [n_units + 2], calls
     one_by_one = A.TextAblation(lm, batch_size=1).explain(PROMPTS[1], ANSWERS[1])
@@ -234,12 +239,7 @@ def test_ablation_runs_the_full_empty_and_ablated_prompts_in_one_call(lm):
 def test_integrated_gradients_score_the_prompt_and_baseline_in_the_path_call(lm):
     """One call (a batch size that holds them: no probe) for the 50 path points and the two end points;
     the same attributions and scores in chunks of 7 (the first takes 5 points and the ends)."""
-    calls = []
-    handle = lm.model.register_forward_hook(lambda _m, _args, out: calls.append(len(out.logits)))
-    try:
-        ours = A.TextIntegratedGradients(lm, batch_size=1000).explain(PROMPTS[1], ANSWERS[1])
-    finally:
-        handle.remove()
+    ours, calls = _with_call_sizes(lm, A.TextIntegratedGradients(lm, batch_size=1000), PROMPTS[1], ANSWERS[1])
     assert calls == [52], calls
     chunked = A.TextIntegratedGradients(lm, batch_size=7).explain(PROMPTS[1], ANSWERS[1])
     np.testing.assert_allclose(ours.attributions, chunked.attributions, atol=1e-5)
