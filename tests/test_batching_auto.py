@@ -211,6 +211,18 @@ def test_small_sizes_are_measured_over_equal_work():
     assert calls.count(256) == batching.PROBE_CALLS  # one call already holds 256 rows
 
 
+def test_a_model_slow_per_row_is_measured_on_fewer_rows_and_still_compared():
+    """0.4 ms a row (a CNN on long series), fastest at 16 rows, incumbent 116: 256-row
+    measurements of the incumbent would not fit 0.25 s; ~20 ms measurements do."""
+    def seconds(rows):
+        return rows * 4e-4 * (1 + 0.3 * abs(np.log2(rows / 16)))
+    spent: list[float] = []
+    times = time_ladder(lambda r: spent.append(seconds(r)) or spent[-1], 4096, incumbent=116, budget_s=0.25)
+    assert {16, 116} <= set(times), times
+    assert sum(spent) <= 0.25
+    assert choose_rows(times, 4096, incumbent=116) == 16
+
+
 def test_choose_rows_prefers_the_smallest_within_tolerance():
     times = {16: 2.0, 32: 1.0, 64: 0.99, 128: 1.2}
     assert choose_rows(times, 10**6) == 32

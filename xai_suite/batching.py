@@ -105,6 +105,9 @@ PROBE_CALLS = 2
 PROBE_PATIENCE = 2
 #: Rows per measurement: smaller sizes are run several times in a row and timed together.
 PROBE_WORK_ROWS = 256
+#: ... but no more rows than take this long (a model slow per row is measured on fewer rows,
+#: so that its sizes can be compared within the budget at all).
+PROBE_WORK_SECONDS = 0.02
 #: The smallest size within this fraction of the fastest per-row time is picked.
 PROBE_TOLERANCE = 0.05
 #: The memory-only rule's size stays unless another is faster per row by more than this
@@ -211,9 +214,9 @@ def _entries(owner) -> dict | None:
     if hit is not None and hit[0]() is owner:
         return hit[1]
 
-    def drop(ref, k=k):
-        if _CACHE.get(k, (None,))[0] is ref:
-            del _CACHE[k]
+    def drop(ref, k=k, cache=_CACHE):  # bound now: at interpreter exit the module's globals are gone
+        if cache.get(k, (None,))[0] is ref:
+            del cache[k]
 
     try:
         ref = weakref.ref(owner, drop)
@@ -397,7 +400,8 @@ def time_ladder(
         row and timed together, so every measurement spans about as long as the others (a
         short call on a shared CPU can slip between other processes' time slices and look
         faster than the steady state). Default: the larger of :data:`PROBE_WORK_ROWS` and
-        ``incumbent``, at most ``upper``.
+        ``incumbent``, at most ``upper``, and at most (but at least ``min_rows``) the rows the
+        steady call predicts to take :data:`PROBE_WORK_SECONDS`.
 
     Returns
     -------
@@ -413,6 +417,7 @@ def time_ladder(
     times: dict[int, float] = {}
     if upper < min_rows:
         return times
+    fixed_work = work_rows is not None
     if work_rows is None:
         work_rows = max(PROBE_WORK_ROWS, incumbent if incumbent is not None and incumbent <= upper else 0)
     work_rows = max(1, min(work_rows, upper))
@@ -434,6 +439,8 @@ def time_ladder(
     t = run(min_rows)  # a second, steady call predicts the costs (the first pays set-up)
     spent += t
     per_row = t / min_rows
+    if not fixed_work and per_row > 0:
+        work_rows = max(min(work_rows, math.ceil(PROBE_WORK_SECONDS / per_row)), min_rows)
     if incumbent is not None and min_rows <= incumbent <= upper:
         if spent + calls * reps(incumbent) * incumbent * per_row > budget_s:
             return times  # no room to compare anything with the incumbent
