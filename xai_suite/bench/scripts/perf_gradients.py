@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,19 @@ LABELS = {
 
 
 # -- worker side ---------------------------------------------------------------------------
+def gradient_floor(model, z_all, t_all, chunk: int) -> Callable[[], None]:
+    """The floor's call: forward and backward passes of ``model`` over the rows ``z_all``
+    (R, ...), ``chunk`` rows at a time, each row's output ``t_all`` (R,) differentiated."""
+    import torch
+
+    def run():
+        for s in range(0, len(z_all), chunk):
+            z = z_all[s : s + chunk].clone().requires_grad_(True)
+            out = model(z).gather(1, t_all[s : s + chunk].unsqueeze(1)).sum()
+            torch.autograd.grad(out, z)
+    return run
+
+
 def build(method: str, weights: str, n: int, device: str):
     """Model, inputs and a zero-argument callable running ``method`` once over ``n`` instances."""
     import torch
@@ -89,12 +103,7 @@ def build(method: str, weights: str, n: int, device: str):
     t_all = target.repeat_interleave(STEPS, 0)
 
     def floor(chunk):
-        def run():
-            for s in range(0, len(z_all), chunk):
-                z = z_all[s : s + chunk].clone().requires_grad_(True)
-                out = model(z).gather(1, t_all[s : s + chunk].unsqueeze(1)).sum()
-                torch.autograd.grad(out, z)
-        return run
+        return gradient_floor(model, z_all, t_all, chunk)
 
     if method == "ours":
         explainer = xs.create_explainer("native:integrated_gradients", model, n_steps=STEPS,

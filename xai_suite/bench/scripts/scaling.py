@@ -71,6 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._proc import reset_peak, rss_bytes
+from .perf_gradients import gradient_floor
 
 SEED = 0
 AGREEMENT_TOL = 1e-4
@@ -173,12 +174,7 @@ def build_ig(params: dict, device: str) -> Case:
     t_all = target.repeat_interleave(steps)
 
     def floor(chunk: int):
-        def run():
-            for s in range(0, len(z_all), chunk):
-                z = z_all[s : s + chunk].clone().requires_grad_(True)
-                out = model(z).gather(1, t_all[s : s + chunk].unsqueeze(1)).sum()
-                torch.autograd.grad(out, z)
-        return run
+        return gradient_floor(model, z_all, t_all, chunk)
 
     runs = {"ours": lambda: ours.explain(x, target=target_np).attributions,
             "peer": lambda: ig.attribute(x, target=target, n_steps=steps).detach().cpu().numpy(),
