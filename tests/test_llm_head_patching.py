@@ -6,11 +6,13 @@ import torch
 
 pytest.importorskip("transformers")
 
+from conftest import _on_one_thread
+from test_llm_mechanistic import key_pair
+
 import xai_suite_llm.patching as patching_mod
 from xai_suite_llm import (
     KEY_POSITION,
     LanguageModel,
-    make_key_prompts,
     make_tiny_gpt2,
     make_tiny_tokenizer,
     train_key_model,
@@ -30,17 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def one_head_lm():
     """The key model with one head per layer: a single head has to move the key."""
-    torch.set_num_threads(1)  # module fixtures start before the one_thread fixture
-    return train_key_model(n_head=1, random_state=2)
-
-
-def key_pair(key="c", other="d", random_state=3):
-    """A clean key-task prompt with key ``key`` and the same prompt with key ``other``."""
-    prompt = make_key_prompts(1, random_state=random_state)[0][0].split()
-    prompt[KEY_POSITION] = key
-    clean = " ".join(prompt)
-    prompt[KEY_POSITION] = other
-    return clean, " ".join(prompt)
+    return _on_one_thread(train_key_model, n_head=1, random_state=2)
 
 
 @pytest.fixture(scope="module")

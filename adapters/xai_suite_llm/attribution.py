@@ -1247,12 +1247,13 @@ class TextIntegratedGradients(TextGradientExplainer):
         stops = list(range(max(1, per_call - 2) if ends else per_call, len(alphas), per_call))
         end_values = None
         for s, stop in zip([0, *stops], [*stops, len(alphas)], strict=True):
+            with_ends = ends and s == 0  # the first call's first two rows are e and b
             z = b + a_t[s:stop].view(-1, 1, 1) * (e - b)
-            if end_values is None and ends:
+            if with_ends:
                 z = torch.cat([torch.stack([e, b]), z])
             z.requires_grad_(True)
             out = self._scores(prep, z, cont_emb)
-            if len(z) > stop - s:  # the first call with ends: its first two rows are e and b
+            if with_ends:
                 end_values, out = out[:2].detach().cpu().numpy(), out[2:]
             acc += _column_grads(out[:, :columns] * w_t[s:stop, None], z).double().sum(1)
         attributions = ((e - b).double() * acc).sum(-1).cpu().numpy()
